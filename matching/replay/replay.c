@@ -85,12 +85,6 @@ struct tool {
 	struct out out;
 };
 
-static _Noreturn void die_input(const struct tool *t, uint64_t line, const char *msg)
-{
-	fprintf(stderr, "gridex-replay: %s:%" PRIu64 ": %s\n", t->input_name, line, msg);
-	exit(EXIT_INPUT);
-}
-
 static _Noreturn void die_nomem(void)
 {
 	fputs("gridex-replay: out of memory\n", stderr);
@@ -156,6 +150,16 @@ static void out_u64(struct out *o, uint64_t v)
 		v /= 10;
 	} while (v);
 	out_str(o, tmp + i);
+}
+
+/* Stops on bad input, after printing the events of the lines before it. */
+static _Noreturn void die_input(struct tool *t, uint64_t line, const char *msg)
+{
+	if (t->out.on)
+		out_flush(&t->out);
+	fflush(stdout);
+	fprintf(stderr, "gridex-replay: %s:%" PRIu64 ": %s\n", t->input_name, line, msg);
+	exit(EXIT_INPUT);
 }
 
 /* ---------- names ---------- */
@@ -371,7 +375,7 @@ static void print_bbo(struct tool *t, uint32_t book)
 	out_str(o, "\n");
 }
 
-static void check_rc(const struct tool *t, const struct op *op, int rc)
+static void check_rc(struct tool *t, const struct op *op, int rc)
 {
 	if (rc == MATCHING_ERR_CLOCK)
 		die_input(t, op->line, "T goes back in time");
