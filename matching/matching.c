@@ -54,6 +54,7 @@ struct mside {
 
 struct mbook {
 	struct matching_product p;
+	uint64_t tick_magic; /* UINT64_MAX / tick: division by multiplication */
 	bool closed;
 	uint32_t norders;
 	struct mside side[2];
@@ -61,10 +62,10 @@ struct mbook {
 
 struct matching_engine {
 	struct matching_config cfg;
+	size_t events_max;
 	int64_t now;
 	int64_t next_gate; /* earliest gate of an open book */
 	uint64_t next_fill;
-	uint64_t rng;
 
 	struct mo *orders;
 	uint32_t order_free, norders;
@@ -73,6 +74,7 @@ struct matching_engine {
 
 	uint32_t *index; /* order slots by hash of id, NIL = empty */
 	uint32_t index_mask;
+	uint32_t index_shift; /* 64 - log2(index capacity) */
 
 	struct mbook *books;
 	uint32_t nbooks;
@@ -118,16 +120,17 @@ static bool crosses(int taker_side, int64_t limit, int64_t maker_price)
 	return is_bid(taker_side) ? maker_price <= limit : maker_price >= limit;
 }
 
-static void emit(struct matching_batch *out, const struct matching_event *ev)
+/* The next event slot; batches are sized so that it always exists. */
+static struct matching_event *emit(struct matching_batch *out)
 {
 	assert(out->n < out->cap);
-	out->events[out->n++] = *ev;
+	return &out->events[out->n++];
 }
 
 static void emit_simple(struct matching_batch *out, uint8_t type, uint8_t reason,
 			const struct mo *o, int64_t qty)
 {
-	struct matching_event ev = {
+	*emit(out) = (struct matching_event){
 		.type = type,
 		.reason = reason,
 		.side = o->side,
@@ -137,7 +140,27 @@ static void emit_simple(struct matching_batch *out, uint8_t type, uint8_t reason
 		.price = o->price,
 		.qty = qty,
 	};
-	emit(out, &ev);
+}
+
+/*
+ * price / tick and price % tick without a division instruction (~30 cycles):
+ * q = price * floor((2^64-1)/tick) / 2^64 is at most 2 below the quotient for
+ * price < 2^63, and the remainder fixes it.
+ */
+static int64_t tick_index(const struct mbook *b, int64_t price, int64_t *rem)
+{
+	__extension__ typedef unsigned __int128 u128;
+	uint64_t p = (uint64_t)price, t = (uint64_t)b->p.tick;
+	assert(price >= 1);
+	uint64_t q = (uint64_t)(((u128)p * b->tick_magic) >> 64);
+	uint64_t r = p - q * t;
+	for (int i = 0; i < 2 && r >= t; i++) {
+		q++;
+		r -= t;
+	}
+	assert(r < t);
+	*rem = (int64_t)r;
+	return (int64_t)q;
 }
 
 /* ---------- window bitmap ---------- */
@@ -311,8 +334,11 @@ static uint32_t treap_neighbour(const struct ml *L, uint32_t n, int64_t tick, bo
 
 static void tree_put(struct matching_engine *e, struct mside *s, uint32_t li)
 {
-	e->levels[li].left = NIL;
-	e->levels[li].right = NIL;
+	struct ml *l = &e->levels[li];
+	/* Keyed by the configured seed, so that priorities cannot be chosen from outside. */
+	l->prio = (uint32_t)(mix64(e->cfg.seed ^ (uint64_t)l->tick) >> 32);
+	l->left = NIL;
+	l->right = NIL;
 	s->root = treap_insert(e->levels, s->root, li);
 	s->ntree++;
 }
@@ -423,9 +449,13 @@ static uint32_t side_find(const struct matching_engine *e, const struct mside *s
 
 /* ---------- order index ---------- */
 
+/*
+ * Fibonacci hashing: order ids are assigned by the server (sequence numbers),
+ * which this spreads perfectly; hostile ids could only slow their own replay.
+ */
 static uint32_t index_home(const struct matching_engine *e, uint64_t id)
 {
-	return (uint32_t)(mix64(id) & e->index_mask);
+	return (uint32_t)((id * 0x9e3779b97f4a7c15ULL) >> e->index_shift);
 }
 
 static uint32_t index_find(const struct matching_engine *e, uint64_t id)
@@ -538,7 +568,6 @@ static uint32_t level_alloc(struct matching_engine *e, struct mbook *b, int side
 	struct ml *l = &e->levels[li];
 	e->level_free = l->head;
 	e->nlevels++;
-	e->rng = mix64(e->rng + 0x9e3779b97f4a7c15ULL);
 	*l = (struct ml){
 		.price = tick * b->p.tick,
 		.tick = tick,
@@ -546,19 +575,17 @@ static uint32_t level_alloc(struct matching_engine *e, struct mbook *b, int side
 		.tail = NIL,
 		.left = NIL,
 		.right = NIL,
-		.prio = (uint32_t)(e->rng >> 32),
 		.side = (uint8_t)side,
 	};
 	side_link(e, &b->side[side], is_bid(side), li);
 	return li;
 }
 
-/* Appends order oi (price, side, book, qty set) at the back of its level. */
-static void order_rest(struct matching_engine *e, uint32_t oi)
+/* Appends order oi (price, side, book, qty set; tick = price / tick size) to its level. */
+static void order_rest(struct matching_engine *e, uint32_t oi, int64_t tick)
 {
 	struct mo *o = &e->orders[oi];
 	struct mbook *b = &e->books[o->book];
-	int64_t tick = o->price / b->p.tick;
 	uint32_t li = side_find(e, &b->side[o->side], tick);
 	if (li == NIL)
 		li = level_alloc(e, b, o->side, tick);
@@ -637,7 +664,8 @@ struct taker {
 	uint32_t book;
 	uint8_t side, tif, stp;
 	int64_t price;
-	int64_t qty; /* still open */
+	int64_t qty;  /* still open */
+	int64_t tick; /* price / the product's tick size */
 };
 
 static uint8_t stp_of(const struct matching_engine *e, uint8_t stp)
@@ -706,7 +734,7 @@ static bool match(struct matching_engine *e, struct taker *t, struct matching_ba
 		t->qty -= q;
 		m->qty -= q;
 		e->levels[li].qty -= q;
-		struct matching_event ev = {
+		*emit(out) = (struct matching_event){
 			.type = MATCHING_EV_FILL,
 			.side = t->side,
 			.book = t->book,
@@ -720,7 +748,6 @@ static bool match(struct matching_engine *e, struct taker *t, struct matching_ba
 			.taker_left = t->qty,
 			.maker_left = m->qty,
 		};
-		emit(out, &ev);
 		if (m->qty == 0) {
 			emit_simple(out, MATCHING_EV_DONE, MATCHING_R_NONE, m, 0);
 			order_unrest(e, oi);
@@ -733,7 +760,7 @@ static bool match(struct matching_engine *e, struct taker *t, struct matching_ba
 static void emit_taker(struct matching_batch *out, const struct taker *t, uint8_t type,
 		       uint8_t reason, int64_t qty)
 {
-	struct matching_event ev = {
+	*emit(out) = (struct matching_event){
 		.type = type,
 		.reason = reason,
 		.side = t->side,
@@ -743,7 +770,6 @@ static void emit_taker(struct matching_batch *out, const struct taker *t, uint8_
 		.price = t->price,
 		.qty = qty,
 	};
-	emit(out, &ev);
 }
 
 /*
@@ -793,16 +819,21 @@ static void execute(struct matching_engine *e, struct taker *t, uint32_t oi, int
 	o->price = t->price;
 	o->qty = t->qty;
 	o->expire_ms = t->tif == MATCHING_GTD ? expire_ms : 0;
-	order_rest(e, oi);
+	order_rest(e, oi, t->tick);
 	emit_taker(out, t, MATCHING_EV_RESTING, MATCHING_R_NONE, t->qty);
 }
 
 /* ---------- validation ---------- */
 
+/* Validates price and quantity; *tick gets price / tick size. */
 static uint8_t check_price_qty(const struct matching_engine *e, const struct mbook *b,
-			       int64_t price, int64_t qty)
+			       int64_t price, int64_t qty, int64_t *tick)
 {
-	if (price < 1 || price > e->cfg.price_max || price % b->p.tick != 0)
+	int64_t rem;
+	if (price < 1 || price > e->cfg.price_max)
+		return MATCHING_R_BAD_PRICE;
+	*tick = tick_index(b, price, &rem);
+	if (rem != 0)
 		return MATCHING_R_BAD_PRICE;
 	if (qty < 1 || qty > e->cfg.qty_max)
 		return MATCHING_R_BAD_QTY;
@@ -818,7 +849,8 @@ static bool has_room(const struct matching_engine *e)
 }
 
 /* Reasons in the order they are checked; see docs/matching.md. */
-static uint8_t check_order(const struct matching_engine *e, const struct matching_order *o)
+static uint8_t check_order(const struct matching_engine *e, const struct matching_order *o,
+			   int64_t *tick)
 {
 	if (o->book >= e->nbooks)
 		return MATCHING_R_UNKNOWN_PRODUCT;
@@ -827,7 +859,7 @@ static uint8_t check_order(const struct matching_engine *e, const struct matchin
 	const struct mbook *b = &e->books[o->book];
 	if (b->closed)
 		return MATCHING_R_CLOSED;
-	uint8_t r = check_price_qty(e, b, o->price, o->qty);
+	uint8_t r = check_price_qty(e, b, o->price, o->qty, tick);
 	if (r)
 		return r;
 	if (o->tif == MATCHING_GTD && o->expire_ms <= e->now)
@@ -843,7 +875,7 @@ static uint8_t check_order(const struct matching_engine *e, const struct matchin
 
 static int check_batch(const struct matching_engine *e, struct matching_batch *out)
 {
-	if (out == NULL || out->events == NULL || out->cap < matching_events_max(e))
+	if (out == NULL || out->events == NULL || out->cap < e->events_max)
 		return MATCHING_ERR_EVENT_BUFFER;
 	out->n = 0;
 	return MATCHING_OK;
@@ -867,7 +899,7 @@ int matching_submit(struct matching_engine *e, const struct matching_order *o,
 		.price = o->price,
 		.qty = o->qty,
 	};
-	uint8_t r = check_order(e, o);
+	uint8_t r = check_order(e, o, &t.tick);
 	if (r) {
 		emit_taker(out, &t, MATCHING_EV_REJECTED, r, o->qty);
 		return MATCHING_OK;
@@ -887,12 +919,11 @@ int matching_cancel(struct matching_engine *e, uint64_t order_id, struct matchin
 		return rc;
 	uint32_t oi = index_find(e, order_id);
 	if (oi == NIL) {
-		struct matching_event ev = {
+		*emit(out) = (struct matching_event){
 			.type = MATCHING_EV_REJECTED,
 			.reason = MATCHING_R_UNKNOWN_ORDER,
 			.order_id = order_id,
 		};
-		emit(out, &ev);
 		return MATCHING_OK;
 	}
 	order_remove(e, oi, MATCHING_R_CANCELLED, out);
@@ -900,14 +931,13 @@ int matching_cancel(struct matching_engine *e, uint64_t order_id, struct matchin
 }
 
 static uint8_t check_modify(const struct matching_engine *e, const struct mo *o, int64_t price,
-			    int64_t qty)
+			    int64_t qty, int64_t *tick)
 {
 	const struct mbook *b = &e->books[o->book];
-	uint8_t r = check_price_qty(e, b, price, qty);
+	uint8_t r = check_price_qty(e, b, price, qty, tick);
 	if (r)
 		return r;
-	if (price == o->price && qty <= o->qty)
-		return MATCHING_R_NONE;
+	assert(!(price == o->price && qty <= o->qty)); /* handled by the caller */
 	if (o->tif == MATCHING_POST && would_cross(e, o->book, o->side, price))
 		return MATCHING_R_WOULD_CROSS;
 	/* Re-entry may need a new level while the old one stays occupied. */
@@ -924,20 +954,27 @@ int matching_modify(struct matching_engine *e, uint64_t order_id, int64_t price,
 		return rc;
 	uint32_t oi = index_find(e, order_id);
 	if (oi == NIL) {
-		struct matching_event ev = {
+		*emit(out) = (struct matching_event){
 			.type = MATCHING_EV_REJECTED,
 			.reason = MATCHING_R_UNKNOWN_ORDER,
 			.order_id = order_id,
 			.price = price,
 			.qty = qty,
 		};
-		emit(out, &ev);
 		return MATCHING_OK;
 	}
 	struct mo *o = &e->orders[oi];
-	uint8_t r = check_modify(e, o, price, qty);
+	if (price == o->price && qty >= 1 && qty <= o->qty) {
+		/* A reduction in place: already valid, cannot overflow, keeps priority. */
+		e->levels[o->level].qty -= o->qty - qty;
+		o->qty = qty;
+		emit_simple(out, MATCHING_EV_RESTING, MATCHING_R_NONE, o, qty);
+		return MATCHING_OK;
+	}
+	int64_t tick;
+	uint8_t r = check_modify(e, o, price, qty, &tick);
 	if (r) {
-		struct matching_event ev = {
+		*emit(out) = (struct matching_event){
 			.type = MATCHING_EV_REJECTED,
 			.reason = r,
 			.side = o->side,
@@ -947,13 +984,6 @@ int matching_modify(struct matching_engine *e, uint64_t order_id, int64_t price,
 			.price = price,
 			.qty = qty,
 		};
-		emit(out, &ev);
-		return MATCHING_OK;
-	}
-	if (price == o->price && qty <= o->qty) {
-		e->levels[o->level].qty -= o->qty - qty;
-		o->qty = qty;
-		emit_simple(out, MATCHING_EV_RESTING, MATCHING_R_NONE, o, qty);
 		return MATCHING_OK;
 	}
 	struct taker t = {
@@ -965,6 +995,7 @@ int matching_modify(struct matching_engine *e, uint64_t order_id, int64_t price,
 		.stp = o->stp,
 		.price = price,
 		.qty = qty,
+		.tick = tick,
 	};
 	order_unrest(e, oi);
 	execute(e, &t, oi, o->expire_ms, out);
@@ -996,9 +1027,9 @@ static uint8_t check_basket(const struct matching_engine *e, const struct matchi
 	for (uint32_t i = 0; i < bk->n_legs; i++)
 		if (e->books[bk->books[i]].closed)
 			return MATCHING_R_CLOSED;
-	int64_t total = 0, notional;
+	int64_t total = 0, notional, tick;
 	for (uint32_t i = 0; i < bk->n_legs; i++) {
-		uint8_t r = check_price_qty(e, &e->books[bk->books[i]], bk->price, bk->qty);
+		uint8_t r = check_price_qty(e, &e->books[bk->books[i]], bk->price, bk->qty, &tick);
 		if (r)
 			return r;
 		if (__builtin_mul_overflow(bk->price, bk->qty, &notional) ||
@@ -1035,12 +1066,15 @@ int matching_submit_basket(struct matching_engine *e, const struct matching_bask
 			.price = bk->price,
 			.qty = bk->qty,
 		};
+	int64_t rem;
 	if (r == MATCHING_R_NONE)
-		for (uint32_t i = 0; i < n; i++)
+		for (uint32_t i = 0; i < n; i++) {
+			legs[i].tick = tick_index(&e->books[legs[i].book], legs[i].price, &rem);
 			if (!fok_feasible(e, &legs[i])) {
 				r = MATCHING_R_FOK_KILLED;
 				break;
 			}
+		}
 	if (r) {
 		uint8_t type =
 			r == MATCHING_R_FOK_KILLED ? MATCHING_EV_REMOVED : MATCHING_EV_REJECTED;
@@ -1049,12 +1083,11 @@ int matching_submit_basket(struct matching_engine *e, const struct matching_bask
 			emit_taker(out, &legs[i], type, r, bk->qty);
 		}
 		if (n == 0) {
-			struct matching_event ev = {
+			*emit(out) = (struct matching_event){
 				.type = MATCHING_EV_REJECTED,
 				.reason = MATCHING_R_BAD_BASKET,
 				.account = bk->account,
 			};
-			emit(out, &ev);
 		}
 		return MATCHING_OK;
 	}
@@ -1179,6 +1212,7 @@ int matching_book_create(struct matching_engine *e, const struct matching_produc
 	uint32_t bi = e->nbooks++;
 	struct mbook *b = &e->books[bi];
 	b->p = *p;
+	b->tick_magic = UINT64_MAX / (uint64_t)p->tick;
 	b->closed = p->gate_ms <= e->now;
 	b->norders = 0;
 	for (int side = 0; side < 2; side++) {
@@ -1301,7 +1335,6 @@ int matching_create(const struct matching_config *cfg, struct matching_engine **
 	e->now = cfg->start_ms;
 	e->next_gate = MATCHING_NO_GATE;
 	e->next_fill = 1;
-	e->rng = cfg->seed;
 	uint32_t index_cap = pow2_at_least(2ULL * cfg->orders_max);
 	uint32_t names_cap = pow2_at_least(2ULL * cfg->books_max);
 	e->orders = calloc(cfg->orders_max, sizeof(*e->orders));
@@ -1317,6 +1350,8 @@ int matching_create(const struct matching_config *cfg, struct matching_engine **
 		return MATCHING_ERR_NOMEM;
 	}
 	e->index_mask = index_cap - 1;
+	e->index_shift = 64 - (uint32_t)__builtin_ctz(index_cap);
+	e->events_max = (size_t)cfg->orders_max + MATCHING_EVENTS_EXTRA;
 	e->names_mask = names_cap - 1;
 	memset(e->index, 0xff, (size_t)index_cap * sizeof(*e->index));
 	memset(e->names, 0xff, (size_t)names_cap * sizeof(*e->names));
@@ -1349,7 +1384,7 @@ void matching_destroy(struct matching_engine *e)
 
 size_t matching_events_max(const struct matching_engine *e)
 {
-	return (size_t)e->cfg.orders_max + MATCHING_EVENTS_EXTRA;
+	return e->events_max;
 }
 
 int64_t matching_now(const struct matching_engine *e)

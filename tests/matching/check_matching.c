@@ -396,6 +396,52 @@ START_TEST(coarse_tick_accepts_only_multiples)
 }
 END_TEST
 
+/* The engine divides by the tick with a reciprocal multiply: check it is exact. */
+START_TEST(tick_division_is_exact_at_the_extremes)
+{
+	teardown();
+	struct matching_config cfg;
+	matching_config_default(&cfg);
+	cfg.orders_max = 16;
+	cfg.levels_max = 16;
+	cfg.price_max = MATCHING_PRICE_CEILING;
+	cfg.qty_max = 1;
+	setup_with(&cfg);
+	static const int64_t ticks[] = {1,
+					2,
+					3,
+					7,
+					100,
+					999983,
+					2147483647,
+					1000000000000LL,
+					(INT64_C(1) << 61) + 1,
+					MATCHING_PRICE_CEILING};
+	uint64_t id = 1;
+	for (size_t i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "T%zu", i);
+		uint32_t b = book_with(name, MATCHING_NO_GATE, ticks[i]);
+		int64_t t = ticks[i], top = MATCHING_PRICE_CEILING / t * t;
+		int64_t prices[] = {t, 2 * t, top, top - t, t + 1, top - 1, t - 1, top + 1};
+		for (size_t k = 0; k < sizeof(prices) / sizeof(prices[0]); k++) {
+			int64_t px = prices[k];
+			if (px < 1 || px > MATCHING_PRICE_CEILING)
+				continue;
+			const char *got = order_full(id, 1, b, B, MATCHING_IOC, 0, px, 1, 0);
+			bool on_tick = px % t == 0;
+			char want[64];
+			snprintf(want, sizeof(want),
+				 on_tick ? "X,%llu,1,ioc_remainder" : "R,%llu,bad_price",
+				 (unsigned long long)id);
+			ck_assert_msg(strcmp(got, want) == 0, "tick %lld price %lld: %s",
+				      (long long)t, (long long)px, got);
+			id++;
+		}
+	}
+}
+END_TEST
+
 START_TEST(overflow_is_rejected_not_wrapped)
 {
 	teardown();
@@ -917,6 +963,7 @@ static Suite *matching_suite(void)
 	tcase_add_test(tc, bad_prices_and_quantities_are_rejected);
 	tcase_add_test(tc, coarse_tick_accepts_only_multiples);
 	tcase_add_test(tc, overflow_is_rejected_not_wrapped);
+	tcase_add_test(tc, tick_division_is_exact_at_the_extremes);
 	suite_add_tcase(s, tc);
 	tc = tcase("time_in_force");
 	tcase_add_test(tc, ioc_never_rests);
