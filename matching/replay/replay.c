@@ -22,10 +22,12 @@ static const char usage_text[] =
 	"\n"
 	"  --self-trade=MODE  default self-trade prevention: cancel-newest (default),\n"
 	"                     cancel-oldest, cancel-both or allow\n"
-	"  --bbo              after each command print "
-	"Q,<product>,<bid_px>,<bid_qty>,<ask_px>,<ask_qty>\n"
-	"  --bench=R          parse everything, run it R times without output, print "
-	"ops_per_sec=<n>\n"
+	"  --bbo              after each command, per product it touched:\n"
+	"                     Q,<product>,<bid_px>,<bid_qty>,<ask_px>,<ask_qty>\n"
+	"  --echo             print each input line, prefixed by '> ', before its events\n"
+	"                     (comment lines as they are)\n"
+	"  --bench=R          parse everything, run it R times without output,\n"
+	"                     print ops_per_sec=<n> last\n"
 	"  --gate-lead=MS     gate closure before a product's delivery period (default 300000)\n"
 	"  --orders=N         resting order capacity (default 1048576)\n"
 	"  --levels=N         price level capacity (default 1048576)\n"
@@ -72,7 +74,7 @@ struct tool {
 	struct matching_engine *eng;
 	struct matching_batch batch;
 	int64_t gate_lead_ms;
-	bool bbo;
+	bool bbo, echo;
 	const char *input_name;
 	struct names account_names, product_names;
 	struct product *products;
@@ -524,6 +526,12 @@ static bool parse_next(struct tool *t, FILE *f, uint64_t *line, struct op *op)
 		const char *err = NULL;
 		if (replay_parse_line(buf, (size_t)n, &c, &err) != 0)
 			die_input(t, *line, err);
+		if (t->echo && t->out.on && n > 0) {
+			buf[n] = '\0';
+			out_str(&t->out, buf[0] == '#' ? "" : "> ");
+			out_str(&t->out, buf);
+			out_str(&t->out, "\n");
+		}
 		if (c.kind == REPLAY_SKIP)
 			continue;
 		resolve(t, &c, *line, op);
@@ -615,6 +623,8 @@ static void parse_args(struct tool *t, int argc, char **argv, uint64_t *bench_ru
 			exit(0);
 		} else if (strcmp(a, "--bbo") == 0) {
 			t->bbo = true;
+		} else if (strcmp(a, "--echo") == 0) {
+			t->echo = true;
 		} else if (strncmp(a, "--self-trade=", 13) == 0) {
 			const char *m = a + 13;
 			if (strcmp(m, "allow") == 0)
