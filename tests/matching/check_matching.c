@@ -422,8 +422,10 @@ START_TEST(tick_division_is_exact_at_the_extremes)
 		char name[16];
 		snprintf(name, sizeof(name), "T%zu", i);
 		uint32_t b = book_with(name, MATCHING_NO_GATE, ticks[i]);
-		int64_t t = ticks[i], top = MATCHING_PRICE_CEILING / t * t;
-		int64_t prices[] = {t, 2 * t, top, top - t, t + 1, top - 1, t - 1, top + 1};
+		int64_t t = ticks[i], top = MATCHING_PRICE_CEILING / t * t, twice;
+		if (__builtin_mul_overflow(t, 2, &twice))
+			twice = 0; /* skipped below */
+		int64_t prices[] = {t, twice, top, top - t, t + 1, top - 1, t - 1, top + 1};
 		for (size_t k = 0; k < sizeof(prices) / sizeof(prices[0]); k++) {
 			int64_t px = prices[k];
 			if (px < 1 || px > MATCHING_PRICE_CEILING)
