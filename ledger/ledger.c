@@ -1,0 +1,950 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The ledger's PostgreSQL side: the only file that includes libpq. */
+#include "ledger.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+
+#define SQLSTATE_UNIQUE	   "23505"
+#define PARTICIPANTS_CACHE 4096 /* direct-mapped cache of participant accounts */
+
+struct ledger {
+	PGconn *conn;
+	char *conninfo;
+	char currency[9];
+	int64_t fees, escrow, bank;
+	int64_t last_batch;
+	uint8_t last_hash[LEDGER_HASH_BYTES];
+	bool lose_next_commit;
+	uint32_t cache_key[PARTICIPANTS_CACHE];
+	int64_t cache_val[PARTICIPANTS_CACHE]; /* 0 = empty */
+	char *copy_buf;
+	size_t copy_cap;
+	char err[512];
+};
+
+static void set_err(struct ledger *l, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(l->err, sizeof(l->err), fmt, ap);
+	va_end(ap);
+	size_t n = strlen(l->err);
+	while (n > 0 && l->err[n - 1] == '\n')
+		l->err[--n] = '\0';
+}
+
+static bool lost(const struct ledger *l)
+{
+	return l->conn == NULL || PQstatus(l->conn) != CONNECTION_OK;
+}
+
+/* Status of a failed result: UNAVAILABLE when the connection is gone. */
+static int result_error(struct ledger *l, PGresult *res, const char *what)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	set_err(l, "%s: %s", what, l->conn ? PQerrorMessage(l->conn) : "no connection");
+	PQclear(res);
+	if (lost(l))
+		return LEDGER_ERR_UNAVAILABLE;
+	return state && strncmp(state, "08", 2) == 0 ? LEDGER_ERR_UNAVAILABLE : LEDGER_ERR_REFUSED;
+}
+
+/* Runs a command expecting no rows. */
+static int exec_ok(struct ledger *l, const char *sql)
+{
+	PGresult *res = PQexec(l->conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		return result_error(l, res, sql);
+	PQclear(res);
+	return LEDGER_OK;
+}
+
+/* Runs a query with text parameters; *out holds the result on OK. */
+static int query(struct ledger *l, const char *sql, int nparams, const char *const *params,
+		 PGresult **out)
+{
+	PGresult *res = PQexecParams(l->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return result_error(l, res, sql);
+	*out = res;
+	return LEDGER_OK;
+}
+
+static int64_t field_i64(const PGresult *res, int row, int col)
+{
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Decodes a bytea in hex output format ("\\x..."): exactly 32 bytes. */
+static bool hash_of(const PGresult *res, int row, int col, uint8_t out[LEDGER_HASH_BYTES])
+{
+	const char *s = PQgetvalue(res, row, col);
+	if (strlen(s) != 2 + 2 * LEDGER_HASH_BYTES || s[0] != '\\' || s[1] != 'x')
+		return false;
+	for (int i = 0; i < LEDGER_HASH_BYTES; i++) {
+		unsigned v = 0;
+		for (int k = 0; k < 2; k++) {
+			char c = s[2 + 2 * i + k];
+			if (c >= '0' && c <= '9')
+				v = v * 16 + (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v = v * 16 + (unsigned)(c - 'a' + 10);
+			else
+				return false;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return true;
+}
+
+static int load_last_batch(struct ledger *l)
+{
+	PGresult *res = NULL;
+	int rc = query(l, "select id, hash from ledger.batches order by id desc limit 1", 0, NULL,
+		       &res);
+	if (rc)
+		return rc;
+	l->last_batch = 0;
+	memset(l->last_hash, 0, sizeof(l->last_hash));
+	if (PQntuples(res) == 1) {
+		l->last_batch = field_i64(res, 0, 0);
+		if (!hash_of(res, 0, 1, l->last_hash)) {
+			PQclear(res);
+			set_err(l, "ledger.batches holds a malformed hash");
+			return LEDGER_ERR_SCHEMA;
+		}
+	}
+	PQclear(res);
+	return LEDGER_OK;
+}
+
+static int connect_db(struct ledger *l)
+{
+	if (l->conn)
+		PQfinish(l->conn);
+	l->conn = PQconnectdb(l->conninfo);
+	if (l->conn == NULL) {
+		set_err(l, "out of memory");
+		return LEDGER_ERR_NOMEM;
+	}
+	if (PQstatus(l->conn) != CONNECTION_OK) {
+		set_err(l, "cannot connect: %s", PQerrorMessage(l->conn));
+		return LEDGER_ERR_UNAVAILABLE;
+	}
+	PGresult *res = NULL;
+	int rc = query(l, "select to_regclass('ledger.transfers') is not null", 0, NULL, &res);
+	if (rc)
+		return rc;
+	bool have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!have) {
+		set_err(l, "no ledger schema in this database (run gridex-admin migrate)");
+		return LEDGER_ERR_SCHEMA;
+	}
+	const char *params[1] = {l->currency};
+	rc = query(l,
+		   "select kind, id from ledger.accounts where currency = $1 "
+		   "and kind in ('FEES', 'ESCROW', 'BANK')",
+		   1, params, &res);
+	if (rc)
+		return rc;
+	l->fees = l->escrow = l->bank = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *kind = PQgetvalue(res, i, 0);
+		int64_t id = field_i64(res, i, 1);
+		if (strcmp(kind, "FEES") == 0)
+			l->fees = id;
+		else if (strcmp(kind, "ESCROW") == 0)
+			l->escrow = id;
+		else
+			l->bank = id;
+	}
+	PQclear(res);
+	if (!l->fees || !l->escrow || !l->bank) {
+		set_err(l, "currency %s has no FEES, ESCROW and BANK accounts", l->currency);
+		return LEDGER_ERR_NOT_FOUND;
+	}
+	return load_last_batch(l);
+}
+
+int ledger_open(const char *conninfo, const char *currency, struct ledger **out)
+{
+	if (conninfo == NULL || currency == NULL || strlen(currency) < 3 || strlen(currency) > 8)
+		return LEDGER_ERR_ARGS;
+	for (const char *c = currency; *c; c++)
+		if (*c < 'A' || *c > 'Z')
+			return LEDGER_ERR_ARGS;
+	struct ledger *l = calloc(1, sizeof(*l));
+	if (!l)
+		return LEDGER_ERR_NOMEM;
+	l->conninfo = strdup(conninfo);
+	if (!l->conninfo) {
+		free(l);
+		return LEDGER_ERR_NOMEM;
+	}
+	memcpy(l->currency, currency, strlen(currency) + 1);
+	*out = l;
+	return connect_db(l);
+}
+
+void ledger_close(struct ledger *l)
+{
+	if (!l)
+		return;
+	if (l->conn)
+		PQfinish(l->conn);
+	free(l->conninfo);
+	free(l->copy_buf);
+	free(l);
+}
+
+const char *ledger_error(const struct ledger *l)
+{
+	return l ? l->err : "";
+}
+
+void ledger_exchange_accounts(const struct ledger *l, struct ledger_accounts *acc)
+{
+	*acc = (struct ledger_accounts){.fees = l->fees, .escrow = l->escrow, .bank = l->bank};
+}
+
+void ledger_fault_lose_next_commit(struct ledger *l)
+{
+	l->lose_next_commit = true;
+}
+
+/* ---------- participants ---------- */
+
+int ledger_add_participant(struct ledger *l, uint32_t id, const char *name)
+{
+	if (id == 0 || name == NULL)
+		return LEDGER_ERR_ARGS;
+	char idtxt[16];
+	snprintf(idtxt, sizeof(idtxt), "%u", id);
+	const char *params[2] = {idtxt, name};
+	int rc = exec_ok(l, "begin");
+	if (rc)
+		return rc;
+	PGresult *res = PQexecParams(l->conn,
+				     "insert into ledger.participants (id, name) values ($1, $2) "
+				     "on conflict do nothing",
+				     2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto refused;
+	PQclear(res);
+	res = PQexecParams(l->conn, "select name = $2 from ledger.participants where id = $1", 2,
+			   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto refused;
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		PQclear(res);
+		(void)exec_ok(l, "rollback");
+		set_err(l, "participant %u or the name %s belongs to another participant", id,
+			name);
+		return LEDGER_ERR_REFUSED;
+	}
+	PQclear(res);
+	const char *account_params[2] = {idtxt, l->currency};
+	res = PQexecParams(l->conn,
+			   "insert into ledger.accounts (currency, kind, participant) "
+			   "values ($2, 'AVAILABLE', $1) on conflict do nothing",
+			   2, NULL, account_params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto refused;
+	PQclear(res);
+	return exec_ok(l, "commit");
+refused:
+	rc = result_error(l, res, "adding a participant");
+	if (!lost(l))
+		(void)exec_ok(l, "rollback");
+	return rc;
+}
+
+int ledger_participant_account(struct ledger *l, uint32_t participant, int64_t *account)
+{
+	uint32_t slot = participant % PARTICIPANTS_CACHE;
+	if (l->cache_val[slot] && l->cache_key[slot] == participant) {
+		*account = l->cache_val[slot];
+		return LEDGER_OK;
+	}
+	char idtxt[16];
+	snprintf(idtxt, sizeof(idtxt), "%u", participant);
+	const char *params[2] = {idtxt, l->currency};
+	PGresult *res = NULL;
+	int rc = query(l,
+		       "select id from ledger.accounts where participant = $1 and currency = $2 "
+		       "and kind = 'AVAILABLE'",
+		       2, params, &res);
+	if (rc)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		set_err(l, "participant %u has no %s account", participant, l->currency);
+		return LEDGER_ERR_NOT_FOUND;
+	}
+	*account = field_i64(res, 0, 0);
+	PQclear(res);
+	l->cache_key[slot] = participant;
+	l->cache_val[slot] = *account;
+	return LEDGER_OK;
+}
+
+int ledger_balance(struct ledger *l, int64_t account, int64_t *balance)
+{
+	char idtxt[24];
+	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)account);
+	const char *params[1] = {idtxt};
+	PGresult *res = NULL;
+	int rc = query(l, "select balance from ledger.accounts where id = $1", 1, params, &res);
+	if (rc)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return LEDGER_ERR_NOT_FOUND;
+	}
+	*balance = field_i64(res, 0, 0);
+	PQclear(res);
+	return LEDGER_OK;
+}
+
+int ledger_last_batch(struct ledger *l, int64_t *batch_id)
+{
+	int rc = load_last_batch(l);
+	if (rc == LEDGER_OK)
+		*batch_id = l->last_batch;
+	return rc;
+}
+
+int ledger_next_action(struct ledger *l, int64_t *action)
+{
+	char base[24];
+	snprintf(base, sizeof(base), "%lld", (long long)LEDGER_OPERATOR_ID_BASE);
+	const char *params[1] = {base};
+	PGresult *res = NULL;
+	int rc = query(l,
+		       "select coalesce(max(id) - $1::bigint + 1, 1) from ledger.transfers "
+		       "where id >= $1::bigint",
+		       1, params, &res);
+	if (rc)
+		return rc;
+	*action = field_i64(res, 0, 0);
+	PQclear(res);
+	return LEDGER_OK;
+}
+
+/* ---------- posting batches ---------- */
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = ((const struct ledger_transfer *)a)->id;
+	int64_t y = ((const struct ledger_transfer *)b)->id;
+	return (x > y) - (x < y);
+}
+
+static char *put_i64(char *p, int64_t v)
+{
+	char tmp[24];
+	int n = 0;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*p++ = '-';
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static char *put_ref(char *p, int64_t v)
+{
+	if (v == 0) {
+		memcpy(p, "\\N", 2);
+		return p + 2;
+	}
+	return put_i64(p, v);
+}
+
+/* COPY text rows; every field is a number or a fixed token, so nothing needs escaping. */
+static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_transfer *t, size_t n,
+		      size_t *len)
+{
+	size_t need = n * 256 + 1;
+	if (need > l->copy_cap) {
+		char *b = realloc(l->copy_buf, need);
+		if (!b)
+			return LEDGER_ERR_NOMEM;
+		l->copy_buf = b;
+		l->copy_cap = need;
+	}
+	char *p = l->copy_buf;
+	for (size_t i = 0; i < n; i++) {
+		const char *code = ledger_code_name(t[i].code);
+		if (code == NULL || t[i].amount <= 0 || t[i].id <= 0)
+			return LEDGER_ERR_ARGS;
+		p = put_i64(p, t[i].id);
+		*p++ = '\t';
+		memcpy(p, l->currency, strlen(l->currency));
+		p += strlen(l->currency);
+		*p++ = '\t';
+		p = put_i64(p, t[i].debit_account);
+		*p++ = '\t';
+		p = put_i64(p, t[i].credit_account);
+		*p++ = '\t';
+		p = put_i64(p, t[i].amount);
+		*p++ = '\t';
+		memcpy(p, code, strlen(code));
+		p += strlen(code);
+		*p++ = '\t';
+		p = put_i64(p, batch_id);
+		*p++ = '\t';
+		p = put_ref(p, t[i].fill_id);
+		*p++ = '\t';
+		p = put_ref(p, t[i].taker_order_id);
+		*p++ = '\t';
+		p = put_ref(p, t[i].maker_order_id);
+		*p++ = '\t';
+		p = put_ref(p, t[i].lease_id);
+		*p++ = '\n';
+	}
+	*len = (size_t)(p - l->copy_buf);
+	return LEDGER_OK;
+}
+
+/* Whether batch_id is in the ledger: 1 with this hash, 2 with another, 0 absent. */
+static int batch_present(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDGER_HASH_BYTES],
+			 int *present)
+{
+	char idtxt[24];
+	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)batch_id);
+	const char *params[1] = {idtxt};
+	PGresult *res = NULL;
+	int rc = query(l, "select hash from ledger.batches where id = $1", 1, params, &res);
+	if (rc)
+		return rc;
+	uint8_t have[LEDGER_HASH_BYTES];
+	*present = 0;
+	if (PQntuples(res) == 1)
+		*present =
+			hash_of(res, 0, 0, have) && memcmp(have, hash, sizeof(have)) == 0 ? 1 : 2;
+	PQclear(res);
+	return LEDGER_OK;
+}
+
+/* One attempt: BEGIN, batch row, COPY, COMMIT. */
+static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDGER_HASH_BYTES],
+		     size_t n, size_t copy_len)
+{
+	int rc = exec_ok(l, "begin; set local synchronous_commit = on");
+	if (rc)
+		return rc;
+	char idtxt[24], ntxt[24];
+	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)batch_id);
+	snprintf(ntxt, sizeof(ntxt), "%zu", n);
+	const char *values[4] = {idtxt, ntxt, (const char *)l->last_hash, (const char *)hash};
+	const int lengths[4] = {0, 0, LEDGER_HASH_BYTES, LEDGER_HASH_BYTES};
+	const int formats[4] = {0, 0, 1, 1};
+	PGresult *res =
+		PQexecParams(l->conn,
+			     "insert into ledger.batches (id, n_transfers, prev_hash, hash) "
+			     "values ($1, $2, $3, $4)",
+			     4, NULL, values, lengths, formats, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto failed;
+	PQclear(res);
+	res = PQexec(l->conn, "copy ledger.transfers (id, currency, debit_account, credit_account, "
+			      "amount, code, batch_id, fill_id, taker_order_id, maker_order_id, "
+			      "lease_id) from stdin");
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+		goto failed;
+	PQclear(res);
+	if (PQputCopyData(l->conn, l->copy_buf, (int)copy_len) != 1 ||
+	    PQputCopyEnd(l->conn, NULL) != 1) {
+		set_err(l, "COPY: %s", PQerrorMessage(l->conn));
+		return LEDGER_ERR_UNAVAILABLE;
+	}
+	res = PQgetResult(l->conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto failed;
+	PQclear(res);
+	while ((res = PQgetResult(l->conn)) != NULL)
+		PQclear(res);
+	res = PQexec(l->conn, "commit");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto failed;
+	PQclear(res);
+	if (l->lose_next_commit) {
+		l->lose_next_commit = false;
+		PQfinish(l->conn);
+		l->conn = NULL;
+		set_err(l, "connection lost after COMMIT (injected)");
+		return LEDGER_ERR_UNAVAILABLE;
+	}
+	return LEDGER_OK;
+failed:;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	bool unique = state && strcmp(state, SQLSTATE_UNIQUE) == 0;
+	rc = result_error(l, res, "posting a batch");
+	while (!lost(l) && (res = PQgetResult(l->conn)) != NULL)
+		PQclear(res);
+	if (!lost(l))
+		(void)exec_ok(l, "rollback");
+	return rc == LEDGER_ERR_REFUSED && unique ? LEDGER_ERR_DUPLICATE : rc;
+}
+
+/* Records a batch that is in the ledger as the new chain head. */
+static int finish_post(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDGER_HASH_BYTES],
+		       int rc)
+{
+	if ((rc == LEDGER_OK || rc == LEDGER_ERR_DUPLICATE) && batch_id >= l->last_batch) {
+		memcpy(l->last_hash, hash, LEDGER_HASH_BYTES);
+		l->last_batch = batch_id;
+	}
+	return rc;
+}
+
+int ledger_post(struct ledger *l, int64_t batch_id, struct ledger_transfer *t, size_t n)
+{
+	if (batch_id < 1 || n < 1 || n > LEDGER_BATCH_TRANSFERS_MAX || t == NULL)
+		return LEDGER_ERR_ARGS;
+	qsort(t, n, sizeof(*t), cmp_id);
+	size_t copy_len;
+	int rc = build_copy(l, batch_id, t, n, &copy_len);
+	if (rc)
+		return rc;
+	for (int attempt = 0;; attempt++) {
+		uint8_t hash[LEDGER_HASH_BYTES];
+		ledger_batch_hash(l->last_hash, batch_id, l->currency, t, n, hash);
+		rc = lost(l) ? LEDGER_ERR_UNAVAILABLE : post_once(l, batch_id, hash, n, copy_len);
+		int present = 0;
+		if (rc == LEDGER_ERR_UNAVAILABLE || rc == LEDGER_ERR_DUPLICATE ||
+		    rc == LEDGER_ERR_REFUSED) {
+			/* Outcome unknown, an id taken, or a stale chain head: look. */
+			if (lost(l) && connect_db(l) != LEDGER_OK)
+				return LEDGER_ERR_UNAVAILABLE;
+			int prc = batch_present(l, batch_id, hash, &present);
+			if (prc)
+				return prc;
+			if (present == 1)
+				return finish_post(l, batch_id, hash,
+						   rc == LEDGER_ERR_UNAVAILABLE
+							   ? LEDGER_OK
+							   : LEDGER_ERR_DUPLICATE);
+			if (present == 2) {
+				set_err(l,
+					"batch %lld is already in the ledger with other contents",
+					(long long)batch_id);
+				return LEDGER_ERR_CONFLICT;
+			}
+			/* Not in. A taken id then means a transfer id settled elsewhere. */
+			if (rc == LEDGER_ERR_DUPLICATE)
+				rc = LEDGER_ERR_REFUSED;
+			if (attempt == 0) {
+				/* Retry once, on a fresh connection and the current chain head. */
+				int lrc = load_last_batch(l);
+				if (lrc)
+					return lrc;
+				continue;
+			}
+		}
+		return finish_post(l, batch_id, hash, rc);
+	}
+}
+
+/* ---------- migrations ---------- */
+
+struct migration {
+	int version;
+	char name[256];
+};
+
+static int cmp_migration(const void *a, const void *b)
+{
+	return ((const struct migration *)a)->version - ((const struct migration *)b)->version;
+}
+
+/* Reads a whole file (at most 4 MiB) into a NUL-terminated buffer. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		n += fread(buf + n, 1, cap - n - 1, f);
+		if (ferror(f) || n < cap - 1)
+			break;
+		if (cap >= (4u << 20)) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		char *nb = realloc(buf, cap * 2);
+		if (!nb) {
+			free(buf);
+			buf = NULL;
+		} else {
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (buf && ferror(f)) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	return buf;
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+	uint8_t md[32];
+	unsigned int len = 0;
+	if (!EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL))
+		abort();
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Lists NNNN_name.sql files of dir, sorted; at most max. */
+static int list_migrations(const char *dir, struct migration *m, size_t max, size_t *n, char *err,
+			   size_t err_len)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		snprintf(err, err_len, "cannot open %s: %s", dir, strerror(errno));
+		return LEDGER_ERR_ARGS;
+	}
+	*n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		const char *s = de->d_name;
+		size_t len = strlen(s);
+		if (len < 10 || len >= sizeof(m->name) || strcmp(s + len - 4, ".sql") != 0 ||
+		    s[4] != '_' || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
+		    s[2] < '0' || s[2] > '9' || s[3] < '0' || s[3] > '9')
+			continue;
+		if (*n == max) {
+			closedir(d);
+			snprintf(err, err_len, "more than %zu migrations", max);
+			return LEDGER_ERR_MIGRATION;
+		}
+		m[*n].version =
+			(s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+		memcpy(m[*n].name, s, len + 1);
+		(*n)++;
+	}
+	closedir(d);
+	qsort(m, *n, sizeof(*m), cmp_migration);
+	for (size_t i = 1; i < *n; i++)
+		if (m[i].version == m[i - 1].version) {
+			snprintf(err, err_len, "two migrations numbered %04d", m[i].version);
+			return LEDGER_ERR_MIGRATION;
+		}
+	return LEDGER_OK;
+}
+
+static int migrate_one(PGconn *c, const char *dir, const struct migration *m, bool *applied,
+		       char *err, size_t err_len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, m->name);
+	char *sql = slurp(path);
+	if (!sql) {
+		snprintf(err, err_len, "cannot read %s", path);
+		return LEDGER_ERR_MIGRATION;
+	}
+	char sum[65], ver[16];
+	sha256_hex(sql, sum);
+	snprintf(ver, sizeof(ver), "%d", m->version);
+	const char *params[3] = {ver, m->name, sum};
+	int rc = LEDGER_ERR_MIGRATION;
+	PGresult *res = PQexec(c, "begin; select pg_advisory_xact_lock(724300)");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto out;
+	PQclear(res);
+	res = PQexecParams(c, "select checksum from public.schema_migrations where version = $1", 1,
+			   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto out;
+	if (PQntuples(res) == 1) {
+		bool same = strcmp(PQgetvalue(res, 0, 0), sum) == 0;
+		PQclear(res);
+		res = NULL;
+		*applied = false;
+		if (!same) {
+			snprintf(err, err_len, "%s changed after it was applied", m->name);
+			goto out;
+		}
+		rc = LEDGER_OK;
+		goto out;
+	}
+	PQclear(res);
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto out;
+	PQclear(res);
+	res = PQexecParams(c,
+			   "insert into public.schema_migrations (version, name, checksum) "
+			   "values ($1, $2, $3)",
+			   3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto out;
+	PQclear(res);
+	res = PQexec(c, "commit");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		goto out;
+	*applied = true;
+	rc = LEDGER_OK;
+out:
+	if (rc != LEDGER_OK && err[0] == '\0')
+		snprintf(err, err_len, "%s: %s", m->name, PQerrorMessage(c));
+	PQclear(res);
+	if (!*applied) {
+		res = PQexec(c, "rollback");
+		PQclear(res);
+	}
+	free(sql);
+	return rc;
+}
+
+int ledger_migrate(const char *conninfo, const char *dir,
+		   void (*report)(int version, const char *name, bool applied, void *ctx),
+		   void *ctx, char *err, size_t err_len)
+{
+	enum { MIGRATIONS_MAX = 1000 };
+	struct migration *list = calloc(MIGRATIONS_MAX, sizeof(*list));
+	size_t n;
+	err[0] = '\0';
+	if (!list)
+		return LEDGER_ERR_NOMEM;
+	int rc = list_migrations(dir, list, MIGRATIONS_MAX, &n, err, err_len);
+	if (rc) {
+		free(list);
+		return rc;
+	}
+	PGconn *c = PQconnectdb(conninfo);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, err_len, "cannot connect: %s", c ? PQerrorMessage(c) : "no memory");
+		PQfinish(c);
+		free(list);
+		return LEDGER_ERR_UNAVAILABLE;
+	}
+	PGresult *res =
+		PQexec(c, "set client_min_messages = warning; "
+			  "create table if not exists public.schema_migrations ("
+			  "version integer primary key, name text not null, "
+			  "checksum text not null, applied_at timestamptz not null default now())");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(err, err_len, "schema_migrations: %s", PQerrorMessage(c));
+		PQclear(res);
+		PQfinish(c);
+		free(list);
+		return LEDGER_ERR_MIGRATION;
+	}
+	PQclear(res);
+	for (size_t i = 0; i < n && rc == LEDGER_OK; i++) {
+		bool applied = false;
+		rc = migrate_one(c, dir, &list[i], &applied, err, err_len);
+		if (rc == LEDGER_OK && report)
+			report(list[i].version, list[i].name, applied, ctx);
+	}
+	PQfinish(c);
+	free(list);
+	return rc;
+}
+
+/* ---------- settlement writer ---------- */
+
+struct ledger_writer {
+	struct ledger_writer_config cfg;
+	char *conninfo, *currency;
+	struct ledger *l;
+	struct ledger_fill *fills;
+	size_t n;
+	struct ledger_transfer *transfers; /* 2 per fill */
+	int64_t seq;			   /* batch id: seq of the last fill */
+	int64_t first_ms;		   /* when the oldest pending fill arrived */
+	bool sealed; /* a flush failed: the batch's contents and id are fixed */
+	char err[512];
+};
+
+void ledger_writer_config_default(struct ledger_writer_config *cfg)
+{
+	*cfg = (struct ledger_writer_config){
+		.currency = "USD",
+		.fees = {.maker_bps = 0, .taker_bps = 0},
+		.batch_fills_max = 5000,
+		.batch_ms_max = 50,
+		.retry_ms_min = 10,
+		.retry_ms_max = 2000,
+		.retry_total_ms_max = 10000,
+	};
+}
+
+int ledger_writer_create(const struct ledger_writer_config *cfg, struct ledger_writer **out)
+{
+	if (cfg->conninfo == NULL || cfg->currency == NULL || cfg->batch_fills_max < 1 ||
+	    cfg->batch_fills_max > LEDGER_BATCH_TRANSFERS_MAX / 2 ||
+	    cfg->fees.maker_bps > LEDGER_BPS_MAX || cfg->fees.taker_bps > LEDGER_BPS_MAX ||
+	    cfg->retry_ms_min < 1 || cfg->retry_ms_max < cfg->retry_ms_min)
+		return LEDGER_ERR_ARGS;
+	struct ledger_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return LEDGER_ERR_NOMEM;
+	w->cfg = *cfg;
+	w->conninfo = strdup(cfg->conninfo);
+	w->currency = strdup(cfg->currency);
+	w->fills = calloc(cfg->batch_fills_max, sizeof(*w->fills));
+	w->transfers = calloc(2 * (size_t)cfg->batch_fills_max, sizeof(*w->transfers));
+	if (!w->conninfo || !w->currency || !w->fills || !w->transfers) {
+		ledger_writer_destroy(w);
+		return LEDGER_ERR_NOMEM;
+	}
+	w->cfg.conninfo = w->conninfo;
+	w->cfg.currency = w->currency;
+	*out = w;
+	return LEDGER_OK;
+}
+
+void ledger_writer_destroy(struct ledger_writer *w)
+{
+	if (!w)
+		return;
+	ledger_close(w->l);
+	free(w->conninfo);
+	free(w->currency);
+	free(w->fills);
+	free(w->transfers);
+	free(w);
+}
+
+const char *ledger_writer_error(const struct ledger_writer *w)
+{
+	return w->err;
+}
+
+struct ledger *ledger_writer_connection(struct ledger_writer *w)
+{
+	return w->l;
+}
+
+size_t ledger_writer_pending(const struct ledger_writer *w)
+{
+	return w->n;
+}
+
+int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f, int64_t seq,
+			   int64_t now_ms)
+{
+	struct ledger_accounts dummy = {.fees = 1, .escrow = 2, .bank = 3, .buyer = 4, .seller = 5};
+	struct ledger_transfer t[2];
+	size_t n;
+	if (w->sealed || w->n == w->cfg.batch_fills_max || seq < w->seq || seq < 1) {
+		snprintf(w->err, sizeof(w->err), "%s",
+			 w->sealed ? "a failed batch must be flushed first"
+				   : (w->n == w->cfg.batch_fills_max ? "batch full: flush first"
+								     : "sequence numbers go back"));
+		return w->sealed ? LEDGER_ERR_UNAVAILABLE : LEDGER_ERR_ARGS;
+	}
+	int rc = ledger_fill_transfers(f, &w->cfg.fees, &dummy, t, &n);
+	if (rc) {
+		snprintf(w->err, sizeof(w->err), "fill %lld: %s", (long long)f->fill_id,
+			 ledger_status_name(rc));
+		return rc;
+	}
+	if (w->n == 0)
+		w->first_ms = now_ms;
+	w->fills[w->n++] = *f;
+	w->seq = seq;
+	return LEDGER_OK;
+}
+
+bool ledger_writer_due(const struct ledger_writer *w, int64_t now_ms)
+{
+	return w->n > 0 &&
+	       (w->n >= w->cfg.batch_fills_max || now_ms - w->first_ms >= w->cfg.batch_ms_max);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(uint32_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* Turns the pending fills into transfers with the connection's account ids. */
+static int writer_transfers(struct ledger_writer *w, size_t *m)
+{
+	struct ledger_accounts acc;
+	ledger_exchange_accounts(w->l, &acc);
+	*m = 0;
+	for (size_t i = 0; i < w->n; i++) {
+		const struct ledger_fill *f = &w->fills[i];
+		int rc = ledger_participant_account(w->l, f->buyer, &acc.buyer);
+		if (rc == LEDGER_OK)
+			rc = ledger_participant_account(w->l, f->seller, &acc.seller);
+		size_t k;
+		if (rc == LEDGER_OK)
+			rc = ledger_fill_transfers(f, &w->cfg.fees, &acc, w->transfers + *m, &k);
+		if (rc)
+			return rc;
+		*m += k;
+	}
+	return LEDGER_OK;
+}
+
+int ledger_writer_flush(struct ledger_writer *w)
+{
+	if (w->n == 0)
+		return LEDGER_OK;
+	w->sealed = true;
+	int64_t deadline = mono_ms() + w->cfg.retry_total_ms_max;
+	uint32_t delay = w->cfg.retry_ms_min;
+	for (;;) {
+		int rc = LEDGER_OK;
+		if (w->l == NULL || lost(w->l)) {
+			ledger_close(w->l);
+			w->l = NULL;
+			rc = ledger_open(w->conninfo, w->currency, &w->l);
+		}
+		size_t m = 0;
+		if (rc == LEDGER_OK)
+			rc = writer_transfers(w, &m);
+		if (rc == LEDGER_OK)
+			rc = ledger_post(w->l, w->seq, w->transfers, m);
+		if (rc == LEDGER_OK || rc == LEDGER_ERR_DUPLICATE) {
+			w->n = 0;
+			w->sealed = false;
+			return LEDGER_OK;
+		}
+		snprintf(w->err, sizeof(w->err), "batch %lld: %s", (long long)w->seq,
+			 w->l ? ledger_error(w->l) : ledger_status_name(rc));
+		if (rc != LEDGER_ERR_UNAVAILABLE)
+			return rc;
+		if (mono_ms() + delay > deadline)
+			return LEDGER_ERR_UNAVAILABLE;
+		sleep_ms(delay);
+		delay = delay * 2 > w->cfg.retry_ms_max ? w->cfg.retry_ms_max : delay * 2;
+	}
+}

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridex ledger: the only code that talks to PostgreSQL (libpq).
+ *
+ * Two layers:
+ *   - pure money arithmetic (fees, fill and delivery transfers, amounts),
+ *     which needs no database;
+ *   - a connection (struct ledger) that migrates the schema, opens accounts
+ *     and posts batches of transfers atomically into the hash-chained ledger,
+ *     and a settlement writer (struct ledger_writer) on top of it that groups
+ *     fills into batches, retries through outages and never applies a batch
+ *     twice.
+ * Not thread-safe: one connection or writer per thread. Libraries do not log:
+ * every failure returns a status and ledger_error() tells the details.
+ * Schema, money flows and ids: docs/ledger.md.
+ */
+#ifndef GRIDEX_LEDGER_H
+#define GRIDEX_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LEDGER_MUST_USE __attribute__((warn_unused_result))
+
+enum ledger_status {
+	LEDGER_OK = 0,
+	LEDGER_ERR_ARGS, /* invalid argument (caller error) */
+	LEDGER_ERR_NOMEM,
+	LEDGER_ERR_OVERFLOW,	/* an amount does not fit in int64 */
+	LEDGER_ERR_UNAVAILABLE, /* the database cannot be reached; try again later */
+	LEDGER_ERR_REFUSED,	/* the database refused the data (overdraft, constraint) */
+	LEDGER_ERR_DUPLICATE,	/* this batch is already in the ledger, identical */
+	LEDGER_ERR_CONFLICT,	/* a different batch already has this id */
+	LEDGER_ERR_NOT_FOUND,	/* no such participant or account */
+	LEDGER_ERR_MIGRATION,	/* a migration failed or an applied one changed */
+	LEDGER_ERR_SCHEMA,	/* the database lacks the ledger schema (run migrate) */
+};
+
+enum ledger_code {
+	LEDGER_DEPOSIT = 1,
+	LEDGER_WITHDRAWAL,
+	LEDGER_TRADE,
+	LEDGER_FEE,
+	LEDGER_ESCROW_RELEASE,
+	LEDGER_REFUND,
+};
+
+/* Limits, each with its reason. */
+#define LEDGER_BPS_MAX		   10000		    /* fees above 100% make no sense */
+#define LEDGER_FILL_ID_MAX	   ((INT64_C(1) << 59) - 1) /* fill id << 3 stays below operator ids */
+#define LEDGER_ACTION_ID_MAX	   ((INT64_C(1) << 62) - 1)
+#define LEDGER_OPERATOR_ID_BASE	   (INT64_C(1) << 62) /* transfer ids of operator actions */
+#define LEDGER_BATCH_TRANSFERS_MAX 1000000	      /* one COPY; bounds the writer's memory */
+#define LEDGER_HASH_BYTES	   32
+
+/* One row of ledger.transfers. Reference ids are 0 when absent. */
+struct ledger_transfer {
+	int64_t id;
+	int64_t debit_account;
+	int64_t credit_account;
+	int64_t amount; /* > 0, micro-units */
+	uint8_t code;	/* enum ledger_code */
+	int64_t fill_id, taker_order_id, maker_order_id, lease_id;
+};
+
+/* A trade as the engine reported it, with both sides' participants. */
+struct ledger_fill {
+	int64_t fill_id; /* 1 .. LEDGER_FILL_ID_MAX */
+	uint32_t buyer, seller;
+	bool buyer_is_taker;
+	int64_t taker_order_id, maker_order_id;
+	int64_t price; /* micro-units per GPU-hour */
+	int64_t qty;   /* GPUs */
+};
+
+/* Fee rates in basis points of the notional, per role. */
+struct ledger_fees {
+	uint32_t maker_bps, taker_bps; /* 0 .. LEDGER_BPS_MAX */
+};
+
+/* The exchange's accounts in one currency, and the participant accounts. */
+struct ledger_accounts {
+	int64_t fees, escrow, bank;
+	int64_t buyer, seller; /* AVAILABLE accounts of the fill's participants */
+};
+
+/* ---------- pure arithmetic ---------- */
+
+/*
+ * Fee on a notional, rounded up: the exchange's favour by less than one
+ * micro-unit. Exact for every notional (no intermediate overflow).
+ * Errors: ARGS (negative notional, bps above LEDGER_BPS_MAX).
+ */
+LEDGER_MUST_USE int ledger_fee(int64_t notional, uint32_t bps, int64_t *fee_out);
+
+/*
+ * The transfers of a fill: [0] buyer AVAILABLE -> ESCROW, the notional
+ * (leg 0, code trade); [1] buyer AVAILABLE -> FEES, the buyer's fee (leg 1,
+ * code fee), omitted when zero. Returns the number written (1 or 2) in *n.
+ * Errors: ARGS (fill id out of range, price or qty < 1), OVERFLOW.
+ */
+LEDGER_MUST_USE int ledger_fill_transfers(const struct ledger_fill *f,
+					  const struct ledger_fees *fees,
+					  const struct ledger_accounts *acc,
+					  struct ledger_transfer out[2], size_t *n);
+
+/*
+ * The transfers that end a fill's escrow. Delivered: ESCROW -> seller
+ * AVAILABLE, the notional (leg 2, escrow_release), and seller AVAILABLE ->
+ * FEES, the seller's fee (leg 3), omitted when zero. Not delivered:
+ * ESCROW -> buyer AVAILABLE, the notional (leg 4, refund), and FEES -> buyer
+ * AVAILABLE, the buyer's fee back (leg 5, refund), omitted when zero.
+ * Errors as ledger_fill_transfers().
+ */
+LEDGER_MUST_USE int ledger_settle_transfers(const struct ledger_fill *f,
+					    const struct ledger_fees *fees,
+					    const struct ledger_accounts *acc, bool delivered,
+					    int64_t lease_id, struct ledger_transfer out[2],
+					    size_t *n);
+
+/*
+ * Parses an amount of currency into micro-units: "12", "12.5", "0.000001".
+ * At most 6 decimals, no sign, no exponent; must be > 0 and fit int64.
+ * Errors: ARGS, OVERFLOW. *micros is untouched on failure.
+ */
+LEDGER_MUST_USE int ledger_parse_amount(const char *s, int64_t *micros);
+
+/*
+ * SHA-256 of a batch: prev_hash || be64(batch id) || be64(n) || each
+ * transfer in ascending id order (be64 id, debit, credit, amount, one byte
+ * code, be64 fill, taker, maker, lease ids, and the 8-byte zero-padded
+ * currency code). The transfers must be sorted by id.
+ */
+void ledger_batch_hash(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
+		       const char *currency, const struct ledger_transfer *t, size_t n,
+		       uint8_t out[LEDGER_HASH_BYTES]);
+
+const char *ledger_code_name(uint8_t code);
+const char *ledger_status_name(int status);
+
+/* ---------- connection ---------- */
+
+struct ledger;
+
+/*
+ * Connects (conninfo: a libpq URL or key=value string) and loads the
+ * exchange accounts of `currency` and the last batch hash. On success *out
+ * owns the connection. Errors: UNAVAILABLE (cannot connect: *out is still set
+ * so that ledger_error() can tell why; close it), SCHEMA, NOT_FOUND (unknown
+ * currency), NOMEM.
+ */
+LEDGER_MUST_USE int ledger_open(const char *conninfo, const char *currency, struct ledger **out);
+
+/* Closes the connection; NULL is accepted. */
+void ledger_close(struct ledger *l);
+
+/* The last error's message (never NULL; empty when none). */
+const char *ledger_error(const struct ledger *l);
+
+/*
+ * Applies the pending migrations of dir (files NNNN_name.sql, in order), each
+ * in its own transaction with its version recorded in schema_migrations;
+ * applied ones are skipped (their SHA-256 must not have changed). Calls
+ * report(version, name, applied, ctx) for each file. A failing migration is
+ * rolled back and stops the run. Errors: UNAVAILABLE, MIGRATION, ARGS.
+ * Needs only a connection: call it before ledger_open() on a fresh database.
+ */
+LEDGER_MUST_USE int ledger_migrate(const char *conninfo, const char *dir,
+				   void (*report)(int version, const char *name, bool applied,
+						  void *ctx),
+				   void *ctx, char *err, size_t err_len);
+
+/* Opens a participant (engine account number id, name) with an AVAILABLE
+ * account; idempotent for the same id and name. Errors: REFUSED (the id or
+ * name is taken by another), UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_add_participant(struct ledger *l, uint32_t id, const char *name);
+
+/* AVAILABLE account of a participant (cached). Errors: NOT_FOUND, UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_participant_account(struct ledger *l, uint32_t participant,
+					       int64_t *account);
+
+/* Exchange accounts of the connection's currency (buyer/seller left 0). */
+void ledger_exchange_accounts(const struct ledger *l, struct ledger_accounts *acc);
+
+/* Balance of an account. Errors: NOT_FOUND, UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_balance(struct ledger *l, int64_t account, int64_t *balance);
+
+/*
+ * Posts transfers (1 .. LEDGER_BATCH_TRANSFERS_MAX; sorted in place by id)
+ * as batch batch_id in one transaction: the batch row extending the hash
+ * chain, one COPY of the transfers, COMMIT with synchronous_commit on. When
+ * the connection is lost with the outcome unknown, it reconnects once and
+ * checks whether the batch is in. Errors: DUPLICATE (already in, identical:
+ * nothing to do), CONFLICT, REFUSED (the database refused it: nothing
+ * applied), UNAVAILABLE (not applied, or unknown if it cannot reconnect:
+ * post the same batch again later), ARGS.
+ */
+LEDGER_MUST_USE int ledger_post(struct ledger *l, int64_t batch_id, struct ledger_transfer *t,
+				size_t n);
+
+/* The next unused operator action number (1 when none was used). */
+LEDGER_MUST_USE int ledger_next_action(struct ledger *l, int64_t *action);
+
+/* Highest batch id in the ledger (0 when empty). Errors: UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_last_batch(struct ledger *l, int64_t *batch_id);
+
+/* Test hook: drop the connection right after the next COMMIT succeeds, as if
+ * its answer were lost. */
+void ledger_fault_lose_next_commit(struct ledger *l);
+
+/*
+ * Audits the ledger as the connecting role (use gridex_auditor), inside one
+ * read-only transaction so every check sees the same snapshot: debits equal
+ * credits and balances sum to zero per currency; every balance equals the sum
+ * of its transfers; no AVAILABLE, FEES or ESCROW balance below zero; the
+ * batch hash chain recomputes and links; ESCROW equals the trades not yet
+ * released or refunded. Calls line(ok, check, detail, ctx) once per check
+ * and sets *failed to the number of failed checks. Errors: UNAVAILABLE,
+ * SCHEMA, NOMEM (the audit could not run; *failed is then meaningless).
+ */
+LEDGER_MUST_USE int ledger_audit(const char *conninfo,
+				 void (*line)(bool ok, const char *check, const char *detail,
+					      void *ctx),
+				 void *ctx, int *failed, char *err, size_t err_len);
+
+/* ---------- settlement writer ---------- */
+
+struct ledger_writer_config {
+	const char *conninfo;
+	const char *currency;
+	struct ledger_fees fees;
+	uint32_t batch_fills_max; /* flush at this many fills (1 .. 500000) */
+	uint32_t batch_ms_max;	  /* or when the oldest pending fill is this old */
+	uint32_t retry_ms_min;	  /* first retry delay; doubles up to retry_ms_max */
+	uint32_t retry_ms_max;
+	uint32_t retry_total_ms_max; /* one flush gives up (UNAVAILABLE) after this */
+};
+
+struct ledger_writer;
+
+void ledger_writer_config_default(struct ledger_writer_config *cfg);
+
+/* Creates a writer; connects lazily. Errors: ARGS, NOMEM. */
+LEDGER_MUST_USE int ledger_writer_create(const struct ledger_writer_config *cfg,
+					 struct ledger_writer **out);
+void ledger_writer_destroy(struct ledger_writer *w);
+const char *ledger_writer_error(const struct ledger_writer *w);
+
+/*
+ * Adds a fill to the pending batch. seq is the engine sequence number of the
+ * input that caused it (non-decreasing); the batch's id is the seq of its
+ * last fill. Errors: ARGS (seq decreasing, or a full batch: flush first),
+ * OVERFLOW, NOT_FOUND (a participant without an account), UNAVAILABLE.
+ */
+LEDGER_MUST_USE int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
+					   int64_t seq, int64_t now_ms);
+
+/* Whether the pending batch should be flushed now. */
+bool ledger_writer_due(const struct ledger_writer *w, int64_t now_ms);
+
+/* Number of fills waiting in the pending batch. */
+size_t ledger_writer_pending(const struct ledger_writer *w);
+
+/*
+ * Writes the pending batch, retrying with backoff through outages for up to
+ * retry_total_ms_max. OK: committed now or found committed before (a retry
+ * after a lost answer); the batch is cleared. UNAVAILABLE: still pending, call
+ * again later. REFUSED or CONFLICT: the database will never take this batch;
+ * it stays pending for the operator to inspect.
+ */
+LEDGER_MUST_USE int ledger_writer_flush(struct ledger_writer *w);
+
+/* The writer's connection, for tests (NULL before the first flush). */
+struct ledger *ledger_writer_connection(struct ledger_writer *w);
+
+#endif
