@@ -50,12 +50,14 @@ static bool lost(const struct ledger *l)
 /* Status of a failed result: UNAVAILABLE when the connection is gone. */
 static int result_error(struct ledger *l, PGresult *res, const char *what)
 {
+	/* Decide before PQclear: the SQLSTATE string lives inside res. */
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	bool connection_class = state && strncmp(state, "08", 2) == 0;
 	set_err(l, "%s: %s", what, l->conn ? PQerrorMessage(l->conn) : "no connection");
 	PQclear(res);
-	if (lost(l))
+	if (lost(l) || connection_class)
 		return LEDGER_ERR_UNAVAILABLE;
-	return state && strncmp(state, "08", 2) == 0 ? LEDGER_ERR_UNAVAILABLE : LEDGER_ERR_REFUSED;
+	return LEDGER_ERR_REFUSED;
 }
 
 /* Runs a command expecting no rows. */
@@ -421,22 +423,32 @@ static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_tr
 	return LEDGER_OK;
 }
 
-/* Whether batch_id is in the ledger: 1 with this hash, 2 with another, 0 absent. */
-static int batch_present(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDGER_HASH_BYTES],
-			 int *present)
+/*
+ * Whether batch_id is in the ledger with these transfers (1), with other ones
+ * (2), or not at all (0). The stored hash is recomputed from the stored
+ * prev_hash, since the chain head may have moved on since it was written.
+ */
+static int batch_present(struct ledger *l, int64_t batch_id, const struct ledger_transfer *t,
+			 size_t n, uint8_t hash_out[LEDGER_HASH_BYTES], int *present)
 {
 	char idtxt[24];
 	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)batch_id);
 	const char *params[1] = {idtxt};
 	PGresult *res = NULL;
-	int rc = query(l, "select hash from ledger.batches where id = $1", 1, params, &res);
+	int rc = query(l, "select prev_hash, hash from ledger.batches where id = $1", 1, params,
+		       &res);
 	if (rc)
 		return rc;
-	uint8_t have[LEDGER_HASH_BYTES];
+	uint8_t prev[LEDGER_HASH_BYTES], have[LEDGER_HASH_BYTES];
 	*present = 0;
-	if (PQntuples(res) == 1)
-		*present =
-			hash_of(res, 0, 0, have) && memcmp(have, hash, sizeof(have)) == 0 ? 1 : 2;
+	if (PQntuples(res) == 1) {
+		*present = 2;
+		if (hash_of(res, 0, 0, prev) && hash_of(res, 0, 1, have)) {
+			ledger_batch_hash(prev, batch_id, l->currency, t, n, hash_out);
+			if (memcmp(have, hash_out, sizeof(have)) == 0)
+				*present = 1;
+		}
+	}
 	PQclear(res);
 	return LEDGER_OK;
 }
@@ -471,6 +483,9 @@ static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDG
 	if (PQputCopyData(l->conn, l->copy_buf, (int)copy_len) != 1 ||
 	    PQputCopyEnd(l->conn, NULL) != 1) {
 		set_err(l, "COPY: %s", PQerrorMessage(l->conn));
+		/* Mid-COPY the protocol state is unknown: drop the connection. */
+		PQfinish(l->conn);
+		l->conn = NULL;
 		return LEDGER_ERR_UNAVAILABLE;
 	}
 	res = PQgetResult(l->conn);
@@ -532,7 +547,7 @@ int ledger_post(struct ledger *l, int64_t batch_id, struct ledger_transfer *t, s
 			/* Outcome unknown, an id taken, or a stale chain head: look. */
 			if (lost(l) && connect_db(l) != LEDGER_OK)
 				return LEDGER_ERR_UNAVAILABLE;
-			int prc = batch_present(l, batch_id, hash, &present);
+			int prc = batch_present(l, batch_id, t, n, hash, &present);
 			if (prc)
 				return prc;
 			if (present == 1)
@@ -778,7 +793,8 @@ struct ledger_writer {
 	struct ledger_transfer *transfers; /* 2 per fill */
 	int64_t seq;			   /* batch id: seq of the last fill */
 	int64_t first_ms;		   /* when the oldest pending fill arrived */
-	bool sealed; /* a flush failed: the batch's contents and id are fixed */
+	bool sealed;	  /* a flush failed: the batch's contents and id are fixed */
+	uint64_t retries; /* failed attempts, for tests and monitoring */
 	char err[512];
 };
 
@@ -840,6 +856,11 @@ const char *ledger_writer_error(const struct ledger_writer *w)
 struct ledger *ledger_writer_connection(struct ledger_writer *w)
 {
 	return w->l;
+}
+
+uint64_t ledger_writer_retries(const struct ledger_writer *w)
+{
+	return w->retries;
 }
 
 size_t ledger_writer_pending(const struct ledger_writer *w)
@@ -942,6 +963,7 @@ int ledger_writer_flush(struct ledger_writer *w)
 			 w->l ? ledger_error(w->l) : ledger_status_name(rc));
 		if (rc != LEDGER_ERR_UNAVAILABLE)
 			return rc;
+		w->retries++;
 		if (mono_ms() + delay > deadline)
 			return LEDGER_ERR_UNAVAILABLE;
 		sleep_ms(delay);

@@ -119,6 +119,13 @@ pg_start() {
 	export GRIDEX_DATABASE_URL
 }
 
+# pg_restart_command <base>: a shell command that restarts the cluster (for tests).
+pg_restart_command() {
+	local base=$1 runas=""
+	[ "$(id -u)" = 0 ] && runas="runuser -u postgres -- "
+	echo "$runas$(pg_bindir)/pg_ctl -D $base/data -m fast -w restart >/dev/null"
+}
+
 pg_stop() {
 	local base=${1:-${GRIDEX_PG_BASE:-}}
 	[ -n "$base" ] && [ -f "$base/data/PG_VERSION" ] || return 0

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Tests of the ledger's pure money arithmetic: fee rounding (up, by less than
+ * one micro-unit, exact at int64 extremes), the transfers of fills,
+ * deliveries and refunds, amount parsing, and the batch hash.
+ */
+#include <string.h>
+
+#include <check.h>
+
+#include "ledger.h"
+#include "tap.h"
+
+static const struct ledger_accounts acc = {
+	.fees = 1, .escrow = 2, .bank = 3, .buyer = 10, .seller = 20};
+
+START_TEST(fees_round_up_by_less_than_one_micro)
+{
+	int64_t fee;
+	ck_assert_int_eq(ledger_fee(10000, 25, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, 25);
+	ck_assert_int_eq(ledger_fee(1, 25, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, 1); /* 0.0025 rounds up */
+	ck_assert_int_eq(ledger_fee(0, 25, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, 0);
+	ck_assert_int_eq(ledger_fee(12345, 0, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, 0);
+	ck_assert_int_eq(ledger_fee(12345, 10000, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, 12345);
+	ck_assert_int_eq(ledger_fee(INT64_MAX, 10000, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, INT64_MAX);
+	ck_assert_int_eq(ledger_fee(INT64_MAX, 1, &fee), LEDGER_OK);
+	ck_assert_int_eq(fee, INT64_MAX / 10000 + 1);
+	ck_assert_int_eq(ledger_fee(-1, 1, &fee), LEDGER_ERR_ARGS);
+	ck_assert_int_eq(ledger_fee(1, 10001, &fee), LEDGER_ERR_ARGS);
+	/* Against the exact value for a sweep: fee*10000 >= n*bps > (fee-1)*10000. */
+	for (int64_t n = 0; n < 30000; n += 7)
+		for (uint32_t bps = 0; bps <= 10000; bps += 333) {
+			ck_assert_int_eq(ledger_fee(n, bps, &fee), LEDGER_OK);
+			ck_assert(fee * 10000 >= n * (int64_t)bps);
+			ck_assert(fee == 0 || (fee - 1) * 10000 < n * (int64_t)bps);
+		}
+}
+END_TEST
+
+START_TEST(fill_moves_buyer_money_to_escrow_and_fees)
+{
+	struct ledger_fill f = {.fill_id = 7,
+				.buyer = 1,
+				.seller = 2,
+				.buyer_is_taker = true,
+				.taker_order_id = 70,
+				.maker_order_id = 71,
+				.price = 2450000,
+				.qty = 8};
+	struct ledger_fees fees = {.maker_bps = 10, .taker_bps = 25};
+	struct ledger_transfer t[2];
+	size_t n;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(t[0].id, 7 << 3);
+	ck_assert_int_eq(t[0].debit_account, 10);
+	ck_assert_int_eq(t[0].credit_account, 2);
+	ck_assert_int_eq(t[0].amount, 19600000);
+	ck_assert_int_eq(t[0].code, LEDGER_TRADE);
+	ck_assert_int_eq(t[0].fill_id, 7);
+	ck_assert_int_eq(t[0].taker_order_id, 70);
+	ck_assert_int_eq(t[1].id, (7 << 3) | 1);
+	ck_assert_int_eq(t[1].debit_account, 10);
+	ck_assert_int_eq(t[1].credit_account, 1);
+	ck_assert_int_eq(t[1].amount, 49000); /* 25 bps of 19.6 */
+	ck_assert_int_eq(t[1].code, LEDGER_FEE);
+	/* The buyer as maker pays the maker rate; a zero fee writes no row. */
+	f.buyer_is_taker = false;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	ck_assert_int_eq(t[1].amount, 19600);
+	fees.maker_bps = 0;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
+START_TEST(fill_input_is_checked)
+{
+	struct ledger_fill f = {.fill_id = 1, .price = 1, .qty = 1};
+	struct ledger_fees fees = {0};
+	struct ledger_transfer t[2];
+	size_t n;
+	f.price = INT64_MAX / 2;
+	f.qty = 3;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_ERR_OVERFLOW);
+	f.price = INT64_MAX / 2;
+	f.qty = 2;
+	fees.taker_bps = 10000;
+	f.buyer_is_taker = true;
+	/* The notional fits, notional plus a 100% fee does not. */
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_ERR_OVERFLOW);
+	f = (struct ledger_fill){.fill_id = 0, .price = 1, .qty = 1};
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_ERR_ARGS);
+	f.fill_id = LEDGER_FILL_ID_MAX + 1;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_ERR_ARGS);
+	f.fill_id = LEDGER_FILL_ID_MAX;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	ck_assert_int_lt(t[0].id, LEDGER_OPERATOR_ID_BASE);
+	f.price = 0;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_ERR_ARGS);
+	f.price = 1;
+	f.qty = -1;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_ERR_ARGS);
+}
+END_TEST
+
+START_TEST(delivery_and_refund_legs)
+{
+	struct ledger_fill f = {.fill_id = 9, .buyer_is_taker = true, .price = 1000, .qty = 3};
+	struct ledger_fees fees = {.maker_bps = 100, .taker_bps = 200};
+	struct ledger_transfer t[2];
+	size_t n;
+	ck_assert_int_eq(ledger_settle_transfers(&f, &fees, &acc, true, 55, t, &n), LEDGER_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(t[0].id, (9 << 3) | 2);
+	ck_assert_int_eq(t[0].debit_account, 2);
+	ck_assert_int_eq(t[0].credit_account, 20);
+	ck_assert_int_eq(t[0].amount, 3000);
+	ck_assert_int_eq(t[0].code, LEDGER_ESCROW_RELEASE);
+	ck_assert_int_eq(t[0].lease_id, 55);
+	ck_assert_int_eq(t[1].id, (9 << 3) | 3);
+	ck_assert_int_eq(t[1].debit_account, 20);
+	ck_assert_int_eq(t[1].credit_account, 1);
+	ck_assert_int_eq(t[1].amount, 30); /* the seller was the maker: 100 bps */
+	ck_assert_int_eq(ledger_settle_transfers(&f, &fees, &acc, false, 55, t, &n), LEDGER_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(t[0].id, (9 << 3) | 4);
+	ck_assert_int_eq(t[0].debit_account, 2);
+	ck_assert_int_eq(t[0].credit_account, 10);
+	ck_assert_int_eq(t[0].amount, 3000);
+	ck_assert_int_eq(t[0].code, LEDGER_REFUND);
+	ck_assert_int_eq(t[1].id, (9 << 3) | 5);
+	ck_assert_int_eq(t[1].debit_account, 1);
+	ck_assert_int_eq(t[1].credit_account, 10);
+	ck_assert_int_eq(t[1].amount, 60); /* the buyer's taker fee comes back */
+}
+END_TEST
+
+START_TEST(amounts_parse_exactly)
+{
+	int64_t v = -1;
+	ck_assert_int_eq(ledger_parse_amount("12", &v), LEDGER_OK);
+	ck_assert_int_eq(v, 12000000);
+	ck_assert_int_eq(ledger_parse_amount("12.5", &v), LEDGER_OK);
+	ck_assert_int_eq(v, 12500000);
+	ck_assert_int_eq(ledger_parse_amount("0.000001", &v), LEDGER_OK);
+	ck_assert_int_eq(v, 1);
+	ck_assert_int_eq(ledger_parse_amount("9223372036854.775807", &v), LEDGER_OK);
+	ck_assert_int_eq(v, INT64_MAX);
+	v = -1;
+	static const char *const bad[] = {"",	       "0",   "0.0", "-1", "+1", "1.",	 ".5",
+					  "1.0000001", "1e6", "1,5", " 1", "1 ", "1..2", "abc"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(ledger_parse_amount(bad[i], &v) == LEDGER_ERR_ARGS, "accepted '%s'",
+			      bad[i]);
+	ck_assert_int_eq(ledger_parse_amount("9223372036854.775808", &v), LEDGER_ERR_OVERFLOW);
+	ck_assert_int_eq(ledger_parse_amount("99999999999999999999", &v), LEDGER_ERR_OVERFLOW);
+	ck_assert_int_eq(v, -1);
+	ck_assert_int_eq(ledger_parse_amount(NULL, &v), LEDGER_ERR_ARGS);
+}
+END_TEST
+
+START_TEST(batch_hash_covers_every_field)
+{
+	uint8_t prev[LEDGER_HASH_BYTES] = {0}, h0[LEDGER_HASH_BYTES], h[LEDGER_HASH_BYTES];
+	struct ledger_transfer base[2] = {
+		{.id = 8,
+		 .debit_account = 10,
+		 .credit_account = 2,
+		 .amount = 100,
+		 .code = 3,
+		 .fill_id = 1,
+		 .taker_order_id = 5,
+		 .maker_order_id = 6,
+		 .lease_id = 0},
+		{.id = 9,
+		 .debit_account = 10,
+		 .credit_account = 1,
+		 .amount = 1,
+		 .code = 4,
+		 .fill_id = 1},
+	};
+	ledger_batch_hash(prev, 1, "USD", base, 2, h0);
+	ledger_batch_hash(prev, 1, "USD", base, 2, h);
+	ck_assert_int_eq(memcmp(h0, h, sizeof(h)), 0);
+	ledger_batch_hash(prev, 2, "USD", base, 2, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	ledger_batch_hash(prev, 1, "EUR", base, 2, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	ledger_batch_hash(prev, 1, "USD", base, 1, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	prev[31] = 1;
+	ledger_batch_hash(prev, 1, "USD", base, 2, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	prev[31] = 0;
+	for (int field = 0; field < 9; field++) {
+		struct ledger_transfer t[2];
+		memcpy(t, base, sizeof(t));
+		int64_t *f[] = {&t[1].id,
+				&t[1].debit_account,
+				&t[1].credit_account,
+				&t[1].amount,
+				NULL,
+				&t[1].fill_id,
+				&t[1].taker_order_id,
+				&t[1].maker_order_id,
+				&t[1].lease_id};
+		if (f[field])
+			(*f[field])++;
+		else
+			t[1].code++;
+		ledger_batch_hash(prev, 1, "USD", t, 2, h);
+		ck_assert_msg(memcmp(h0, h, sizeof(h)) != 0, "field %d not covered", field);
+	}
+}
+END_TEST
+
+START_TEST(names)
+{
+	ck_assert_str_eq(ledger_code_name(LEDGER_ESCROW_RELEASE), "escrow_release");
+	ck_assert_ptr_null(ledger_code_name(0));
+	ck_assert_ptr_null(ledger_code_name(7));
+	ck_assert_str_eq(ledger_status_name(LEDGER_ERR_DUPLICATE), "batch already in the ledger");
+	ck_assert_str_eq(ledger_status_name(99), "unknown status");
+}
+END_TEST
+
+static Suite *money_suite(void)
+{
+	Suite *s = suite_create("ledger-money");
+	TCase *tc = tcase_create("fees");
+	tcase_add_test(tc, fees_round_up_by_less_than_one_micro);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("transfers");
+	tcase_add_test(tc, fill_moves_buyer_money_to_escrow_and_fees);
+	tcase_add_test(tc, fill_input_is_checked);
+	tcase_add_test(tc, delivery_and_refund_legs);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("parsing_and_hashing");
+	tcase_add_test(tc, amounts_parse_exactly);
+	tcase_add_test(tc, batch_hash_covers_every_field);
+	tcase_add_test(tc, names);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return tap_run(money_suite());
+}
