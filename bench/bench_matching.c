@@ -109,10 +109,9 @@ static void die(const char *msg)
 	exit(1);
 }
 
-/* Applies op to the generator's engine and tracks which orders stay alive. */
-static void gen_apply(struct gen *g, const struct op *op)
+/* Runs one recorded command on an engine. */
+static int run_op(struct matching_engine *e, const struct op *op, struct matching_batch *b)
 {
-	int rc;
 	if (op->kind == OP_NEW) {
 		struct matching_order o = {.order_id = op->id,
 					   .account = op->account,
@@ -121,12 +120,17 @@ static void gen_apply(struct gen *g, const struct op *op)
 					   .tif = op->tif,
 					   .price = op->price,
 					   .qty = op->qty};
-		rc = matching_submit(g->eng, &o, &g->batch);
-	} else if (op->kind == OP_CANCEL) {
-		rc = matching_cancel(g->eng, op->id, &g->batch);
-	} else {
-		rc = matching_modify(g->eng, op->id, op->price, op->qty, &g->batch);
+		return matching_submit(e, &o, b);
 	}
+	if (op->kind == OP_CANCEL)
+		return matching_cancel(e, op->id, b);
+	return matching_modify(e, op->id, op->price, op->qty, b);
+}
+
+/* Applies op to the generator's engine and tracks which orders stay alive. */
+static void gen_apply(struct gen *g, const struct op *op)
+{
+	int rc = run_op(g->eng, op, &g->batch);
 	if (rc)
 		die("engine error while generating");
 	for (size_t i = 0; i < g->batch.n; i++) {
@@ -294,23 +298,6 @@ static inline uint64_t ticks(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 #endif
-}
-
-static int run_op(struct matching_engine *e, const struct op *op, struct matching_batch *b)
-{
-	if (op->kind == OP_NEW) {
-		struct matching_order o = {.order_id = op->id,
-					   .account = op->account,
-					   .book = op->book,
-					   .side = op->side,
-					   .tif = op->tif,
-					   .price = op->price,
-					   .qty = op->qty};
-		return matching_submit(e, &o, b);
-	}
-	if (op->kind == OP_CANCEL)
-		return matching_cancel(e, op->id, b);
-	return matching_modify(e, op->id, op->price, op->qty, b);
 }
 
 /* Log-linear histogram of nanoseconds: 32 sub-buckets per power of two (~3%). */

@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include "ledger.h"
+#include "ledger_internal.h"
 
 struct audit {
 	PGconn *c;
@@ -36,26 +37,6 @@ static int check_sql(struct audit *a, const char *check, const char *sql)
 	report(a, strcmp(PQgetvalue(res, 0, 1), "t") == 0, check, PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return LEDGER_OK;
-}
-
-static bool unhex(const char *s, uint8_t out[LEDGER_HASH_BYTES])
-{
-	if (strlen(s) != 2 + 2 * LEDGER_HASH_BYTES || s[0] != '\\' || s[1] != 'x')
-		return false;
-	for (int i = 0; i < LEDGER_HASH_BYTES; i++) {
-		unsigned v = 0;
-		for (int k = 0; k < 2; k++) {
-			char c = s[2 + 2 * i + k];
-			if (c >= '0' && c <= '9')
-				v = v * 16 + (unsigned)(c - '0');
-			else if (c >= 'a' && c <= 'f')
-				v = v * 16 + (unsigned)(c - 'a' + 10);
-			else
-				return false;
-		}
-		out[i] = (uint8_t)v;
-	}
-	return true;
 }
 
 static uint8_t code_of(const char *s)
@@ -104,7 +85,8 @@ static int check_chain(struct audit *a)
 		char currency[9] = "";
 		size_t k = 0;
 		bad_batch = id;
-		if (!unhex(PQgetvalue(b, i, 2), want) || !unhex(PQgetvalue(b, i, 3), stored) ||
+		if (!ledger_hash_from_hex(PQgetvalue(b, i, 2), want) ||
+		    !ledger_hash_from_hex(PQgetvalue(b, i, 3), stored) ||
 		    memcmp(want, prev, sizeof(prev)) != 0) {
 			ok = false;
 			break;

@@ -13,6 +13,8 @@
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 
+#include "ledger_internal.h"
+
 #define SQLSTATE_UNIQUE	   "23505"
 #define PARTICIPANTS_CACHE 4096 /* direct-mapped cache of participant accounts */
 
@@ -86,26 +88,10 @@ static int64_t field_i64(const PGresult *res, int row, int col)
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-/* Decodes a bytea in hex output format ("\\x..."): exactly 32 bytes. */
+/* A 32-byte hash from a bytea column. */
 static bool hash_of(const PGresult *res, int row, int col, uint8_t out[LEDGER_HASH_BYTES])
 {
-	const char *s = PQgetvalue(res, row, col);
-	if (strlen(s) != 2 + 2 * LEDGER_HASH_BYTES || s[0] != '\\' || s[1] != 'x')
-		return false;
-	for (int i = 0; i < LEDGER_HASH_BYTES; i++) {
-		unsigned v = 0;
-		for (int k = 0; k < 2; k++) {
-			char c = s[2 + 2 * i + k];
-			if (c >= '0' && c <= '9')
-				v = v * 16 + (unsigned)(c - '0');
-			else if (c >= 'a' && c <= 'f')
-				v = v * 16 + (unsigned)(c - 'a' + 10);
-			else
-				return false;
-		}
-		out[i] = (uint8_t)v;
-	}
-	return true;
+	return ledger_hash_from_hex(PQgetvalue(res, row, col), out);
 }
 
 static int load_last_batch(struct ledger *l)

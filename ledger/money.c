@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include "ledger.h"
+#include "ledger_internal.h"
 
 int ledger_fee(int64_t notional, uint32_t bps, int64_t *fee_out)
 {
@@ -168,6 +169,26 @@ void ledger_batch_hash(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch
 	if (!EVP_DigestFinal_ex(ctx, out, &len) || len != LEDGER_HASH_BYTES)
 		abort();
 	EVP_MD_CTX_free(ctx);
+}
+
+bool ledger_hash_from_hex(const char *s, uint8_t out[LEDGER_HASH_BYTES])
+{
+	if (strlen(s) != 2 + 2 * LEDGER_HASH_BYTES || s[0] != '\\' || s[1] != 'x')
+		return false;
+	for (int i = 0; i < LEDGER_HASH_BYTES; i++) {
+		unsigned v = 0;
+		for (int k = 0; k < 2; k++) {
+			char c = s[2 + 2 * i + k];
+			if (c >= '0' && c <= '9')
+				v = v * 16 + (unsigned)(c - '0');
+			else if (c >= 'a' && c <= 'f')
+				v = v * 16 + (unsigned)(c - 'a' + 10);
+			else
+				return false;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return true;
 }
 
 const char *ledger_code_name(uint8_t code)
