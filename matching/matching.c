@@ -780,23 +780,19 @@ static void emit_taker(struct matching_batch *out, const struct taker *t, uint8_
 static void execute(struct matching_engine *e, struct taker *t, uint32_t oi, int64_t expire_ms,
 		    struct matching_batch *out)
 {
-	bool more = match(e, t, out);
-	uint8_t reason = 0;
-	if (t->qty == 0)
-		reason = MATCHING_R_NONE;
-	else if (!more)
-		reason = MATCHING_R_SELF_TRADE;
-	else if (t->tif == MATCHING_IOC)
-		reason = MATCHING_R_IOC_REMAINDER;
-	else
-		assert(t->tif != MATCHING_FOK);
-	if (t->qty == 0 || reason != 0) {
-		emit_taker(out, t, t->qty == 0 ? MATCHING_EV_DONE : MATCHING_EV_REMOVED, reason,
-			   t->qty);
+	bool stopped = !match(e, t, out);
+	if (t->qty == 0 || stopped || t->tif == MATCHING_IOC) {
+		if (t->qty == 0)
+			emit_taker(out, t, MATCHING_EV_DONE, MATCHING_R_NONE, 0);
+		else
+			emit_taker(out, t, MATCHING_EV_REMOVED,
+				   stopped ? MATCHING_R_SELF_TRADE : MATCHING_R_IOC_REMAINDER,
+				   t->qty);
 		if (oi != NIL)
 			order_free(e, oi);
 		return;
 	}
+	assert(t->tif != MATCHING_FOK); /* checked feasible before matching */
 	if (oi == NIL) {
 		oi = e->order_free;
 		assert(oi != NIL);
@@ -1059,7 +1055,7 @@ int matching_submit_basket(struct matching_engine *e, const struct matching_bask
 		legs[i] = (struct taker){
 			.id = bk->order_ids[i],
 			.account = bk->account,
-			.book = bk->books[i] < e->nbooks ? bk->books[i] : 0,
+			.book = bk->books[i], /* valid unless r says otherwise */
 			.side = bk->side,
 			.tif = MATCHING_FOK,
 			.stp = stp_of(e, bk->stp),
@@ -1078,10 +1074,8 @@ int matching_submit_basket(struct matching_engine *e, const struct matching_bask
 	if (r) {
 		uint8_t type =
 			r == MATCHING_R_FOK_KILLED ? MATCHING_EV_REMOVED : MATCHING_EV_REJECTED;
-		for (uint32_t i = 0; i < n; i++) {
-			legs[i].book = bk->books[i];
+		for (uint32_t i = 0; i < n; i++)
 			emit_taker(out, &legs[i], type, r, bk->qty);
-		}
 		if (n == 0) {
 			*emit(out) = (struct matching_event){
 				.type = MATCHING_EV_REJECTED,
