@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Request authentication for gridexd (docs/protocol.md).
+ *
+ * Three steps, split by who may run them:
+ *   srv_request_decode()  any thread: size caps, protobuf unpack of the
+ *                         envelope and the body, unknown fields, tokens,
+ *                         which fields belong to which request type;
+ *   srv_request_verify()  any thread (the verifier pool): Ed25519 over the
+ *                         domain string and the exact body bytes received;
+ *   srv_nonce_accept()    one thread, in sequence order (the sequencer): the
+ *                         replay window and the expiry.
+ * None of them allocates after creation except protobuf-c's unpack, whose
+ * input is capped first. Nothing here logs.
+ */
+#ifndef GRIDEX_SRV_AUTH_H
+#define GRIDEX_SRV_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SRV_MUST_USE __attribute__((warn_unused_result))
+
+/* Signed bytes: this domain string, its terminating NUL, then the body. */
+#define SRV_SIGN_DOMAIN	      "gridex/v1/request"
+#define SRV_SIGN_DOMAIN_BYTES (sizeof(SRV_SIGN_DOMAIN)) /* with the NUL */
+#define SRV_PUBLIC_KEY_BYTES  32
+#define SRV_SIGNATURE_BYTES   64
+#define SRV_PRODUCT_BYTES_MAX 63
+/* Nonces below the highest seen that may still arrive (out of order, once). */
+#define SRV_NONCE_WINDOW 64
+/* A request body is small: a few dozen bytes. Larger is hostile. */
+#define SRV_BODY_BYTES_CEILING 1024
+#define SRV_BASKET_HOURS_MAX   48
+
+enum srv_auth_status {
+	SRV_AUTH_OK = 0,
+	SRV_AUTH_MALFORMED, /* unparseable, unknown fields, bad token, stray fields */
+	SRV_AUTH_TOO_BIG,   /* above the configured body size */
+	SRV_AUTH_UNKNOWN_ACCOUNT,
+	SRV_AUTH_BAD_SIGNATURE,
+	SRV_AUTH_STALE_NONCE,	 /* below the window, or already seen */
+	SRV_AUTH_EXPIRED,	 /* expires_at_ms <= now */
+	SRV_AUTH_EXPIRY_TOO_FAR, /* expires_at_ms > now + expiry_ahead_ms_max */
+	SRV_AUTH_FULL,		 /* the key registry is full */
+	SRV_AUTH_BAD_KEY,	 /* not a valid Ed25519 point of prime order */
+	SRV_AUTH_EXISTS,	 /* account already has another key */
+	SRV_AUTH_ARGS,
+	SRV_AUTH_NOMEM,
+};
+
+/* A decoded, structurally valid request. Names are NUL-terminated copies. */
+struct srv_request {
+	uint32_t account;
+	uint64_t nonce;
+	int64_t expires_at_ms;
+	uint32_t type; /* Gridex__V1__RequestType */
+	uint64_t client_order_id;
+	char product[SRV_PRODUCT_BYTES_MAX + 1]; /* "" when absent */
+	uint32_t side, time_in_force, self_trade;
+	int64_t price, quantity, expire_ms;
+	uint64_t target_client_order_id;
+	uint32_t hours;
+	/* The signed bytes exactly as received: the domain, its NUL, the body. */
+	uint8_t signed_bytes[SRV_SIGN_DOMAIN_BYTES + SRV_BODY_BYTES_CEILING];
+	size_t signed_len;
+	uint8_t signature[SRV_SIGNATURE_BYTES];
+};
+
+/*
+ * Decodes a SignedRequest (the bytes of ClientFrame.request, or a bare
+ * SignedRequest) from frame[0..len). body_bytes_max (1 ..
+ * SRV_BODY_BYTES_CEILING) caps the inner body; the envelope is refused before
+ * unpacking when it could not fit one. On OK, out holds the decoded fields and
+ * a copy of the signed bytes as received (never a re-encoding).
+ * Errors: TOO_BIG, MALFORMED, ARGS. out is unspecified on failure.
+ */
+SRV_MUST_USE int srv_request_decode(const uint8_t *frame, size_t len, size_t body_bytes_max,
+				    struct srv_request *out);
+
+/* Ed25519 check of r->signature over r->signed_bytes. Errors: BAD_SIGNATURE. */
+SRV_MUST_USE int srv_request_verify(const struct srv_request *r,
+				    const uint8_t public_key[SRV_PUBLIC_KEY_BYTES]);
+
+/* ---------- registry of accounts: keys and replay state ---------- */
+
+struct srv_keys;
+
+/* Creates a registry for up to accounts_max accounts. Errors: ARGS, NOMEM. */
+SRV_MUST_USE int srv_keys_create(uint32_t accounts_max, struct srv_keys **out);
+void srv_keys_destroy(struct srv_keys *k);
+
+/*
+ * Registers account's public key, refusing keys that are not valid points of
+ * the prime-order subgroup (crypto_core_ed25519_is_valid_point: small-order
+ * and non-canonical keys would let signatures be forged or replayed).
+ * Registering the same key again is OK. Errors: BAD_KEY, EXISTS, FULL, ARGS.
+ */
+SRV_MUST_USE int srv_keys_register(struct srv_keys *k, uint32_t account,
+				   const uint8_t public_key[SRV_PUBLIC_KEY_BYTES]);
+
+/* The account's key, or NULL. The pointer stays valid until destroy. */
+const uint8_t *srv_keys_lookup(const struct srv_keys *k, uint32_t account);
+
+/*
+ * Accepts (and records) a verified request's nonce and expiry at time now_ms:
+ * the expiry must satisfy now_ms < expires_at_ms <= now_ms + ahead_ms_max;
+ * the nonce must be above the account's highest, or one of the
+ * SRV_NONCE_WINDOW below it not seen yet. Nothing is recorded on failure.
+ * Errors: UNKNOWN_ACCOUNT, EXPIRED, EXPIRY_TOO_FAR, STALE_NONCE.
+ */
+SRV_MUST_USE int srv_nonce_accept(struct srv_keys *k, uint32_t account, uint64_t nonce,
+				  int64_t expires_at_ms, int64_t now_ms, int64_t ahead_ms_max);
+
+const char *srv_auth_status_name(int status);
+
+#endif
