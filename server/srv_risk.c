@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "srv_risk.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger.h"
+
+#define EMPTY UINT64_MAX
+#define NONE  UINT32_MAX
+
+/* Open addressing from a u64 key to a u32 slot of a payload array. */
+struct table {
+	uint64_t *keys;
+	uint32_t *vals;
+	uint32_t mask, count, max;
+};
+
+struct rorder {
+	uint64_t id;
+	uint32_t account, book, class_id;
+	uint8_t side;
+	int64_t limit, open;
+	int64_t unit; /* bids: money reserved per open GPU; offers: 0 */
+};
+
+struct racct {
+	int64_t cash, reserved;
+	uint32_t open_orders;
+};
+
+struct rpos {
+	int64_t offered, sold;
+};
+
+struct srv_risk {
+	struct srv_risk_config cfg;
+	uint32_t max_bps;
+	struct table accounts, capacities, positions, orders;
+	struct racct *acct;
+	int64_t *cap;
+	struct rpos *pos;
+	struct rorder *ord;
+	uint32_t *free_orders, nfree;
+	/* A modify between begin and end: the order and its state before. */
+	uint64_t modifying;
+	struct rorder saved;
+};
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static int table_init(struct table *t, uint32_t max)
+{
+	uint32_t cap = 1;
+	while (cap < 2 * max)
+		cap <<= 1;
+	t->keys = malloc((size_t)cap * sizeof(*t->keys));
+	t->vals = malloc((size_t)cap * sizeof(*t->vals));
+	if (!t->keys || !t->vals)
+		return SRV_RISK_NOMEM;
+	memset(t->keys, 0xff, (size_t)cap * sizeof(*t->keys));
+	t->mask = cap - 1;
+	t->max = max;
+	return SRV_RISK_OK;
+}
+
+static void table_free(struct table *t)
+{
+	free(t->keys);
+	free(t->vals);
+}
+
+static uint32_t table_pos(const struct table *t, uint64_t key)
+{
+	uint32_t h = (uint32_t)mix(key) & t->mask;
+	while (t->keys[h] != EMPTY && t->keys[h] != key)
+		h = (h + 1) & t->mask;
+	return h;
+}
+
+static uint32_t table_get(const struct table *t, uint64_t key)
+{
+	uint32_t h = table_pos(t, key);
+	return t->keys[h] == key ? t->vals[h] : NONE;
+}
+
+/* Inserts a new key; the caller checked that there is room. */
+static void table_put(struct table *t, uint64_t key, uint32_t val)
+{
+	uint32_t h = table_pos(t, key);
+	assert(t->keys[h] == EMPTY && t->count < t->max);
+	t->keys[h] = key;
+	t->vals[h] = val;
+	t->count++;
+}
+
+/* Deletes by backward shift, keeping probe chains whole. */
+static void table_del(struct table *t, uint64_t key)
+{
+	uint32_t i = table_pos(t, key);
+	assert(t->keys[i] == key);
+	for (uint32_t j = i;;) {
+		j = (j + 1) & t->mask;
+		if (t->keys[j] == EMPTY)
+			break;
+		uint32_t k = (uint32_t)mix(t->keys[j]) & t->mask;
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			t->keys[i] = t->keys[j];
+			t->vals[i] = t->vals[j];
+			i = j;
+		}
+	}
+	t->keys[i] = EMPTY;
+	t->count--;
+}
+
+static uint64_t pair(uint32_t a, uint32_t b)
+{
+	return (uint64_t)a << 32 | b;
+}
+
+void srv_risk_config_default(struct srv_risk_config *cfg)
+{
+	*cfg = (struct srv_risk_config){
+		.accounts_max = 65536,
+		.orders_max = 1u << 20,
+		.positions_max = 1u << 20,
+		.capacities_max = 65536,
+		.open_orders_per_account_max = 10000,
+		.maker_bps = 0,
+		.taker_bps = 0,
+	};
+}
+
+void srv_risk_destroy(struct srv_risk *r)
+{
+	if (!r)
+		return;
+	table_free(&r->accounts);
+	table_free(&r->capacities);
+	table_free(&r->positions);
+	table_free(&r->orders);
+	free(r->acct);
+	free(r->cap);
+	free(r->pos);
+	free(r->ord);
+	free(r->free_orders);
+	free(r);
+}
+
+int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
+{
+	if (cfg->accounts_max < 1 || cfg->orders_max < 1 || cfg->positions_max < 1 ||
+	    cfg->capacities_max < 1 || cfg->accounts_max > (1u << 30) ||
+	    cfg->orders_max > (1u << 30) || cfg->positions_max > (1u << 30) ||
+	    cfg->capacities_max > (1u << 30) || cfg->open_orders_per_account_max < 1 ||
+	    cfg->maker_bps > LEDGER_BPS_MAX || cfg->taker_bps > LEDGER_BPS_MAX)
+		return SRV_RISK_ARGS;
+	struct srv_risk *r = calloc(1, sizeof(*r));
+	if (!r)
+		return SRV_RISK_NOMEM;
+	r->cfg = *cfg;
+	r->max_bps = cfg->maker_bps > cfg->taker_bps ? cfg->maker_bps : cfg->taker_bps;
+	r->modifying = EMPTY;
+	r->acct = calloc(cfg->accounts_max, sizeof(*r->acct));
+	r->cap = calloc(cfg->capacities_max, sizeof(*r->cap));
+	r->pos = calloc(cfg->positions_max, sizeof(*r->pos));
+	r->ord = calloc(cfg->orders_max, sizeof(*r->ord));
+	r->free_orders = malloc(cfg->orders_max * sizeof(*r->free_orders));
+	if (!r->acct || !r->cap || !r->pos || !r->ord || !r->free_orders ||
+	    table_init(&r->accounts, cfg->accounts_max) ||
+	    table_init(&r->capacities, cfg->capacities_max) ||
+	    table_init(&r->positions, cfg->positions_max) ||
+	    table_init(&r->orders, cfg->orders_max)) {
+		srv_risk_destroy(r);
+		return SRV_RISK_NOMEM;
+	}
+	for (uint32_t i = 0; i < cfg->orders_max; i++)
+		r->free_orders[i] = cfg->orders_max - 1 - i;
+	r->nfree = cfg->orders_max;
+	*out = r;
+	return SRV_RISK_OK;
+}
+
+static struct racct *acct_of(const struct srv_risk *r, uint32_t account)
+{
+	uint32_t i = table_get(&r->accounts, account);
+	return i == NONE ? NULL : &r->acct[i];
+}
+
+/* The account or position of a tracked order: created when it entered. */
+static struct racct *acct_known(const struct srv_risk *r, uint32_t account)
+{
+	struct racct *a = acct_of(r, account);
+	assert(a != NULL);
+	return a;
+}
+
+int srv_risk_add_cash(struct srv_risk *r, uint32_t account, int64_t delta)
+{
+	struct racct *a = acct_of(r, account);
+	if (a == NULL) {
+		if (r->accounts.count == r->accounts.max)
+			return SRV_RISK_FULL;
+		uint32_t i = r->accounts.count;
+		table_put(&r->accounts, account, i);
+		a = &r->acct[i];
+	}
+	int64_t cash;
+	if (__builtin_add_overflow(a->cash, delta, &cash))
+		return SRV_RISK_OVERFLOW;
+	a->cash = cash;
+	return SRV_RISK_OK;
+}
+
+int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_id, int64_t gpus)
+{
+	if (gpus < 0)
+		return SRV_RISK_ARGS;
+	uint32_t i = table_get(&r->capacities, pair(account, class_id));
+	if (i == NONE) {
+		if (r->capacities.count == r->capacities.max)
+			return SRV_RISK_FULL;
+		i = r->capacities.count;
+		table_put(&r->capacities, pair(account, class_id), i);
+	}
+	r->cap[i] = gpus;
+	return SRV_RISK_OK;
+}
+
+int srv_risk_account(const struct srv_risk *r, uint32_t account, struct srv_risk_account *out)
+{
+	const struct racct *a = acct_of(r, account);
+	if (a == NULL)
+		return SRV_RISK_UNKNOWN_ACCOUNT;
+	*out = (struct srv_risk_account){
+		.cash = a->cash, .reserved = a->reserved, .open_orders = a->open_orders};
+	return SRV_RISK_OK;
+}
+
+static struct rpos *pos_of(const struct srv_risk *r, uint32_t account, uint32_t book)
+{
+	uint32_t i = table_get(&r->positions, pair(account, book));
+	return i == NONE ? NULL : &r->pos[i];
+}
+
+void srv_risk_position(const struct srv_risk *r, uint32_t account, uint32_t book, int64_t *offered,
+		       int64_t *sold)
+{
+	const struct rpos *p = pos_of(r, account, book);
+	*offered = p ? p->offered : 0;
+	*sold = p ? p->sold : 0;
+}
+
+/* Money a bid reserves per GPU: its limit plus the highest fee on it, rounded up. */
+static int unit_of(const struct srv_risk *r, int64_t price, int64_t *unit)
+{
+	int64_t fee;
+	if (ledger_fee(price, r->max_bps, &fee) != LEDGER_OK ||
+	    __builtin_add_overflow(price, fee, unit))
+		return SRV_RISK_OVERFLOW;
+	return SRV_RISK_OK;
+}
+
+/*
+ * Whether the account can move from holding `held` to `need` for one order:
+ * only an increase needs free cash.
+ */
+static int funds_for(const struct racct *a, int64_t held, int64_t need)
+{
+	int64_t free_cash = a->cash - a->reserved; /* reserved <= cash: no overflow */
+	return need - held <= free_cash ? SRV_RISK_OK : SRV_RISK_INSUFFICIENT_FUNDS;
+}
+
+/* Whether an offer may go from `held` GPUs open to `want` in this book. */
+static int capacity_for(const struct srv_risk *r, uint32_t account, uint32_t class_id,
+			uint32_t book, int64_t held, int64_t want)
+{
+	uint32_t ci = table_get(&r->capacities, pair(account, class_id));
+	int64_t cap = ci == NONE ? 0 : r->cap[ci];
+	const struct rpos *p = pos_of(r, account, book);
+	int64_t used = p ? p->offered + p->sold - held : 0;
+	if (want > cap - used)
+		return SRV_RISK_INSUFFICIENT_CAPACITY;
+	if (p == NULL && r->positions.count == r->positions.max)
+		return SRV_RISK_FULL;
+	return SRV_RISK_OK;
+}
+
+static struct rpos *pos_known(const struct srv_risk *r, uint32_t account, uint32_t book)
+{
+	struct rpos *p = pos_of(r, account, book);
+	assert(p != NULL);
+	return p;
+}
+
+static struct rpos *pos_get_or_add(struct srv_risk *r, uint32_t account, uint32_t book)
+{
+	struct rpos *p = pos_of(r, account, book);
+	if (p)
+		return p;
+	uint32_t i = r->positions.count;
+	table_put(&r->positions, pair(account, book), i);
+	r->pos[i] = (struct rpos){0};
+	return &r->pos[i];
+}
+
+int srv_risk_enter(struct srv_risk *r, const struct srv_risk_order *o)
+{
+	if (o->order_id == EMPTY || o->price < 1 || o->qty < 1 ||
+	    (o->side != MATCHING_BUY && o->side != MATCHING_SELL))
+		return SRV_RISK_ARGS;
+	struct racct *a = acct_of(r, o->account);
+	if (a == NULL)
+		return SRV_RISK_UNKNOWN_ACCOUNT;
+	if (a->open_orders >= r->cfg.open_orders_per_account_max)
+		return SRV_RISK_TOO_MANY_ORDERS;
+	if (table_get(&r->orders, o->order_id) != NONE)
+		return SRV_RISK_DUPLICATE;
+	if (r->nfree == 0)
+		return SRV_RISK_FULL;
+	int64_t unit = 0, need = 0;
+	int rc;
+	if (o->side == MATCHING_BUY) {
+		if ((rc = unit_of(r, o->price, &unit)) != 0)
+			return rc;
+		if (__builtin_mul_overflow(o->qty, unit, &need))
+			return SRV_RISK_OVERFLOW;
+		if ((rc = funds_for(a, 0, need)) != 0)
+			return rc;
+		a->reserved += need;
+	} else {
+		if ((rc = capacity_for(r, o->account, o->class_id, o->book, 0, o->qty)) != 0)
+			return rc;
+		pos_get_or_add(r, o->account, o->book)->offered += o->qty;
+	}
+	uint32_t i = r->free_orders[--r->nfree];
+	r->ord[i] = (struct rorder){.id = o->order_id,
+				    .account = o->account,
+				    .book = o->book,
+				    .class_id = o->class_id,
+				    .side = o->side,
+				    .limit = o->price,
+				    .open = o->qty,
+				    .unit = unit};
+	table_put(&r->orders, o->order_id, i);
+	a->open_orders++;
+	return SRV_RISK_OK;
+}
+
+static struct rorder *order_of(const struct srv_risk *r, uint64_t id)
+{
+	uint32_t i = id == EMPTY ? NONE : table_get(&r->orders, id);
+	return i == NONE ? NULL : &r->ord[i];
+}
+
+/* Sets an order's open quantity (and limit), keeping the totals in step. */
+static void set_open(struct srv_risk *r, struct rorder *o, int64_t limit, int64_t unit,
+		     int64_t open)
+{
+	if (o->side == MATCHING_BUY)
+		acct_known(r, o->account)->reserved += open * unit - o->open * o->unit;
+	else
+		pos_known(r, o->account, o->book)->offered += open - o->open;
+	o->limit = limit;
+	o->unit = unit;
+	o->open = open;
+}
+
+int srv_risk_modify_begin(struct srv_risk *r, uint64_t order_id, int64_t price, int64_t qty)
+{
+	struct rorder *o = order_of(r, order_id);
+	if (o == NULL || price < 1 || qty < 1 || r->modifying != EMPTY)
+		return SRV_RISK_ARGS;
+	int64_t unit = 0, need;
+	int rc;
+	if (o->side == MATCHING_BUY) {
+		if ((rc = unit_of(r, price, &unit)) != 0)
+			return rc;
+		if (__builtin_mul_overflow(qty, unit, &need))
+			return SRV_RISK_OVERFLOW;
+		if ((rc = funds_for(acct_known(r, o->account), o->open * o->unit, need)) != 0)
+			return rc;
+	} else if ((rc = capacity_for(r, o->account, o->class_id, o->book, o->open, qty)) != 0) {
+		return rc;
+	}
+	r->saved = *o;
+	r->modifying = order_id;
+	set_open(r, o, price, unit, qty);
+	return SRV_RISK_OK;
+}
+
+void srv_risk_modify_end(struct srv_risk *r, bool rejected)
+{
+	struct rorder *o = order_of(r, r->modifying);
+	if (rejected && o != NULL)
+		set_open(r, o, r->saved.limit, r->saved.unit, r->saved.open);
+	r->modifying = EMPTY;
+}
+
+static void order_end(struct srv_risk *r, struct rorder *o)
+{
+	set_open(r, o, o->limit, o->unit, 0);
+	acct_known(r, o->account)->open_orders--;
+	uint32_t i = (uint32_t)(o - r->ord);
+	table_del(&r->orders, o->id);
+	r->free_orders[r->nfree++] = i;
+}
+
+/* A fill of q at price on order o, which was the taker or the maker. */
+static void fill(struct srv_risk *r, struct rorder *o, int64_t price, int64_t q, bool taker)
+{
+	assert(q >= 1 && q <= o->open);
+	struct racct *a = acct_known(r, o->account);
+	if (o->side == MATCHING_BUY) {
+		int64_t notional = price * q, fee = 0; /* price <= limit: fits */
+		int rc = ledger_fee(notional, taker ? r->cfg.taker_bps : r->cfg.maker_bps, &fee);
+		assert(rc == LEDGER_OK);
+		(void)rc;
+		int64_t cost = notional + fee, release = q * o->unit;
+		assert(cost <= release); /* the per-GPU fee reservation guarantees it */
+		a->cash -= cost;
+		a->reserved -= release;
+	} else {
+		struct rpos *p = pos_known(r, o->account, o->book);
+		p->offered -= q;
+		p->sold += q;
+	}
+	o->open -= q;
+}
+
+void srv_risk_apply(struct srv_risk *r, const struct matching_event *ev)
+{
+	struct rorder *o = order_of(r, ev->order_id);
+	switch (ev->type) {
+	case MATCHING_EV_FILL: {
+		struct rorder *m = order_of(r, ev->maker_id);
+		if (o)
+			fill(r, o, ev->price, ev->qty, true);
+		if (m)
+			fill(r, m, ev->price, ev->qty, false);
+		break;
+	}
+	case MATCHING_EV_RESTING:
+		if (o)
+			set_open(r, o, o->limit, o->unit, ev->qty);
+		break;
+	case MATCHING_EV_REJECTED:
+		/* A rejected modify is undone by srv_risk_modify_end(), not here. */
+		if (o && ev->order_id != r->modifying)
+			order_end(r, o);
+		break;
+	default: /* DONE, REMOVED */
+		if (o)
+			order_end(r, o);
+		break;
+	}
+}
+
+const char *srv_risk_check_invariants(const struct srv_risk *r)
+{
+	uint32_t tracked = 0;
+	for (uint32_t h = 0; h <= r->accounts.mask; h++) {
+		if (r->accounts.keys[h] == EMPTY)
+			continue;
+		const struct racct *a = &r->acct[r->accounts.vals[h]];
+		uint32_t account = (uint32_t)r->accounts.keys[h], n = 0;
+		int64_t reserved = 0;
+		for (uint32_t k = 0; k <= r->orders.mask; k++) {
+			if (r->orders.keys[k] == EMPTY)
+				continue;
+			const struct rorder *o = &r->ord[r->orders.vals[k]];
+			if (o->account != account)
+				continue;
+			n++;
+			if (o->side == MATCHING_BUY)
+				reserved += o->open * o->unit;
+		}
+		if (reserved != a->reserved || n != a->open_orders)
+			return "account totals differ from its orders";
+		if (a->reserved > a->cash)
+			return "reservations exceed cash";
+		tracked += n;
+	}
+	if (tracked != r->orders.count || r->nfree + r->orders.count != r->cfg.orders_max)
+		return "order counts differ";
+	for (uint32_t h = 0; h <= r->positions.mask; h++) {
+		if (r->positions.keys[h] == EMPTY)
+			continue;
+		const struct rpos *p = &r->pos[r->positions.vals[h]];
+		uint32_t account = (uint32_t)(r->positions.keys[h] >> 32);
+		uint32_t book = (uint32_t)r->positions.keys[h];
+		int64_t offered = 0;
+		for (uint32_t k = 0; k <= r->orders.mask; k++) {
+			if (r->orders.keys[k] == EMPTY)
+				continue;
+			const struct rorder *o = &r->ord[r->orders.vals[k]];
+			if (o->account == account && o->book == book && o->side == MATCHING_SELL)
+				offered += o->open;
+		}
+		if (offered != p->offered || p->sold < 0)
+			return "offered GPUs differ from open offers";
+	}
+	return NULL;
+}
+
+const char *srv_risk_status_name(int status)
+{
+	static const char *const names[] = {
+		[SRV_RISK_OK] = "ok",
+		[SRV_RISK_INSUFFICIENT_FUNDS] = "insufficient funds",
+		[SRV_RISK_INSUFFICIENT_CAPACITY] = "insufficient capacity",
+		[SRV_RISK_TOO_MANY_ORDERS] = "too many open orders",
+		[SRV_RISK_OVERFLOW] = "amount overflow",
+		[SRV_RISK_UNKNOWN_ACCOUNT] = "unknown account",
+		[SRV_RISK_FULL] = "risk table full",
+		[SRV_RISK_DUPLICATE] = "order already tracked",
+		[SRV_RISK_ARGS] = "invalid argument",
+		[SRV_RISK_NOMEM] = "out of memory",
+	};
+	return status >= 0 && status <= SRV_RISK_NOMEM ? names[status] : "unknown status";
+}
