@@ -1,0 +1,653 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "srv_core.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gridex.pb-c.h"
+
+#define NONE	    UINT32_MAX
+#define CLASSES_MAX 256 /* accelerator classes: a few dozen exist */
+
+/* A live order as its owner knows it. */
+struct corder {
+	uint64_t oid, coid; /* oid 0: free slot */
+	uint32_t account, book;
+	uint8_t side;
+	int64_t limit, orig, cum;
+};
+
+struct srv_core {
+	struct srv_core_config cfg;
+	struct matching_engine *eng;
+	struct srv_risk *risk;
+	struct srv_keys *keys;
+	struct matching_batch batch;
+	uint64_t next_oid;
+	/* Live orders in a pool of stable slots, indexed by engine id and by
+	 * (account, client order id); both indices hold pool slots, NONE = empty. */
+	struct corder *pool;
+	uint32_t *free_slots, nfree;
+	uint32_t *by_oid, *by_client;
+	uint32_t mask;
+	bool *halted;	    /* per book */
+	uint32_t *class_of; /* per book */
+	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
+	uint32_t nclasses;
+};
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+void srv_core_config_default(struct srv_core_config *cfg)
+{
+	*cfg = (struct srv_core_config){.accounts_max = 65536,
+					.client_ids_max = 1u << 20,
+					.gate_lead_ms = 300000,
+					.expiry_ahead_ms_max = 60000};
+	matching_config_default(&cfg->matching);
+	srv_risk_config_default(&cfg->risk);
+}
+
+void srv_core_destroy(struct srv_core *c)
+{
+	if (!c)
+		return;
+	matching_destroy(c->eng);
+	srv_risk_destroy(c->risk);
+	srv_keys_destroy(c->keys);
+	free(c->batch.events);
+	free(c->pool);
+	free(c->free_slots);
+	free(c->by_oid);
+	free(c->by_client);
+	free(c->halted);
+	free(c->class_of);
+	free(c);
+}
+
+static uint32_t pow2_twice(uint32_t n)
+{
+	uint32_t cap = 1;
+	while (cap < 2 * n)
+		cap <<= 1;
+	return cap;
+}
+
+int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
+{
+	if (cfg->client_ids_max < 1 || cfg->client_ids_max > (1u << 28) ||
+	    cfg->client_ids_max < cfg->matching.orders_max || cfg->gate_lead_ms < 0 ||
+	    cfg->expiry_ahead_ms_max < 1)
+		return SRV_CORE_ARGS;
+	struct srv_core *c = calloc(1, sizeof(*c));
+	if (!c)
+		return SRV_CORE_NOMEM;
+	c->cfg = *cfg;
+	c->next_oid = 1;
+	int rc = SRV_CORE_NOMEM;
+	if (matching_create(&cfg->matching, &c->eng) != MATCHING_OK ||
+	    srv_risk_create(&cfg->risk, &c->risk) != SRV_RISK_OK ||
+	    srv_keys_create(cfg->accounts_max, &c->keys) != SRV_AUTH_OK) {
+		rc = SRV_CORE_ARGS;
+		goto fail;
+	}
+	uint32_t cap = pow2_twice(cfg->client_ids_max);
+	c->batch.cap = matching_events_max(c->eng);
+	c->batch.events = calloc(c->batch.cap, sizeof(*c->batch.events));
+	c->pool = calloc(cfg->client_ids_max, sizeof(*c->pool));
+	c->free_slots = malloc(cfg->client_ids_max * sizeof(*c->free_slots));
+	c->by_oid = malloc((size_t)cap * sizeof(*c->by_oid));
+	c->by_client = malloc((size_t)cap * sizeof(*c->by_client));
+	c->halted = calloc(cfg->matching.books_max, sizeof(*c->halted));
+	c->class_of = calloc(cfg->matching.books_max, sizeof(*c->class_of));
+	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
+	    !c->halted || !c->class_of)
+		goto fail;
+	memset(c->by_oid, 0xff, (size_t)cap * sizeof(*c->by_oid));
+	memset(c->by_client, 0xff, (size_t)cap * sizeof(*c->by_client));
+	for (uint32_t i = 0; i < cfg->client_ids_max; i++)
+		c->free_slots[i] = cfg->client_ids_max - 1 - i;
+	c->nfree = cfg->client_ids_max;
+	c->mask = cap - 1;
+	*out = c;
+	return SRV_CORE_OK;
+fail:
+	srv_core_destroy(c);
+	return rc;
+}
+
+void srv_core_out_caps(const struct srv_core *c, size_t *reports, size_t *fills)
+{
+	/* Each event gives at most two reports (both sides of a fill), plus ACK and NEW. */
+	*reports = 2 * c->batch.cap + 4;
+	*fills = c->batch.cap;
+}
+
+int srv_core_register(struct srv_core *c, uint32_t account,
+		      const uint8_t public_key[SRV_PUBLIC_KEY_BYTES])
+{
+	int rc = srv_keys_register(c->keys, account, public_key);
+	if (rc)
+		return rc;
+	return srv_risk_add_cash(c->risk, account, 0); /* the account exists for risk too */
+}
+
+struct srv_risk *srv_core_risk(struct srv_core *c)
+{
+	return c->risk;
+}
+
+struct matching_engine *srv_core_engine(struct srv_core *c)
+{
+	return c->eng;
+}
+
+int srv_core_class_id(struct srv_core *c, const char *class_name, uint32_t *id)
+{
+	for (uint32_t i = 0; i < c->nclasses; i++)
+		if (strcmp(c->classes[i], class_name) == 0) {
+			*id = i;
+			return SRV_CORE_OK;
+		}
+	size_t len = strlen(class_name);
+	if (c->nclasses == CLASSES_MAX || len == 0 || len > MATCHING_CLASS_NAME_MAX)
+		return SRV_CORE_FULL;
+	memcpy(c->classes[c->nclasses], class_name, len + 1);
+	*id = c->nclasses++;
+	return SRV_CORE_OK;
+}
+
+/* The book of a product name, created on first use; false if the name is no product. */
+static bool book_of(struct srv_core *c, const char *name, uint32_t *book)
+{
+	size_t len = strlen(name);
+	if (matching_book_find(c->eng, name, len, book) == MATCHING_OK)
+		return true;
+	struct matching_product p;
+	uint32_t cls;
+	if (matching_product_parse(name, len, c->cfg.gate_lead_ms, &p) != MATCHING_OK ||
+	    srv_core_class_id(c, p.class_name, &cls) != SRV_CORE_OK ||
+	    matching_book_create(c->eng, &p, book) != MATCHING_OK)
+		return false;
+	c->class_of[*book] = cls;
+	return true;
+}
+
+int srv_core_halt(struct srv_core *c, const char *product, bool halted)
+{
+	uint32_t book;
+	if (!book_of(c, product, &book))
+		return SRV_CORE_ARGS;
+	c->halted[book] = halted;
+	return SRV_CORE_OK;
+}
+
+/* ---------- order tables ---------- */
+
+static uint32_t home_oid(const struct srv_core *c, const struct corder *o)
+{
+	return (uint32_t)mix(o->oid) & c->mask;
+}
+
+static uint32_t home_client(const struct srv_core *c, const struct corder *o)
+{
+	return (uint32_t)mix(o->coid * 0x9e3779b97f4a7c15ULL ^ o->account) & c->mask;
+}
+
+/* The index position holding an order equal to `key` (by `same`), or the empty one. */
+static uint32_t probe(const struct srv_core *c, const uint32_t *index, uint32_t h,
+		      const struct corder *key, bool by_client)
+{
+	for (;; h = (h + 1) & c->mask) {
+		uint32_t i = index[h];
+		if (i == NONE)
+			return h;
+		const struct corder *o = &c->pool[i];
+		if (by_client ? (o->account == key->account && o->coid == key->coid)
+			      : o->oid == key->oid)
+			return h;
+	}
+}
+
+static struct corder *find_oid(struct srv_core *c, uint64_t oid)
+{
+	struct corder key = {.oid = oid};
+	uint32_t i = c->by_oid[probe(c, c->by_oid, home_oid(c, &key), &key, false)];
+	return i == NONE ? NULL : &c->pool[i];
+}
+
+static struct corder *find_client(struct srv_core *c, uint32_t account, uint64_t coid)
+{
+	struct corder key = {.account = account, .coid = coid};
+	uint32_t i = c->by_client[probe(c, c->by_client, home_client(c, &key), &key, true)];
+	return i == NONE ? NULL : &c->pool[i];
+}
+
+/* Removes pool slot `slot` from one index, by backward shift. */
+static void index_del(struct srv_core *c, uint32_t *index, uint32_t slot, bool by_client)
+{
+	const struct corder *o = &c->pool[slot];
+	uint32_t i = probe(c, index, by_client ? home_client(c, o) : home_oid(c, o), o, by_client);
+	assert(index[i] == slot);
+	for (uint32_t j = i;;) {
+		j = (j + 1) & c->mask;
+		if (index[j] == NONE)
+			break;
+		const struct corder *m = &c->pool[index[j]];
+		uint32_t k = by_client ? home_client(c, m) : home_oid(c, m);
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			index[i] = index[j];
+			i = j;
+		}
+	}
+	index[i] = NONE;
+}
+
+/* Tracks a new order; the caller checked that a slot is free. */
+static struct corder *order_add(struct srv_core *c, const struct corder *o)
+{
+	assert(c->nfree > 0);
+	uint32_t slot = c->free_slots[--c->nfree];
+	c->pool[slot] = *o;
+	c->by_oid[probe(c, c->by_oid, home_oid(c, o), o, false)] = slot;
+	c->by_client[probe(c, c->by_client, home_client(c, o), o, true)] = slot;
+	return &c->pool[slot];
+}
+
+static void order_del(struct srv_core *c, struct corder *o)
+{
+	uint32_t slot = (uint32_t)(o - c->pool);
+	index_del(c, c->by_oid, slot, false);
+	index_del(c, c->by_client, slot, true);
+	c->pool[slot].oid = 0; /* engine ids start at 1: 0 marks a free slot */
+	c->free_slots[c->nfree++] = slot;
+}
+
+/* ---------- reports ---------- */
+
+static struct srv_report *report(struct srv_core_out *out, uint8_t kind, uint32_t account)
+{
+	assert(out->n_reports < out->reports_cap);
+	struct srv_report *r = &out->reports[out->n_reports++];
+	*r = (struct srv_report){.kind = kind, .account = account};
+	return r;
+}
+
+static void reject(struct srv_core_out *out, const struct srv_request *req, uint8_t reason)
+{
+	struct srv_report *r = report(out, SRV_REPORT_REJECT, req->account);
+	r->nonce = req->nonce;
+	r->reason = reason;
+	r->client_order_id =
+		req->client_order_id ? req->client_order_id : req->target_client_order_id;
+}
+
+static void ack(struct srv_core_out *out, const struct srv_request *req)
+{
+	struct srv_report *r = report(out, SRV_REPORT_ACK, req->account);
+	r->nonce = req->nonce;
+}
+
+static void exec(struct srv_core_out *out, const struct corder *o, uint8_t type)
+{
+	struct srv_report *r = report(out, SRV_REPORT_EXEC, o->account);
+	r->exec_type = type;
+	r->side = o->side;
+	r->client_order_id = o->coid;
+	r->order_id = o->oid;
+	r->book = o->book;
+	r->price = o->limit;
+	r->cumulative_quantity = o->cum;
+	r->leaves_quantity = o->orig - o->cum;
+}
+
+static uint8_t reason_of_engine(uint8_t r)
+{
+	switch (r) {
+	case MATCHING_R_BAD_PRICE:
+		return GRIDEX__V1__REJECT_REASON__BAD_PRICE;
+	case MATCHING_R_BAD_QTY:
+		return GRIDEX__V1__REJECT_REASON__BAD_QUANTITY;
+	case MATCHING_R_OVERFLOW:
+		return GRIDEX__V1__REJECT_REASON__OVERFLOW;
+	case MATCHING_R_DUPLICATE_ORDER:
+		return GRIDEX__V1__REJECT_REASON__DUPLICATE_ORDER;
+	case MATCHING_R_UNKNOWN_ORDER:
+		return GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER;
+	case MATCHING_R_WOULD_CROSS:
+		return GRIDEX__V1__REJECT_REASON__WOULD_CROSS;
+	case MATCHING_R_BOOK_FULL:
+		return GRIDEX__V1__REJECT_REASON__BOOK_FULL;
+	case MATCHING_R_CLOSED:
+		return GRIDEX__V1__REJECT_REASON__PRODUCT_CLOSED;
+	case MATCHING_R_BAD_EXPIRY:
+		return GRIDEX__V1__REJECT_REASON__BAD_EXPIRY;
+	case MATCHING_R_BAD_BASKET:
+		return GRIDEX__V1__REJECT_REASON__BAD_BASKET;
+	case MATCHING_R_UNKNOWN_PRODUCT:
+		return GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT;
+	default:
+		return GRIDEX__V1__REJECT_REASON__MALFORMED;
+	}
+}
+
+static uint8_t reason_of_risk(int rc)
+{
+	switch (rc) {
+	case SRV_RISK_INSUFFICIENT_FUNDS:
+		return GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS;
+	case SRV_RISK_INSUFFICIENT_CAPACITY:
+		return GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY;
+	case SRV_RISK_TOO_MANY_ORDERS:
+	case SRV_RISK_FULL:
+		return GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS;
+	case SRV_RISK_OVERFLOW:
+		return GRIDEX__V1__REJECT_REASON__OVERFLOW;
+	default:
+		return GRIDEX__V1__REJECT_REASON__MALFORMED;
+	}
+}
+
+static uint8_t reason_of_auth(int rc)
+{
+	switch (rc) {
+	case SRV_AUTH_UNKNOWN_ACCOUNT:
+		return GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT;
+	case SRV_AUTH_STALE_NONCE:
+		return GRIDEX__V1__REJECT_REASON__STALE_NONCE;
+	case SRV_AUTH_EXPIRED:
+		return GRIDEX__V1__REJECT_REASON__EXPIRED;
+	case SRV_AUTH_EXPIRY_TOO_FAR:
+		return GRIDEX__V1__REJECT_REASON__EXPIRY_TOO_FAR;
+	default:
+		return GRIDEX__V1__REJECT_REASON__MALFORMED;
+	}
+}
+
+/* One side of a fill: its report, and the buyer's or seller's role for the fee. */
+static void fill_side(struct srv_core *c, struct srv_core_out *out, struct corder *o,
+		      const struct matching_event *ev, bool taker)
+{
+	o->cum += ev->qty;
+	int64_t fee = 0;
+	const struct srv_risk_config *rc = &c->cfg.risk;
+	int frc = ledger_fee(ev->price * ev->qty, taker ? rc->taker_bps : rc->maker_bps, &fee);
+	assert(frc == LEDGER_OK); /* the notional was checked at entry */
+	(void)frc;
+	exec(out, o,
+	     o->cum == o->orig ? GRIDEX__V1__EXEC_TYPE__FILL : GRIDEX__V1__EXEC_TYPE__PARTIAL_FILL);
+	struct srv_report *r = &out->reports[out->n_reports - 1];
+	r->last_price = ev->price;
+	r->last_quantity = ev->qty;
+	r->fill_id = ev->fill_id;
+	r->fee = fee;
+}
+
+/* Risk, reports and settlement for the events of one command (REJECTED excluded). */
+static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t from)
+{
+	for (size_t i = from; i < c->batch.n; i++) {
+		const struct matching_event *ev = &c->batch.events[i];
+		srv_risk_apply(c->risk, ev);
+		struct corder *o = find_oid(c, ev->order_id);
+		switch (ev->type) {
+		case MATCHING_EV_FILL: {
+			struct corder *m = find_oid(c, ev->maker_id);
+			assert(o && m);
+			fill_side(c, out, o, ev, true);
+			fill_side(c, out, m, ev, false);
+			bool buyer_taker = ev->side == MATCHING_BUY;
+			assert(out->n_fills < out->fills_cap);
+			out->fills[out->n_fills++] = (struct ledger_fill){
+				.fill_id = (int64_t)ev->fill_id,
+				.buyer = buyer_taker ? ev->account : ev->maker_account,
+				.seller = buyer_taker ? ev->maker_account : ev->account,
+				.buyer_is_taker = buyer_taker,
+				.taker_order_id = (int64_t)ev->order_id,
+				.maker_order_id = (int64_t)ev->maker_id,
+				.price = ev->price,
+				.qty = ev->qty,
+			};
+			break;
+		}
+		case MATCHING_EV_DONE:
+			if (o)
+				order_del(c, o);
+			break;
+		case MATCHING_EV_REMOVED:
+			if (o) {
+				bool expired = ev->reason == MATCHING_R_EXPIRED ||
+					       ev->reason == MATCHING_R_GATE_CLOSED;
+				o->orig = o->cum; /* nothing leaves */
+				exec(out, o,
+				     expired ? GRIDEX__V1__EXEC_TYPE__EXPIRED_ORDER
+					     : GRIDEX__V1__EXEC_TYPE__CANCELED);
+				order_del(c, o);
+			}
+			break;
+		default: /* RESTING: already reported as NEW or REPLACED */
+			break;
+		}
+	}
+}
+
+/* ---------- requests ---------- */
+
+/* Price and quantity must be positive before risk can reserve for them. */
+static uint8_t amounts_bad(const struct srv_request *req)
+{
+	if (req->price < 1)
+		return GRIDEX__V1__REJECT_REASON__BAD_PRICE;
+	if (req->quantity < 1)
+		return GRIDEX__V1__REJECT_REASON__BAD_QUANTITY;
+	return 0;
+}
+
+static void new_order(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	uint32_t book;
+	if (!book_of(c, req->product, &book)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
+	if (c->halted[book]) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED);
+		return;
+	}
+	if (find_client(c, req->account, req->client_order_id)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__DUPLICATE_ORDER);
+		return;
+	}
+	if (c->nfree == 0) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS);
+		return;
+	}
+	uint8_t bad = amounts_bad(req);
+	if (bad) {
+		reject(out, req, bad);
+		return;
+	}
+	uint8_t side = req->side == GRIDEX__V1__SIDE__BUY ? MATCHING_BUY : MATCHING_SELL;
+	struct srv_risk_order ro = {.order_id = c->next_oid,
+				    .account = req->account,
+				    .book = book,
+				    .class_id = c->class_of[book],
+				    .side = side,
+				    .price = req->price,
+				    .qty = req->quantity};
+	int rc = srv_risk_enter(c->risk, &ro);
+	if (rc) {
+		reject(out, req, reason_of_risk(rc));
+		return;
+	}
+	static const uint8_t tifs[] = {
+		[GRIDEX__V1__TIME_IN_FORCE__GTC] = MATCHING_GTC,
+		[GRIDEX__V1__TIME_IN_FORCE__GTD] = MATCHING_GTD,
+		[GRIDEX__V1__TIME_IN_FORCE__IOC] = MATCHING_IOC,
+		[GRIDEX__V1__TIME_IN_FORCE__FOK] = MATCHING_FOK,
+		[GRIDEX__V1__TIME_IN_FORCE__POST_ONLY] = MATCHING_POST,
+	};
+	struct matching_order mo = {.order_id = c->next_oid++,
+				    .account = req->account,
+				    .book = book,
+				    .side = side,
+				    .tif = tifs[req->time_in_force], /* range checked by decoding */
+				    .stp = (uint8_t)req->self_trade, /* same numbering */
+				    .price = req->price,
+				    .qty = req->quantity,
+				    .expire_ms = req->expire_ms};
+	int mrc = matching_submit(c->eng, &mo, &c->batch);
+	assert(mrc == MATCHING_OK);
+	(void)mrc;
+	const struct matching_event *first = &c->batch.events[0];
+	if (first->type == MATCHING_EV_REJECTED) {
+		srv_risk_apply(c->risk, first);
+		reject(out, req, reason_of_engine(first->reason));
+		return;
+	}
+	ack(out, req);
+	struct corder o = {.oid = mo.order_id,
+			   .coid = req->client_order_id,
+			   .account = req->account,
+			   .book = book,
+			   .side = side,
+			   .limit = req->price,
+			   .orig = req->quantity};
+	exec(out, order_add(c, &o), GRIDEX__V1__EXEC_TYPE__NEW);
+	apply_events(c, out, 0);
+}
+
+static void cancel_one(struct srv_core *c, struct corder *o, struct srv_core_out *out)
+{
+	int rc = matching_cancel(c->eng, o->oid, &c->batch);
+	assert(rc == MATCHING_OK && c->batch.n == 1);
+	(void)rc;
+	apply_events(c, out, 0);
+}
+
+static void cancel(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	/* Client order ids are per account: another account's order is not found. */
+	struct corder *o = find_client(c, req->account, req->target_client_order_id);
+	if (o == NULL) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+		return;
+	}
+	ack(out, req);
+	cancel_one(c, o, out);
+}
+
+static void cancel_all(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	uint32_t book = NONE;
+	if (req->product[0] != '\0' &&
+	    matching_book_find(c->eng, req->product, strlen(req->product), &book) != MATCHING_OK) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
+	ack(out, req);
+	/* Bounded by the pool; slots are stable while we delete. */
+	for (uint32_t s = 0; s < c->cfg.client_ids_max; s++) {
+		struct corder *o = &c->pool[s];
+		if (o->oid != 0 && o->account == req->account && (book == NONE || o->book == book))
+			cancel_one(c, o, out);
+	}
+}
+
+static void modify(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	struct corder *o = find_client(c, req->account, req->target_client_order_id);
+	if (o == NULL) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+		return;
+	}
+	if (c->halted[o->book]) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED);
+		return;
+	}
+	uint8_t bad = amounts_bad(req);
+	if (bad) {
+		reject(out, req, bad);
+		return;
+	}
+	int rc = srv_risk_modify_begin(c->risk, o->oid, req->price, req->quantity);
+	if (rc) {
+		reject(out, req, reason_of_risk(rc));
+		return;
+	}
+	rc = matching_modify(c->eng, o->oid, req->price, req->quantity, &c->batch);
+	assert(rc == MATCHING_OK);
+	const struct matching_event *first = &c->batch.events[0];
+	if (first->type == MATCHING_EV_REJECTED) {
+		srv_risk_modify_end(c->risk, true);
+		reject(out, req, reason_of_engine(first->reason));
+		return;
+	}
+	/* Replaced first, then what re-entering did: the new total counts from cum. */
+	ack(out, req);
+	o->limit = req->price;
+	o->orig = o->cum + req->quantity;
+	exec(out, o, GRIDEX__V1__EXEC_TYPE__REPLACED);
+	apply_events(c, out, 0);
+	srv_risk_modify_end(c->risk, false);
+}
+
+int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
+{
+	size_t nr, nf;
+	srv_core_out_caps(c, &nr, &nf);
+	if (out->reports_cap < nr || out->fills_cap < nf)
+		return SRV_CORE_ARGS;
+	out->n_reports = out->n_fills = 0;
+	if (now_ms <= matching_now(c->eng))
+		return SRV_CORE_OK;
+	int rc = matching_advance(c->eng, now_ms, &c->batch);
+	assert(rc == MATCHING_OK);
+	(void)rc;
+	apply_events(c, out, 0);
+	return SRV_CORE_OK;
+}
+
+int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t now_ms,
+		    struct srv_core_out *out)
+{
+	int rc = srv_core_tick(c, now_ms, out);
+	if (rc)
+		return rc;
+	/* Expiry reports of the tick come first; this request's follow. */
+	rc = srv_nonce_accept(c->keys, req->account, req->nonce, req->expires_at_ms, now_ms,
+			      c->cfg.expiry_ahead_ms_max);
+	if (rc) {
+		reject(out, req, reason_of_auth(rc));
+		return SRV_CORE_OK;
+	}
+	switch (req->type) {
+	case GRIDEX__V1__REQUEST_TYPE__NEW_ORDER:
+		new_order(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__CANCEL:
+		cancel(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__CANCEL_ALL:
+		cancel_all(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__MODIFY:
+		modify(c, req, out);
+		break;
+	default:
+		/* Baskets and queries are not handled by the core yet (docs/protocol.md). */
+		reject(out, req, GRIDEX__V1__REJECT_REASON__MALFORMED);
+		break;
+	}
+	return SRV_CORE_OK;
+}

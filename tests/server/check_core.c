@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Tests of the exchange core: a bid and an offer cross and both sides get
+ * FIX-style reports with cumulative and leaves quantities and fees, and the
+ * fill goes to settlement; every rejection the core decides (replayed nonce,
+ * expiry, unknown account, funds, capacity, duplicate client order id,
+ * someone else's order, halted and closed products, bad amounts); cancels,
+ * cancel-all, modifies and expiries; and one request all the way from signed
+ * protobuf bytes through decoding and verification.
+ */
+#include <string.h>
+
+#include <check.h>
+#include <sodium.h>
+
+#include "gridex.pb-c.h"
+#include "srv_core.h"
+#include "tap.h"
+
+#define H19    "H100-80G/2026-11-22T19"
+#define GATE19 (1795374000000LL - 300000)
+#define NOW    1795366800000LL /* 17:00Z */
+
+static struct srv_core *core;
+static struct srv_core_out out;
+static uint8_t pk[32], sk[64];
+static uint64_t nonce = 1;
+
+static void setup(void)
+{
+	struct srv_core_config cfg;
+	srv_core_config_default(&cfg);
+	cfg.matching.orders_max = 256;
+	cfg.matching.levels_max = 256;
+	cfg.matching.books_max = 8;
+	cfg.risk.accounts_max = 8;
+	cfg.risk.orders_max = 256;
+	cfg.risk.positions_max = 64;
+	cfg.risk.capacities_max = 16;
+	cfg.risk.maker_bps = 10;
+	cfg.risk.taker_bps = 25;
+	cfg.accounts_max = 8;
+	cfg.client_ids_max = 256;
+	ck_assert_int_eq(srv_core_create(&cfg, &core), SRV_CORE_OK);
+	srv_core_out_caps(core, &out.reports_cap, &out.fills_cap);
+	out.reports = calloc(out.reports_cap, sizeof(*out.reports));
+	out.fills = calloc(out.fills_cap, sizeof(*out.fills));
+	ck_assert_int_ge(sodium_init(), 0);
+	crypto_sign_keypair(pk, sk);
+	for (uint32_t a = 1; a <= 3; a++) {
+		ck_assert_int_eq(srv_core_register(core, a, pk), SRV_CORE_OK);
+		ck_assert_int_eq(srv_risk_add_cash(srv_core_risk(core), a, 100000000), SRV_RISK_OK);
+	}
+	uint32_t cls;
+	ck_assert_int_eq(srv_core_class_id(core, "H100-80G", &cls), SRV_CORE_OK);
+	ck_assert_int_eq(srv_risk_set_capacity(srv_core_risk(core), 2, cls, 16), SRV_RISK_OK);
+	nonce = 1;
+}
+
+static void teardown(void)
+{
+	srv_core_destroy(core);
+	free(out.reports);
+	free(out.fills);
+}
+
+static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
+				int64_t qty)
+{
+	struct srv_request r = {.account = account,
+				.nonce = nonce++,
+				.expires_at_ms = NOW + 1000,
+				.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER,
+				.client_order_id = coid,
+				.side = (uint32_t)side,
+				.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC,
+				.price = price,
+				.quantity = qty};
+	strcpy(r.product, H19);
+	return r;
+}
+
+static void handle(const struct srv_request *r)
+{
+	ck_assert_int_eq(srv_core_handle(core, r, NOW, &out), SRV_CORE_OK);
+}
+
+/* The reject reason of a request that must be refused. */
+static int refused(const struct srv_request *r)
+{
+	handle(r);
+	ck_assert_msg(out.n_reports == 1 && out.reports[0].kind == SRV_REPORT_REJECT,
+		      "client order %llu: %zu reports, the first of kind %d",
+		      (unsigned long long)r->client_order_id, out.n_reports, out.reports[0].kind);
+	ck_assert_uint_eq(out.reports[0].nonce, r->nonce);
+	return out.reports[0].reason;
+}
+
+START_TEST(bid_and_offer_cross)
+{
+	struct srv_request ask = order(2, 70, GRIDEX__V1__SIDE__SELL, 2450000, 8);
+	handle(&ask);
+	ck_assert_uint_eq(out.n_reports, 2);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	ck_assert_int_eq(out.reports[1].leaves_quantity, 8);
+	struct srv_request bid = order(1, 10, GRIDEX__V1__SIDE__BUY, 2500000, 10);
+	handle(&bid);
+	/* Buyer: ACK, NEW, PARTIAL_FILL; seller: FILL. */
+	ck_assert_uint_eq(out.n_reports, 4);
+	const struct srv_report *r = out.reports;
+	ck_assert_int_eq(r[0].kind, SRV_REPORT_ACK);
+	ck_assert_int_eq(r[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	ck_assert_int_eq(r[1].leaves_quantity, 10);
+	ck_assert_uint_eq(r[2].account, 1);
+	ck_assert_int_eq(r[2].exec_type, GRIDEX__V1__EXEC_TYPE__PARTIAL_FILL);
+	ck_assert_int_eq(r[2].last_price, 2450000);
+	ck_assert_int_eq(r[2].last_quantity, 8);
+	ck_assert_int_eq(r[2].cumulative_quantity, 8);
+	ck_assert_int_eq(r[2].leaves_quantity, 2);
+	ck_assert_int_eq(r[2].fee, 49000); /* 25 bps of 19,600,000 */
+	ck_assert_uint_eq(r[2].client_order_id, 10);
+	ck_assert_uint_eq(r[3].account, 2);
+	ck_assert_int_eq(r[3].exec_type, GRIDEX__V1__EXEC_TYPE__FILL);
+	ck_assert_int_eq(r[3].cumulative_quantity, 8);
+	ck_assert_int_eq(r[3].leaves_quantity, 0);
+	ck_assert_int_eq(r[3].fee, 19600); /* 10 bps, the maker */
+	ck_assert_uint_eq(r[3].client_order_id, 70);
+	ck_assert_uint_eq(r[2].fill_id, r[3].fill_id);
+	/* One fill for settlement, the buyer as taker. */
+	ck_assert_uint_eq(out.n_fills, 1);
+	ck_assert_uint_eq(out.fills[0].buyer, 1);
+	ck_assert_uint_eq(out.fills[0].seller, 2);
+	ck_assert(out.fills[0].buyer_is_taker);
+	ck_assert_int_eq(out.fills[0].price, 2450000);
+	ck_assert_int_eq(out.fills[0].qty, 8);
+	struct srv_risk_account a;
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(a.cash, 100000000 - 19600000 - 49000);
+	ck_assert_int_eq(a.reserved, 2 * (2500000 + 6250));
+}
+END_TEST
+
+START_TEST(rejections)
+{
+	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 2500000, 10);
+	handle(&r);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__STALE_NONCE); /* replayed */
+	r = order(1, 11, GRIDEX__V1__SIDE__BUY, 2500000, 1);
+	r.expires_at_ms = NOW;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__EXPIRED);
+	r = order(1, 11, GRIDEX__V1__SIDE__BUY, 2500000, 1);
+	r.expires_at_ms = NOW + 3600000;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__EXPIRY_TOO_FAR);
+	r = order(9, 11, GRIDEX__V1__SIDE__BUY, 2500000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT);
+	r = order(1, 10, GRIDEX__V1__SIDE__BUY, 2500000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__DUPLICATE_ORDER);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 2500000, 1000);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS);
+	r = order(3, 12, GRIDEX__V1__SIDE__SELL, 2500000, 1); /* no capacity */
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
+	r = order(2, 12, GRIDEX__V1__SIDE__SELL, 2500000, 17); /* 16 registered */
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 0, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__BAD_PRICE);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1, 0);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__BAD_QUANTITY);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1, 1);
+	strcpy(r.product, "H100/2026-13-01T00");
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	/* The engine's own checks come back as reasons too (post-only crossing). */
+	struct srv_request ask = order(2, 70, GRIDEX__V1__SIDE__SELL, 2600000, 1);
+	handle(&ask);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 2600000, 1);
+	r.time_in_force = GRIDEX__V1__TIME_IN_FORCE__POST_ONLY;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__WOULD_CROSS);
+	/* Someone else's order is simply not found among one's own. */
+	struct srv_request c = {.account = 1,
+				.nonce = nonce++,
+				.expires_at_ms = NOW + 1000,
+				.type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
+				.target_client_order_id = 70};
+	ck_assert_int_eq(refused(&c), GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	/* Halted products refuse orders, resumed ones take them again. */
+	ck_assert_int_eq(srv_core_halt(core, H19, true), SRV_CORE_OK);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED);
+	ck_assert_int_eq(srv_core_halt(core, H19, false), SRV_CORE_OK);
+	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1000, 1);
+	handle(&r);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	/* Baskets and queries are not served by the core yet: refused, not ignored. */
+	r = order(1, 13, GRIDEX__V1__SIDE__BUY, 1000, 1);
+	r.type = GRIDEX__V1__REQUEST_TYPE__NEW_BASKET;
+	r.hours = 2;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__MALFORMED);
+}
+END_TEST
+
+START_TEST(gate_closure_expires_and_closes)
+{
+	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 1000, 2);
+	handle(&r);
+	ck_assert_int_eq(srv_core_tick(core, GATE19, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_reports, 1);
+	ck_assert_int_eq(out.reports[0].exec_type, GRIDEX__V1__EXEC_TYPE__EXPIRED_ORDER);
+	ck_assert_int_eq(out.reports[0].leaves_quantity, 0);
+	ck_assert_int_eq(out.reports[0].cumulative_quantity, 0);
+	struct srv_risk_account a;
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(a.reserved, 0);
+	r = order(1, 11, GRIDEX__V1__SIDE__BUY, 1000, 2);
+	r.expires_at_ms = GATE19 + 1000;
+	ck_assert_int_eq(srv_core_handle(core, &r, GATE19, &out), SRV_CORE_OK);
+	ck_assert_int_eq(out.reports[0].reason, GRIDEX__V1__REJECT_REASON__PRODUCT_CLOSED);
+}
+END_TEST
+
+START_TEST(cancels_and_modifies)
+{
+	struct srv_request b1 = order(1, 10, GRIDEX__V1__SIDE__BUY, 1000000, 5);
+	struct srv_request b2 = order(1, 11, GRIDEX__V1__SIDE__BUY, 900000, 5);
+	handle(&b1);
+	handle(&b2);
+	/* Modify b2 up to 1,000,000 x 3: ACK, REPLACED. */
+	struct srv_request m = {.account = 1,
+				.nonce = nonce++,
+				.expires_at_ms = NOW + 1000,
+				.type = GRIDEX__V1__REQUEST_TYPE__MODIFY,
+				.target_client_order_id = 11,
+				.price = 1000000,
+				.quantity = 3};
+	handle(&m);
+	ck_assert_uint_eq(out.n_reports, 2);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__REPLACED);
+	ck_assert_int_eq(out.reports[1].price, 1000000);
+	ck_assert_int_eq(out.reports[1].leaves_quantity, 3);
+	/* A seller takes 6: b1 (first in time) fills 5, b2 gets 1 of its 3. */
+	struct srv_request ask = order(2, 70, GRIDEX__V1__SIDE__SELL, 1000000, 6);
+	handle(&ask);
+	ck_assert_int_eq(out.reports[out.n_reports - 1].account, 1);
+	ck_assert_int_eq(out.reports[out.n_reports - 1].client_order_id, 11);
+	ck_assert_int_eq(out.reports[out.n_reports - 1].cumulative_quantity, 1);
+	ck_assert_int_eq(out.reports[out.n_reports - 1].leaves_quantity, 2);
+	/* Modify b2 again: the new quantity is what stays open; cum carries over. */
+	m.nonce = nonce++;
+	m.quantity = 4;
+	handle(&m);
+	ck_assert_int_eq(out.reports[1].cumulative_quantity, 1);
+	ck_assert_int_eq(out.reports[1].leaves_quantity, 4);
+	/* Cancel-all cancels what is left, with a report each. */
+	struct srv_request b3 = order(1, 12, GRIDEX__V1__SIDE__BUY, 800000, 1);
+	handle(&b3);
+	struct srv_request all = {.account = 1,
+				  .nonce = nonce++,
+				  .expires_at_ms = NOW + 1000,
+				  .type = GRIDEX__V1__REQUEST_TYPE__CANCEL_ALL};
+	handle(&all);
+	ck_assert_uint_eq(out.n_reports, 3);
+	for (int i = 1; i < 3; i++) {
+		ck_assert_int_eq(out.reports[i].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
+		ck_assert_int_eq(out.reports[i].leaves_quantity, 0);
+	}
+	struct srv_risk_account a;
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(a.reserved, 0);
+	ck_assert_uint_eq(a.open_orders, 0);
+	ck_assert_uint_eq(matching_order_count(srv_core_engine(core)), 0);
+	/* Cancelled ids are free to use again. */
+	struct srv_request again = order(1, 11, GRIDEX__V1__SIDE__BUY, 800000, 1);
+	handle(&again);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	struct srv_request c = {.account = 1,
+				.nonce = nonce++,
+				.expires_at_ms = NOW + 1000,
+				.type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
+				.target_client_order_id = 11};
+	handle(&c);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
+	ck_assert_int_eq(refused(&c), GRIDEX__V1__REJECT_REASON__STALE_NONCE);
+	c.nonce = nonce++;
+	ck_assert_int_eq(refused(&c), GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+}
+END_TEST
+
+START_TEST(signed_bytes_all_the_way)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.account = 1;
+	q.nonce = 500;
+	q.expires_at_ms = NOW + 500;
+	q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
+	q.client_order_id = 42;
+	q.product.data = (uint8_t *)H19;
+	q.product.len = strlen(H19);
+	q.side = GRIDEX__V1__SIDE__BUY;
+	q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
+	q.price = 2000000;
+	q.quantity = 4;
+	uint8_t body[256], msg[300], sig[64], frame[512];
+	size_t bn = gridex__v1__request__pack(&q, body);
+	memcpy(msg, SRV_SIGN_DOMAIN, SRV_SIGN_DOMAIN_BYTES);
+	memcpy(msg + SRV_SIGN_DOMAIN_BYTES, body, bn);
+	crypto_sign_detached(sig, NULL, msg, SRV_SIGN_DOMAIN_BYTES + bn, sk);
+	Gridex__V1__SignedRequest sr = GRIDEX__V1__SIGNED_REQUEST__INIT;
+	sr.body.data = body;
+	sr.body.len = bn;
+	sr.signature.data = sig;
+	sr.signature.len = 64;
+	size_t n = gridex__v1__signed_request__pack(&sr, frame);
+	static struct srv_request r;
+	ck_assert_int_eq(srv_request_decode(frame, n, 256, &r), SRV_AUTH_OK);
+	ck_assert_int_eq(srv_request_verify(&r, pk), SRV_AUTH_OK);
+	handle(&r);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_uint_eq(out.reports[0].nonce, 500);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	ck_assert_uint_eq(out.reports[1].client_order_id, 42);
+	/* The same bytes again, on any connection: a replay. */
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__STALE_NONCE);
+}
+END_TEST
+
+START_TEST(small_out_is_refused)
+{
+	struct srv_core_out small = {.reports = out.reports,
+				     .reports_cap = 3,
+				     .fills = out.fills,
+				     .fills_cap = out.fills_cap};
+	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 1000, 1);
+	ck_assert_int_eq(srv_core_handle(core, &r, NOW, &small), SRV_CORE_ARGS);
+	handle(&r); /* nothing happened: the nonce is still fresh */
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+}
+END_TEST
+
+static Suite *core_suite(void)
+{
+	Suite *s = suite_create("server-core");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, bid_and_offer_cross);
+	tcase_add_test(tc, rejections);
+	tcase_add_test(tc, gate_closure_expires_and_closes);
+	tcase_add_test(tc, cancels_and_modifies);
+	tcase_add_test(tc, signed_bytes_all_the_way);
+	tcase_add_test(tc, small_out_is_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return tap_run(core_suite());
+}
