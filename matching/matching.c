@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1237,6 +1238,39 @@ static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
 	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
 	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
 	return era * 146097 + doe - 719468;
+}
+
+/* The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm). */
+static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+int matching_product_hour_name(const struct matching_product *p, uint32_t hours,
+			       char out[MATCHING_PRODUCT_NAME_MAX + 1])
+{
+	if (p->period_start_ms == MATCHING_NO_PERIOD || p->period_start_ms < 0 ||
+	    p->period_ms != 3600000)
+		return MATCHING_ERR_PRODUCT;
+	int64_t hour = p->period_start_ms / 3600000 + hours, y, m, d;
+	civil_from_days(hour / 24, &y, &m, &d);
+	if (y > 9999)
+		return MATCHING_ERR_PRODUCT;
+	char name[MATCHING_PRODUCT_NAME_MAX + 16];
+	int n = snprintf(name, sizeof(name), "%s/%04d-%02d-%02dT%02d", p->class_name, (int)y,
+			 (int)m, (int)d, (int)(hour % 24));
+	if (n < 0 || n > MATCHING_PRODUCT_NAME_MAX)
+		return MATCHING_ERR_PRODUCT;
+	memcpy(out, name, (size_t)n + 1);
+	return MATCHING_OK;
 }
 
 static bool digits(const char *s, size_t n, int64_t *out)

@@ -217,6 +217,14 @@ MATCHING_MUST_USE int matching_product_parse(const char *name, size_t len, int64
 					     struct matching_product *out);
 
 /*
+ * The name of the product `hours` delivery hours after p (which must have an
+ * hourly period): same class, "CLASS/YYYY-MM-DDTHH". Pure. Errors: PRODUCT
+ * (no period, or beyond year 9999). out is untouched on failure.
+ */
+MATCHING_MUST_USE int matching_product_hour_name(const struct matching_product *p, uint32_t hours,
+						 char out[MATCHING_PRODUCT_NAME_MAX + 1]);
+
+/*
  * Creates the book of a product. A book whose gate time has already been
  * reached is created closed. Errors: PRODUCT, EXISTS, BOOKS_FULL.
  */

@@ -127,8 +127,8 @@ fail:
 
 void srv_core_out_caps(const struct srv_core *c, size_t *reports, size_t *fills)
 {
-	/* Each event gives at most two reports (both sides of a fill), plus ACK and NEW. */
-	*reports = 2 * c->batch.cap + 4;
+	/* Two reports per event at most (both sides of a fill), plus ACK and a NEW per leg. */
+	*reports = 2 * c->batch.cap + 2 + MATCHING_BASKET_LEGS_MAX;
 	*fills = c->batch.cap;
 }
 
@@ -527,6 +527,97 @@ static void new_order(struct srv_core *c, const struct srv_request *req, struct 
 	apply_events(c, out, 0);
 }
 
+/* Releases risk's hold on the first n orders from first_oid, as if the engine refused them. */
+static void risk_release(struct srv_core *c, uint64_t first_oid, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct matching_event ev = {.type = MATCHING_EV_REJECTED,
+					    .order_id = first_oid + i};
+		srv_risk_apply(c->risk, &ev);
+	}
+}
+
+/* Checks a basket's legs and fills b with their books; 0 or a reject reason. */
+static uint8_t basket_legs(struct srv_core *c, const struct srv_request *req,
+			   struct matching_basket *b)
+{
+	uint32_t book0;
+	if (!book_of(c, req->product, &book0))
+		return GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT;
+	const struct matching_product *p0 = matching_book_product(c->eng, book0);
+	if (req->client_order_id > UINT64_MAX - req->hours)
+		return GRIDEX__V1__REJECT_REASON__MALFORMED;
+	if (c->nfree < req->hours)
+		return GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS;
+	for (uint32_t i = 0; i < req->hours; i++) {
+		char name[MATCHING_PRODUCT_NAME_MAX + 1];
+		if (matching_product_hour_name(p0, i, name) != MATCHING_OK ||
+		    !book_of(c, name, &b->books[i]))
+			return GRIDEX__V1__REJECT_REASON__BAD_BASKET;
+		if (c->halted[b->books[i]])
+			return GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED;
+		if (find_client(c, req->account, req->client_order_id + i))
+			return GRIDEX__V1__REJECT_REASON__DUPLICATE_ORDER;
+	}
+	return amounts_bad(req);
+}
+
+/* A FOK basket: `hours` legs with client order ids client_order_id + i. */
+static void basket(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	uint8_t side = req->side == GRIDEX__V1__SIDE__BUY ? MATCHING_BUY : MATCHING_SELL;
+	struct matching_basket b = {.account = req->account,
+				    .side = side,
+				    .stp = (uint8_t)req->self_trade,
+				    .price = req->price,
+				    .qty = req->quantity,
+				    .n_legs = req->hours};
+	uint8_t bad = basket_legs(c, req, &b);
+	if (bad) {
+		reject(out, req, bad);
+		return;
+	}
+	uint64_t first = c->next_oid;
+	for (uint32_t i = 0; i < b.n_legs; i++) {
+		b.order_ids[i] = first + i;
+		struct srv_risk_order ro = {.order_id = first + i,
+					    .account = req->account,
+					    .book = b.books[i],
+					    .class_id = c->class_of[b.books[i]],
+					    .side = side,
+					    .price = req->price,
+					    .qty = req->quantity};
+		int rc = srv_risk_enter(c->risk, &ro);
+		if (rc) {
+			risk_release(c, first, i);
+			reject(out, req, reason_of_risk(rc));
+			return;
+		}
+	}
+	c->next_oid += b.n_legs;
+	int mrc = matching_submit_basket(c->eng, &b, &c->batch);
+	assert(mrc == MATCHING_OK);
+	(void)mrc;
+	const struct matching_event *first_ev = &c->batch.events[0];
+	if (first_ev->type == MATCHING_EV_REJECTED) {
+		risk_release(c, first, b.n_legs);
+		reject(out, req, reason_of_engine(first_ev->reason));
+		return;
+	}
+	ack(out, req);
+	for (uint32_t i = 0; i < b.n_legs; i++) {
+		struct corder o = {.oid = first + i,
+				   .coid = req->client_order_id + i,
+				   .account = req->account,
+				   .book = b.books[i],
+				   .side = side,
+				   .limit = req->price,
+				   .orig = req->quantity};
+		exec(out, order_add(c, &o), GRIDEX__V1__EXEC_TYPE__NEW);
+	}
+	apply_events(c, out, 0);
+}
+
 static void cancel_one(struct srv_core *c, struct corder *o, struct srv_core_out *out)
 {
 	int rc = matching_cancel(c->eng, o->oid, &c->batch);
@@ -644,8 +735,11 @@ int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t n
 	case GRIDEX__V1__REQUEST_TYPE__MODIFY:
 		modify(c, req, out);
 		break;
+	case GRIDEX__V1__REQUEST_TYPE__NEW_BASKET:
+		basket(c, req, out);
+		break;
 	default:
-		/* Baskets and queries are not handled by the core yet (docs/protocol.md). */
+		/* Queries are not handled by the core yet (docs/protocol.md). */
 		reject(out, req, GRIDEX__V1__REJECT_REASON__MALFORMED);
 		break;
 	}

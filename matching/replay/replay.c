@@ -226,21 +226,6 @@ static uint32_t product_get(struct tool *t, const char *name, bool *added)
 
 /* ---------- resolving parsed commands ---------- */
 
-/* Name of the product `hours` hours after a "CLASS/YYYY-MM-DDTHH" product. */
-static bool next_hour_name(const struct matching_product *p, uint32_t hours, char *dst)
-{
-	int64_t start = p->period_start_ms + (int64_t)hours * 3600000;
-	time_t secs = (time_t)(start / 1000);
-	struct tm tm;
-	if (!gmtime_r(&secs, &tm))
-		return false;
-	char period[32];
-	if (strftime(period, sizeof(period), "%Y-%m-%dT%H", &tm) != 13)
-		return false;
-	int n = snprintf(dst, MATCHING_PRODUCT_NAME_MAX + 1, "%s/%s", p->class_name, period);
-	return n > 0 && n <= MATCHING_PRODUCT_NAME_MAX;
-}
-
 static void resolve(struct tool *t, const struct replay_cmd *c, uint64_t line, struct op *op)
 {
 	bool added;
@@ -280,7 +265,7 @@ static void resolve(struct tool *t, const struct replay_cmd *c, uint64_t line, s
 		op->legs = (uint32_t)t->nlegs;
 		for (uint32_t i = 0; i < c->hours; i++) {
 			char name[MATCHING_PRODUCT_NAME_MAX + 1];
-			if (!next_hour_name(&spec0, i, name))
+			if (matching_product_hour_name(&spec0, i, name) != MATCHING_OK)
 				die_input(t, line, "basket period out of range");
 			t->legs[t->nlegs++] = product_get(t, name, &added);
 		}

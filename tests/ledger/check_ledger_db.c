@@ -21,116 +21,20 @@
 #include <libpq-fe.h>
 
 #include "ledger.h"
+#include "pgtest.h"
 #include "tap.h"
-
-static char admin_url[1024]; /* the server's maintenance database */
-static char owner_url[1024]; /* this test's database as its owner */
-static char app_url[1024];
-static char auditor_url[1024];
-static char dbname[64];
-
-/* Rewrites the dbname and user of a postgresql:// URL with query parameters. */
-static void url_for(char *out, size_t len, const char *db, const char *user)
-{
-	const char *base = getenv("GRIDEX_TEST_DATABASE_URL");
-	const char *q = strchr(base, '?');
-	char params[768] = "";
-	/* Copy every query parameter but user. */
-	for (const char *p = q ? q + 1 : NULL; p && *p;) {
-		const char *amp = strchr(p, '&');
-		size_t plen = amp ? (size_t)(amp - p) : strlen(p), n = strlen(params);
-		if (strncmp(p, "user=", 5) != 0 && plen > 0)
-			snprintf(params + n, sizeof(params) - n, "%.*s&", (int)plen, p);
-		p = amp ? amp + 1 : NULL;
-	}
-	snprintf(out, len, "postgresql:///%s?%suser=%s", db, params, user);
-}
-
-static PGconn *connect_as(const char *url)
-{
-	PGconn *c = PQconnectdb(url);
-	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect %s: %s", url, PQerrorMessage(c));
-	return c;
-}
-
-static void sql_ok(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-		      "%s: %s", sql, PQerrorMessage(c));
-	PQclear(r);
-}
-
-/* Runs sql and expects it to fail with SQLSTATE state. */
-static void sql_refused(PGconn *c, const char *sql, const char *state)
-{
-	PGresult *r = PQexec(c, sql);
-	const char *got = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	ck_assert_msg(PQresultStatus(r) == PGRES_FATAL_ERROR && got && strcmp(got, state) == 0,
-		      "%s: expected SQLSTATE %s, got %s (%s)", sql, state, got ? got : "success",
-		      PQerrorMessage(c));
-	PQclear(r);
-}
-
-static int64_t sql_int(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s: %s", sql,
-		      PQerrorMessage(c));
-	int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return v;
-}
 
 static void setup(void)
 {
-	static int n;
-	snprintf(dbname, sizeof(dbname), "gridex_test_%d_%d", (int)getpid(), n++);
-	url_for(admin_url, sizeof(admin_url), "postgres", "gridex");
-	url_for(owner_url, sizeof(owner_url), dbname, "gridex");
-	url_for(app_url, sizeof(app_url), dbname, "gridex_app");
-	url_for(auditor_url, sizeof(auditor_url), dbname, "gridex_auditor");
-	PGconn *c = connect_as(admin_url);
-	char sql[256];
-	snprintf(sql, sizeof(sql), "create database %s", dbname);
-	sql_ok(c, sql);
-	PQfinish(c);
-	char err[512];
-	int rc = ledger_migrate(owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err));
-	ck_assert_msg(rc == LEDGER_OK, "migrate: %s", err);
-}
-
-static void teardown(void)
-{
-	PGconn *c = connect_as(admin_url);
-	char sql[256];
-	snprintf(sql, sizeof(sql), "drop database if exists %s with (force)", dbname);
-	sql_ok(c, sql);
-	PQfinish(c);
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 }
 
 static struct ledger *open_app(void)
 {
 	struct ledger *l = NULL;
-	int rc = ledger_open(app_url, "USD", &l);
+	int rc = ledger_open(pgt.app_url, "USD", &l);
 	ck_assert_msg(rc == LEDGER_OK, "open: %s", ledger_error(l));
 	return l;
-}
-
-/* Audit lines go to stderr, which meson keeps in the test log. */
-static void quiet(bool ok, const char *check, const char *detail, void *ctx)
-{
-	(void)ctx;
-	fprintf(stderr, "# audit: %s %s (%s)\n", ok ? "ok" : "FAIL", check, detail);
-}
-
-static int audit_quiet(void)
-{
-	char err[512];
-	int failed = -1;
-	int rc = ledger_audit(auditor_url, quiet, NULL, &failed, err, sizeof(err));
-	ck_assert_msg(rc == LEDGER_OK, "audit: %s", err);
-	return failed;
 }
 
 /* Participants 1..n with `cash` micro-units each, deposited in one batch. */
@@ -161,10 +65,10 @@ START_TEST(migrations_are_idempotent_and_atomic)
 {
 	char err[512];
 	ck_assert_int_eq(
-		ledger_migrate(owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
+		ledger_migrate(pgt.owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
 		LEDGER_OK);
-	PGconn *c = connect_as(owner_url);
-	ck_assert_int_eq(sql_int(c, "select count(*) from public.schema_migrations"), 1);
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 1);
 	/* A failing migration leaves nothing behind. */
 	char dir[] = "/tmp/gridex-migrations-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -176,17 +80,18 @@ START_TEST(migrations_are_idempotent_and_atomic)
 		 "%s/0002_broken.sql",
 		 dir);
 	ck_assert_int_eq(system(cmd), 0);
-	ck_assert_int_eq(ledger_migrate(owner_url, dir, NULL, NULL, err, sizeof(err)),
+	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
 	ck_assert_msg(strstr(err, "division by zero") != NULL, "%s", err);
-	ck_assert_int_eq(sql_int(c, "select count(*) from public.schema_migrations"), 1);
-	ck_assert_int_eq(sql_int(c, "select count(*) from pg_tables where tablename = 'half_done'"),
-			 0);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 1);
+	ck_assert_int_eq(
+		pgtest_sql_int(c, "select count(*) from pg_tables where tablename = 'half_done'"),
+		0);
 	/* An applied migration that changed is refused. */
 	snprintf(cmd, sizeof(cmd),
 		 "rm %s/0002_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
 	ck_assert_int_eq(system(cmd), 0);
-	ck_assert_int_eq(ledger_migrate(owner_url, dir, NULL, NULL, err, sizeof(err)),
+	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
 	ck_assert_msg(strstr(err, "changed after it was applied") != NULL, "%s", err);
 	snprintf(cmd, sizeof(cmd), "rm -r %s", dir);
@@ -202,79 +107,83 @@ START_TEST(app_role_cannot_break_invariants)
 	struct ledger *l = open_app();
 	fund(l, 2, 1000);
 	ledger_close(l);
-	PGconn *c = connect_as(app_url);
+	PGconn *c = pgtest_connect(pgt.app_url);
 	/* Account ids: 1 FEES, 2 ESCROW, 3 BANK, 4 and 5 the participants. */
-	sql_refused(c, "update ledger.accounts set balance = 1000000 where id = 4", "42501");
-	sql_refused(c, "delete from ledger.accounts where id = 4", "42501");
-	sql_refused(c, "update ledger.transfers set amount = 1", "42501");
-	sql_refused(c, "delete from ledger.transfers", "42501");
-	sql_refused(c, "truncate ledger.transfers", "42501");
-	sql_refused(c, "update ledger.batches set n_transfers = 0", "42501");
-	sql_refused(c,
-		    "insert into ledger.accounts (currency, kind, participant, balance) "
-		    "values ('USD', 'AVAILABLE', 1, 50)",
-		    "23514");
-	sql_ok(c, "begin");
-	sql_ok(c, "insert into ledger.batches values (2, 1, "
-		  "(select hash from ledger.batches where id = 1), '\\x"
-		  "2222222222222222222222222222222222222222222222222222222222222222')");
+	pgtest_sql_refused(c, "update ledger.accounts set balance = 1000000 where id = 4", "42501");
+	pgtest_sql_refused(c, "delete from ledger.accounts where id = 4", "42501");
+	pgtest_sql_refused(c, "update ledger.transfers set amount = 1", "42501");
+	pgtest_sql_refused(c, "delete from ledger.transfers", "42501");
+	pgtest_sql_refused(c, "truncate ledger.transfers", "42501");
+	pgtest_sql_refused(c, "update ledger.batches set n_transfers = 0", "42501");
+	pgtest_sql_refused(c,
+			   "insert into ledger.accounts (currency, kind, participant, balance) "
+			   "values ('USD', 'AVAILABLE', 1, 50)",
+			   "23514");
+	pgtest_sql_ok(c, "begin");
+	pgtest_sql_ok(c, "insert into ledger.batches values (2, 1, "
+			 "(select hash from ledger.batches where id = 1), '\\x"
+			 "2222222222222222222222222222222222222222222222222222222222222222')");
 	/* Overdraft: 1001 out of 1000. */
-	sql_refused(c,
-		    "insert into ledger.transfers (id, currency, debit_account, credit_account, "
-		    "amount, code, batch_id) values (100, 'USD', 4, 2, 1001, 'trade', 2)",
-		    "23514");
-	sql_ok(c, "rollback");
-	sql_refused(c,
-		    "insert into ledger.transfers (id, currency, debit_account, credit_account, "
-		    "amount, code, batch_id) values (100, 'USD', 4, 2, 0, 'trade', 1)",
-		    "23514");
-	sql_refused(c,
-		    "insert into ledger.transfers (id, currency, debit_account, credit_account, "
-		    "amount, code, batch_id) values (100, 'USD', 4, 4, 5, 'trade', 1)",
-		    "23514");
-	sql_refused(c,
-		    "insert into ledger.transfers (id, currency, debit_account, credit_account, "
-		    "amount, code, batch_id) values (100, 'USD', 4, 2, 5, 'gift', 1)",
-		    "23514");
+	pgtest_sql_refused(
+		c,
+		"insert into ledger.transfers (id, currency, debit_account, credit_account, "
+		"amount, code, batch_id) values (100, 'USD', 4, 2, 1001, 'trade', 2)",
+		"23514");
+	pgtest_sql_ok(c, "rollback");
+	pgtest_sql_refused(
+		c,
+		"insert into ledger.transfers (id, currency, debit_account, credit_account, "
+		"amount, code, batch_id) values (100, 'USD', 4, 2, 0, 'trade', 1)",
+		"23514");
+	pgtest_sql_refused(
+		c,
+		"insert into ledger.transfers (id, currency, debit_account, credit_account, "
+		"amount, code, batch_id) values (100, 'USD', 4, 4, 5, 'trade', 1)",
+		"23514");
+	pgtest_sql_refused(
+		c,
+		"insert into ledger.transfers (id, currency, debit_account, credit_account, "
+		"amount, code, batch_id) values (100, 'USD', 4, 2, 5, 'gift', 1)",
+		"23514");
 	/* A batch that does not extend the chain, or goes back. */
-	sql_refused(c,
-		    "insert into ledger.batches values (5, 0, '\\x"
-		    "0000000000000000000000000000000000000000000000000000000000000000', '\\x"
-		    "3333333333333333333333333333333333333333333333333333333333333333')",
-		    "23514");
-	sql_refused(c,
-		    "insert into ledger.batches values (1, 0, "
-		    "(select hash from ledger.batches where id = 1), '\\x"
-		    "3333333333333333333333333333333333333333333333333333333333333333')",
-		    "23505");
+	pgtest_sql_refused(c,
+			   "insert into ledger.batches values (5, 0, '\\x"
+			   "0000000000000000000000000000000000000000000000000000000000000000', '\\x"
+			   "3333333333333333333333333333333333333333333333333333333333333333')",
+			   "23514");
+	pgtest_sql_refused(c,
+			   "insert into ledger.batches values (1, 0, "
+			   "(select hash from ledger.batches where id = 1), '\\x"
+			   "3333333333333333333333333333333333333333333333333333333333333333')",
+			   "23505");
 	PQfinish(c);
 	/* Cross-currency: a EUR account may not meet a USD transfer. */
-	c = connect_as(owner_url);
-	sql_ok(c, "insert into ledger.currencies values ('EUR', 6)");
-	sql_ok(c, "insert into ledger.accounts (currency, kind) values ('EUR', 'ESCROW')");
-	int64_t eur = sql_int(c, "select id from ledger.accounts where currency = 'EUR'");
+	c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "insert into ledger.currencies values ('EUR', 6)");
+	pgtest_sql_ok(c, "insert into ledger.accounts (currency, kind) values ('EUR', 'ESCROW')");
+	int64_t eur = pgtest_sql_int(c, "select id from ledger.accounts where currency = 'EUR'");
 	char sql[512];
 	snprintf(sql, sizeof(sql),
 		 "insert into ledger.transfers (id, currency, debit_account, credit_account, "
 		 "amount, code, batch_id) values (100, 'USD', 4, %lld, 5, 'trade', 1)",
 		 (long long)eur);
-	sql_refused(c, sql, "23503");
+	pgtest_sql_refused(c, sql, "23503");
 	snprintf(sql, sizeof(sql),
 		 "insert into ledger.transfers (id, currency, debit_account, credit_account, "
 		 "amount, code, batch_id) values (100, 'EUR', 4, %lld, 5, 'trade', 1)",
 		 (long long)eur);
-	sql_refused(c, sql, "23503");
+	pgtest_sql_refused(c, sql, "23503");
 	/* Even the owner cannot rewrite history. */
-	sql_refused(c, "update ledger.transfers set amount = 1", "42501");
-	sql_refused(c, "delete from ledger.batches", "42501");
-	sql_refused(c, "truncate ledger.transfers cascade", "42501");
+	pgtest_sql_refused(c, "update ledger.transfers set amount = 1", "42501");
+	pgtest_sql_refused(c, "delete from ledger.batches", "42501");
+	pgtest_sql_refused(c, "truncate ledger.transfers cascade", "42501");
 	PQfinish(c);
 	/* The auditor only reads. */
-	c = connect_as(auditor_url);
-	sql_refused(c, "insert into ledger.participants values (9, 'x')", "25006");
-	ck_assert_int_eq(sql_int(c, "select count(*) from ledger.transfers"), 2);
+	c = pgtest_connect(pgt.auditor_url);
+	pgtest_sql_refused(c, "insert into ledger.participants values (9, 'x')", "25006");
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.transfers"), 2);
 	PQfinish(c);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 }
 END_TEST
 
@@ -317,7 +226,7 @@ START_TEST(batches_are_never_applied_twice)
 	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
 	ck_assert_int_eq(ledger_post(l, 12, t, n), LEDGER_OK);
 	ledger_close(l);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 }
 END_TEST
 
@@ -337,11 +246,12 @@ START_TEST(lost_commit_answer_is_resolved_by_looking)
 	/* The COMMIT succeeds, its answer is lost; the writer looks and finds it. */
 	ck_assert_int_eq(ledger_post(l, 20, t, n), LEDGER_OK);
 	ck_assert_int_eq(ledger_post(l, 20, t, n), LEDGER_ERR_DUPLICATE);
-	PGconn *c = connect_as(owner_url);
-	ck_assert_int_eq(sql_int(c, "select count(*) from ledger.transfers where fill_id = 5"), 1);
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	ck_assert_int_eq(
+		pgtest_sql_int(c, "select count(*) from ledger.transfers where fill_id = 5"), 1);
 	PQfinish(c);
 	ledger_close(l);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 }
 END_TEST
 
@@ -420,7 +330,7 @@ static struct ledger_writer *writer_new(const struct ledger_fees *fees, uint32_t
 {
 	struct ledger_writer_config cfg;
 	ledger_writer_config_default(&cfg);
-	cfg.conninfo = app_url;
+	cfg.conninfo = pgt.app_url;
 	cfg.fees = *fees;
 	cfg.batch_fills_max = batch;
 	cfg.retry_total_ms_max = 30000;
@@ -452,7 +362,7 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 	}
 	ledger_writer_destroy(w);
 	check_model(l, &m);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 	/* Deliver or refund every third fill, a batch of a hundred at a time. */
 	struct ledger_accounts acc;
 	ledger_exchange_accounts(l, &acc);
@@ -497,7 +407,7 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 		ck_assert_int_eq(ledger_post(l, batch++, t, n), LEDGER_OK);
 	free(m.fills);
 	check_model(l, &m);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 	ledger_close(l);
 }
 END_TEST
@@ -507,15 +417,15 @@ START_TEST(audit_catches_tampering)
 	struct ledger *l = open_app();
 	fund(l, 3, 1000);
 	ledger_close(l);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 	/* A superuser bypasses the triggers and rewrites one amount. */
-	PGconn *c = connect_as(owner_url);
-	sql_ok(c, "set session_replication_role = replica");
-	sql_ok(c, "update ledger.transfers set amount = 999 where id = (select min(id) from "
-		  "ledger.transfers)");
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "set session_replication_role = replica");
+	pgtest_sql_ok(c, "update ledger.transfers set amount = 999 where id = (select min(id) from "
+			 "ledger.transfers)");
 	PQfinish(c);
 	/* Two accounts no longer match their transfers, and the chain its rows. */
-	ck_assert_int_eq(audit_quiet(), 2);
+	ck_assert_int_eq(pgtest_audit(), 2);
 }
 END_TEST
 
@@ -569,11 +479,11 @@ START_TEST(restart_loses_and_duplicates_nothing)
 	l = open_app();
 	check_model(l, &m);
 	ledger_close(l);
-	PGconn *c = connect_as(owner_url);
-	ck_assert_int_eq(sql_int(c, "select count(distinct fill_id) from ledger.transfers"),
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(distinct fill_id) from ledger.transfers"),
 			 m.next_fill - 1);
 	PQfinish(c);
-	ck_assert_int_eq(audit_quiet(), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
 }
 END_TEST
 
@@ -581,18 +491,18 @@ static Suite *ledger_db_suite(void)
 {
 	Suite *s = suite_create("ledger-db");
 	TCase *tc = tcase_create("migrations");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, pgtest_teardown);
 	tcase_add_test(tc, migrations_are_idempotent_and_atomic);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("invariants");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, pgtest_teardown);
 	tcase_add_test(tc, app_role_cannot_break_invariants);
 	tcase_add_test(tc, batches_are_never_applied_twice);
 	tcase_add_test(tc, lost_commit_answer_is_resolved_by_looking);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settlement");
 	tcase_set_timeout(tc, 120);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, pgtest_teardown);
 	tcase_add_test(tc, random_settlement_keeps_the_audit_clean);
 	tcase_add_test(tc, audit_catches_tampering);
 	tcase_add_test(tc, restart_loses_and_duplicates_nothing);

@@ -277,6 +277,37 @@ START_TEST(product_names_parse_strictly)
 }
 END_TEST
 
+START_TEST(hour_names_walk_the_calendar)
+{
+	struct matching_product p;
+	char name[MATCHING_PRODUCT_NAME_MAX + 1] = "untouched";
+	ck_assert_int_eq(matching_product_parse("H100/2024-02-28T22", 18, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_product_hour_name(&p, 0, name), MATCHING_OK);
+	ck_assert_str_eq(name, "H100/2024-02-28T22");
+	ck_assert_int_eq(matching_product_hour_name(&p, 3, name), MATCHING_OK);
+	ck_assert_str_eq(name, "H100/2024-02-29T01"); /* a leap day */
+	ck_assert_int_eq(matching_product_hour_name(&p, 26, name), MATCHING_OK);
+	ck_assert_str_eq(name, "H100/2024-03-01T00");
+	ck_assert_int_eq(matching_product_parse("A/2026-12-31T23", 15, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_product_hour_name(&p, 1, name), MATCHING_OK);
+	ck_assert_str_eq(name, "A/2027-01-01T00");
+	/* Every hour of four years round-trips through the parser. */
+	ck_assert_int_eq(matching_product_parse("X/2027-01-01T00", 15, 0, &p), MATCHING_OK);
+	for (uint32_t h = 0; h < 4 * 366 * 24; h += 7) {
+		struct matching_product q;
+		ck_assert_int_eq(matching_product_hour_name(&p, h, name), MATCHING_OK);
+		ck_assert_int_eq(matching_product_parse(name, strlen(name), 0, &q), MATCHING_OK);
+		ck_assert_int_eq(q.period_start_ms, p.period_start_ms + (int64_t)h * 3600000);
+	}
+	strcpy(name, "untouched");
+	ck_assert_int_eq(matching_product_parse("A100", 4, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_product_hour_name(&p, 1, name), MATCHING_ERR_PRODUCT);
+	ck_assert_str_eq(name, "untouched");
+	ck_assert_int_eq(matching_product_parse("X/9999-12-31T23", 15, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_product_hour_name(&p, 1, name), MATCHING_ERR_PRODUCT);
+}
+END_TEST
+
 START_TEST(books_are_unique_and_bounded)
 {
 	struct matching_product p;
@@ -953,6 +984,7 @@ static Suite *matching_suite(void)
 	tcase_add_test(tc, config_rejects_bad_values);
 	tcase_add_test(tc, small_batch_is_refused_before_any_effect);
 	tcase_add_test(tc, product_names_parse_strictly);
+	tcase_add_test(tc, hour_names_walk_the_calendar);
 	tcase_add_test(tc, books_are_unique_and_bounded);
 	suite_add_tcase(s, tc);
 	tc = tcase("priority");

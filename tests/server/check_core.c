@@ -192,10 +192,11 @@ START_TEST(rejections)
 	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1000, 1);
 	handle(&r);
 	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
-	/* Baskets and queries are not served by the core yet: refused, not ignored. */
-	r = order(1, 13, GRIDEX__V1__SIDE__BUY, 1000, 1);
-	r.type = GRIDEX__V1__REQUEST_TYPE__NEW_BASKET;
-	r.hours = 2;
+	/* Queries are not served by the core yet: refused, not ignored. */
+	r = (struct srv_request){.account = 1,
+				 .nonce = nonce++,
+				 .expires_at_ms = NOW + 1000,
+				 .type = GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE};
 	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__MALFORMED);
 }
 END_TEST
@@ -324,6 +325,67 @@ START_TEST(signed_bytes_all_the_way)
 }
 END_TEST
 
+static struct srv_request basket_of(uint32_t account, uint64_t coid, int64_t price, int64_t qty,
+				    uint32_t hours)
+{
+	struct srv_request r = order(account, coid, GRIDEX__V1__SIDE__BUY, price, qty);
+	r.type = GRIDEX__V1__REQUEST_TYPE__NEW_BASKET;
+	r.time_in_force = GRIDEX__V1__TIME_IN_FORCE__FOK;
+	r.hours = hours;
+	strcpy(r.product, "H100-80G/2026-11-22T19");
+	return r;
+}
+
+START_TEST(baskets_fill_every_hour_or_nothing)
+{
+	/* The seller offers 8 in 19:00 and 20:00, only 4 in 21:00. */
+	static const char *const hours[] = {"H100-80G/2026-11-22T19", "H100-80G/2026-11-22T20",
+					    "H100-80G/2026-11-22T21"};
+	for (int i = 0; i < 3; i++) {
+		struct srv_request a =
+			order(2, 70 + (uint64_t)i, GRIDEX__V1__SIDE__SELL, 2000000, i == 2 ? 4 : 8);
+		strcpy(a.product, hours[i]);
+		handle(&a);
+		ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	}
+	/* Three hours of 8: the last cannot fill, so nothing trades. */
+	struct srv_request k = basket_of(1, 100, 2100000, 8, 3);
+	handle(&k);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_uint_eq(out.n_fills, 0);
+	ck_assert_uint_eq(out.n_reports, 1 + 3 + 3); /* ACK, three NEW, three CANCELED */
+	for (int i = 4; i < 7; i++)
+		ck_assert_int_eq(out.reports[i].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
+	struct srv_risk_account a;
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(a.reserved, 0);
+	ck_assert_uint_eq(a.open_orders, 0);
+	/* Two hours of 8 fill, leg ids 100 and 101. */
+	k = basket_of(1, 100, 2100000, 8, 2);
+	handle(&k);
+	ck_assert_uint_eq(out.n_fills, 2);
+	ck_assert_uint_eq(out.reports[1].client_order_id, 100);
+	ck_assert_uint_eq(out.reports[2].client_order_id, 101);
+	ck_assert_int_eq(out.reports[3].exec_type, GRIDEX__V1__EXEC_TYPE__FILL);
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(a.cash, 100000000 - 2 * (16000000 + 40000));
+	ck_assert_int_eq(a.reserved, 0);
+	/* A basket the buyer cannot pay for is refused whole, with nothing held. */
+	k = basket_of(1, 200, 2100000, 40, 2);
+	ck_assert_int_eq(refused(&k), GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS);
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(a.reserved, 0);
+	/* A live client order id among the legs' ids is a duplicate. */
+	struct srv_request live = order(1, 301, GRIDEX__V1__SIDE__BUY, 1000, 1);
+	handle(&live);
+	k = basket_of(1, 300, 1000, 1, 2);
+	ck_assert_int_eq(refused(&k), GRIDEX__V1__REJECT_REASON__DUPLICATE_ORDER);
+	k = basket_of(1, 400, 1000, 1, 2);
+	strcpy(k.product, "A100");
+	ck_assert_int_eq(refused(&k), GRIDEX__V1__REJECT_REASON__BAD_BASKET);
+}
+END_TEST
+
 START_TEST(small_out_is_refused)
 {
 	struct srv_core_out small = {.reports = out.reports,
@@ -347,6 +409,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, gate_closure_expires_and_closes);
 	tcase_add_test(tc, cancels_and_modifies);
 	tcase_add_test(tc, signed_bytes_all_the_way);
+	tcase_add_test(tc, baskets_fill_every_hour_or_nothing);
 	tcase_add_test(tc, small_out_is_refused);
 	suite_add_tcase(s, tc);
 	return s;
