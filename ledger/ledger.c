@@ -83,6 +83,15 @@ static int query(struct ledger *l, const char *sql, int nparams, const char *con
 	return LEDGER_OK;
 }
 
+/* A query whose only parameter $1 is an integer id. */
+static int query_id(struct ledger *l, const char *sql, int64_t id, PGresult **out)
+{
+	char idtxt[24];
+	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)id);
+	const char *params[1] = {idtxt};
+	return query(l, sql, 1, params, out);
+}
+
 static int64_t field_i64(const PGresult *res, int row, int col)
 {
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
@@ -288,11 +297,8 @@ int ledger_participant_account(struct ledger *l, uint32_t participant, int64_t *
 
 int ledger_balance(struct ledger *l, int64_t account, int64_t *balance)
 {
-	char idtxt[24];
-	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)account);
-	const char *params[1] = {idtxt};
 	PGresult *res = NULL;
-	int rc = query(l, "select balance from ledger.accounts where id = $1", 1, params, &res);
+	int rc = query_id(l, "select balance from ledger.accounts where id = $1", account, &res);
 	if (rc)
 		return rc;
 	if (PQntuples(res) != 1) {
@@ -314,14 +320,11 @@ int ledger_last_batch(struct ledger *l, int64_t *batch_id)
 
 int ledger_next_action(struct ledger *l, int64_t *action)
 {
-	char base[24];
-	snprintf(base, sizeof(base), "%lld", (long long)LEDGER_OPERATOR_ID_BASE);
-	const char *params[1] = {base};
 	PGresult *res = NULL;
-	int rc = query(l,
-		       "select coalesce(max(id) - $1::bigint + 1, 1) from ledger.transfers "
-		       "where id >= $1::bigint",
-		       1, params, &res);
+	int rc = query_id(l,
+			  "select coalesce(max(id) - $1::bigint + 1, 1) from ledger.transfers "
+			  "where id >= $1::bigint",
+			  LEDGER_OPERATOR_ID_BASE, &res);
 	if (rc)
 		return rc;
 	*action = field_i64(res, 0, 0);
@@ -417,12 +420,9 @@ static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_tr
 static int batch_present(struct ledger *l, int64_t batch_id, const struct ledger_transfer *t,
 			 size_t n, uint8_t hash_out[LEDGER_HASH_BYTES], int *present)
 {
-	char idtxt[24];
-	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)batch_id);
-	const char *params[1] = {idtxt};
 	PGresult *res = NULL;
-	int rc = query(l, "select prev_hash, hash from ledger.batches where id = $1", 1, params,
-		       &res);
+	int rc = query_id(l, "select prev_hash, hash from ledger.batches where id = $1", batch_id,
+			  &res);
 	if (rc)
 		return rc;
 	uint8_t prev[LEDGER_HASH_BYTES], have[LEDGER_HASH_BYTES];
