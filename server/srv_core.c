@@ -151,13 +151,20 @@ struct matching_engine *srv_core_engine(struct srv_core *c)
 	return c->eng;
 }
 
-int srv_core_class_id(struct srv_core *c, const char *class_name, uint32_t *id)
+/* The number of a known accelerator class, or NONE. */
+static uint32_t class_find(const struct srv_core *c, const char *class_name)
 {
 	for (uint32_t i = 0; i < c->nclasses; i++)
-		if (strcmp(c->classes[i], class_name) == 0) {
-			*id = i;
-			return SRV_CORE_OK;
-		}
+		if (strcmp(c->classes[i], class_name) == 0)
+			return i;
+	return NONE;
+}
+
+int srv_core_class_id(struct srv_core *c, const char *class_name, uint32_t *id)
+{
+	*id = class_find(c, class_name);
+	if (*id != NONE)
+		return SRV_CORE_OK;
 	size_t len = strlen(class_name);
 	if (c->nclasses == CLASSES_MAX || len == 0 || len > MATCHING_CLASS_NAME_MAX)
 		return SRV_CORE_FULL;
@@ -640,9 +647,11 @@ static void cancel(struct srv_core *c, const struct srv_request *req, struct srv
 
 static void cancel_all(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
 {
-	uint32_t book = NONE;
+	/* A product, an accelerator class (all its hours), or everything. */
+	uint32_t book = NONE, cls = NONE;
 	if (req->product[0] != '\0' &&
-	    matching_book_find(c->eng, req->product, strlen(req->product), &book) != MATCHING_OK) {
+	    matching_book_find(c->eng, req->product, strlen(req->product), &book) != MATCHING_OK &&
+	    (cls = class_find(c, req->product)) == NONE) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
 		return;
 	}
@@ -650,7 +659,9 @@ static void cancel_all(struct srv_core *c, const struct srv_request *req, struct
 	/* Bounded by the pool; slots are stable while we delete. */
 	for (uint32_t s = 0; s < c->cfg.client_ids_max; s++) {
 		struct corder *o = &c->pool[s];
-		if (o->oid != 0 && o->account == req->account && (book == NONE || o->book == book))
+		if (o->oid != 0 && o->account == req->account &&
+		    (book == NONE || o->book == book) &&
+		    (cls == NONE || c->class_of[o->book] == cls))
 			cancel_one(c, o, out);
 	}
 }

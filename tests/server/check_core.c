@@ -252,19 +252,35 @@ START_TEST(cancels_and_modifies)
 	handle(&m);
 	ck_assert_int_eq(out.reports[1].cumulative_quantity, 1);
 	ck_assert_int_eq(out.reports[1].leaves_quantity, 4);
-	/* Cancel-all cancels what is left, with a report each. */
+	/* Cancel-all by class (every hour of H100-80G), then for everything left. */
 	struct srv_request b3 = order(1, 12, GRIDEX__V1__SIDE__BUY, 800000, 1);
 	handle(&b3);
+	struct srv_request b4 = order(1, 13, GRIDEX__V1__SIDE__BUY, 800000, 1);
+	strcpy(b4.product, "A100/2026-11-22T19");
+	handle(&b4);
 	struct srv_request all = {.account = 1,
 				  .nonce = nonce++,
 				  .expires_at_ms = NOW + 1000,
 				  .type = GRIDEX__V1__REQUEST_TYPE__CANCEL_ALL};
+	strcpy(all.product, "MI300X");
+	ck_assert_int_eq(refused(&all), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	all.nonce = nonce++;
+	strcpy(all.product, "H100-80G");
 	handle(&all);
-	ck_assert_uint_eq(out.n_reports, 3);
+	ck_assert_uint_eq(out.n_reports, 3); /* ACK and two cancels: b2 and b3 */
 	for (int i = 1; i < 3; i++) {
 		ck_assert_int_eq(out.reports[i].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
 		ck_assert_int_eq(out.reports[i].leaves_quantity, 0);
 	}
+	all.nonce = nonce++;
+	all.product[0] = '\0';
+	handle(&all);
+	ck_assert_uint_eq(out.n_reports, 2);
+	ck_assert_uint_eq(out.reports[1].client_order_id, 13);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
+	all.nonce = nonce++;
+	handle(&all);
+	ck_assert_uint_eq(out.n_reports, 1); /* nothing left: just the ACK */
 	struct srv_risk_account a;
 	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
 	ck_assert_int_eq(a.reserved, 0);
