@@ -14,6 +14,7 @@
 struct corder {
 	uint64_t oid, coid; /* oid 0: free slot */
 	uint32_t account, book;
+	uint32_t acct_prev, acct_next; /* the account's live orders */
 	uint8_t side;
 	int64_t limit, orig, cum;
 };
@@ -31,6 +32,9 @@ struct srv_core {
 	uint32_t *free_slots, nfree;
 	uint32_t *by_oid, *by_client;
 	uint32_t mask;
+	/* Each registered account's first live order (pool slot or NONE). */
+	uint32_t *acct_keys, *acct_head; /* key 0 = empty */
+	uint32_t acct_mask;
 	bool *halted;	    /* per book */
 	uint32_t *class_of; /* per book */
 	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
@@ -69,6 +73,8 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->free_slots);
 	free(c->by_oid);
 	free(c->by_client);
+	free(c->acct_keys);
+	free(c->acct_head);
 	free(c->halted);
 	free(c->class_of);
 	free(c);
@@ -109,9 +115,13 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->by_client = malloc((size_t)cap * sizeof(*c->by_client));
 	c->halted = calloc(cfg->matching.books_max, sizeof(*c->halted));
 	c->class_of = calloc(cfg->matching.books_max, sizeof(*c->class_of));
+	uint32_t acap = pow2_twice(cfg->accounts_max);
+	c->acct_keys = calloc(acap, sizeof(*c->acct_keys));
+	c->acct_head = calloc(acap, sizeof(*c->acct_head));
 	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
-	    !c->halted || !c->class_of)
+	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head)
 		goto fail;
+	c->acct_mask = acap - 1;
 	memset(c->by_oid, 0xff, (size_t)cap * sizeof(*c->by_oid));
 	memset(c->by_client, 0xff, (size_t)cap * sizeof(*c->by_client));
 	for (uint32_t i = 0; i < cfg->client_ids_max; i++)
@@ -132,12 +142,27 @@ void srv_core_out_caps(const struct srv_core *c, size_t *reports, size_t *fills)
 	*fills = c->batch.cap;
 }
 
+/* The account's slot in acct_keys: its own, or the empty one where it would go. */
+static uint32_t acct_slot(const struct srv_core *c, uint32_t account)
+{
+	uint32_t h = (uint32_t)mix(account) & c->acct_mask;
+	while (c->acct_keys[h] != 0 && c->acct_keys[h] != account)
+		h = (h + 1) & c->acct_mask;
+	return h;
+}
+
 int srv_core_register(struct srv_core *c, uint32_t account,
 		      const uint8_t public_key[SRV_PUBLIC_KEY_BYTES])
 {
 	int rc = srv_keys_register(c->keys, account, public_key);
 	if (rc)
 		return rc;
+	/* srv_keys bounds accounts at accounts_max: the table, twice that, has room. */
+	uint32_t h = acct_slot(c, account);
+	if (c->acct_keys[h] == 0) {
+		c->acct_keys[h] = account;
+		c->acct_head[h] = NONE;
+	}
 	return srv_risk_add_cash(c->risk, account, 0); /* the account exists for risk too */
 }
 
@@ -268,6 +293,13 @@ static struct corder *order_add(struct srv_core *c, const struct corder *o)
 	c->pool[slot] = *o;
 	c->by_oid[probe(c, c->by_oid, home_oid(c, o), o, false)] = slot;
 	c->by_client[probe(c, c->by_client, home_client(c, o), o, true)] = slot;
+	uint32_t h = acct_slot(c, o->account);
+	assert(c->acct_keys[h] == o->account); /* requests come from registered accounts */
+	c->pool[slot].acct_prev = NONE;
+	c->pool[slot].acct_next = c->acct_head[h];
+	if (c->acct_head[h] != NONE)
+		c->pool[c->acct_head[h]].acct_prev = slot;
+	c->acct_head[h] = slot;
 	return &c->pool[slot];
 }
 
@@ -276,6 +308,12 @@ static void order_del(struct srv_core *c, struct corder *o)
 	uint32_t slot = (uint32_t)(o - c->pool);
 	index_del(c, c->by_oid, slot, false);
 	index_del(c, c->by_client, slot, true);
+	if (o->acct_prev != NONE)
+		c->pool[o->acct_prev].acct_next = o->acct_next;
+	else
+		c->acct_head[acct_slot(c, o->account)] = o->acct_next;
+	if (o->acct_next != NONE)
+		c->pool[o->acct_next].acct_prev = o->acct_prev;
 	c->pool[slot].oid = 0; /* engine ids start at 1: 0 marks a free slot */
 	c->free_slots[c->nfree++] = slot;
 }
@@ -656,11 +694,12 @@ static void cancel_all(struct srv_core *c, const struct srv_request *req, struct
 		return;
 	}
 	ack(out, req);
-	/* Bounded by the pool; slots are stable while we delete. */
-	for (uint32_t s = 0; s < c->cfg.client_ids_max; s++) {
+	/* The account's own orders only; a cancel removes just the order it names. */
+	uint32_t h = acct_slot(c, req->account);
+	for (uint32_t s = c->acct_keys[h] == req->account ? c->acct_head[h] : NONE; s != NONE;) {
 		struct corder *o = &c->pool[s];
-		if (o->oid != 0 && o->account == req->account &&
-		    (book == NONE || o->book == book) &&
+		s = o->acct_next;
+		if ((book == NONE || o->book == book) &&
 		    (cls == NONE || c->class_of[o->book] == cls))
 			cancel_one(c, o, out);
 	}

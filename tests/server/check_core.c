@@ -281,6 +281,20 @@ START_TEST(cancels_and_modifies)
 	all.nonce = nonce++;
 	handle(&all);
 	ck_assert_uint_eq(out.n_reports, 1); /* nothing left: just the ACK */
+	/* Another account's order survives account 1's cancel-all. */
+	struct srv_request other = order(2, 80, GRIDEX__V1__SIDE__SELL, 3000000, 1);
+	handle(&other);
+	all.nonce = nonce++;
+	handle(&all);
+	ck_assert_uint_eq(out.n_reports, 1);
+	ck_assert_uint_eq(matching_order_count(srv_core_engine(core)), 1);
+	struct srv_request c2 = {.account = 2,
+				 .nonce = nonce++,
+				 .expires_at_ms = NOW + 1000,
+				 .type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
+				 .target_client_order_id = 80};
+	handle(&c2);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
 	struct srv_risk_account a;
 	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
 	ck_assert_int_eq(a.reserved, 0);
