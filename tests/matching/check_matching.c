@@ -44,6 +44,23 @@ static void teardown(void)
 	eng = NULL;
 }
 
+/* A small engine (16 orders and levels) for tests that change the configuration. */
+static struct matching_config small_config(void)
+{
+	struct matching_config cfg;
+	matching_config_default(&cfg);
+	cfg.orders_max = 16;
+	cfg.levels_max = 16;
+	return cfg;
+}
+
+/* Replaces the fixture's engine with one built from cfg. */
+static void restart(const struct matching_config *cfg)
+{
+	teardown();
+	setup_with(cfg);
+}
+
 static const char *render(void)
 {
 	size_t n = 0;
@@ -430,14 +447,10 @@ END_TEST
 /* The engine divides by the tick with a reciprocal multiply: check it is exact. */
 START_TEST(tick_division_is_exact_at_the_extremes)
 {
-	teardown();
-	struct matching_config cfg;
-	matching_config_default(&cfg);
-	cfg.orders_max = 16;
-	cfg.levels_max = 16;
+	struct matching_config cfg = small_config();
 	cfg.price_max = MATCHING_PRICE_CEILING;
 	cfg.qty_max = 1;
-	setup_with(&cfg);
+	restart(&cfg);
 	static const int64_t ticks[] = {1,
 					2,
 					3,
@@ -477,16 +490,12 @@ END_TEST
 
 START_TEST(overflow_is_rejected_not_wrapped)
 {
-	teardown();
-	struct matching_config cfg;
-	matching_config_default(&cfg);
-	cfg.orders_max = 16;
-	cfg.levels_max = 16;
+	struct matching_config cfg = small_config();
 	cfg.price_max = MATCHING_PRICE_CEILING + 1;
 	ck_assert_int_eq(matching_create(&cfg, &eng), MATCHING_ERR_CONFIG);
 	cfg.price_max = MATCHING_PRICE_CEILING;
 	cfg.qty_max = 1000000;
-	setup_with(&cfg);
+	restart(&cfg);
 	const int64_t p62 = MATCHING_PRICE_CEILING, p61 = p62 / 2;
 	ck_assert_str_eq(gtc(1, 1, S, p62, 1), "A,1,1");
 	ck_assert_str_eq(gtc(2, 1, S, p62, 2), "R,2,overflow"); /* 2^63 */
@@ -692,13 +701,9 @@ END_TEST
 
 START_TEST(stp_default_comes_from_config)
 {
-	teardown();
-	struct matching_config cfg;
-	matching_config_default(&cfg);
-	cfg.orders_max = 16;
-	cfg.levels_max = 16;
+	struct matching_config cfg = small_config();
 	cfg.stp_default = MATCHING_STP_CANCEL_OLDEST;
-	setup_with(&cfg);
+	restart(&cfg);
 	ck_assert_str_eq(gtc(1, 1, S, 100, 2), "A,1,2");
 	ck_assert_str_eq(gtc(2, 1, B, 100, 2), "X,1,2,self_trade A,2,2");
 }
@@ -851,14 +856,10 @@ END_TEST
 
 START_TEST(basket_total_overflow)
 {
-	teardown();
-	struct matching_config cfg;
-	matching_config_default(&cfg);
-	cfg.orders_max = 16;
-	cfg.levels_max = 16;
+	struct matching_config cfg = small_config();
 	cfg.price_max = MATCHING_PRICE_CEILING;
 	cfg.qty_max = 4;
-	setup_with(&cfg);
+	restart(&cfg);
 	/* Each leg fits in int64, the sum of three does not. */
 	ck_assert_str_eq(basket(1, 1, B, 0, INT64_MAX / 8, 3, hours4, 3),
 			 "R,1,overflow R,2,overflow R,3,overflow");
@@ -880,12 +881,10 @@ END_TEST
 
 START_TEST(full_pools_reject_cleanly)
 {
-	teardown();
-	struct matching_config cfg;
-	matching_config_default(&cfg);
+	struct matching_config cfg = small_config();
 	cfg.orders_max = 3;
 	cfg.levels_max = 2;
-	setup_with(&cfg);
+	restart(&cfg);
 	ck_assert_str_eq(gtc(1, 1, B, 100, 1), "A,1,1");
 	ck_assert_str_eq(gtc(2, 1, B, 99, 1), "A,2,1");
 	/* Levels are full: a new resting order is refused even at an existing level. */
