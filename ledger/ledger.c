@@ -839,11 +839,6 @@ const char *ledger_writer_error(const struct ledger_writer *w)
 	return w->err;
 }
 
-struct ledger *ledger_writer_connection(struct ledger_writer *w)
-{
-	return w->l;
-}
-
 uint64_t ledger_writer_retries(const struct ledger_writer *w)
 {
 	return w->retries;

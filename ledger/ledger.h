@@ -274,7 +274,4 @@ LEDGER_MUST_USE int ledger_writer_flush(struct ledger_writer *w);
 /* Failed attempts so far (each followed by a backoff and a retry). */
 uint64_t ledger_writer_retries(const struct ledger_writer *w);
 
-/* The writer's connection, for tests (NULL before the first flush). */
-struct ledger *ledger_writer_connection(struct ledger_writer *w);
-
 #endif

@@ -221,6 +221,46 @@ START_TEST(batch_hash_covers_every_field)
 }
 END_TEST
 
+/* Batching needs no database: the writer connects only when it flushes. */
+START_TEST(writer_batches_by_count_or_age)
+{
+	struct ledger_writer_config cfg;
+	ledger_writer_config_default(&cfg);
+	cfg.conninfo = "postgresql:///never-used";
+	cfg.batch_fills_max = 3;
+	cfg.batch_ms_max = 50;
+	struct ledger_writer *w;
+	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_OK);
+	struct ledger_fill f = {.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 1};
+	ck_assert(!ledger_writer_due(w, 1000));
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 5, 1000), LEDGER_OK);
+	ck_assert(!ledger_writer_due(w, 1049));
+	ck_assert(ledger_writer_due(w, 1050)); /* the oldest fill has waited batch_ms_max */
+	f.fill_id = 2;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 4, 1001), LEDGER_ERR_ARGS); /* seq back */
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 5, 1001), LEDGER_OK);
+	f.fill_id = 3;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 6, 1002), LEDGER_OK);
+	ck_assert(ledger_writer_due(w, 1002)); /* full */
+	f.fill_id = 4;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 7, 1003), LEDGER_ERR_ARGS);
+	ck_assert_uint_eq(ledger_writer_pending(w), 3);
+	f.price = INT64_MAX;
+	f.qty = 2;
+	ledger_writer_destroy(w);
+	cfg.batch_fills_max = 0;
+	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_ERR_ARGS);
+	cfg.batch_fills_max = 3;
+	cfg.fees.taker_bps = LEDGER_BPS_MAX + 1;
+	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_ERR_ARGS);
+	cfg.fees.taker_bps = 0;
+	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 1, 0), LEDGER_ERR_OVERFLOW);
+	ck_assert_uint_eq(ledger_writer_pending(w), 0);
+	ledger_writer_destroy(w);
+}
+END_TEST
+
 START_TEST(names)
 {
 	ck_assert_str_eq(ledger_code_name(LEDGER_ESCROW_RELEASE), "escrow_release");
@@ -246,6 +286,7 @@ static Suite *money_suite(void)
 	tcase_add_test(tc, amounts_parse_exactly);
 	tcase_add_test(tc, batch_hash_covers_every_field);
 	tcase_add_test(tc, names);
+	tcase_add_test(tc, writer_batches_by_count_or_age);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -20,6 +20,25 @@ static struct matching_engine *eng;
 static struct matching_batch batch;
 static uint32_t book19, book20;
 
+/* Risk from cfg, and an engine of `orders` orders with the books H100 19:00 and 20:00. */
+static void setup_with(const struct srv_risk_config *cfg, uint32_t orders)
+{
+	ck_assert_int_eq(srv_risk_create(cfg, &risk), SRV_RISK_OK);
+	struct matching_config mc;
+	matching_config_default(&mc);
+	mc.orders_max = orders;
+	mc.levels_max = orders;
+	mc.books_max = 4;
+	ck_assert_int_eq(matching_create(&mc, &eng), MATCHING_OK);
+	batch.cap = matching_events_max(eng);
+	batch.events = calloc(batch.cap, sizeof(*batch.events));
+	struct matching_product p;
+	ck_assert_int_eq(matching_product_parse("H100/2026-11-22T19", 18, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create(eng, &p, &book19), MATCHING_OK);
+	ck_assert_int_eq(matching_product_parse("H100/2026-11-22T20", 18, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create(eng, &p, &book20), MATCHING_OK);
+}
+
 static void setup(void)
 {
 	struct srv_risk_config cfg;
@@ -31,20 +50,7 @@ static void setup(void)
 	cfg.open_orders_per_account_max = 100;
 	cfg.maker_bps = 10;
 	cfg.taker_bps = 25;
-	ck_assert_int_eq(srv_risk_create(&cfg, &risk), SRV_RISK_OK);
-	struct matching_config mc;
-	matching_config_default(&mc);
-	mc.orders_max = 512;
-	mc.levels_max = 512;
-	mc.books_max = 4;
-	ck_assert_int_eq(matching_create(&mc, &eng), MATCHING_OK);
-	batch.cap = matching_events_max(eng);
-	batch.events = calloc(batch.cap, sizeof(*batch.events));
-	struct matching_product p;
-	ck_assert_int_eq(matching_product_parse("H100/2026-11-22T19", 18, 0, &p), MATCHING_OK);
-	ck_assert_int_eq(matching_book_create(eng, &p, &book19), MATCHING_OK);
-	ck_assert_int_eq(matching_product_parse("H100/2026-11-22T20", 18, 0, &p), MATCHING_OK);
-	ck_assert_int_eq(matching_book_create(eng, &p, &book20), MATCHING_OK);
+	setup_with(&cfg, 512);
 }
 
 static void teardown(void)
@@ -245,17 +251,7 @@ START_TEST(limits_and_bad_input)
 	cfg.accounts_max = 2;
 	cfg.orders_max = 3;
 	cfg.open_orders_per_account_max = 2;
-	ck_assert_int_eq(srv_risk_create(&cfg, &risk), SRV_RISK_OK);
-	struct matching_config mc;
-	matching_config_default(&mc);
-	mc.orders_max = 16;
-	mc.levels_max = 16;
-	ck_assert_int_eq(matching_create(&mc, &eng), MATCHING_OK);
-	batch.cap = matching_events_max(eng);
-	batch.events = calloc(batch.cap, sizeof(*batch.events));
-	struct matching_product p;
-	ck_assert_int_eq(matching_product_parse("A100", 4, 0, &p), MATCHING_OK);
-	ck_assert_int_eq(matching_book_create(eng, &p, &book19), MATCHING_OK);
+	setup_with(&cfg, 16);
 	ck_assert_int_eq(srv_risk_add_cash(risk, 1, INT64_MAX), SRV_RISK_OK);
 	ck_assert_int_eq(srv_risk_add_cash(risk, 1, 1), SRV_RISK_OVERFLOW);
 	ck_assert_int_eq(srv_risk_add_cash(risk, 2, 5), SRV_RISK_OK);
