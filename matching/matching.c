@@ -1456,6 +1456,22 @@ size_t matching_book_depth(const struct matching_engine *e, uint32_t book, enum 
 	return n;
 }
 
+void matching_level_get(const struct matching_engine *e, uint32_t book, enum matching_side side,
+			int64_t price, struct matching_level_view *out)
+{
+	*out = (struct matching_level_view){.price = price};
+	if (book >= e->nbooks || (side != MATCHING_BUY && side != MATCHING_SELL) || price < 1)
+		return;
+	const struct mbook *b = &e->books[book];
+	if (price % b->p.tick != 0)
+		return;
+	uint32_t li = side_find(e, &b->side[side], price / b->p.tick);
+	if (li == NIL)
+		return;
+	out->qty = e->levels[li].qty;
+	out->orders = e->levels[li].count;
+}
+
 int matching_order_get(const struct matching_engine *e, uint64_t order_id,
 		       struct matching_order_view *out)
 {

@@ -253,6 +253,10 @@ uint32_t matching_book_count(const struct matching_engine *eng);
 size_t matching_book_depth(const struct matching_engine *eng, uint32_t book,
 			   enum matching_side side, struct matching_level_view *out, size_t max);
 
+/* The level at price on a side of a book; qty and orders 0 when there is none. */
+void matching_level_get(const struct matching_engine *eng, uint32_t book, enum matching_side side,
+			int64_t price, struct matching_level_view *out);
+
 /* Looks a live order up. Errors: NOT_FOUND. out is untouched on failure. */
 MATCHING_MUST_USE int matching_order_get(const struct matching_engine *eng, uint64_t order_id,
 					 struct matching_order_view *out);

@@ -14,21 +14,65 @@
 
 _Static_assert(SRV_SIGN_DOMAIN_BYTES == 18, "the domain string is part of the protocol");
 
-static bool token_ok(const ProtobufCBinaryData *b, bool required)
+/* Product tokens allow [A-Za-z0-9._/:-]; account names [A-Za-z0-9._-] (no '/' or ':'). */
+static bool chars_ok(const ProtobufCBinaryData *b, size_t max, bool product)
 {
-	if (b->len == 0)
-		return !required;
-	if (b->len > SRV_PRODUCT_BYTES_MAX)
+	if (b->len > max)
 		return false;
 	for (size_t i = 0; i < b->len; i++) {
 		uint8_t c = b->data[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == '/' ||
-			  c == ':';
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+			  (product && (c == '/' || c == ':'));
 		if (!ok)
 			return false;
 	}
 	return true;
+}
+
+static bool token_ok(const ProtobufCBinaryData *b, bool required)
+{
+	if (b->len == 0)
+		return !required;
+	return chars_ok(b, SRV_PRODUCT_BYTES_MAX, true);
+}
+
+/* The fields only operator requests use, all absent. */
+static bool no_operator_fields(const Gridex__V1__Request *q)
+{
+	return q->target_account == 0 && q->public_key.len == 0 && q->amount == 0 &&
+	       q->name.len == 0;
+}
+
+/* Operator requests: target_account plus the fields of their kind; no order fields. */
+static bool operator_fields_belong(const Gridex__V1__Request *q, bool order_fields)
+{
+	if (order_fields && q->type != GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY)
+		return false;
+	if (q->client_order_id != 0 || q->target_client_order_id != 0 || q->hours != 0)
+		return false;
+	bool plain = q->public_key.len == 0 && q->name.len == 0;
+	switch (q->type) {
+	case GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT:
+		return q->target_account != 0 && q->public_key.len == SRV_PUBLIC_KEY_BYTES &&
+		       q->name.len > 0 && chars_ok(&q->name, SRV_ACCOUNT_NAME_BYTES_MAX, false) &&
+		       q->amount == 0 && q->product.len == 0;
+	case GRIDEX__V1__REQUEST_TYPE__DEPOSIT:
+	case GRIDEX__V1__REQUEST_TYPE__WITHDRAW:
+		return q->target_account != 0 && plain && q->amount > 0 && q->product.len == 0;
+	case GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY:
+		/* quantity may be 0 (no more capacity); the rest of the order fields not. */
+		return q->target_account != 0 && plain && q->amount == 0 &&
+		       token_ok(&q->product, true) && q->quantity >= 0 && q->side == 0 &&
+		       q->time_in_force == 0 && q->self_trade == 0 && q->price == 0 &&
+		       q->expire_ms == 0;
+	case GRIDEX__V1__REQUEST_TYPE__HALT:
+	case GRIDEX__V1__REQUEST_TYPE__RESUME:
+		return q->target_account == 0 && plain && q->amount == 0 &&
+		       token_ok(&q->product, true);
+	default:
+		return false;
+	}
 }
 
 /* Which fields each request type takes; anything else must be zero or empty. */
@@ -38,6 +82,10 @@ static bool fields_belong(const Gridex__V1__Request *q)
 			    q->price != 0 || q->quantity != 0 || q->expire_ms != 0;
 	bool side_ok = q->side == GRIDEX__V1__SIDE__BUY || q->side == GRIDEX__V1__SIDE__SELL;
 	bool stp_ok = q->self_trade <= GRIDEX__V1__SELF_TRADE_PREVENTION__ALLOW;
+	if (q->type >= GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT)
+		return operator_fields_belong(q, order_fields);
+	if (!no_operator_fields(q))
+		return false;
 	switch (q->type) {
 	case GRIDEX__V1__REQUEST_TYPE__NEW_ORDER:
 		return token_ok(&q->product, true) && side_ok && stp_ok &&
@@ -98,6 +146,14 @@ static int decode_body(const uint8_t *body, size_t len, struct srv_request *out)
 	out->expire_ms = q->expire_ms;
 	out->target_client_order_id = q->target_client_order_id;
 	out->hours = q->hours;
+	out->target_account = q->target_account;
+	memset(out->public_key, 0, sizeof(out->public_key));
+	if (q->public_key.len == SRV_PUBLIC_KEY_BYTES)
+		memcpy(out->public_key, q->public_key.data, SRV_PUBLIC_KEY_BYTES);
+	out->amount = q->amount;
+	if (q->name.len > 0)
+		memcpy(out->name, q->name.data, q->name.len);
+	out->name[q->name.len] = '\0';
 	rc = SRV_AUTH_OK;
 out:
 	gridex__v1__request__free_unpacked(q, NULL);

@@ -33,6 +33,8 @@
 /* A request body is small: a few dozen bytes. Larger is hostile. */
 #define SRV_BODY_BYTES_CEILING 1024
 #define SRV_BASKET_HOURS_MAX   48
+/* Participant names, as the ledger stores them. */
+#define SRV_ACCOUNT_NAME_BYTES_MAX 31
 
 enum srv_auth_status {
 	SRV_AUTH_OK = 0,
@@ -62,6 +64,10 @@ struct srv_request {
 	int64_t price, quantity, expire_ms;
 	uint64_t target_client_order_id;
 	uint32_t hours;
+	uint32_t target_account;		   /* operator requests */
+	uint8_t public_key[SRV_PUBLIC_KEY_BYTES];  /* REGISTER_ACCOUNT */
+	int64_t amount;				   /* DEPOSIT, WITHDRAW */
+	char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1]; /* REGISTER_ACCOUNT; "" when absent */
 	/* The signed bytes exactly as received: the domain, its NUL, the body. */
 	uint8_t signed_bytes[SRV_SIGN_DOMAIN_BYTES + SRV_BODY_BYTES_CEILING];
 	size_t signed_len;

@@ -32,9 +32,24 @@ struct srv_core {
 	uint32_t *free_slots, nfree;
 	uint32_t *by_oid, *by_client;
 	uint32_t mask;
-	/* Each registered account's first live order (pool slot or NONE). */
+	/* Each registered account's first live order (pool slot or NONE), its
+	 * name and its order-rate bucket (milli-tokens, refilled from last_ms). */
 	uint32_t *acct_keys, *acct_head; /* key 0 = empty */
+	char (*acct_name)[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
+	int64_t *acct_tokens, *acct_last_ms;
 	uint32_t acct_mask;
+	/* Market data: sequences per book, and the levels the current call touched. */
+	uint64_t *level_seq, *trade_seq;
+	struct touched {
+		uint32_t book;
+		uint8_t side;
+		int64_t price;
+	} * touched;
+	size_t n_touched, touched_cap;
+	int64_t now_ms; /* of the current call, for trade times */
+	/* The most recent fills as their reports (both sides), a ring for QUERY_FILLS. */
+	struct srv_report *recent;
+	uint64_t n_recent;  /* ever added; the ring holds the last fills_recent_max */
 	bool *halted;	    /* per book */
 	uint32_t *class_of; /* per book */
 	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
@@ -56,7 +71,11 @@ void srv_core_config_default(struct srv_core_config *cfg)
 	*cfg = (struct srv_core_config){.accounts_max = 65536,
 					.client_ids_max = 1u << 20,
 					.gate_lead_ms = 300000,
-					.expiry_ahead_ms_max = 60000};
+					.expiry_ahead_ms_max = 60000,
+					.orders_per_second = 1000,
+					.orders_burst = 2000,
+					.fills_recent_max = 65536,
+					.query_rows_max = 1000};
 	matching_config_default(&cfg->matching);
 	srv_risk_config_default(&cfg->risk);
 }
@@ -75,6 +94,13 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->by_client);
 	free(c->acct_keys);
 	free(c->acct_head);
+	free(c->acct_name);
+	free(c->acct_tokens);
+	free(c->acct_last_ms);
+	free(c->level_seq);
+	free(c->trade_seq);
+	free(c->touched);
+	free(c->recent);
 	free(c->halted);
 	free(c->class_of);
 	free(c);
@@ -92,7 +118,10 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 {
 	if (cfg->client_ids_max < 1 || cfg->client_ids_max > (1u << 28) ||
 	    cfg->client_ids_max < cfg->matching.orders_max || cfg->gate_lead_ms < 0 ||
-	    cfg->expiry_ahead_ms_max < 1)
+	    cfg->expiry_ahead_ms_max < 1 || cfg->fills_recent_max < 1 ||
+	    cfg->fills_recent_max > (1u << 24) || cfg->query_rows_max < 1 ||
+	    cfg->query_rows_max > 100000 || (cfg->orders_per_second > 0 && cfg->orders_burst < 1) ||
+	    cfg->orders_burst > 1000000)
 		return SRV_CORE_ARGS;
 	struct srv_core *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -118,8 +147,19 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	uint32_t acap = pow2_twice(cfg->accounts_max);
 	c->acct_keys = calloc(acap, sizeof(*c->acct_keys));
 	c->acct_head = calloc(acap, sizeof(*c->acct_head));
+	c->acct_name = calloc(acap, sizeof(*c->acct_name));
+	c->acct_tokens = calloc(acap, sizeof(*c->acct_tokens));
+	c->acct_last_ms = calloc(acap, sizeof(*c->acct_last_ms));
+	c->level_seq = calloc(cfg->matching.books_max, sizeof(*c->level_seq));
+	c->trade_seq = calloc(cfg->matching.books_max, sizeof(*c->trade_seq));
+	/* A level per event at most, plus a modify's old level and a basket's legs. */
+	c->touched_cap = c->batch.cap + 2 + MATCHING_BASKET_LEGS_MAX;
+	c->touched = calloc(c->touched_cap, sizeof(*c->touched));
+	c->recent = calloc(2 * (size_t)cfg->fills_recent_max, sizeof(*c->recent));
 	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
-	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head)
+	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head || !c->acct_name ||
+	    !c->acct_tokens || !c->acct_last_ms || !c->level_seq || !c->trade_seq || !c->touched ||
+	    !c->recent)
 		goto fail;
 	c->acct_mask = acap - 1;
 	memset(c->by_oid, 0xff, (size_t)cap * sizeof(*c->by_oid));
@@ -140,6 +180,40 @@ void srv_core_out_caps(const struct srv_core *c, size_t *reports, size_t *fills)
 	/* Two reports per event at most (both sides of a fill), plus ACK and a NEW per leg. */
 	*reports = 2 * c->batch.cap + 2 + MATCHING_BASKET_LEGS_MAX;
 	*fills = c->batch.cap;
+}
+
+void srv_core_out_caps_md(const struct srv_core *c, size_t *md, size_t *rows)
+{
+	/* A trade per fill plus a level per touched level. */
+	*md = c->batch.cap + c->touched_cap;
+	*rows = c->cfg.query_rows_max;
+}
+
+int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out)
+{
+	*out = (struct srv_core_out){0};
+	srv_core_out_caps(c, &out->reports_cap, &out->fills_cap);
+	srv_core_out_caps_md(c, &out->md_cap, &out->rows_cap);
+	out->reports = calloc(out->reports_cap, sizeof(*out->reports));
+	out->fills = calloc(out->fills_cap, sizeof(*out->fills));
+	out->md = calloc(out->md_cap, sizeof(*out->md));
+	out->rows = calloc(out->rows_cap, sizeof(*out->rows));
+	if (!out->reports || !out->fills || !out->md || !out->rows) {
+		srv_core_out_free(out);
+		return SRV_CORE_NOMEM;
+	}
+	return SRV_CORE_OK;
+}
+
+void srv_core_out_free(struct srv_core_out *out)
+{
+	if (!out)
+		return;
+	free(out->reports);
+	free(out->fills);
+	free(out->md);
+	free(out->rows);
+	*out = (struct srv_core_out){0};
 }
 
 /* The account's slot in acct_keys: its own, or the empty one where it would go. */
@@ -164,6 +238,30 @@ int srv_core_register(struct srv_core *c, uint32_t account,
 		c->acct_head[h] = NONE;
 	}
 	return srv_risk_add_cash(c->risk, account, 0); /* the account exists for risk too */
+}
+
+int srv_core_set_name(struct srv_core *c, uint32_t account, const char *name)
+{
+	uint32_t h = acct_slot(c, account);
+	size_t len = strlen(name);
+	if (account == 0 || c->acct_keys[h] != account || len > SRV_ACCOUNT_NAME_BYTES_MAX)
+		return SRV_CORE_ARGS;
+	for (uint32_t i = 0; len > 0 && i <= c->acct_mask; i++)
+		if (i != h && c->acct_keys[i] != 0 && strcmp(c->acct_name[i], name) == 0)
+			return SRV_CORE_EXISTS;
+	memcpy(c->acct_name[h], name, len + 1);
+	return SRV_CORE_OK;
+}
+
+const char *srv_core_name(const struct srv_core *c, uint32_t account)
+{
+	uint32_t h = acct_slot(c, account);
+	return account != 0 && c->acct_keys[h] == account ? c->acct_name[h] : "";
+}
+
+const uint8_t *srv_core_key(const struct srv_core *c, uint32_t account)
+{
+	return srv_keys_lookup(c->keys, account);
 }
 
 struct srv_risk *srv_core_risk(struct srv_core *c)
@@ -419,6 +517,71 @@ static uint8_t reason_of_auth(int rc)
 	}
 }
 
+/* ---------- market data ---------- */
+
+static void touch(struct srv_core *c, uint32_t book, uint8_t side, int64_t price)
+{
+	assert(c->n_touched < c->touched_cap);
+	c->touched[c->n_touched++] = (struct touched){.book = book, .side = side, .price = price};
+}
+
+static int touched_cmp(const void *pa, const void *pb)
+{
+	const struct touched *a = pa, *b = pb;
+	if (a->book != b->book)
+		return a->book < b->book ? -1 : 1;
+	if (a->side != b->side)
+		return a->side < b->side ? -1 : 1;
+	return a->price < b->price ? -1 : a->price > b->price;
+}
+
+/* One LEVEL update per distinct level the call touched, with its new total. */
+static void flush_levels(struct srv_core *c, struct srv_core_out *out)
+{
+	qsort(c->touched, c->n_touched, sizeof(*c->touched), touched_cmp);
+	for (size_t i = 0; i < c->n_touched; i++) {
+		const struct touched *t = &c->touched[i];
+		if (i > 0 && touched_cmp(t, &c->touched[i - 1]) == 0)
+			continue;
+		struct matching_level_view v;
+		matching_level_get(c->eng, t->book, t->side, t->price, &v);
+		assert(out->n_md < out->md_cap);
+		out->md[out->n_md++] = (struct srv_md){.kind = SRV_MD_LEVEL,
+						       .side = t->side,
+						       .book = t->book,
+						       .sequence = ++c->level_seq[t->book],
+						       .price = t->price,
+						       .qty = v.qty,
+						       .orders = v.orders,
+						       .time_ms = c->now_ms};
+	}
+	c->n_touched = 0;
+}
+
+static void trade(struct srv_core *c, struct srv_core_out *out, const struct matching_event *ev)
+{
+	assert(out->n_md < out->md_cap);
+	out->md[out->n_md++] = (struct srv_md){.kind = SRV_MD_TRADE,
+					       .side = ev->side,
+					       .book = ev->book,
+					       .sequence = ++c->trade_seq[ev->book],
+					       .price = ev->price,
+					       .qty = ev->qty,
+					       .time_ms = c->now_ms};
+}
+
+static uint8_t other_side(uint8_t side)
+{
+	return side == MATCHING_BUY ? MATCHING_SELL : MATCHING_BUY;
+}
+
+/* Keeps a fill's report for QUERY_FILLS (the ring forgets the oldest). */
+static void remember_fill(struct srv_core *c, const struct srv_report *r)
+{
+	c->recent[c->n_recent % (2 * (uint64_t)c->cfg.fills_recent_max)] = *r;
+	c->n_recent++;
+}
+
 /* One side of a fill: its report, and the buyer's or seller's role for the fee. */
 static void fill_side(struct srv_core *c, struct srv_core_out *out, struct corder *o,
 		      const struct matching_event *ev, bool taker)
@@ -436,6 +599,7 @@ static void fill_side(struct srv_core *c, struct srv_core_out *out, struct corde
 	r->last_quantity = ev->qty;
 	r->fill_id = ev->fill_id;
 	r->fee = fee;
+	remember_fill(c, r);
 }
 
 /* Risk, reports and settlement for the events of one command (REJECTED excluded). */
@@ -451,6 +615,8 @@ static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t fr
 			assert(o && m);
 			fill_side(c, out, o, ev, true);
 			fill_side(c, out, m, ev, false);
+			trade(c, out, ev);
+			touch(c, ev->book, other_side(ev->side), ev->price);
 			bool buyer_taker = ev->side == MATCHING_BUY;
 			assert(out->n_fills < out->fills_cap);
 			out->fills[out->n_fills++] = (struct ledger_fill){
@@ -471,6 +637,7 @@ static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t fr
 			break;
 		case MATCHING_EV_REMOVED:
 			if (o) {
+				touch(c, o->book, o->side, o->limit);
 				bool expired = ev->reason == MATCHING_R_EXPIRED ||
 					       ev->reason == MATCHING_R_GATE_CLOSED;
 				o->orig = o->cum; /* nothing leaves */
@@ -480,7 +647,10 @@ static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t fr
 				order_del(c, o);
 			}
 			break;
-		default: /* RESTING: already reported as NEW or REPLACED */
+		case MATCHING_EV_RESTING: /* already reported as NEW or REPLACED */
+			touch(c, ev->book, ev->side, ev->price);
+			break;
+		default:
 			break;
 		}
 	}
@@ -736,6 +906,7 @@ static void modify(struct srv_core *c, const struct srv_request *req, struct srv
 	}
 	/* Replaced first, then what re-entering did: the new total counts from cum. */
 	ack(out, req);
+	touch(c, o->book, o->side, o->limit); /* the level it left */
 	o->limit = req->price;
 	o->orig = o->cum + req->quantity;
 	exec(out, o, GRIDEX__V1__EXEC_TYPE__REPLACED);
@@ -743,34 +914,253 @@ static void modify(struct srv_core *c, const struct srv_request *req, struct srv
 	srv_risk_modify_end(c->risk, false);
 }
 
-int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
+/* ---------- operator requests ---------- */
+
+static void register_account(struct srv_core *c, const struct srv_request *req,
+			     struct srv_core_out *out)
 {
-	size_t nr, nf;
+	const uint8_t *have = srv_keys_lookup(c->keys, req->target_account);
+	const char *name = srv_core_name(c, req->target_account);
+	if (req->target_account == c->cfg.operator_account ||
+	    (have && (memcmp(have, req->public_key, SRV_PUBLIC_KEY_BYTES) != 0 ||
+		      strcmp(name, req->name) != 0))) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__ACCOUNT_EXISTS);
+		return;
+	}
+	for (uint32_t i = 0; !have && i <= c->acct_mask; i++)
+		if (c->acct_keys[i] != 0 && strcmp(c->acct_name[i], req->name) == 0) {
+			reject(out, req, GRIDEX__V1__REJECT_REASON__ACCOUNT_EXISTS);
+			return;
+		}
+	int rc = srv_core_register(c, req->target_account, req->public_key);
+	if (rc) {
+		reject(out, req,
+		       rc == SRV_AUTH_BAD_KEY ? GRIDEX__V1__REJECT_REASON__BAD_KEY
+					      : GRIDEX__V1__REJECT_REASON__REGISTRY_FULL);
+		return;
+	}
+	rc = srv_core_set_name(c, req->target_account, req->name);
+	assert(rc == SRV_CORE_OK); /* registered just now, the name checked free */
+	ack(out, req);
+	out->has_op = true;
+	out->op = (struct srv_ledger_op){.kind = SRV_OP_REGISTER, .account = req->target_account};
+	memcpy(out->op.name, req->name, sizeof(out->op.name));
+	memcpy(out->op.public_key, req->public_key, SRV_PUBLIC_KEY_BYTES);
+}
+
+static void move_cash(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	bool deposit = req->type == GRIDEX__V1__REQUEST_TYPE__DEPOSIT;
+	struct srv_risk_account a;
+	if (req->target_account == c->cfg.operator_account ||
+	    srv_keys_lookup(c->keys, req->target_account) == NULL ||
+	    srv_risk_account(c->risk, req->target_account, &a) != SRV_RISK_OK) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT);
+		return;
+	}
+	/* A withdrawal may not touch money held for open bids. */
+	if (!deposit && (a.cash - a.reserved < req->amount)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS);
+		return;
+	}
+	if (srv_risk_add_cash(c->risk, req->target_account, deposit ? req->amount : -req->amount) !=
+	    SRV_RISK_OK) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__OVERFLOW);
+		return;
+	}
+	ack(out, req);
+	out->has_op = true;
+	out->op = (struct srv_ledger_op){.kind = deposit ? SRV_OP_DEPOSIT : SRV_OP_WITHDRAW,
+					 .account = req->target_account,
+					 .amount = req->amount};
+}
+
+static void set_capacity(struct srv_core *c, const struct srv_request *req,
+			 struct srv_core_out *out)
+{
+	uint32_t cls;
+	if (srv_keys_lookup(c->keys, req->target_account) == NULL ||
+	    req->target_account == c->cfg.operator_account) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT);
+		return;
+	}
+	if (strchr(req->product, '/') != NULL ||
+	    srv_core_class_id(c, req->product, &cls) != SRV_CORE_OK) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
+	int rc = srv_risk_set_capacity(c->risk, req->target_account, cls, req->quantity);
+	if (rc) {
+		reject(out, req, reason_of_risk(rc));
+		return;
+	}
+	ack(out, req);
+}
+
+static void halt(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	if (srv_core_halt(c, req->product, req->type == GRIDEX__V1__REQUEST_TYPE__HALT)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
+	ack(out, req);
+}
+
+/* ---------- queries ---------- */
+
+/* A book or an accelerator class named by a request's product field; false if unknown. */
+static bool scope_of(const struct srv_core *c, const char *product, uint32_t *book, uint32_t *cls)
+{
+	*book = *cls = NONE;
+	if (product[0] == '\0')
+		return true;
+	return matching_book_find(c->eng, product, strlen(product), book) == MATCHING_OK ||
+	       (*cls = class_find(c, product)) != NONE;
+}
+
+static bool in_scope(const struct srv_core *c, uint32_t b, uint32_t book, uint32_t cls)
+{
+	return (book == NONE || b == book) && (cls == NONE || c->class_of[b] == cls);
+}
+
+static void query(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
+{
+	uint32_t book, cls;
+	if (!scope_of(c, req->product, &book, &cls)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
+	ack(out, req);
+	struct srv_report *r = report(out, SRV_REPORT_RESULT, req->account);
+	r->nonce = req->nonce;
+	struct srv_risk_account a = {0};
+	switch (req->type) {
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE:
+		if (srv_risk_account(c->risk, req->account, &a) == SRV_RISK_OK) {
+			out->balance_available = a.cash;
+			out->balance_reserved = a.reserved;
+		}
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS: {
+		uint32_t h = acct_slot(c, req->account);
+		uint32_t s = c->acct_keys[h] == req->account ? c->acct_head[h] : NONE;
+		for (; s != NONE && out->n_rows < out->rows_cap; s = c->pool[s].acct_next) {
+			const struct corder *o = &c->pool[s];
+			if (!in_scope(c, o->book, book, cls))
+				continue;
+			struct srv_report *row = &out->rows[out->n_rows++];
+			*row = (struct srv_report){
+				.kind = SRV_REPORT_EXEC,
+				.exec_type = o->cum ? GRIDEX__V1__EXEC_TYPE__PARTIAL_FILL
+						    : GRIDEX__V1__EXEC_TYPE__NEW,
+				.side = o->side,
+				.account = o->account,
+				.client_order_id = o->coid,
+				.order_id = o->oid,
+				.book = o->book,
+				.price = o->limit,
+				.cumulative_quantity = o->cum,
+				.leaves_quantity = o->orig - o->cum};
+		}
+		break;
+	}
+	default: { /* QUERY_FILLS, newest first */
+		uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+		uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
+		for (uint64_t i = 0; i < kept && out->n_rows < out->rows_cap; i++) {
+			const struct srv_report *f = &c->recent[(c->n_recent - 1 - i) % ring];
+			if (f->account == req->account && in_scope(c, f->book, book, cls))
+				out->rows[out->n_rows++] = *f;
+		}
+		break;
+	}
+	}
+}
+
+/* ---------- entry points ---------- */
+
+static void out_reset(struct srv_core_out *out)
+{
+	out->n_reports = out->n_fills = out->n_md = out->n_rows = 0;
+	out->balance_available = out->balance_reserved = 0;
+	out->has_op = false;
+}
+
+static int out_check(const struct srv_core *c, const struct srv_core_out *out)
+{
+	size_t nr, nf, nm, nq;
 	srv_core_out_caps(c, &nr, &nf);
-	if (out->reports_cap < nr || out->fills_cap < nf)
+	srv_core_out_caps_md(c, &nm, &nq);
+	if (out->reports_cap < nr || out->fills_cap < nf || out->md_cap < nm ||
+	    out->rows_cap < nq || !out->reports || !out->fills || !out->md || !out->rows)
 		return SRV_CORE_ARGS;
-	out->n_reports = out->n_fills = 0;
+	return SRV_CORE_OK;
+}
+
+/* GTD expiries and gate closures up to now_ms. */
+static void advance(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
+{
+	c->now_ms = now_ms;
 	if (now_ms <= matching_now(c->eng))
-		return SRV_CORE_OK;
+		return;
 	int rc = matching_advance(c->eng, now_ms, &c->batch);
 	assert(rc == MATCHING_OK);
 	(void)rc;
 	apply_events(c, out, 0);
+}
+
+int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
+{
+	int rc = out_check(c, out);
+	if (rc)
+		return rc;
+	out_reset(out);
+	advance(c, now_ms, out);
+	flush_levels(c, out);
 	return SRV_CORE_OK;
 }
 
-int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t now_ms,
-		    struct srv_core_out *out)
+/* Takes one token of the account's order-rate bucket; false when it is empty. */
+static bool rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
 {
-	int rc = srv_core_tick(c, now_ms, out);
-	if (rc)
-		return rc;
-	/* Expiry reports of the tick come first; this request's follow. */
-	rc = srv_nonce_accept(c->keys, req->account, req->nonce, req->expires_at_ms, now_ms,
-			      c->cfg.expiry_ahead_ms_max);
-	if (rc) {
-		reject(out, req, reason_of_auth(rc));
-		return SRV_CORE_OK;
+	if (c->cfg.orders_per_second == 0)
+		return true;
+	uint32_t h = acct_slot(c, account);
+	assert(c->acct_keys[h] == account);
+	int64_t full = (int64_t)c->cfg.orders_burst * 1000;
+	int64_t elapsed = now_ms - c->acct_last_ms[h];
+	if (c->acct_last_ms[h] == 0 || elapsed > full) /* first use, or long idle: full */
+		c->acct_tokens[h] = full;
+	else if (elapsed > 0)
+		c->acct_tokens[h] += elapsed * c->cfg.orders_per_second;
+	if (c->acct_tokens[h] > full)
+		c->acct_tokens[h] = full;
+	if (elapsed > 0 || c->acct_last_ms[h] == 0)
+		c->acct_last_ms[h] = now_ms;
+	if (c->acct_tokens[h] < 1000)
+		return false;
+	c->acct_tokens[h] -= 1000;
+	return true;
+}
+
+static bool is_operator_request(uint32_t type)
+{
+	return type >= GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT &&
+	       type <= GRIDEX__V1__REQUEST_TYPE__RESUME;
+}
+
+static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t now_ms,
+		     struct srv_core_out *out)
+{
+	if (is_operator_request(req->type) &&
+	    (c->cfg.operator_account == 0 || req->account != c->cfg.operator_account)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__NOT_AUTHORIZED);
+		return;
+	}
+	if (req->type <= GRIDEX__V1__REQUEST_TYPE__NEW_BASKET &&
+	    !rate_ok(c, req->account, now_ms)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+		return;
 	}
 	switch (req->type) {
 	case GRIDEX__V1__REQUEST_TYPE__NEW_ORDER:
@@ -788,10 +1178,85 @@ int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t n
 	case GRIDEX__V1__REQUEST_TYPE__NEW_BASKET:
 		basket(c, req, out);
 		break;
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS:
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE:
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS:
+		query(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT:
+		register_account(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__DEPOSIT:
+	case GRIDEX__V1__REQUEST_TYPE__WITHDRAW:
+		move_cash(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY:
+		set_capacity(c, req, out);
+		break;
+	case GRIDEX__V1__REQUEST_TYPE__HALT:
+	case GRIDEX__V1__REQUEST_TYPE__RESUME:
+		halt(c, req, out);
+		break;
 	default:
-		/* Queries are not handled by the core yet (docs/protocol.md). */
+		/* QUERY_LEASES: leases do not exist yet (docs/protocol.md). */
 		reject(out, req, GRIDEX__V1__REJECT_REASON__MALFORMED);
 		break;
 	}
+}
+
+int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t now_ms,
+		    struct srv_core_out *out)
+{
+	int rc = out_check(c, out);
+	if (rc)
+		return rc;
+	out_reset(out);
+	/* Expiry reports of the clock come first; this request's follow. */
+	advance(c, now_ms, out);
+	rc = srv_nonce_accept(c->keys, req->account, req->nonce, req->expires_at_ms, now_ms,
+			      c->cfg.expiry_ahead_ms_max);
+	if (rc)
+		reject(out, req, reason_of_auth(rc));
+	else
+		dispatch(c, req, now_ms, out);
+	flush_levels(c, out);
 	return SRV_CORE_OK;
+}
+
+const char *srv_core_book_name(const struct srv_core *c, uint32_t book)
+{
+	if (book >= matching_book_count(c->eng))
+		return NULL;
+	return matching_book_product(c->eng, book)->name;
+}
+
+size_t srv_core_topic_books(const struct srv_core *c, const char *topic, uint32_t *books,
+			    size_t max)
+{
+	uint32_t book;
+	if (max == 0)
+		return 0;
+	if (matching_book_find(c->eng, topic, strlen(topic), &book) == MATCHING_OK) {
+		books[0] = book;
+		return 1;
+	}
+	uint32_t cls = class_find(c, topic);
+	size_t n = 0;
+	for (uint32_t b = 0; cls != NONE && b < matching_book_count(c->eng) && n < max; b++)
+		if (c->class_of[b] == cls)
+			books[n++] = b;
+	return n;
+}
+
+bool srv_core_snapshot(const struct srv_core *c, uint32_t book, struct matching_level_view *bids,
+		       size_t *n_bids, struct matching_level_view *asks, size_t *n_asks, size_t max,
+		       uint64_t *level_seq, uint64_t *trade_seq)
+{
+	if (book >= matching_book_count(c->eng))
+		return false;
+	*n_bids = matching_book_depth(c->eng, book, MATCHING_BUY, bids, max);
+	*n_asks = matching_book_depth(c->eng, book, MATCHING_SELL, asks, max);
+	*level_seq = c->level_seq[book];
+	*trade_seq = c->trade_seq[book];
+	return true;
 }

@@ -27,12 +27,14 @@ enum srv_core_status {
 	SRV_CORE_ARGS,
 	SRV_CORE_NOMEM,
 	SRV_CORE_FULL,
+	SRV_CORE_EXISTS, /* a name taken by another account */
 };
 
 enum srv_report_kind {
 	SRV_REPORT_ACK = 1,
 	SRV_REPORT_REJECT,
 	SRV_REPORT_EXEC,
+	SRV_REPORT_RESULT, /* a query's answer: out->rows and out->balance */
 };
 
 /* One message for one account; field meanings follow proto/gridex.proto. */
@@ -53,12 +55,52 @@ struct srv_report {
 	int64_t fee;
 };
 
+enum srv_md_kind {
+	SRV_MD_LEVEL = 1, /* a price level's new total (0: gone) */
+	SRV_MD_TRADE,
+};
+
+/* Public market data: one change of one product. Sequences are per product and
+ * kind, consecutive from 1 (0 is the state before the first change). */
+struct srv_md {
+	uint8_t kind; /* enum srv_md_kind */
+	uint8_t side; /* LEVEL: the level's side; TRADE: the aggressor's */
+	uint32_t book;
+	uint64_t sequence;
+	int64_t price, qty;
+	uint32_t orders;
+	int64_t time_ms;
+};
+
+enum srv_ledger_op_kind {
+	SRV_OP_REGISTER = 1, /* open the participant with its key */
+	SRV_OP_DEPOSIT,
+	SRV_OP_WITHDRAW,
+};
+
+/* An operator action the ledger must record, in sequence with the fills. */
+struct srv_ledger_op {
+	uint8_t kind; /* enum srv_ledger_op_kind */
+	uint32_t account;
+	int64_t amount;
+	char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
+	uint8_t public_key[SRV_PUBLIC_KEY_BYTES];
+};
+
 /* Where a call's results go; the caller owns the arrays (see srv_core_out_caps). */
 struct srv_core_out {
 	struct srv_report *reports;
 	size_t n_reports, reports_cap;
 	struct ledger_fill *fills;
 	size_t n_fills, fills_cap;
+	struct srv_md *md;
+	size_t n_md, md_cap;
+	/* A query's rows (orders or fills, as execution reports) and balance. */
+	struct srv_report *rows;
+	size_t n_rows, rows_cap;
+	int64_t balance_available, balance_reserved;
+	struct srv_ledger_op op; /* valid when has_op */
+	bool has_op;
 };
 
 struct srv_core_config {
@@ -68,6 +110,11 @@ struct srv_core_config {
 	uint32_t client_ids_max;     /* live (account, client order id) pairs */
 	int64_t gate_lead_ms;	     /* gate before each delivery hour */
 	int64_t expiry_ahead_ms_max; /* how far ahead a request may expire */
+	uint32_t operator_account;   /* may send operator requests; 0: nobody */
+	uint32_t orders_per_second;  /* per account, requests that change orders */
+	uint32_t orders_burst;	     /* tokens of that bucket */
+	uint32_t fills_recent_max;   /* fills kept for QUERY_FILLS, all accounts */
+	uint32_t query_rows_max;     /* rows in one query answer */
 };
 
 struct srv_core;
@@ -78,10 +125,23 @@ void srv_core_destroy(struct srv_core *c);
 
 /* Capacities an out must have for any single call. */
 void srv_core_out_caps(const struct srv_core *c, size_t *reports, size_t *fills);
+void srv_core_out_caps_md(const struct srv_core *c, size_t *md, size_t *rows);
+
+/*
+ * Allocates the arrays of out with the capacities above (free with
+ * srv_core_out_free). Errors: NOMEM.
+ */
+SRV_CORE_MUST_USE int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out);
+void srv_core_out_free(struct srv_core_out *out);
 
 /* Operator set-up: keys, money and capacity (see srv_keys_register and srv_risk). */
 SRV_CORE_MUST_USE int srv_core_register(struct srv_core *c, uint32_t account,
 					const uint8_t public_key[SRV_PUBLIC_KEY_BYTES]);
+/* Names an account (the ledger's participant name, 1 .. 31 token bytes); "" reads as none. */
+SRV_CORE_MUST_USE int srv_core_set_name(struct srv_core *c, uint32_t account, const char *name);
+const char *srv_core_name(const struct srv_core *c, uint32_t account);
+/* The registered key of an account, or NULL. Stays valid until destroy. */
+const uint8_t *srv_core_key(const struct srv_core *c, uint32_t account);
 struct srv_risk *srv_core_risk(struct srv_core *c);
 struct matching_engine *srv_core_engine(struct srv_core *c);
 
@@ -99,6 +159,26 @@ SRV_CORE_MUST_USE int srv_core_halt(struct srv_core *c, const char *product, boo
  */
 SRV_CORE_MUST_USE int srv_core_handle(struct srv_core *c, const struct srv_request *req,
 				      int64_t now_ms, struct srv_core_out *out);
+
+/* The name of a book (for market data), or NULL. */
+const char *srv_core_book_name(const struct srv_core *c, uint32_t book);
+
+/*
+ * The existing books a market-data topic covers: a product name (its book)
+ * or an accelerator class (every book of it, oldest first). Never creates a
+ * book. Returns how many were written to books[0..max).
+ */
+size_t srv_core_topic_books(const struct srv_core *c, const char *topic, uint32_t *books,
+			    size_t max);
+
+/*
+ * A book's depth (best first, up to max levels per side) and the market-data
+ * sequences it reflects: updates continue from *level_seq + 1 and trades from
+ * *trade_seq + 1. Returns false for an unknown book.
+ */
+bool srv_core_snapshot(const struct srv_core *c, uint32_t book, struct matching_level_view *bids,
+		       size_t *n_bids, struct matching_level_view *asks, size_t *n_asks, size_t max,
+		       uint64_t *level_seq, uint64_t *trade_seq);
 
 /* Moves the clock: GTD expiries and gate closures, reported as EXPIRED_ORDER. */
 SRV_CORE_MUST_USE int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out);

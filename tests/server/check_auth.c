@@ -265,6 +265,87 @@ START_TEST(each_request_type_takes_its_own_fields)
 	q.hours = 4;
 	q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__IOC;
 	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	/* Operator fields belong to operator requests only. */
+	q = new_order();
+	q.amount = 5;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q = new_order();
+	q.target_account = 5;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+}
+END_TEST
+
+START_TEST(operator_requests_take_their_own_fields)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.account = 1;
+	q.nonce = 3;
+	q.type = GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT;
+	q.target_account = 9;
+	q.public_key.data = pk2;
+	q.public_key.len = 32;
+	q.name.data = (uint8_t *)"acme-gpu.eu_1";
+	q.name.len = strlen("acme-gpu.eu_1");
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	ck_assert_str_eq(r.name, "acme-gpu.eu_1");
+	ck_assert_mem_eq(r.public_key, pk2, 32);
+	ck_assert_uint_eq(r.target_account, 9);
+	static const char *const bad_names[] = {
+		"", "a/b", "a:b", "a b", "\xc3\xa9", "0123456789012345678901234567890x"};
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		q.name.data = (uint8_t *)bad_names[i];
+		q.name.len = strlen(bad_names[i]);
+		ck_assert_msg(decode_with(&q, NULL, 0) == SRV_AUTH_MALFORMED, "accepted '%s'",
+			      bad_names[i]);
+	}
+	q.name.data = (uint8_t *)"acme";
+	q.name.len = 4;
+	q.public_key.len = 31;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.public_key.len = 32;
+	q.target_account = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.target_account = 9;
+	q.amount = 1;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+
+	q = (Gridex__V1__Request)GRIDEX__V1__REQUEST__INIT;
+	q.account = 1;
+	q.nonce = 3;
+	q.type = GRIDEX__V1__REQUEST_TYPE__DEPOSIT;
+	q.target_account = 9;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED); /* no amount */
+	q.amount = -5;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.amount = 5;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	q.price = 1;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.price = 0;
+	q.type = GRIDEX__V1__REQUEST_TYPE__WITHDRAW;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+
+	q.type = GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY;
+	q.amount = 0;
+	q.product.data = (uint8_t *)"H100-80G";
+	q.product.len = 8;
+	q.quantity = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	q.quantity = -1;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.quantity = 8;
+	q.side = GRIDEX__V1__SIDE__BUY;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.side = 0;
+
+	q.type = GRIDEX__V1__REQUEST_TYPE__HALT;
+	q.quantity = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED); /* a target */
+	q.target_account = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	q.type = GRIDEX__V1__REQUEST_TYPE__RESUME;
+	q.product.len = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
 }
 END_TEST
 
@@ -363,6 +444,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, malformed_envelopes_are_refused);
 	tcase_add_test(tc, bodies_are_checked_field_by_field);
 	tcase_add_test(tc, each_request_type_takes_its_own_fields);
+	tcase_add_test(tc, operator_requests_take_their_own_fields);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("replay");
 	tcase_add_checked_fixture(tc, setup, NULL);

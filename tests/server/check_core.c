@@ -41,10 +41,9 @@ static void setup(void)
 	cfg.risk.taker_bps = 25;
 	cfg.accounts_max = 8;
 	cfg.client_ids_max = 256;
+	cfg.operator_account = 3;
 	ck_assert_int_eq(srv_core_create(&cfg, &core), SRV_CORE_OK);
-	srv_core_out_caps(core, &out.reports_cap, &out.fills_cap);
-	out.reports = calloc(out.reports_cap, sizeof(*out.reports));
-	out.fills = calloc(out.fills_cap, sizeof(*out.fills));
+	ck_assert_int_eq(srv_core_out_alloc(core, &out), SRV_CORE_OK);
 	ck_assert_int_ge(sodium_init(), 0);
 	crypto_sign_keypair(pk, sk);
 	for (uint32_t a = 1; a <= 3; a++) {
@@ -60,8 +59,7 @@ static void setup(void)
 static void teardown(void)
 {
 	srv_core_destroy(core);
-	free(out.reports);
-	free(out.fills);
+	srv_core_out_free(&out);
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -192,11 +190,11 @@ START_TEST(rejections)
 	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1000, 1);
 	handle(&r);
 	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
-	/* Queries are not served by the core yet: refused, not ignored. */
+	/* Leases do not exist yet: their query is refused, not answered empty. */
 	r = (struct srv_request){.account = 1,
 				 .nonce = nonce++,
 				 .expires_at_ms = NOW + 1000,
-				 .type = GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE};
+				 .type = GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES};
 	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__MALFORMED);
 }
 END_TEST
@@ -418,14 +416,267 @@ END_TEST
 
 START_TEST(small_out_is_refused)
 {
-	struct srv_core_out small = {.reports = out.reports,
-				     .reports_cap = 3,
-				     .fills = out.fills,
-				     .fills_cap = out.fills_cap};
+	struct srv_core_out small = out;
+	small.reports_cap = 3;
 	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 1000, 1);
 	ck_assert_int_eq(srv_core_handle(core, &r, NOW, &small), SRV_CORE_ARGS);
 	handle(&r); /* nothing happened: the nonce is still fresh */
 	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+}
+END_TEST
+
+static struct srv_request plain(uint32_t account, uint32_t type)
+{
+	return (struct srv_request){
+		.account = account, .nonce = nonce++, .expires_at_ms = NOW + 1000, .type = type};
+}
+
+START_TEST(queries_answer_from_the_core)
+{
+	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 2500000, 3);
+	handle(&r);
+	struct srv_request ask = order(2, 70, GRIDEX__V1__SIDE__SELL, 2500000, 1);
+	handle(&ask);
+	struct srv_request q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	handle(&q);
+	ck_assert_uint_eq(out.n_reports, 2);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_int_eq(out.reports[1].kind, SRV_REPORT_RESULT);
+	ck_assert_uint_eq(out.reports[1].nonce, q.nonce);
+	ck_assert_uint_eq(out.n_rows, 1);
+	ck_assert_uint_eq(out.rows[0].client_order_id, 10);
+	ck_assert_int_eq(out.rows[0].exec_type, GRIDEX__V1__EXEC_TYPE__PARTIAL_FILL);
+	ck_assert_int_eq(out.rows[0].cumulative_quantity, 1);
+	ck_assert_int_eq(out.rows[0].leaves_quantity, 2);
+	/* Another account sees none of them. */
+	q = plain(3, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	handle(&q);
+	ck_assert_uint_eq(out.n_rows, 0);
+	/* Fills, newest first, each account its own side. */
+	q = plain(2, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle(&q);
+	ck_assert_uint_eq(out.n_rows, 1);
+	ck_assert_int_eq(out.rows[0].side, MATCHING_SELL);
+	ck_assert_int_eq(out.rows[0].last_price, 2500000);
+	ck_assert_int_eq(out.rows[0].fee, 6250); /* the ask took: taker 25 bps of 2.5 */
+	q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	strcpy(q.product, "A100-40G");
+	ck_assert_int_eq(refused(&q), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	strcpy(q.product, "H100-80G");
+	handle(&q);
+	ck_assert_uint_eq(out.n_rows, 1);
+	ck_assert_int_eq(out.rows[0].fee, 2500); /* the bid rested: maker 10 bps */
+	/* Balance: cash after the fill, the rest of the bid still held. */
+	q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	handle(&q);
+	ck_assert_int_eq(out.balance_available, 100000000 - 2500000 - 2500);
+	struct srv_risk_account a;
+	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
+	ck_assert_int_eq(out.balance_reserved, a.reserved);
+	ck_assert_int_gt(a.reserved, 2 * 2500000);
+}
+END_TEST
+
+static struct srv_request operator_req(uint32_t type, uint32_t target)
+{
+	struct srv_request r = plain(3, type);
+	r.target_account = target;
+	return r;
+}
+
+START_TEST(operator_requests)
+{
+	/* Only the configured operator (account 3 here) may send them. */
+	struct srv_request r = plain(1, GRIDEX__V1__REQUEST_TYPE__DEPOSIT);
+	r.target_account = 1;
+	r.amount = 5;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__NOT_AUTHORIZED);
+	uint8_t pk4[32], sk4[64];
+	crypto_sign_keypair(pk4, sk4);
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 4);
+	memcpy(r.public_key, pk4, 32);
+	strcpy(r.name, "acme");
+	handle(&r);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert(out.has_op);
+	ck_assert_int_eq(out.op.kind, SRV_OP_REGISTER);
+	ck_assert_str_eq(out.op.name, "acme");
+	ck_assert_mem_eq(srv_core_key(core, 4), pk4, 32);
+	/* Again, identical: fine. Another key, another name, a taken name: refused. */
+	r.nonce = nonce++;
+	handle(&r);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	r.nonce = nonce++;
+	strcpy(r.name, "other");
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__ACCOUNT_EXISTS);
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 5);
+	memcpy(r.public_key, pk4, 32);
+	strcpy(r.name, "acme");
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__ACCOUNT_EXISTS);
+	r.nonce = nonce++;
+	strcpy(r.name, "beta");
+	memset(r.public_key, 0, 32); /* small order */
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__BAD_KEY);
+	/* Deposits and withdrawals move cash; a withdrawal never touches held money. */
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__DEPOSIT, 4);
+	r.amount = 3000000;
+	handle(&r);
+	ck_assert_int_eq(out.op.kind, SRV_OP_DEPOSIT);
+	ck_assert_int_eq(out.op.amount, 3000000);
+	struct srv_request bid = order(4, 1, GRIDEX__V1__SIDE__BUY, 2000000, 1);
+	handle(&bid);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__WITHDRAW, 4);
+	r.amount = 1000000;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS);
+	r.nonce = nonce++;
+	r.amount = 900000;
+	handle(&r);
+	ck_assert_int_eq(out.op.kind, SRV_OP_WITHDRAW);
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__DEPOSIT, 9);
+	r.amount = 1;
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT);
+	/* Capacity by class; halts by product. */
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, 4);
+	strcpy(r.product, "MI300X");
+	r.quantity = 2;
+	handle(&r);
+	struct srv_request ask = order(4, 2, GRIDEX__V1__SIDE__SELL, 9000000, 2);
+	strcpy(ask.product, "MI300X/2026-11-22T19");
+	handle(&ask);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__HALT, 0);
+	strcpy(r.product, "MI300X/2026-11-22T19");
+	handle(&r);
+	ask = order(4, 3, GRIDEX__V1__SIDE__SELL, 9000000, 1);
+	strcpy(ask.product, "MI300X/2026-11-22T19");
+	ck_assert_int_eq(refused(&ask), GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED);
+	r = operator_req(GRIDEX__V1__REQUEST_TYPE__RESUME, 0);
+	strcpy(r.product, "MI300X/2026-11-22T19");
+	handle(&r);
+	ck_assert(!out.has_op);
+	ask.nonce = nonce++;
+	ck_assert_int_eq(refused(&ask), GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
+}
+END_TEST
+
+START_TEST(order_rate_is_limited_per_account)
+{
+	srv_core_destroy(core);
+	srv_core_out_free(&out);
+	struct srv_core_config cfg;
+	srv_core_config_default(&cfg);
+	cfg.matching.books_max = 8;
+	cfg.accounts_max = 8;
+	cfg.risk.accounts_max = 8;
+	cfg.orders_per_second = 10;
+	cfg.orders_burst = 3;
+	ck_assert_int_eq(srv_core_create(&cfg, &core), SRV_CORE_OK);
+	ck_assert_int_eq(srv_core_out_alloc(core, &out), SRV_CORE_OK);
+	ck_assert_int_eq(srv_core_register(core, 1, pk), SRV_CORE_OK);
+	ck_assert_int_eq(srv_core_register(core, 2, pk), SRV_CORE_OK);
+	struct srv_request c = plain(1, GRIDEX__V1__REQUEST_TYPE__CANCEL);
+	c.target_client_order_id = 5;
+	for (int i = 0; i < 3; i++) { /* the burst */
+		c.nonce = nonce++;
+		ck_assert_int_eq(refused(&c), GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	}
+	c.nonce = nonce++;
+	ck_assert_int_eq(refused(&c), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	/* Queries do not count; another account has its own bucket. */
+	struct srv_request q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	handle(&q);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	struct srv_request c2 = c;
+	c2.account = 2;
+	c2.nonce = nonce++;
+	ck_assert_int_eq(refused(&c2), GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	/* 100 ms later one token is back (10 per second), then none again. */
+	c.nonce = nonce++;
+	ck_assert_int_eq(srv_core_handle(core, &c, NOW + 100, &out), SRV_CORE_OK);
+	ck_assert_int_eq(out.reports[0].reason, GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	c.nonce = nonce++;
+	ck_assert_int_eq(srv_core_handle(core, &c, NOW + 100, &out), SRV_CORE_OK);
+	ck_assert_int_eq(out.reports[0].reason, GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+}
+END_TEST
+
+/* Applies market data to a model book, as a subscriber would. */
+struct model_level {
+	int64_t qty;
+	uint32_t orders;
+};
+
+START_TEST(market_data_rebuilds_the_book)
+{
+	struct model_level model[2][64] = {0}; /* side, price / 100000 */
+	uint64_t seq = 0, trades = 0;
+	uint64_t rng = 7;
+	uint32_t cls;
+	ck_assert_int_eq(srv_core_class_id(core, "H100-80G", &cls), SRV_CORE_OK);
+	ck_assert_int_eq(srv_risk_set_capacity(srv_core_risk(core), 2, cls, 1000000), SRV_RISK_OK);
+	ck_assert_int_eq(srv_risk_add_cash(srv_core_risk(core), 1, 1000000000000), SRV_RISK_OK);
+	for (int i = 0; i < 3000; i++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint32_t r = (uint32_t)(rng >> 33);
+		struct srv_request req;
+		uint32_t acct = 1 + r % 2;
+		if (r % 5 == 0) {
+			req = plain(acct, GRIDEX__V1__REQUEST_TYPE__CANCEL);
+			req.target_client_order_id = 1 + (r >> 8) % 200;
+		} else if (r % 7 == 0) {
+			req = plain(acct, GRIDEX__V1__REQUEST_TYPE__MODIFY);
+			req.target_client_order_id = 1 + (r >> 8) % 200;
+			req.price = (int64_t)(10 + (r >> 3) % 40) * 100000;
+			req.quantity = 1 + (r >> 12) % 3;
+		} else {
+			int side = acct == 1 ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
+			req = order(acct, 1 + (r >> 8) % 200, side,
+				    (int64_t)(10 + (r >> 3) % 40) * 100000, 1 + (r >> 12) % 3);
+		}
+		ck_assert_int_eq(srv_core_handle(core, &req, NOW, &out), SRV_CORE_OK);
+		for (size_t k = 0; k < out.n_md; k++) {
+			const struct srv_md *m = &out.md[k];
+			ck_assert_uint_eq(m->book, 0);
+			if (m->kind == SRV_MD_TRADE) {
+				ck_assert_uint_eq(m->sequence, ++trades);
+				continue;
+			}
+			ck_assert_uint_eq(m->sequence, ++seq);
+			model[m->side][m->price / 100000] =
+				(struct model_level){.qty = m->qty, .orders = m->orders};
+		}
+	}
+	ck_assert_uint_gt(trades, 100);
+	struct matching_level_view bids[64], asks[64];
+	size_t nb, na;
+	uint64_t ls, ts;
+	ck_assert(srv_core_snapshot(core, 0, bids, &nb, asks, &na, 64, &ls, &ts));
+	ck_assert_uint_eq(ls, seq);
+	ck_assert_uint_eq(ts, trades);
+	size_t mb = 0, ma = 0;
+	for (int p = 63; p >= 0; p--)
+		if (model[MATCHING_BUY][p].qty) {
+			ck_assert_int_eq(bids[mb].price, p * 100000);
+			ck_assert_int_eq(bids[mb].qty, model[MATCHING_BUY][p].qty);
+			ck_assert_uint_eq(bids[mb].orders, model[MATCHING_BUY][p].orders);
+			mb++;
+		}
+	for (int p = 0; p < 64; p++)
+		if (model[MATCHING_SELL][p].qty) {
+			ck_assert_int_eq(asks[ma].price, p * 100000);
+			ck_assert_int_eq(asks[ma].qty, model[MATCHING_SELL][p].qty);
+			ma++;
+		}
+	ck_assert_uint_eq(mb, nb);
+	ck_assert_uint_eq(ma, na);
+	ck_assert_uint_gt(nb + na, 5);
+	uint32_t books[4];
+	ck_assert_uint_eq(srv_core_topic_books(core, "H100-80G", books, 4), 1);
+	ck_assert_uint_eq(srv_core_topic_books(core, H19, books, 4), 1);
+	ck_assert_uint_eq(srv_core_topic_books(core, "A100-40G", books, 4), 0);
+	ck_assert_str_eq(srv_core_book_name(core, 0), H19);
 }
 END_TEST
 
@@ -441,6 +692,10 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, signed_bytes_all_the_way);
 	tcase_add_test(tc, baskets_fill_every_hour_or_nothing);
 	tcase_add_test(tc, small_out_is_refused);
+	tcase_add_test(tc, queries_answer_from_the_core);
+	tcase_add_test(tc, operator_requests);
+	tcase_add_test(tc, order_rate_is_limited_per_account);
+	tcase_add_test(tc, market_data_rebuilds_the_book);
 	suite_add_tcase(s, tc);
 	return s;
 }

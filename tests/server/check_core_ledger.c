@@ -53,10 +53,8 @@ START_TEST(core_and_ledger_agree_after_every_batch)
 	cfg.client_ids_max = 4096;
 	struct srv_core *core;
 	ck_assert_int_eq(srv_core_create(&cfg, &core), SRV_CORE_OK);
-	struct srv_core_out out = {0};
-	srv_core_out_caps(core, &out.reports_cap, &out.fills_cap);
-	out.reports = calloc(out.reports_cap, sizeof(*out.reports));
-	out.fills = calloc(out.fills_cap, sizeof(*out.fills));
+	struct srv_core_out out;
+	ck_assert_int_eq(srv_core_out_alloc(core, &out), SRV_CORE_OK);
 
 	/* Participants: funded in the ledger by one deposit batch, and in the core. */
 	struct ledger *l = NULL;
@@ -147,8 +145,7 @@ START_TEST(core_and_ledger_agree_after_every_batch)
 	ledger_writer_destroy(w);
 	ledger_close(l);
 	srv_core_destroy(core);
-	free(out.reports);
-	free(out.fills);
+	srv_core_out_free(&out);
 }
 END_TEST
 
