@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "ledger.h"
 
 #ifndef GRIDEX_MIGRATIONS_DIR
@@ -21,8 +23,9 @@ static const char usage_text[] =
 	"usage: gridex-admin [--database=URL] [--currency=USD] COMMAND [ARGS]\n"
 	"\n"
 	"  migrate [--dir=DIR]              apply pending migrations (as the schema owner)\n"
-	"  participant ID NAME              open participant ID (the engine account) with an\n"
-	"                                   AVAILABLE account\n"
+	"  participant ID NAME [--key=HEX]  open participant ID (the engine account) with an\n"
+	"                                   AVAILABLE account and, with --key, the Ed25519\n"
+	"                                   public key (64 hex digits) it signs requests with\n"
 	"  deposit ID AMOUNT [--action=N]   BANK -> AVAILABLE of participant ID\n"
 	"  withdraw ID AMOUNT [--action=N]  AVAILABLE of participant ID -> BANK\n"
 	"  balance ID                       AVAILABLE balance of participant ID\n"
@@ -31,6 +34,8 @@ static const char usage_text[] =
 	"AMOUNT is in currency units with up to 6 decimals (12.5 = 12500000 micro-units).\n"
 	"--action names the operator action; repeating an action is refused, never\n"
 	"applied twice (default: the next unused number).\n"
+	"While gridexd runs, register participants and move money with signed operator\n"
+	"requests instead (docs/operations.md): gridexd owns the ledger's batch numbers.\n"
 	"The database URL defaults to $GRIDEX_DATABASE_URL.\n"
 	"Exit status: 0 success, 1 failure (or a failed audit check), 2 usage.\n";
 
@@ -137,6 +142,7 @@ int main(int argc, char **argv)
 {
 	const char *url = getenv("GRIDEX_DATABASE_URL"), *currency = "USD", *dir = NULL;
 	int64_t action = 0;
+	const char *key_hex = NULL;
 	char *args[8];
 	int nargs = 0;
 	for (int i = 1; i < argc; i++) {
@@ -148,6 +154,8 @@ int main(int argc, char **argv)
 			url = a + 11;
 		} else if (strncmp(a, "--currency=", 11) == 0) {
 			currency = a + 11;
+		} else if (strncmp(a, "--key=", 6) == 0) {
+			key_hex = a + 6;
 		} else if (strncmp(a, "--dir=", 6) == 0) {
 			dir = a + 6;
 		} else if (strncmp(a, "--action=", 9) == 0) {
@@ -178,10 +186,20 @@ int main(int argc, char **argv)
 		uint32_t id;
 		if (nargs != 3 || !parse_u32(args[1], &id))
 			usage("participant needs an id (1 .. 4294967295) and a name");
+		uint8_t key[32];
+		size_t key_len = 0;
+		if (key_hex && (sodium_init() < 0 ||
+				sodium_hex2bin(key, sizeof(key), key_hex, strlen(key_hex), NULL,
+					       &key_len, NULL) != 0 ||
+				key_len != 32 || key_hex[64] != '\0' ||
+				!crypto_core_ed25519_is_valid_point(key)))
+			usage("--key needs a valid Ed25519 public key in 64 hex digits");
 		struct ledger *l = NULL;
 		int rc = ledger_open(url, currency, &l);
 		if (rc == LEDGER_OK)
 			rc = ledger_add_participant(l, id, args[2]);
+		if (rc == LEDGER_OK && key_hex)
+			rc = ledger_register_key(l, id, key);
 		if (rc)
 			return fail(l, rc, "participant");
 		printf("participant %u %s has a %s account\n", id, args[2], currency);

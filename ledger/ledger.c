@@ -266,6 +266,73 @@ refused:
 	return rc;
 }
 
+int ledger_register_key(struct ledger *l, uint32_t id, const uint8_t key[32])
+{
+	if (id == 0 || key == NULL)
+		return LEDGER_ERR_ARGS;
+	static const char digits[] = "0123456789abcdef";
+	char idtxt[16], hex[2 + 64 + 1] = "\\x";
+	snprintf(idtxt, sizeof(idtxt), "%u", id);
+	for (int i = 0; i < 32; i++) {
+		hex[2 + 2 * i] = digits[key[i] >> 4];
+		hex[3 + 2 * i] = digits[key[i] & 15];
+	}
+	hex[66] = '\0';
+	const char *params[2] = {idtxt, hex};
+	PGresult *res = NULL;
+	int rc = query(l,
+		       "with ins as (insert into ledger.participant_keys (participant, public_key) "
+		       "values ($1, $2::bytea) on conflict do nothing returning public_key) "
+		       "select coalesce((select public_key from ins), "
+		       "(select public_key from ledger.participant_keys where participant = $1)) "
+		       "= $2::bytea",
+		       2, params, &res);
+	if (rc)
+		return rc;
+	bool same = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!same) {
+		set_err(l, "participant %u has another key", id);
+		return LEDGER_ERR_REFUSED;
+	}
+	return LEDGER_OK;
+}
+
+int ledger_load_participants(struct ledger *l,
+			     int (*each)(const struct ledger_participant *p, void *ctx), void *ctx)
+{
+	const char *params[1] = {l->currency};
+	PGresult *res = NULL;
+	int rc = query(l,
+		       "select p.id, p.name, k.public_key, coalesce(a.balance, 0) "
+		       "from ledger.participants p "
+		       "left join ledger.participant_keys k on k.participant = p.id "
+		       "left join ledger.accounts a on a.participant = p.id and a.currency = $1 "
+		       "and a.kind = 'AVAILABLE' order by p.id",
+		       1, params, &res);
+	if (rc)
+		return rc;
+	for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+		struct ledger_participant p = {.id = (uint32_t)field_i64(res, i, 0),
+					       .available = field_i64(res, i, 3)};
+		snprintf(p.name, sizeof(p.name), "%s", PQgetvalue(res, i, 1));
+		p.has_key = !PQgetisnull(res, i, 2) &&
+			    ledger_hash_from_hex(PQgetvalue(res, i, 2), p.public_key);
+		rc = each(&p, ctx);
+	}
+	PQclear(res);
+	return rc;
+}
+
+int ledger_last_action(struct ledger *l, int64_t *action)
+{
+	int64_t next;
+	int rc = ledger_next_action(l, &next);
+	if (rc == LEDGER_OK)
+		*action = next - 1;
+	return rc;
+}
+
 int ledger_participant_account(struct ledger *l, uint32_t participant, int64_t *account)
 {
 	uint32_t slot = participant % PARTICIPANTS_CACHE;
@@ -776,7 +843,13 @@ struct ledger_writer {
 	struct ledger *l;
 	struct ledger_fill *fills;
 	size_t n;
-	struct ledger_transfer *transfers; /* 2 per fill */
+	struct writer_action {
+		uint32_t participant;
+		bool deposit;
+		int64_t amount, seq;
+	} * actions;
+	size_t n_actions;		   /* pending, in the same batch as the fills */
+	struct ledger_transfer *transfers; /* 2 per fill, 1 per action */
 	int64_t seq;			   /* batch id: seq of the last fill */
 	int64_t first_ms;		   /* when the oldest pending fill arrived */
 	bool sealed;	  /* a flush failed: the batch's contents and id are fixed */
@@ -811,8 +884,9 @@ int ledger_writer_create(const struct ledger_writer_config *cfg, struct ledger_w
 	w->conninfo = strdup(cfg->conninfo);
 	w->currency = strdup(cfg->currency);
 	w->fills = calloc(cfg->batch_fills_max, sizeof(*w->fills));
-	w->transfers = calloc(2 * (size_t)cfg->batch_fills_max, sizeof(*w->transfers));
-	if (!w->conninfo || !w->currency || !w->fills || !w->transfers) {
+	w->actions = calloc(cfg->batch_fills_max, sizeof(*w->actions));
+	w->transfers = calloc(3 * (size_t)cfg->batch_fills_max, sizeof(*w->transfers));
+	if (!w->conninfo || !w->currency || !w->fills || !w->actions || !w->transfers) {
 		ledger_writer_destroy(w);
 		return LEDGER_ERR_NOMEM;
 	}
@@ -830,6 +904,7 @@ void ledger_writer_destroy(struct ledger_writer *w)
 	free(w->conninfo);
 	free(w->currency);
 	free(w->fills);
+	free(w->actions);
 	free(w->transfers);
 	free(w);
 }
@@ -846,7 +921,38 @@ uint64_t ledger_writer_retries(const struct ledger_writer *w)
 
 size_t ledger_writer_pending(const struct ledger_writer *w)
 {
-	return w->n;
+	return w->n + w->n_actions;
+}
+
+/* Whether another item may join the pending batch at seq; sets w->err if not. */
+static int writer_can_add(struct ledger_writer *w, int64_t seq, bool action)
+{
+	bool full =
+		action ? w->n_actions == w->cfg.batch_fills_max : w->n == w->cfg.batch_fills_max;
+	if (!w->sealed && !full && seq >= w->seq && seq >= 1)
+		return LEDGER_OK;
+	snprintf(w->err, sizeof(w->err), "%s",
+		 w->sealed ? "a failed batch must be flushed first"
+			   : (full ? "batch full: flush first" : "sequence numbers go back"));
+	return w->sealed ? LEDGER_ERR_UNAVAILABLE : LEDGER_ERR_ARGS;
+}
+
+int ledger_writer_add_action(struct ledger_writer *w, uint32_t participant, int64_t amount,
+			     bool deposit, int64_t seq, int64_t now_ms)
+{
+	int rc = writer_can_add(w, seq, true);
+	if (rc)
+		return rc;
+	if (participant == 0 || amount < 1 || seq > LEDGER_ACTION_ID_MAX) {
+		snprintf(w->err, sizeof(w->err), "invalid operator action at %lld", (long long)seq);
+		return LEDGER_ERR_ARGS;
+	}
+	if (w->n + w->n_actions == 0)
+		w->first_ms = now_ms;
+	w->actions[w->n_actions++] = (struct writer_action){
+		.participant = participant, .deposit = deposit, .amount = amount, .seq = seq};
+	w->seq = seq;
+	return LEDGER_OK;
 }
 
 int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f, int64_t seq,
@@ -855,20 +961,16 @@ int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
 	struct ledger_accounts dummy = {.fees = 1, .escrow = 2, .bank = 3, .buyer = 4, .seller = 5};
 	struct ledger_transfer t[2];
 	size_t n;
-	if (w->sealed || w->n == w->cfg.batch_fills_max || seq < w->seq || seq < 1) {
-		snprintf(w->err, sizeof(w->err), "%s",
-			 w->sealed ? "a failed batch must be flushed first"
-				   : (w->n == w->cfg.batch_fills_max ? "batch full: flush first"
-								     : "sequence numbers go back"));
-		return w->sealed ? LEDGER_ERR_UNAVAILABLE : LEDGER_ERR_ARGS;
-	}
-	int rc = ledger_fill_transfers(f, &w->cfg.fees, &dummy, t, &n);
+	int rc = writer_can_add(w, seq, false);
+	if (rc)
+		return rc;
+	rc = ledger_fill_transfers(f, &w->cfg.fees, &dummy, t, &n);
 	if (rc) {
 		snprintf(w->err, sizeof(w->err), "fill %lld: %s", (long long)f->fill_id,
 			 ledger_status_name(rc));
 		return rc;
 	}
-	if (w->n == 0)
+	if (w->n + w->n_actions == 0)
 		w->first_ms = now_ms;
 	w->fills[w->n++] = *f;
 	w->seq = seq;
@@ -877,8 +979,10 @@ int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
 
 bool ledger_writer_due(const struct ledger_writer *w, int64_t now_ms)
 {
-	return w->n > 0 &&
-	       (w->n >= w->cfg.batch_fills_max || now_ms - w->first_ms >= w->cfg.batch_ms_max);
+	size_t pending = w->n + w->n_actions;
+	return pending > 0 &&
+	       (w->n >= w->cfg.batch_fills_max || w->n_actions >= w->cfg.batch_fills_max ||
+		now_ms - w->first_ms >= w->cfg.batch_ms_max);
 }
 
 static int64_t mono_ms(void)
@@ -913,30 +1017,74 @@ static int writer_transfers(struct ledger_writer *w, size_t *m)
 			return rc;
 		*m += k;
 	}
+	for (size_t i = 0; i < w->n_actions; i++) {
+		const struct writer_action *a = &w->actions[i];
+		int64_t account;
+		int rc = ledger_participant_account(w->l, a->participant, &account);
+		if (rc)
+			return rc;
+		w->transfers[(*m)++] = (struct ledger_transfer){
+			.id = LEDGER_OPERATOR_ID_BASE + a->seq,
+			.debit_account = a->deposit ? acc.bank : account,
+			.credit_account = a->deposit ? account : acc.bank,
+			.amount = a->amount,
+			.code = a->deposit ? LEDGER_DEPOSIT : LEDGER_WITHDRAWAL,
+		};
+	}
 	return LEDGER_OK;
+}
+
+/* Reconnects when there is no live connection. */
+static int writer_connect(struct ledger_writer *w)
+{
+	if (w->l != NULL && !lost(w->l))
+		return LEDGER_OK;
+	ledger_close(w->l);
+	w->l = NULL;
+	return ledger_open(w->conninfo, w->currency, &w->l);
+}
+
+int ledger_writer_register(struct ledger_writer *w, uint32_t id, const char *name,
+			   const uint8_t key[32])
+{
+	int64_t deadline = mono_ms() + w->cfg.retry_total_ms_max;
+	uint32_t delay = w->cfg.retry_ms_min;
+	for (;;) {
+		int rc = writer_connect(w);
+		if (rc == LEDGER_OK)
+			rc = ledger_add_participant(w->l, id, name);
+		if (rc == LEDGER_OK)
+			rc = ledger_register_key(w->l, id, key);
+		if (rc == LEDGER_OK)
+			return LEDGER_OK;
+		snprintf(w->err, sizeof(w->err), "participant %u: %s", id,
+			 w->l ? ledger_error(w->l) : ledger_status_name(rc));
+		if (rc != LEDGER_ERR_UNAVAILABLE)
+			return rc;
+		w->retries++;
+		if (mono_ms() + delay > deadline)
+			return LEDGER_ERR_UNAVAILABLE;
+		sleep_ms(delay);
+		delay = delay * 2 > w->cfg.retry_ms_max ? w->cfg.retry_ms_max : delay * 2;
+	}
 }
 
 int ledger_writer_flush(struct ledger_writer *w)
 {
-	if (w->n == 0)
+	if (w->n + w->n_actions == 0)
 		return LEDGER_OK;
 	w->sealed = true;
 	int64_t deadline = mono_ms() + w->cfg.retry_total_ms_max;
 	uint32_t delay = w->cfg.retry_ms_min;
 	for (;;) {
-		int rc = LEDGER_OK;
-		if (w->l == NULL || lost(w->l)) {
-			ledger_close(w->l);
-			w->l = NULL;
-			rc = ledger_open(w->conninfo, w->currency, &w->l);
-		}
+		int rc = writer_connect(w);
 		size_t m = 0;
 		if (rc == LEDGER_OK)
 			rc = writer_transfers(w, &m);
 		if (rc == LEDGER_OK)
 			rc = ledger_post(w->l, w->seq, w->transfers, m);
 		if (rc == LEDGER_OK || rc == LEDGER_ERR_DUPLICATE) {
-			w->n = 0;
+			w->n = w->n_actions = 0;
 			w->sealed = false;
 			return LEDGER_OK;
 		}

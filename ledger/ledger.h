@@ -176,6 +176,32 @@ LEDGER_MUST_USE int ledger_migrate(const char *conninfo, const char *dir,
  * name is taken by another), UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_add_participant(struct ledger *l, uint32_t id, const char *name);
 
+/* Records a participant's Ed25519 public key (32 bytes); idempotent for the
+ * same key. Errors: REFUSED (another key is recorded, or no such
+ * participant), UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_register_key(struct ledger *l, uint32_t id, const uint8_t key[32]);
+
+/* One participant as gridexd loads it at start-up. */
+struct ledger_participant {
+	uint32_t id;
+	char name[32];
+	bool has_key;
+	uint8_t public_key[32];
+	int64_t available; /* balance of its AVAILABLE account in the connection's currency */
+};
+
+/*
+ * Calls each(p, ctx) for every participant, in id order, inside one
+ * read-only snapshot; stops at the first non-zero return of each and
+ * returns it. Errors: UNAVAILABLE, NOMEM.
+ */
+LEDGER_MUST_USE int
+ledger_load_participants(struct ledger *l,
+			 int (*each)(const struct ledger_participant *p, void *ctx), void *ctx);
+
+/* Highest operator action number used (0 when none). Errors: UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_last_action(struct ledger *l, int64_t *action);
+
 /* AVAILABLE account of a participant (cached). Errors: NOT_FOUND, UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_participant_account(struct ledger *l, uint32_t participant,
 					       int64_t *account);
@@ -255,6 +281,23 @@ const char *ledger_writer_error(const struct ledger_writer *w);
  */
 LEDGER_MUST_USE int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
 					   int64_t seq, int64_t now_ms);
+
+/*
+ * Adds an operator's deposit (BANK -> AVAILABLE) or withdrawal (AVAILABLE ->
+ * BANK) of amount micro-units to the pending batch, as transfer
+ * LEDGER_OPERATOR_ID_BASE + seq. Errors as ledger_writer_add_fill().
+ */
+LEDGER_MUST_USE int ledger_writer_add_action(struct ledger_writer *w, uint32_t participant,
+					     int64_t amount, bool deposit, int64_t seq,
+					     int64_t now_ms);
+
+/*
+ * Opens participant id with its name and key in the ledger (outside any
+ * batch), retrying through outages like a flush. Errors: REFUSED (the id,
+ * name or key belongs to another), UNAVAILABLE (gave up; call again).
+ */
+LEDGER_MUST_USE int ledger_writer_register(struct ledger_writer *w, uint32_t id, const char *name,
+					   const uint8_t key[32]);
 
 /* Whether the pending batch should be flushed now. */
 bool ledger_writer_due(const struct ledger_writer *w, int64_t now_ms);

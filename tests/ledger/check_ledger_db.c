@@ -68,28 +68,28 @@ START_TEST(migrations_are_idempotent_and_atomic)
 		ledger_migrate(pgt.owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
 		LEDGER_OK);
 	PGconn *c = pgtest_connect(pgt.owner_url);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 1);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 2);
 	/* A failing migration leaves nothing behind. */
 	char dir[] = "/tmp/gridex-migrations-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "cp %s/0001_ledger.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
+	snprintf(cmd, sizeof(cmd), "cp %s/000[12]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'create table ledger.half_done (x int);\\nselect 1/0;\\n' > "
-		 "%s/0002_broken.sql",
+		 "%s/0003_broken.sql",
 		 dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
 	ck_assert_msg(strstr(err, "division by zero") != NULL, "%s", err);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 1);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 2);
 	ck_assert_int_eq(
 		pgtest_sql_int(c, "select count(*) from pg_tables where tablename = 'half_done'"),
 		0);
 	/* An applied migration that changed is refused. */
 	snprintf(cmd, sizeof(cmd),
-		 "rm %s/0002_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
+		 "rm %s/0003_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
@@ -487,6 +487,73 @@ START_TEST(restart_loses_and_duplicates_nothing)
 }
 END_TEST
 
+/* ---------- participants, keys and operator actions through the writer ---------- */
+
+static int collect(const struct ledger_participant *p, void *ctx)
+{
+	struct ledger_participant *all = ctx;
+	ck_assert_uint_lt(p->id, 8);
+	all[p->id] = *p;
+	return 0;
+}
+
+START_TEST(writer_registers_and_moves_money)
+{
+	struct ledger_fees fees = {.maker_bps = 0, .taker_bps = 100};
+	struct ledger_writer *w = writer_new(&fees, 100);
+	uint8_t k1[32], k2[32];
+	for (int i = 0; i < 32; i++) {
+		k1[i] = (uint8_t)(i + 1);
+		k2[i] = (uint8_t)(200 - i);
+	}
+	ck_assert_int_eq(ledger_writer_register(w, 1, "alice", k1), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_register(w, 1, "alice", k1), LEDGER_OK); /* idempotent */
+	ck_assert_int_eq(ledger_writer_register(w, 2, "bob", k2), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_register(w, 1, "alice", k2), LEDGER_ERR_REFUSED);
+	ck_assert_int_eq(ledger_writer_register(w, 3, "bob", k2), LEDGER_ERR_REFUSED);
+	/* Deposits, a fill and a withdrawal in one batch, in sequence order. */
+	ck_assert_int_eq(ledger_writer_add_action(w, 1, 10000000, true, 5, 0), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_add_action(w, 2, 1000, true, 6, 0), LEDGER_OK);
+	struct ledger_fill f = {.fill_id = 1,
+				.buyer = 1,
+				.seller = 2,
+				.buyer_is_taker = true,
+				.taker_order_id = 1,
+				.maker_order_id = 2,
+				.price = 2000000,
+				.qty = 2};
+	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 7, 0), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_add_action(w, 1, 1000000, false, 8, 0), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_add_action(w, 1, 1, false, 7, 0), LEDGER_ERR_ARGS);
+	ck_assert_uint_eq(ledger_writer_pending(w), 4);
+	ck_assert_int_eq(ledger_writer_flush(w), LEDGER_OK);
+	ledger_writer_destroy(w);
+	struct ledger *l = open_app();
+	struct ledger_participant all[8] = {0};
+	ck_assert_int_eq(ledger_load_participants(l, collect, all), LEDGER_OK);
+	ck_assert_str_eq(all[1].name, "alice");
+	ck_assert(all[1].has_key);
+	ck_assert_mem_eq(all[1].public_key, k1, 32);
+	ck_assert_int_eq(all[1].available, 10000000 - 4000000 - 40000 - 1000000);
+	ck_assert_int_eq(all[2].available, 1000); /* paid on delivery, not on the fill */
+	ck_assert_mem_eq(all[2].public_key, k2, 32);
+	int64_t last;
+	ck_assert_int_eq(ledger_last_action(l, &last), LEDGER_OK);
+	ck_assert_int_eq(last, 8);
+	ck_assert_int_eq(ledger_last_batch(l, &last), LEDGER_OK);
+	ck_assert_int_eq(last, 8);
+	ledger_close(l);
+	/* Keys are append-only, even for the owner. */
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_refused(c, "update ledger.participant_keys set public_key = '\\x00'", "42501");
+	PQfinish(c);
+	c = pgtest_connect(pgt.app_url);
+	pgtest_sql_refused(c, "delete from ledger.participant_keys", "42501");
+	PQfinish(c);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
 static Suite *ledger_db_suite(void)
 {
 	Suite *s = suite_create("ledger-db");
@@ -499,6 +566,7 @@ static Suite *ledger_db_suite(void)
 	tcase_add_test(tc, app_role_cannot_break_invariants);
 	tcase_add_test(tc, batches_are_never_applied_twice);
 	tcase_add_test(tc, lost_commit_answer_is_resolved_by_looking);
+	tcase_add_test(tc, writer_registers_and_moves_money);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settlement");
 	tcase_set_timeout(tc, 120);
