@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd: the exchange server (docs/operations.md, docs/protocol.md).
+ * Reads its settings, loads participants, keys and balances from the ledger,
+ * starts the pipeline threads and runs the I/O loop until SIGTERM drains it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <sodium.h>
+
+#include "srv_log.h"
+#include "srv_server.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: gridexd [--config=FILE] [--KEY=VALUE ...]\n"
+	      "       gridexd --help | --print-config [...]\n\n"
+	      "Settings (file lines `key = value`; command-line options override the file):\n",
+	      out);
+	srv_config_print(out, NULL);
+}
+
+/* Defaults, then --config=FILE, then every --key=value: later wins. */
+static int parse_args(int argc, char **argv, struct srv_config *cfg, bool *print)
+{
+	char err[1024];
+	srv_config_default(cfg);
+	for (int i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--config=", 9) == 0 &&
+		    !srv_config_load(cfg, argv[i] + 9, err, sizeof(err))) {
+			fprintf(stderr, "gridexd: %s\n", err);
+			return 2;
+		}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			exit(0);
+		}
+		if (strcmp(a, "--print-config") == 0) {
+			*print = true;
+			continue;
+		}
+		if (strncmp(a, "--config=", 9) == 0)
+			continue;
+		const char *eq = strchr(a, '=');
+		if (strncmp(a, "--", 2) != 0 || eq == NULL || eq - a - 2 >= 64) {
+			fprintf(stderr,
+				"gridexd: unexpected argument '%s' (options are --key=value)\n", a);
+			return 2;
+		}
+		char key[64];
+		memcpy(key, a + 2, (size_t)(eq - a - 2));
+		key[eq - a - 2] = '\0';
+		if (!srv_config_set(cfg, key, eq + 1, err, sizeof(err))) {
+			fprintf(stderr, "gridexd: %s\n", err);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+static int core_create(struct srv *s)
+{
+	const struct srv_config *c = &s->cfg;
+	struct srv_core_config cc;
+	srv_core_config_default(&cc);
+	cc.matching.orders_max = (uint32_t)c->orders_max;
+	cc.matching.levels_max = (uint32_t)c->levels_max;
+	cc.matching.books_max = (uint32_t)c->books_max;
+	cc.matching.price_max = c->price_max;
+	cc.matching.qty_max = c->qty_max;
+	cc.matching.start_ms = srv_now_ms();
+	cc.risk.accounts_max = (uint32_t)c->accounts_max;
+	cc.risk.orders_max = (uint32_t)c->orders_max;
+	cc.risk.positions_max = (uint32_t)c->orders_max;
+	cc.risk.capacities_max = (uint32_t)c->accounts_max;
+	cc.risk.open_orders_per_account_max = (uint32_t)c->open_orders_per_account_max;
+	cc.risk.maker_bps = (uint32_t)c->maker_bps;
+	cc.risk.taker_bps = (uint32_t)c->taker_bps;
+	cc.accounts_max = (uint32_t)c->accounts_max;
+	cc.client_ids_max = (uint32_t)c->orders_max;
+	cc.gate_lead_ms = c->gate_lead_ms;
+	cc.expiry_ahead_ms_max = c->expiry_ahead_ms_max;
+	cc.operator_account = (uint32_t)c->operator_account;
+	cc.orders_per_second = (uint32_t)c->orders_per_second;
+	cc.orders_burst = (uint32_t)c->orders_burst;
+	cc.fills_recent_max = (uint32_t)c->fills_recent_max;
+	cc.query_rows_max = (uint32_t)c->query_rows_max;
+	if (srv_core_create(&cc, &s->core) != SRV_CORE_OK) {
+		srv_log(SRV_LOG_ERROR, "engine settings refused or out of memory",
+			"orders_max=%lld levels_max=%lld books_max=%lld", (long long)c->orders_max,
+			(long long)c->levels_max, (long long)c->books_max);
+		return -1;
+	}
+	if (c->operator_account != 0) {
+		uint8_t key[SRV_PUBLIC_KEY_BYTES];
+		size_t len = 0;
+		if (sodium_hex2bin(key, sizeof(key), c->operator_key, strlen(c->operator_key), NULL,
+				   &len, NULL) != 0 ||
+		    len != sizeof(key) || strlen(c->operator_key) != 64 ||
+		    srv_core_register(s->core, (uint32_t)c->operator_account, key) != SRV_CORE_OK) {
+			srv_log(SRV_LOG_ERROR, "operator_key is not a valid Ed25519 public key",
+				NULL);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int load_one(const struct ledger_participant *p, void *ctx)
+{
+	struct srv *s = ctx;
+	if (!p->has_key) {
+		srv_log(SRV_LOG_WARN, "participant without a key cannot trade",
+			"account=%u name=%s", p->id, p->name);
+		return 0;
+	}
+	if (p->id == (uint32_t)s->cfg.operator_account) {
+		srv_log(SRV_LOG_ERROR, "the operator account is also a participant", "account=%u",
+			p->id);
+		return -1;
+	}
+	if (srv_core_register(s->core, p->id, p->public_key) != SRV_CORE_OK ||
+	    srv_core_set_name(s->core, p->id, p->name) != SRV_CORE_OK ||
+	    srv_risk_add_cash(srv_core_risk(s->core), p->id, p->available) != SRV_RISK_OK) {
+		srv_log(SRV_LOG_ERROR, "participant not loaded (invalid key or accounts_max)",
+			"account=%u name=%s", p->id, p->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Participants, keys, balances, and where sequence numbers continue. */
+static int load_ledger(struct srv *s)
+{
+	struct ledger *l = NULL;
+	int rc = ledger_open(s->cfg.database_url, s->cfg.currency, &l);
+	int64_t batch = 0, action = 0;
+	if (rc == LEDGER_OK)
+		rc = ledger_load_participants(l, load_one, s);
+	if (rc == LEDGER_OK)
+		rc = ledger_last_batch(l, &batch);
+	if (rc == LEDGER_OK)
+		rc = ledger_last_action(l, &action);
+	if (rc != LEDGER_OK) {
+		srv_log(SRV_LOG_ERROR, "cannot load the ledger", "status=%s error=\"%s\"",
+			rc > 0 ? ledger_status_name(rc) : "participant refused",
+			l ? ledger_error(l) : "");
+		ledger_close(l);
+		return -1;
+	}
+	ledger_close(l);
+	s->seq_base = batch > action ? batch : action;
+	return 0;
+}
+
+static void raise_fd_limit(int64_t want)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= (rlim_t)want)
+		return;
+	rl.rlim_cur = (rlim_t)want < rl.rlim_max ? (rlim_t)want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < (rlim_t)want)
+		srv_log(SRV_LOG_WARN, "file descriptor limit below max_connections",
+			"limit=%llu wanted=%lld", (unsigned long long)rl.rlim_cur, (long long)want);
+}
+
+static void addr_text(evutil_socket_t fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[128] = "?";
+	int port = 0;
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			evutil_inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			evutil_inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+static int write_ready(const struct srv *s, const char *listen, const char *metrics)
+{
+	if (s->cfg.ready_file[0] == '\0')
+		return 0;
+	char tmp[SRV_CONFIG_TEXT_MAX + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", s->cfg.ready_file);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "listen=%s\nmetrics=%s\n", listen, metrics);
+	if (fclose(f) != 0 || rename(tmp, s->cfg.ready_file) != 0)
+		return -1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct srv s; /* large: metrics and queues */
+	bool print = false;
+	int rc = parse_args(argc, argv, &s.cfg, &print);
+	if (rc)
+		return rc;
+	char err[512];
+	if (print) {
+		srv_config_print(stdout, &s.cfg);
+		return 0;
+	}
+	if (!srv_config_check(&s.cfg, err, sizeof(err))) {
+		fprintf(stderr, "gridexd: %s\n", err);
+		return 2;
+	}
+	if (!srv_log_open(s.cfg.log_file, s.cfg.log_level)) {
+		fprintf(stderr, "gridexd: log_file %s: %s\n", s.cfg.log_file, strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit(s.cfg.max_connections + 64);
+	if (sodium_init() < 0 || evthread_use_pthreads() != 0 ||
+	    pthread_rwlock_init(&s.keys_lock, NULL) != 0) {
+		srv_log(SRV_LOG_ERROR, "initialisation failed", NULL);
+		return 1;
+	}
+	rc = 1;
+	if (core_create(&s) || load_ledger(&s))
+		goto out;
+	if (srv_queue_init(&s.verify_q, sizeof(struct srv_job), (size_t)s.cfg.verify_queue_max) ||
+	    srv_queue_init(&s.core_q, sizeof(struct srv_job), (size_t)s.cfg.core_queue_max) ||
+	    srv_queue_init(&s.out_q, sizeof(struct srv_out), (size_t)s.cfg.out_queue_max) ||
+	    srv_queue_init(&s.writer_q, sizeof(struct srv_wjob), (size_t)s.cfg.writer_queue_max)) {
+		srv_log(SRV_LOG_ERROR, "queues: out of memory", NULL);
+		goto out;
+	}
+	if (srv_io_init(&s) != 0)
+		goto out;
+	char listen[160], metrics[SRV_CONFIG_TEXT_MAX] = "off";
+	addr_text(evconnlistener_get_fd(s.listener), listen, sizeof(listen));
+	if (s.http)
+		addr_text(s.metrics_fd, metrics, sizeof(metrics));
+	if (srv_pipeline_start(&s) != 0) {
+		srv_log(SRV_LOG_ERROR, "cannot start threads", NULL);
+		abort(); /* threads may be running: no orderly way back */
+	}
+	srv_log(SRV_LOG_INFO, "listening",
+		"listen=%s metrics=%s sequence=%lld verifiers=%lld operator=%lld", listen, metrics,
+		(long long)s.seq_base, (long long)s.cfg.verifier_threads,
+		(long long)s.cfg.operator_account);
+	if (write_ready(&s, listen, metrics) != 0)
+		srv_log(SRV_LOG_WARN, "cannot write ready_file", "path=\"%s\"", s.cfg.ready_file);
+	event_base_dispatch(s.base);
+	srv_pipeline_join(&s);
+	rc = 0;
+out:
+	srv_io_free(&s);
+	srv_queue_destroy(&s.verify_q);
+	srv_queue_destroy(&s.core_q);
+	srv_queue_destroy(&s.out_q);
+	srv_queue_destroy(&s.writer_q);
+	srv_core_destroy(s.core);
+	pthread_rwlock_destroy(&s.keys_lock);
+	srv_log_close();
+	return rc;
+}

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "srv_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct key {
+	const char *name;
+	size_t offset;
+	bool text;
+	int64_t def, min, max; /* integers */
+	const char *text_def;  /* text */
+	const char *help;
+};
+
+#define INT(f, d, lo, hi, h)                                                                       \
+	{                                                                                          \
+#f, offsetof(struct srv_config, f), false, d, lo, hi, NULL, h                      \
+	}
+#define TEXT(f, d, h)                                                                              \
+	{                                                                                          \
+#f, offsetof(struct srv_config, f), true, 0, 0, 0, d, h                            \
+	}
+
+static const struct key keys[] = {
+	TEXT(listen, "0.0.0.0:7400", "address:port of the TLS 1.3 order and market-data port"),
+	TEXT(metrics_listen, "127.0.0.1:7401",
+	     "address:port of the Prometheus /metrics endpoint (plain HTTP); empty: off"),
+	TEXT(tls_cert, "", "PEM certificate chain of the server (required)"),
+	TEXT(tls_key, "", "PEM private key of the server (required)"),
+	INT(max_connections, 10000, 1, 1000000, "open client connections; more are refused"),
+	INT(max_unauth_per_ip, 64, 1, 1000000,
+	    "connections per IP address that have not yet had a signed request accepted"),
+	INT(frame_bytes_max, 4096, 64, 1048576,
+	    "largest client frame body; a larger length prefix closes the connection"),
+	INT(body_bytes_max, 1024, 32, 1024, "largest signed request body"),
+	INT(out_buffer_soft_bytes, 1048576, 4096, INT64_C(1) << 32,
+	    "stop reading from a client whose unread replies exceed this"),
+	INT(out_buffer_hard_bytes, 8388608, 4096, INT64_C(1) << 34,
+	    "drop a client whose unread replies exceed this"),
+	INT(handshake_timeout_ms, 5000, 10, 600000, "time to complete the TLS handshake"),
+	INT(idle_timeout_ms, 300000, 0, 86400000,
+	    "close a connection without subscriptions that sends nothing this long; 0: never"),
+	INT(partial_frame_ms, 5000, 10, 600000, "time to complete a frame once it has started"),
+	INT(subscriptions_per_conn_max, 64, 1, 4096, "market-data subscriptions per connection"),
+	INT(topics_max, 4096, 1, 1048576, "distinct products and classes subscribed to"),
+	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),
+	INT(verifier_threads, 2, 1, 64, "signature verification threads"),
+	INT(verify_queue_max, 65536, 16, 16777216,
+	    "requests waiting for verification; beyond it requests get OVERLOADED"),
+	INT(core_queue_max, 65536, 16, 16777216, "verified requests waiting for the core"),
+	INT(out_queue_max, 262144, 16, 16777216, "replies and market data waiting for the I/O"),
+	INT(writer_queue_max, 1048576, 16, 16777216, "fills and operator actions for the ledger"),
+	INT(tick_ms, 100, 1, 60000, "how often the clock expires GTD orders and closes gates"),
+	INT(drain_timeout_ms, 5000, 0, 600000, "on SIGTERM, time given to flush replies"),
+	INT(operator_account, 0, 0, UINT32_MAX,
+	    "the account that may send operator requests; 0: none"),
+	TEXT(operator_key, "", "the operator's Ed25519 public key, 64 hex digits"),
+	INT(accounts_max, 65536, 1, 16777216, "registered accounts"),
+	INT(orders_per_second, 1000, 0, 1000000,
+	    "order-changing requests per account and second; 0: unlimited"),
+	INT(orders_burst, 2000, 1, 1000000, "burst of that rate"),
+	INT(open_orders_per_account_max, 10000, 1, 16777216, "resting orders per account"),
+	INT(maker_bps, 0, 0, 10000, "fee of the resting side, basis points of the notional"),
+	INT(taker_bps, 0, 0, 10000, "fee of the incoming side"),
+	INT(expiry_ahead_ms_max, 60000, 1000, 86400000,
+	    "how far in the future a signed request may expire"),
+	INT(orders_max, 1048576, 1, 268435456, "resting orders, all books"),
+	INT(levels_max, 1048576, 1, 268435456, "price levels, all books"),
+	INT(books_max, 1024, 1, 65536, "products (books), created on first use; ~32 KiB each"),
+	INT(price_max, 1000000000000, 1, INT64_C(1) << 62, "highest price, micro-units"),
+	INT(qty_max, 1000000, 1, INT64_C(1) << 40, "largest quantity, GPUs"),
+	INT(gate_lead_ms, 300000, 0, 86400000, "trading closes this long before delivery"),
+	INT(fills_recent_max, 65536, 1, 16777216, "fills kept for fill queries"),
+	INT(query_rows_max, 1000, 1, 100000, "rows in one query answer"),
+	TEXT(database_url, "",
+	     "libpq URL of the ledger as gridex_app (default $GRIDEX_DATABASE_URL)"),
+	TEXT(currency, "USD", "ledger currency"),
+	INT(batch_fills_max, 5000, 1, 500000, "fills per settlement batch"),
+	INT(batch_ms_max, 50, 1, 60000, "age of the oldest fill that forces a batch"),
+	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
+	TEXT(log_level, "info", "debug, info, warn or error"),
+	TEXT(ready_file, "",
+	     "written once listening: the bound addresses (listen=, metrics=); for scripts"),
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const struct key *find(const char *name)
+{
+	char norm[64];
+	size_t n = strlen(name);
+	if (n >= sizeof(norm))
+		return NULL;
+	for (size_t i = 0; i <= n; i++)
+		norm[i] = name[i] == '-' ? '_' : name[i];
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, norm) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+void srv_config_default(struct srv_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NKEYS; i++) {
+		char *field = (char *)c + keys[i].offset;
+		if (keys[i].text)
+			snprintf(field, SRV_CONFIG_TEXT_MAX, "%s", keys[i].text_def);
+		else
+			memcpy(field, &keys[i].def, sizeof(int64_t));
+	}
+	const char *url = getenv("GRIDEX_DATABASE_URL");
+	if (url)
+		snprintf(c->database_url, sizeof(c->database_url), "%s", url);
+}
+
+bool srv_config_set(struct srv_config *c, const char *key, const char *value, char *err,
+		    size_t err_len)
+{
+	const struct key *k = find(key);
+	if (k == NULL) {
+		snprintf(err, err_len, "unknown setting '%s' (gridexd --help lists them)", key);
+		return false;
+	}
+	char *field = (char *)c + k->offset;
+	if (k->text) {
+		if (strlen(value) >= SRV_CONFIG_TEXT_MAX) {
+			snprintf(err, err_len, "%s: longer than %d bytes", k->name,
+				 SRV_CONFIG_TEXT_MAX - 1);
+			return false;
+		}
+		snprintf(field, SRV_CONFIG_TEXT_MAX, "%s", value);
+		return true;
+	}
+	char *end;
+	errno = 0;
+	long long v = strtoll(value, &end, 10);
+	if (errno || end == value || *end != '\0' || v < k->min || v > k->max) {
+		snprintf(err, err_len, "%s: '%s' is not an integer in %lld .. %lld", k->name, value,
+			 (long long)k->min, (long long)k->max);
+		return false;
+	}
+	int64_t v64 = v;
+	memcpy(field, &v64, sizeof(v64));
+	return true;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 &&
+	       (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	return s;
+}
+
+bool srv_config_load(struct srv_config *c, const char *path, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	char line[1024], why[512];
+	int lineno = 0;
+	bool ok = true;
+	while (ok && fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, err_len, "%s:%d: line too long", path, lineno);
+			ok = false;
+			break;
+		}
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *s = trim(line);
+		if (*s == '\0')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(err, err_len, "%s:%d: expected key = value", path, lineno);
+			ok = false;
+			break;
+		}
+		*eq = '\0';
+		if (!srv_config_set(c, trim(s), trim(eq + 1), why, sizeof(why))) {
+			snprintf(err, err_len, "%s:%d: %s", path, lineno, why);
+			ok = false;
+		}
+	}
+	fclose(f);
+	return ok;
+}
+
+bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
+{
+	const char *why = NULL;
+	if (c->tls_cert[0] == '\0' || c->tls_key[0] == '\0')
+		why = "tls_cert and tls_key are required";
+	else if (c->database_url[0] == '\0')
+		why = "database_url is required (or set GRIDEX_DATABASE_URL)";
+	else if (c->out_buffer_hard_bytes < c->out_buffer_soft_bytes)
+		why = "out_buffer_hard_bytes must be at least out_buffer_soft_bytes";
+	else if (c->frame_bytes_max < c->body_bytes_max + 128)
+		why = "frame_bytes_max must leave room for a body of body_bytes_max and its "
+		      "envelope";
+	else if ((c->operator_account == 0) != (c->operator_key[0] == '\0'))
+		why = "operator_account and operator_key go together";
+	else if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
+		 strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
+		why = "log_level must be debug, info, warn or error";
+	if (why)
+		snprintf(err, err_len, "%s", why);
+	return why == NULL;
+}
+
+void srv_config_print(FILE *out, const struct srv_config *c)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		const char *field = c ? (const char *)c + k->offset : NULL;
+		if (k->text) {
+			fprintf(out, "  %-28s %s\n", k->name, k->help);
+			if (c)
+				fprintf(out, "  %-28s = \"%s\"\n", "", field);
+			else
+				fprintf(out, "  %-28s default \"%s\"\n", "", k->text_def);
+		} else {
+			int64_t v;
+			memcpy(&v, field ? field : (const char *)&k->def, sizeof(v));
+			fprintf(out, "  %-28s %s\n  %-28s %s %lld (%lld .. %lld)\n", k->name,
+				k->help, "", c ? "=" : "default", (long long)v, (long long)k->min,
+				(long long)k->max);
+		}
+	}
+}

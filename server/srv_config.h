@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd's settings: one table of every key with its default, bounds and
+ * meaning (printed by `gridexd --help`, documented in docs/operations.md).
+ * Sources, later ones winning: the defaults, the file named by --config,
+ * then --key=value options on the command line.
+ */
+#ifndef GRIDEX_SRV_CONFIG_H
+#define GRIDEX_SRV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SRV_CONFIG_TEXT_MAX 512
+
+struct srv_config {
+	/* network */
+	char listen[SRV_CONFIG_TEXT_MAX];
+	char metrics_listen[SRV_CONFIG_TEXT_MAX];
+	char tls_cert[SRV_CONFIG_TEXT_MAX];
+	char tls_key[SRV_CONFIG_TEXT_MAX];
+	int64_t max_connections;
+	int64_t max_unauth_per_ip;
+	int64_t frame_bytes_max;
+	int64_t body_bytes_max;
+	int64_t out_buffer_soft_bytes;
+	int64_t out_buffer_hard_bytes;
+	int64_t handshake_timeout_ms;
+	int64_t idle_timeout_ms;
+	int64_t partial_frame_ms;
+	int64_t subscriptions_per_conn_max;
+	int64_t topics_max;
+	int64_t snapshot_levels_max;
+	/* pipeline */
+	int64_t verifier_threads;
+	int64_t verify_queue_max;
+	int64_t core_queue_max;
+	int64_t out_queue_max;
+	int64_t writer_queue_max;
+	int64_t tick_ms;
+	int64_t drain_timeout_ms;
+	/* accounts and risk */
+	int64_t operator_account;
+	char operator_key[SRV_CONFIG_TEXT_MAX];
+	int64_t accounts_max;
+	int64_t orders_per_second;
+	int64_t orders_burst;
+	int64_t open_orders_per_account_max;
+	int64_t maker_bps;
+	int64_t taker_bps;
+	int64_t expiry_ahead_ms_max;
+	/* engine */
+	int64_t orders_max;
+	int64_t levels_max;
+	int64_t books_max;
+	int64_t price_max;
+	int64_t qty_max;
+	int64_t gate_lead_ms;
+	int64_t fills_recent_max;
+	int64_t query_rows_max;
+	/* ledger */
+	char database_url[SRV_CONFIG_TEXT_MAX];
+	char currency[SRV_CONFIG_TEXT_MAX];
+	int64_t batch_fills_max;
+	int64_t batch_ms_max;
+	/* logs */
+	char log_file[SRV_CONFIG_TEXT_MAX];
+	char log_level[SRV_CONFIG_TEXT_MAX];
+	char ready_file[SRV_CONFIG_TEXT_MAX];
+};
+
+void srv_config_default(struct srv_config *c);
+
+/* Sets key (dashes and underscores alike) to a value. Returns false and writes
+ * a reason to err when the key is unknown or the value invalid. */
+bool srv_config_set(struct srv_config *c, const char *key, const char *value, char *err,
+		    size_t err_len);
+
+/* Reads `key = value` lines ('#' starts a comment). false with a reason in err. */
+bool srv_config_load(struct srv_config *c, const char *path, char *err, size_t err_len);
+
+/* Checks the relations between settings; false with a reason in err. */
+bool srv_config_check(const struct srv_config *c, char *err, size_t err_len);
+
+/* Every key with its bounds and meaning; with values when c is not NULL. */
+void srv_config_print(FILE *out, const struct srv_config *c);
+
+#endif

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "srv_frames.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gridex.pb-c.h"
+#include "wire.h"
+
+int srv_client_frame_split(const uint8_t *buf, size_t len, int *field, const uint8_t **inner,
+			   size_t *inner_len)
+{
+	if (len < 2)
+		return -1;
+	/* Tag: field number << 3 | wire type 2 (length-delimited), one byte for 1..3. */
+	uint8_t tag = buf[0];
+	int f = tag >> 3;
+	if ((tag & 7) != 2 || f < SRV_CF_REQUEST || f > SRV_CF_UNSUBSCRIBE)
+		return -1;
+	uint64_t n = 0;
+	size_t i = 1;
+	for (int shift = 0; i < len && shift < 64; shift += 7) {
+		uint8_t b = buf[i++];
+		n |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			if (n != len - i) /* exactly the rest: no trailing or repeated fields */
+				return -1;
+			*field = f;
+			*inner = buf + i;
+			*inner_len = (size_t)n;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Packs a ServerFrame after a length header; 0 when it does not fit. */
+static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
+{
+	size_t body = gridex__v1__server_frame__get_packed_size(f);
+	if (body == 0 || body > WIRE_FRAME_BYTES_CEILING || cap < WIRE_HEADER_BYTES + body)
+		return 0;
+	int rc = wire_frame_header(body, buf);
+	assert(rc == WIRE_OK);
+	(void)rc;
+	size_t n = gridex__v1__server_frame__pack(f, buf + WIRE_HEADER_BYTES);
+	assert(n == body);
+	return WIRE_HEADER_BYTES + n;
+}
+
+static ProtobufCBinaryData text(const char *s)
+{
+	return (ProtobufCBinaryData){.len = s ? strlen(s) : 0, .data = (uint8_t *)s};
+}
+
+size_t srv_frame_ack(uint8_t *buf, size_t cap, uint32_t account, uint64_t nonce, uint64_t sequence)
+{
+	Gridex__V1__Ack a = GRIDEX__V1__ACK__INIT;
+	a.account = account;
+	a.nonce = nonce;
+	a.sequence = sequence;
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	f.ack = &a;
+	return pack(buf, cap, &f);
+}
+
+size_t srv_frame_reject(uint8_t *buf, size_t cap, uint32_t account, uint64_t nonce, uint32_t reason,
+			const char *detail)
+{
+	Gridex__V1__Reject r = GRIDEX__V1__REJECT__INIT;
+	r.account = account;
+	r.nonce = nonce;
+	r.reason = (Gridex__V1__RejectReason)reason;
+	r.detail = text(detail);
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	f.reject = &r;
+	return pack(buf, cap, &f);
+}
+
+static void fill_report(Gridex__V1__ExecutionReport *e, const struct srv_report *r,
+			const char *product, uint64_t sequence, int64_t time_ms)
+{
+	e->account = r->account;
+	e->client_order_id = r->client_order_id;
+	e->order_id = r->order_id;
+	e->product = text(product);
+	e->side = r->side == MATCHING_BUY ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
+	e->exec_type = (Gridex__V1__ExecType)r->exec_type;
+	e->price = r->price;
+	e->last_price = r->last_price;
+	e->last_quantity = r->last_quantity;
+	e->cumulative_quantity = r->cumulative_quantity;
+	e->leaves_quantity = r->leaves_quantity;
+	e->fill_id = r->fill_id;
+	e->fee = r->fee;
+	e->sequence = sequence;
+	e->time_ms = time_ms;
+}
+
+size_t srv_frame_report(uint8_t *buf, size_t cap, const struct srv_report *r, const char *product,
+			uint64_t sequence, int64_t time_ms)
+{
+	Gridex__V1__ExecutionReport e = GRIDEX__V1__EXECUTION_REPORT__INIT;
+	fill_report(&e, r, product, sequence, time_ms);
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	f.report = &e;
+	return pack(buf, cap, &f);
+}
+
+size_t srv_frame_md(uint8_t *buf, size_t cap, const struct srv_md *m, const char *product)
+{
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	Gridex__V1__BookUpdate u = GRIDEX__V1__BOOK_UPDATE__INIT;
+	Gridex__V1__Trade t = GRIDEX__V1__TRADE__INIT;
+	Gridex__V1__Side side =
+		m->side == MATCHING_BUY ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
+	if (m->kind == SRV_MD_LEVEL) {
+		u.product = text(product);
+		u.sequence = m->sequence;
+		u.side = side;
+		u.price = m->price;
+		u.quantity = m->qty;
+		u.orders = m->orders;
+		f.update = &u;
+	} else {
+		t.product = text(product);
+		t.sequence = m->sequence;
+		t.price = m->price;
+		t.quantity = m->qty;
+		t.aggressor = side;
+		t.time_ms = m->time_ms;
+		f.trade = &t;
+	}
+	return pack(buf, cap, &f);
+}
+
+size_t srv_frame_snapshot_bound(const char *product, size_t n_levels)
+{
+	/* Per level: a tag and length, three fields of up to 11 bytes. */
+	return WIRE_HEADER_BYTES + 64 + strlen(product) + n_levels * (2 + 3 * 11);
+}
+
+size_t srv_frame_snapshot(uint8_t *buf, size_t cap, const char *product, uint64_t sequence,
+			  const struct matching_level_view *bids, size_t n_bids,
+			  const struct matching_level_view *asks, size_t n_asks)
+{
+	size_t n = n_bids + n_asks;
+	Gridex__V1__PriceLevel *levels = calloc(n ? n : 1, sizeof(*levels));
+	Gridex__V1__PriceLevel **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	size_t out = 0;
+	if (levels && ptrs) {
+		for (size_t i = 0; i < n; i++) {
+			const struct matching_level_view *v =
+				i < n_bids ? &bids[i] : &asks[i - n_bids];
+			gridex__v1__price_level__init(&levels[i]);
+			levels[i].price = v->price;
+			levels[i].quantity = v->qty;
+			levels[i].orders = v->orders;
+			ptrs[i] = &levels[i];
+		}
+		Gridex__V1__BookSnapshot s = GRIDEX__V1__BOOK_SNAPSHOT__INIT;
+		s.product = text(product);
+		s.sequence = sequence;
+		s.n_bids = n_bids;
+		s.bids = ptrs;
+		s.n_asks = n_asks;
+		s.asks = ptrs + n_bids;
+		Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+		f.snapshot = &s;
+		out = pack(buf, cap, &f);
+	}
+	free(levels);
+	free(ptrs);
+	return out;
+}
+
+uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
+			  const struct srv_report *rows, size_t n_rows, int64_t available,
+			  int64_t reserved, const char *currency,
+			  const char *(*product)(uint32_t book, void *ctx), void *ctx, size_t *len)
+{
+	Gridex__V1__ExecutionReport *reports = calloc(n_rows ? n_rows : 1, sizeof(*reports));
+	Gridex__V1__ExecutionReport **ptrs = calloc(n_rows ? n_rows : 1, sizeof(*ptrs));
+	uint8_t *buf = NULL;
+	if (!reports || !ptrs)
+		goto out;
+	for (size_t i = 0; i < n_rows; i++) {
+		gridex__v1__execution_report__init(&reports[i]);
+		fill_report(&reports[i], &rows[i], product(rows[i].book, ctx), 0, 0);
+		ptrs[i] = &reports[i];
+	}
+	Gridex__V1__Balance bal = GRIDEX__V1__BALANCE__INIT;
+	Gridex__V1__Balance *balp = &bal;
+	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
+	q.nonce = nonce;
+	q.account = account;
+	if (query_type == GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE) {
+		bal.currency = text(currency);
+		bal.available = available;
+		bal.reserved = reserved;
+		q.n_balances = 1;
+		q.balances = &balp;
+	} else if (query_type == GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS) {
+		q.n_fills = n_rows;
+		q.fills = ptrs;
+	} else {
+		q.n_orders = n_rows;
+		q.orders = ptrs;
+	}
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	f.result = &q;
+	size_t cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
+	buf = malloc(cap);
+	if (buf && (*len = pack(buf, cap, &f)) == 0) {
+		free(buf);
+		buf = NULL;
+	}
+out:
+	free(reports);
+	free(ptrs);
+	return buf;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The frames gridexd exchanges with clients, as pure functions: splitting a
+ * ClientFrame into its one field without unpacking what is signed, and
+ * encoding every ServerFrame (4-byte length prefix included) into a
+ * caller's buffer. No allocation except srv_frame_result(), no I/O.
+ */
+#ifndef GRIDEX_SRV_FRAMES_H
+#define GRIDEX_SRV_FRAMES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "matching.h"
+#include "srv_core.h"
+
+/* ClientFrame field numbers (proto/gridex.proto). */
+enum srv_client_field {
+	SRV_CF_REQUEST = 1,
+	SRV_CF_SUBSCRIBE = 2,
+	SRV_CF_UNSUBSCRIBE = 3,
+};
+
+/* A report, an update or a trade fits in this (with its header). */
+#define SRV_FRAME_SMALL_MAX 512
+
+/*
+ * A ClientFrame must hold exactly one field, once: one tag byte, a varint
+ * length, and exactly that many bytes. On success sets *field and the inner
+ * bytes (pointing into buf) and returns 0; returns -1 for anything else.
+ */
+__attribute__((warn_unused_result)) int srv_client_frame_split(const uint8_t *buf, size_t len,
+							       int *field, const uint8_t **inner,
+							       size_t *inner_len);
+
+/* Each returns the frame's total length (header included), or 0 if it does not fit in cap. */
+size_t srv_frame_ack(uint8_t *buf, size_t cap, uint32_t account, uint64_t nonce, uint64_t sequence);
+size_t srv_frame_reject(uint8_t *buf, size_t cap, uint32_t account, uint64_t nonce, uint32_t reason,
+			const char *detail);
+size_t srv_frame_report(uint8_t *buf, size_t cap, const struct srv_report *r, const char *product,
+			uint64_t sequence, int64_t time_ms);
+size_t srv_frame_md(uint8_t *buf, size_t cap, const struct srv_md *m, const char *product);
+size_t srv_frame_snapshot(uint8_t *buf, size_t cap, const char *product, uint64_t sequence,
+			  const struct matching_level_view *bids, size_t n_bids,
+			  const struct matching_level_view *asks, size_t n_asks);
+
+/* The most bytes srv_frame_snapshot() needs for n levels in all. */
+size_t srv_frame_snapshot_bound(const char *product, size_t n_levels);
+
+/*
+ * A QueryResult for a query's nonce: rows (orders or fills) as execution
+ * reports named by product(book, ctx), and for balance queries one Balance.
+ * Returns a malloc'ed frame (header included) and its length in *len, or
+ * NULL when out of memory.
+ */
+uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
+			  const struct srv_report *rows, size_t n_rows, int64_t available,
+			  int64_t reserved, const char *currency,
+			  const char *(*product)(uint32_t book, void *ctx), void *ctx, size_t *len);
+
+#endif

@@ -1,0 +1,1126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd's I/O thread: TLS 1.3 connections on libevent, framing with input
+ * caps, decoding, per-connection limits and backpressure, delivery of
+ * replies and reports to the sessions of an account, market-data fan-out,
+ * the Prometheus endpoint, signals and the drain at shutdown.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <openssl/err.h>
+
+#include "gridex.pb-c.h"
+#include "srv_frames.h"
+#include "srv_log.h"
+#include "srv_server.h"
+#include "wire.h"
+
+#define NONE	  UINT32_MAX
+#define KEY_BYTES 64
+#define OUT_BATCH 256
+
+/* ---------- a small map: 64-byte keys to uint32 values, fixed capacity ---------- */
+
+struct map_entry {
+	char key[KEY_BYTES];
+	uint32_t val;
+	bool used;
+};
+
+struct srv_map {
+	struct map_entry *e;
+	uint32_t mask, count, max;
+};
+
+static uint32_t key_hash(const char *key)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; i < KEY_BYTES && key[i]; i++)
+		h = (h ^ (uint8_t)key[i]) * 16777619u;
+	return h;
+}
+
+static bool map_init(struct srv_map *m, uint32_t max)
+{
+	uint32_t cap = 16;
+	while (cap < 2 * max)
+		cap <<= 1;
+	m->e = calloc(cap, sizeof(*m->e));
+	m->mask = cap - 1;
+	m->max = max;
+	m->count = 0;
+	return m->e != NULL;
+}
+
+static uint32_t map_pos(const struct srv_map *m, const char *key)
+{
+	uint32_t h = key_hash(key) & m->mask;
+	while (m->e[h].used && strncmp(m->e[h].key, key, KEY_BYTES) != 0)
+		h = (h + 1) & m->mask;
+	return h;
+}
+
+static uint32_t *map_get(struct srv_map *m, const char *key)
+{
+	uint32_t h = map_pos(m, key);
+	return m->e[h].used ? &m->e[h].val : NULL;
+}
+
+/* Inserts key with val; NULL when the map is full. */
+static uint32_t *map_put(struct srv_map *m, const char *key, uint32_t val)
+{
+	uint32_t h = map_pos(m, key);
+	if (!m->e[h].used) {
+		if (m->count == m->max)
+			return NULL;
+		m->e[h].used = true;
+		snprintf(m->e[h].key, KEY_BYTES, "%s", key);
+		m->count++;
+	}
+	m->e[h].val = val;
+	return &m->e[h].val;
+}
+
+static void map_del(struct srv_map *m, const char *key)
+{
+	uint32_t i = map_pos(m, key);
+	if (!m->e[i].used)
+		return;
+	for (uint32_t j = i;;) {
+		j = (j + 1) & m->mask;
+		if (!m->e[j].used)
+			break;
+		uint32_t k = key_hash(m->e[j].key) & m->mask;
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			m->e[i] = m->e[j];
+			i = j;
+		}
+	}
+	m->e[i].used = false;
+	m->count--;
+}
+
+/* ---------- state ---------- */
+
+struct srv_conn {
+	struct srv *s;
+	struct bufferevent *bev;
+	struct event *timer; /* handshake, then partial-frame deadline, then closing */
+	uint32_t slot, gen;
+	bool used, tls_up, closing, paused_out, paused_inflight, authed, unauth_counted;
+	bool timer_armed;
+	char ip[KEY_BYTES];
+	uint32_t account; /* claimed by its first request; 0: none yet */
+	uint32_t inflight;
+	uint32_t acct_prev, acct_next; /* sessions of the account (authed only) */
+	uint32_t *subs, n_subs;	       /* subscription nodes */
+};
+
+struct sub {
+	uint32_t conn, topic, prev, next; /* topic list */
+	bool trades;
+};
+
+struct topic {
+	char name[KEY_BYTES];
+	uint32_t head;
+};
+
+struct srv_topics {
+	struct srv_map by_name;
+	struct topic *t;
+	uint32_t *free_t, n_free_t;
+	struct sub *subs;
+	uint32_t *free_s, n_free_s;
+};
+
+struct srv_iptable {
+	struct srv_map m; /* ip -> unauthenticated connections */
+};
+
+struct srv_acctable {
+	struct srv_map m; /* account -> first session's slot */
+};
+
+static uint64_t conn_id(const struct srv_conn *c)
+{
+	return (uint64_t)c->gen << 32 | c->slot;
+}
+
+static struct srv_conn *conn_of(struct srv *s, uint64_t id)
+{
+	uint32_t slot = (uint32_t)id;
+	if (slot >= (uint32_t)s->cfg.max_connections)
+		return NULL;
+	struct srv_conn *c = &s->conns[slot];
+	return c->used && c->gen == (uint32_t)(id >> 32) ? c : NULL;
+}
+
+static void account_key(uint32_t account, char key[KEY_BYTES])
+{
+	snprintf(key, KEY_BYTES, "%u", account);
+}
+
+/* ---------- sending ---------- */
+
+static void conn_close(struct srv_conn *c, const char *why);
+
+static void conn_send(struct srv_conn *c, const uint8_t *frame, size_t len)
+{
+	struct srv *s = c->s;
+	if (c->closing || len == 0)
+		return;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (evbuffer_add(out, frame, len) != 0) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	atomic_fetch_add_explicit(&s->m.frames_out, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->m.bytes_out, len, memory_order_relaxed);
+	size_t queued = evbuffer_get_length(out);
+	if (queued > (size_t)s->cfg.out_buffer_hard_bytes) {
+		atomic_fetch_add(&s->m.closed_slow, 1);
+		conn_close(c, "client does not read its replies (out_buffer_hard_bytes)");
+	} else if (queued > (size_t)s->cfg.out_buffer_soft_bytes && !c->paused_out) {
+		c->paused_out = true;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+}
+
+/* A framing error: say why, then close once the reply is out. */
+static void protocol_error(struct srv_conn *c, const char *detail)
+{
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	size_t n = srv_frame_reject(buf, sizeof(buf), c->account, 0,
+				    GRIDEX__V1__REJECT_REASON__PROTOCOL, detail);
+	conn_send(c, buf, n);
+	atomic_fetch_add(&c->s->m.closed_protocol, 1);
+	srv_log(SRV_LOG_INFO, "protocol error", "ip=%s reason=\"%s\"", c->ip, detail);
+	conn_close(c, NULL);
+}
+
+static void reply_reject(struct srv_conn *c, uint32_t account, uint64_t nonce, uint32_t reason,
+			 const char *detail)
+{
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	conn_send(c, buf, srv_frame_reject(buf, sizeof(buf), account, nonce, reason, detail));
+}
+
+/* ---------- connection lifecycle ---------- */
+
+static void unauth_release(struct srv_conn *c)
+{
+	if (!c->unauth_counted)
+		return;
+	c->unauth_counted = false;
+	uint32_t *n = map_get(&c->s->ips->m, c->ip);
+	if (n && --*n == 0)
+		map_del(&c->s->ips->m, c->ip);
+}
+
+static void session_unlink(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	if (!c->authed)
+		return;
+	char key[KEY_BYTES];
+	account_key(c->account, key);
+	if (c->acct_prev != NONE)
+		s->conns[c->acct_prev].acct_next = c->acct_next;
+	else if (c->acct_next != NONE) {
+		uint32_t *head = map_get(&s->accts->m, key);
+		if (head) /* always: an authed session's account is in the map */
+			*head = c->acct_next;
+	} else {
+		map_del(&s->accts->m, key);
+	}
+	if (c->acct_next != NONE)
+		s->conns[c->acct_next].acct_prev = c->acct_prev;
+	c->authed = false;
+}
+
+static void session_link(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	char key[KEY_BYTES];
+	account_key(c->account, key);
+	uint32_t *head = map_get(&s->accts->m, key);
+	c->acct_prev = NONE;
+	c->acct_next = head ? *head : NONE;
+	if (head) {
+		s->conns[*head].acct_prev = c->slot;
+		*head = c->slot;
+	} else if (!map_put(&s->accts->m, key, c->slot)) {
+		return; /* cannot happen: the map holds max_connections accounts */
+	}
+	c->authed = true;
+	unauth_release(c);
+}
+
+static void unsubscribe_node(struct srv *s, uint32_t node)
+{
+	struct srv_topics *T = s->topics;
+	struct sub *n = &T->subs[node];
+	struct topic *t = &T->t[n->topic];
+	if (n->prev != NONE)
+		T->subs[n->prev].next = n->next;
+	else
+		t->head = n->next;
+	if (n->next != NONE)
+		T->subs[n->next].prev = n->prev;
+	if (t->head == NONE) {
+		map_del(&T->by_name, t->name);
+		T->free_t[T->n_free_t++] = n->topic;
+	}
+	T->free_s[T->n_free_s++] = node;
+	atomic_fetch_sub(&s->m.subscriptions, 1);
+}
+
+static void conn_free(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	session_unlink(c);
+	unauth_release(c);
+	for (uint32_t i = 0; i < c->n_subs; i++)
+		unsubscribe_node(s, c->subs[i]);
+	c->n_subs = 0;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	c->bev = NULL;
+	evtimer_del(c->timer);
+	c->used = false;
+	c->gen++;
+	s->free_conns[s->n_free++] = c->slot;
+	atomic_fetch_sub(&s->m.connections_open, 1);
+}
+
+/* Closes now, or (why == NULL) once what is queued for the client is written. */
+static void conn_close(struct srv_conn *c, const char *why)
+{
+	if (why)
+		srv_log(SRV_LOG_INFO, "connection closed", "ip=%s account=%u reason=\"%s\"", c->ip,
+			c->account, why);
+	if (why || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 || !c->tls_up) {
+		conn_free(c);
+		return;
+	}
+	/* Linger: the write callback frees it when drained; the timer bounds the wait. */
+	c->closing = true;
+	bufferevent_disable(c->bev, EV_READ);
+	struct timeval tv = {.tv_sec = 2};
+	evtimer_add(c->timer, &tv);
+}
+
+static void arm_timer(struct srv_conn *c, int64_t ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	evtimer_add(c->timer, &tv);
+	c->timer_armed = true;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_conn *c = arg;
+	c->timer_armed = false;
+	if (c->closing) {
+		conn_free(c);
+		return;
+	}
+	atomic_fetch_add(&c->s->m.closed_timeout, 1);
+	conn_close(c, c->tls_up ? "partial frame not completed in time (partial_frame_ms)"
+				: "TLS handshake not completed in time (handshake_timeout_ms)");
+}
+
+/* ---------- reading ---------- */
+
+static void resume_if_possible(struct srv_conn *c)
+{
+	if (c->closing || c->paused_out || c->paused_inflight || c->s->draining)
+		return;
+	bufferevent_enable(c->bev, EV_READ);
+	/* Frames already buffered raise no new read event: ask for one, deferred so
+	 * that the caller's connection stays valid. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
+{
+	struct srv *s = c->s;
+	struct srv_job job = {.kind = SRV_JOB_REQUEST, .conn = conn_id(c)};
+	int rc = srv_request_decode(body, len, (size_t)s->cfg.body_bytes_max, &job.req);
+	if (rc != SRV_AUTH_OK) {
+		atomic_fetch_add(&s->m.requests[0][GRIDEX__V1__REJECT_REASON__MALFORMED], 1);
+		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__MALFORMED,
+			     rc == SRV_AUTH_TOO_BIG ? "request body above body_bytes_max"
+						    : "malformed request (docs/protocol.md)");
+		return;
+	}
+	if (c->account != 0 && job.req.account != c->account) {
+		reply_reject(c, job.req.account, job.req.nonce,
+			     GRIDEX__V1__REJECT_REASON__MALFORMED, "one account per connection");
+		return;
+	}
+	c->account = job.req.account;
+	if (srv_queue_push(&s->verify_q, &job, 1, false, NULL) != 1) {
+		reply_reject(c, job.req.account, job.req.nonce,
+			     GRIDEX__V1__REJECT_REASON__OVERLOADED,
+			     "server busy; retry with a new nonce");
+		atomic_fetch_add(&s->m.requests[job.req.type < SRV_REQUEST_TYPES ? job.req.type : 0]
+					       [GRIDEX__V1__REJECT_REASON__OVERLOADED],
+				 1);
+		return;
+	}
+	if (++c->inflight >= 1024 && !c->paused_inflight) {
+		/* Many requests in the pipeline: wait for their answers before reading more. */
+		c->paused_inflight = true;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+}
+
+static void handle_subscribe(struct srv_conn *c, const uint8_t *body, size_t len, bool subscribe)
+{
+	struct srv *s = c->s;
+	Gridex__V1__Subscribe *m = NULL;
+	Gridex__V1__Unsubscribe *u = NULL;
+	ProtobufCBinaryData product;
+	bool trades = false;
+	if (subscribe) {
+		m = gridex__v1__subscribe__unpack(NULL, len, body);
+		if (m == NULL || m->base.n_unknown_fields) {
+			if (m)
+				gridex__v1__subscribe__free_unpacked(m, NULL);
+			protocol_error(c, "malformed Subscribe");
+			return;
+		}
+		product = m->product;
+		trades = m->trades;
+	} else {
+		u = gridex__v1__unsubscribe__unpack(NULL, len, body);
+		if (u == NULL || u->base.n_unknown_fields) {
+			if (u)
+				gridex__v1__unsubscribe__free_unpacked(u, NULL);
+			protocol_error(c, "malformed Unsubscribe");
+			return;
+		}
+		product = u->product;
+	}
+	char topic[SRV_PRODUCT_BYTES_MAX + 1] = "";
+	bool ok = product.len >= 1 && product.len <= SRV_PRODUCT_BYTES_MAX;
+	for (size_t i = 0; ok && i < product.len; i++) {
+		uint8_t ch = product.data[i];
+		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		     (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' || ch == '/' ||
+		     ch == ':';
+	}
+	if (ok)
+		memcpy(topic, product.data, product.len);
+	if (m)
+		gridex__v1__subscribe__free_unpacked(m, NULL);
+	if (u)
+		gridex__v1__unsubscribe__free_unpacked(u, NULL);
+	if (!ok) {
+		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT,
+			     "a product or accelerator class: 1-63 bytes of [A-Za-z0-9._/:-]");
+		return;
+	}
+	/* Drop an existing subscription to the topic (a re-subscribe takes a fresh snapshot). */
+	for (uint32_t i = 0; i < c->n_subs; i++)
+		if (strcmp(s->topics->t[s->topics->subs[c->subs[i]].topic].name, topic) == 0) {
+			unsubscribe_node(s, c->subs[i]);
+			c->subs[i] = c->subs[--c->n_subs];
+			break;
+		}
+	if (!subscribe)
+		return;
+	if (c->n_subs == (uint32_t)s->cfg.subscriptions_per_conn_max) {
+		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
+			     "too many subscriptions (subscriptions_per_conn_max)");
+		return;
+	}
+	struct srv_job job = {.kind = SRV_JOB_SUBSCRIBE, .conn = conn_id(c), .trades = trades};
+	memcpy(job.topic, topic, sizeof(topic));
+	/* Straight to the core: snapshots must be taken in sequence with the updates. */
+	if (srv_queue_push(&s->core_q, &job, 1, false, NULL) != 1)
+		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED, "server busy; retry");
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct srv_conn *c = arg;
+	struct srv *s = c->s;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	while (!c->closing && bufferevent_get_enabled(bev) & EV_READ) {
+		size_t have = evbuffer_get_length(in);
+		uint8_t header[WIRE_HEADER_BYTES];
+		if (have < WIRE_HEADER_BYTES)
+			break;
+		evbuffer_copyout(in, header, sizeof(header));
+		uint32_t body_len = (uint32_t)header[0] << 24 | (uint32_t)header[1] << 16 |
+				    (uint32_t)header[2] << 8 | header[3];
+		if (body_len == 0 || body_len > (uint32_t)s->cfg.frame_bytes_max) {
+			protocol_error(c, body_len == 0 ? "frame length 0"
+							: "frame length above frame_bytes_max");
+			return;
+		}
+		if (have < WIRE_HEADER_BYTES + (size_t)body_len)
+			break;
+		const uint8_t *frame = evbuffer_pullup(in, WIRE_HEADER_BYTES + body_len);
+		const uint8_t *body;
+		size_t body_bytes, frame_bytes;
+		if (frame == NULL || wire_frame_decode(frame, WIRE_HEADER_BYTES + body_len,
+						       (uint32_t)s->cfg.frame_bytes_max, &body,
+						       &body_bytes, &frame_bytes) != WIRE_OK) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		atomic_fetch_add_explicit(&s->m.frames_in, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->m.bytes_in, frame_bytes, memory_order_relaxed);
+		int field;
+		const uint8_t *inner;
+		size_t inner_len;
+		if (srv_client_frame_split(body, body_bytes, &field, &inner, &inner_len) != 0) {
+			protocol_error(c, "a ClientFrame must carry exactly one field");
+			return;
+		}
+		if (field == SRV_CF_REQUEST)
+			handle_request(c, inner, inner_len);
+		else
+			handle_subscribe(c, inner, inner_len, field == SRV_CF_SUBSCRIBE);
+		if (c->closing || !c->used)
+			return;
+		evbuffer_drain(in, frame_bytes);
+	}
+	/* A started frame must complete within partial_frame_ms. */
+	if (c->used && !c->closing) {
+		if (evbuffer_get_length(in) > 0 && !c->timer_armed)
+			arm_timer(c, s->cfg.partial_frame_ms);
+		else if (evbuffer_get_length(in) == 0 && c->timer_armed) {
+			evtimer_del(c->timer);
+			c->timer_armed = false;
+		}
+	}
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct srv_conn *c = arg;
+	size_t queued = evbuffer_get_length(bufferevent_get_output(bev));
+	if (c->closing && queued == 0) {
+		conn_free(c);
+		return;
+	}
+	if (c->paused_out && queued <= (size_t)c->s->cfg.out_buffer_soft_bytes / 2) {
+		c->paused_out = false;
+		resume_if_possible(c);
+	}
+}
+
+static void idle_timeouts(struct srv_conn *c)
+{
+	int64_t ms = c->s->cfg.idle_timeout_ms;
+	if (ms > 0 && c->n_subs == 0) {
+		struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+		bufferevent_set_timeouts(c->bev, &tv, NULL);
+	} else {
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+	}
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct srv_conn *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		c->tls_up = true;
+		evtimer_del(c->timer);
+		c->timer_armed = false;
+		idle_timeouts(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		atomic_fetch_add(&c->s->m.closed_timeout, 1);
+		conn_close(c, "idle (idle_timeout_ms)");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+		char buf[256] = "connection error";
+		if (e)
+			ERR_error_string_n(e, buf, sizeof(buf));
+		conn_free(c);
+		srv_log(SRV_LOG_DEBUG, "connection error", "reason=\"%s\"", buf);
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		conn_free(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+		      int socklen, void *arg)
+{
+	(void)l;
+	(void)socklen;
+	struct srv *s = arg;
+	char ip[KEY_BYTES] = "?";
+	if (addr->sa_family == AF_INET)
+		evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)addr)->sin_addr, ip, sizeof(ip));
+	else if (addr->sa_family == AF_INET6)
+		evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)addr)->sin6_addr, ip,
+				 sizeof(ip));
+	if (s->n_free == 0) {
+		atomic_fetch_add(&s->m.refused_full, 1);
+		srv_log(SRV_LOG_WARN, "connection refused", "ip=%s reason=max_connections", ip);
+		evutil_closesocket(fd);
+		return;
+	}
+	uint32_t *per_ip = map_get(&s->ips->m, ip);
+	if (per_ip == NULL)
+		per_ip = map_put(&s->ips->m, ip, 0);
+	if (per_ip == NULL || *per_ip >= (uint32_t)s->cfg.max_unauth_per_ip) {
+		atomic_fetch_add(&s->m.refused_per_ip, 1);
+		srv_log(SRV_LOG_WARN, "connection refused", "ip=%s reason=max_unauth_per_ip", ip);
+		evutil_closesocket(fd);
+		return;
+	}
+	SSL *ssl = SSL_new(s->tls);
+	struct bufferevent *bev =
+		ssl ? bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						     BEV_OPT_CLOSE_ON_FREE)
+		    : NULL;
+	if (bev == NULL) {
+		if (ssl)
+			SSL_free(ssl);
+		evutil_closesocket(fd);
+		srv_log(SRV_LOG_ERROR, "connection refused", "ip=%s reason=out_of_memory", ip);
+		return;
+	}
+	(*per_ip)++;
+	struct srv_conn *c = &s->conns[s->free_conns[--s->n_free]];
+	uint32_t slot = c->slot, gen = c->gen;
+	uint32_t *subs = c->subs;
+	struct event *timer = c->timer;
+	*c = (struct srv_conn){.s = s,
+			       .bev = bev,
+			       .timer = timer,
+			       .slot = slot,
+			       .gen = gen,
+			       .used = true,
+			       .unauth_counted = true,
+			       .acct_prev = NONE,
+			       .acct_next = NONE,
+			       .subs = subs};
+	memcpy(c->ip, ip, sizeof(ip));
+	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+	bufferevent_setwatermark(bev, EV_WRITE, (size_t)s->cfg.out_buffer_soft_bytes / 2, 0);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	arm_timer(c, s->cfg.handshake_timeout_ms);
+	atomic_fetch_add(&s->m.connections_open, 1);
+	atomic_fetch_add(&s->m.connections_accepted, 1);
+}
+
+/* ---------- output from the pipeline ---------- */
+
+static void deliver_reply(struct srv *s, const struct srv_out *o)
+{
+	struct srv_conn *c = conn_of(s, o->conn);
+	if (c == NULL)
+		return; /* gone: the client reconnects and queries */
+	const struct srv_report *r = &o->u.report;
+	if (c->inflight > 0 && --c->inflight < 512 && c->paused_inflight) {
+		c->paused_inflight = false;
+		resume_if_possible(c);
+	}
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	size_t n;
+	if (r->kind == SRV_REPORT_ACK) {
+		if (!c->authed && c->account == r->account)
+			session_link(c); /* a fresh nonce under the account's key: a session */
+		n = srv_frame_ack(buf, sizeof(buf), r->account, r->nonce, o->sequence);
+	} else {
+		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
+	}
+	conn_send(c, buf, n);
+}
+
+static void deliver_exec(struct srv *s, const struct srv_out *o)
+{
+	char key[KEY_BYTES];
+	account_key(o->u.report.account, key);
+	uint32_t *head = map_get(&s->accts->m, key);
+	if (head == NULL)
+		return; /* nobody connected: the report is in queries */
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	size_t n = srv_frame_report(buf, sizeof(buf), &o->u.report, o->product, o->sequence,
+				    o->time_ms);
+	for (uint32_t i = *head; i != NONE;) {
+		struct srv_conn *c = &s->conns[i];
+		i = c->acct_next; /* conn_send may close c */
+		conn_send(c, buf, n);
+	}
+}
+
+static void fan_out(struct srv *s, const char *topic, const struct srv_md *m, const uint8_t *buf,
+		    size_t n)
+{
+	uint32_t *t = map_get(&s->topics->by_name, topic);
+	if (t == NULL)
+		return;
+	struct srv_topics *T = s->topics;
+	for (uint32_t i = T->t[*t].head; i != NONE;) {
+		const struct sub *sub = &T->subs[i];
+		i = sub->next; /* conn_send may close the connection and free the node */
+		if (m->kind == SRV_MD_LEVEL || sub->trades)
+			conn_send(&s->conns[sub->conn], buf, n);
+	}
+}
+
+static void deliver_md(struct srv *s, const struct srv_out *o)
+{
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	size_t n = srv_frame_md(buf, sizeof(buf), &o->u.md, o->product);
+	fan_out(s, o->product, &o->u.md, buf, n);
+	char cls[KEY_BYTES];
+	snprintf(cls, sizeof(cls), "%s", o->product);
+	char *slash = strchr(cls, '/');
+	if (slash) {
+		*slash = '\0';
+		fan_out(s, cls, &o->u.md, buf, n);
+	}
+}
+
+static void deliver_subscribed(struct srv *s, const struct srv_out *o)
+{
+	struct srv_conn *c = conn_of(s, o->conn);
+	if (c == NULL || c->closing)
+		return;
+	struct srv_topics *T = s->topics;
+	uint32_t *t = map_get(&T->by_name, o->product);
+	if (t == NULL) {
+		if (T->n_free_t == 0 || T->n_free_s == 0) {
+			reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
+				     "subscription tables full (topics_max)");
+			return;
+		}
+		uint32_t idx = T->free_t[--T->n_free_t];
+		snprintf(T->t[idx].name, KEY_BYTES, "%s", o->product);
+		T->t[idx].head = NONE;
+		t = map_put(&T->by_name, o->product, idx);
+	}
+	if (T->n_free_s == 0 || c->n_subs == (uint32_t)s->cfg.subscriptions_per_conn_max) {
+		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
+			     "subscription tables full");
+		return;
+	}
+	uint32_t node = T->free_s[--T->n_free_s];
+	T->subs[node] = (struct sub){.conn = c->slot,
+				     .topic = *t,
+				     .prev = NONE,
+				     .next = T->t[*t].head,
+				     .trades = o->trades};
+	if (T->t[*t].head != NONE)
+		T->subs[T->t[*t].head].prev = node;
+	T->t[*t].head = node;
+	c->subs[c->n_subs++] = node;
+	atomic_fetch_add(&s->m.subscriptions, 1);
+	idle_timeouts(c);
+	conn_send(c, o->blob, o->blob_len);
+}
+
+static void drain_out(struct srv *s)
+{
+	struct srv_out items[OUT_BATCH];
+	size_t n;
+	/* Bounded per wake-up so that reading clients is not starved. */
+	for (int rounds = 0; rounds < 64 && (n = srv_queue_pop(&s->out_q, items, OUT_BATCH, 0));
+	     rounds++) {
+		for (size_t i = 0; i < n; i++) {
+			const struct srv_out *o = &items[i];
+			switch (o->kind) {
+			case SRV_OUT_REPLY:
+				deliver_reply(s, o);
+				break;
+			case SRV_OUT_EXEC:
+				deliver_exec(s, o);
+				break;
+			case SRV_OUT_MD:
+				deliver_md(s, o);
+				break;
+			case SRV_OUT_BLOB: {
+				struct srv_conn *c = conn_of(s, o->conn);
+				if (c)
+					conn_send(c, o->blob, o->blob_len);
+				break;
+			}
+			case SRV_OUT_SUBSCRIBED:
+				deliver_subscribed(s, o);
+				break;
+			}
+			free(o->blob);
+		}
+	}
+	if (srv_queue_depth(&s->out_q) > 0)
+		event_active(s->notify, EV_READ, 0); /* more: come back after other events */
+}
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	drain_out(arg);
+}
+
+void srv_io_notify(struct srv *s)
+{
+	event_active(s->notify, EV_READ, 0);
+}
+
+/* ---------- shutdown ---------- */
+
+static bool outputs_flushed(struct srv *s)
+{
+	for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++) {
+		struct srv_conn *c = &s->conns[i];
+		if (c->used && c->tls_up && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+			return false;
+	}
+	return true;
+}
+
+/* Runs every 10 ms while draining: closes each queue once the stage before it is done. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv *s = arg;
+	drain_out(s);
+	if (atomic_load(&s->verifiers_alive) == 0 && !srv_queue_drained(&s->core_q))
+		srv_queue_close(&s->core_q);
+	bool done = atomic_load(&s->core_done) && atomic_load(&s->writer_done) &&
+		    srv_queue_depth(&s->out_q) == 0;
+	if (done && (outputs_flushed(s) || srv_mono_ms() > s->drain_deadline_ms)) {
+		srv_log(SRV_LOG_INFO, "stopped", "sequence=%llu",
+			(unsigned long long)atomic_load(&s->m.sequence));
+		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	struct timeval tv = {.tv_usec = 10000};
+	evtimer_add(s->drain_timer, &tv);
+}
+
+static void begin_drain(struct srv *s, const char *why)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	s->drain_deadline_ms = srv_mono_ms() + s->cfg.drain_timeout_ms;
+	srv_log(SRV_LOG_INFO, "draining", "reason=%s", why);
+	if (s->listener)
+		evconnlistener_disable(s->listener);
+	for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++)
+		if (s->conns[i].used && s->conns[i].bev)
+			bufferevent_disable(s->conns[i].bev, EV_READ);
+	srv_queue_close(&s->verify_q);
+	struct timeval tv = {.tv_usec = 10000};
+	evtimer_add(s->drain_timer, &tv);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct srv *s = arg;
+	if (sig == SIGHUP) {
+		bool ok = srv_log_reopen();
+		srv_log(ok ? SRV_LOG_INFO : SRV_LOG_ERROR, "log reopened", "ok=%d", ok);
+		return;
+	}
+	begin_drain(s, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---------- metrics ---------- */
+
+static void metric(struct evbuffer *b, const char *name, const char *help, const char *type,
+		   uint64_t v)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
+			    name, (unsigned long long)v);
+}
+
+static void metrics_cb(struct evhttp_request *req, void *arg)
+{
+	struct srv *s = arg;
+	struct srv_metrics *m = &s->m;
+	struct evbuffer *b = evbuffer_new();
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	metric(b, "gridex_connections", "Open client connections.", "gauge",
+	       atomic_load(&m->connections_open));
+	metric(b, "gridex_connections_accepted_total", "Accepted connections.", "counter",
+	       atomic_load(&m->connections_accepted));
+	evbuffer_add_printf(b, "# HELP gridex_connections_refused_total Refused connections.\n"
+			       "# TYPE gridex_connections_refused_total counter\n");
+	evbuffer_add_printf(b,
+			    "gridex_connections_refused_total{reason=\"max_connections\"} %llu\n",
+			    (unsigned long long)atomic_load(&m->refused_full));
+	evbuffer_add_printf(b,
+			    "gridex_connections_refused_total{reason=\"max_unauth_per_ip\"} %llu\n",
+			    (unsigned long long)atomic_load(&m->refused_per_ip));
+	evbuffer_add_printf(b, "# HELP gridex_connections_closed_total Connections closed by the "
+			       "server.\n# TYPE gridex_connections_closed_total counter\n");
+	evbuffer_add_printf(b, "gridex_connections_closed_total{reason=\"protocol\"} %llu\n",
+			    (unsigned long long)atomic_load(&m->closed_protocol));
+	evbuffer_add_printf(b, "gridex_connections_closed_total{reason=\"slow_reader\"} %llu\n",
+			    (unsigned long long)atomic_load(&m->closed_slow));
+	evbuffer_add_printf(b, "gridex_connections_closed_total{reason=\"timeout\"} %llu\n",
+			    (unsigned long long)atomic_load(&m->closed_timeout));
+	metric(b, "gridex_frames_in_total", "Frames received.", "counter",
+	       atomic_load(&m->frames_in));
+	metric(b, "gridex_frames_out_total", "Frames sent.", "counter",
+	       atomic_load(&m->frames_out));
+	evbuffer_add_printf(b, "# HELP gridex_requests_total Signed requests by type and result.\n"
+			       "# TYPE gridex_requests_total counter\n");
+	for (int t = 0; t < SRV_REQUEST_TYPES; t++)
+		for (int r = 0; r < SRV_REASONS; r++) {
+			uint64_t v = atomic_load(&m->requests[t][r]);
+			if (v == 0)
+				continue;
+			const ProtobufCEnumValue *tv = protobuf_c_enum_descriptor_get_value(
+				&gridex__v1__request_type__descriptor, t);
+			const ProtobufCEnumValue *rv = protobuf_c_enum_descriptor_get_value(
+				&gridex__v1__reject_reason__descriptor, r);
+			evbuffer_add_printf(
+				b, "gridex_requests_total{type=\"%s\",result=\"%s\"} %llu\n",
+				tv && t ? tv->name : "unknown",
+				r == 0 ? "accepted" : (rv ? rv->name : "other"),
+				(unsigned long long)v);
+		}
+	metric(b, "gridex_subscriptions", "Market-data subscriptions.", "gauge",
+	       atomic_load(&m->subscriptions));
+	metric(b, "gridex_orders_resting", "Orders resting in all books.", "gauge",
+	       atomic_load(&m->orders_resting));
+	metric(b, "gridex_fills_total", "Fills.", "counter", atomic_load(&m->fills));
+	metric(b, "gridex_sequence", "Last sequence number.", "gauge", atomic_load(&m->sequence));
+	metric(b, "gridex_verify_queue_depth", "Requests waiting for signature verification.",
+	       "gauge", srv_queue_depth(&s->verify_q));
+	metric(b, "gridex_core_queue_depth", "Verified requests waiting for the core.", "gauge",
+	       srv_queue_depth(&s->core_q));
+	metric(b, "gridex_settlement_queue_depth", "Fills and actions waiting for the ledger.",
+	       "gauge", srv_queue_depth(&s->writer_q) + atomic_load(&m->settlement_pending));
+	metric(b, "gridex_settlement_batches_total", "Settlement batches committed.", "counter",
+	       atomic_load(&m->batches));
+	metric(b, "gridex_settlement_batch_items_last", "Items in the last batch.", "gauge",
+	       atomic_load(&m->batch_fills_last));
+	metric(b, "gridex_settlement_items_total", "Fills and actions settled.", "counter",
+	       atomic_load(&m->batch_fills_total));
+	metric(b, "gridex_settlement_lag_ms",
+	       "Age of the oldest item of the last batch when it committed.", "gauge",
+	       atomic_load(&m->settlement_lag_ms));
+	metric(b, "gridex_settlement_retries_total", "Failed ledger attempts retried.", "counter",
+	       atomic_load(&m->settlement_retries));
+	metric(b, "gridex_settlement_errors_total", "Batches that failed a flush.", "counter",
+	       atomic_load(&m->settlement_errors));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+/* ---------- set-up ---------- */
+
+static SSL_CTX *tls_context(const struct srv_config *cfg)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL)
+		return NULL;
+	/* TLS 1.3 only; no 0-RTT (early data can be replayed); no tickets to keep. */
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_early_data(ctx, 0) ||
+	    SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	return ctx;
+}
+
+/* "host:port" or "[v6 host]:port"; the port may be 0 (any free port). */
+static bool split_host_port(const char *addr, char *host, size_t host_len, uint16_t *port)
+{
+	const char *colon = strrchr(addr, ':');
+	if (colon == NULL || (size_t)(colon - addr) >= host_len)
+		return false;
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535 || colon[1] == '\0')
+		return false;
+	const char *h = addr;
+	size_t n = (size_t)(colon - addr);
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		h++;
+		n -= 2;
+	}
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (uint16_t)p;
+	return true;
+}
+
+int srv_io_init(struct srv *s)
+{
+	const struct srv_config *cfg = &s->cfg;
+	uint32_t nconn = (uint32_t)cfg->max_connections;
+	s->base = event_base_new();
+	s->tls = tls_context(cfg);
+	if (s->base == NULL || s->tls == NULL) {
+		char err[256] = "";
+		ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+		srv_log(SRV_LOG_ERROR, "TLS set-up failed", "cert=\"%s\" key=\"%s\" error=\"%s\"",
+			cfg->tls_cert, cfg->tls_key, err);
+		return -1;
+	}
+	s->conns = calloc(nconn, sizeof(*s->conns));
+	s->free_conns = calloc(nconn, sizeof(*s->free_conns));
+	s->ips = calloc(1, sizeof(*s->ips));
+	s->accts = calloc(1, sizeof(*s->accts));
+	s->topics = calloc(1, sizeof(*s->topics));
+	if (!s->conns || !s->free_conns || !s->ips || !s->accts || !s->topics ||
+	    !map_init(&s->ips->m, nconn) || !map_init(&s->accts->m, nconn) ||
+	    !map_init(&s->topics->by_name, (uint32_t)cfg->topics_max))
+		return -1;
+	s->metrics_fd = -1;
+	struct srv_topics *T = s->topics;
+	uint32_t ntopics = (uint32_t)cfg->topics_max;
+	uint64_t nsubs64 = (uint64_t)nconn * (uint64_t)cfg->subscriptions_per_conn_max;
+	uint32_t nsubs = nsubs64 > (1u << 24) ? (1u << 24) : (uint32_t)nsubs64;
+	T->t = calloc(ntopics, sizeof(*T->t));
+	T->free_t = calloc(ntopics, sizeof(*T->free_t));
+	T->subs = calloc(nsubs, sizeof(*T->subs));
+	T->free_s = calloc(nsubs, sizeof(*T->free_s));
+	if (!T->t || !T->free_t || !T->subs || !T->free_s)
+		return -1;
+	for (uint32_t i = 0; i < ntopics; i++)
+		T->free_t[T->n_free_t++] = ntopics - 1 - i;
+	for (uint32_t i = 0; i < nsubs; i++)
+		T->free_s[T->n_free_s++] = nsubs - 1 - i;
+	for (uint32_t i = 0; i < nconn; i++) {
+		struct srv_conn *c = &s->conns[i];
+		c->s = s;
+		c->slot = i;
+		c->subs = calloc((size_t)cfg->subscriptions_per_conn_max, sizeof(*c->subs));
+		c->timer = evtimer_new(s->base, timer_cb, c);
+		if (!c->subs || !c->timer)
+			return -1;
+		s->free_conns[s->n_free++] = nconn - 1 - i;
+	}
+	s->notify = event_new(s->base, -1, EV_PERSIST, notify_cb, s);
+	s->drain_timer = evtimer_new(s->base, drain_cb, s);
+	s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
+	s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
+	s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
+	if (!s->notify || !s->drain_timer || !s->sig_term || !s->sig_int || !s->sig_hup ||
+	    event_add(s->sig_term, NULL) || event_add(s->sig_int, NULL) ||
+	    event_add(s->sig_hup, NULL))
+		return -1;
+	char host[256], port_text[8];
+	uint16_t port;
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+				 .ai_socktype = SOCK_STREAM},
+			*ai = NULL;
+	if (!split_host_port(cfg->listen, host, sizeof(host), &port) ||
+	    (snprintf(port_text, sizeof(port_text), "%u", port),
+	     getaddrinfo(host[0] ? host : NULL, port_text, &hints, &ai) != 0)) {
+		srv_log(SRV_LOG_ERROR, "bad listen address (numeric host:port)", "listen=\"%s\"",
+			cfg->listen);
+		return -1;
+	}
+	s->listener = evconnlistener_new_bind(s->base, accept_cb, s,
+					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+						      LEV_OPT_CLOSE_ON_EXEC,
+					      1024, ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (s->listener == NULL) {
+		srv_log(SRV_LOG_ERROR, "cannot listen", "listen=\"%s\" error=\"%s\"", cfg->listen,
+			strerror(errno));
+		return -1;
+	}
+	if (cfg->metrics_listen[0] != '\0') {
+		struct evhttp_bound_socket *bound = NULL;
+		s->http = evhttp_new(s->base);
+		if (!split_host_port(cfg->metrics_listen, host, sizeof(host), &port) ||
+		    s->http == NULL ||
+		    (bound = evhttp_bind_socket_with_handle(s->http, host, port)) == NULL) {
+			srv_log(SRV_LOG_ERROR, "cannot serve metrics", "metrics_listen=\"%s\"",
+				cfg->metrics_listen);
+			return -1;
+		}
+		s->metrics_fd = evhttp_bound_socket_get_fd(bound);
+		evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET);
+		evhttp_set_cb(s->http, "/metrics", metrics_cb, s);
+	}
+	return 0;
+}
+
+void srv_io_free(struct srv *s)
+{
+	if (s->conns) {
+		for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++) {
+			struct srv_conn *c = &s->conns[i];
+			if (c->used && c->bev)
+				bufferevent_free(c->bev);
+			if (c->timer)
+				event_free(c->timer);
+			free(c->subs);
+		}
+	}
+	free(s->conns);
+	free(s->free_conns);
+	if (s->ips)
+		free(s->ips->m.e);
+	if (s->accts)
+		free(s->accts->m.e);
+	if (s->topics) {
+		free(s->topics->by_name.e);
+		free(s->topics->t);
+		free(s->topics->free_t);
+		free(s->topics->subs);
+		free(s->topics->free_s);
+	}
+	free(s->ips);
+	free(s->accts);
+	free(s->topics);
+	if (s->http)
+		evhttp_free(s->http);
+	if (s->listener)
+		evconnlistener_free(s->listener);
+	struct event *evs[] = {s->notify, s->drain_timer, s->sig_term, s->sig_int, s->sig_hup};
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	if (s->tls)
+		SSL_CTX_free(s->tls);
+	if (s->base)
+		event_base_free(s->base);
+}

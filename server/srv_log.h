@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd's log: one logfmt line per event (ts=... level=... msg="..."
+ * key=value ...), written with a single write(2) so lines from different
+ * threads never interleave. srv_log_reopen() is what SIGHUP does, for
+ * logrotate. The server logs at its boundaries; the libraries never do.
+ */
+#ifndef GRIDEX_SRV_LOG_H
+#define GRIDEX_SRV_LOG_H
+
+#include <stdbool.h>
+
+enum srv_log_level { SRV_LOG_DEBUG, SRV_LOG_INFO, SRV_LOG_WARN, SRV_LOG_ERROR };
+
+/* Opens path for appending (NULL or "": stderr). Returns false with errno set. */
+bool srv_log_open(const char *path, const char *level);
+bool srv_log_reopen(void);
+void srv_log_close(void);
+
+/* msg is quoted; fmt adds key=value pairs after it (may be NULL). */
+void srv_log(enum srv_log_level level, const char *msg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gridexd's worker threads: verifiers, the core, the ledger writer. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gridex.pb-c.h"
+#include "srv_frames.h"
+#include "srv_log.h"
+#include "srv_server.h"
+
+#define BATCH 64 /* items moved per queue lock */
+
+int64_t srv_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t srv_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void count_request(struct srv *s, uint32_t type, uint32_t reason)
+{
+	if (type < SRV_REQUEST_TYPES && reason < SRV_REASONS)
+		atomic_fetch_add_explicit(&s->m.requests[type][reason], 1, memory_order_relaxed);
+}
+
+/* Pushes out items and wakes the I/O thread when it may be sleeping. */
+static void out_push(struct srv *s, const struct srv_out *items, size_t n)
+{
+	if (n == 0)
+		return;
+	bool was_empty;
+	srv_queue_push(&s->out_q, items, n, true, &was_empty);
+	if (was_empty)
+		srv_io_notify(s);
+}
+
+/* ---------- verifiers ---------- */
+
+static void *verifier_main(void *arg)
+{
+	struct srv *s = arg;
+	struct srv_job *jobs = malloc(BATCH * sizeof(*jobs));
+	struct srv_job *ok = malloc(BATCH * sizeof(*ok));
+	struct srv_out *rejects = calloc(BATCH, sizeof(*rejects));
+	if (!jobs || !ok || !rejects) {
+		srv_log(SRV_LOG_ERROR, "verifier out of memory", NULL);
+		abort();
+	}
+	size_t n;
+	while ((n = srv_queue_pop(&s->verify_q, jobs, BATCH, -1)) > 0) {
+		size_t n_ok = 0, n_rej = 0;
+		for (size_t i = 0; i < n; i++) {
+			const struct srv_request *r = &jobs[i].req;
+			uint8_t key[SRV_PUBLIC_KEY_BYTES];
+			pthread_rwlock_rdlock(&s->keys_lock);
+			const uint8_t *k = srv_core_key(s->core, r->account);
+			if (k)
+				memcpy(key, k, sizeof(key));
+			pthread_rwlock_unlock(&s->keys_lock);
+			uint32_t reason = 0;
+			if (k == NULL)
+				reason = GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT;
+			else if (srv_request_verify(r, key) != SRV_AUTH_OK)
+				reason = GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE;
+			if (reason == 0) {
+				ok[n_ok++] = jobs[i];
+				continue;
+			}
+			count_request(s, r->type, reason);
+			struct srv_out *o = &rejects[n_rej++];
+			*o = (struct srv_out){.kind = SRV_OUT_REPLY,
+					      .conn = jobs[i].conn,
+					      .request_type = r->type};
+			o->u.report = (struct srv_report){.kind = SRV_REPORT_REJECT,
+							  .reason = (uint8_t)reason,
+							  .account = r->account,
+							  .nonce = r->nonce};
+		}
+		srv_queue_push(&s->core_q, ok, n_ok, true, NULL);
+		out_push(s, rejects, n_rej);
+	}
+	free(jobs);
+	free(ok);
+	free(rejects);
+	atomic_fetch_sub(&s->verifiers_alive, 1);
+	return NULL;
+}
+
+/* ---------- core ---------- */
+
+struct core_ctx {
+	struct srv *s;
+	struct srv_core_out out;
+	struct srv_out *items; /* staged for out_q */
+	size_t n_items;
+	struct srv_wjob *wjobs; /* staged for writer_q */
+	size_t n_wjobs;
+	struct matching_level_view *bids, *asks;
+};
+
+static void stage_flush(struct core_ctx *x)
+{
+	out_push(x->s, x->items, x->n_items);
+	x->n_items = 0;
+	srv_queue_push(&x->s->writer_q, x->wjobs, x->n_wjobs, true, NULL);
+	x->n_wjobs = 0;
+}
+
+static struct srv_out *stage_out(struct core_ctx *x)
+{
+	if (x->n_items == BATCH)
+		stage_flush(x);
+	struct srv_out *o = &x->items[x->n_items++];
+	memset(o, 0, sizeof(*o));
+	return o;
+}
+
+static struct srv_wjob *stage_w(struct core_ctx *x)
+{
+	if (x->n_wjobs == BATCH)
+		stage_flush(x);
+	return &x->wjobs[x->n_wjobs++];
+}
+
+static void copy_name(char dst[MATCHING_PRODUCT_NAME_MAX + 1], const char *src)
+{
+	snprintf(dst, MATCHING_PRODUCT_NAME_MAX + 1, "%s", src ? src : "");
+}
+
+static const char *book_name(uint32_t book, void *ctx)
+{
+	const char *n = srv_core_book_name(ctx, book);
+	return n ? n : "";
+}
+
+/* Turns one call's results into messages for the I/O and the ledger. */
+static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *req, uint64_t seq,
+		 int64_t now_ms)
+{
+	struct srv *s = x->s;
+	struct srv_core_out *out = &x->out;
+	for (size_t i = 0; i < out->n_reports; i++) {
+		const struct srv_report *r = &out->reports[i];
+		if (r->kind == SRV_REPORT_RESULT) {
+			size_t len = 0;
+			uint8_t *blob = srv_frame_result(r->account, r->nonce, req->type, out->rows,
+							 out->n_rows, out->balance_available,
+							 out->balance_reserved, s->cfg.currency,
+							 book_name, s->core, &len);
+			if (blob == NULL) {
+				srv_log(SRV_LOG_ERROR, "query result out of memory", NULL);
+				continue;
+			}
+			struct srv_out *o = stage_out(x);
+			o->kind = SRV_OUT_BLOB;
+			o->conn = conn;
+			o->blob = blob;
+			o->blob_len = len;
+			continue;
+		}
+		struct srv_out *o = stage_out(x);
+		bool reply = r->kind == SRV_REPORT_ACK || r->kind == SRV_REPORT_REJECT;
+		o->kind = reply ? SRV_OUT_REPLY : SRV_OUT_EXEC;
+		o->conn = conn;
+		o->request_type = req ? req->type : 0;
+		o->sequence = seq;
+		o->time_ms = now_ms;
+		o->u.report = *r;
+		if (reply && req)
+			count_request(s, req->type,
+				      r->kind == SRV_REPORT_ACK ? 0 : (uint32_t)r->reason);
+		if (!reply)
+			copy_name(o->product, srv_core_book_name(s->core, r->book));
+	}
+	for (size_t i = 0; i < out->n_md; i++) {
+		struct srv_out *o = stage_out(x);
+		o->kind = SRV_OUT_MD;
+		o->u.md = out->md[i];
+		copy_name(o->product, srv_core_book_name(s->core, out->md[i].book));
+	}
+	int64_t mono = srv_mono_ms();
+	for (size_t i = 0; i < out->n_fills; i++) {
+		struct srv_wjob *w = stage_w(x);
+		*w = (struct srv_wjob){.kind = SRV_W_FILL, .seq = seq, .mono_ms = mono};
+		w->u.fill = out->fills[i];
+	}
+	atomic_fetch_add_explicit(&s->m.fills, out->n_fills, memory_order_relaxed);
+	if (out->has_op) {
+		struct srv_wjob *w = stage_w(x);
+		*w = (struct srv_wjob){.kind = SRV_W_OP, .seq = seq, .mono_ms = mono};
+		w->u.op = out->op;
+	}
+}
+
+/* Snapshots of every existing book of a topic, encoded back to back. */
+static void subscribe(struct core_ctx *x, const struct srv_job *job)
+{
+	struct srv *s = x->s;
+	uint32_t books[256];
+	size_t nb = srv_core_topic_books(s->core, job->topic, books, 256);
+	size_t max = (size_t)s->cfg.snapshot_levels_max, cap = 0, len = 0;
+	for (size_t i = 0; i < nb; i++)
+		cap += srv_frame_snapshot_bound(srv_core_book_name(s->core, books[i]), 2 * max);
+	uint8_t *blob = cap ? malloc(cap) : NULL;
+	for (size_t i = 0; blob && i < nb; i++) {
+		size_t n_bids, n_asks;
+		uint64_t level_seq, trade_seq;
+		bool found = srv_core_snapshot(s->core, books[i], x->bids, &n_bids, x->asks,
+					       &n_asks, max, &level_seq, &trade_seq);
+		assert(found);
+		(void)found;
+		size_t n = srv_frame_snapshot(blob + len, cap - len,
+					      srv_core_book_name(s->core, books[i]), level_seq,
+					      x->bids, n_bids, x->asks, n_asks);
+		assert(n > 0);
+		len += n;
+	}
+	/* A product without a book yet: an empty snapshot at sequence 0. */
+	if (nb == 0 && strchr(job->topic, '/') != NULL) {
+		cap = srv_frame_snapshot_bound(job->topic, 0);
+		blob = malloc(cap);
+		if (blob)
+			len = srv_frame_snapshot(blob, cap, job->topic, 0, NULL, 0, NULL, 0);
+	}
+	struct srv_out *o = stage_out(x);
+	o->kind = SRV_OUT_SUBSCRIBED;
+	o->conn = job->conn;
+	o->trades = job->trades;
+	copy_name(o->product, job->topic);
+	o->blob = blob;
+	o->blob_len = len;
+}
+
+static void *core_main(void *arg)
+{
+	struct srv *s = arg;
+	struct core_ctx x = {.s = s};
+	struct srv_job *jobs = malloc(BATCH * sizeof(*jobs));
+	x.items = calloc(BATCH, sizeof(*x.items));
+	x.wjobs = calloc(BATCH, sizeof(*x.wjobs));
+	x.bids = calloc((size_t)s->cfg.snapshot_levels_max, sizeof(*x.bids));
+	x.asks = calloc((size_t)s->cfg.snapshot_levels_max, sizeof(*x.asks));
+	if (!jobs || !x.items || !x.wjobs || !x.bids || !x.asks ||
+	    srv_core_out_alloc(s->core, &x.out) != SRV_CORE_OK) {
+		srv_log(SRV_LOG_ERROR, "core out of memory", NULL);
+		abort();
+	}
+	uint64_t seq = (uint64_t)s->seq_base;
+	int64_t last_tick = 0;
+	for (;;) {
+		size_t n = srv_queue_pop(&s->core_q, jobs, BATCH, (int)s->cfg.tick_ms);
+		int64_t now = srv_now_ms();
+		if (n == 0 && srv_queue_drained(&s->core_q))
+			break;
+		if (now - last_tick >= s->cfg.tick_ms) {
+			int rc = srv_core_tick(s->core, now, &x.out);
+			assert(rc == SRV_CORE_OK);
+			(void)rc;
+			emit(&x, 0, NULL, seq, now);
+			last_tick = now;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const struct srv_job *job = &jobs[i];
+			if (job->kind == SRV_JOB_SUBSCRIBE) {
+				subscribe(&x, job);
+				continue;
+			}
+			const struct srv_request *req = &job->req;
+			bool registers = req->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT;
+			seq++;
+			if (registers)
+				pthread_rwlock_wrlock(&s->keys_lock);
+			int rc = srv_core_handle(s->core, req, now, &x.out);
+			if (registers)
+				pthread_rwlock_unlock(&s->keys_lock);
+			assert(rc == SRV_CORE_OK);
+			(void)rc;
+			emit(&x, job->conn, req, seq, now);
+		}
+		stage_flush(&x);
+		atomic_store_explicit(&s->m.sequence, seq, memory_order_relaxed);
+		atomic_store_explicit(&s->m.orders_resting,
+				      matching_order_count(srv_core_engine(s->core)),
+				      memory_order_relaxed);
+	}
+	stage_flush(&x);
+	srv_core_out_free(&x.out);
+	free(jobs);
+	free(x.items);
+	free(x.wjobs);
+	free(x.bids);
+	free(x.asks);
+	srv_queue_close(&s->writer_q);
+	atomic_store(&s->core_done, true);
+	srv_io_notify(s);
+	return NULL;
+}
+
+/* ---------- ledger writer ---------- */
+
+struct writer_ctx {
+	struct srv *s;
+	struct ledger_writer *w;
+	int64_t oldest_mono; /* of the pending batch's first item */
+};
+
+/* Flushes until the pending batch is in the ledger (or, when stopping, gives up). */
+static void flush(struct writer_ctx *x)
+{
+	struct srv *s = x->s;
+	size_t pending = ledger_writer_pending(x->w);
+	if (pending == 0)
+		return;
+	for (int attempt = 0;; attempt++) {
+		int rc = ledger_writer_flush(x->w);
+		atomic_store(&s->m.settlement_retries, ledger_writer_retries(x->w));
+		if (rc == LEDGER_OK)
+			break;
+		atomic_fetch_add(&s->m.settlement_errors, 1);
+		srv_log(attempt == 0 ? SRV_LOG_WARN : SRV_LOG_ERROR, "settlement batch not written",
+			"status=%s error=\"%s\" pending=%zu", ledger_status_name(rc),
+			ledger_writer_error(x->w), pending);
+		/* The batch stays sealed and is retried; fills keep queueing meanwhile. */
+		struct timespec pause = {.tv_sec = 1};
+		nanosleep(&pause, NULL);
+	}
+	int64_t lag = srv_mono_ms() - x->oldest_mono;
+	atomic_fetch_add(&s->m.batches, 1);
+	atomic_store(&s->m.batch_fills_last, pending);
+	atomic_fetch_add(&s->m.batch_fills_total, pending);
+	atomic_store(&s->m.settlement_lag_ms, (uint64_t)(lag > 0 ? lag : 0));
+	atomic_store(&s->m.settlement_pending, 0);
+}
+
+static void writer_register(struct writer_ctx *x, const struct srv_ledger_op *op)
+{
+	for (;;) {
+		int rc = ledger_writer_register(x->w, op->account, op->name, op->public_key);
+		if (rc == LEDGER_OK)
+			return;
+		srv_log(SRV_LOG_ERROR, "participant not registered in the ledger",
+			"account=%u status=%s error=\"%s\"", op->account, ledger_status_name(rc),
+			ledger_writer_error(x->w));
+		if (rc != LEDGER_ERR_UNAVAILABLE)
+			return; /* refused: the operator must look (logged) */
+	}
+}
+
+static void writer_add(struct writer_ctx *x, const struct srv_wjob *j)
+{
+	if (ledger_writer_pending(x->w) == 0)
+		x->oldest_mono = j->mono_ms;
+	int rc;
+	if (j->kind == SRV_W_FILL) {
+		rc = ledger_writer_add_fill(x->w, &j->u.fill, j->seq, j->mono_ms);
+	} else if (j->u.op.kind == SRV_OP_REGISTER) {
+		flush(x);
+		writer_register(x, &j->u.op);
+		return;
+	} else {
+		rc = ledger_writer_add_action(x->w, j->u.op.account, j->u.op.amount,
+					      j->u.op.kind == SRV_OP_DEPOSIT, j->seq, j->mono_ms);
+	}
+	if (rc != LEDGER_OK)
+		srv_log(SRV_LOG_ERROR, "settlement item refused", "seq=%lld status=%s error=\"%s\"",
+			(long long)j->seq, ledger_status_name(rc), ledger_writer_error(x->w));
+}
+
+static void *writer_main(void *arg)
+{
+	struct srv *s = arg;
+	struct writer_ctx x = {.s = s};
+	struct ledger_writer_config wc;
+	ledger_writer_config_default(&wc);
+	wc.conninfo = s->cfg.database_url;
+	wc.currency = s->cfg.currency;
+	wc.fees.maker_bps = (uint32_t)s->cfg.maker_bps;
+	wc.fees.taker_bps = (uint32_t)s->cfg.taker_bps;
+	wc.batch_fills_max = (uint32_t)s->cfg.batch_fills_max;
+	wc.batch_ms_max = (uint32_t)s->cfg.batch_ms_max;
+	struct srv_wjob *jobs = malloc(256 * sizeof(*jobs));
+	if (!jobs || ledger_writer_create(&wc, &x.w) != LEDGER_OK) {
+		srv_log(SRV_LOG_ERROR, "ledger writer cannot start", NULL);
+		abort();
+	}
+	for (;;) {
+		size_t room = (size_t)s->cfg.batch_fills_max - ledger_writer_pending(x.w);
+		if (room > 256)
+			room = 256;
+		size_t n = room ? srv_queue_pop(&s->writer_q, jobs, room, (int)s->cfg.batch_ms_max)
+				: 0;
+		for (size_t i = 0; i < n; i++)
+			writer_add(&x, &jobs[i]);
+		atomic_store(&s->m.settlement_pending, ledger_writer_pending(x.w));
+		if (room == 0 || ledger_writer_due(x.w, srv_mono_ms()))
+			flush(&x);
+		if (n == 0 && srv_queue_drained(&s->writer_q)) {
+			flush(&x);
+			break;
+		}
+	}
+	ledger_writer_destroy(x.w);
+	free(jobs);
+	atomic_store(&s->writer_done, true);
+	srv_io_notify(s);
+	return NULL;
+}
+
+int srv_pipeline_start(struct srv *s)
+{
+	int n = (int)s->cfg.verifier_threads;
+	s->verifiers = calloc((size_t)n, sizeof(*s->verifiers));
+	if (!s->verifiers)
+		return -1;
+	atomic_store(&s->verifiers_alive, n);
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&s->verifiers[i], NULL, verifier_main, s) != 0)
+			return -1;
+	if (pthread_create(&s->core_thread, NULL, core_main, s) != 0 ||
+	    pthread_create(&s->writer_thread, NULL, writer_main, s) != 0)
+		return -1;
+	return 0;
+}
+
+void srv_pipeline_join(struct srv *s)
+{
+	for (int i = 0; i < (int)s->cfg.verifier_threads; i++)
+		pthread_join(s->verifiers[i], NULL);
+	pthread_join(s->core_thread, NULL);
+	pthread_join(s->writer_thread, NULL);
+	free(s->verifiers);
+	s->verifiers = NULL;
+}

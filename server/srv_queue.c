@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "srv_queue.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int srv_queue_init(struct srv_queue *q, size_t item_bytes, size_t cap)
+{
+	memset(q, 0, sizeof(*q));
+	if (item_bytes == 0 || cap == 0 || cap > SIZE_MAX / item_bytes)
+		return -1;
+	q->items = malloc(item_bytes * cap);
+	if (q->items == NULL)
+		return -1;
+	q->item_bytes = item_bytes;
+	q->cap = cap;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->not_empty, &ca);
+	pthread_cond_init(&q->not_full, &ca);
+	pthread_condattr_destroy(&ca);
+	return 0;
+}
+
+void srv_queue_destroy(struct srv_queue *q)
+{
+	if (q->items == NULL)
+		return;
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->not_empty);
+	pthread_cond_destroy(&q->not_full);
+	free(q->items);
+	q->items = NULL;
+}
+
+/* Copies n items between the ring (from slot `at`) and flat memory. */
+static void ring_copy(struct srv_queue *q, size_t at, void *flat, size_t n, bool in)
+{
+	size_t first = q->cap - at < n ? q->cap - at : n;
+	uint8_t *slot = q->items + at * q->item_bytes;
+	uint8_t *mem = flat;
+	if (in) {
+		memcpy(slot, mem, first * q->item_bytes);
+		memcpy(q->items, mem + first * q->item_bytes, (n - first) * q->item_bytes);
+	} else {
+		memcpy(mem, slot, first * q->item_bytes);
+		memcpy(mem + first * q->item_bytes, q->items, (n - first) * q->item_bytes);
+	}
+}
+
+size_t srv_queue_push(struct srv_queue *q, const void *items, size_t n, bool block, bool *was_empty)
+{
+	const uint8_t *src = items;
+	size_t done = 0;
+	pthread_mutex_lock(&q->lock);
+	if (was_empty)
+		*was_empty = q->count == 0;
+	while (done < n && !q->closed) {
+		if (q->count == q->cap) {
+			if (!block)
+				break;
+			pthread_cond_wait(&q->not_full, &q->lock);
+			continue;
+		}
+		size_t room = q->cap - q->count, k = n - done < room ? n - done : room;
+		ring_copy(q, (q->head + q->count) % q->cap, (void *)(src + done * q->item_bytes), k,
+			  true);
+		q->count += k;
+		done += k;
+		if (q->count > q->high_water)
+			q->high_water = q->count;
+		pthread_cond_broadcast(&q->not_empty);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return done;
+}
+
+size_t srv_queue_pop(struct srv_queue *q, void *items, size_t max, int timeout_ms)
+{
+	struct timespec until;
+	if (timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += timeout_ms / 1000;
+		until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+	}
+	pthread_mutex_lock(&q->lock);
+	while (q->count == 0 && !q->closed && timeout_ms != 0) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&q->not_empty, &q->lock);
+		else if (pthread_cond_timedwait(&q->not_empty, &q->lock, &until) == ETIMEDOUT)
+			break;
+	}
+	size_t k = q->count < max ? q->count : max;
+	if (k > 0) {
+		ring_copy(q, q->head, items, k, false);
+		q->head = (q->head + k) % q->cap;
+		q->count -= k;
+		pthread_cond_broadcast(&q->not_full);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return k;
+}
+
+void srv_queue_close(struct srv_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->closed = true;
+	pthread_cond_broadcast(&q->not_empty);
+	pthread_cond_broadcast(&q->not_full);
+	pthread_mutex_unlock(&q->lock);
+}
+
+size_t srv_queue_depth(struct srv_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	size_t n = q->count;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+bool srv_queue_drained(struct srv_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	bool d = q->closed && q->count == 0;
+	pthread_mutex_unlock(&q->lock);
+	return d;
+}

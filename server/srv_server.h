@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd's moving parts and the messages between them (internal to
+ * server/). One direction, bounded queues:
+ *
+ *   I/O thread (libevent: TLS, framing, decoding, limits, fan-out)
+ *     --verify_q--> verifier threads (Ed25519)
+ *     --core_q-->   core thread (sequence numbers, srv_core: risk + matching)
+ *     --out_q-->    back to the I/O thread (replies, reports, market data)
+ *     --writer_q--> ledger thread (settlement batches, operator actions)
+ *
+ * The I/O thread owns connections and subscriptions; the core thread owns
+ * srv_core; the ledger thread owns the database connection. Account keys
+ * are read by verifiers and written by the core under keys_lock.
+ */
+#ifndef GRIDEX_SRV_SERVER_H
+#define GRIDEX_SRV_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "matching.h"
+#include "srv_auth.h"
+#include "srv_config.h"
+#include "srv_core.h"
+#include "srv_queue.h"
+
+#define SRV_REQUEST_TYPES 16 /* RequestType values 0 .. 15 */
+#define SRV_REASONS	  32 /* RejectReason values; 0 counts accepted requests */
+
+/* I/O -> verifier -> core. */
+enum srv_job_kind {
+	SRV_JOB_REQUEST = 1,
+	SRV_JOB_SUBSCRIBE,
+};
+
+struct srv_job {
+	uint8_t kind;
+	bool trades; /* SUBSCRIBE: the trade tape too */
+	uint64_t conn;
+	char topic[SRV_PRODUCT_BYTES_MAX + 1]; /* SUBSCRIBE */
+	struct srv_request req;		       /* REQUEST */
+};
+
+/* core or verifier -> I/O. */
+enum srv_out_kind {
+	SRV_OUT_REPLY = 1, /* report: ACK or REJECT, to conn */
+	SRV_OUT_EXEC,	   /* report: to every session of report.account */
+	SRV_OUT_MD,	   /* md: to the product's and its class's subscribers */
+	SRV_OUT_BLOB,	   /* encoded frames to conn (query results) */
+	SRV_OUT_SUBSCRIBED /* encoded snapshots to conn, then it joins topic */
+};
+
+struct srv_out {
+	uint8_t kind;
+	bool trades;
+	uint32_t request_type; /* REPLY: for metrics */
+	uint64_t conn;
+	uint64_t sequence; /* REPLY, EXEC: the request's sequence number */
+	int64_t time_ms;
+	union {
+		struct srv_report report;
+		struct srv_md md;
+	} u;
+	char product[MATCHING_PRODUCT_NAME_MAX + 1]; /* EXEC, MD; SUBSCRIBED: the topic */
+	uint8_t *blob;				     /* BLOB, SUBSCRIBED; freed by the I/O */
+	size_t blob_len;
+};
+
+/* core -> ledger. */
+enum srv_wjob_kind {
+	SRV_W_FILL = 1,
+	SRV_W_OP,
+};
+
+struct srv_wjob {
+	uint8_t kind;
+	int64_t seq;
+	int64_t mono_ms; /* when the core produced it: settlement lag */
+	union {
+		struct ledger_fill fill;
+		struct srv_ledger_op op;
+	} u;
+};
+
+struct srv_metrics {
+	atomic_uint_fast64_t connections_open, connections_accepted;
+	atomic_uint_fast64_t refused_full, refused_per_ip, refused_draining;
+	atomic_uint_fast64_t closed_protocol, closed_slow, closed_timeout;
+	atomic_uint_fast64_t frames_in, frames_out, bytes_in, bytes_out;
+	atomic_uint_fast64_t requests[SRV_REQUEST_TYPES][SRV_REASONS];
+	atomic_uint_fast64_t subscriptions;
+	atomic_uint_fast64_t orders_resting, fills, sequence;
+	atomic_uint_fast64_t batches, batch_fills_last, batch_fills_total, settlement_lag_ms;
+	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
+};
+
+struct srv_conn;
+struct srv_topic;
+
+struct srv {
+	struct srv_config cfg;
+	struct srv_metrics m;
+	/* threads and queues */
+	struct srv_queue verify_q, core_q, out_q, writer_q;
+	pthread_t *verifiers, core_thread, writer_thread;
+	atomic_int verifiers_alive;
+	atomic_bool core_done, writer_done;
+	pthread_rwlock_t keys_lock;
+	struct srv_core *core; /* owned by the core thread once it runs */
+	int64_t seq_base;      /* sequence numbers continue above the ledger's */
+	/* I/O */
+	struct event_base *base;
+	struct event *notify, *sig_term, *sig_int, *sig_hup, *drain_timer;
+	struct evconnlistener *listener;
+	struct evhttp *http;
+	evutil_socket_t metrics_fd;
+	SSL_CTX *tls;
+	struct srv_conn *conns;
+	uint32_t *free_conns, n_free;
+	struct srv_iptable *ips;
+	struct srv_acctable *accts;
+	struct srv_topics *topics;
+	bool draining;
+	int64_t drain_deadline_ms;
+	int exit_code;
+};
+
+/* srv_pipeline.c: the worker threads. */
+__attribute__((warn_unused_result)) int srv_pipeline_start(struct srv *s);
+void srv_pipeline_join(struct srv *s);
+int64_t srv_now_ms(void);  /* wall clock, Unix ms */
+int64_t srv_mono_ms(void); /* monotonic */
+
+/* srv_io.c: the I/O thread. */
+__attribute__((warn_unused_result)) int srv_io_init(struct srv *s);
+void srv_io_free(struct srv *s);
+/* Wakes the I/O thread: out_q has items. Any thread. */
+void srv_io_notify(struct srv *s);
+
+#endif
