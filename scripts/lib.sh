@@ -7,7 +7,7 @@ GRIDEX_PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	protobuf-c-compiler libprotobuf-c-dev libevent-dev libssl-dev libpq-dev
 	libsodium-dev check clang-format
-	postgresql postgresql-client
+	postgresql postgresql-client openssl
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -39,6 +39,8 @@ static const struct key keys[] = {
 	    "stop reading from a client whose unread replies exceed this"),
 	INT(out_buffer_hard_bytes, 8388608, 4096, INT64_C(1) << 34,
 	    "drop a client whose unread replies exceed this"),
+	INT(sndbuf_bytes, 262144, 0, INT64_C(1) << 30,
+	    "kernel send buffer per client socket (SO_SNDBUF); 0: the system's autotuning"),
 	INT(handshake_timeout_ms, 5000, 10, 600000, "time to complete the TLS handshake"),
 	INT(idle_timeout_ms, 300000, 0, 86400000,
 	    "close a connection without subscriptions that sends nothing this long; 0: never"),

@@ -27,6 +27,7 @@ struct srv_config {
 	int64_t body_bytes_max;
 	int64_t out_buffer_soft_bytes;
 	int64_t out_buffer_hard_bytes;
+	int64_t sndbuf_bytes;
 	int64_t handshake_timeout_ms;
 	int64_t idle_timeout_ms;
 	int64_t partial_frame_ms;

@@ -198,6 +198,8 @@ static void conn_send(struct srv_conn *c, const uint8_t *frame, size_t len)
 	} else if (queued > (size_t)s->cfg.out_buffer_soft_bytes && !c->paused_out) {
 		c->paused_out = true;
 		bufferevent_disable(c->bev, EV_READ);
+		srv_log(SRV_LOG_DEBUG, "not reading from a slow client", "ip=%s queued=%zu", c->ip,
+			queued);
 	}
 }
 
@@ -599,6 +601,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		srv_log(SRV_LOG_WARN, "connection refused", "ip=%s reason=max_unauth_per_ip", ip);
 		evutil_closesocket(fd);
 		return;
+	}
+	/* Bound what the kernel holds for a client that does not read, so that the
+	 * output-buffer limits see it; autotuning would take megabytes. */
+	if (s->cfg.sndbuf_bytes > 0) {
+		int sndbuf = (int)s->cfg.sndbuf_bytes;
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	}
 	SSL *ssl = SSL_new(s->tls);
 	struct bufferevent *bev =

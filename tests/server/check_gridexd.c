@@ -1,0 +1,690 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd end to end: a real gridexd process with TLS 1.3 on a fresh
+ * PostgreSQL database, real TLS clients signing real requests. Covered: an
+ * operator registers and funds participants; a bid and an offer cross, both
+ * sides get execution reports and the fill settles in the ledger with the
+ * right fees and a clean audit; every rejection path; market data rebuilt
+ * from a snapshot plus updates equals the server's book; queries; a restart
+ * that reloads participants and balances from the ledger; a client that
+ * never reads is cut off while others trade; the metrics endpoint. Needs
+ * GRIDEX_TEST_DATABASE_URL (./scripts/test provides it).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <sodium.h>
+
+#include "pgtest.h"
+#include "tap.h"
+#include "tclient.h"
+
+#define BUYER  1
+#define SELLER 2
+#define CASH   100000000 /* 100 currency units */
+
+static struct tserver srv;
+static struct tclient op, buyer, seller;
+static char product[64], product2[64];
+
+static void product_name(char *out, size_t len, const char *cls, int hours_ahead)
+{
+	time_t t = time(NULL) + hours_ahead * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, len, "%s/%04d-%02d-%02dT%02d", cls, tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour);
+}
+
+static void start(const char *const *extra)
+{
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, extra);
+	product_name(product, sizeof(product), "H100-80G", 2);
+	product_name(product2, sizeof(product2), "H100-80G", 3);
+}
+
+static void connect_all(void)
+{
+	memset(&op, 0, sizeof(op));
+	op.account = srv.op_account;
+	memcpy(op.pk, srv.op_pk, 32);
+	memcpy(op.sk, srv.op_sk, 64);
+	tclient_connect(&op, &srv);
+	tclient_connect(&buyer, &srv);
+	tclient_connect(&seller, &srv);
+}
+
+/* Buyer and seller registered, funded, and the seller with 10 GPUs of H100-80G. */
+static void market(void)
+{
+	memset(&buyer, 0, sizeof(buyer));
+	memset(&seller, 0, sizeof(seller));
+	tclient_keys(&buyer, BUYER);
+	tclient_keys(&seller, SELLER);
+	connect_all();
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
+					  NULL, 0, buyer.pk, "buyer"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
+					  NULL, 0, seller.pk, "seller"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL, CASH,
+					  NULL, NULL),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "H100-80G", 10, NULL, NULL),
+			 0);
+}
+
+static void setup(void)
+{
+	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	start(fees);
+	market();
+}
+
+static void teardown(void)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	int status = tserver_stop(&srv);
+	ck_assert_msg(status == 0, "gridexd exit status %d: %s", status, tserver_log(&srv));
+	pgtest_teardown();
+}
+
+struct report_ctx {
+	int exec_type;
+	uint64_t coid;
+};
+
+static bool is_report(const Gridex__V1__ServerFrame *f, void *ctx)
+{
+	const struct report_ctx *x = ctx;
+	return f->report && (int)f->report->exec_type == x->exec_type &&
+	       f->report->client_order_id == x->coid;
+}
+
+static Gridex__V1__ExecutionReport *wait_report(struct tclient *c, int exec_type, uint64_t coid)
+{
+	struct report_ctx x = {exec_type, coid};
+	Gridex__V1__ServerFrame *f = tclient_until(c, is_report, &x);
+	Gridex__V1__ExecutionReport *r = f->report;
+	f->report = NULL;
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	return r;
+}
+
+static int64_t sql_int(const char *sql)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	int64_t v = pgtest_sql_int(c, sql);
+	PQfinish(c);
+	return v;
+}
+
+/* Waits until the ledger holds n fills (settlement is asynchronous). */
+static void wait_fills_settled(int64_t n)
+{
+	for (int i = 0; i < 500; i++) {
+		if (sql_int("select count(distinct fill_id) from ledger.transfers where fill_id is "
+			    "not null") == n)
+			return;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_abort_msg("fills not settled: %s", tserver_log(&srv));
+}
+
+static int64_t balance(uint32_t participant)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "select balance from ledger.accounts where participant = %u and kind = "
+		 "'AVAILABLE'",
+		 participant);
+	return sql_int(sql);
+}
+
+START_TEST(bid_and_offer_cross_and_settle)
+{
+	uint64_t n = tclient_order(&buyer, 11, product, GRIDEX__V1__SIDE__BUY, 2500000, 4);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	Gridex__V1__ExecutionReport *r = wait_report(&buyer, GRIDEX__V1__EXEC_TYPE__NEW, 11);
+	ck_assert_int_eq(r->leaves_quantity, 4);
+	ck_assert_uint_gt(r->order_id, 0);
+	ck_assert_int_eq((int)r->product.len, (int)strlen(product));
+	gridex__v1__execution_report__free_unpacked(r, NULL);
+	n = tclient_order(&seller, 21, product, GRIDEX__V1__SIDE__SELL, 2400000, 3);
+	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	/* The seller took: fills at the resting bid's price, taker fee 20 bps. */
+	r = wait_report(&seller, GRIDEX__V1__EXEC_TYPE__FILL, 21);
+	ck_assert_int_eq(r->last_price, 2500000);
+	ck_assert_int_eq(r->last_quantity, 3);
+	ck_assert_int_eq(r->cumulative_quantity, 3);
+	ck_assert_int_eq(r->leaves_quantity, 0);
+	ck_assert_int_eq(r->fee, 15000);
+	uint64_t fill_id = r->fill_id;
+	gridex__v1__execution_report__free_unpacked(r, NULL);
+	r = wait_report(&buyer, GRIDEX__V1__EXEC_TYPE__PARTIAL_FILL, 11);
+	ck_assert_int_eq(r->cumulative_quantity, 3);
+	ck_assert_int_eq(r->leaves_quantity, 1);
+	ck_assert_int_eq(r->fee, 7500); /* maker 10 bps of 7.5 */
+	ck_assert_uint_eq(r->fill_id, fill_id);
+	gridex__v1__execution_report__free_unpacked(r, NULL);
+	/* Settled: notional into escrow, both fees to FEES; the audit is clean. */
+	wait_fills_settled(1);
+	ck_assert_int_eq(balance(BUYER), CASH - 7500000 - 7500);
+	ck_assert_int_eq(sql_int("select balance from ledger.accounts where kind = 'ESCROW'"),
+			 7500000);
+	ck_assert_int_eq(sql_int("select balance from ledger.accounts where kind = 'FEES'"), 7500);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+/* Signs q's body with extra raw bytes appended (an unknown field) and sends it. */
+static uint64_t send_with_extra(struct tclient *c, Gridex__V1__Request *q)
+{
+	q->account = c->account;
+	q->nonce = c->nonce++;
+	q->expires_at_ms = (int64_t)time(NULL) * 1000 + 30000;
+	uint8_t msg[18 + 512];
+	memcpy(msg, "gridex/v1/request", 18);
+	size_t body = gridex__v1__request__pack(q, msg + 18);
+	const uint8_t unknown[] = {0xf8, 0x01, 0x01}; /* field 31, varint 1 */
+	memcpy(msg + 18 + body, unknown, 3);
+	body += 3;
+	uint8_t sig[64];
+	crypto_sign_detached(sig, NULL, msg, 18 + body, c->sk);
+	Gridex__V1__SignedRequest sr = GRIDEX__V1__SIGNED_REQUEST__INIT;
+	sr.body.data = msg + 18;
+	sr.body.len = body;
+	sr.signature.data = sig;
+	sr.signature.len = 64;
+	Gridex__V1__ClientFrame cf = GRIDEX__V1__CLIENT_FRAME__INIT;
+	cf.request = &sr;
+	uint8_t frame[1024];
+	size_t n = gridex__v1__client_frame__pack(&cf, frame);
+	ck_assert(tclient_send_frame(c, frame, n));
+	return q->nonce;
+}
+
+static Gridex__V1__Request order_req(uint64_t coid, int side, int64_t price, int64_t qty)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
+	q.client_order_id = coid;
+	q.product.data = (uint8_t *)product;
+	q.product.len = strlen(product);
+	q.side = (Gridex__V1__Side)side;
+	q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
+	q.price = price;
+	q.quantity = qty;
+	return q;
+}
+
+/* A framing error gets a PROTOCOL reject, then the connection closes. */
+static void expect_protocol_close(struct tclient *c)
+{
+	bool closed = false;
+	Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
+	ck_assert_msg(f && f->reject && f->reject->reason == GRIDEX__V1__REJECT_REASON__PROTOCOL,
+		      "expected a PROTOCOL reject");
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	f = tclient_recv(c, 5000, &closed);
+	ck_assert_ptr_null(f);
+	ck_assert(closed);
+}
+
+START_TEST(every_rejection_path)
+{
+	Gridex__V1__Request q = order_req(1, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	uint8_t frame[2048];
+	/* Bad signature: one flipped bit of the signature. */
+	size_t n = tclient_pack(&buyer, &q, buyer.sk, frame, sizeof(frame));
+	frame[n - 1] ^= 1;
+	ck_assert(tclient_send_frame(&buyer, frame, n));
+	ck_assert_int_eq(tclient_answer(&buyer, q.nonce), GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE);
+	/* Wrong key: signed by the seller's key for the buyer's account. */
+	q = order_req(1, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, seller.sk)),
+			 GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE);
+	/* Replayed bytes: on the same connection and on another one. */
+	q = order_req(1, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	n = tclient_pack(&buyer, &q, buyer.sk, frame, sizeof(frame));
+	ck_assert(tclient_send_frame(&buyer, frame, n));
+	ck_assert_int_eq(tclient_answer(&buyer, q.nonce), 0);
+	ck_assert(tclient_send_frame(&buyer, frame, n));
+	ck_assert_int_eq(tclient_answer(&buyer, q.nonce), GRIDEX__V1__REJECT_REASON__STALE_NONCE);
+	struct tclient other = {0};
+	tclient_connect(&other, &srv);
+	ck_assert(tclient_send_frame(&other, frame, n));
+	ck_assert_int_eq(tclient_answer(&other, q.nonce), GRIDEX__V1__REJECT_REASON__STALE_NONCE);
+	tclient_close(&other);
+	/* Expired, and expiring too far ahead. */
+	q = order_req(2, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	q.expires_at_ms = (int64_t)time(NULL) * 1000 - 1000;
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)),
+			 GRIDEX__V1__REJECT_REASON__EXPIRED);
+	q = order_req(2, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	q.expires_at_ms = (int64_t)time(NULL) * 1000 + 3600000;
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)),
+			 GRIDEX__V1__REJECT_REASON__EXPIRY_TOO_FAR);
+	/* An unknown field inside the signed body. */
+	q = order_req(2, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	send_with_extra(&buyer, &q);
+	ck_assert_int_eq(tclient_answer(&buyer, 0), GRIDEX__V1__REJECT_REASON__MALFORMED);
+	/* Invalid UTF-8 where a product goes. */
+	q = order_req(2, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	uint8_t bad[] = {'H', 0xc3, 0x28, '/', 'x'};
+	q.product.data = bad;
+	q.product.len = sizeof(bad);
+	tclient_send(&buyer, &q, buyer.sk);
+	ck_assert_int_eq(tclient_answer(&buyer, 0), GRIDEX__V1__REJECT_REASON__MALFORMED);
+	/* Money and capacity. */
+	q = order_req(3, GRIDEX__V1__SIDE__BUY, 90000000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)),
+			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS);
+	q = order_req(4, GRIDEX__V1__SIDE__SELL, 3000000, 11);
+	ck_assert_int_eq(tclient_answer(&seller, tclient_send(&seller, &q, seller.sk)),
+			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
+	/* Someone else's order cannot be cancelled: it is not among one's own. */
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 1; /* the buyer's resting order */
+	ck_assert_int_eq(tclient_answer(&seller, tclient_send(&seller, &c, seller.sk)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	/* Operator requests from a participant; requests for another account. */
+	Gridex__V1__Request d = GRIDEX__V1__REQUEST__INIT;
+	d.type = GRIDEX__V1__REQUEST_TYPE__DEPOSIT;
+	d.target_account = SELLER;
+	d.amount = 5;
+	ck_assert_int_eq(tclient_answer(&seller, tclient_send(&seller, &d, seller.sk)),
+			 GRIDEX__V1__REJECT_REASON__NOT_AUTHORIZED);
+	q = order_req(5, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	q.account = SELLER;
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, seller.sk)),
+			 GRIDEX__V1__REJECT_REASON__MALFORMED);
+	/* Halted product, then resumed. */
+	ck_assert_int_eq(
+		tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__HALT, 0, product, 0, NULL, NULL),
+		0);
+	q = order_req(6, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)),
+			 GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED);
+	ck_assert_int_eq(
+		tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__RESUME, 0, product, 0, NULL, NULL),
+		0);
+	q = order_req(6, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)), 0);
+	/* Unknown account. */
+	struct tclient stranger = {0};
+	tclient_keys(&stranger, 77);
+	tclient_connect(&stranger, &srv);
+	q = order_req(1, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&stranger, tclient_send(&stranger, &q, stranger.sk)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT);
+	/* Zero-length and oversized frames close the connection after saying why. */
+	const uint8_t zero[4] = {0, 0, 0, 0};
+	ck_assert(tclient_write(&stranger, zero, 4));
+	expect_protocol_close(&stranger);
+	tclient_close(&stranger);
+	tclient_connect(&stranger, &srv);
+	const uint8_t huge[4] = {0xff, 0xff, 0xff, 0xff};
+	ck_assert(tclient_write(&stranger, huge, 4));
+	expect_protocol_close(&stranger);
+	tclient_close(&stranger);
+	tclient_connect(&stranger, &srv);
+	const uint8_t garbage[] = {0, 0, 0, 3, 0x42, 0x01, 0x00};
+	ck_assert(tclient_write(&stranger, garbage, sizeof(garbage)));
+	expect_protocol_close(&stranger);
+	tclient_close(&stranger);
+	/* Through all of it the others were served. */
+	q = order_req(7, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)), 0);
+}
+END_TEST
+
+START_TEST(order_rate_limit)
+{
+	/* Its own server: one request per second, a burst of 3. */
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	static const char *const slow[] = {"--orders-per-second=1", "--orders-burst=3", NULL};
+	tserver_start(&srv, slow);
+	connect_all();
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 99;
+	int limited = 0;
+	for (int i = 0; i < 5; i++) {
+		c.nonce = 0;
+		int r = tclient_answer(&buyer, tclient_send(&buyer, &c, buyer.sk));
+		ck_assert(r == GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER ||
+			  r == GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+		limited += r == GRIDEX__V1__REJECT_REASON__RATE_LIMITED;
+	}
+	ck_assert_int_ge(limited, 1);
+	ck_assert_int_le(limited, 2);
+}
+END_TEST
+
+/* ---------- market data ---------- */
+
+#define LEVELS 64
+struct book_model {
+	int64_t qty[2][LEVELS]; /* [side index][price / 100000] */
+	uint32_t orders[2][LEVELS];
+	uint64_t seq;
+};
+
+static int side_index(int side)
+{
+	return side == GRIDEX__V1__SIDE__BUY ? 0 : 1;
+}
+
+static void model_snapshot(struct book_model *m, const Gridex__V1__BookSnapshot *s)
+{
+	memset(m, 0, sizeof(*m));
+	m->seq = s->sequence;
+	for (size_t i = 0; i < s->n_bids; i++) {
+		m->qty[0][s->bids[i]->price / 100000] = s->bids[i]->quantity;
+		m->orders[0][s->bids[i]->price / 100000] = s->bids[i]->orders;
+	}
+	for (size_t i = 0; i < s->n_asks; i++) {
+		m->qty[1][s->asks[i]->price / 100000] = s->asks[i]->quantity;
+		m->orders[1][s->asks[i]->price / 100000] = s->asks[i]->orders;
+	}
+}
+
+static bool same_product(const ProtobufCBinaryData *b, const char *p)
+{
+	return b->len == strlen(p) && memcmp(b->data, p, b->len) == 0;
+}
+
+START_TEST(market_data_rebuilds_the_book)
+{
+	struct tclient sub = {0};
+	tclient_connect(&sub, &srv);
+	tclient_subscribe(&sub, "H100-80G", true);
+	/* Nothing traded yet: no product of the class exists, so no snapshot comes. */
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "H100-80G", 1000000, NULL, NULL),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
+					  INT64_C(1000000000000), NULL, NULL),
+			 0);
+	uint64_t rng = 42;
+	uint64_t last_b = 0, last_s = 0;
+	for (int i = 0; i < 400; i++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint32_t r = (uint32_t)(rng >> 33);
+		struct tclient *c = r % 2 ? &buyer : &seller;
+		int side = c == &buyer ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
+		Gridex__V1__Request q =
+			order_req(1 + (r >> 8) % 100, side, (int64_t)(10 + (r >> 3) % 40) * 100000,
+				  1 + (r >> 12) % 3);
+		const char *p = (r >> 20) % 2 ? product : product2;
+		q.product.data = (uint8_t *)p;
+		q.product.len = strlen(p);
+		if (r % 5 == 0) {
+			q = (Gridex__V1__Request)GRIDEX__V1__REQUEST__INIT;
+			q.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+			q.target_client_order_id = 1 + (r >> 8) % 100;
+		}
+		uint64_t n = tclient_send(c, &q, c->sk);
+		if (c == &buyer)
+			last_b = n;
+		else
+			last_s = n;
+	}
+	ck_assert_int_ge(tclient_answer(&buyer, last_b), 0);
+	ck_assert_int_ge(tclient_answer(&seller, last_s), 0);
+	/* Rebuild both books from the subscription, then ask again for fresh snapshots:
+	 * they come after every update sent before them. */
+	tclient_subscribe(&sub, product, false);
+	tclient_subscribe(&sub, product2, false);
+	struct book_model m[2] = {0};
+	bool started[2] = {false, false};
+	int fresh = 0, updates = 0, trades = 0;
+	while (fresh < 2) {
+		bool closed;
+		Gridex__V1__ServerFrame *f = tclient_recv(&sub, 10000, &closed);
+		ck_assert_msg(f != NULL, "market data stopped");
+		if (f->update) {
+			int b = same_product(&f->update->product, product) ? 0 : 1;
+			/* Books are created by the first order: updates start at 1. */
+			ck_assert_uint_eq(f->update->sequence, m[b].seq + 1);
+			m[b].seq = f->update->sequence;
+			int s = side_index(f->update->side);
+			m[b].qty[s][f->update->price / 100000] = f->update->quantity;
+			m[b].orders[s][f->update->price / 100000] = f->update->orders;
+			started[b] = true;
+			updates++;
+		} else if (f->trade) {
+			trades++;
+		} else if (f->snapshot) {
+			int b = same_product(&f->snapshot->product, product) ? 0 : 1;
+			struct book_model fresh_model;
+			model_snapshot(&fresh_model, f->snapshot);
+			ck_assert(started[b]);
+			ck_assert_uint_eq(fresh_model.seq, m[b].seq);
+			ck_assert_mem_eq(fresh_model.qty, m[b].qty, sizeof(m[b].qty));
+			ck_assert_mem_eq(fresh_model.orders, m[b].orders, sizeof(m[b].orders));
+			fresh++;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_int_gt(updates, 100);
+	ck_assert_int_gt(trades, 10);
+	tclient_close(&sub);
+}
+END_TEST
+
+/* ---------- queries, restart, slow readers, metrics ---------- */
+
+static Gridex__V1__QueryResult *query(struct tclient *c, uint32_t type)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = (Gridex__V1__RequestType)type;
+	uint64_t nonce = tclient_send(c, &q, c->sk);
+	ck_assert_int_eq(tclient_answer(c, nonce), 0);
+	for (;;) {
+		bool closed;
+		Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
+		ck_assert_ptr_nonnull(f);
+		if (f->result && f->result->nonce == nonce) {
+			Gridex__V1__QueryResult *r = f->result;
+			f->result = NULL;
+			gridex__v1__server_frame__free_unpacked(f, NULL);
+			return r;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+}
+
+START_TEST(queries_and_restart)
+{
+	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	n = tclient_order(&seller, 6, product, GRIDEX__V1__SIDE__SELL, 2000000, 1);
+	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	Gridex__V1__QueryResult *r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	ck_assert_uint_eq(r->n_orders, 1);
+	ck_assert_uint_eq(r->orders[0]->client_order_id, 5);
+	ck_assert_int_eq(r->orders[0]->leaves_quantity, 1);
+	ck_assert(same_product(&r->orders[0]->product, product));
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	r = query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	ck_assert_uint_eq(r->n_fills, 1);
+	ck_assert_int_eq(r->fills[0]->last_price, 2000000);
+	ck_assert_int_eq(r->fills[0]->fee, 4000); /* taker 20 bps */
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_uint_eq(r->n_balances, 1);
+	int64_t available = CASH - 2000000 - 2000;
+	ck_assert_int_eq(r->balances[0]->available, available);
+	ck_assert_int_gt(r->balances[0]->reserved, 2000000);
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	/* A withdrawal above what is free is refused; below it, it settles. */
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__WITHDRAW, BUYER, NULL,
+					  available, NULL, NULL),
+			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_FUNDS);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__WITHDRAW, BUYER, NULL,
+					  1000000, NULL, NULL),
+			 0);
+	available -= 1000000;
+	/* Restart: participants, keys and balances come back from the ledger. */
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	ck_assert_int_eq(balance(BUYER), available);
+	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	tserver_start(&srv, fees);
+	connect_all();
+	r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(r->balances[0]->available, available);
+	ck_assert_int_eq(r->balances[0]->reserved, 0); /* resting orders are not kept yet */
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	/* Sequence numbers continue above the ledger's batches. */
+	n = tclient_order(&buyer, 7, product, GRIDEX__V1__SIDE__BUY, 2000000, 1);
+	struct tclient *c = &buyer;
+	for (;;) {
+		bool closed;
+		Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
+		ck_assert_ptr_nonnull(f);
+		if (f->ack && f->ack->nonce == n) {
+			ck_assert_int_gt(f->ack->sequence,
+					 sql_int("select max(id) from ledger.batches"));
+			gridex__v1__server_frame__free_unpacked(f, NULL);
+			break;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+START_TEST(slow_reader_is_dropped_others_trade_on)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	static const char *const small[] = {"--out-buffer-soft-bytes=4096",
+					    "--out-buffer-hard-bytes=16384",
+					    "--orders-per-second=0", NULL};
+	tserver_start(&srv, small);
+	connect_all();
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
+					  INT64_C(1000000000000), NULL, NULL),
+			 0);
+	/* A subscriber that never reads; its socket buffer is small. */
+	struct tclient lazy = {.rcvbuf = 4096};
+	tclient_connect(&lazy, &srv);
+	tclient_subscribe(&lazy, "H100-80G", true);
+	uint64_t n = 0;
+	for (int i = 0; i < 6000; i++) {
+		Gridex__V1__Request q = order_req(1 + i % 500, GRIDEX__V1__SIDE__BUY,
+						  (int64_t)(1 + i % 60) * 100000, 1);
+		if (i >= 500) {
+			q = (Gridex__V1__Request)GRIDEX__V1__REQUEST__INIT;
+			q.type = GRIDEX__V1__REQUEST_TYPE__MODIFY;
+			q.target_client_order_id = 1 + i % 500;
+			q.price = (int64_t)(1 + (i * 7) % 60) * 100000;
+			q.quantity = 1 + i % 3;
+		}
+		n = tclient_send(&buyer, &q, buyer.sk);
+		if (i % 50 == 0)
+			ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	}
+	tclient_answer(&buyer, n);
+	/* The server cut the lazy subscriber off and kept serving the buyer. */
+	bool closed = false;
+	for (int i = 0; i < 100000 && !closed; i++) {
+		Gridex__V1__ServerFrame *f = tclient_recv(&lazy, 2000, &closed);
+		ck_assert_msg(f != NULL || closed,
+			      "lazy subscriber still connected after %d frames: %s", i,
+			      tserver_log(&srv));
+		if (f)
+			gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert(closed);
+	tclient_close(&lazy);
+	Gridex__V1__Request q = order_req(9999, GRIDEX__V1__SIDE__BUY, 100000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)), 0);
+	ck_assert_msg(strstr(tserver_log(&srv), "does not read its replies") != NULL, "%s",
+		      tserver_log(&srv));
+}
+END_TEST
+
+START_TEST(metrics_endpoint)
+{
+	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)srv.metrics_port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	static char body[65536];
+	size_t got = 0;
+	ssize_t r;
+	while ((r = read(fd, body + got, sizeof(body) - 1 - got)) > 0)
+		got += (size_t)r;
+	body[got] = '\0';
+	close(fd);
+	ck_assert_msg(strstr(body, "200 OK") != NULL, "%s", body);
+	ck_assert_msg(
+		strstr(body, "gridex_requests_total{type=\"NEW_ORDER\",result=\"accepted\"} 1") !=
+			NULL,
+		"%s", body);
+	ck_assert_msg(
+		strstr(body,
+		       "gridex_requests_total{type=\"REGISTER_ACCOUNT\",result=\"accepted\"} 2") !=
+			NULL,
+		"%s", body);
+	ck_assert_msg(strstr(body, "gridex_connections 3") != NULL, "%s", body);
+	ck_assert_msg(strstr(body, "gridex_orders_resting 1") != NULL, "%s", body);
+	ck_assert_msg(strstr(body, "gridex_verify_queue_depth 0") != NULL, "%s", body);
+}
+END_TEST
+
+static Suite *gridexd_suite(void)
+{
+	Suite *s = suite_create("gridexd");
+	TCase *tc = tcase_create("end-to-end");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, bid_and_offer_cross_and_settle);
+	tcase_add_test(tc, every_rejection_path);
+	tcase_add_test(tc, order_rate_limit);
+	tcase_add_test(tc, market_data_rebuilds_the_book);
+	tcase_add_test(tc, queries_and_restart);
+	tcase_add_test(tc, slow_reader_is_dropped_others_trade_on);
+	tcase_add_test(tc, metrics_endpoint);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int skip = pgtest_skip_without_database();
+	if (skip)
+		return skip;
+	return tap_run(gridexd_suite());
+}

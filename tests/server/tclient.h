@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Test helpers for gridexd end to end: a throwaway TLS certificate, gridexd
+ * as a real child process on a fresh database, and a blocking TLS client that
+ * signs requests and reads ServerFrames. Failures are Check assertions.
+ */
+#ifndef GRIDEX_TESTS_TCLIENT_H
+#define GRIDEX_TESTS_TCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include "gridex.pb-c.h"
+
+struct tserver {
+	pid_t pid;
+	char dir[64]; /* certificate, key, ready file, log */
+	int port, metrics_port;
+	uint8_t op_pk[32], op_sk[64];
+	uint32_t op_account;
+};
+
+/* Starts gridexd (path GRIDEX_TEST_GRIDEXD) on pgt's database with extra --key=value args. */
+void tserver_start(struct tserver *t, const char *const *extra);
+/* SIGTERM and wait; returns the exit status. */
+int tserver_stop(struct tserver *t);
+/* The server's log (for failure messages); static buffer. */
+const char *tserver_log(const struct tserver *t);
+
+struct tclient {
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	uint32_t account;
+	uint8_t pk[32], sk[64];
+	uint64_t nonce;
+	int rcvbuf; /* SO_RCVBUF set before connecting when > 0 */
+};
+
+void tclient_connect(struct tclient *c, const struct tserver *t);
+void tclient_close(struct tclient *c);
+void tclient_keys(struct tclient *c, uint32_t account); /* fresh Ed25519 key pair */
+
+/* Sends raw bytes; false when the connection is gone. */
+bool tclient_write(struct tclient *c, const void *buf, size_t len);
+/* Sends a frame with this body. */
+bool tclient_send_frame(struct tclient *c, const uint8_t *body, size_t len);
+/* Signs q (filling account, nonce and expiry when 0) with sk and sends it; returns its nonce. */
+uint64_t tclient_send(struct tclient *c, Gridex__V1__Request *q, const uint8_t sk[64]);
+/* The packed ClientFrame of a signed q (for replays); returns its length. */
+size_t tclient_pack(struct tclient *c, Gridex__V1__Request *q, const uint8_t sk[64], uint8_t *out,
+		    size_t cap);
+void tclient_subscribe(struct tclient *c, const char *topic, bool trades);
+
+/* Next frame within timeout_ms, or NULL (timeout or closed: *closed says which). */
+Gridex__V1__ServerFrame *tclient_recv(struct tclient *c, int timeout_ms, bool *closed);
+/* Waits for the ACK or REJECT of nonce, skipping (and freeing) other frames; returns the
+ * reject reason, or 0 for an ACK. */
+int tclient_answer(struct tclient *c, uint64_t nonce);
+/* Skips frames until one matches pred; returns it (caller frees) or fails the test. */
+Gridex__V1__ServerFrame *tclient_until(struct tclient *c,
+				       bool (*pred)(const Gridex__V1__ServerFrame *f, void *ctx),
+				       void *ctx);
+
+/* Operator requests from t's operator key over c (which must use it). */
+int tclient_operator(struct tclient *op, uint32_t type, uint32_t target, const char *product,
+		     int64_t amount_or_qty, const uint8_t *public_key, const char *name);
+
+/* An order helper: GTC limit order on product. */
+uint64_t tclient_order(struct tclient *c, uint64_t coid, const char *product, int side,
+		       int64_t price, int64_t qty);
+
+#endif
