@@ -11,11 +11,13 @@
  * GRIDEX_TEST_DATABASE_URL (./scripts/test provides it).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -630,6 +632,94 @@ START_TEST(slow_reader_is_dropped_others_trade_on)
 }
 END_TEST
 
+/* A raw TCP connection (no TLS) to the order port. */
+static int raw_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Whether the server closes fd within ms (reads and discards what it sends). */
+static bool closed_within(int fd, int ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char buf[4096];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0)
+			return false; /* timeout */
+	}
+}
+
+START_TEST(connection_limits)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	static const char *const tight[] = {"--handshake-timeout-ms=300", "--partial-frame-ms=300",
+					    "--idle-timeout-ms=600", "--max-unauth-per-ip=5", NULL};
+	tserver_start(&srv, tight);
+	connect_all();
+	/* op, buyer and seller have not sent anything: three unauthenticated connections. */
+	int silent = raw_connect(); /* never starts TLS */
+	ck_assert(closed_within(silent, 3000));
+	close(silent);
+	/* Garbage instead of a ClientHello. */
+	int garbage = raw_connect();
+	ck_assert_int_eq(write(garbage, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+	ck_assert(closed_within(garbage, 3000));
+	close(garbage);
+	/* Per IP: two more unauthenticated connections fit, the next is refused at once. */
+	int a = raw_connect(), b = raw_connect(), c = raw_connect();
+	ck_assert(closed_within(c, 200));
+	close(a);
+	close(b);
+	close(c);
+	struct timespec settle = {.tv_nsec = 200000000}; /* the server sees the closes */
+	nanosleep(&settle, NULL);
+	/* A frame started and never finished. */
+	struct tclient slow = {0};
+	tclient_connect(&slow, &srv);
+	ck_assert(tclient_write(&slow, "\0\0", 2));
+	bool closed = false;
+	ck_assert_ptr_null(tclient_recv(&slow, 3000, &closed));
+	ck_assert(closed);
+	tclient_close(&slow);
+	/* Idle: nothing sent for idle_timeout_ms. A signed request authenticates a connection
+	 * (it no longer counts per IP) but idleness still closes it. The buyer's first
+	 * connection was idle long enough already. */
+	tclient_close(&buyer);
+	tclient_connect(&buyer, &srv);
+	uint64_t n = tclient_order(&buyer, 1, product, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	Gridex__V1__ServerFrame *f;
+	while ((f = tclient_recv(&buyer, 3000, &closed)) != NULL)
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	ck_assert(closed);
+	/* A subscriber is not idle: it is receiving. */
+	struct tclient sub = {0};
+	tclient_connect(&sub, &srv);
+	tclient_subscribe(&sub, product, false);
+	f = tclient_recv(&sub, 3000, &closed);
+	ck_assert_msg(f && f->snapshot, "no snapshot");
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	ck_assert_ptr_null(tclient_recv(&sub, 1500, &closed));
+	ck_assert(!closed);
+	tclient_close(&sub);
+	const char *log = tserver_log(&srv);
+	ck_assert_msg(strstr(log, "handshake_timeout_ms") && strstr(log, "partial_frame_ms") &&
+			      strstr(log, "max_unauth_per_ip") && strstr(log, "idle_timeout_ms"),
+		      "%s", log);
+}
+END_TEST
+
 START_TEST(metrics_endpoint)
 {
 	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
@@ -676,6 +766,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, market_data_rebuilds_the_book);
 	tcase_add_test(tc, queries_and_restart);
 	tcase_add_test(tc, slow_reader_is_dropped_others_trade_on);
+	tcase_add_test(tc, connection_limits);
 	tcase_add_test(tc, metrics_endpoint);
 	suite_add_tcase(s, tc);
 	return s;

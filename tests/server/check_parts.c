@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gridexd's smaller parts: the settings table (values, bounds, files,
+ * relations), splitting a ClientFrame without unpacking what is signed, the
+ * encoded server frames, and the bounded queue between threads (batches,
+ * wrap-around, blocking producers, close and drain).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "gridex.pb-c.h"
+#include "srv_config.h"
+#include "srv_frames.h"
+#include "srv_queue.h"
+#include "tap.h"
+
+static char err[512];
+
+START_TEST(settings_have_bounds)
+{
+	struct srv_config c;
+	srv_config_default(&c);
+	ck_assert_int_eq(c.frame_bytes_max, 4096);
+	ck_assert(srv_config_set(&c, "frame-bytes-max", "8192", err, sizeof(err)));
+	ck_assert_int_eq(c.frame_bytes_max, 8192);
+	ck_assert(srv_config_set(&c, "frame_bytes_max", "2048", err, sizeof(err)));
+	ck_assert_int_eq(c.frame_bytes_max, 2048);
+	ck_assert(!srv_config_set(&c, "frame_bytes_max", "10", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "64 .. 1048576") != NULL, "%s", err);
+	ck_assert(!srv_config_set(&c, "frame_bytes_max", "12x", err, sizeof(err)));
+	ck_assert(!srv_config_set(&c, "frame_bytes_max", "", err, sizeof(err)));
+	ck_assert(!srv_config_set(&c, "frame_bytes_max", "99999999999999999999", err, sizeof(err)));
+	ck_assert(!srv_config_set(&c, "no_such_key", "1", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "unknown setting") != NULL, "%s", err);
+	ck_assert_int_eq(c.frame_bytes_max, 2048); /* failures change nothing */
+	/* Relations between settings. */
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "tls_cert") != NULL, "%s", err);
+	ck_assert(srv_config_set(&c, "tls_cert", "c.pem", err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "tls_key", "k.pem", err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "database_url", "postgresql:///x", err, sizeof(err)));
+	ck_assert(srv_config_check(&c, err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "4096", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "8388608", err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "operator_account", "9", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "operator_key") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(settings_files)
+{
+	char path[] = "/tmp/gridexd-config-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	const char good[] = "# comment\n\n  listen = 127.0.0.1:9000  # trailing comment\n"
+			    "max-connections=12\nlog_level = debug\n";
+	ck_assert_int_eq(write(fd, good, sizeof(good) - 1), (ssize_t)sizeof(good) - 1);
+	close(fd);
+	struct srv_config c;
+	srv_config_default(&c);
+	ck_assert_msg(srv_config_load(&c, path, err, sizeof(err)), "%s", err);
+	ck_assert_str_eq(c.listen, "127.0.0.1:9000");
+	ck_assert_int_eq(c.max_connections, 12);
+	ck_assert_str_eq(c.log_level, "debug");
+	FILE *f = fopen(path, "w");
+	fputs("listen = x\nmax_connections = 0\n", f);
+	fclose(f);
+	ck_assert(!srv_config_load(&c, path, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ":2: max_connections") != NULL, "%s", err);
+	f = fopen(path, "w");
+	fputs("just words\n", f);
+	fclose(f);
+	ck_assert(!srv_config_load(&c, path, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ":1: expected key = value") != NULL, "%s", err);
+	unlink(path);
+	ck_assert(!srv_config_load(&c, path, err, sizeof(err)));
+}
+END_TEST
+
+START_TEST(client_frames_split_strictly)
+{
+	int field;
+	const uint8_t *inner;
+	size_t len;
+	const uint8_t ok[] = {0x0a, 0x03, 1, 2, 3};
+	ck_assert_int_eq(srv_client_frame_split(ok, sizeof(ok), &field, &inner, &len), 0);
+	ck_assert_int_eq(field, SRV_CF_REQUEST);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_ptr_eq(inner, ok + 2);
+	const uint8_t sub[] = {0x12, 0x00};
+	ck_assert_int_eq(srv_client_frame_split(sub, sizeof(sub), &field, &inner, &len), 0);
+	ck_assert_int_eq(field, SRV_CF_SUBSCRIBE);
+	const uint8_t trailing[] = {0x0a, 0x01, 1, 0x12, 0x00};
+	const uint8_t repeated[] = {0x0a, 0x01, 1, 0x0a, 0x01, 1};
+	const uint8_t short_len[] = {0x0a, 0x05, 1};
+	const uint8_t wire_type0[] = {0x08, 0x01};
+	const uint8_t field4[] = {0x22, 0x00};
+	const uint8_t endless[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff,
+				   0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	const uint8_t *bad[] = {trailing, repeated, short_len, wire_type0, field4, endless};
+	const size_t bad_len[] = {sizeof(trailing),   sizeof(repeated), sizeof(short_len),
+				  sizeof(wire_type0), sizeof(field4),	sizeof(endless)};
+	for (size_t i = 0; i < 6; i++)
+		ck_assert_msg(srv_client_frame_split(bad[i], bad_len[i], &field, &inner, &len) ==
+				      -1,
+			      "case %zu accepted", i);
+	ck_assert_int_eq(srv_client_frame_split(ok, 1, &field, &inner, &len), -1);
+	ck_assert_int_eq(srv_client_frame_split(ok, 0, &field, &inner, &len), -1);
+}
+END_TEST
+
+START_TEST(server_frames_decode)
+{
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	size_t n = srv_frame_reject(buf, sizeof(buf), 7, 9, GRIDEX__V1__REJECT_REASON__EXPIRED,
+				    "too late");
+	ck_assert_uint_gt(n, 4);
+	ck_assert_uint_eq((size_t)buf[3] + 4, n);
+	Gridex__V1__ServerFrame *f = gridex__v1__server_frame__unpack(NULL, n - 4, buf + 4);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(f->reject);
+	ck_assert_uint_eq(f->reject->nonce, 9);
+	ck_assert_int_eq(f->reject->reason, GRIDEX__V1__REJECT_REASON__EXPIRED);
+	ck_assert_int_eq((int)f->reject->detail.len, 8);
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	ck_assert_uint_eq(srv_frame_ack(buf, 5, 1, 2, 3), 0); /* does not fit */
+	struct matching_level_view bids[3] = {{300, 1, 1}, {200, 2, 1}, {100, 3, 2}};
+	struct matching_level_view asks[1] = {{400, 5, 1}};
+	size_t bound = srv_frame_snapshot_bound("H100/2026-01-01T00", 4);
+	uint8_t *big = malloc(bound);
+	n = srv_frame_snapshot(big, bound, "H100/2026-01-01T00", 42, bids, 3, asks, 1);
+	ck_assert_uint_gt(n, 0);
+	f = gridex__v1__server_frame__unpack(NULL, n - 4, big + 4);
+	ck_assert_ptr_nonnull(f->snapshot);
+	ck_assert_uint_eq(f->snapshot->sequence, 42);
+	ck_assert_uint_eq(f->snapshot->n_bids, 3);
+	ck_assert_int_eq(f->snapshot->bids[2]->quantity, 3);
+	ck_assert_uint_eq(f->snapshot->asks[0]->orders, 1);
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	free(big);
+}
+END_TEST
+
+/* ---------- the queue ---------- */
+
+static struct srv_queue q;
+
+static void *producer(void *arg)
+{
+	uint64_t base = (uint64_t)(uintptr_t)arg;
+	for (uint64_t i = 0; i < 100000; i += 10) {
+		uint64_t batch[10];
+		for (int k = 0; k < 10; k++)
+			batch[k] = base + i + (uint64_t)k;
+		ck_assert_uint_eq(srv_queue_push(&q, batch, 10, true, NULL), 10);
+	}
+	return NULL;
+}
+
+START_TEST(queue_moves_everything_once_in_order)
+{
+	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 37), 0); /* odd size: wraps */
+	pthread_t a, b;
+	pthread_create(&a, NULL, producer, (void *)(uintptr_t)0);
+	pthread_create(&b, NULL, producer, (void *)(uintptr_t)1000000);
+	uint64_t next_a = 0, next_b = 1000000, got = 0;
+	while (got < 200000) {
+		uint64_t items[16];
+		size_t n = srv_queue_pop(&q, items, 16, 1000);
+		ck_assert_uint_gt(n, 0);
+		for (size_t i = 0; i < n; i++) {
+			/* Each producer's items arrive in its order. */
+			if (items[i] < 1000000)
+				ck_assert_uint_eq(items[i], next_a++);
+			else
+				ck_assert_uint_eq(items[i], next_b++);
+		}
+		got += n;
+	}
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	ck_assert_uint_le(q.high_water, 37);
+	/* Non-blocking pushes stop when full; close refuses more and drains. */
+	uint64_t many[50] = {0};
+	ck_assert_uint_eq(srv_queue_push(&q, many, 50, false, NULL), 37);
+	ck_assert_uint_eq(srv_queue_depth(&q), 37);
+	srv_queue_close(&q);
+	ck_assert_uint_eq(srv_queue_push(&q, many, 1, true, NULL), 0);
+	ck_assert(!srv_queue_drained(&q));
+	uint64_t out[64];
+	ck_assert_uint_eq(srv_queue_pop(&q, out, 64, -1), 37);
+	ck_assert(srv_queue_drained(&q));
+	ck_assert_uint_eq(srv_queue_pop(&q, out, 64, -1), 0); /* closed and empty: no wait */
+	srv_queue_destroy(&q);
+	ck_assert_int_eq(srv_queue_init(&q, 0, 10), -1);
+}
+END_TEST
+
+START_TEST(queue_pop_times_out)
+{
+	ck_assert_int_eq(srv_queue_init(&q, 8, 4), 0);
+	uint64_t x;
+	ck_assert_uint_eq(srv_queue_pop(&q, &x, 1, 0), 0);
+	ck_assert_uint_eq(srv_queue_pop(&q, &x, 1, 20), 0);
+	bool was_empty = false;
+	x = 5;
+	ck_assert_uint_eq(srv_queue_push(&q, &x, 1, false, &was_empty), 1);
+	ck_assert(was_empty);
+	ck_assert_uint_eq(srv_queue_push(&q, &x, 1, false, &was_empty), 1);
+	ck_assert(!was_empty);
+	srv_queue_destroy(&q);
+}
+END_TEST
+
+static Suite *parts_suite(void)
+{
+	Suite *s = suite_create("server-parts");
+	TCase *tc = tcase_create("parts");
+	tcase_add_test(tc, settings_have_bounds);
+	tcase_add_test(tc, settings_files);
+	tcase_add_test(tc, client_frames_split_strictly);
+	tcase_add_test(tc, server_frames_decode);
+	tcase_add_test(tc, queue_moves_everything_once_in_order);
+	tcase_add_test(tc, queue_pop_times_out);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return tap_run(parts_suite());
+}
