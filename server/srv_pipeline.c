@@ -148,14 +148,15 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 {
 	struct srv *s = x->s;
 	struct srv_core_out *out = &x->out;
+	uint32_t type = req ? req->type : 0; /* ticks have no request */
 	for (size_t i = 0; i < out->n_reports; i++) {
 		const struct srv_report *r = &out->reports[i];
 		if (r->kind == SRV_REPORT_RESULT) {
 			size_t len = 0;
-			uint8_t *blob = srv_frame_result(r->account, r->nonce, req->type, out->rows,
-							 out->n_rows, out->balance_available,
-							 out->balance_reserved, s->cfg.currency,
-							 book_name, s->core, &len);
+			uint8_t *blob =
+				srv_frame_result(r->account, r->nonce, type, out->rows, out->n_rows,
+						 out->balance_available, out->balance_reserved,
+						 s->cfg.currency, book_name, s->core, &len);
 			if (blob == NULL) {
 				srv_log(SRV_LOG_ERROR, "query result out of memory", NULL);
 				continue;
@@ -171,13 +172,12 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 		bool reply = r->kind == SRV_REPORT_ACK || r->kind == SRV_REPORT_REJECT;
 		o->kind = reply ? SRV_OUT_REPLY : SRV_OUT_EXEC;
 		o->conn = conn;
-		o->request_type = req ? req->type : 0;
+		o->request_type = type;
 		o->sequence = seq;
 		o->time_ms = now_ms;
 		o->u.report = *r;
-		if (reply && req)
-			count_request(s, req->type,
-				      r->kind == SRV_REPORT_ACK ? 0 : (uint32_t)r->reason);
+		if (reply)
+			count_request(s, type, r->kind == SRV_REPORT_ACK ? 0 : (uint32_t)r->reason);
 		if (!reply)
 			copy_name(o->product, srv_core_book_name(s->core, r->book));
 	}
