@@ -94,6 +94,27 @@ static int cmd_migrate(const char *url, const char *dir)
 	return 0;
 }
 
+/* Connects and takes the writer lock, which gridexd holds while it runs. */
+static int open_locked(const char *url, const char *currency, struct ledger **l)
+{
+	bool got = false;
+	int rc = ledger_open(url, currency, l);
+	if (rc == LEDGER_OK)
+		rc = ledger_try_lock(*l, &got);
+	if (rc)
+		return rc;
+	if (!got) {
+		fprintf(stderr,
+			"gridex-admin: gridexd (or another gridex-admin) is writing to this "
+			"ledger; while gridexd runs, register participants and move money "
+			"with signed operator requests (docs/protocol.md)\n");
+		ledger_close(*l);
+		*l = NULL;
+		return -1;
+	}
+	return LEDGER_OK;
+}
+
 static int cmd_move(const char *url, const char *currency, bool deposit, char **args, int nargs,
 		    int64_t action)
 {
@@ -105,7 +126,9 @@ static int cmd_move(const char *url, const char *currency, bool deposit, char **
 	if (prc)
 		usage("AMOUNT must be a positive number with at most 6 decimals");
 	struct ledger *l = NULL;
-	int rc = ledger_open(url, currency, &l);
+	int rc = open_locked(url, currency, &l);
+	if (rc < 0)
+		return 1;
 	if (rc)
 		return fail(l, rc, "connect");
 	if ((rc = ledger_participant_account(l, participant, &account)) != 0)
@@ -195,7 +218,9 @@ int main(int argc, char **argv)
 				!crypto_core_ed25519_is_valid_point(key)))
 			usage("--key needs a valid Ed25519 public key in 64 hex digits");
 		struct ledger *l = NULL;
-		int rc = ledger_open(url, currency, &l);
+		int rc = open_locked(url, currency, &l);
+		if (rc < 0)
+			return 1;
 		if (rc == LEDGER_OK)
 			rc = ledger_add_participant(l, id, args[2]);
 		if (rc == LEDGER_OK && key_hex)

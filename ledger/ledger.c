@@ -324,6 +324,19 @@ int ledger_load_participants(struct ledger *l,
 	return rc;
 }
 
+#define WRITER_LOCK_KEY 724302 /* 724300: migrations; 724301: the batch chain trigger */
+
+int ledger_try_lock(struct ledger *l, bool *got)
+{
+	PGresult *res = NULL;
+	int rc = query_id(l, "select pg_try_advisory_lock($1::bigint)", WRITER_LOCK_KEY, &res);
+	if (rc)
+		return rc;
+	*got = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return LEDGER_OK;
+}
+
 int ledger_last_action(struct ledger *l, int64_t *action)
 {
 	int64_t next;

@@ -199,6 +199,14 @@ LEDGER_MUST_USE int
 ledger_load_participants(struct ledger *l,
 			 int (*each)(const struct ledger_participant *p, void *ctx), void *ctx);
 
+/*
+ * Takes the ledger's writer lock (a session-level advisory lock) for as long
+ * as this connection lives: the one process that writes batches holds it
+ * (gridexd while it runs, gridex-admin for one operator action). *got is
+ * false when another session holds it. Errors: UNAVAILABLE.
+ */
+LEDGER_MUST_USE int ledger_try_lock(struct ledger *l, bool *got);
+
 /* Highest operator action number used (0 when none). Errors: UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_last_action(struct ledger *l, int64_t *action);
 

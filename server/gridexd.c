@@ -146,6 +146,15 @@ static int load_ledger(struct srv *s)
 	struct ledger *l = NULL;
 	int rc = ledger_open(s->cfg.database_url, s->cfg.currency, &l);
 	int64_t batch = 0, action = 0;
+	bool locked = false;
+	if (rc == LEDGER_OK)
+		rc = ledger_try_lock(l, &locked);
+	if (rc == LEDGER_OK && !locked) {
+		srv_log(SRV_LOG_ERROR,
+			"another gridexd or gridex-admin holds the ledger's writer lock", NULL);
+		ledger_close(l);
+		return -1;
+	}
 	if (rc == LEDGER_OK)
 		rc = ledger_load_participants(l, load_one, s);
 	if (rc == LEDGER_OK)
@@ -159,7 +168,8 @@ static int load_ledger(struct srv *s)
 		ledger_close(l);
 		return -1;
 	}
-	ledger_close(l);
+	/* The connection stays open: it holds the writer lock while gridexd runs. */
+	s->lock = l;
 	s->seq_base = batch > action ? batch : action;
 	return 0;
 }
@@ -273,6 +283,7 @@ out:
 	srv_queue_destroy(&s.out_q);
 	srv_queue_destroy(&s.writer_q);
 	srv_core_destroy(s.core);
+	ledger_close(s.lock);
 	pthread_rwlock_destroy(&s.keys_lock);
 	srv_log_close();
 	return rc;

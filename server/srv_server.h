@@ -116,6 +116,7 @@ struct srv {
 	pthread_rwlock_t keys_lock;
 	struct srv_core *core; /* owned by the core thread once it runs */
 	int64_t seq_base;      /* sequence numbers continue above the ledger's */
+	struct ledger *lock;   /* holds the ledger's writer lock while gridexd runs */
 	/* I/O */
 	struct event_base *base;
 	struct event *notify, *sig_term, *sig_int, *sig_hup, *drain_timer;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -720,6 +721,50 @@ START_TEST(connection_limits)
 }
 END_TEST
 
+START_TEST(one_writer_per_ledger)
+{
+	/* gridex-admin refuses to move money while gridexd runs... */
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd), "%s --database='%s' deposit %d 5 2>%s/admin.err",
+		 GRIDEX_TEST_ADMIN, pgt.app_url, BUYER, srv.dir);
+	int rc = system(cmd);
+	ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+	char path[128], err[1024] = "";
+	snprintf(path, sizeof(path), "%s/admin.err", srv.dir);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(err, 1, sizeof(err) - 1, f);
+	err[n] = '\0';
+	fclose(f);
+	ck_assert_msg(strstr(err, "operator requests") != NULL, "%s", err);
+	/* ...and a second gridexd on the same ledger does not start. */
+	snprintf(cmd, sizeof(cmd),
+		 "%s --tls-cert=%s/cert.pem --tls-key=%s/key.pem --database-url='%s' "
+		 "--listen=127.0.0.1:0 --metrics-listen= --log-file=%s/second.log",
+		 GRIDEX_TEST_GRIDEXD, srv.dir, srv.dir, pgt.app_url, srv.dir);
+	rc = system(cmd);
+	ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+	snprintf(path, sizeof(path), "%s/second.log", srv.dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(err, 1, sizeof(err) - 1, f);
+	err[n] = '\0';
+	fclose(f);
+	ck_assert_msg(strstr(err, "writer lock") != NULL, "%s", err);
+	/* Once gridexd has stopped, the lock is free again. */
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	snprintf(cmd, sizeof(cmd), "%s --database='%s' deposit %d 5 >/dev/null", GRIDEX_TEST_ADMIN,
+		 pgt.app_url, BUYER);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(balance(BUYER), CASH + 5000000);
+	tserver_start(&srv, NULL);
+	connect_all();
+}
+END_TEST
+
 START_TEST(metrics_endpoint)
 {
 	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
@@ -767,6 +812,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, queries_and_restart);
 	tcase_add_test(tc, slow_reader_is_dropped_others_trade_on);
 	tcase_add_test(tc, connection_limits);
+	tcase_add_test(tc, one_writer_per_ledger);
 	tcase_add_test(tc, metrics_endpoint);
 	suite_add_tcase(s, tc);
 	return s;

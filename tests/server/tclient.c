@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -86,6 +87,7 @@ void tserver_start(struct tserver *t, const char *const *extra)
 	t->pid = fork();
 	ck_assert_int_ge(t->pid, 0);
 	if (t->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that dies takes its server along */
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
