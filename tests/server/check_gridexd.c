@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,26 @@ static int64_t balance(uint32_t participant)
 	return sql_int(sql);
 }
 
+static Gridex__V1__QueryResult *query(struct tclient *c, uint32_t type)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = (Gridex__V1__RequestType)type;
+	uint64_t nonce = tclient_send(c, &q, c->sk);
+	ck_assert_int_eq(tclient_answer(c, nonce), 0);
+	for (;;) {
+		bool closed;
+		Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
+		ck_assert_ptr_nonnull(f);
+		if (f->result && f->result->nonce == nonce) {
+			Gridex__V1__QueryResult *r = f->result;
+			f->result = NULL;
+			gridex__v1__server_frame__free_unpacked(f, NULL);
+			return r;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+}
+
 START_TEST(bid_and_offer_cross_and_settle)
 {
 	uint64_t n = tclient_order(&buyer, 11, product, GRIDEX__V1__SIDE__BUY, 2500000, 4);
@@ -191,6 +212,13 @@ START_TEST(bid_and_offer_cross_and_settle)
 			 7500000);
 	ck_assert_int_eq(sql_int("select balance from ledger.accounts where kind = 'FEES'"), 7500);
 	ck_assert_int_eq(pgtest_audit(), 0);
+	/* The server's balances equal the ledger's once settled. */
+	Gridex__V1__QueryResult *q = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(q->balances[0]->available, balance(BUYER));
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	q = query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(q->balances[0]->available, balance(SELLER));
+	gridex__v1__query_result__free_unpacked(q, NULL);
 }
 END_TEST
 
@@ -497,26 +525,6 @@ END_TEST
 
 /* ---------- queries, restart, slow readers, metrics ---------- */
 
-static Gridex__V1__QueryResult *query(struct tclient *c, uint32_t type)
-{
-	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-	q.type = (Gridex__V1__RequestType)type;
-	uint64_t nonce = tclient_send(c, &q, c->sk);
-	ck_assert_int_eq(tclient_answer(c, nonce), 0);
-	for (;;) {
-		bool closed;
-		Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
-		ck_assert_ptr_nonnull(f);
-		if (f->result && f->result->nonce == nonce) {
-			Gridex__V1__QueryResult *r = f->result;
-			f->result = NULL;
-			gridex__v1__server_frame__free_unpacked(f, NULL);
-			return r;
-		}
-		gridex__v1__server_frame__free_unpacked(f, NULL);
-	}
-}
-
 START_TEST(queries_and_restart)
 {
 	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
@@ -796,6 +804,17 @@ START_TEST(metrics_endpoint)
 	ck_assert_msg(strstr(body, "gridex_connections 3") != NULL, "%s", body);
 	ck_assert_msg(strstr(body, "gridex_orders_resting 1") != NULL, "%s", body);
 	ck_assert_msg(strstr(body, "gridex_verify_queue_depth 0") != NULL, "%s", body);
+	/* SIGHUP reopens the log file (logrotate moves it first). */
+	char from[128], to[128];
+	snprintf(from, sizeof(from), "%s/log", srv.dir);
+	snprintf(to, sizeof(to), "%s/log.1", srv.dir);
+	ck_assert_int_eq(rename(from, to), 0);
+	kill(srv.pid, SIGHUP);
+	for (int i = 0; i < 200 && strstr(tserver_log(&srv), "log reopened") == NULL; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(strstr(tserver_log(&srv), "log reopened") != NULL, "no new log");
 }
 END_TEST
 
