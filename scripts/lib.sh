@@ -6,7 +6,7 @@
 GRIDEX_PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	protobuf-c-compiler libprotobuf-c-dev libevent-dev libssl-dev libpq-dev
-	libsodium-dev check clang-format
+	libsodium-dev libjansson-dev check clang-format
 	postgresql postgresql-client openssl
 )
 

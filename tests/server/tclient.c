@@ -50,8 +50,10 @@ void tserver_start(struct tserver *t, const char *const *extra)
 			 "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null",
 			 t->dir, t->dir);
 		ck_assert_msg(system(cmd) == 0, "openssl req failed");
-		crypto_sign_keypair(t->op_pk, t->op_sk);
-		t->op_account = 1000000;
+		if (!t->op_preset) {
+			crypto_sign_keypair(t->op_pk, t->op_sk);
+			t->op_account = 1000000;
+		}
 	}
 	char ready[128], log[128];
 	snprintf(ready, sizeof(ready), "%s/ready", t->dir);

@@ -22,6 +22,7 @@ struct tserver {
 	int port, metrics_port;
 	uint8_t op_pk[32], op_sk[64];
 	uint32_t op_account;
+	bool op_preset; /* op_pk and op_account set by the caller (op_sk unused) */
 };
 
 /* Starts gridexd (path GRIDEX_TEST_GRIDEXD) on pgt's database with extra --key=value args. */

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal helpers of libgridex; not installed. */
+#ifndef GRIDEX_INTERNAL_H
+#define GRIDEX_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The 32-byte Ed25519 seed of a PEM private key file; the reason in err. Errors: KEY. */
+int gridex_key_seed(const char *path, uint8_t seed[32], char *err, size_t err_len);
+
+#endif

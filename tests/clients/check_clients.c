@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libgridex and the gridex CLI against a real gridexd and PostgreSQL. Library:
+ * orders, reports and queries through the public API; the event loop through
+ * gridex_fd(); the local book from a snapshot and updates, equal to a fresh
+ * snapshot; gap detection; reconnecting resubscribes; bad arguments are
+ * errors, never crashes; prices parse and print exactly. CLI (run as a
+ * process): keygen, operator commands, bid/offer crossing, account, orders,
+ * fills, book, JSON output, settings from a config file and the environment,
+ * usage errors (exit 2) and refusals (exit 1). Needs GRIDEX_TEST_DATABASE_URL.
+ */
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <sodium.h>
+
+#include "gridex/gridex.h"
+#include "pgtest.h"
+#include "tap.h"
+#include "tclient.h"
+
+static struct tserver srv;
+static char product[64], op_key[128], a_key[128], b_key[128], ca[128];
+
+static void product_name(char *out, size_t len, int hours_ahead)
+{
+	time_t t = time(NULL) + hours_ahead * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, len, "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour);
+}
+
+static gridex_client *client(uint32_t account, const char *key)
+{
+	struct gridex_options o;
+	gridex_options_default(&o);
+	o.host = "127.0.0.1";
+	o.server_name = "localhost";
+	o.port = (uint16_t)srv.port;
+	o.ca_file = ca;
+	o.account = account;
+	o.key_file = key;
+	gridex_client *c;
+	ck_assert_int_eq(gridex_client_new(&o, &c), GRIDEX_OK);
+	ck_assert_msg(gridex_connect(c) == GRIDEX_OK, "%s", gridex_client_error(c));
+	return c;
+}
+
+/* The answer to nonce: 0 for an ACK or the reject reason; other events are skipped. */
+static int answer(gridex_client *c, uint64_t nonce)
+{
+	for (;;) {
+		struct gridex_event ev;
+		int rc = gridex_next_event(c, 5000, &ev);
+		ck_assert_msg(rc == GRIDEX_OK, "%s", gridex_client_error(c));
+		int kind = ev.kind, reason = ev.reason;
+		uint64_t n = ev.nonce;
+		gridex_event_free(&ev);
+		if ((kind == GRIDEX_EV_ACK || kind == GRIDEX_EV_REJECT) && n == nonce)
+			return kind == GRIDEX_EV_ACK ? 0 : reason;
+	}
+}
+
+static void op(gridex_client *o, struct gridex_operator_request r)
+{
+	uint64_t n;
+	ck_assert_int_eq(gridex_operator(o, &r, &n), GRIDEX_OK);
+	ck_assert_int_eq(answer(o, n), 0);
+}
+
+/* gridexd with an operator key file; participants 1 and 2 registered and funded. */
+static void setup(void)
+{
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	char dir[] = "/tmp/gridex-clients-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(op_key, sizeof(op_key), "%s/op.pem", dir);
+	snprintf(a_key, sizeof(a_key), "%s/a.pem", dir);
+	snprintf(b_key, sizeof(b_key), "%s/b.pem", dir);
+	ck_assert_int_eq(gridex_keygen(op_key, srv.op_pk), GRIDEX_OK);
+	srv.op_account = 900;
+	srv.op_preset = true;
+	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	tserver_start(&srv, fees);
+	snprintf(ca, sizeof(ca), "%s/cert.pem", srv.dir);
+	product_name(product, sizeof(product), 2);
+	uint8_t pa[32], pb[32];
+	ck_assert_int_eq(gridex_keygen(a_key, pa), GRIDEX_OK);
+	ck_assert_int_eq(gridex_keygen(b_key, pb), GRIDEX_OK);
+	ck_assert_int_eq(gridex_keygen(a_key, pa), GRIDEX_ERR_KEY); /* never overwrites */
+	gridex_client *o = client(900, op_key);
+	op(o, (struct gridex_operator_request){
+		      .op = GRIDEX_OP_REGISTER, .account = 1, .name = "alice", .public_key = pa});
+	op(o, (struct gridex_operator_request){
+		      .op = GRIDEX_OP_REGISTER, .account = 2, .name = "bob", .public_key = pb});
+	op(o, (struct gridex_operator_request){
+		      .op = GRIDEX_OP_DEPOSIT, .account = 1, .amount = 1000000000});
+	op(o,
+	   (struct gridex_operator_request){
+		   .op = GRIDEX_OP_CAPACITY, .account = 2, .product = "H100-80G", .quantity = 100});
+	gridex_client_free(o);
+}
+
+static void teardown(void)
+{
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+
+START_TEST(library_trades_queries_and_books)
+{
+	gridex_client *a = client(1, a_key), *b = client(2, b_key), *m = client(0, NULL);
+	gridex_book *book;
+	ck_assert_int_eq(gridex_book_new(product, &book), GRIDEX_OK);
+	ck_assert_int_eq(gridex_subscribe(m, "H100-80G", true), GRIDEX_OK);
+	/* Orders from both sides, some crossing. */
+	uint64_t n = 0;
+	for (int i = 0; i < 40; i++) {
+		struct gridex_order o = {.client_order_id = 100 + (uint64_t)i,
+					 .product = product,
+					 .side = i % 2 ? GRIDEX_SELL : GRIDEX_BUY,
+					 .price = (int64_t)(20 + (i * 7) % 11) * 100000,
+					 .quantity = 1 + i % 3};
+		gridex_client *c = i % 2 ? b : a;
+		ck_assert_int_eq(gridex_new_order(c, &o, &n), GRIDEX_OK);
+		ck_assert_int_eq(answer(c, n), 0);
+	}
+	ck_assert_int_eq(gridex_modify(a, 100, 2500000, 2, &n), GRIDEX_OK);
+	ck_assert_int_eq(answer(a, n), 0);
+	ck_assert_int_eq(gridex_cancel(a, 999, &n), GRIDEX_OK);
+	ck_assert_int_eq(answer(a, n), 12); /* UNKNOWN_ORDER */
+	/* Queries come back as RESULT events. */
+	ck_assert_int_eq(gridex_query(a, GRIDEX_Q_BALANCE, NULL, &n), GRIDEX_OK);
+	struct gridex_event ev;
+	bool got = false;
+	while (!got) {
+		ck_assert_int_eq(gridex_next_event(a, 5000, &ev), GRIDEX_OK);
+		if (ev.kind == GRIDEX_EV_RESULT && ev.nonce == n) {
+			ck_assert(ev.has_balance);
+			ck_assert_int_gt(ev.available, 0);
+			ck_assert_int_lt(ev.available, 1000000000);
+			got = true;
+		}
+		gridex_event_free(&ev);
+	}
+	/* The market-data handle in a poll loop, as a caller's event loop would run it. */
+	int trades = 0;
+	for (;;) {
+		struct pollfd p = {.fd = gridex_fd(m), .events = POLLIN};
+		int r = poll(&p, 1, 300);
+		int rc = gridex_next_event(m, 0, &ev);
+		if (r == 0 && rc == GRIDEX_AGAIN)
+			break; /* quiet: everything arrived */
+		if (rc == GRIDEX_AGAIN)
+			continue;
+		ck_assert_int_eq(rc, GRIDEX_OK);
+		trades += ev.kind == GRIDEX_EV_TRADE;
+		ck_assert_int_eq(gridex_book_apply(book, &ev), GRIDEX_OK);
+		gridex_event_free(&ev);
+	}
+	ck_assert_int_gt(trades, 3);
+	ck_assert(gridex_book_ready(book));
+	/* Equal to a fresh snapshot from another handle. */
+	gridex_client *m2 = client(0, NULL);
+	ck_assert_int_eq(gridex_subscribe(m2, product, false), GRIDEX_OK);
+	do {
+		ck_assert_int_eq(gridex_next_event(m2, 5000, &ev), GRIDEX_OK);
+	} while (ev.kind != GRIDEX_EV_SNAPSHOT && (gridex_event_free(&ev), 1));
+	ck_assert_uint_eq(ev.sequence, gridex_book_sequence(book));
+	struct gridex_level levels[64];
+	size_t nb = gridex_book_levels(book, GRIDEX_BUY, levels, 64);
+	ck_assert_uint_eq(nb, ev.n_bids);
+	ck_assert_uint_gt(nb, 0);
+	for (size_t i = 0; i < nb; i++)
+		ck_assert(levels[i].price == ev.bids[i].price &&
+			  levels[i].quantity == ev.bids[i].quantity &&
+			  levels[i].orders == ev.bids[i].orders);
+	size_t na = gridex_book_levels(book, GRIDEX_SELL, levels, 64);
+	ck_assert_uint_eq(na, ev.n_asks);
+	for (size_t i = 0; i < na; i++)
+		ck_assert(levels[i].price == ev.asks[i].price &&
+			  levels[i].quantity == ev.asks[i].quantity &&
+			  levels[i].orders == ev.asks[i].orders);
+	/* A missed update is a gap, until the next snapshot. */
+	struct gridex_event skip = {.kind = GRIDEX_EV_UPDATE,
+				    .sequence = gridex_book_sequence(book) + 2,
+				    .side = GRIDEX_BUY,
+				    .price = 100000,
+				    .quantity = 1};
+	snprintf(skip.product, sizeof(skip.product), "%s", product);
+	ck_assert_int_eq(gridex_book_apply(book, &skip), GRIDEX_ERR_GAP);
+	ck_assert(!gridex_book_ready(book));
+	ck_assert_int_eq(gridex_book_apply(book, &ev), GRIDEX_OK);
+	ck_assert(gridex_book_ready(book));
+	gridex_event_free(&ev);
+	/* Reconnecting subscribes again: a fresh snapshot arrives without asking. */
+	ck_assert_int_eq(gridex_connect(m2), GRIDEX_OK);
+	do {
+		ck_assert_int_eq(gridex_next_event(m2, 5000, &ev), GRIDEX_OK);
+	} while (ev.kind != GRIDEX_EV_SNAPSHOT && (gridex_event_free(&ev), 1));
+	ck_assert_str_eq(ev.product, product);
+	gridex_event_free(&ev);
+	gridex_book_free(book);
+	gridex_client_free(a);
+	gridex_client_free(b);
+	gridex_client_free(m);
+	gridex_client_free(m2);
+}
+END_TEST
+
+START_TEST(library_refuses_bad_input)
+{
+	gridex_client *a = client(1, a_key), *m = client(0, NULL);
+	struct gridex_order o = {.client_order_id = 1,
+				 .product = product,
+				 .side = GRIDEX_BUY,
+				 .price = 1,
+				 .quantity = 1};
+	o.quantity = 0;
+	ck_assert_int_eq(gridex_new_order(a, &o, NULL), GRIDEX_ERR_ARGS);
+	o.quantity = 1;
+	o.side = 7;
+	ck_assert_int_eq(gridex_new_order(a, &o, NULL), GRIDEX_ERR_ARGS);
+	o.side = GRIDEX_BUY;
+	o.product = "H100-80G/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	ck_assert_int_eq(gridex_new_order(a, &o, NULL), GRIDEX_ERR_ARGS);
+	ck_assert_int_eq(gridex_new_order(m, &o, NULL), GRIDEX_ERR_ARGS); /* no key */
+	ck_assert_msg(strstr(gridex_client_error(m), "no account") != NULL, "%s",
+		      gridex_client_error(m));
+	ck_assert_int_eq(gridex_subscribe(m, "", false), GRIDEX_ERR_ARGS);
+	ck_assert_int_eq(gridex_query(a, GRIDEX_Q_BALANCE, "H100-80G", NULL), GRIDEX_ERR_ARGS);
+	/* Options and key files. */
+	struct gridex_options opt;
+	gridex_options_default(&opt);
+	gridex_client *c = NULL;
+	opt.account = 1; /* without a key file */
+	ck_assert_int_eq(gridex_client_new(&opt, &c), GRIDEX_ERR_ARGS);
+	opt.key_file = "/nonexistent/key.pem";
+	ck_assert_int_eq(gridex_client_new(&opt, &c), GRIDEX_ERR_KEY);
+	ck_assert_msg(strstr(gridex_client_error(c), "No such file") != NULL, "%s",
+		      gridex_client_error(c));
+	gridex_client_free(c);
+	opt.key_file = ca; /* a certificate is not a private key */
+	ck_assert_int_eq(gridex_client_new(&opt, &c), GRIDEX_ERR_KEY);
+	gridex_client_free(c);
+	/* A certificate that does not match fails the handshake clearly. */
+	gridex_options_default(&opt);
+	opt.host = "127.0.0.1";
+	opt.port = (uint16_t)srv.port;
+	opt.ca_file = ca;
+	opt.server_name = "not-this-server";
+	ck_assert_int_eq(gridex_client_new(&opt, &c), GRIDEX_OK);
+	ck_assert_int_eq(gridex_connect(c), GRIDEX_ERR_TLS);
+	ck_assert_msg(strstr(gridex_client_error(c), "certificate") != NULL, "%s",
+		      gridex_client_error(c));
+	ck_assert_int_eq(gridex_subscribe(c, product, false), GRIDEX_ERR_CLOSED);
+	gridex_client_free(c);
+	opt.server_name = NULL;
+	opt.port = 1; /* nothing listens */
+	ck_assert_int_eq(gridex_client_new(&opt, &c), GRIDEX_OK);
+	ck_assert_int_eq(gridex_connect(c), GRIDEX_ERR_CONNECT);
+	gridex_client_free(c);
+	/* Prices. */
+	int64_t v;
+	ck_assert_int_eq(gridex_parse_price("2.45", &v), GRIDEX_OK);
+	ck_assert_int_eq(v, 2450000);
+	ck_assert_int_eq(gridex_parse_price("0.000001", &v), GRIDEX_OK);
+	ck_assert_int_eq(v, 1);
+	static const char *const bad[] = {"",	  "-1", "0",  "1.2345678", "1e3", "9223372036855",
+					  "1..2", ".5", "2,5"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(gridex_parse_price(bad[i], &v) == GRIDEX_ERR_ARGS, "accepted %s",
+			      bad[i]);
+	char buf[32];
+	gridex_format_price(2450000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2.45");
+	gridex_format_price(1, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0.000001");
+	gridex_format_price(INT64_MIN, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "-9223372036854.775808");
+	gridex_client_free(a);
+	gridex_client_free(m);
+}
+END_TEST
+
+/* ---------- the CLI ---------- */
+
+static char out[65536];
+
+/* Runs the CLI with the server's address and CA in the environment; returns its exit status. */
+static int cli(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int cli(const char *fmt, ...)
+{
+	char args[2048], cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd),
+		 "GRIDEX_SERVER=127.0.0.1:%d GRIDEX_CA=%s XDG_CONFIG_HOME=%s/xdg %s %s 2>&1",
+		 srv.port, ca, srv.dir, GRIDEX_TEST_CLI, args);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+START_TEST(cli_end_to_end)
+{
+	/* A new participant, from keygen to a fill. */
+	ck_assert_int_eq(cli("keygen %s/c.pem --json", srv.dir), 0);
+	ck_assert_msg(strstr(out, "\"public_key\"") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--key=%s/c.pem pubkey", srv.dir), 0);
+	char pub[65];
+	ck_assert_int_eq(sscanf(out, "%64s", pub), 1);
+	ck_assert_int_eq(cli("--account=900 --key=%s register 3 carol %s", op_key, pub), 0);
+	ck_assert_int_eq(cli("--account=900 --key=%s deposit 3 100.5", op_key), 0);
+	ck_assert_int_eq(cli("--account=3 --key=%s/c.pem account", srv.dir), 0);
+	ck_assert_msg(strstr(out, "available      100.50") != NULL, "%s", out);
+	/* Settings from a config file, overridden by a flag. */
+	char cfg[1024];
+	snprintf(cfg, sizeof(cfg),
+		 "mkdir -p %s/xdg/gridex && printf 'account = 3\\nkey = %s/c.pem\\n' > "
+		 "%s/xdg/gridex/config",
+		 srv.dir, srv.dir, srv.dir);
+	ck_assert_int_eq(system(cfg), 0);
+	ck_assert_int_eq(cli("bid %s 2 2.5 --id=11", product), 0);
+	ck_assert_msg(strstr(out, "NEW") && strstr(out, "id 11"), "%s", out);
+	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 1 2.4 --id=21", b_key, product), 0);
+	ck_assert_msg(strstr(out, "FILL") && strstr(out, "last 1 @ 2.50"), "%s", out);
+	ck_assert_int_eq(cli("orders --json"), 0);
+	ck_assert_msg(strstr(out, "\"PARTIAL_FILL\"") && strstr(out, "\"leaves_quantity\":1"), "%s",
+		      out);
+	ck_assert_int_eq(cli("fills"), 0);
+	ck_assert_msg(strstr(out, "fee 0.0025") != NULL, "%s", out); /* maker 10 bps of 2.50 */
+	ck_assert_int_eq(cli("book %s --json", product), 0);
+	ck_assert_msg(strstr(out, "\"bids\":[{\"price\":\"2.50\",\"quantity\":1,\"orders\":1}]"),
+		      "%s", out);
+	ck_assert_int_eq(cli("modify 11 2.6 3"), 0);
+	ck_assert_msg(strstr(out, "REPLACED") != NULL, "%s", out);
+	ck_assert_int_eq(cli("cancel --all H100-80G"), 0);
+	ck_assert_msg(strstr(out, "CANCELED") != NULL, "%s", out);
+	/* Refusals: exit 1 with the reason; usage errors: exit 2 with what to do. */
+	ck_assert_int_eq(cli("bid %s 100000 2.5", product), 1);
+	ck_assert_msg(strstr(out, "INSUFFICIENT_FUNDS") != NULL, "%s", out);
+	ck_assert_int_eq(cli("cancel 12345"), 1);
+	ck_assert_msg(strstr(out, "UNKNOWN_ORDER") != NULL, "%s", out);
+	ck_assert_int_eq(cli("deposit 3 5"), 1); /* carol is no operator */
+	ck_assert_msg(strstr(out, "NOT_AUTHORIZED") != NULL, "%s", out);
+	ck_assert_int_eq(cli("leases"), 1);
+	ck_assert_msg(strstr(out, "no leases yet") != NULL, "%s", out);
+	ck_assert_int_eq(cli("bid %s 2 2,5", product), 2);
+	ck_assert_msg(strstr(out, "at most 6 decimals") != NULL, "%s", out);
+	ck_assert_int_eq(cli("bid %s 2", product), 2);
+	ck_assert_int_eq(cli("frobnicate"), 2);
+	ck_assert_int_eq(cli("bid %s 1 1 --tif=forever", product), 2);
+	ck_assert_int_eq(cli("--help"), 0);
+	ck_assert_msg(strstr(out, "usage: gridex") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--server=127.0.0.1:1 book %s", product), 1);
+	ck_assert_msg(strstr(out, "is gridexd running") != NULL, "%s", out);
+	/* The trade tape: a trade after subscribing shows up. */
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "(sleep 1; GRIDEX_SERVER=127.0.0.1:%d GRIDEX_CA=%s %s --account=2 --key=%s offer "
+		 "%s 1 "
+		 "2.0 --id=22 >/dev/null) &",
+		 srv.port, ca, GRIDEX_TEST_CLI, b_key, product);
+	ck_assert_int_eq(cli("bid %s 1 2.1 --id=12", product), 0);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(cli("trades H100-80G --count=1 --seconds=10 --json"), 0);
+	ck_assert_msg(strstr(out, "\"TRADE\"") && strstr(out, "\"price\":\"2.10\""), "%s", out);
+}
+END_TEST
+
+static Suite *clients_suite(void)
+{
+	Suite *s = suite_create("clients");
+	TCase *tc = tcase_create("clients");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, library_trades_queries_and_books);
+	tcase_add_test(tc, library_refuses_bad_input);
+	tcase_add_test(tc, cli_end_to_end);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int skip = pgtest_skip_without_database();
+	return skip ? skip : tap_run(clients_suite());
+}
