@@ -384,6 +384,34 @@ START_TEST(cli_end_to_end)
 }
 END_TEST
 
+START_TEST(examples_buyer_and_seller_trade)
+{
+	/* The seller offers 8 GPUs for each of the next 6 hours; the buyer takes 8 for 4 hours
+	 * from the second, all or nothing. */
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+		 "GRIDEX_SERVER=127.0.0.1:%d GRIDEX_CA=%s GRIDEX_ACCOUNT=2 GRIDEX_KEY=%s timeout 6 "
+		 "%s/example-seller 8 > %s/seller.out 2>&1 &",
+		 srv.port, ca, b_key, GRIDEX_TEST_EXAMPLES, srv.dir);
+	ck_assert_int_eq(system(cmd), 0);
+	struct timespec ts = {.tv_sec = 1, .tv_nsec = 500000000};
+	nanosleep(&ts, NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "GRIDEX_SERVER=127.0.0.1:%d GRIDEX_CA=%s GRIDEX_ACCOUNT=1 GRIDEX_KEY=%s "
+		 "%s/example-buyer 2>&1",
+		 srv.port, ca, a_key, GRIDEX_TEST_EXAMPLES);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	ck_assert_int_eq(pclose(p), 0);
+	int fills = 0;
+	for (const char *s = out; (s = strstr(s, "FILL H100-80G/")) != NULL; s++)
+		fills++;
+	ck_assert_msg(fills == 4, "%s", out);
+}
+END_TEST
+
 static Suite *clients_suite(void)
 {
 	Suite *s = suite_create("clients");
@@ -393,6 +421,7 @@ static Suite *clients_suite(void)
 	tcase_add_test(tc, library_trades_queries_and_books);
 	tcase_add_test(tc, library_refuses_bad_input);
 	tcase_add_test(tc, cli_end_to_end);
+	tcase_add_test(tc, examples_buyer_and_seller_trade);
 	suite_add_tcase(s, tc);
 	return s;
 }
