@@ -8,6 +8,7 @@ GRIDEX_PACKAGES=(
 	protobuf-c-compiler libprotobuf-c-dev libevent-dev libssl-dev libpq-dev
 	libsodium-dev libjansson-dev check clang-format
 	postgresql postgresql-client openssl
+	protobuf-compiler python3 python3-protobuf python3-nacl python3-pytest
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
