@@ -121,7 +121,14 @@ START_TEST(library_trades_queries_and_books)
 	gridex_client *a = client(1, a_key), *b = client(2, b_key), *m = client(0, NULL);
 	gridex_book *book;
 	ck_assert_int_eq(gridex_book_new(product, &book), GRIDEX_OK);
-	ck_assert_int_eq(gridex_subscribe(m, "H100-80G", true), GRIDEX_OK);
+	/* The product has no book yet: its empty snapshot says the subscription is in place. */
+	ck_assert_int_eq(gridex_subscribe(m, product, true), GRIDEX_OK);
+	struct gridex_event first;
+	ck_assert_int_eq(gridex_next_event(m, 5000, &first), GRIDEX_OK);
+	ck_assert_int_eq(first.kind, GRIDEX_EV_SNAPSHOT);
+	ck_assert_uint_eq(first.sequence, 0);
+	ck_assert_int_eq(gridex_book_apply(book, &first), GRIDEX_OK);
+	gridex_event_free(&first);
 	/* Orders from both sides, some crossing. */
 	uint64_t n = 0;
 	for (int i = 0; i < 40; i++) {
