@@ -33,6 +33,8 @@ struct ledger {
 	char err[512];
 };
 
+static void set_err(struct ledger *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void set_err(struct ledger *l, const char *fmt, ...)
 {
 	va_list ap;

@@ -6,7 +6,7 @@
 GRIDEX_PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	protobuf-c-compiler libprotobuf-c-dev libevent-dev libssl-dev libpq-dev
-	libsodium-dev libjansson-dev check clang-format
+	libsodium-dev libjansson-dev check clang-format clang libclang-rt-14-dev
 	postgresql postgresql-client openssl
 	protobuf-compiler python3 python3-protobuf python3-nacl python3-pytest
 )

@@ -87,10 +87,28 @@ static int set_level(struct side *s, bool bids, const struct gridex_level *v)
 	return GRIDEX_OK;
 }
 
+/* Levels best first, distinct prices, positive quantities: what a server must send. */
+static bool side_ok(const struct gridex_level *l, size_t n, bool bids)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (l[i].price < 1 || l[i].quantity < 1)
+			return false;
+		if (i > 0 && (bids ? l[i].price >= l[i - 1].price : l[i].price <= l[i - 1].price))
+			return false;
+	}
+	return true;
+}
+
 int gridex_book_apply(gridex_book *b, const struct gridex_event *ev)
 {
 	if (ev == NULL || strcmp(ev->product, b->product) != 0)
 		return GRIDEX_OK;
+	if ((ev->kind == GRIDEX_EV_SNAPSHOT &&
+	     (!side_ok(ev->bids, ev->n_bids, true) || !side_ok(ev->asks, ev->n_asks, false))) ||
+	    (ev->kind == GRIDEX_EV_UPDATE && (ev->price < 1 || ev->quantity < 0))) {
+		b->ready = false; /* a server that sends this cannot be followed */
+		return GRIDEX_ERR_PROTOCOL;
+	}
 	if (ev->kind == GRIDEX_EV_SNAPSHOT) {
 		if (set_side(&b->side[0], ev->bids, ev->n_bids) ||
 		    set_side(&b->side[1], ev->asks, ev->n_asks)) {

@@ -678,6 +678,20 @@ void gridex_event_free(struct gridex_event *ev)
 	ev->n_bids = ev->n_asks = ev->n_rows = 0;
 }
 
+int gridex_event_decode(const uint8_t *body, size_t len, struct gridex_event *ev)
+{
+	Gridex__V1__ServerFrame *f = gridex__v1__server_frame__unpack(NULL, len, body);
+	if (f == NULL) {
+		memset(ev, 0, sizeof(*ev));
+		return GRIDEX_ERR_PROTOCOL;
+	}
+	int rc = event_of(f, ev);
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	if (rc)
+		gridex_event_free(ev);
+	return rc;
+}
+
 /* A complete frame at the start of the input buffer becomes an event. */
 static int parse_one(gridex_client *c, struct gridex_event *ev)
 {
@@ -691,14 +705,10 @@ static int parse_one(gridex_client *c, struct gridex_event *ev)
 	}
 	if (c->in_len < 4 + (size_t)len)
 		return GRIDEX_AGAIN;
-	Gridex__V1__ServerFrame *f = gridex__v1__server_frame__unpack(NULL, len, c->in + 4);
-	int rc = f ? event_of(f, ev) : GRIDEX_ERR_PROTOCOL;
-	if (f)
-		gridex__v1__server_frame__free_unpacked(f, NULL);
+	int rc = gridex_event_decode(c->in + 4, len, ev);
 	memmove(c->in, c->in + 4 + len, c->in_len - 4 - len);
 	c->in_len -= 4 + len;
 	if (rc) {
-		gridex_event_free(ev);
 		if (rc == GRIDEX_ERR_PROTOCOL)
 			gridex_close(c);
 		return fail(c, rc, "%s",

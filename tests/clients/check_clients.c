@@ -209,6 +209,12 @@ START_TEST(library_trades_queries_and_books)
 	ck_assert_int_eq(gridex_book_apply(book, &ev), GRIDEX_OK);
 	ck_assert(gridex_book_ready(book));
 	gridex_event_free(&ev);
+	/* A snapshot a correct server never sends (bids not best first) is refused. */
+	struct gridex_level wrong[2] = {{.price = 2, .quantity = 1}, {.price = 5, .quantity = 1}};
+	struct gridex_event bad = {.kind = GRIDEX_EV_SNAPSHOT, .bids = wrong, .n_bids = 2};
+	snprintf(bad.product, sizeof(bad.product), "%s", product);
+	ck_assert_int_eq(gridex_book_apply(book, &bad), GRIDEX_ERR_PROTOCOL);
+	ck_assert(!gridex_book_ready(book));
 	/* Reconnecting subscribes again: a fresh snapshot arrives without asking. */
 	ck_assert_int_eq(gridex_connect(m2), GRIDEX_OK);
 	do {

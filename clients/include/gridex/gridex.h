@@ -230,7 +230,9 @@ void gridex_book_free(gridex_book *b);
  * Applies a SNAPSHOT (replaces the book) or UPDATE of the book's product;
  * other events and products are ignored (OK). GAP: an update's sequence is
  * not the next one; the book is marked stale until the next snapshot
- * (subscribe again). Errors: NOMEM, GAP.
+ * (subscribe again). PROTOCOL: levels out of order, duplicated or not
+ * positive (the book is stale; the server is not to be trusted). Errors:
+ * NOMEM, GAP, PROTOCOL.
  */
 GRIDEX_MUST_USE int gridex_book_apply(gridex_book *b, const struct gridex_event *ev);
 /* Levels of a side, best first; returns how many were written (at most max). */
