@@ -969,7 +969,10 @@ static SSL_CTX *tls_context(const struct srv_config *cfg)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	/* No resumption: TLS 1.3 would otherwise send tickets (SSL_OP_NO_TICKET alone
+	 * only makes them stateful). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	return ctx;
 }
