@@ -8,7 +8,7 @@ GRIDEX_PACKAGES=(
 	protobuf-c-compiler libprotobuf-c-dev libevent-dev libssl-dev libpq-dev
 	libsodium-dev libjansson-dev check clang-format clang libclang-rt-14-dev
 	postgresql postgresql-client openssl
-	protobuf-compiler python3 python3-protobuf python3-nacl python3-pytest
+	protobuf-compiler python3 python3-protobuf python3-nacl python3-pytest valgrind
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -701,7 +701,7 @@ START_TEST(connection_limits)
 	close(garbage);
 	/* Per IP: two more unauthenticated connections fit, the next is refused at once. */
 	int a = raw_connect(), b = raw_connect(), c = raw_connect();
-	ck_assert(closed_within(c, 200));
+	ck_assert(closed_within(c, 2000)); /* refused at accept: at once */
 	close(a);
 	close(b);
 	close(c);

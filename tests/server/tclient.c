@@ -69,31 +69,42 @@ void tserver_start(struct tserver *t, const char *const *extra)
 	snprintf(a_log, sizeof(a_log), "--log-file=%s", log);
 	snprintf(a_op, sizeof(a_op), "--operator-account=%u", t->op_account);
 	snprintf(a_opk, sizeof(a_opk), "--operator-key=%s", hex);
-	const char *argv[48] = {GRIDEX_TEST_GRIDEXD,
-				a_cert,
-				a_key,
-				a_db,
-				a_ready,
-				a_log,
-				a_op,
-				a_opk,
-				"--listen=127.0.0.1:0",
-				"--metrics-listen=127.0.0.1:0",
-				"--verifier-threads=2",
-				"--max-connections=256",
-				"--batch-ms-max=5"};
-	int n = 13;
-	for (int i = 0; extra && extra[i] && n < 47; i++)
+	/* GRIDEX_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 ...") runs the server under
+	 * a tool: words separated by spaces, put before the server's path. */
+	const char *argv[64];
+	int n = 0;
+	static char wrapper[512];
+	const char *w = getenv("GRIDEX_TEST_WRAPPER");
+	snprintf(wrapper, sizeof(wrapper), "%s", w ? w : "");
+	for (char *save = NULL, *tok = strtok_r(wrapper, " ", &save); tok && n < 16;
+	     tok = strtok_r(NULL, " ", &save))
+		argv[n++] = tok;
+	const char *base[] = {GRIDEX_TEST_GRIDEXD,
+			      a_cert,
+			      a_key,
+			      a_db,
+			      a_ready,
+			      a_log,
+			      a_op,
+			      a_opk,
+			      "--listen=127.0.0.1:0",
+			      "--metrics-listen=127.0.0.1:0",
+			      "--verifier-threads=2",
+			      "--max-connections=256",
+			      "--batch-ms-max=5"};
+	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
+		argv[n++] = base[i];
+	for (int i = 0; extra && extra[i] && n < 63; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 	t->pid = fork();
 	ck_assert_int_ge(t->pid, 0);
 	if (t->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that dies takes its server along */
-		execv(argv[0], (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
-	for (int i = 0; i < 1000; i++) {
+	for (int i = 0; i < 6000; i++) { /* a minute: valgrind starts slowly */
 		FILE *f = fopen(ready, "r");
 		if (f) {
 			char line[256];
