@@ -112,6 +112,19 @@ static int open_locked(const char *url, const char *currency, struct ledger **l)
 		*l = NULL;
 		return -1;
 	}
+	bool journal = false;
+	rc = ledger_journal_started(*l, &journal);
+	if (rc)
+		return rc;
+	if (journal) {
+		fprintf(stderr,
+			"gridex-admin: gridexd's journal owns this ledger (balances come from "
+			"the journal): register participants and move money with signed "
+			"operator requests (docs/protocol.md)\n");
+		ledger_close(*l);
+		*l = NULL;
+		return -1;
+	}
 	return LEDGER_OK;
 }
 

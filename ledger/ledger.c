@@ -339,6 +339,29 @@ int ledger_try_lock(struct ledger *l, bool *got)
 	return LEDGER_OK;
 }
 
+int ledger_mark_journal(struct ledger *l, int64_t seq_base)
+{
+	PGresult *res = NULL;
+	int rc = query_id(l,
+			  "insert into ledger.journal_genesis (seq_base) values ($1) "
+			  "on conflict do nothing returning seq_base",
+			  seq_base, &res);
+	if (rc == LEDGER_OK)
+		PQclear(res);
+	return rc;
+}
+
+int ledger_journal_started(struct ledger *l, bool *started)
+{
+	PGresult *res = NULL;
+	int rc = query(l, "select count(*) from ledger.journal_genesis", 0, NULL, &res);
+	if (rc)
+		return rc;
+	*started = field_i64(res, 0, 0) > 0;
+	PQclear(res);
+	return LEDGER_OK;
+}
+
 int ledger_last_action(struct ledger *l, int64_t *action)
 {
 	int64_t next;

@@ -207,6 +207,11 @@ ledger_load_participants(struct ledger *l,
  */
 LEDGER_MUST_USE int ledger_try_lock(struct ledger *l, bool *got);
 
+/* Records that gridexd's journal begins at seq_base (idempotent). Errors: UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_mark_journal(struct ledger *l, int64_t seq_base);
+/* Whether a journal owns the ledger (ledger_mark_journal was called). Errors: UNAVAILABLE. */
+LEDGER_MUST_USE int ledger_journal_started(struct ledger *l, bool *started);
+
 /* Highest operator action number used (0 when none). Errors: UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_last_action(struct ledger *l, int64_t *action);
 

@@ -17,6 +17,7 @@
 #include <event2/thread.h>
 #include <sodium.h>
 
+#include "srv_journal.h"
 #include "srv_log.h"
 #include "srv_server.h"
 
@@ -69,7 +70,8 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, bool *print
 	return 0;
 }
 
-static int core_create(struct srv *s)
+/* The core, with the operator's key (srv_recover.c calls it with the genesis time). */
+int srv_core_make(struct srv *s, int64_t start_ms)
 {
 	const struct srv_config *c = &s->cfg;
 	struct srv_core_config cc;
@@ -79,7 +81,7 @@ static int core_create(struct srv *s)
 	cc.matching.books_max = (uint32_t)c->books_max;
 	cc.matching.price_max = c->price_max;
 	cc.matching.qty_max = c->qty_max;
-	cc.matching.start_ms = srv_now_ms();
+	cc.matching.start_ms = start_ms; /* the journal's genesis: replays see the same clock */
 	cc.risk.accounts_max = (uint32_t)c->accounts_max;
 	cc.risk.orders_max = (uint32_t)c->orders_max;
 	cc.risk.positions_max = (uint32_t)c->orders_max;
@@ -114,63 +116,6 @@ static int core_create(struct srv *s)
 			return -1;
 		}
 	}
-	return 0;
-}
-
-static int load_one(const struct ledger_participant *p, void *ctx)
-{
-	struct srv *s = ctx;
-	if (!p->has_key) {
-		srv_log(SRV_LOG_WARN, "participant without a key cannot trade",
-			"account=%u name=%s", p->id, p->name);
-		return 0;
-	}
-	if (p->id == (uint32_t)s->cfg.operator_account) {
-		srv_log(SRV_LOG_ERROR, "the operator account is also a participant", "account=%u",
-			p->id);
-		return -1;
-	}
-	if (srv_core_register(s->core, p->id, p->public_key) != SRV_CORE_OK ||
-	    srv_core_set_name(s->core, p->id, p->name) != SRV_CORE_OK ||
-	    srv_risk_add_cash(srv_core_risk(s->core), p->id, p->available) != SRV_RISK_OK) {
-		srv_log(SRV_LOG_ERROR, "participant not loaded (invalid key or accounts_max)",
-			"account=%u name=%s", p->id, p->name);
-		return -1;
-	}
-	return 0;
-}
-
-/* Participants, keys, balances, and where sequence numbers continue. */
-static int load_ledger(struct srv *s)
-{
-	struct ledger *l = NULL;
-	int rc = ledger_open(s->cfg.database_url, s->cfg.currency, &l);
-	int64_t batch = 0, action = 0;
-	bool locked = false;
-	if (rc == LEDGER_OK)
-		rc = ledger_try_lock(l, &locked);
-	if (rc == LEDGER_OK && !locked) {
-		srv_log(SRV_LOG_ERROR,
-			"another gridexd or gridex-admin holds the ledger's writer lock", NULL);
-		ledger_close(l);
-		return -1;
-	}
-	if (rc == LEDGER_OK)
-		rc = ledger_load_participants(l, load_one, s);
-	if (rc == LEDGER_OK)
-		rc = ledger_last_batch(l, &batch);
-	if (rc == LEDGER_OK)
-		rc = ledger_last_action(l, &action);
-	if (rc != LEDGER_OK) {
-		srv_log(SRV_LOG_ERROR, "cannot load the ledger", "status=%s error=\"%s\"",
-			rc > 0 ? ledger_status_name(rc) : "participant refused",
-			l ? ledger_error(l) : "");
-		ledger_close(l);
-		return -1;
-	}
-	/* The connection stays open: it holds the writer lock while gridexd runs. */
-	s->lock = l;
-	s->seq_base = batch > action ? batch : action;
 	return 0;
 }
 
@@ -248,15 +193,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = 1;
-	if (core_create(&s) || load_ledger(&s))
-		goto out;
 	if (srv_queue_init(&s.verify_q, sizeof(struct srv_job), (size_t)s.cfg.verify_queue_max) ||
+	    srv_queue_init(&s.journal_q, sizeof(struct srv_job), (size_t)s.cfg.core_queue_max) ||
 	    srv_queue_init(&s.core_q, sizeof(struct srv_job), (size_t)s.cfg.core_queue_max) ||
 	    srv_queue_init(&s.out_q, sizeof(struct srv_out), (size_t)s.cfg.out_queue_max) ||
 	    srv_queue_init(&s.writer_q, sizeof(struct srv_wjob), (size_t)s.cfg.writer_queue_max)) {
 		srv_log(SRV_LOG_ERROR, "queues: out of memory", NULL);
 		goto out;
 	}
+	if (srv_recover(&s) != 0)
+		goto out;
 	if (srv_io_init(&s) != 0)
 		goto out;
 	char listen[160], metrics[SRV_CONFIG_TEXT_MAX] = "off";
@@ -279,10 +225,12 @@ int main(int argc, char **argv)
 out:
 	srv_io_free(&s);
 	srv_queue_destroy(&s.verify_q);
+	srv_queue_destroy(&s.journal_q);
 	srv_queue_destroy(&s.core_q);
 	srv_queue_destroy(&s.out_q);
 	srv_queue_destroy(&s.writer_q);
 	srv_core_destroy(s.core);
+	srv_journal_close(s.journal);
 	ledger_close(s.lock);
 	pthread_rwlock_destroy(&s.keys_lock);
 	srv_log_close();

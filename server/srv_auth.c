@@ -191,6 +191,23 @@ out:
 	return rc;
 }
 
+int srv_request_from_body(const uint8_t *body, size_t len,
+			  const uint8_t signature[SRV_SIGNATURE_BYTES], struct srv_request *out)
+{
+	if (body == NULL || signature == NULL || out == NULL || len == 0)
+		return SRV_AUTH_ARGS;
+	if (len > SRV_BODY_BYTES_CEILING)
+		return SRV_AUTH_TOO_BIG;
+	int rc = decode_body(body, len, out);
+	if (rc)
+		return rc;
+	memcpy(out->signed_bytes, SRV_SIGN_DOMAIN, SRV_SIGN_DOMAIN_BYTES);
+	memcpy(out->signed_bytes + SRV_SIGN_DOMAIN_BYTES, body, len);
+	out->signed_len = SRV_SIGN_DOMAIN_BYTES + len;
+	memcpy(out->signature, signature, SRV_SIGNATURE_BYTES);
+	return SRV_AUTH_OK;
+}
+
 int srv_request_verify(const struct srv_request *r, const uint8_t public_key[SRV_PUBLIC_KEY_BYTES])
 {
 	assert(r->signed_len > SRV_SIGN_DOMAIN_BYTES && r->signed_len <= sizeof(r->signed_bytes));

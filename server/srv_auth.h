@@ -85,6 +85,21 @@ struct srv_request {
 SRV_MUST_USE int srv_request_decode(const uint8_t *frame, size_t len, size_t body_bytes_max,
 				    struct srv_request *out);
 
+/*
+ * The same result from a body and its signature as the journal keeps them
+ * (srv_request_decode() minus the envelope). Errors: TOO_BIG, MALFORMED, ARGS.
+ */
+SRV_MUST_USE int srv_request_from_body(const uint8_t *body, size_t len,
+				       const uint8_t signature[SRV_SIGNATURE_BYTES],
+				       struct srv_request *out);
+
+/* The body of a decoded request (inside r->signed_bytes, after the domain). */
+static inline const uint8_t *srv_request_body(const struct srv_request *r, size_t *len)
+{
+	*len = r->signed_len - SRV_SIGN_DOMAIN_BYTES;
+	return r->signed_bytes + SRV_SIGN_DOMAIN_BYTES;
+}
+
 /* Ed25519 check of r->signature over r->signed_bytes. Errors: BAD_SIGNATURE. */
 SRV_MUST_USE int srv_request_verify(const struct srv_request *r,
 				    const uint8_t public_key[SRV_PUBLIC_KEY_BYTES]);

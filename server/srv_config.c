@@ -76,6 +76,8 @@ static const struct key keys[] = {
 	INT(gate_lead_ms, 300000, 0, 86400000, "trading closes this long before delivery"),
 	INT(fills_recent_max, 65536, 1, 16777216, "fills kept for fill queries"),
 	INT(query_rows_max, 1000, 1, 100000, "rows in one query answer"),
+	TEXT(journal_dir, "",
+	     "directory of the journal, the durable record of every input (required)"),
 	TEXT(database_url, "",
 	     "libpq URL of the ledger as gridex_app (default $GRIDEX_DATABASE_URL)"),
 	TEXT(currency, "USD", "ledger currency"),
@@ -204,6 +206,8 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 	const char *why = NULL;
 	if (c->tls_cert[0] == '\0' || c->tls_key[0] == '\0')
 		why = "tls_cert and tls_key are required";
+	else if (c->journal_dir[0] == '\0')
+		why = "journal_dir is required";
 	else if (c->database_url[0] == '\0')
 		why = "database_url is required (or set GRIDEX_DATABASE_URL)";
 	else if (c->out_buffer_hard_bytes < c->out_buffer_soft_bytes)

@@ -61,7 +61,8 @@ struct srv_config {
 	int64_t gate_lead_ms;
 	int64_t fills_recent_max;
 	int64_t query_rows_max;
-	/* ledger */
+	/* journal and ledger */
+	char journal_dir[SRV_CONFIG_TEXT_MAX];
 	char database_url[SRV_CONFIG_TEXT_MAX];
 	char currency[SRV_CONFIG_TEXT_MAX];
 	int64_t batch_fills_max;

@@ -819,8 +819,8 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct srv *s = arg;
 	drain_out(s);
-	if (atomic_load(&s->verifiers_alive) == 0 && !srv_queue_drained(&s->core_q))
-		srv_queue_close(&s->core_q);
+	if (atomic_load(&s->verifiers_alive) == 0 && !srv_queue_drained(&s->journal_q))
+		srv_queue_close(&s->journal_q); /* the journal thread closes core_q when done */
 	bool done = atomic_load(&s->core_done) && atomic_load(&s->writer_done) &&
 		    srv_queue_depth(&s->out_q) == 0;
 	if (done && (outputs_flushed(s) || srv_mono_ms() > s->drain_deadline_ms)) {
@@ -931,6 +931,14 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       "gauge", srv_queue_depth(&s->verify_q));
 	metric(b, "gridex_core_queue_depth", "Verified requests waiting for the core.", "gauge",
 	       srv_queue_depth(&s->core_q));
+	metric(b, "gridex_journal_queue_depth", "Verified requests waiting for the journal.",
+	       "gauge", srv_queue_depth(&s->journal_q));
+	metric(b, "gridex_journal_syncs_total", "fdatasync calls of the journal (group commits).",
+	       "counter", atomic_load(&m->journal_syncs));
+	metric(b, "gridex_journal_records_total", "Records journaled.", "counter",
+	       atomic_load(&m->journal_records));
+	metric(b, "gridex_journal_sync_ms_last", "Duration of the last write and fdatasync.",
+	       "gauge", atomic_load(&m->journal_sync_ms_last));
 	metric(b, "gridex_settlement_queue_depth", "Fills and actions waiting for the ledger.",
 	       "gauge", srv_queue_depth(&s->writer_q) + atomic_load(&m->settlement_pending));
 	metric(b, "gridex_settlement_batches_total", "Settlement batches committed.", "counter",

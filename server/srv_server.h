@@ -5,7 +5,8 @@
  *
  *   I/O thread (libevent: TLS, framing, decoding, limits, fan-out)
  *     --verify_q--> verifier threads (Ed25519)
- *     --core_q-->   core thread (sequence numbers, srv_core: risk + matching)
+ *     --journal_q-> journal thread (sequence numbers, append, group fdatasync)
+ *     --core_q-->   core thread (srv_core: risk + matching, in sequence)
  *     --out_q-->    back to the I/O thread (replies, reports, market data)
  *     --writer_q--> ledger thread (settlement batches, operator actions)
  *
@@ -39,12 +40,15 @@
 enum srv_job_kind {
 	SRV_JOB_REQUEST = 1,
 	SRV_JOB_SUBSCRIBE,
+	SRV_JOB_TICK, /* the journal's clock tick */
 };
 
 struct srv_job {
 	uint8_t kind;
 	bool trades; /* SUBSCRIBE: the trade tape too */
 	uint64_t conn;
+	uint64_t seq;			       /* REQUEST, TICK: set by the journal thread */
+	int64_t time_ms;		       /* REQUEST, TICK: the journaled time */
 	char topic[SRV_PRODUCT_BYTES_MAX + 1]; /* SUBSCRIBE */
 	struct srv_request req;		       /* REQUEST */
 };
@@ -100,6 +104,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t orders_resting, fills, sequence;
 	atomic_uint_fast64_t batches, batch_fills_last, batch_fills_total, settlement_lag_ms;
 	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
+	atomic_uint_fast64_t journal_syncs, journal_records, journal_sync_ms_last;
 };
 
 struct srv_conn;
@@ -109,8 +114,10 @@ struct srv {
 	struct srv_config cfg;
 	struct srv_metrics m;
 	/* threads and queues */
-	struct srv_queue verify_q, core_q, out_q, writer_q;
-	pthread_t *verifiers, core_thread, writer_thread;
+	struct srv_queue verify_q, journal_q, core_q, out_q, writer_q;
+	pthread_t *verifiers, journal_thread, core_thread, writer_thread;
+	struct srv_journal *journal; /* the journal thread appends; start-up replays */
+	int64_t journal_last_ms;     /* time of the last journaled record */
 	atomic_int verifiers_alive;
 	atomic_bool core_done, writer_done;
 	pthread_rwlock_t keys_lock;
@@ -139,6 +146,11 @@ __attribute__((warn_unused_result)) int srv_pipeline_start(struct srv *s);
 void srv_pipeline_join(struct srv *s);
 int64_t srv_now_ms(void);  /* wall clock, Unix ms */
 int64_t srv_mono_ms(void); /* monotonic */
+
+/* gridexd.c: the core with the operator's key, its engine clock starting at start_ms. */
+int srv_core_make(struct srv *s, int64_t start_ms);
+/* srv_recover.c: the writer lock, then a new journal or the replay of the existing one. */
+__attribute__((warn_unused_result)) int srv_recover(struct srv *s);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);

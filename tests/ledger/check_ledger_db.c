@@ -68,28 +68,28 @@ START_TEST(migrations_are_idempotent_and_atomic)
 		ledger_migrate(pgt.owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
 		LEDGER_OK);
 	PGconn *c = pgtest_connect(pgt.owner_url);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 2);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 3);
 	/* A failing migration leaves nothing behind. */
 	char dir[] = "/tmp/gridex-migrations-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "cp %s/000[12]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
+	snprintf(cmd, sizeof(cmd), "cp %s/000[123]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'create table ledger.half_done (x int);\\nselect 1/0;\\n' > "
-		 "%s/0003_broken.sql",
+		 "%s/0004_broken.sql",
 		 dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
 	ck_assert_msg(strstr(err, "division by zero") != NULL, "%s", err);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 2);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 3);
 	ck_assert_int_eq(
 		pgtest_sql_int(c, "select count(*) from pg_tables where tablename = 'half_done'"),
 		0);
 	/* An applied migration that changed is refused. */
 	snprintf(cmd, sizeof(cmd),
-		 "rm %s/0003_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
+		 "rm %s/0004_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);

@@ -44,6 +44,9 @@ START_TEST(settings_have_bounds)
 	ck_assert(srv_config_set(&c, "tls_cert", "c.pem", err, sizeof(err)));
 	ck_assert(srv_config_set(&c, "tls_key", "k.pem", err, sizeof(err)));
 	ck_assert(srv_config_set(&c, "database_url", "postgresql:///x", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "journal_dir") != NULL, "%s", err);
+	ck_assert(srv_config_set(&c, "journal_dir", "/var/lib/gridex", err, sizeof(err)));
 	ck_assert(srv_config_check(&c, err, sizeof(err)));
 	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "4096", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));

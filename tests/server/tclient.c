@@ -59,7 +59,8 @@ void tserver_start(struct tserver *t, const char *const *extra)
 	snprintf(ready, sizeof(ready), "%s/ready", t->dir);
 	snprintf(log, sizeof(log), "%s/log", t->dir);
 	unlink(ready);
-	char a_cert[160], a_key[160], a_db[1100], a_ready[160], a_log[160], a_op[64], a_opk[80];
+	char a_cert[160], a_key[160], a_db[1100], a_ready[160], a_log[160], a_op[64], a_opk[80],
+		a_journal[160];
 	char hex[65];
 	sodium_bin2hex(hex, sizeof(hex), t->op_pk, 32);
 	snprintf(a_cert, sizeof(a_cert), "--tls-cert=%s/cert.pem", t->dir);
@@ -67,6 +68,7 @@ void tserver_start(struct tserver *t, const char *const *extra)
 	snprintf(a_db, sizeof(a_db), "--database-url=%s", pgt.app_url);
 	snprintf(a_ready, sizeof(a_ready), "--ready-file=%s", ready);
 	snprintf(a_log, sizeof(a_log), "--log-file=%s", log);
+	snprintf(a_journal, sizeof(a_journal), "--journal-dir=%s/journal", t->dir);
 	snprintf(a_op, sizeof(a_op), "--operator-account=%u", t->op_account);
 	snprintf(a_opk, sizeof(a_opk), "--operator-key=%s", hex);
 	/* GRIDEX_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 ...") runs the server under
@@ -87,6 +89,7 @@ void tserver_start(struct tserver *t, const char *const *extra)
 			      a_log,
 			      a_op,
 			      a_opk,
+			      a_journal,
 			      "--listen=127.0.0.1:0",
 			      "--metrics-listen=127.0.0.1:0",
 			      "--verifier-threads=2",
@@ -185,8 +188,11 @@ void tclient_connect(struct tclient *c, const struct tserver *t)
 	SSL_set1_host(c->ssl, "localhost");
 	ck_assert_msg(SSL_connect(c->ssl) == 1, "TLS handshake failed");
 	ck_assert_int_eq(SSL_version(c->ssl), TLS1_3_VERSION);
-	if (c->nonce == 0)
-		c->nonce = 1;
+	if (c->nonce == 0) { /* like libgridex: the clock in microseconds, across restarts */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		c->nonce = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	}
 }
 
 void tclient_close(struct tclient *c)

@@ -73,7 +73,8 @@ def server():
     proc = subprocess.Popen(
         [os.environ["GRIDEX_TEST_GRIDEXD"], f"--tls-cert={tmp}/cert.pem",
          f"--tls-key={tmp}/key.pem", f"--database-url={app}", "--listen=127.0.0.1:0",
-         "--metrics-listen=", f"--ready-file={tmp}/ready", "--operator-account=500",
+         "--metrics-listen=", f"--ready-file={tmp}/ready", f"--journal-dir={tmp}/journal",
+         "--operator-account=500",
          f"--operator-key={op_pub.hex()}", "--maker-bps=10", "--taker-bps=20",
          "--batch-ms-max=5"],
         stdout=log, stderr=log,
