@@ -127,6 +127,15 @@ pg_restart_command() {
 	echo "$runas$(pg_bindir)/pg_ctl -D $base/data -m fast -w restart >/dev/null"
 }
 
+# pg_outage_command <base> <port> <seconds>: a shell command that stops the
+# cluster, waits, and starts it again as pg_start does (for tests).
+pg_outage_command() {
+	local base=$1 port=$2 secs=$3 runas=""
+	[ "$(id -u)" = 0 ] && runas="runuser -u postgres -- "
+	local ctl="$runas$(pg_bindir)/pg_ctl -D $base/data"
+	echo "$ctl -m fast -w stop >/dev/null && sleep $secs && $ctl -l $base/postgres.log -w -t 60 -o \"-k $base/sock -p $port -c listen_addresses=''\" start >/dev/null"
+}
+
 pg_stop() {
 	local base=${1:-${GRIDEX_PG_BASE:-}}
 	[ -n "$base" ] && [ -f "$base/data/PG_VERSION" ] || return 0

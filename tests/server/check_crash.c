@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Crashes: a real gridexd with PostgreSQL and three clients streaming signed
+ * orders is killed with SIGKILL at a random moment, restarted, and traded
+ * against again, for 12 rounds; then (second test) the same with PostgreSQL
+ * stopped for 4 seconds in the middle (GRIDEX_TEST_PG_OUTAGE): trading goes
+ * on and settlement catches up. After the last round: every order a client
+ * saw acknowledged is resting or was filled exactly as far as its reports
+ * said (or further); no fill is missing from the ledger or settled twice; the
+ * audit passes; the server's balances equal the ledger's.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <sodium.h>
+
+#include "pgtest.h"
+#include "tap.h"
+#include "tclient.h"
+
+#define CLIENTS	     3
+#define ORDERS_MAX   20000
+#define ROUND_ORDERS 400
+
+static struct tserver srv;
+static struct tclient op, cl[CLIENTS];
+static char product[64];
+
+/* What a client knows about each of its orders (indexed by client order id). */
+struct known {
+	int64_t qty;	/* sent; 0: never acknowledged */
+	int64_t cum;	/* last cumulative quantity reported */
+	bool done;	/* reported FILL */
+	uint64_t nonce; /* of the NEW_ORDER request */
+};
+static struct known known[CLIENTS][ORDERS_MAX];
+static uint64_t next_coid[CLIENTS];
+static uint64_t rng = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)(rng >> 33) % n;
+}
+
+static void connect_clients(void)
+{
+	memset(&op, 0, sizeof(op));
+	op.account = srv.op_account;
+	memcpy(op.sk, srv.op_sk, 64);
+	tclient_connect(&op, &srv);
+	for (int i = 0; i < CLIENTS; i++) {
+		cl[i].nonce = 0; /* time-based again: above everything journaled */
+		tclient_connect(&cl[i], &srv);
+	}
+}
+
+static void close_clients(void)
+{
+	tclient_close(&op);
+	for (int i = 0; i < CLIENTS; i++)
+		tclient_close(&cl[i]);
+}
+
+static void setup(void)
+{
+	memset(&srv, 0, sizeof(srv));
+	memset(known, 0, sizeof(known));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, (const char *const[]){"--maker-bps=5", "--taker-bps=15",
+						  "--orders-per-second=0",
+						  "--query-rows-max=100000", NULL});
+	time_t t = time(NULL) + 3 * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(product, sizeof(product), "A100-40G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	for (int i = 0; i < CLIENTS; i++) {
+		memset(&cl[i], 0, sizeof(cl[i]));
+		tclient_keys(&cl[i], (uint32_t)(1 + i));
+		next_coid[i] = 1;
+	}
+	connect_clients();
+	for (int i = 0; i < CLIENTS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "trader%d", i + 1);
+		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT,
+						  (uint32_t)(1 + i), NULL, 0, cl[i].pk, name),
+				 0);
+		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT,
+						  (uint32_t)(1 + i), NULL, INT64_C(10000000000000),
+						  NULL, NULL),
+				 0);
+		Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+		q.type = GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY;
+		q.target_account = (uint32_t)(1 + i);
+		q.product.data = (uint8_t *)"A100-40G";
+		q.product.len = 8;
+		q.quantity = 10000000;
+		ck_assert_int_eq(tclient_answer(&op, tclient_send(&op, &q, op.sk)), 0);
+	}
+}
+
+static void teardown(void)
+{
+	close_clients();
+	if (srv.pid > 0)
+		ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+
+/* Reads what has arrived on a client, updating what it knows; false once closed. */
+static bool absorb(int c, int timeout_ms)
+{
+	bool closed = false;
+	Gridex__V1__ServerFrame *f;
+	while ((f = tclient_recv(&cl[c], timeout_ms, &closed)) != NULL) {
+		if (f->ack) {
+			for (uint64_t k = next_coid[c] > 500 ? next_coid[c] - 500 : 1;
+			     k < next_coid[c]; k++)
+				if (known[c][k].nonce == f->ack->nonce && known[c][k].qty < 0)
+					known[c][k].qty = -known[c][k].qty; /* acknowledged */
+		}
+		if (f->report && f->report->client_order_id < ORDERS_MAX) {
+			struct known *k = &known[c][f->report->client_order_id];
+			if (f->report->cumulative_quantity > k->cum)
+				k->cum = f->report->cumulative_quantity;
+			k->done = k->done || f->report->exec_type == GRIDEX__V1__EXEC_TYPE__FILL;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+		timeout_ms = 0;
+	}
+	return !closed;
+}
+
+/* One round: orders stream from every client until the server is killed. */
+static void round_with_kill(int round, const char *outage)
+{
+	pid_t killer = fork();
+	ck_assert_int_ge(killer, 0);
+	if (killer == 0) {
+		struct timespec ts = {.tv_nsec = (long)(50 + rnd(400) + round * 7) * 1000000};
+		nanosleep(&ts, NULL);
+		if (outage)
+			_exit(system(outage) == 0 ? 0 : 1); /* this round: the database goes away */
+		kill(srv.pid, SIGKILL);
+		_exit(0);
+	}
+	bool alive[CLIENTS] = {true, true, true};
+	for (int i = 0; i < ROUND_ORDERS; i++) {
+		int c = (int)rnd(CLIENTS);
+		if (!alive[c] || next_coid[c] >= ORDERS_MAX)
+			continue;
+		uint64_t coid = next_coid[c]++;
+		/* The first client buys, the others sell: no self-trades, so an order leaves
+		 * the book only by being filled. */
+		int side = c == 0 ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
+		int64_t qty = 1 + rnd(5);
+		known[c][coid].qty = -qty; /* negative until acknowledged */
+		uint8_t frame[1024];
+		Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+		q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
+		q.client_order_id = coid;
+		q.product.data = (uint8_t *)product;
+		q.product.len = strlen(product);
+		q.side = (Gridex__V1__Side)side;
+		q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
+		q.price = (int64_t)(95 + rnd(10)) * 10000;
+		q.quantity = qty;
+		size_t n = tclient_pack(&cl[c], &q, cl[c].sk, frame, sizeof(frame));
+		known[c][coid].nonce = q.nonce;
+		if (!tclient_send_frame(&cl[c], frame, n) || !absorb(c, 0))
+			alive[c] = false;
+	}
+	int status;
+	ck_assert_int_eq(waitpid(killer, &status, 0), killer);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	if (outage) { /* the server lived through it; let the clients hear everything */
+		for (int c = 0; c < CLIENTS; c++)
+			absorb(c, 500);
+		return;
+	}
+	/* Everything the server sent before it died. */
+	for (int c = 0; c < CLIENTS; c++)
+		while (absorb(c, 2000))
+			;
+	waitpid(srv.pid, &status, 0);
+	srv.pid = 0;
+	close_clients();
+	tserver_start(&srv, (const char *const[]){"--maker-bps=5", "--taker-bps=15",
+						  "--orders-per-second=0",
+						  "--query-rows-max=100000", NULL});
+	connect_clients();
+}
+
+static int64_t sql_int(const char *sql)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	int64_t v = pgtest_sql_int(c, sql);
+	PQfinish(c);
+	return v;
+}
+
+static Gridex__V1__QueryResult *query(int c, uint32_t type)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = (Gridex__V1__RequestType)type;
+	uint64_t nonce = tclient_send(&cl[c], &q, cl[c].sk);
+	for (;;) {
+		bool closed;
+		Gridex__V1__ServerFrame *f = tclient_recv(&cl[c], 10000, &closed);
+		ck_assert_ptr_nonnull(f);
+		if (f->reject && f->reject->nonce == nonce)
+			ck_abort_msg("query refused: %d", f->reject->reason);
+		if (f->result && f->result->nonce == nonce) {
+			Gridex__V1__QueryResult *r = f->result;
+			f->result = NULL;
+			gridex__v1__server_frame__free_unpacked(f, NULL);
+			return r;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+}
+
+/* The checks after the last round. */
+static void verify(void)
+{
+	uint64_t acked = 0, checked_fills = 0;
+	for (int c = 0; c < CLIENTS; c++) {
+		Gridex__V1__QueryResult *orders = query(c, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+		Gridex__V1__QueryResult *fills = query(c, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+		static int64_t live[ORDERS_MAX], filled[ORDERS_MAX];
+		memset(live, -1, sizeof(live));
+		memset(filled, 0, sizeof(filled));
+		for (size_t i = 0; i < orders->n_orders; i++)
+			live[orders->orders[i]->client_order_id] =
+				orders->orders[i]->leaves_quantity;
+		for (size_t i = 0; i < fills->n_fills; i++)
+			filled[fills->fills[i]->client_order_id] += fills->fills[i]->last_quantity;
+		for (uint64_t k = 1; k < next_coid[c]; k++) {
+			const struct known *o = &known[c][k];
+			if (o->qty <= 0)
+				continue; /* never acknowledged: it may or may not exist */
+			acked++;
+			/* The server is never behind what the client was told. */
+			ck_assert_msg(
+				filled[k] >= o->cum, "client %d order %llu: filled %lld < %lld", c,
+				(unsigned long long)k, (long long)filled[k], (long long)o->cum);
+			if (live[k] >= 0) {
+				ck_assert_msg(!o->done,
+					      "client %d order %llu reported filled, rests", c,
+					      (unsigned long long)k);
+				ck_assert_int_eq(live[k] + filled[k], o->qty);
+			} else {
+				ck_assert_msg(
+					filled[k] == o->qty,
+					"client %d order %llu: acknowledged, gone, filled %lld of "
+					"%lld",
+					c, (unsigned long long)k, (long long)filled[k],
+					(long long)o->qty);
+			}
+			checked_fills += o->cum > 0;
+		}
+		gridex__v1__query_result__free_unpacked(orders, NULL);
+		gridex__v1__query_result__free_unpacked(fills, NULL);
+	}
+	fprintf(stderr, "# %llu acknowledged orders checked, %llu with fills reported\n",
+		(unsigned long long)acked, (unsigned long long)checked_fills);
+	ck_assert_uint_gt(acked, 500);
+	ck_assert_uint_gt(checked_fills, 50);
+	/* Settlement catches up: every fill exactly once, balances equal. */
+	bool equal = false;
+	for (int i = 0; i < 300 && !equal; i++) {
+		equal = true;
+		for (int c = 0; c < CLIENTS && equal; c++) {
+			Gridex__V1__QueryResult *b =
+				query(c, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+			char sql[256];
+			snprintf(sql, sizeof(sql),
+				 "select balance from ledger.accounts where participant = %d and "
+				 "kind = 'AVAILABLE'",
+				 c + 1);
+			equal = b->balances[0]->available == sql_int(sql);
+			gridex__v1__query_result__free_unpacked(b, NULL);
+		}
+		if (!equal) {
+			struct timespec ts = {.tv_nsec = 50000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	ck_assert_msg(equal, "the server's balances never matched the ledger: %s",
+		      tserver_log(&srv));
+	int64_t n = sql_int("select count(distinct fill_id) from ledger.transfers where fill_id is "
+			    "not null");
+	ck_assert_int_gt(n, 50);
+	ck_assert_int_eq(sql_int("select max(fill_id) from ledger.transfers"), n); /* no gaps */
+	ck_assert_int_eq(sql_int("select count(*) from ledger.transfers where code = 'trade'"), n);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+
+START_TEST(sigkill_at_random_moments)
+{
+	for (int round = 0; round < 12; round++)
+		round_with_kill(round, NULL);
+	verify();
+	ck_assert_msg(strstr(tserver_log(&srv), "journal replayed") != NULL, "%s",
+		      tserver_log(&srv));
+}
+END_TEST
+
+/* Orders from every client while PostgreSQL is down: they are acknowledged all the same. */
+static void trade_through_outage(const char *outage)
+{
+	pid_t pg = fork();
+	ck_assert_int_ge(pg, 0);
+	if (pg == 0)
+		_exit(system(outage) == 0 ? 0 : 1);
+	struct timespec down = {.tv_sec = 1}; /* the stop takes well under a second */
+	nanosleep(&down, NULL);
+	uint64_t first[CLIENTS];
+	for (int c = 0; c < CLIENTS; c++)
+		first[c] = next_coid[c];
+	for (int i = 0; i < ROUND_ORDERS; i++) {
+		int c = i % CLIENTS;
+		uint64_t coid = next_coid[c]++;
+		int64_t qty = 1 + rnd(5);
+		known[c][coid].qty = -qty;
+		Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+		q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
+		q.client_order_id = coid;
+		q.product.data = (uint8_t *)product;
+		q.product.len = strlen(product);
+		q.side = c == 0 ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
+		q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
+		q.price = (int64_t)(95 + rnd(10)) * 10000;
+		q.quantity = qty;
+		known[c][coid].nonce = tclient_send(&cl[c], &q, cl[c].sk);
+		ck_assert(absorb(c, 0));
+	}
+	uint64_t acked = 0, sent = 0;
+	for (int wait = 0; wait < 50 && (acked < sent || sent == 0); wait++) {
+		acked = sent = 0;
+		for (int c = 0; c < CLIENTS; c++) {
+			ck_assert(absorb(c, 100));
+			for (uint64_t k = first[c]; k < next_coid[c]; k++, sent++)
+				acked += known[c][k].qty > 0;
+		}
+	}
+	fprintf(stderr, "# with the database down: %llu of %llu orders acknowledged\n",
+		(unsigned long long)acked, (unsigned long long)sent);
+	ck_assert_uint_eq(acked, sent);
+	int status;
+	ck_assert_int_eq(waitpid(pg, &status, 0), pg);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+START_TEST(database_outage_in_the_middle)
+{
+	const char *outage = getenv("GRIDEX_TEST_PG_OUTAGE");
+	if (outage == NULL || *outage == '\0') {
+		fprintf(stderr, "# skipped: GRIDEX_TEST_PG_OUTAGE is not set\n");
+		return;
+	}
+	round_with_kill(0, NULL);
+	trade_through_outage(outage);
+	round_with_kill(1, NULL); /* and a crash while settlement catches up */
+	round_with_kill(2, NULL);
+	verify(); /* settlement caught up: every fill in the ledger once, balances equal */
+}
+END_TEST
+
+static Suite *crash_suite(void)
+{
+	Suite *s = suite_create("crash");
+	TCase *tc = tcase_create("crash");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, sigkill_at_random_moments);
+	tcase_add_test(tc, database_outage_in_the_middle);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int skip = pgtest_skip_without_database();
+	return skip ? skip : tap_run(crash_suite());
+}
