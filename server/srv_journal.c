@@ -146,7 +146,8 @@ int srv_journal_scan(const char *path, int (*each)(const struct srv_jrec *r, voi
 	}
 	st->valid_bytes = SRV_JOURNAL_MAGIC_BYTES;
 	struct srv_jrec *r = malloc(sizeof(*r));
-	uint8_t *buf = malloc(SRV_JOURNAL_PAYLOAD_MAX);
+	size_t cap = 4096;
+	uint8_t *buf = malloc(cap); /* grows to the largest record, at most the ceiling */
 	if (!r || !buf) {
 		rc = SRV_JOURNAL_NOMEM;
 		goto out;
@@ -164,9 +165,18 @@ int srv_journal_scan(const char *path, int (*each)(const struct srv_jrec *r, voi
 			len = get_u32(hdr);
 			if (len < FIXED_BYTES || len > SRV_JOURNAL_PAYLOAD_MAX)
 				why = "impossible record length";
-			else if (fread(buf, 1, len, f) != len)
+			else if (len > cap) {
+				uint8_t *b = realloc(buf, len);
+				if (b == NULL) {
+					rc = SRV_JOURNAL_NOMEM;
+					goto out;
+				}
+				buf = b;
+				cap = len;
+			}
+			if (why == NULL && fread(buf, 1, len, f) != len)
 				why = "short record";
-			else if (srv_crc32c(0, buf, len) != get_u32(hdr + 4))
+			if (why == NULL && srv_crc32c(0, buf, len) != get_u32(hdr + 4))
 				why = "CRC mismatch";
 		}
 		if (why) { /* a torn or corrupt tail: what follows cannot be trusted */

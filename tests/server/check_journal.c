@@ -184,6 +184,17 @@ START_TEST(torn_and_corrupt_tails)
 	struct stat sb;
 	ck_assert_int_eq(stat(path, &sb), 0);
 	ck_assert_uint_eq((uint64_t)sb.st_size, st.valid_bytes);
+	/* A header that claims an impossible length (found by fuzz-journal, which caught a
+	 * read past the buffer when the length exceeded it). */
+	FILE *a = fopen(path, "ab");
+	const uint8_t bogus[8] = {0xf0, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+	fwrite(bogus, 1, sizeof(bogus), a);
+	fwrite(bogus, 1, sizeof(bogus), a);
+	fclose(a);
+	ck_assert_int_eq(srv_journal_scan(path, NULL, NULL, &st), SRV_JOURNAL_OK);
+	ck_assert_uint_eq(st.records, 50);
+	ck_assert_msg(strstr(st.torn_reason, "impossible") != NULL, "%s", st.torn_reason);
+	ck_assert_uint_eq(st.torn_bytes, 16);
 	/* Not a journal at all; sequences that go back. */
 	FILE *f = fopen(path, "w");
 	fputs("GRIDEXJ0 this is not a journal", f);
