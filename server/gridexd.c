@@ -188,7 +188,8 @@ static int print_record(const struct srv_jrec *r, void *ctx)
 	if (r->kind == SRV_J_GENESIS) {
 		printf("G,%llu,%lld,participants=%u\n", (unsigned long long)r->seq,
 		       (long long)r->time_ms, r->n_participants);
-		if (srv_core_make(s, r->time_ms) != 0 || srv_core_out_alloc(s->core, &tool_out) != 0)
+		if (srv_core_make(s, r->time_ms) != 0 ||
+		    srv_core_out_alloc(s->core, &tool_out) != 0)
 			return -1;
 		for (uint32_t i = 0; i < r->n_participants; i++) {
 			const struct srv_journal_participant *p = &r->participants[i];
