@@ -1082,11 +1082,33 @@ static int writer_connect(struct ledger_writer *w)
 	return ledger_open(w->conninfo, w->currency, &w->l);
 }
 
+/* Exponential backoff between attempts, bounded by retry_total_ms_max in all. */
+struct backoff {
+	int64_t deadline;
+	uint32_t delay;
+};
+
+static struct backoff backoff_start(const struct ledger_writer *w)
+{
+	return (struct backoff){.deadline = mono_ms() + w->cfg.retry_total_ms_max,
+				.delay = w->cfg.retry_ms_min};
+}
+
+/* After a failed attempt: waits and returns true, or false when time is up. */
+static bool backoff_wait(struct ledger_writer *w, struct backoff *b)
+{
+	w->retries++;
+	if (mono_ms() + b->delay > b->deadline)
+		return false;
+	sleep_ms(b->delay);
+	b->delay = b->delay * 2 > w->cfg.retry_ms_max ? w->cfg.retry_ms_max : b->delay * 2;
+	return true;
+}
+
 int ledger_writer_register(struct ledger_writer *w, uint32_t id, const char *name,
 			   const uint8_t key[32])
 {
-	int64_t deadline = mono_ms() + w->cfg.retry_total_ms_max;
-	uint32_t delay = w->cfg.retry_ms_min;
+	struct backoff b = backoff_start(w);
 	for (;;) {
 		int rc = writer_connect(w);
 		if (rc == LEDGER_OK)
@@ -1099,11 +1121,8 @@ int ledger_writer_register(struct ledger_writer *w, uint32_t id, const char *nam
 			 w->l ? ledger_error(w->l) : ledger_status_name(rc));
 		if (rc != LEDGER_ERR_UNAVAILABLE)
 			return rc;
-		w->retries++;
-		if (mono_ms() + delay > deadline)
+		if (!backoff_wait(w, &b))
 			return LEDGER_ERR_UNAVAILABLE;
-		sleep_ms(delay);
-		delay = delay * 2 > w->cfg.retry_ms_max ? w->cfg.retry_ms_max : delay * 2;
 	}
 }
 
@@ -1112,8 +1131,7 @@ int ledger_writer_flush(struct ledger_writer *w)
 	if (w->n + w->n_actions == 0)
 		return LEDGER_OK;
 	w->sealed = true;
-	int64_t deadline = mono_ms() + w->cfg.retry_total_ms_max;
-	uint32_t delay = w->cfg.retry_ms_min;
+	struct backoff b = backoff_start(w);
 	for (;;) {
 		int rc = writer_connect(w);
 		size_t m = 0;
@@ -1130,10 +1148,7 @@ int ledger_writer_flush(struct ledger_writer *w)
 			 w->l ? ledger_error(w->l) : ledger_status_name(rc));
 		if (rc != LEDGER_ERR_UNAVAILABLE)
 			return rc;
-		w->retries++;
-		if (mono_ms() + delay > deadline)
+		if (!backoff_wait(w, &b))
 			return LEDGER_ERR_UNAVAILABLE;
-		sleep_ms(delay);
-		delay = delay * 2 > w->cfg.retry_ms_max ? w->cfg.retry_ms_max : delay * 2;
 	}
 }

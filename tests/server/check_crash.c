@@ -164,15 +164,8 @@ static void round_with_kill(int round, const char *outage)
 		int64_t qty = 1 + rnd(5);
 		known[c][coid].qty = -qty; /* negative until acknowledged */
 		uint8_t frame[1024];
-		Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-		q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
-		q.client_order_id = coid;
-		q.product.data = (uint8_t *)product;
-		q.product.len = strlen(product);
-		q.side = (Gridex__V1__Side)side;
-		q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
-		q.price = (int64_t)(95 + rnd(10)) * 10000;
-		q.quantity = qty;
+		Gridex__V1__Request q = tclient_order_req(coid, product, side,
+							  (int64_t)(95 + rnd(10)) * 10000, qty);
 		size_t n = tclient_pack(&cl[c], &q, cl[c].sk, frame, sizeof(frame));
 		known[c][coid].nonce = q.nonce;
 		if (!tclient_send_frame(&cl[c], frame, n) || !absorb(c, 0))
@@ -209,23 +202,7 @@ static int64_t sql_int(const char *sql)
 
 static Gridex__V1__QueryResult *query(int c, uint32_t type)
 {
-	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-	q.type = (Gridex__V1__RequestType)type;
-	uint64_t nonce = tclient_send(&cl[c], &q, cl[c].sk);
-	for (;;) {
-		bool closed;
-		Gridex__V1__ServerFrame *f = tclient_recv(&cl[c], 10000, &closed);
-		ck_assert_ptr_nonnull(f);
-		if (f->reject && f->reject->nonce == nonce)
-			ck_abort_msg("query refused: %d", f->reject->reason);
-		if (f->result && f->result->nonce == nonce) {
-			Gridex__V1__QueryResult *r = f->result;
-			f->result = NULL;
-			gridex__v1__server_frame__free_unpacked(f, NULL);
-			return r;
-		}
-		gridex__v1__server_frame__free_unpacked(f, NULL);
-	}
+	return tclient_query(&cl[c], type);
 }
 
 /* The checks after the last round. */
@@ -331,15 +308,9 @@ static void trade_through_outage(const char *outage)
 		uint64_t coid = next_coid[c]++;
 		int64_t qty = 1 + rnd(5);
 		known[c][coid].qty = -qty;
-		Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-		q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
-		q.client_order_id = coid;
-		q.product.data = (uint8_t *)product;
-		q.product.len = strlen(product);
-		q.side = c == 0 ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL;
-		q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
-		q.price = (int64_t)(95 + rnd(10)) * 10000;
-		q.quantity = qty;
+		Gridex__V1__Request q = tclient_order_req(
+			coid, product, c == 0 ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL,
+			(int64_t)(95 + rnd(10)) * 10000, qty);
 		known[c][coid].nonce = tclient_send(&cl[c], &q, cl[c].sk);
 		ck_assert(absorb(c, 0));
 	}

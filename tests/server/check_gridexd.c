@@ -161,22 +161,7 @@ static int64_t balance(uint32_t participant)
 
 static Gridex__V1__QueryResult *query(struct tclient *c, uint32_t type)
 {
-	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-	q.type = (Gridex__V1__RequestType)type;
-	uint64_t nonce = tclient_send(c, &q, c->sk);
-	ck_assert_int_eq(tclient_answer(c, nonce), 0);
-	for (;;) {
-		bool closed;
-		Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
-		ck_assert_ptr_nonnull(f);
-		if (f->result && f->result->nonce == nonce) {
-			Gridex__V1__QueryResult *r = f->result;
-			f->result = NULL;
-			gridex__v1__server_frame__free_unpacked(f, NULL);
-			return r;
-		}
-		gridex__v1__server_frame__free_unpacked(f, NULL);
-	}
+	return tclient_query(c, type);
 }
 
 START_TEST(bid_and_offer_cross_and_settle)
@@ -251,16 +236,7 @@ static uint64_t send_with_extra(struct tclient *c, Gridex__V1__Request *q)
 
 static Gridex__V1__Request order_req(uint64_t coid, int side, int64_t price, int64_t qty)
 {
-	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-	q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
-	q.client_order_id = coid;
-	q.product.data = (uint8_t *)product;
-	q.product.len = strlen(product);
-	q.side = (Gridex__V1__Side)side;
-	q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
-	q.price = price;
-	q.quantity = qty;
-	return q;
+	return tclient_order_req(coid, product, side, price, qty);
 }
 
 /* A framing error gets a PROTOCOL reject, then the connection closes. */

@@ -388,8 +388,8 @@ int tclient_operator(struct tclient *op, uint32_t type, uint32_t target, const c
 	return tclient_answer(op, tclient_send(op, &q, op->sk));
 }
 
-uint64_t tclient_order(struct tclient *c, uint64_t coid, const char *product, int side,
-		       int64_t price, int64_t qty)
+Gridex__V1__Request tclient_order_req(uint64_t coid, const char *product, int side, int64_t price,
+				      int64_t qty)
 {
 	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
 	q.type = GRIDEX__V1__REQUEST_TYPE__NEW_ORDER;
@@ -400,5 +400,34 @@ uint64_t tclient_order(struct tclient *c, uint64_t coid, const char *product, in
 	q.time_in_force = GRIDEX__V1__TIME_IN_FORCE__GTC;
 	q.price = price;
 	q.quantity = qty;
+	return q;
+}
+
+uint64_t tclient_order(struct tclient *c, uint64_t coid, const char *product, int side,
+		       int64_t price, int64_t qty)
+{
+	Gridex__V1__Request q = tclient_order_req(coid, product, side, price, qty);
 	return tclient_send(c, &q, c->sk);
+}
+
+struct result_ctx {
+	uint64_t nonce;
+};
+
+static bool is_result(const Gridex__V1__ServerFrame *f, void *ctx)
+{
+	return f->result && f->result->nonce == ((struct result_ctx *)ctx)->nonce;
+}
+
+Gridex__V1__QueryResult *tclient_query(struct tclient *c, uint32_t type)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = (Gridex__V1__RequestType)type;
+	struct result_ctx x = {.nonce = tclient_send(c, &q, c->sk)};
+	ck_assert_int_eq(tclient_answer(c, x.nonce), 0);
+	Gridex__V1__ServerFrame *f = tclient_until(c, is_result, &x);
+	Gridex__V1__QueryResult *r = f->result;
+	f->result = NULL;
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	return r;
 }

@@ -71,8 +71,13 @@ Gridex__V1__ServerFrame *tclient_until(struct tclient *c,
 int tclient_operator(struct tclient *op, uint32_t type, uint32_t target, const char *product,
 		     int64_t amount_or_qty, const uint8_t *public_key, const char *name);
 
-/* An order helper: GTC limit order on product. */
+/* A GTC limit order on product (product must outlive the request). */
+Gridex__V1__Request tclient_order_req(uint64_t coid, const char *product, int side, int64_t price,
+				      int64_t qty);
+/* Sends tclient_order_req(...) signed with c's key; returns its nonce. */
 uint64_t tclient_order(struct tclient *c, uint64_t coid, const char *product, int side,
 		       int64_t price, int64_t qty);
+/* Sends a query of type, checks its ACK, returns its QueryResult (caller frees). */
+Gridex__V1__QueryResult *tclient_query(struct tclient *c, uint32_t type);
 
 #endif
