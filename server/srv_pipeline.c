@@ -359,11 +359,12 @@ static void *core_main(void *arg)
 			(void)rc;
 			emit(&x, job->conn, req, seq, job->time_ms);
 		}
-		stage_flush(&x);
+		/* Gauges first: a client that reads the metrics after its answer sees them. */
 		atomic_store_explicit(&s->m.sequence, seq, memory_order_relaxed);
 		atomic_store_explicit(&s->m.orders_resting,
 				      matching_order_count(srv_core_engine(s->core)),
 				      memory_order_relaxed);
+		stage_flush(&x);
 	}
 	stage_flush(&x);
 	srv_core_out_free(&x.out);
@@ -466,7 +467,9 @@ static void *writer_main(void *arg)
 		abort();
 	}
 	for (;;) {
-		size_t room = (size_t)s->cfg.batch_fills_max - ledger_writer_pending(x.w);
+		/* Fills and actions together stay within one batch's capacity. */
+		size_t pending = ledger_writer_pending(x.w), max = (size_t)s->cfg.batch_fills_max;
+		size_t room = pending < max ? max - pending : 0;
 		if (room > 256)
 			room = 256;
 		size_t n = room ? srv_queue_pop(&s->writer_q, jobs, room, (int)s->cfg.batch_ms_max)
