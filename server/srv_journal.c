@@ -119,7 +119,10 @@ static int decode(const uint8_t *p, size_t n, struct srv_jrec *r)
 			n -= used;
 			r->n_participants = i + 1;
 		}
-		return n == 0 ? SRV_JOURNAL_OK : SRV_JOURNAL_BAD;
+		if (n != SRV_JOURNAL_SETTINGS_BYTES)
+			return SRV_JOURNAL_BAD;
+		memcpy(r->settings, p, SRV_JOURNAL_SETTINGS_BYTES);
+		return SRV_JOURNAL_OK;
 	}
 	default:
 		return SRV_JOURNAL_BAD;
@@ -297,7 +300,9 @@ int srv_journal_append(struct srv_journal *j, const struct srv_jrec *r)
 	if (r->kind == SRV_J_REQUEST)
 		body = 2u + r->body_len + SRV_SIGNATURE_BYTES;
 	else if (r->kind == SRV_J_GENESIS)
-		for (uint32_t i = 0, n = (body = 12, r->n_participants); i < n; i++)
+		for (uint32_t i = 0,
+			      n = (body = 12 + SRV_JOURNAL_SETTINGS_BYTES, r->n_participants);
+		     i < n; i++)
 			body += 5 + strlen(r->participants[i].name) + 32 + 8;
 	size_t len = FIXED_BYTES + body;
 	if (len > SRV_JOURNAL_PAYLOAD_MAX || (r->kind == SRV_J_REQUEST && r->body_len == 0))
@@ -328,6 +333,7 @@ int srv_journal_append(struct srv_journal *j, const struct srv_jrec *r)
 			put_u64(q + 5 + nl + 32, (uint64_t)x->balance);
 			q += 5 + nl + 32 + 8;
 		}
+		memcpy(q, r->settings, SRV_JOURNAL_SETTINGS_BYTES);
 	}
 	put_u32(h, (uint32_t)len);
 	put_u32(h + 4, srv_crc32c(0, p, len));

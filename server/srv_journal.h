@@ -9,7 +9,8 @@
  *   u32 payload length | u32 CRC32C(payload) | payload
  *   payload = u64 seq | i64 time_ms | u8 kind | body
  * all little-endian. Bodies: GENESIS: u64 sequence base, u32 count, then per
- * participant u32 id, u8 name length, name, 32-byte key, i64 balance;
+ * participant u32 id, u8 name length, name, 32-byte key, i64 balance, then
+ * the 16-byte fingerprint of the settings that decide what the core does;
  * REQUEST: u16 length, the signed request body exactly as received, its
  * 64-byte signature; TICK: nothing (the clock moved to time_ms).
  * Reading stops at the first record that is short or fails its CRC: a torn
@@ -28,6 +29,8 @@
 #define SRV_JOURNAL_MAGIC_BYTES	     8
 #define SRV_JOURNAL_PAYLOAD_MAX	     (16u << 20) /* a genesis of ~250k participants */
 #define SRV_JOURNAL_PARTICIPANTS_MAX 200000
+
+#define SRV_JOURNAL_SETTINGS_BYTES 16
 
 enum srv_journal_kind {
 	SRV_J_GENESIS = 1,
@@ -53,6 +56,7 @@ struct srv_jrec {
 	uint8_t signature[SRV_SIGNATURE_BYTES];
 	/* GENESIS: participants (owned by the reader or the caller) */
 	uint64_t seq_base;
+	uint8_t settings[SRV_JOURNAL_SETTINGS_BYTES];
 	struct srv_journal_participant *participants;
 	uint32_t n_participants;
 };

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "gridex.pb-c.h"
 #include "srv_journal.h"
 #include "srv_log.h"
@@ -26,6 +28,27 @@ struct recovery {
 	size_t resent;
 	const char *error;
 };
+
+/* The settings that decide what the core does with an input: a journal replays
+ * right only under the ones it was written with. */
+static void settings_fingerprint(const struct srv_config *c,
+				 uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
+{
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "orders_max=%lld levels_max=%lld books_max=%lld price_max=%lld qty_max=%lld "
+		 "accounts_max=%lld open_orders_per_account_max=%lld maker_bps=%lld taker_bps=%lld "
+		 "gate_lead_ms=%lld expiry_ahead_ms_max=%lld operator_account=%lld "
+		 "orders_per_second=%lld orders_burst=%lld currency=%s",
+		 (long long)c->orders_max, (long long)c->levels_max, (long long)c->books_max,
+		 (long long)c->price_max, (long long)c->qty_max, (long long)c->accounts_max,
+		 (long long)c->open_orders_per_account_max, (long long)c->maker_bps,
+		 (long long)c->taker_bps, (long long)c->gate_lead_ms,
+		 (long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
+		 (long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
+	crypto_generichash(out, SRV_JOURNAL_SETTINGS_BYTES, (const uint8_t *)text, strlen(text),
+			   NULL, 0);
+}
 
 static int add_participant(struct recovery *r, uint32_t id, const char *name, const uint8_t key[32],
 			   int64_t balance)
@@ -102,6 +125,14 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 	if (rec->kind == SRV_J_GENESIS) {
 		if (s->core != NULL) {
 			r->error = "a second GENESIS record";
+			return -1;
+		}
+		uint8_t now[SRV_JOURNAL_SETTINGS_BYTES];
+		settings_fingerprint(&s->cfg, now);
+		if (memcmp(now, rec->settings, sizeof(now)) != 0) {
+			r->error = "the journal was written under other settings (fees, limits, "
+				   "engine sizes, gate lead, expiry, operator): restore them "
+				   "(docs/durability.md)";
 			return -1;
 		}
 		if (srv_core_make(s, rec->time_ms) != 0 || srv_core_out_alloc(s->core, &r->out)) {
@@ -199,6 +230,7 @@ int srv_recover(struct srv *s)
 				     .seq_base = (uint64_t)s->seq_base,
 				     .participants = r.genesis,
 				     .n_participants = r.n_genesis};
+		settings_fingerprint(&s->cfg, g.settings);
 		if (srv_journal_open(path, 0, &s->journal) != SRV_JOURNAL_OK ||
 		    srv_journal_append(s->journal, &g) != SRV_JOURNAL_OK ||
 		    srv_journal_sync(s->journal) != SRV_JOURNAL_OK) {

@@ -368,6 +368,7 @@ START_TEST(order_rate_limit)
 	tclient_close(&buyer);
 	tclient_close(&seller);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
+	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	static const char *const slow[] = {"--orders-per-second=1", "--orders-burst=3", NULL};
 	tserver_start(&srv, slow);
 	connect_all();
@@ -553,7 +554,7 @@ START_TEST(queries_and_restart)
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	ck_assert_int_eq(balance(BUYER), available);
 	/* The journal tools, offline: statistics, and a replay into events. */
-	char cmd[1024];
+	char cmd[4096];
 	snprintf(cmd, sizeof(cmd),
 		 "%s --journal-verify=%s/journal > %s/verify.out && %s --journal-replay=%s/journal "
 		 "--operator-account=%u --maker-bps=10 --taker-bps=20 > %s/replay.out 2>/dev/null",
@@ -577,6 +578,24 @@ START_TEST(queries_and_restart)
 			      strstr(text, "E,1,5,PARTIAL_FILL,") &&
 			      strstr(text, ",2000000,1,1,1,1\n"),
 		      "%s", text);
+	/* The journal replays only under the settings it was written with. */
+	char hex[65];
+	sodium_bin2hex(hex, sizeof(hex), srv.op_pk, 32);
+	snprintf(cmd, sizeof(cmd),
+		 "%s --tls-cert=%s/cert.pem --tls-key=%s/key.pem --database-url='%s' "
+		 "--listen=127.0.0.1:0 --metrics-listen= --journal-dir=%s/journal "
+		 "--operator-account=%u --operator-key=%s --maker-bps=10 --taker-bps=21 "
+		 "--log-file=%s/mismatch.log",
+		 GRIDEX_TEST_GRIDEXD, srv.dir, srv.dir, pgt.app_url, srv.dir, srv.op_account, hex,
+		 srv.dir);
+	int status = system(cmd);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	snprintf(cmd, sizeof(cmd), "%s/mismatch.log", srv.dir);
+	tf = fopen(cmd, "r");
+	got = fread(text, 1, sizeof(text) - 1, tf);
+	text[got] = '\0';
+	fclose(tf);
+	ck_assert_msg(strstr(text, "under other settings") != NULL, "%s", text);
 	/* A torn tail (half a record appended) is reported, then cut by the restart. */
 	snprintf(cmd, sizeof(cmd),
 		 "printf '\\100\\0\\0\\0abc' >> %s/journal/journal && %s "
@@ -621,6 +640,7 @@ START_TEST(slow_reader_is_dropped_others_trade_on)
 	tclient_close(&buyer);
 	tclient_close(&seller);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
+	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	static const char *const small[] = {"--out-buffer-soft-bytes=4096",
 					    "--out-buffer-hard-bytes=16384",
 					    "--orders-per-second=0", NULL};
@@ -699,6 +719,7 @@ START_TEST(connection_limits)
 	tclient_close(&buyer);
 	tclient_close(&seller);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
+	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	static const char *const tight[] = {"--handshake-timeout-ms=1500", "--partial-frame-ms=300",
 					    "--idle-timeout-ms=2500", "--max-unauth-per-ip=5",
 					    NULL};
@@ -806,7 +827,8 @@ START_TEST(one_writer_per_ledger)
 	fclose(f);
 	ck_assert_msg(strstr(err, "journal owns this ledger") != NULL, "%s", err);
 	ck_assert_int_eq(balance(BUYER), CASH);
-	tserver_start(&srv, NULL);
+	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	tserver_start(&srv, fees);
 	connect_all();
 }
 END_TEST

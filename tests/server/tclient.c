@@ -140,6 +140,13 @@ int tserver_stop(struct tserver *t)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+void tserver_forget_journal(struct tserver *t)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/journal", t->dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
 const char *tserver_log(const struct tserver *t)
 {
 	static char buf[8192];

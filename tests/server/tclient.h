@@ -29,6 +29,9 @@ struct tserver {
 void tserver_start(struct tserver *t, const char *const *extra);
 /* SIGTERM and wait; returns the exit status. */
 int tserver_stop(struct tserver *t);
+/* Removes the stopped server's journal: the next start begins a new one from the
+ * ledger (what a restart under other core settings needs). */
+void tserver_forget_journal(struct tserver *t);
 /* The server's log (for failure messages); static buffer. */
 const char *tserver_log(const struct tserver *t);
 
