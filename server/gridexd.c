@@ -185,40 +185,33 @@ static int print_record(const struct srv_jrec *r, void *ctx)
 {
 	struct srv *s = ctx;
 	struct srv_core_out out = tool_out;
+	const char *error = NULL;
 	if (r->kind == SRV_J_GENESIS) {
 		printf("G,%llu,%lld,participants=%u\n", (unsigned long long)r->seq,
 		       (long long)r->time_ms, r->n_participants);
-		if (srv_core_make(s, r->time_ms) != 0 ||
+		if (srv_genesis_load(s, r, &error) != 0 ||
 		    srv_core_out_alloc(s->core, &tool_out) != 0)
 			return -1;
-		for (uint32_t i = 0; i < r->n_participants; i++) {
-			const struct srv_journal_participant *p = &r->participants[i];
-			if (srv_core_register(s->core, p->id, p->public_key) != SRV_CORE_OK ||
-			    srv_core_set_name(s->core, p->id, p->name) != SRV_CORE_OK ||
-			    srv_risk_add_cash(srv_core_risk(s->core), p->id, p->balance) != 0)
-				return -1;
-			printf("P,%u,%s,%lld\n", p->id, p->name, (long long)p->balance);
-		}
+		for (uint32_t i = 0; i < r->n_participants; i++)
+			printf("P,%u,%s,%lld\n", r->participants[i].id, r->participants[i].name,
+			       (long long)r->participants[i].balance);
 		return 0;
 	}
 	if (s->core == NULL)
 		return -1;
-	int rc;
+	static struct srv_request req;
+	if (srv_replay_apply(s->core, r, &req, &out, &error) != 0)
+		return -1;
 	if (r->kind == SRV_J_TICK) {
-		rc = srv_core_tick(s->core, r->time_ms, &out);
 		if (out.n_reports)
 			printf("> %llu,%lld,tick\n", (unsigned long long)r->seq,
 			       (long long)r->time_ms);
 	} else {
-		static struct srv_request req;
-		if (srv_request_from_body(r->body, r->body_len, r->signature, &req) != 0)
-			return -1;
 		const ProtobufCEnumValue *t = protobuf_c_enum_descriptor_get_value(
 			&gridex__v1__request_type__descriptor, (int)req.type);
 		printf("> %llu,%lld,%s,account=%u,nonce=%llu\n", (unsigned long long)r->seq,
 		       (long long)r->time_ms, t ? t->name : "?", req.account,
 		       (unsigned long long)req.nonce);
-		rc = srv_core_handle(s->core, &req, r->time_ms, &out);
 	}
 	for (size_t i = 0; i < out.n_reports; i++) {
 		const struct srv_report *x = &out.reports[i];
@@ -240,7 +233,7 @@ static int print_record(const struct srv_jrec *r, void *ctx)
 			       (long long)x->last_quantity, (long long)x->cumulative_quantity,
 			       (long long)x->leaves_quantity, (unsigned long long)x->fill_id);
 	}
-	return rc == SRV_CORE_OK ? 0 : -1;
+	return 0;
 }
 
 static int journal_tool(struct srv *s)

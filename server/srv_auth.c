@@ -30,11 +30,17 @@ static bool chars_ok(const ProtobufCBinaryData *b, size_t max, bool product)
 	return true;
 }
 
+bool srv_product_token_ok(const uint8_t *data, size_t len)
+{
+	ProtobufCBinaryData b = {.len = len, .data = (uint8_t *)data};
+	return len > 0 && chars_ok(&b, SRV_PRODUCT_BYTES_MAX, true);
+}
+
 static bool token_ok(const ProtobufCBinaryData *b, bool required)
 {
 	if (b->len == 0)
 		return !required;
-	return chars_ok(b, SRV_PRODUCT_BYTES_MAX, true);
+	return srv_product_token_ok(b->data, b->len);
 }
 
 /* The fields only operator requests use, all absent. */

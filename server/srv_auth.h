@@ -100,6 +100,10 @@ static inline const uint8_t *srv_request_body(const struct srv_request *r, size_
 	return r->signed_bytes + SRV_SIGN_DOMAIN_BYTES;
 }
 
+/* Whether data[0..len) is a product or accelerator class name: 1 ..
+ * SRV_PRODUCT_BYTES_MAX bytes of [A-Za-z0-9._/:-] (requests and subscriptions). */
+bool srv_product_token_ok(const uint8_t *data, size_t len);
+
 /* Ed25519 check of r->signature over r->signed_bytes. Errors: BAD_SIGNATURE. */
 SRV_MUST_USE int srv_request_verify(const struct srv_request *r,
 				    const uint8_t public_key[SRV_PUBLIC_KEY_BYTES]);

@@ -425,13 +425,7 @@ static void handle_subscribe(struct srv_conn *c, const uint8_t *body, size_t len
 		product = u->product;
 	}
 	char topic[SRV_PRODUCT_BYTES_MAX + 1] = "";
-	bool ok = product.len >= 1 && product.len <= SRV_PRODUCT_BYTES_MAX;
-	for (size_t i = 0; ok && i < product.len; i++) {
-		uint8_t ch = product.data[i];
-		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		     (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' || ch == '/' ||
-		     ch == ':';
-	}
+	bool ok = srv_product_token_ok(product.data, product.len);
 	if (ok)
 		memcpy(topic, product.data, product.len);
 	if (m)

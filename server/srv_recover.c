@@ -50,18 +50,51 @@ static void settings_fingerprint(const struct srv_config *c,
 			   NULL, 0);
 }
 
-static int add_participant(struct recovery *r, uint32_t id, const char *name, const uint8_t key[32],
-			   int64_t balance)
+static int add_participant(struct srv *s, uint32_t id, const char *name, const uint8_t key[32],
+			   int64_t balance, const char **error)
 {
-	struct srv *s = r->s;
 	if (id == (uint32_t)s->cfg.operator_account) {
-		r->error = "the operator account is also a participant";
+		*error = "the operator account is also a participant";
 		return -1;
 	}
 	if (srv_core_register(s->core, id, key) != SRV_CORE_OK ||
 	    srv_core_set_name(s->core, id, name) != SRV_CORE_OK ||
 	    srv_risk_add_cash(srv_core_risk(s->core), id, balance) != SRV_RISK_OK) {
-		r->error = "a participant could not be loaded (invalid key or accounts_max)";
+		*error = "a participant could not be loaded (invalid key or accounts_max)";
+		return -1;
+	}
+	return 0;
+}
+
+int srv_genesis_load(struct srv *s, const struct srv_jrec *g, const char **error)
+{
+	if (srv_core_make(s, g->time_ms) != 0) {
+		*error = "the core cannot be created";
+		return -1;
+	}
+	for (uint32_t i = 0; i < g->n_participants; i++) {
+		const struct srv_journal_participant *p = &g->participants[i];
+		if (add_participant(s, p->id, p->name, p->public_key, p->balance, error))
+			return -1;
+	}
+	return 0;
+}
+
+int srv_replay_apply(struct srv_core *c, const struct srv_jrec *rec, struct srv_request *req,
+		     struct srv_core_out *out, const char **error)
+{
+	int rc;
+	if (rec->kind == SRV_J_TICK) {
+		rc = srv_core_tick(c, rec->time_ms, out);
+	} else {
+		if (srv_request_from_body(rec->body, rec->body_len, rec->signature, req) != 0) {
+			*error = "a journaled request does not decode";
+			return -1;
+		}
+		rc = srv_core_handle(c, req, rec->time_ms, out);
+	}
+	if (rc != SRV_CORE_OK) {
+		*error = "the core refused a journaled input";
 		return -1;
 	}
 	return 0;
@@ -88,7 +121,7 @@ static int from_ledger(const struct ledger_participant *p, void *ctx)
 	*g = (struct srv_journal_participant){.id = p->id, .balance = p->available};
 	snprintf(g->name, sizeof(g->name), "%s", p->name);
 	memcpy(g->public_key, p->public_key, 32);
-	return add_participant(r, p->id, p->name, p->public_key, p->available);
+	return add_participant(r->s, p->id, p->name, p->public_key, p->available, &r->error);
 }
 
 /* What the ledger does not have yet goes to the ledger thread, in order. */
@@ -135,14 +168,11 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 				   "(docs/durability.md)";
 			return -1;
 		}
-		if (srv_core_make(s, rec->time_ms) != 0 || srv_core_out_alloc(s->core, &r->out)) {
-			r->error = "the core cannot be created";
+		if (srv_genesis_load(s, rec, &r->error) != 0)
 			return -1;
-		}
-		for (uint32_t i = 0; i < rec->n_participants; i++) {
-			const struct srv_journal_participant *p = &rec->participants[i];
-			if (add_participant(r, p->id, p->name, p->public_key, p->balance))
-				return -1;
+		if (srv_core_out_alloc(s->core, &r->out) != SRV_CORE_OK) {
+			r->error = "out of memory";
+			return -1;
 		}
 		return 0;
 	}
@@ -150,21 +180,9 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 		r->error = "the journal does not begin with its GENESIS record";
 		return -1;
 	}
-	int rc;
-	if (rec->kind == SRV_J_TICK) {
-		rc = srv_core_tick(s->core, rec->time_ms, &r->out);
-	} else {
-		static struct srv_request req;
-		if (srv_request_from_body(rec->body, rec->body_len, rec->signature, &req) != 0) {
-			r->error = "a journaled request does not decode";
-			return -1;
-		}
-		rc = srv_core_handle(s->core, &req, rec->time_ms, &r->out);
-	}
-	if (rc != SRV_CORE_OK) {
-		r->error = "the core refused a journaled input";
+	static struct srv_request req;
+	if (srv_replay_apply(s->core, rec, &req, &r->out, &r->error) != 0)
 		return -1;
-	}
 	return resend(r, rec->seq);
 }
 

@@ -151,6 +151,14 @@ int64_t srv_mono_ms(void); /* monotonic */
 int srv_core_make(struct srv *s, int64_t start_ms);
 /* srv_recover.c: the writer lock, then a new journal or the replay of the existing one. */
 __attribute__((warn_unused_result)) int srv_recover(struct srv *s);
+struct srv_jrec;
+/* A journal's GENESIS record: the core (clock at its time) with its participants.
+ * -1 with the reason in *error. Also used by the offline journal tools. */
+int srv_genesis_load(struct srv *s, const struct srv_jrec *genesis, const char **error);
+/* Applies a TICK or REQUEST record to the core, as the live core did (req receives the
+ * decoded request). -1 with the reason in *error. */
+int srv_replay_apply(struct srv_core *c, const struct srv_jrec *rec, struct srv_request *req,
+		     struct srv_core_out *out, const char **error);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);
