@@ -1485,11 +1485,85 @@ int matching_order_get(const struct matching_engine *e, uint64_t order_id,
 		.book = o->book,
 		.side = o->side,
 		.tif = o->tif,
+		.stp = o->stp,
 		.price = o->price,
 		.qty = o->qty,
 		.expire_ms = o->expire_ms,
 	};
 	return MATCHING_OK;
+}
+
+/* ---------- snapshots ---------- */
+
+int matching_book_orders(const struct matching_engine *e, uint32_t book, enum matching_side side,
+			 int (*each)(const struct matching_order_view *o, void *ctx), void *ctx)
+{
+	if (book >= e->nbooks || (side != MATCHING_BUY && side != MATCHING_SELL))
+		return 0;
+	const struct mside *s = &e->books[book].side[side];
+	for (uint32_t li = side_best(s, is_bid(side)); li != NIL;
+	     li = side_next(e, s, is_bid(side), li)) {
+		for (uint32_t oi = e->levels[li].head; oi != NIL; oi = e->orders[oi].next) {
+			const struct mo *o = &e->orders[oi];
+			struct matching_order_view v = {
+				.order_id = o->id,
+				.account = o->account,
+				.book = o->book,
+				.side = o->side,
+				.tif = o->tif,
+				.stp = o->stp,
+				.price = o->price,
+				.qty = o->qty,
+				.expire_ms = o->expire_ms,
+			};
+			int rc = each(&v, ctx);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+uint8_t matching_restore_order(struct matching_engine *e, const struct matching_order *o)
+{
+	int64_t tick;
+	if (o->tif == MATCHING_IOC || o->tif == MATCHING_FOK || o->stp == MATCHING_STP_DEFAULT)
+		return MATCHING_R_BAD_ORDER;
+	uint8_t r = check_order(e, o, &tick);
+	if (r)
+		return r;
+	if (would_cross(e, o->book, o->side, o->price))
+		return MATCHING_R_WOULD_CROSS;
+	uint32_t oi = e->order_free;
+	e->order_free = e->orders[oi].next;
+	e->norders++;
+	e->orders[oi] = (struct mo){
+		.id = o->order_id,
+		.account = o->account,
+		.book = o->book,
+		.side = o->side,
+		.tif = o->tif,
+		.stp = o->stp,
+		.live = 1,
+		.heap_pos = NIL,
+		.level = NIL,
+		.price = o->price,
+		.qty = o->qty,
+		.expire_ms = o->tif == MATCHING_GTD ? o->expire_ms : 0,
+	};
+	index_add(e, oi);
+	order_rest(e, oi, tick);
+	return MATCHING_R_NONE;
+}
+
+uint64_t matching_fill_seq(const struct matching_engine *e)
+{
+	return e->next_fill;
+}
+
+void matching_restore_fill_seq(struct matching_engine *e, uint64_t next_fill)
+{
+	e->next_fill = next_fill < 1 ? 1 : next_fill;
 }
 
 const char *matching_reason_name(enum matching_reason r)

@@ -180,6 +180,7 @@ struct matching_order_view {
 	uint32_t book;
 	uint8_t side;
 	uint8_t tif;
+	uint8_t stp; /* resolved: never MATCHING_STP_DEFAULT */
 	int64_t price;
 	int64_t qty;
 	int64_t expire_ms;
@@ -303,6 +304,27 @@ MATCHING_MUST_USE int matching_submit_basket(struct matching_engine *eng,
  */
 MATCHING_MUST_USE int matching_advance(struct matching_engine *eng, int64_t now_ms,
 				       struct matching_batch *out);
+
+/*
+ * Snapshots (docs/durability.md). matching_book_orders() calls each(view, ctx)
+ * for every resting order of one side of a book, best level first and in time
+ * priority within a level, until each returns non-zero (which it returns).
+ * matching_restore_order() puts an order back at the tail of its level
+ * without matching, so restoring a side's orders in that order rebuilds its
+ * queues exactly; it refuses (REJECTED's reasons as the return value, 0 when
+ * restored) what a live book could not hold: an unknown or closed book, a bad
+ * price, quantity, side, time in force (IOC and FOK never rest), resolved STP
+ * mode or expiry, a duplicate id, no room, or a price that crosses the other
+ * side. matching_fill_seq() is the id the next fill gets;
+ * matching_restore_fill_seq() sets it (not below 1).
+ */
+MATCHING_MUST_USE int
+matching_book_orders(const struct matching_engine *eng, uint32_t book, enum matching_side side,
+		     int (*each)(const struct matching_order_view *o, void *ctx), void *ctx);
+MATCHING_MUST_USE uint8_t matching_restore_order(struct matching_engine *eng,
+						 const struct matching_order *o);
+uint64_t matching_fill_seq(const struct matching_engine *eng);
+void matching_restore_fill_seq(struct matching_engine *eng, uint64_t next_fill);
 
 /*
  * Checks every structural invariant (links, totals, index, window, tree,

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "gridex.pb-c.h"
+#include "srv_snapshot.h"
 
 /* Envelope bytes around the body: two tags, two lengths, the signature. */
 #define ENVELOPE_OVERHEAD_MAX (2 + 10 + 2 + SRV_SIGNATURE_BYTES)
@@ -339,6 +340,45 @@ int srv_nonce_accept(struct srv_keys *k, uint32_t account, uint64_t nonce, int64
 		return SRV_AUTH_STALE_NONCE;
 	e->seen |= 1ULL << (back - 1);
 	return SRV_AUTH_OK;
+}
+
+void srv_keys_save(const struct srv_keys *k, struct srv_snap_w *w)
+{
+	srv_snap_u32(w, k->count);
+	for (uint32_t h = 0; h <= k->mask; h++) {
+		const struct key_entry *e = &k->slots[h];
+		if (e->account == 0)
+			continue;
+		srv_snap_u32(w, e->account);
+		srv_snap_u64(w, e->high);
+		srv_snap_u64(w, e->seen);
+		srv_snap_put(w, e->public_key, SRV_PUBLIC_KEY_BYTES);
+	}
+}
+
+int srv_keys_load(struct srv_keys *k, struct srv_snap_r *in)
+{
+	uint32_t n = srv_snap_get_count(in, 20 + SRV_PUBLIC_KEY_BYTES, k->max);
+	for (uint32_t i = 0; i < n && !in->error; i++) {
+		uint32_t account = srv_snap_get_u32(in);
+		uint64_t high = srv_snap_get_u64(in), seen = srv_snap_get_u64(in);
+		uint8_t key[SRV_PUBLIC_KEY_BYTES];
+		srv_snap_get(in, key, sizeof(key));
+		if (in->error)
+			break;
+		/* An account registered already (the operator's) keeps its configured key. */
+		if (account == 0 || (srv_keys_lookup(k, account) == NULL &&
+				     srv_keys_register(k, account, key) != SRV_AUTH_OK)) {
+			srv_snap_fail(in, "keys: an account is zero or its key invalid");
+			break;
+		}
+		struct key_entry *e = slot_of(k, account);
+		e->high = high;
+		e->seen = seen;
+	}
+	if (!in->error && k->count < n)
+		srv_snap_fail(in, "keys: an account is repeated");
+	return in->error ? -1 : 0;
 }
 
 const char *srv_auth_status_name(int status)

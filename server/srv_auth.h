@@ -138,6 +138,13 @@ const uint8_t *srv_keys_lookup(const struct srv_keys *k, uint32_t account);
 SRV_MUST_USE int srv_nonce_accept(struct srv_keys *k, uint32_t account, uint64_t nonce,
 				  int64_t expires_at_ms, int64_t now_ms, int64_t ahead_ms_max);
 
+/* Snapshots: every account's key and nonce window; load fills a new, empty
+ * registry (-1 with the reason in in->error). */
+struct srv_snap_w;
+struct srv_snap_r;
+void srv_keys_save(const struct srv_keys *k, struct srv_snap_w *w);
+SRV_MUST_USE int srv_keys_load(struct srv_keys *k, struct srv_snap_r *in);
+
 const char *srv_auth_status_name(int status);
 
 #endif

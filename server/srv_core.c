@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gridex.pb-c.h"
+#include "srv_snapshot.h"
 
 #define NONE	    UINT32_MAX
 #define CLASSES_MAX 256 /* accelerator classes: a few dozen exist */
@@ -1259,4 +1260,337 @@ bool srv_core_snapshot(const struct srv_core *c, uint32_t book, struct matching_
 	*level_seq = c->level_seq[book];
 	*trade_seq = c->trade_seq[book];
 	return true;
+}
+
+/* ---------- snapshots ---------- */
+
+static void put_text(struct srv_snap_w *w, const char *s)
+{
+	size_t len = strlen(s);
+	srv_snap_u8(w, (uint8_t)len);
+	srv_snap_put(w, s, len);
+}
+
+/* A NUL-terminated text of at most max bytes. */
+static void get_text(struct srv_snap_r *in, char *out, size_t max)
+{
+	size_t len = srv_snap_get_u8(in);
+	if (len > max) {
+		srv_snap_fail(in, "a name in the snapshot is too long");
+		len = 0;
+	}
+	srv_snap_get(in, out, len);
+	out[len] = '\0';
+	if (memchr(out, '\0', len) != NULL)
+		srv_snap_fail(in, "a name in the snapshot holds a NUL byte");
+}
+
+/* A count written after the items it counts: its place, then its value. */
+static size_t count_begin(struct srv_snap_w *w)
+{
+	srv_snap_u32(w, 0);
+	return w->len - 4;
+}
+
+static void count_end(struct srv_snap_w *w, size_t at, uint32_t n)
+{
+	for (int i = 0; !w->failed && i < 4; i++)
+		w->p[at + (size_t)i] = (uint8_t)(n >> (8 * i));
+}
+
+struct save_orders {
+	struct srv_snap_w *w;
+	uint32_t n;
+};
+
+static int save_order(const struct matching_order_view *o, void *ctx)
+{
+	struct save_orders *x = ctx;
+	srv_snap_u64(x->w, o->order_id);
+	srv_snap_u32(x->w, o->account);
+	srv_snap_u8(x->w, o->tif);
+	srv_snap_u8(x->w, o->stp);
+	srv_snap_i64(x->w, o->price);
+	srv_snap_i64(x->w, o->qty);
+	srv_snap_i64(x->w, o->expire_ms);
+	x->n++;
+	return 0;
+}
+
+static void save_report(struct srv_snap_w *w, const struct srv_report *r)
+{
+	srv_snap_u8(w, r->kind);
+	srv_snap_u8(w, r->reason);
+	srv_snap_u8(w, r->exec_type);
+	srv_snap_u8(w, r->side);
+	srv_snap_u32(w, r->account);
+	srv_snap_u64(w, r->nonce);
+	srv_snap_u64(w, r->client_order_id);
+	srv_snap_u64(w, r->order_id);
+	srv_snap_u32(w, r->book);
+	srv_snap_i64(w, r->price);
+	srv_snap_i64(w, r->last_price);
+	srv_snap_i64(w, r->last_quantity);
+	srv_snap_i64(w, r->cumulative_quantity);
+	srv_snap_i64(w, r->leaves_quantity);
+	srv_snap_u64(w, r->fill_id);
+	srv_snap_i64(w, r->fee);
+}
+
+#define REPORT_BYTES 92 /* as save_report writes it */
+
+static void load_report(struct srv_snap_r *in, struct srv_report *r)
+{
+	r->kind = srv_snap_get_u8(in);
+	r->reason = srv_snap_get_u8(in);
+	r->exec_type = srv_snap_get_u8(in);
+	r->side = srv_snap_get_u8(in);
+	r->account = srv_snap_get_u32(in);
+	r->nonce = srv_snap_get_u64(in);
+	r->client_order_id = srv_snap_get_u64(in);
+	r->order_id = srv_snap_get_u64(in);
+	r->book = srv_snap_get_u32(in);
+	r->price = srv_snap_get_i64(in);
+	r->last_price = srv_snap_get_i64(in);
+	r->last_quantity = srv_snap_get_i64(in);
+	r->cumulative_quantity = srv_snap_get_i64(in);
+	r->leaves_quantity = srv_snap_get_i64(in);
+	r->fill_id = srv_snap_get_u64(in);
+	r->fee = srv_snap_get_i64(in);
+}
+
+void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
+{
+	srv_snap_u64(w, c->next_oid);
+	srv_snap_i64(w, matching_now(c->eng));
+	srv_snap_u64(w, matching_fill_seq(c->eng));
+	srv_snap_u32(w, c->nclasses);
+	for (uint32_t i = 0; i < c->nclasses; i++)
+		put_text(w, c->classes[i]);
+	uint32_t nbooks = matching_book_count(c->eng);
+	srv_snap_u32(w, nbooks);
+	for (uint32_t b = 0; b < nbooks; b++) {
+		const struct matching_product *p = matching_book_product(c->eng, b);
+		put_text(w, p->name);
+		put_text(w, p->class_name);
+		srv_snap_i64(w, p->period_start_ms);
+		srv_snap_i64(w, p->period_ms);
+		srv_snap_i64(w, p->gate_ms);
+		srv_snap_i64(w, p->tick);
+		srv_snap_u8(w, c->halted[b]);
+		srv_snap_u32(w, c->class_of[b]);
+		srv_snap_u64(w, c->level_seq[b]);
+		srv_snap_u64(w, c->trade_seq[b]);
+		for (int side = MATCHING_BUY; side <= MATCHING_SELL; side++) {
+			struct save_orders x = {.w = w};
+			size_t at = count_begin(w);
+			int rc = matching_book_orders(c->eng, b, side, save_order, &x);
+			assert(rc == 0);
+			(void)rc;
+			count_end(w, at, x.n);
+		}
+	}
+	srv_keys_save(c->keys, w);
+	/* Accounts, each with its live orders from the oldest: loading adds them in
+	 * that order, newest at the head, as they were. */
+	size_t at = count_begin(w);
+	uint32_t naccts = 0;
+	for (uint32_t h = 0; h <= c->acct_mask; h++) {
+		if (c->acct_keys[h] == 0)
+			continue;
+		naccts++;
+		srv_snap_u32(w, c->acct_keys[h]);
+		put_text(w, c->acct_name[h]);
+		srv_snap_i64(w, c->acct_tokens[h]);
+		srv_snap_i64(w, c->acct_last_ms[h]);
+		uint32_t last = NONE, n = 0;
+		for (uint32_t s = c->acct_head[h]; s != NONE; s = c->pool[s].acct_next, n++)
+			last = s;
+		srv_snap_u32(w, n);
+		for (uint32_t s = last; s != NONE; s = c->pool[s].acct_prev) {
+			const struct corder *o = &c->pool[s];
+			srv_snap_u64(w, o->oid);
+			srv_snap_u64(w, o->coid);
+			srv_snap_u32(w, o->book);
+			srv_snap_u8(w, o->side);
+			srv_snap_i64(w, o->limit);
+			srv_snap_i64(w, o->orig);
+			srv_snap_i64(w, o->cum);
+		}
+	}
+	count_end(w, at, naccts);
+	srv_risk_save(c->risk, w);
+	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
+	srv_snap_u64(w, c->n_recent);
+	for (uint64_t i = 0; i < kept; i++)
+		save_report(w, &c->recent[(c->n_recent - kept + i) % ring]);
+}
+
+static void load_books(struct srv_core *c, struct srv_snap_r *in)
+{
+	c->nclasses = srv_snap_get_count(in, 1, CLASSES_MAX);
+	for (uint32_t i = 0; i < c->nclasses && !in->error; i++) {
+		get_text(in, c->classes[i], MATCHING_CLASS_NAME_MAX);
+		if (c->classes[i][0] == '\0' || class_find(c, c->classes[i]) != i)
+			srv_snap_fail(in, "core: an accelerator class is empty or repeated");
+	}
+	uint32_t nbooks = srv_snap_get_count(in, 60, c->cfg.matching.books_max);
+	for (uint32_t b = 0; b < nbooks && !in->error; b++) {
+		struct matching_product p = {0};
+		uint32_t book = NONE;
+		get_text(in, p.name, MATCHING_PRODUCT_NAME_MAX);
+		get_text(in, p.class_name, MATCHING_CLASS_NAME_MAX);
+		p.period_start_ms = srv_snap_get_i64(in);
+		p.period_ms = srv_snap_get_i64(in);
+		p.gate_ms = srv_snap_get_i64(in);
+		p.tick = srv_snap_get_i64(in);
+		uint8_t halted = srv_snap_get_u8(in);
+		uint32_t cls = srv_snap_get_u32(in);
+		c->level_seq[b] = srv_snap_get_u64(in);
+		c->trade_seq[b] = srv_snap_get_u64(in);
+		if (in->error)
+			return;
+		if (halted > 1 || cls >= c->nclasses ||
+		    strcmp(c->classes[cls], p.class_name) != 0 ||
+		    matching_book_create(c->eng, &p, &book) != MATCHING_OK || book != b) {
+			srv_snap_fail(in, "core: a product is invalid or repeated");
+			return;
+		}
+		c->halted[b] = halted;
+		c->class_of[b] = cls;
+		for (uint8_t side = MATCHING_BUY; side <= MATCHING_SELL && !in->error; side++) {
+			uint32_t n = srv_snap_get_count(in, 38, c->cfg.matching.orders_max);
+			for (uint32_t i = 0; i < n && !in->error; i++) {
+				struct matching_order o = {.book = b, .side = side};
+				o.order_id = srv_snap_get_u64(in);
+				o.account = srv_snap_get_u32(in);
+				o.tif = srv_snap_get_u8(in);
+				o.stp = srv_snap_get_u8(in);
+				o.price = srv_snap_get_i64(in);
+				o.qty = srv_snap_get_i64(in);
+				o.expire_ms = srv_snap_get_i64(in);
+				if (!in->error && (o.order_id == 0 || o.order_id >= c->next_oid ||
+						   matching_restore_order(c->eng, &o) != 0))
+					srv_snap_fail(
+						in, "core: a resting order does not fit its book");
+			}
+		}
+	}
+}
+
+static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
+{
+	uint32_t naccts = srv_snap_get_count(in, 25, c->cfg.accounts_max);
+	for (uint32_t a = 0; a < naccts && !in->error; a++) {
+		uint32_t account = srv_snap_get_u32(in);
+		char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
+		get_text(in, name, SRV_ACCOUNT_NAME_BYTES_MAX);
+		int64_t tokens = srv_snap_get_i64(in), last_ms = srv_snap_get_i64(in);
+		uint32_t n = srv_snap_get_count(in, 45, c->cfg.client_ids_max);
+		if (in->error)
+			return;
+		uint32_t h = acct_slot(c, account);
+		bool fresh = c->acct_keys[h] != account ||
+			     (c->acct_head[h] == NONE && c->acct_name[h][0] == '\0' &&
+			      c->acct_last_ms[h] == 0); /* the operator's, registered already */
+		if (srv_keys_lookup(c->keys, account) == NULL || !fresh || tokens < 0 ||
+		    tokens > (int64_t)c->cfg.orders_burst * 1000 || last_ms < 0) {
+			srv_snap_fail(in, "core: an account is unknown, repeated or out of range");
+			return;
+		}
+		c->acct_keys[h] = account;
+		c->acct_head[h] = NONE;
+		c->acct_tokens[h] = tokens;
+		c->acct_last_ms[h] = last_ms;
+		if (srv_core_set_name(c, account, name) != SRV_CORE_OK) {
+			srv_snap_fail(in, "core: an account name is invalid or taken");
+			return;
+		}
+		for (uint32_t i = 0; i < n && !in->error; i++) {
+			struct corder o = {.account = account};
+			o.oid = srv_snap_get_u64(in);
+			o.coid = srv_snap_get_u64(in);
+			o.book = srv_snap_get_u32(in);
+			o.side = srv_snap_get_u8(in);
+			o.limit = srv_snap_get_i64(in);
+			o.orig = srv_snap_get_i64(in);
+			o.cum = srv_snap_get_i64(in);
+			struct matching_order_view v;
+			if (in->error)
+				return;
+			/* Each live order rests in the engine with what its owner was told. */
+			if (c->nfree == 0 || find_oid(c, o.oid) != NULL ||
+			    find_client(c, account, o.coid) != NULL || o.cum < 0 ||
+			    o.orig <= o.cum ||
+			    matching_order_get(c->eng, o.oid, &v) != MATCHING_OK ||
+			    v.account != account || v.book != o.book || v.side != o.side ||
+			    v.price != o.limit || v.qty != o.orig - o.cum) {
+				srv_snap_fail(in, "core: a live order differs from the book");
+				return;
+			}
+			order_add(c, &o);
+		}
+	}
+}
+
+int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
+{
+	if (matching_book_count(c->eng) != 0 || c->nfree != c->cfg.client_ids_max) {
+		srv_snap_fail(in, "core: not a new core");
+		return -1;
+	}
+	c->next_oid = srv_snap_get_u64(in);
+	int64_t now = srv_snap_get_i64(in);
+	uint64_t next_fill = srv_snap_get_u64(in);
+	if (!in->error && (c->next_oid < 1 || next_fill < 1 || now < matching_now(c->eng) ||
+			   matching_advance(c->eng, now, &c->batch) != MATCHING_OK))
+		srv_snap_fail(in, "core: clock or counters out of range");
+	matching_restore_fill_seq(c->eng, next_fill);
+	load_books(c, in);
+	/* The operator's account is in the registry already, with its configured key. */
+	if (!in->error && srv_keys_load(c->keys, in) != 0)
+		return -1;
+	load_accounts(c, in);
+	if (!in->error && srv_risk_load(c->risk, in) != 0)
+		return -1;
+	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+	c->n_recent = srv_snap_get_u64(in);
+	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
+	if (!in->error && kept > (in->len - in->off) / REPORT_BYTES)
+		srv_snap_fail(in, "core: more recent fills than the snapshot holds");
+	for (uint64_t i = 0; i < kept && !in->error; i++)
+		load_report(in, &c->recent[(c->n_recent - kept + i) % ring]);
+	if (in->error)
+		return -1;
+	/* The three views of the open orders agree. */
+	uint32_t live = c->cfg.client_ids_max - c->nfree;
+	struct srv_risk_account ra;
+	for (uint32_t h = 0; h <= c->acct_mask; h++)
+		if (c->acct_keys[h] != 0 &&
+		    srv_risk_account(c->risk, c->acct_keys[h], &ra) != SRV_RISK_OK) {
+			srv_snap_fail(in, "core: an account has no risk state");
+			return -1;
+		}
+	if (live != matching_order_count(c->eng)) {
+		srv_snap_fail(in, "core: live orders and resting orders differ");
+		return -1;
+	}
+	if (live != srv_risk_order_count(c->risk)) {
+		srv_snap_fail(in, "core: live orders and risk's orders differ");
+		return -1;
+	}
+	for (uint32_t i = 0; i < c->cfg.client_ids_max; i++) {
+		const struct corder *o = &c->pool[i];
+		struct srv_risk_order r;
+		if (o->oid == 0)
+			continue;
+		if (!srv_risk_order(c->risk, o->oid, &r) || r.account != o->account ||
+		    r.book != o->book || r.class_id != c->class_of[o->book] || r.side != o->side ||
+		    r.price != o->limit || r.qty != o->orig - o->cum) {
+			srv_snap_fail(in, "core: a live order differs from risk's");
+			return -1;
+		}
+	}
+	return 0;
 }

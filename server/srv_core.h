@@ -180,6 +180,20 @@ bool srv_core_snapshot(const struct srv_core *c, uint32_t book, struct matching_
 		       size_t *n_bids, struct matching_level_view *asks, size_t *n_asks, size_t max,
 		       uint64_t *level_seq, uint64_t *trade_seq);
 
+/*
+ * Snapshots (docs/durability.md): save writes everything a later call can
+ * depend on (books and their queues, classes, halts, market-data sequences,
+ * keys and nonce windows, names, rate buckets, live orders, risk, recent
+ * fills), between calls. load fills a core just made by srv_core_create()
+ * (with the operator registered, nothing else) and refuses (-1, the reason in
+ * in->error) anything that does not fit or does not agree with itself; the
+ * core must then be destroyed.
+ */
+struct srv_snap_w;
+struct srv_snap_r;
+void srv_core_save(const struct srv_core *c, struct srv_snap_w *w);
+SRV_CORE_MUST_USE int srv_core_load(struct srv_core *c, struct srv_snap_r *in);
+
 /* Moves the clock: GTD expiries and gate closures, reported as EXPIRED_ORDER. */
 SRV_CORE_MUST_USE int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out);
 

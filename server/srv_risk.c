@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ledger.h"
+#include "srv_snapshot.h"
 
 #define EMPTY UINT64_MAX
 #define NONE  UINT32_MAX
@@ -463,6 +464,147 @@ void srv_risk_apply(struct srv_risk *r, const struct matching_event *ev)
 			order_end(r, o);
 		break;
 	}
+}
+
+uint32_t srv_risk_order_count(const struct srv_risk *r)
+{
+	return r->orders.count;
+}
+
+bool srv_risk_order(const struct srv_risk *r, uint64_t order_id, struct srv_risk_order *out)
+{
+	const struct rorder *o = order_of(r, order_id);
+	if (o == NULL)
+		return false;
+	*out = (struct srv_risk_order){.order_id = o->id,
+				       .account = o->account,
+				       .book = o->book,
+				       .class_id = o->class_id,
+				       .side = o->side,
+				       .price = o->limit,
+				       .qty = o->open};
+	return true;
+}
+
+/* ---------- snapshots ---------- */
+
+void srv_risk_save(const struct srv_risk *r, struct srv_snap_w *w)
+{
+	srv_snap_u32(w, r->accounts.count);
+	for (uint32_t h = 0; h <= r->accounts.mask; h++)
+		if (r->accounts.keys[h] != EMPTY) {
+			srv_snap_u32(w, (uint32_t)r->accounts.keys[h]);
+			srv_snap_i64(w, r->acct[r->accounts.vals[h]].cash);
+		}
+	srv_snap_u32(w, r->capacities.count);
+	for (uint32_t h = 0; h <= r->capacities.mask; h++)
+		if (r->capacities.keys[h] != EMPTY) {
+			srv_snap_u64(w, r->capacities.keys[h]);
+			srv_snap_i64(w, r->cap[r->capacities.vals[h]]);
+		}
+	srv_snap_u32(w, r->positions.count);
+	for (uint32_t h = 0; h <= r->positions.mask; h++)
+		if (r->positions.keys[h] != EMPTY) {
+			srv_snap_u64(w, r->positions.keys[h]);
+			srv_snap_i64(w, r->pos[r->positions.vals[h]].sold);
+		}
+	srv_snap_u32(w, r->orders.count);
+	for (uint32_t h = 0; h <= r->orders.mask; h++)
+		if (r->orders.keys[h] != EMPTY) {
+			const struct rorder *o = &r->ord[r->orders.vals[h]];
+			srv_snap_u64(w, o->id);
+			srv_snap_u32(w, o->account);
+			srv_snap_u32(w, o->book);
+			srv_snap_u32(w, o->class_id);
+			srv_snap_u8(w, o->side);
+			srv_snap_i64(w, o->limit);
+			srv_snap_i64(w, o->open);
+		}
+}
+
+/* Loads into a new, empty risk: cash, capacities and sales as saved; what the open
+ * orders hold (reservations, open counts, offered GPUs) is summed from them again. */
+int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
+{
+	uint32_t n = srv_snap_get_count(in, 12, r->cfg.accounts_max);
+	for (uint32_t i = 0; i < n && !in->error; i++) {
+		uint32_t account = srv_snap_get_u32(in);
+		int64_t cash = srv_snap_get_i64(in);
+		const struct racct *had = acct_of(r, account); /* the operator's, made empty */
+		if (account == 0 || cash < 0 || (had && (had->cash || had->open_orders)))
+			srv_snap_fail(in, "risk: an account is zero, negative or repeated");
+		else if (srv_risk_add_cash(r, account, cash) != SRV_RISK_OK)
+			srv_snap_fail(in, "risk: accounts do not fit");
+	}
+	n = srv_snap_get_count(in, 16, r->cfg.capacities_max);
+	for (uint32_t i = 0; i < n && !in->error; i++) {
+		uint64_t key = srv_snap_get_u64(in);
+		int64_t gpus = srv_snap_get_i64(in);
+		if (key == EMPTY || gpus < 0 || table_get(&r->capacities, key) != NONE)
+			srv_snap_fail(in, "risk: a capacity is negative or repeated");
+		else if (srv_risk_set_capacity(r, (uint32_t)(key >> 32), (uint32_t)key, gpus) !=
+			 SRV_RISK_OK)
+			srv_snap_fail(in, "risk: capacities do not fit");
+	}
+	n = srv_snap_get_count(in, 16, r->cfg.positions_max);
+	for (uint32_t i = 0; i < n && !in->error; i++) {
+		uint64_t key = srv_snap_get_u64(in);
+		int64_t sold = srv_snap_get_i64(in);
+		if (key == EMPTY || sold < 0 || pos_of(r, (uint32_t)(key >> 32), (uint32_t)key))
+			srv_snap_fail(in, "risk: a position is negative or repeated");
+		else
+			pos_get_or_add(r, (uint32_t)(key >> 32), (uint32_t)key)->sold = sold;
+	}
+	n = srv_snap_get_count(in, 37, r->cfg.orders_max);
+	for (uint32_t i = 0; i < n && !in->error; i++) {
+		struct rorder o = {.id = srv_snap_get_u64(in)};
+		o.account = srv_snap_get_u32(in);
+		o.book = srv_snap_get_u32(in);
+		o.class_id = srv_snap_get_u32(in);
+		o.side = srv_snap_get_u8(in);
+		o.limit = srv_snap_get_i64(in);
+		o.open = srv_snap_get_i64(in);
+		struct racct *a = acct_of(r, o.account);
+		struct rpos *p = pos_of(r, o.account, o.book);
+		int64_t held = 0;
+		if (in->error)
+			break;
+		if (o.id == EMPTY || table_get(&r->orders, o.id) != NONE || a == NULL ||
+		    (o.side != MATCHING_BUY && o.side != MATCHING_SELL) || o.limit < 1 ||
+		    o.open < 1) {
+			srv_snap_fail(in, "risk: an order is repeated, unknown or out of range");
+			break;
+		}
+		if (o.side == MATCHING_BUY &&
+		    (unit_of(r, o.limit, &o.unit) != SRV_RISK_OK ||
+		     __builtin_mul_overflow(o.open, o.unit, &held) ||
+		     __builtin_add_overflow(a->reserved, held, &a->reserved))) {
+			srv_snap_fail(in, "risk: a bid's reservation overflows");
+			break;
+		}
+		if (o.side == MATCHING_SELL) {
+			if (p == NULL && r->positions.count == r->positions.max) {
+				srv_snap_fail(in, "risk: positions do not fit");
+				break;
+			}
+			p = pos_get_or_add(r, o.account, o.book);
+			if (__builtin_add_overflow(p->offered, o.open, &p->offered)) {
+				srv_snap_fail(in, "risk: offered GPUs overflow");
+				break;
+			}
+		}
+		a->open_orders++;
+		uint32_t slot = r->free_orders[--r->nfree];
+		r->ord[slot] = o;
+		table_put(&r->orders, o.id, slot);
+	}
+	for (uint32_t h = 0; h <= r->accounts.mask && !in->error; h++)
+		if (r->accounts.keys[h] != EMPTY) {
+			const struct racct *a = &r->acct[r->accounts.vals[h]];
+			if (a->reserved > a->cash)
+				srv_snap_fail(in, "risk: an account holds more than its cash");
+		}
+	return in->error ? -1 : 0;
 }
 
 const char *srv_risk_check_invariants(const struct srv_risk *r)

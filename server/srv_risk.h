@@ -112,6 +112,20 @@ void srv_risk_modify_end(struct srv_risk *r, bool rejected);
  */
 void srv_risk_apply(struct srv_risk *r, const struct matching_event *ev);
 
+/* Tracked orders: how many, and one (price: its limit, qty: open) by id. */
+uint32_t srv_risk_order_count(const struct srv_risk *r);
+bool srv_risk_order(const struct srv_risk *r, uint64_t order_id, struct srv_risk_order *out);
+
+/*
+ * Snapshots: save writes the state (between calls); load fills a new, empty
+ * risk from what save wrote, refusing (-1, the reason in in->error) anything
+ * inconsistent. What open orders hold is recomputed from them.
+ */
+struct srv_snap_w;
+struct srv_snap_r;
+void srv_risk_save(const struct srv_risk *r, struct srv_snap_w *w);
+SRV_RISK_MUST_USE int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in);
+
 /* Consistency of totals with the tracked orders (for tests); NULL when fine. */
 const char *srv_risk_check_invariants(const struct srv_risk *r);
 
