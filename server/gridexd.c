@@ -21,6 +21,7 @@
 #include "srv_journal.h"
 #include "srv_log.h"
 #include "srv_server.h"
+#include "srv_snapshot.h"
 
 static void usage(FILE *out)
 {
@@ -245,32 +246,93 @@ static int journal_tool(struct srv *s)
 		crypto_sign_seed_keypair(pk, sk, seed);
 		sodium_bin2hex(s->cfg.operator_key, sizeof(s->cfg.operator_key), pk, sizeof(pk));
 	}
-	char path[SRV_CONFIG_TEXT_MAX + 16];
 	const char *dir = journal_verify ? journal_verify : journal_replay;
-	snprintf(path, sizeof(path), "%s/journal", dir);
-	struct srv_journal_stats st;
-	int rc = srv_journal_scan(path, journal_replay ? print_record : NULL, s, &st);
-	srv_core_out_free(&tool_out);
 	FILE *out = journal_replay ? stderr : stdout;
-	if (rc != SRV_JOURNAL_OK) {
-		fprintf(stderr, "gridexd: %s: %s%s%s\n", path,
-			rc == SRV_JOURNAL_MISSING ? "no journal"
-			: rc == SRV_JOURNAL_BAD	  ? "not a valid journal"
-			: rc < 0		  ? "a record could not be replayed"
-						  : strerror(errno),
-			st.torn_reason[0] ? ": " : "", st.torn_reason);
+	struct srv_segment *segs = NULL;
+	size_t n = 0, archived = 0;
+	if (srv_segments_list(dir, &segs, &n) != 0 || n == 0) {
+		fprintf(stderr, "gridexd: %s: %s\n", dir, n == 0 ? "no journal" : strerror(errno));
+		free(segs);
 		return 1;
 	}
+	struct srv_journal_stats st, all = {0};
+	int rc = SRV_JOURNAL_OK;
+	for (size_t i = 0; i < n && rc == SRV_JOURNAL_OK; i++) {
+		archived += segs[i].archived;
+		rc = srv_journal_scan(segs[i].path, journal_replay ? print_record : NULL, s, &st);
+		if (rc == SRV_JOURNAL_OK && st.records > 0 && all.records > 0 &&
+		    st.first_seq != all.last_seq + 1) {
+			fprintf(stderr,
+				"gridexd: %s: sequence %llu follows %llu: a segment is missing\n",
+				segs[i].path, (unsigned long long)st.first_seq,
+				(unsigned long long)all.last_seq);
+			rc = SRV_JOURNAL_BAD;
+			break;
+		}
+		if (rc == SRV_JOURNAL_OK && st.torn_bytes > 0 && i + 1 < n) {
+			fprintf(stderr,
+				"gridexd: %s: torn or corrupt (%s), and not the last segment\n",
+				segs[i].path, st.torn_reason);
+			rc = SRV_JOURNAL_BAD;
+			break;
+		}
+		if (rc != SRV_JOURNAL_OK) {
+			fprintf(stderr, "gridexd: %s: %s%s%s\n", segs[i].path,
+				rc == SRV_JOURNAL_BAD	    ? "not a valid journal"
+				: rc < 0 && s->core == NULL ? "replay needs the first segment "
+							      "(GENESIS): restore it from "
+							      "archive/ or a copy"
+				: rc < 0		    ? "a record could not be replayed"
+							    : strerror(errno),
+				st.torn_reason[0] ? ": " : "", st.torn_reason);
+			break;
+		}
+		if (journal_verify)
+			printf("segment %s: records %llu, sequence %llu .. %llu\n", segs[i].path,
+			       (unsigned long long)st.records, (unsigned long long)st.first_seq,
+			       (unsigned long long)st.last_seq);
+		if (st.records > 0 && all.records == 0) {
+			all.first_seq = st.first_seq;
+			all.first_ms = st.first_ms;
+		}
+		if (st.records > 0) {
+			all.last_seq = st.last_seq;
+			all.last_ms = st.last_ms;
+		}
+		all.records += st.records;
+		all.genesis += st.genesis;
+		all.requests += st.requests;
+		all.ticks += st.ticks;
+		all.valid_bytes += st.valid_bytes;
+		all.torn_bytes = st.torn_bytes;
+		memcpy(all.torn_reason, st.torn_reason, sizeof(all.torn_reason));
+	}
+	srv_core_out_free(&tool_out);
+	free(segs);
+	if (rc != SRV_JOURNAL_OK)
+		return 1;
+	uint64_t *snaps = NULL;
+	size_t n_snaps = 0;
+	if (srv_journal_list(dir, "snapshot-", &snaps, &n_snaps) != SRV_JOURNAL_OK)
+		n_snaps = 0;
 	fprintf(out,
+		"segments %zu (archived %zu)\n"
 		"records %llu (genesis %llu, requests %llu, ticks %llu)\n"
-		"sequence %llu .. %llu\ntime %lld .. %lld (Unix ms)\nbytes %llu valid",
-		(unsigned long long)st.records, (unsigned long long)st.genesis,
-		(unsigned long long)st.requests, (unsigned long long)st.ticks,
-		(unsigned long long)st.first_seq, (unsigned long long)st.last_seq,
-		(long long)st.first_ms, (long long)st.last_ms, (unsigned long long)st.valid_bytes);
-	if (st.torn_bytes)
+		"sequence %llu .. %llu\ntime %lld .. %lld (Unix ms)\n",
+		n, archived, (unsigned long long)all.records, (unsigned long long)all.genesis,
+		(unsigned long long)all.requests, (unsigned long long)all.ticks,
+		(unsigned long long)all.first_seq, (unsigned long long)all.last_seq,
+		(long long)all.first_ms, (long long)all.last_ms);
+	if (n_snaps > 0)
+		fprintf(out, "snapshots %zu, newest at sequence %llu\n", n_snaps,
+			(unsigned long long)snaps[n_snaps - 1]);
+	else
+		fputs("snapshots 0\n", out);
+	free(snaps);
+	fprintf(out, "bytes %llu valid", (unsigned long long)all.valid_bytes);
+	if (all.torn_bytes)
 		fprintf(out, ", %llu torn (%s): a restart cuts them off\n",
-			(unsigned long long)st.torn_bytes, st.torn_reason);
+			(unsigned long long)all.torn_bytes, all.torn_reason);
 	else
 		fputs(", no torn tail\n", out);
 	return 0;
@@ -305,8 +367,12 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit(s.cfg.max_connections + 64);
+	static struct srv_snap_w snap_buf;
+	s.snap_buf = &snap_buf;
 	if (sodium_init() < 0 || evthread_use_pthreads() != 0 ||
-	    pthread_rwlock_init(&s.keys_lock, NULL) != 0) {
+	    pthread_rwlock_init(&s.keys_lock, NULL) != 0 ||
+	    pthread_mutex_init(&s.snap_lock, NULL) != 0 ||
+	    pthread_cond_init(&s.snap_cond, NULL) != 0) {
 		srv_log(SRV_LOG_ERROR, "initialisation failed", NULL);
 		return 1;
 	}
@@ -350,6 +416,8 @@ out:
 	srv_core_destroy(s.core);
 	srv_journal_close(s.journal);
 	ledger_close(s.lock);
+	srv_snap_w_free(&snap_buf);
+	free(s.resent);
 	pthread_rwlock_destroy(&s.keys_lock);
 	srv_log_close();
 	return rc;

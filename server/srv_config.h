@@ -63,6 +63,10 @@ struct srv_config {
 	int64_t query_rows_max;
 	/* journal and ledger */
 	char journal_dir[SRV_CONFIG_TEXT_MAX];
+	int64_t journal_segment_bytes;
+	int64_t snapshot_every_records;
+	int64_t snapshot_every_ms;
+	int64_t snapshots_kept;
 	char database_url[SRV_CONFIG_TEXT_MAX];
 	char currency[SRV_CONFIG_TEXT_MAX];
 	int64_t batch_fills_max;

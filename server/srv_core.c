@@ -1423,6 +1423,7 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
 	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
 	srv_snap_u64(w, c->n_recent);
+	srv_snap_u32(w, (uint32_t)kept);
 	for (uint64_t i = 0; i < kept; i++)
 		save_report(w, &c->recent[(c->n_recent - kept + i) % ring]);
 }
@@ -1555,12 +1556,18 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 	if (!in->error && srv_risk_load(c->risk, in) != 0)
 		return -1;
 	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+	/* fills_recent_max may have changed: the newest that fit are kept. */
 	c->n_recent = srv_snap_get_u64(in);
-	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
-	if (!in->error && kept > (in->len - in->off) / REPORT_BYTES)
-		srv_snap_fail(in, "core: more recent fills than the snapshot holds");
-	for (uint64_t i = 0; i < kept && !in->error; i++)
-		load_report(in, &c->recent[(c->n_recent - kept + i) % ring]);
+	uint32_t saved = srv_snap_get_count(in, REPORT_BYTES, UINT32_MAX);
+	if (saved > c->n_recent)
+		srv_snap_fail(in, "core: more recent fills than were ever made");
+	uint64_t kept = saved < ring ? saved : ring;
+	for (uint64_t i = 0; i < saved && !in->error; i++) {
+		struct srv_report r;
+		load_report(in, &r);
+		if (i >= saved - kept)
+			c->recent[(c->n_recent - saved + i) % ring] = r;
+	}
 	if (in->error)
 		return -1;
 	/* The three views of the open orders agree. */

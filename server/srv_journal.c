@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "srv_journal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -233,6 +234,7 @@ struct srv_journal {
 	int fd;
 	uint8_t *buf;
 	size_t len, cap;
+	uint64_t size; /* the file's length after the last sync */
 };
 
 int srv_journal_open(const char *path, uint64_t valid_bytes, struct srv_journal **out)
@@ -261,6 +263,7 @@ int srv_journal_open(const char *path, uint64_t valid_bytes, struct srv_journal 
 	if (rc == SRV_JOURNAL_OK &&
 	    (lseek(j->fd, (off_t)valid_bytes, SEEK_SET) < 0 || fdatasync(j->fd) != 0))
 		rc = SRV_JOURNAL_IO;
+	j->size = valid_bytes;
 	if (rc) {
 		srv_journal_close(j);
 		return rc;
@@ -352,6 +355,66 @@ int srv_journal_sync(struct srv_journal *j)
 			return SRV_JOURNAL_IO;
 		off += (size_t)w;
 	}
+	j->size += j->len;
 	j->len = 0;
 	return fdatasync(j->fd) == 0 ? SRV_JOURNAL_OK : SRV_JOURNAL_IO;
+}
+
+uint64_t srv_journal_size(const struct srv_journal *j)
+{
+	return j->size;
+}
+
+/* ---------- directories ---------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int srv_journal_list(const char *dir, const char *prefix, uint64_t **nums, size_t *n)
+{
+	*nums = NULL;
+	*n = 0;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT ? SRV_JOURNAL_OK : SRV_JOURNAL_IO;
+	size_t cap = 0, plen = strlen(prefix);
+	int rc = SRV_JOURNAL_OK;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		const char *name = e->d_name;
+		if (strncmp(name, prefix, plen) != 0 || strlen(name) != plen + 20 ||
+		    strspn(name + plen, "0123456789") != 20)
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 16;
+			uint64_t *p = realloc(*nums, cap * sizeof(**nums));
+			if (p == NULL) {
+				rc = SRV_JOURNAL_NOMEM;
+				break;
+			}
+			*nums = p;
+		}
+		(*nums)[(*n)++] = strtoull(name + plen, NULL, 10);
+	}
+	closedir(d);
+	if (rc) {
+		free(*nums);
+		*nums = NULL;
+		*n = 0;
+		return rc;
+	}
+	qsort(*nums, *n, sizeof(**nums), cmp_u64);
+	return SRV_JOURNAL_OK;
+}
+
+int srv_journal_sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return SRV_JOURNAL_IO;
+	int rc = fsync(fd) == 0 ? SRV_JOURNAL_OK : SRV_JOURNAL_IO;
+	close(fd);
+	return rc;
 }

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The journal: an append-only file of every sequenced input of gridexd, the
+ * The journal: append-only files of every sequenced input of gridexd, the
  * source of truth from which a restart rebuilds the books, risk, nonces and
  * balances by replaying through the same deterministic core
  * (docs/durability.md).
  *
- * File: the 8-byte magic "GRIDEXJ1", then records:
+ * The journal is a series of segments in journal_dir, each named
+ * journal-<its first sequence, 20 digits>; a new one starts when the current
+ * one passes journal_segment_bytes. Segment: the 8-byte magic "GRIDEXJ1",
+ * then records:
  *   u32 payload length | u32 CRC32C(payload) | payload
  *   payload = u64 seq | i64 time_ms | u8 kind | body
  * all little-endian. Bodies: GENESIS: u64 sequence base, u32 count, then per
@@ -106,5 +109,19 @@ __attribute__((warn_unused_result)) int srv_journal_append(struct srv_journal *j
 /* Writes what is buffered and fdatasync()s: one sync covers every record appended
  * since the last. Errors: IO (the journal can no longer be trusted: stop). */
 __attribute__((warn_unused_result)) int srv_journal_sync(struct srv_journal *j);
+
+/* The file's length as of the last sync. */
+uint64_t srv_journal_size(const struct srv_journal *j);
+
+/*
+ * The numbers N of dir's files named prefix followed by N in 20 digits (a
+ * journal segment's first sequence, a snapshot's last), ascending, in *nums
+ * (free it). A missing dir has none. Errors: IO, NOMEM.
+ */
+__attribute__((warn_unused_result)) int srv_journal_list(const char *dir, const char *prefix,
+							 uint64_t **nums, size_t *n);
+
+/* fsync() of a directory: a file created or renamed in it survives a crash. Errors: IO. */
+__attribute__((warn_unused_result)) int srv_journal_sync_dir(const char *dir);
 
 #endif

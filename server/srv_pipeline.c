@@ -4,13 +4,16 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gridex.pb-c.h"
 #include "srv_frames.h"
 #include "srv_journal.h"
 #include "srv_log.h"
 #include "srv_server.h"
+#include "srv_snapshot.h"
 
 #define BATCH 64 /* items moved per queue lock */
 
@@ -99,6 +102,30 @@ static void *verifier_main(void *arg)
 
 /* ---------- journal ---------- */
 
+/* Starts the next segment at sequence `first` (synced, with its directory entry); on
+ * failure the current one goes on growing and the next sync tries again. */
+static void rotate(struct srv *s, uint64_t first)
+{
+	char path[SRV_CONFIG_TEXT_MAX + 40];
+	snprintf(path, sizeof(path), "%s/journal-%020llu", s->cfg.journal_dir,
+		 (unsigned long long)first);
+	struct srv_journal *next;
+	if (srv_journal_open(path, 0, &next) != SRV_JOURNAL_OK) {
+		srv_log(SRV_LOG_WARN, "cannot start a new journal segment",
+			"path=\"%s\" error=\"%s\"", path, strerror(errno));
+		return;
+	}
+	if (srv_journal_sync_dir(s->cfg.journal_dir) != SRV_JOURNAL_OK) {
+		srv_log(SRV_LOG_WARN, "cannot sync journal_dir", "error=\"%s\"", strerror(errno));
+		srv_journal_close(next);
+		unlink(path);
+		return;
+	}
+	srv_journal_close(s->journal);
+	s->journal = next;
+	srv_log(SRV_LOG_INFO, "journal segment started", "path=\"%s\"", path);
+}
+
 /* Numbers verified requests, appends them to the journal and hands them to the core
  * only after the fdatasync that covers them (group commit): nothing the core does,
  * and so nothing a client is told, can be lost by a crash. When no request comes
@@ -161,6 +188,8 @@ static void *journal_main(void *arg)
 		last_ms = now;
 		last_record = srv_mono_ms();
 		srv_queue_push(&s->core_q, jobs, n, true, NULL);
+		if (srv_journal_size(s->journal) >= (uint64_t)s->cfg.journal_segment_bytes)
+			rotate(s, seq + 1);
 	}
 	free(jobs);
 	free(rec);
@@ -178,6 +207,13 @@ struct core_ctx {
 	struct srv_wjob *wjobs; /* staged for writer_q */
 	size_t n_wjobs;
 	struct matching_level_view *bids, *asks;
+	/* Settlement items the ledger may not have yet, in sequence order from
+	 * pend_head: a snapshot carries them. */
+	struct srv_wjob *pend;
+	size_t pend_head, pend_len, pend_cap;
+	uint64_t snap_seq;    /* of the last snapshot taken */
+	int64_t snap_mono;    /* when */
+	int64_t last_time_ms; /* the journaled time of the last input handled */
 };
 
 static void stage_flush(struct core_ctx *x)
@@ -213,6 +249,37 @@ static const char *book_name(uint32_t book, void *ctx)
 {
 	const char *n = srv_core_book_name(ctx, book);
 	return n ? n : "";
+}
+
+/* Forgets the items the ledger has settled. */
+static void pending_trim(struct core_ctx *x)
+{
+	int64_t settled = atomic_load(&x->s->settled_seq);
+	while (x->pend_head < x->pend_len && x->pend[x->pend_head].seq < settled)
+		x->pend_head++;
+	if (x->pend_head > 0 && x->pend_head >= x->pend_len / 2) {
+		memmove(x->pend, x->pend + x->pend_head,
+			(x->pend_len - x->pend_head) * sizeof(*x->pend));
+		x->pend_len -= x->pend_head;
+		x->pend_head = 0;
+	}
+}
+
+static void pending_add(struct core_ctx *x, const struct srv_wjob *w)
+{
+	if (x->pend_len == x->pend_cap)
+		pending_trim(x);
+	if (x->pend_len == x->pend_cap) {
+		size_t cap = x->pend_cap ? 2 * x->pend_cap : 4096;
+		struct srv_wjob *p = realloc(x->pend, cap * sizeof(*p));
+		if (p == NULL) {
+			srv_log(SRV_LOG_ERROR, "core out of memory", NULL);
+			abort();
+		}
+		x->pend = p;
+		x->pend_cap = cap;
+	}
+	x->pend[x->pend_len++] = *w;
 }
 
 /* Turns one call's results into messages for the I/O and the ledger. */
@@ -265,12 +332,14 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 		struct srv_wjob *w = stage_w(x);
 		*w = (struct srv_wjob){.kind = SRV_W_FILL, .seq = seq, .mono_ms = mono};
 		w->u.fill = out->fills[i];
+		pending_add(x, w);
 	}
 	atomic_fetch_add_explicit(&s->m.fills, out->n_fills, memory_order_relaxed);
 	if (out->has_op) {
 		struct srv_wjob *w = stage_w(x);
 		*w = (struct srv_wjob){.kind = SRV_W_OP, .seq = seq, .mono_ms = mono};
 		w->u.op = out->op;
+		pending_add(x, w);
 	}
 }
 
@@ -313,6 +382,135 @@ static void subscribe(struct core_ctx *x, const struct srv_job *job)
 	o->blob_len = len;
 }
 
+/* ---------- snapshots ---------- */
+
+/*
+ * Serializes the core (between inputs, so it is the state after `seq`) and the
+ * unsettled items for the snapshot thread. The core waits for a snapshot still
+ * being written only when `wait` (at the end); otherwise it skips this one.
+ */
+static void take_snapshot(struct core_ctx *x, uint64_t seq, bool wait)
+{
+	struct srv *s = x->s;
+	pthread_mutex_lock(&s->snap_lock);
+	while (wait && s->snap_busy)
+		pthread_cond_wait(&s->snap_cond, &s->snap_lock);
+	if (s->snap_busy) {
+		pthread_mutex_unlock(&s->snap_lock);
+		return;
+	}
+	int64_t t0 = srv_mono_ms();
+	struct srv_snapshot_info info = {.seq = seq, .time_ms = x->last_time_ms};
+	srv_settings_fingerprint(&s->cfg, info.settings);
+	struct srv_snap_w *w = s->snap_buf;
+	w->failed = false;
+	srv_snapshot_begin(w, &info);
+	srv_core_save(s->core, w);
+	pending_trim(x);
+	/* Items from the mark on; the ledger has every one below it. */
+	int64_t mark = x->pend_head < x->pend_len ? x->pend[x->pend_head].seq
+						  : atomic_load(&s->settled_seq);
+	srv_snap_i64(w, mark);
+	srv_snap_u32(w, (uint32_t)(x->pend_len - x->pend_head));
+	for (size_t i = x->pend_head; i < x->pend_len; i++)
+		srv_wjob_save(w, &x->pend[i]);
+	srv_snapshot_finish(w);
+	x->snap_seq = seq;
+	x->snap_mono = srv_mono_ms();
+	s->snap_seq = seq;
+	s->snap_busy = true;
+	pthread_cond_broadcast(&s->snap_cond);
+	pthread_mutex_unlock(&s->snap_lock);
+	atomic_store(&s->m.snapshot_pause_ms_last, (uint64_t)(x->snap_mono - t0));
+}
+
+static bool snapshot_due(const struct core_ctx *x, uint64_t seq)
+{
+	const struct srv_config *c = &x->s->cfg;
+	if (seq <= x->snap_seq)
+		return false;
+	return (c->snapshot_every_records > 0 &&
+		seq - x->snap_seq >= (uint64_t)c->snapshot_every_records) ||
+	       (c->snapshot_every_ms > 0 && srv_mono_ms() - x->snap_mono >= c->snapshot_every_ms);
+}
+
+/* Keeps the newest snapshots_kept snapshots and moves the segments that only hold
+ * records up to the newest snapshot to archive/. */
+static void prune(struct srv *s, uint64_t seq)
+{
+	const char *dir = s->cfg.journal_dir;
+	uint64_t *snaps = NULL;
+	size_t n = 0;
+	char path[SRV_CONFIG_TEXT_MAX + 48], to[SRV_CONFIG_TEXT_MAX + 64];
+	if (srv_journal_list(dir, "snapshot-", &snaps, &n) == SRV_JOURNAL_OK)
+		for (size_t i = 0; i + (size_t)s->cfg.snapshots_kept < n; i++) {
+			snprintf(path, sizeof(path), "%s/snapshot-%020llu", dir,
+				 (unsigned long long)snaps[i]);
+			if (unlink(path) != 0)
+				srv_log(SRV_LOG_WARN, "cannot remove an old snapshot",
+					"path=\"%s\" error=\"%s\"", path, strerror(errno));
+		}
+	free(snaps);
+	uint64_t *segs = NULL;
+	if (srv_journal_list(dir, "journal-", &segs, &n) != SRV_JOURNAL_OK)
+		return;
+	snprintf(to, sizeof(to), "%s/archive", dir);
+	bool moved = false;
+	for (size_t i = 0; i + 1 < n && segs[i + 1] <= seq + 1; i++) {
+		if (!moved && mkdir(to, 0750) != 0 && errno != EEXIST)
+			break;
+		snprintf(path, sizeof(path), "%s/journal-%020llu", dir,
+			 (unsigned long long)segs[i]);
+		snprintf(to, sizeof(to), "%s/archive/journal-%020llu", dir,
+			 (unsigned long long)segs[i]);
+		if (rename(path, to) != 0) {
+			srv_log(SRV_LOG_WARN, "cannot archive a journal segment",
+				"path=\"%s\" error=\"%s\"", path, strerror(errno));
+			break;
+		}
+		moved = true;
+	}
+	if (moved) {
+		snprintf(to, sizeof(to), "%s/archive", dir);
+		if (srv_journal_sync_dir(to) != SRV_JOURNAL_OK ||
+		    srv_journal_sync_dir(dir) != SRV_JOURNAL_OK)
+			srv_log(SRV_LOG_WARN, "cannot sync journal_dir", NULL);
+	}
+	free(segs);
+}
+
+static void *snapshot_main(void *arg)
+{
+	struct srv *s = arg;
+	pthread_mutex_lock(&s->snap_lock);
+	for (;;) {
+		while (!s->snap_busy && !s->snap_stop)
+			pthread_cond_wait(&s->snap_cond, &s->snap_lock);
+		if (!s->snap_busy)
+			break;
+		uint64_t seq = s->snap_seq;
+		pthread_mutex_unlock(&s->snap_lock);
+		int64_t t0 = srv_mono_ms();
+		if (srv_snapshot_write(s->cfg.journal_dir, seq, s->snap_buf) != 0) {
+			srv_log(SRV_LOG_ERROR, "snapshot not written", "sequence=%llu error=\"%s\"",
+				(unsigned long long)seq, strerror(errno));
+		} else {
+			srv_log(SRV_LOG_INFO, "snapshot written",
+				"sequence=%llu bytes=%zu core_pause_ms=%llu write_ms=%lld",
+				(unsigned long long)seq, s->snap_buf->len,
+				(unsigned long long)atomic_load(&s->m.snapshot_pause_ms_last),
+				(long long)(srv_mono_ms() - t0));
+			atomic_fetch_add(&s->m.snapshots, 1);
+			prune(s, seq);
+		}
+		pthread_mutex_lock(&s->snap_lock);
+		s->snap_busy = false;
+		pthread_cond_broadcast(&s->snap_cond);
+	}
+	pthread_mutex_unlock(&s->snap_lock);
+	return NULL;
+}
+
 static void *core_main(void *arg)
 {
 	struct srv *s = arg;
@@ -328,6 +526,14 @@ static void *core_main(void *arg)
 		abort();
 	}
 	uint64_t seq = (uint64_t)s->seq_base;
+	/* What start-up handed to the ledger again is unsettled too. */
+	x.pend = s->resent;
+	x.pend_len = x.pend_cap = s->n_resent;
+	s->resent = NULL;
+	x.snap_seq = s->snap_seq; /* the snapshot start-up loaded (0: none): replayed
+				   * records count towards the next one */
+	x.snap_mono = srv_mono_ms();
+	x.last_time_ms = s->journal_last_ms;
 	for (;;) {
 		size_t n = srv_queue_pop(&s->core_q, jobs, BATCH, -1);
 		if (n == 0 && srv_queue_drained(&s->core_q))
@@ -341,6 +547,7 @@ static void *core_main(void *arg)
 				continue;
 			}
 			seq = job->seq;
+			x.last_time_ms = job->time_ms;
 			int rc;
 			if (job->kind == SRV_JOB_TICK) {
 				rc = srv_core_tick(s->core, job->time_ms, &x.out);
@@ -365,8 +572,18 @@ static void *core_main(void *arg)
 				      matching_order_count(srv_core_engine(s->core)),
 				      memory_order_relaxed);
 		stage_flush(&x);
+		if (snapshot_due(&x, seq))
+			take_snapshot(&x, seq, false);
 	}
 	stage_flush(&x);
+	/* A drained stop leaves a snapshot of the last state: the next start is quick. */
+	if (seq > x.snap_seq)
+		take_snapshot(&x, seq, true);
+	pthread_mutex_lock(&s->snap_lock);
+	s->snap_stop = true;
+	pthread_cond_broadcast(&s->snap_cond);
+	pthread_mutex_unlock(&s->snap_lock);
+	free(x.pend);
 	srv_core_out_free(&x.out);
 	free(jobs);
 	free(x.items);
@@ -385,6 +602,7 @@ struct writer_ctx {
 	struct srv *s;
 	struct ledger_writer *w;
 	int64_t oldest_mono; /* of the pending batch's first item */
+	int64_t last_seq;    /* of the last item handed to the ledger writer */
 };
 
 /* Flushes until the pending batch is in the ledger (or, when stopping, gives up). */
@@ -407,6 +625,7 @@ static void flush(struct writer_ctx *x)
 		struct timespec pause = {.tv_sec = 1};
 		nanosleep(&pause, NULL);
 	}
+	atomic_store(&s->settled_seq, x->last_seq);
 	int64_t lag = srv_mono_ms() - x->oldest_mono;
 	atomic_fetch_add(&s->m.batches, 1);
 	atomic_store(&s->m.batch_fills_last, pending);
@@ -433,12 +652,14 @@ static void writer_add(struct writer_ctx *x, const struct srv_wjob *j)
 {
 	if (ledger_writer_pending(x->w) == 0)
 		x->oldest_mono = j->mono_ms;
+	x->last_seq = j->seq;
 	int rc;
 	if (j->kind == SRV_W_FILL) {
 		rc = ledger_writer_add_fill(x->w, &j->u.fill, j->seq, j->mono_ms);
 	} else if (j->u.op.kind == SRV_OP_REGISTER) {
 		flush(x);
 		writer_register(x, &j->u.op);
+		atomic_store(&x->s->settled_seq, j->seq);
 		return;
 	} else {
 		rc = ledger_writer_add_action(x->w, j->u.op.account, j->u.op.amount,
@@ -501,7 +722,8 @@ int srv_pipeline_start(struct srv *s)
 	for (int i = 0; i < n; i++)
 		if (pthread_create(&s->verifiers[i], NULL, verifier_main, s) != 0)
 			return -1;
-	if (pthread_create(&s->journal_thread, NULL, journal_main, s) != 0 ||
+	if (pthread_create(&s->snap_thread, NULL, snapshot_main, s) != 0 ||
+	    pthread_create(&s->journal_thread, NULL, journal_main, s) != 0 ||
 	    pthread_create(&s->core_thread, NULL, core_main, s) != 0 ||
 	    pthread_create(&s->writer_thread, NULL, writer_main, s) != 0)
 		return -1;
@@ -515,6 +737,7 @@ void srv_pipeline_join(struct srv *s)
 	pthread_join(s->journal_thread, NULL);
 	pthread_join(s->core_thread, NULL);
 	pthread_join(s->writer_thread, NULL);
+	pthread_join(s->snap_thread, NULL);
 	free(s->verifiers);
 	s->verifiers = NULL;
 }

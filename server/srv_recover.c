@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Start-up: the ledger's writer lock, then the journal. A new journal begins
- * with a GENESIS record of the ledger's participants, keys and balances; an
- * existing one is replayed through the same core code that handled it live
- * (docs/durability.md), its torn tail cut off, and every fill and operator
- * action the ledger does not have yet is handed to the ledger thread again.
+ * Start-up: the ledger's writer lock, then the state. A new journal begins
+ * with a GENESIS record of the ledger's participants, keys and balances.
+ * Otherwise the newest usable snapshot is loaded and the journal after it is
+ * replayed through the same core code that handled it live (without a
+ * snapshot: the whole journal from GENESIS), the torn tail of its last
+ * segment cut off, and every fill and operator action the ledger does not
+ * have yet is handed to the ledger thread again (docs/durability.md).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -18,11 +21,15 @@
 #include "srv_journal.h"
 #include "srv_log.h"
 #include "srv_server.h"
+#include "srv_snapshot.h"
 
 struct recovery {
 	struct srv *s;
 	struct srv_core_out out;
 	int64_t ledger_batch; /* everything at or below it is in the ledger */
+	uint64_t after;	      /* records up to it are in the snapshot loaded */
+	uint64_t last_seq;    /* of the last record applied (or the snapshot) */
+	int64_t last_ms;      /* its time */
 	struct srv_journal_participant *genesis;
 	uint32_t n_genesis, cap_genesis;
 	size_t resent;
@@ -31,8 +38,7 @@ struct recovery {
 
 /* The settings that decide what the core does with an input: a journal replays
  * right only under the ones it was written with. */
-static void settings_fingerprint(const struct srv_config *c,
-				 uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
+void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
 {
 	char text[1024];
 	snprintf(text, sizeof(text),
@@ -124,44 +130,131 @@ static int from_ledger(const struct ledger_participant *p, void *ctx)
 	return add_participant(r->s, p->id, p->name, p->public_key, p->available, &r->error);
 }
 
+static int resend_one(struct recovery *r, const struct srv_wjob *w)
+{
+	struct srv *s = r->s;
+	if (srv_queue_push(&s->writer_q, w, 1, false, NULL) != 1) {
+		r->error = "more unsettled fills than writer_queue_max: raise it";
+		return -1;
+	}
+	/* The core keeps them until settled, for its snapshots (the queue bounds them). */
+	if ((s->n_resent & (s->n_resent - 1)) == 0) {
+		void *p = realloc(s->resent, (s->n_resent ? 2 * s->n_resent : 1) * sizeof(*w));
+		if (p == NULL) {
+			r->error = "out of memory";
+			return -1;
+		}
+		s->resent = p;
+	}
+	s->resent[s->n_resent++] = *w;
+	r->resent++;
+	return 0;
+}
+
 /* What the ledger does not have yet goes to the ledger thread, in order. */
 static int resend(struct recovery *r, uint64_t seq)
 {
-	struct srv *s = r->s;
 	const struct srv_core_out *out = &r->out;
 	if ((int64_t)seq <= r->ledger_batch)
 		return 0;
-	for (size_t i = 0; i <= out->n_fills; i++) {
-		struct srv_wjob w = {.seq = (int64_t)seq, .mono_ms = srv_mono_ms()};
-		if (i < out->n_fills) {
-			w.kind = SRV_W_FILL;
-			w.u.fill = out->fills[i];
-		} else if (out->has_op) {
-			w.kind = SRV_W_OP;
-			w.u.op = out->op;
-		} else {
-			break;
-		}
-		if (srv_queue_push(&s->writer_q, &w, 1, false, NULL) != 1) {
-			r->error = "more unsettled fills than writer_queue_max: raise it";
+	for (size_t i = 0; i < out->n_fills; i++) {
+		struct srv_wjob w = {
+			.kind = SRV_W_FILL, .seq = (int64_t)seq, .mono_ms = srv_mono_ms()};
+		w.u.fill = out->fills[i];
+		if (resend_one(r, &w) != 0)
 			return -1;
-		}
-		r->resent++;
+	}
+	if (out->has_op) {
+		struct srv_wjob w = {
+			.kind = SRV_W_OP, .seq = (int64_t)seq, .mono_ms = srv_mono_ms()};
+		w.u.op = out->op;
+		return resend_one(r, &w);
 	}
 	return 0;
+}
+
+/* ---------- settlement items in snapshots ---------- */
+
+void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j)
+{
+	srv_snap_u8(w, j->kind);
+	srv_snap_i64(w, j->seq);
+	if (j->kind == SRV_W_FILL) {
+		const struct ledger_fill *f = &j->u.fill;
+		srv_snap_i64(w, f->fill_id);
+		srv_snap_u32(w, f->buyer);
+		srv_snap_u32(w, f->seller);
+		srv_snap_u8(w, f->buyer_is_taker);
+		srv_snap_i64(w, f->taker_order_id);
+		srv_snap_i64(w, f->maker_order_id);
+		srv_snap_i64(w, f->price);
+		srv_snap_i64(w, f->qty);
+	} else {
+		const struct srv_ledger_op *op = &j->u.op;
+		srv_snap_u8(w, op->kind);
+		srv_snap_u32(w, op->account);
+		srv_snap_i64(w, op->amount);
+		srv_snap_u8(w, (uint8_t)strlen(op->name));
+		srv_snap_put(w, op->name, strlen(op->name));
+		srv_snap_put(w, op->public_key, sizeof(op->public_key));
+	}
+}
+
+int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j)
+{
+	*j = (struct srv_wjob){.kind = srv_snap_get_u8(in), .seq = srv_snap_get_i64(in)};
+	if (j->kind == SRV_W_FILL) {
+		struct ledger_fill *f = &j->u.fill;
+		f->fill_id = srv_snap_get_i64(in);
+		f->buyer = srv_snap_get_u32(in);
+		f->seller = srv_snap_get_u32(in);
+		f->buyer_is_taker = srv_snap_get_u8(in) != 0;
+		f->taker_order_id = srv_snap_get_i64(in);
+		f->maker_order_id = srv_snap_get_i64(in);
+		f->price = srv_snap_get_i64(in);
+		f->qty = srv_snap_get_i64(in);
+		if (f->fill_id < 1 || f->price < 1 || f->qty < 1)
+			srv_snap_fail(in, "settlement: a fill is out of range");
+	} else if (j->kind == SRV_W_OP) {
+		struct srv_ledger_op *op = &j->u.op;
+		op->kind = srv_snap_get_u8(in);
+		op->account = srv_snap_get_u32(in);
+		op->amount = srv_snap_get_i64(in);
+		size_t len = srv_snap_get_u8(in);
+		if (len > SRV_ACCOUNT_NAME_BYTES_MAX)
+			srv_snap_fail(in, "settlement: a name is too long");
+		else
+			srv_snap_get(in, op->name, len);
+		srv_snap_get(in, op->public_key, sizeof(op->public_key));
+		if (op->kind < SRV_OP_REGISTER || op->kind > SRV_OP_WITHDRAW)
+			srv_snap_fail(in, "settlement: an operator action of no known kind");
+	} else {
+		srv_snap_fail(in, "settlement: an item of no known kind");
+	}
+	if (j->seq < 1)
+		srv_snap_fail(in, "settlement: a sequence number out of range");
+	return in->error ? -1 : 0;
 }
 
 static int replay_one(const struct srv_jrec *rec, void *ctx)
 {
 	struct recovery *r = ctx;
 	struct srv *s = r->s;
+	if (r->after > 0 && rec->seq <= r->after)
+		return 0; /* in the snapshot already */
+	if (r->last_seq != 0 && rec->seq != r->last_seq + 1) {
+		r->error = "the journal has a gap in its sequence numbers (a segment missing?)";
+		return -1;
+	}
+	r->last_seq = rec->seq;
+	r->last_ms = rec->time_ms;
 	if (rec->kind == SRV_J_GENESIS) {
 		if (s->core != NULL) {
 			r->error = "a second GENESIS record";
 			return -1;
 		}
 		uint8_t now[SRV_JOURNAL_SETTINGS_BYTES];
-		settings_fingerprint(&s->cfg, now);
+		srv_settings_fingerprint(&s->cfg, now);
 		if (memcmp(now, rec->settings, sizeof(now)) != 0) {
 			r->error = "the journal was written under other settings (fees, limits, "
 				   "engine sizes, gate lead, expiry, operator): restore them "
@@ -177,7 +270,8 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 		return 0;
 	}
 	if (s->core == NULL) {
-		r->error = "the journal does not begin with its GENESIS record";
+		r->error = "the journal does not begin with its GENESIS record (its first segment "
+			   "is missing and no snapshot could be loaded)";
 		return -1;
 	}
 	static struct srv_request req;
@@ -186,10 +280,201 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 	return resend(r, rec->seq);
 }
 
+/* ---------- the journal directory ---------- */
+
+static int by_first(const void *a, const void *b)
+{
+	const struct srv_segment *x = a, *y = b;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+int srv_segments_list(const char *dir, struct srv_segment **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	char archive[SRV_CONFIG_TEXT_MAX + 16];
+	snprintf(archive, sizeof(archive), "%s/archive", dir);
+	uint64_t *live = NULL, *old = NULL;
+	size_t n_live = 0, n_old = 0;
+	if (srv_journal_list(dir, "journal-", &live, &n_live) != SRV_JOURNAL_OK ||
+	    srv_journal_list(archive, "journal-", &old, &n_old) != SRV_JOURNAL_OK) {
+		free(live);
+		return -1;
+	}
+	struct srv_segment *segs = calloc(n_live + n_old + 1, sizeof(*segs));
+	if (segs == NULL) {
+		free(live);
+		free(old);
+		return -1;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n_live + n_old; i++) {
+		bool archived = i >= n_live;
+		uint64_t first = archived ? old[i - n_live] : live[i];
+		bool dup = false; /* a copy in both places: the live one counts */
+		for (size_t j = 0; archived && j < n_live; j++)
+			dup |= live[j] == first;
+		if (dup)
+			continue;
+		segs[k].first = first;
+		segs[k].archived = archived;
+		snprintf(segs[k].path, sizeof(segs[k].path), "%s/journal-%020llu",
+			 archived ? archive : dir, (unsigned long long)first);
+		k++;
+	}
+	qsort(segs, k, sizeof(*segs), by_first);
+	free(live);
+	free(old);
+	*out = segs;
+	*n = k;
+	return 0;
+}
+
+/* A journal from before segments ("journal") becomes the first segment. */
+static int first_record(const struct srv_jrec *rec, void *ctx)
+{
+	*(uint64_t *)ctx = rec->seq;
+	return 1;
+}
+
+static int adopt_single_file(const char *dir)
+{
+	char old[SRV_CONFIG_TEXT_MAX + 16], seg[SRV_CONFIG_TEXT_MAX + 40];
+	snprintf(old, sizeof(old), "%s/journal", dir);
+	struct stat sb;
+	if (stat(old, &sb) != 0 || !S_ISREG(sb.st_mode))
+		return 0;
+	uint64_t first = 0;
+	struct srv_journal_stats st;
+	int rc = srv_journal_scan(old, first_record, &first, &st);
+	if ((rc != 1 && rc != SRV_JOURNAL_OK) || first == 0)
+		return unlink(old); /* nothing was ever written to it */
+	snprintf(seg, sizeof(seg), "%s/journal-%020llu", dir, (unsigned long long)first);
+	srv_log(SRV_LOG_INFO, "journal file renamed as its first segment", "path=\"%s\"", seg);
+	return rename(old, seg) == 0 && srv_journal_sync_dir(dir) == SRV_JOURNAL_OK ? 0 : -1;
+}
+
+/*
+ * The newest snapshot that loads and that the ledger can continue from: every
+ * settlement item below its mark must be in the ledger (it keeps those from
+ * the mark on). Loads it into s->core and hands its items the ledger lacks to
+ * the ledger thread. Returns its sequence, or 0 when there is none to use.
+ */
+static int load_snapshot(struct recovery *r, uint64_t *seq)
+{
+	struct srv *s = r->s;
+	uint64_t *snaps = NULL;
+	size_t n = 0;
+	*seq = 0;
+	if (srv_journal_list(s->cfg.journal_dir, "snapshot-", &snaps, &n) != SRV_JOURNAL_OK) {
+		r->error = "cannot list journal_dir";
+		return -1;
+	}
+	uint8_t want[SRV_JOURNAL_SETTINGS_BYTES];
+	srv_settings_fingerprint(&s->cfg, want);
+	int rc = 0;
+	for (size_t i = n; i-- > 0 && *seq == 0;) {
+		char path[SRV_CONFIG_TEXT_MAX + 40];
+		snprintf(path, sizeof(path), "%s/snapshot-%020llu", s->cfg.journal_dir,
+			 (unsigned long long)snaps[i]);
+		uint8_t *data = NULL;
+		struct srv_snapshot_info info;
+		struct srv_snap_r body;
+		const char *why = NULL;
+		int64_t t0 = srv_mono_ms();
+		if (srv_snapshot_read(path, &data, &info, &body, &why) != 0) {
+			srv_log(SRV_LOG_WARN, "snapshot refused", "path=\"%s\" reason=\"%s\"", path,
+				why);
+			continue;
+		}
+		if (memcmp(info.settings, want, sizeof(want)) != 0) {
+			free(data);
+			r->error =
+				"the newest snapshot was taken under other settings (fees, limits, "
+				"engine sizes, gate lead, expiry, operator): restore them "
+				"(docs/durability.md)";
+			rc = -1;
+			break;
+		}
+		uint32_t count = 0;
+		int64_t mark = 0;
+		if (info.seq != snaps[i])
+			srv_snap_fail(&body, "its name and its sequence differ");
+		else if (srv_core_make(s, 0) != 0)
+			srv_snap_fail(&body, "the core cannot be created");
+		else if (srv_core_load(s->core, &body) == 0) {
+			mark = srv_snap_get_i64(&body);
+			count = srv_snap_get_count(&body, 9, UINT32_MAX);
+		}
+		if (!body.error && mark - 1 > r->ledger_batch)
+			srv_snap_fail(&body, "the ledger lacks settlement batches this snapshot "
+					     "counts on (was the database restored from an older "
+					     "backup?)");
+		if (!body.error && srv_core_out_alloc(s->core, &r->out) != SRV_CORE_OK)
+			srv_snap_fail(&body, "out of memory");
+		struct srv_wjob *items = count ? malloc(count * sizeof(*items)) : NULL;
+		if (count && items == NULL)
+			srv_snap_fail(&body, "out of memory");
+		for (uint32_t k = 0; k < count && !body.error; k++)
+			if (srv_wjob_load(&body, &items[k]) == 0 && k > 0 &&
+			    items[k].seq < items[k - 1].seq)
+				srv_snap_fail(&body, "settlement items out of order");
+		if (!body.error && body.off != body.len)
+			srv_snap_fail(&body, "bytes after its end");
+		if (body.error) {
+			srv_log(SRV_LOG_WARN, "snapshot refused", "path=\"%s\" reason=\"%s\"", path,
+				body.error);
+			srv_core_out_free(&r->out);
+			srv_core_destroy(s->core);
+			s->core = NULL;
+			free(items);
+			free(data);
+			continue;
+		}
+		for (uint32_t k = 0; k < count && rc == 0; k++) {
+			items[k].mono_ms = srv_mono_ms();
+			if (items[k].seq > r->ledger_batch && resend_one(r, &items[k]) != 0)
+				rc = -1;
+		}
+		free(items);
+		if (rc) {
+			free(data);
+			break;
+		}
+		*seq = info.seq;
+		s->journal_last_ms = info.time_ms;
+		srv_log(SRV_LOG_INFO, "snapshot loaded",
+			"path=\"%s\" sequence=%llu resting_orders=%u unsettled=%u ms=%lld", path,
+			(unsigned long long)info.seq,
+			matching_order_count(srv_core_engine(s->core)), count,
+			(long long)(srv_mono_ms() - t0));
+		free(data);
+	}
+	free(snaps);
+	return rc;
+}
+
+/* Starts a new journal segment whose first record will be `first`. */
+static int new_segment(struct srv *s, uint64_t first)
+{
+	char path[SRV_CONFIG_TEXT_MAX + 40];
+	snprintf(path, sizeof(path), "%s/journal-%020llu", s->cfg.journal_dir,
+		 (unsigned long long)first);
+	if (srv_journal_open(path, 0, &s->journal) != SRV_JOURNAL_OK ||
+	    srv_journal_sync_dir(s->cfg.journal_dir) != SRV_JOURNAL_OK) {
+		srv_log(SRV_LOG_ERROR, "cannot write the journal", "path=\"%s\" error=\"%s\"", path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int srv_recover(struct srv *s)
 {
 	struct recovery r = {.s = s};
 	struct ledger *l = NULL;
+	struct srv_segment *segs = NULL;
+	size_t nsegs = 0;
 	bool locked = false;
 	int64_t batch = 0, action = 0;
 	int rc = ledger_open(s->cfg.database_url, s->cfg.currency, &l);
@@ -213,24 +498,50 @@ int srv_recover(struct srv *s)
 	}
 	s->lock = l; /* held open: the writer lock lasts as long as gridexd */
 	r.ledger_batch = batch;
+	atomic_store(&s->settled_seq, batch);
 
-	char path[SRV_CONFIG_TEXT_MAX + 16];
-	if (mkdir(s->cfg.journal_dir, 0750) != 0 && errno != EEXIST) {
-		srv_log(SRV_LOG_ERROR, "cannot create journal_dir", "path=\"%s\" error=\"%s\"",
-			s->cfg.journal_dir, strerror(errno));
+	const char *dir = s->cfg.journal_dir;
+	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+		srv_log(SRV_LOG_ERROR, "cannot create journal_dir", "path=\"%s\" error=\"%s\"", dir,
+			strerror(errno));
 		return -1;
 	}
-	snprintf(path, sizeof(path), "%s/journal", s->cfg.journal_dir);
-	struct srv_journal_stats st;
 	int64_t t0 = srv_mono_ms();
-	rc = srv_journal_scan(path, replay_one, &r, &st);
-	if (rc != SRV_JOURNAL_OK && rc != SRV_JOURNAL_MISSING) {
-		srv_log(SRV_LOG_ERROR, "journal cannot be replayed", "path=\"%s\" error=\"%s\"",
-			path,
-			r.error ? r.error : (st.torn_reason[0] ? st.torn_reason : strerror(errno)));
+	if (adopt_single_file(dir) != 0 || srv_segments_list(dir, &segs, &nsegs) != 0) {
+		srv_log(SRV_LOG_ERROR, "cannot read journal_dir", "path=\"%s\" error=\"%s\"", dir,
+			strerror(errno));
 		goto fail;
 	}
-	if (st.records == 0) { /* a new journal: its genesis is the ledger as it is now */
+	uint64_t snap = 0;
+	if (load_snapshot(&r, &snap) != 0) {
+		srv_log(SRV_LOG_ERROR, "cannot start from the snapshots", "error=\"%s\"", r.error);
+		goto fail;
+	}
+	r.after = r.last_seq = s->snap_seq = snap;
+	/* Replay from the segment holding the record after the snapshot (or the first). */
+	size_t from = 0;
+	for (size_t i = 0; snap > 0 && i < nsegs; i++)
+		if (segs[i].first <= snap + 1)
+			from = i;
+	struct srv_journal_stats st = {0}, last = {0};
+	uint64_t records = 0;
+	for (size_t i = from; i < nsegs; i++) {
+		rc = srv_journal_scan(segs[i].path, replay_one, &r, &st);
+		if (rc == SRV_JOURNAL_OK && st.torn_bytes > 0 && i + 1 < nsegs) {
+			r.error = "a segment other than the last is torn or corrupt";
+			rc = -1;
+		}
+		if (rc != SRV_JOURNAL_OK) {
+			srv_log(SRV_LOG_ERROR, "journal cannot be replayed",
+				"path=\"%s\" error=\"%s\"", segs[i].path,
+				r.error ? r.error
+					: (st.torn_reason[0] ? st.torn_reason : strerror(errno)));
+			goto fail;
+		}
+		records += st.records;
+		last = st;
+	}
+	if (r.last_seq == 0) { /* a new journal: its genesis is the ledger as it is now */
 		s->seq_base = batch > action ? batch : action;
 		int64_t now = srv_now_ms();
 		if (srv_core_make(s, now) != 0 || srv_core_out_alloc(s->core, &r.out) != 0) {
@@ -248,12 +559,12 @@ int srv_recover(struct srv *s)
 				     .seq_base = (uint64_t)s->seq_base,
 				     .participants = r.genesis,
 				     .n_participants = r.n_genesis};
-		settings_fingerprint(&s->cfg, g.settings);
-		if (srv_journal_open(path, 0, &s->journal) != SRV_JOURNAL_OK ||
+		srv_settings_fingerprint(&s->cfg, g.settings);
+		if (new_segment(s, g.seq) != 0 ||
 		    srv_journal_append(s->journal, &g) != SRV_JOURNAL_OK ||
 		    srv_journal_sync(s->journal) != SRV_JOURNAL_OK) {
-			srv_log(SRV_LOG_ERROR, "cannot write the journal",
-				"path=\"%s\" error=\"%s\"", path, strerror(errno));
+			srv_log(SRV_LOG_ERROR, "cannot write the journal", "error=\"%s\"",
+				strerror(errno));
 			goto fail;
 		}
 		if (ledger_mark_journal(l, s->seq_base) != LEDGER_OK) {
@@ -262,43 +573,50 @@ int srv_recover(struct srv *s)
 			goto fail;
 		}
 		s->journal_last_ms = now;
-		srv_log(SRV_LOG_INFO, "journal started",
-			"path=\"%s\" participants=%u sequence=%lld", path, r.n_genesis,
-			(long long)s->seq_base);
+		srv_log(SRV_LOG_INFO, "journal started", "dir=\"%s\" participants=%u sequence=%lld",
+			dir, r.n_genesis, (long long)s->seq_base);
 	} else {
-		if ((uint64_t)batch > st.last_seq) {
+		if ((uint64_t)batch > r.last_seq) {
 			srv_log(SRV_LOG_ERROR,
 				"the ledger has batches this journal did not write (gridex-admin "
-				"while "
-				"gridexd was stopped?); refusing to start",
+				"while gridexd was stopped, or journal segments lost); refusing to "
+				"start",
 				"ledger_batch=%lld journal_last=%llu", (long long)batch,
-				(unsigned long long)st.last_seq);
+				(unsigned long long)r.last_seq);
 			goto fail;
 		}
-		if (st.torn_bytes > 0)
+		if (last.torn_bytes > 0)
 			srv_log(SRV_LOG_WARN, "journal: torn tail cut off",
-				"bytes=%llu reason=\"%s\"", (unsigned long long)st.torn_bytes,
-				st.torn_reason);
-		if (srv_journal_open(path, st.valid_bytes, &s->journal) != SRV_JOURNAL_OK) {
+				"path=\"%s\" bytes=%llu reason=\"%s\"", segs[nsegs - 1].path,
+				(unsigned long long)last.torn_bytes, last.torn_reason);
+		/* Append to the last segment, unless it is archived or before the snapshot. */
+		bool append = nsegs > 0 && !segs[nsegs - 1].archived && from < nsegs &&
+			      (last.records > 0 || segs[nsegs - 1].first == r.last_seq + 1);
+		if (append && srv_journal_open(segs[nsegs - 1].path, last.valid_bytes,
+					       &s->journal) != SRV_JOURNAL_OK) {
 			srv_log(SRV_LOG_ERROR, "cannot append to the journal",
-				"path=\"%s\" error=\"%s\"", path, strerror(errno));
+				"path=\"%s\" error=\"%s\"", segs[nsegs - 1].path, strerror(errno));
 			goto fail;
 		}
-		s->seq_base = (int64_t)st.last_seq;
-		s->journal_last_ms = st.last_ms;
-		srv_log(SRV_LOG_INFO, "journal replayed",
-			"records=%llu requests=%llu ticks=%llu last_sequence=%llu "
-			"resent_to_ledger=%zu "
+		if (!append && new_segment(s, r.last_seq + 1) != 0)
+			goto fail;
+		s->seq_base = (int64_t)r.last_seq;
+		if (r.last_seq > snap)
+			s->journal_last_ms = r.last_ms;
+		srv_log(SRV_LOG_INFO, "state recovered",
+			"snapshot=%llu records_read=%llu last_sequence=%llu resent_to_ledger=%zu "
 			"ledger_batch=%lld ms=%lld",
-			(unsigned long long)st.records, (unsigned long long)st.requests,
-			(unsigned long long)st.ticks, (unsigned long long)st.last_seq, r.resent,
-			(long long)batch, (long long)(srv_mono_ms() - t0));
+			(unsigned long long)snap, (unsigned long long)records,
+			(unsigned long long)r.last_seq, r.resent, (long long)batch,
+			(long long)(srv_mono_ms() - t0));
 	}
 	srv_core_out_free(&r.out);
 	free(r.genesis);
+	free(segs);
 	return 0;
 fail:
 	srv_core_out_free(&r.out);
 	free(r.genesis);
+	free(segs);
 	return -1;
 }

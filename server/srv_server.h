@@ -105,6 +105,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t batches, batch_fills_last, batch_fills_total, settlement_lag_ms;
 	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
 	atomic_uint_fast64_t journal_syncs, journal_records, journal_sync_ms_last;
+	atomic_uint_fast64_t snapshots, snapshot_pause_ms_last;
 };
 
 struct srv_conn;
@@ -123,7 +124,19 @@ struct srv {
 	pthread_rwlock_t keys_lock;
 	struct srv_core *core; /* owned by the core thread once it runs */
 	int64_t seq_base;      /* sequence numbers continue above the ledger's */
-	struct ledger *lock;   /* holds the ledger's writer lock while gridexd runs */
+	/* Every settlement item below it is in the ledger (the ledger thread moves it). */
+	atomic_int_fast64_t settled_seq;
+	/* Snapshots: the core thread fills buf and sets busy; the snapshot thread writes
+	 * it, prunes old snapshots, archives covered segments and clears busy. */
+	pthread_t snap_thread;
+	pthread_mutex_t snap_lock;
+	pthread_cond_t snap_cond;
+	struct srv_snap_w *snap_buf;
+	uint64_t snap_seq;
+	bool snap_busy, snap_stop;
+	struct srv_wjob *resent; /* start-up's items for the ledger, for the core's list */
+	size_t n_resent;
+	struct ledger *lock; /* holds the ledger's writer lock while gridexd runs */
 	/* I/O */
 	struct event_base *base;
 	struct event *notify, *sig_term, *sig_int, *sig_hup, *drain_timer;
@@ -149,7 +162,8 @@ int64_t srv_mono_ms(void); /* monotonic */
 
 /* gridexd.c: the core with the operator's key, its engine clock starting at start_ms. */
 int srv_core_make(struct srv *s, int64_t start_ms);
-/* srv_recover.c: the writer lock, then a new journal or the replay of the existing one. */
+/* srv_recover.c: the writer lock, then a new journal, or the newest usable snapshot and
+ * the replay of the journal after it. */
 __attribute__((warn_unused_result)) int srv_recover(struct srv *s);
 struct srv_jrec;
 /* A journal's GENESIS record: the core (clock at its time) with its participants.
@@ -159,6 +173,24 @@ int srv_genesis_load(struct srv *s, const struct srv_jrec *genesis, const char *
  * decoded request). -1 with the reason in *error. */
 int srv_replay_apply(struct srv_core *c, const struct srv_jrec *rec, struct srv_request *req,
 		     struct srv_core_out *out, const char **error);
+
+/* The settings a journal and its snapshots must be replayed under (BLAKE2b, 16 bytes). */
+void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[16]);
+
+/* A journal segment: journal_dir/journal-<first> or journal_dir/archive/journal-<first>. */
+struct srv_segment {
+	uint64_t first;
+	bool archived;
+	char path[SRV_CONFIG_TEXT_MAX + 48];
+};
+/* Every segment of dir (live and archived), by first sequence. -1 with errno. */
+int srv_segments_list(const char *dir, struct srv_segment **out, size_t *n);
+
+/* Settlement items in snapshots (srv_wjob_load: -1 with the reason in in->error). */
+struct srv_snap_w;
+struct srv_snap_r;
+void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j);
+int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);
