@@ -933,6 +933,11 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       atomic_load(&m->journal_records));
 	metric(b, "gridex_journal_sync_ms_last", "Duration of the last write and fdatasync.",
 	       "gauge", atomic_load(&m->journal_sync_ms_last));
+	metric(b, "gridex_snapshots_total", "Snapshots of the core written.", "counter",
+	       atomic_load(&m->snapshots));
+	metric(b, "gridex_snapshot_pause_ms_last",
+	       "How long the core paused to serialize the last snapshot.", "gauge",
+	       atomic_load(&m->snapshot_pause_ms_last));
 	metric(b, "gridex_settlement_queue_depth", "Fills and actions waiting for the ledger.",
 	       "gauge", srv_queue_depth(&s->writer_q) + atomic_load(&m->settlement_pending));
 	metric(b, "gridex_settlement_batches_total", "Settlement batches committed.", "counter",

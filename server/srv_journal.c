@@ -28,15 +28,41 @@ static void crc_init(void)
 	}
 }
 
-uint32_t srv_crc32c(uint32_t crc, const void *data, size_t len)
+static uint32_t crc_bytes(uint32_t crc, const uint8_t *p, size_t len)
 {
-	if (crc_table[1] == 0)
-		crc_init(); /* idempotent: racing threads write the same values */
-	const uint8_t *p = data;
-	crc = ~crc;
 	while (len--)
 		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* SSE4.2 has the CRC32C instruction: eight bytes per step, several GB/s. */
+__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc, const uint8_t *p,
+							    size_t len)
+{
+	uint64_t c = crc;
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	crc = (uint32_t)c;
+	for (; len > 0; p++, len--)
+		crc = __builtin_ia32_crc32qi(crc, *p);
+	return crc;
+}
+#endif
+
+uint32_t srv_crc32c(uint32_t crc, const void *data, size_t len)
+{
+	crc = ~crc;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc_sse42(crc, data, len);
+#endif
+	if (crc_table[1] == 0)
+		crc_init(); /* idempotent: racing threads write the same values */
+	return ~crc_bytes(crc, data, len);
 }
 
 /* ---------- little-endian fields ---------- */

@@ -8,6 +8,7 @@
  * segment cut off, and every fill and operator action the ledger does not
  * have yet is handed to the ledger thread again (docs/durability.md).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,6 +331,25 @@ int srv_segments_list(const char *dir, struct srv_segment **out, size_t *n)
 	return 0;
 }
 
+/* Removes what a crash while writing a snapshot left: snapshot-<seq>.tmp. */
+static void remove_partial_snapshots(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	char path[SRV_CONFIG_TEXT_MAX + 64];
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		size_t len = strlen(e->d_name);
+		if (len != 9 + 20 + 4 || strncmp(e->d_name, "snapshot-", 9) != 0 ||
+		    strcmp(e->d_name + 29, ".tmp") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			srv_log(SRV_LOG_INFO, "partial snapshot removed", "path=\"%s\"", path);
+	}
+	closedir(d);
+}
+
 /* A journal from before segments ("journal") becomes the first segment. */
 static int first_record(const struct srv_jrec *rec, void *ctx)
 {
@@ -512,6 +532,7 @@ int srv_recover(struct srv *s)
 			strerror(errno));
 		goto fail;
 	}
+	remove_partial_snapshots(dir);
 	uint64_t snap = 0;
 	if (load_snapshot(&r, &snap) != 0) {
 		srv_log(SRV_LOG_ERROR, "cannot start from the snapshots", "error=\"%s\"", r.error);

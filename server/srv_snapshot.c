@@ -13,7 +13,7 @@
 
 /* ---------- writing ---------- */
 
-void srv_snap_put(struct srv_snap_w *w, const void *data, size_t len)
+static void grow_put(struct srv_snap_w *w, const void *data, size_t len)
 {
 	if (w->failed)
 		return;
@@ -38,9 +38,25 @@ void srv_snap_put(struct srv_snap_w *w, const void *data, size_t len)
 	w->len += len;
 }
 
+/* The common case, room in the buffer, without a call. */
+static inline void put(struct srv_snap_w *w, const void *data, size_t len)
+{
+	if (__builtin_expect(len <= w->cap - w->len && !w->failed, 1)) {
+		memcpy(w->p + w->len, data, len);
+		w->len += len;
+	} else {
+		grow_put(w, data, len);
+	}
+}
+
+void srv_snap_put(struct srv_snap_w *w, const void *data, size_t len)
+{
+	put(w, data, len);
+}
+
 void srv_snap_u8(struct srv_snap_w *w, uint8_t v)
 {
-	srv_snap_put(w, &v, 1);
+	put(w, &v, 1);
 }
 
 void srv_snap_u32(struct srv_snap_w *w, uint32_t v)
@@ -48,7 +64,7 @@ void srv_snap_u32(struct srv_snap_w *w, uint32_t v)
 	uint8_t b[4];
 	for (int i = 0; i < 4; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
-	srv_snap_put(w, b, 4);
+	put(w, b, 4);
 }
 
 void srv_snap_u64(struct srv_snap_w *w, uint64_t v)
@@ -56,7 +72,7 @@ void srv_snap_u64(struct srv_snap_w *w, uint64_t v)
 	uint8_t b[8];
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
-	srv_snap_put(w, b, 8);
+	put(w, b, 8);
 }
 
 void srv_snap_i64(struct srv_snap_w *w, int64_t v)
@@ -78,29 +94,33 @@ void srv_snap_fail(struct srv_snap_r *r, const char *why)
 		r->error = why;
 }
 
-void srv_snap_get(struct srv_snap_r *r, void *out, size_t len)
+static inline void get(struct srv_snap_r *r, void *out, size_t len)
 {
-	if (r->error == NULL && len > r->len - r->off)
-		srv_snap_fail(r, "the snapshot ends inside its state");
-	if (r->error) {
-		memset(out, 0, len);
+	if (__builtin_expect(r->error == NULL && len <= r->len - r->off, 1)) {
+		memcpy(out, r->p + r->off, len);
+		r->off += len;
 		return;
 	}
-	memcpy(out, r->p + r->off, len);
-	r->off += len;
+	srv_snap_fail(r, "the snapshot ends inside its state");
+	memset(out, 0, len);
+}
+
+void srv_snap_get(struct srv_snap_r *r, void *out, size_t len)
+{
+	get(r, out, len);
 }
 
 uint8_t srv_snap_get_u8(struct srv_snap_r *r)
 {
 	uint8_t v;
-	srv_snap_get(r, &v, 1);
+	get(r, &v, 1);
 	return v;
 }
 
 uint32_t srv_snap_get_u32(struct srv_snap_r *r)
 {
 	uint8_t b[4];
-	srv_snap_get(r, b, 4);
+	get(r, b, 4);
 	uint32_t v = 0;
 	for (int i = 3; i >= 0; i--)
 		v = v << 8 | b[i];
@@ -110,7 +130,7 @@ uint32_t srv_snap_get_u32(struct srv_snap_r *r)
 uint64_t srv_snap_get_u64(struct srv_snap_r *r)
 {
 	uint8_t b[8];
-	srv_snap_get(r, b, 8);
+	get(r, b, 8);
 	uint64_t v = 0;
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | b[i];

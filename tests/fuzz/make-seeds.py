@@ -105,3 +105,45 @@ for name in sorted(os.listdir(scen)):
     if name.endswith(".in"):
         with open(os.path.join(scen, name), "rb") as f:
             put("replay", name[:-3], f.read())
+
+# snapshot: core state bodies (srv_core_save's layout) for fuzz_snapshot.c's core.
+import datetime
+from nacl.signing import SigningKey
+
+u8 = lambda v: struct.pack("<B", v)
+u32 = lambda v: struct.pack("<I", v)
+u64 = lambda v: struct.pack("<Q", v)
+i64 = lambda v: struct.pack("<q", v)
+text = lambda s: u8(len(s)) + s
+
+START = 1795366800000  # 2026-11-22T17:00Z, the harness core's clock
+period = int(datetime.datetime(2026, 11, 22, 19, tzinfo=datetime.timezone.utc).timestamp() * 1000)
+keys = {a: SigningKey(bytes([a]) * 32).verify_key.encode() for a in (1, 2)}
+
+
+def order(oid, account, price, qty):  # GTC, STP cancel-newest (resolved)
+    return u64(oid) + u32(account) + u8(0) + u8(1) + i64(price) + i64(qty) + i64(0)
+
+
+def snapshot():
+    b = u64(3) + i64(START) + u64(1)  # next order id, clock, next fill id
+    b += u32(1) + text(b"H100-80G")
+    b += u32(1) + text(H19) + text(b"H100-80G") + i64(period) + i64(3600000)
+    b += i64(period - 300000) + i64(1) + u8(0) + u32(0) + u64(2) + u64(0)
+    b += u32(1) + order(1, 1, 2000000, 4) + u32(1) + order(2, 2, 2500000, 3)
+    b += u32(2) + b"".join(u32(a) + u64(5) + u64(0) + keys[a] for a in (1, 2))
+    b += u32(2)
+    for a, side, price, qty in ((1, 0, 2000000, 4), (2, 1, 2500000, 3)):
+        b += u32(a) + text(b"trader%d" % a) + i64(0) + i64(0)
+        b += u32(1) + u64(a) + u64(10 + a) + u32(0) + u8(side) + i64(price) + i64(qty) + i64(0)
+    b += u32(2) + u32(1) + i64(10**12) + u32(2) + i64(0)  # risk: cash
+    b += u32(1) + u64(2 << 32) + i64(100)  # capacity of account 2, class 0
+    b += u32(1) + u64(2 << 32) + i64(0)  # its position in book 0
+    b += u32(2) + u64(1) + u32(1) + u32(0) + u32(0) + u8(0) + i64(2000000) + i64(4)
+    b += u64(2) + u32(2) + u32(0) + u32(0) + u8(1) + i64(2500000) + i64(3)
+    b += u64(0) + u32(0)  # recent fills
+    return b
+
+
+put("snapshot", "orders", snapshot())
+put("snapshot", "empty", u64(1) + i64(START) + u64(1) + u32(0) * 4 + u32(0) * 4 + u64(0) + u32(0))
