@@ -888,6 +888,7 @@ struct ledger_writer {
 	} * actions;
 	size_t n_actions;		   /* pending, in the same batch as the fills */
 	struct ledger_transfer *transfers; /* 2 per fill, 1 per action */
+	size_t cap;			   /* of fills and of actions; transfers: 3 x */
 	int64_t seq;			   /* batch id: seq of the last fill */
 	int64_t first_ms;		   /* when the oldest pending fill arrived */
 	bool sealed;	  /* a flush failed: the batch's contents and id are fixed */
@@ -921,9 +922,10 @@ int ledger_writer_create(const struct ledger_writer_config *cfg, struct ledger_w
 	w->cfg = *cfg;
 	w->conninfo = strdup(cfg->conninfo);
 	w->currency = strdup(cfg->currency);
-	w->fills = calloc(cfg->batch_fills_max, sizeof(*w->fills));
-	w->actions = calloc(cfg->batch_fills_max, sizeof(*w->actions));
-	w->transfers = calloc(3 * (size_t)cfg->batch_fills_max, sizeof(*w->transfers));
+	w->cap = cfg->batch_fills_max;
+	w->fills = calloc(w->cap, sizeof(*w->fills));
+	w->actions = calloc(w->cap, sizeof(*w->actions));
+	w->transfers = calloc(3 * w->cap, sizeof(*w->transfers));
 	if (!w->conninfo || !w->currency || !w->fills || !w->actions || !w->transfers) {
 		ledger_writer_destroy(w);
 		return LEDGER_ERR_NOMEM;
@@ -962,11 +964,37 @@ size_t ledger_writer_pending(const struct ledger_writer *w)
 	return w->n + w->n_actions;
 }
 
-/* Whether another item may join the pending batch at seq; sets w->err if not. */
+/* Doubles the batch's room, up to what one COPY may carry. */
+static bool writer_grow(struct ledger_writer *w)
+{
+	size_t cap = 2 * w->cap;
+	if (cap > LEDGER_BATCH_TRANSFERS_MAX / 3)
+		cap = LEDGER_BATCH_TRANSFERS_MAX / 3;
+	if (cap <= w->cap)
+		return false;
+	struct ledger_fill *f = realloc(w->fills, cap * sizeof(*f));
+	if (f)
+		w->fills = f;
+	struct writer_action *a = f ? realloc(w->actions, cap * sizeof(*a)) : NULL;
+	if (a)
+		w->actions = a;
+	struct ledger_transfer *t = a ? realloc(w->transfers, 3 * cap * sizeof(*t)) : NULL;
+	if (t == NULL)
+		return false;
+	w->transfers = t;
+	w->cap = cap;
+	return true;
+}
+
+/* Whether another item may join the pending batch at seq; sets w->err if not. A full
+ * batch grows for more items of its last sequence: one input's items never span two
+ * batches (the batch id is the sequence, and recovery trusts it). */
 static int writer_can_add(struct ledger_writer *w, int64_t seq, bool action)
 {
-	bool full =
-		action ? w->n_actions == w->cfg.batch_fills_max : w->n == w->cfg.batch_fills_max;
+	bool full = (action ? w->n_actions : w->n) >= w->cfg.batch_fills_max;
+	if (full && !w->sealed && seq == w->seq && w->n + w->n_actions > 0 &&
+	    ((action ? w->n_actions : w->n) < w->cap || writer_grow(w)))
+		full = false;
 	if (!w->sealed && !full && seq >= w->seq && seq >= 1)
 		return LEDGER_OK;
 	snprintf(w->err, sizeof(w->err), "%s",

@@ -289,7 +289,10 @@ const char *ledger_writer_error(const struct ledger_writer *w);
 /*
  * Adds a fill to the pending batch. seq is the engine sequence number of the
  * input that caused it (non-decreasing); the batch's id is the seq of its
- * last fill. Errors: ARGS (seq decreasing, or a full batch: flush first),
+ * last fill. A batch holding batch_fills_max fills takes more only of its
+ * last sequence (it grows, up to LEDGER_BATCH_TRANSFERS_MAX / 3 items):
+ * flush only after an input's last item, and no input's items span two
+ * batches. Errors: ARGS (seq decreasing, or a full batch: flush first),
  * OVERFLOW, NOT_FOUND (a participant without an account), UNAVAILABLE.
  */
 LEDGER_MUST_USE int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,

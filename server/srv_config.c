@@ -89,7 +89,9 @@ static const struct key keys[] = {
 	TEXT(database_url, "",
 	     "libpq URL of the ledger as gridex_app (default $GRIDEX_DATABASE_URL)"),
 	TEXT(currency, "USD", "ledger currency"),
-	INT(batch_fills_max, 5000, 1, 500000, "fills per settlement batch"),
+	INT(batch_fills_max, 5000, 1, 500000,
+	    "fills per settlement batch; one input's fills are never split, so a batch can hold "
+	    "more"),
 	INT(batch_ms_max, 50, 1, 60000, "age of the oldest fill that forces a batch"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),

@@ -341,6 +341,8 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 		w->u.op = out->op;
 		pending_add(x, w);
 	}
+	if (out->n_fills > 0 || out->has_op)
+		x->wjobs[x->n_wjobs - 1].seq_end = true; /* staged last: still in the stage */
 }
 
 /* Snapshots of every existing book of a topic, encoded back to back. */
@@ -687,18 +689,23 @@ static void *writer_main(void *arg)
 		srv_log(SRV_LOG_ERROR, "ledger writer cannot start", NULL);
 		abort();
 	}
+	/* A batch ends only after the last item of an input (its id is the input's
+	 * sequence): a full batch takes the rest of its last input, one item at a time. */
+	bool at_end = true;
 	for (;;) {
 		/* Fills and actions together stay within one batch's capacity. */
 		size_t pending = ledger_writer_pending(x.w), max = (size_t)s->cfg.batch_fills_max;
-		size_t room = pending < max ? max - pending : 0;
+		size_t room = pending < max ? max - pending : (at_end ? 0 : 1);
 		if (room > 256)
 			room = 256;
 		size_t n = room ? srv_queue_pop(&s->writer_q, jobs, room, (int)s->cfg.batch_ms_max)
 				: 0;
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			writer_add(&x, &jobs[i]);
+			at_end = jobs[i].seq_end;
+		}
 		atomic_store(&s->m.settlement_pending, ledger_writer_pending(x.w));
-		if (room == 0 || ledger_writer_due(x.w, srv_mono_ms()))
+		if (at_end && (room == 0 || ledger_writer_due(x.w, srv_mono_ms())))
 			flush(&x);
 		if (n == 0 && srv_queue_drained(&s->writer_q)) {
 			flush(&x);

@@ -161,13 +161,16 @@ static int resend(struct recovery *r, uint64_t seq)
 	for (size_t i = 0; i < out->n_fills; i++) {
 		struct srv_wjob w = {
 			.kind = SRV_W_FILL, .seq = (int64_t)seq, .mono_ms = srv_mono_ms()};
+		w.seq_end = i + 1 == out->n_fills && !out->has_op;
 		w.u.fill = out->fills[i];
 		if (resend_one(r, &w) != 0)
 			return -1;
 	}
 	if (out->has_op) {
-		struct srv_wjob w = {
-			.kind = SRV_W_OP, .seq = (int64_t)seq, .mono_ms = srv_mono_ms()};
+		struct srv_wjob w = {.kind = SRV_W_OP,
+				     .seq_end = true,
+				     .seq = (int64_t)seq,
+				     .mono_ms = srv_mono_ms()};
 		w.u.op = out->op;
 		return resend_one(r, &w);
 	}
@@ -203,7 +206,9 @@ void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j)
 
 int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j)
 {
-	*j = (struct srv_wjob){.kind = srv_snap_get_u8(in), .seq = srv_snap_get_i64(in)};
+	*j = (struct srv_wjob){0};
+	j->kind = srv_snap_get_u8(in); /* in order: initializers are not sequenced */
+	j->seq = srv_snap_get_i64(in);
 	if (j->kind == SRV_W_FILL) {
 		struct ledger_fill *f = &j->u.fill;
 		f->fill_id = srv_snap_get_i64(in);
@@ -453,6 +458,7 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 		}
 		for (uint32_t k = 0; k < count && rc == 0; k++) {
 			items[k].mono_ms = srv_mono_ms();
+			items[k].seq_end = k + 1 == count || items[k + 1].seq != items[k].seq;
 			if (items[k].seq > r->ledger_batch && resend_one(r, &items[k]) != 0)
 				rc = -1;
 		}

@@ -86,6 +86,7 @@ enum srv_wjob_kind {
 
 struct srv_wjob {
 	uint8_t kind;
+	bool seq_end; /* the last item of its input: a batch may end after it */
 	int64_t seq;
 	int64_t mono_ms; /* when the core produced it: settlement lag */
 	union {

@@ -207,6 +207,44 @@ START_TEST(bid_and_offer_cross_and_settle)
 }
 END_TEST
 
+/* One bid that takes five offers makes five fills from one input: with batches of two,
+ * they still settle in one batch (its id is the input's sequence; a split batch would
+ * reuse the id and be refused for ever). */
+START_TEST(one_input_never_spans_two_batches)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	static const char *const tiny[] = {"--maker-bps=10", "--taker-bps=20",
+					   "--batch-fills-max=2", NULL};
+	tserver_start(&srv, tiny);
+	connect_all();
+	for (int i = 0; i < 5; i++) {
+		uint64_t n = tclient_order(&seller, 31 + (uint64_t)i, product,
+					   GRIDEX__V1__SIDE__SELL, 2000000 + i * 10000, 1);
+		ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	}
+	uint64_t n = tclient_order(&buyer, 41, product, GRIDEX__V1__SIDE__BUY, 2100000, 5);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	Gridex__V1__ExecutionReport *r = wait_report(&buyer, GRIDEX__V1__EXEC_TYPE__FILL, 41);
+	ck_assert_int_eq(r->cumulative_quantity, 5);
+	gridex__v1__execution_report__free_unpacked(r, NULL);
+	wait_fills_settled(5);
+	ck_assert_int_eq(sql_int("select count(distinct batch_id) from ledger.transfers where "
+				 "fill_id is not null"),
+			 1);
+	ck_assert_int_eq(pgtest_audit(), 0);
+	/* Settlement goes on after it. */
+	n = tclient_order(&seller, 51, product, GRIDEX__V1__SIDE__SELL, 1900000, 2);
+	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	n = tclient_order(&buyer, 52, product, GRIDEX__V1__SIDE__BUY, 1900000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	wait_fills_settled(6);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
 /* Signs q's body with extra raw bytes appended (an unknown field) and sends it. */
 static uint64_t send_with_extra(struct tclient *c, Gridex__V1__Request *q)
 {
@@ -885,6 +923,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, bid_and_offer_cross_and_settle);
+	tcase_add_test(tc, one_input_never_spans_two_batches);
 	tcase_add_test(tc, every_rejection_path);
 	tcase_add_test(tc, order_rate_limit);
 	tcase_add_test(tc, market_data_rebuilds_the_book);
