@@ -49,6 +49,7 @@ struct gridex_client {
 	size_t in_len, in_cap;
 	struct topic topics[GRIDEX_TOPICS_MAX];
 	size_t n_topics;
+	struct gridex_frames *capture; /* set: requests are appended here, not sent */
 	char err[256];
 };
 
@@ -314,10 +315,41 @@ static int send_all(gridex_client *c, const uint8_t *buf, size_t len)
 	return GRIDEX_OK;
 }
 
-/* Sends a ClientFrame with its 4-byte length. */
+/* Room for len more bytes in f. */
+static bool frames_reserve(struct gridex_frames *f, size_t len)
+{
+	if (len <= f->cap - f->len)
+		return true;
+	size_t cap = f->cap ? f->cap : 4096;
+	while (cap - f->len < len) {
+		if (cap > SIZE_MAX / 2)
+			return false;
+		cap *= 2;
+	}
+	uint8_t *p = realloc(f->data, cap);
+	if (p == NULL)
+		return false;
+	f->data = p;
+	f->cap = cap;
+	return true;
+}
+
+/* Sends a ClientFrame with its 4-byte length (or captures it). */
 static int send_frame(gridex_client *c, const Gridex__V1__ClientFrame *f)
 {
 	size_t n = gridex__v1__client_frame__get_packed_size(f);
+	if (c->capture) {
+		if (!frames_reserve(c->capture, n + 4))
+			return fail(c, GRIDEX_ERR_NOMEM, "out of memory");
+		uint8_t *p = c->capture->data + c->capture->len;
+		p[0] = (uint8_t)(n >> 24);
+		p[1] = (uint8_t)(n >> 16);
+		p[2] = (uint8_t)(n >> 8);
+		p[3] = (uint8_t)n;
+		gridex__v1__client_frame__pack(f, p + 4);
+		c->capture->len += n + 4;
+		return GRIDEX_OK;
+	}
 	uint8_t stack[2048], *buf = n + 4 <= sizeof(stack) ? stack : malloc(n + 4);
 	if (buf == NULL)
 		return fail(c, GRIDEX_ERR_NOMEM, "out of memory");
@@ -330,6 +362,26 @@ static int send_frame(gridex_client *c, const Gridex__V1__ClientFrame *f)
 	if (buf != stack)
 		free(buf);
 	return rc;
+}
+
+void gridex_capture(gridex_client *c, struct gridex_frames *out)
+{
+	c->capture = out;
+}
+
+int gridex_send_raw(gridex_client *c, const uint8_t *frames, size_t len)
+{
+	if (frames == NULL && len > 0)
+		return fail(c, GRIDEX_ERR_ARGS, "no frames");
+	return send_all(c, frames, len);
+}
+
+void gridex_frames_free(struct gridex_frames *f)
+{
+	if (f == NULL)
+		return;
+	free(f->data);
+	*f = (struct gridex_frames){0};
 }
 
 static uint64_t next_nonce(gridex_client *c)
@@ -502,7 +554,11 @@ static int send_subscribe(gridex_client *c, const char *topic, bool trades, bool
 		u.product = text(topic);
 		f.unsubscribe = &u;
 	}
-	return send_frame(c, &f);
+	struct gridex_frames *capture = c->capture; /* subscriptions always go out */
+	c->capture = NULL;
+	int rc = send_frame(c, &f);
+	c->capture = capture;
+	return rc;
 }
 
 static int resubscribe(gridex_client *c)

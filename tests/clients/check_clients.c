@@ -230,6 +230,44 @@ START_TEST(library_trades_queries_and_books)
 }
 END_TEST
 
+/* Requests signed ahead (a load generator's way) go out only when sent, as they were
+ * signed; the same bytes again are replays. */
+START_TEST(library_presigned_requests)
+{
+	gridex_client *a = client(1, a_key);
+	struct gridex_frames frames = {0};
+	uint64_t nonces[3];
+	gridex_capture(a, &frames);
+	for (int i = 0; i < 3; i++) {
+		struct gridex_order o = {.client_order_id = 300 + (uint64_t)i,
+					 .product = product,
+					 .side = GRIDEX_BUY,
+					 .price = 1000000,
+					 .quantity = 1};
+		ck_assert_int_eq(gridex_new_order(a, &o, &nonces[i]), GRIDEX_OK);
+	}
+	/* A subscription made meanwhile is sent, not captured. */
+	ck_assert_int_eq(gridex_subscribe(a, product, false), GRIDEX_OK);
+	gridex_capture(a, NULL);
+	ck_assert_uint_gt(frames.len, 3 * 64);
+	struct gridex_event ev;
+	int rc;
+	while ((rc = gridex_next_event(a, 300, &ev)) == GRIDEX_OK) {
+		ck_assert_int_eq(ev.kind, GRIDEX_EV_SNAPSHOT); /* nothing else yet */
+		gridex_event_free(&ev);
+	}
+	ck_assert_int_eq(rc, GRIDEX_AGAIN);
+	ck_assert_int_eq(gridex_send_raw(a, frames.data, frames.len), GRIDEX_OK);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(answer(a, nonces[i]), 0);
+	ck_assert_int_eq(gridex_send_raw(a, frames.data, frames.len), GRIDEX_OK);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(answer(a, nonces[i]), 3); /* STALE_NONCE */
+	gridex_frames_free(&frames);
+	gridex_client_free(a);
+}
+END_TEST
+
 START_TEST(library_refuses_bad_input)
 {
 	gridex_client *a = client(1, a_key), *m = client(0, NULL);
@@ -432,6 +470,7 @@ static Suite *clients_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, library_trades_queries_and_books);
+	tcase_add_test(tc, library_presigned_requests);
 	tcase_add_test(tc, library_refuses_bad_input);
 	tcase_add_test(tc, cli_end_to_end);
 	tcase_add_test(tc, examples_buyer_and_seller_trade);

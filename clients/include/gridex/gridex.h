@@ -154,6 +154,23 @@ struct gridex_operator_request {
 GRIDEX_MUST_USE int gridex_operator(gridex_client *c, const struct gridex_operator_request *r,
 				    uint64_t *nonce);
 
+/*
+ * Pre-signed requests (load generators, batch submitters): while capture is
+ * set to out, the request functions above sign their request and append its
+ * frame (4-byte length, ClientFrame) to out instead of sending it, with the
+ * nonce and expiry of that moment (it expires expiry_ms later);
+ * gridex_capture(c, NULL) sends again. gridex_send_raw() sends captured bytes
+ * as they are, whole frames at a time. Subscriptions are never captured.
+ */
+struct gridex_frames {
+	uint8_t *data;
+	size_t len, cap;
+};
+void gridex_capture(gridex_client *c, struct gridex_frames *out);
+/* Errors: ARGS, CLOSED, IO, TIMEOUT. */
+GRIDEX_MUST_USE int gridex_send_raw(gridex_client *c, const uint8_t *frames, size_t len);
+void gridex_frames_free(struct gridex_frames *f);
+
 /* Public market data: a product or an accelerator class; remembered for reconnects. */
 GRIDEX_MUST_USE int gridex_subscribe(gridex_client *c, const char *topic, bool trades);
 GRIDEX_MUST_USE int gridex_unsubscribe(gridex_client *c, const char *topic);
