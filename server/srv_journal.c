@@ -431,7 +431,8 @@ int srv_journal_list(const char *dir, const char *prefix, uint64_t **nums, size_
 		*n = 0;
 		return rc;
 	}
-	qsort(*nums, *n, sizeof(**nums), cmp_u64);
+	if (*n > 1)
+		qsort(*nums, *n, sizeof(**nums), cmp_u64);
 	return SRV_JOURNAL_OK;
 }
 
