@@ -377,8 +377,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = 1;
-	if (srv_queue_init(&s.verify_q, sizeof(struct srv_job), (size_t)s.cfg.verify_queue_max) ||
-	    srv_queue_init(&s.journal_q, sizeof(struct srv_job), (size_t)s.cfg.core_queue_max) ||
+	if (srv_lanes_init(&s) != 0 ||
 	    srv_queue_init(&s.core_q, sizeof(struct srv_job), (size_t)s.cfg.core_queue_max) ||
 	    srv_queue_init(&s.out_q, sizeof(struct srv_out), (size_t)s.cfg.out_queue_max) ||
 	    srv_queue_init(&s.writer_q, sizeof(struct srv_wjob), (size_t)s.cfg.writer_queue_max)) {
@@ -408,8 +407,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	srv_io_free(&s);
-	srv_queue_destroy(&s.verify_q);
-	srv_queue_destroy(&s.journal_q);
+	srv_lanes_destroy(&s);
 	srv_queue_destroy(&s.core_q);
 	srv_queue_destroy(&s.out_q);
 	srv_queue_destroy(&s.writer_q);

@@ -48,21 +48,103 @@ static void out_push(struct srv *s, const struct srv_out *items, size_t n)
 		srv_io_notify(s);
 }
 
+/* ---------- verification lanes ---------- */
+
+static size_t lanes(const struct srv *s)
+{
+	return (size_t)s->cfg.verifier_threads;
+}
+
+int srv_lanes_init(struct srv *s)
+{
+	size_t n = lanes(s);
+	size_t in = (size_t)s->cfg.verify_queue_max / n, out = (size_t)s->cfg.core_queue_max / n;
+	s->vin = calloc(n, sizeof(*s->vin));
+	s->vout = calloc(n, sizeof(*s->vout));
+	if (!s->vin || !s->vout)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (srv_queue_init(&s->vin[i], sizeof(struct srv_job), in < 16 ? 16 : in) ||
+		    srv_queue_init(&s->vout[i], sizeof(struct srv_job), out < 16 ? 16 : out))
+			return -1;
+	return 0;
+}
+
+void srv_lanes_destroy(struct srv *s)
+{
+	for (size_t i = 0; s->vin && s->vout && i < lanes(s); i++) {
+		srv_queue_destroy(&s->vin[i]);
+		srv_queue_destroy(&s->vout[i]);
+	}
+	free(s->vin);
+	free(s->vout);
+	s->vin = s->vout = NULL;
+}
+
+bool srv_verify_push(struct srv *s, const struct srv_job *job)
+{
+	if (srv_queue_push(&s->vin[s->vin_next % lanes(s)], job, 1, false, NULL) != 1)
+		return false;
+	s->vin_next++;
+	return true;
+}
+
+void srv_verify_close(struct srv *s)
+{
+	for (size_t i = 0; i < lanes(s); i++)
+		srv_queue_close(&s->vin[i]);
+}
+
+size_t srv_verify_depth(struct srv *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < lanes(s); i++)
+		n += srv_queue_depth(&s->vin[i]);
+	return n;
+}
+
+size_t srv_verified_depth(struct srv *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < lanes(s); i++)
+		n += srv_queue_depth(&s->vout[i]);
+	return n;
+}
+
+void srv_verified_close(struct srv *s)
+{
+	for (size_t i = 0; i < lanes(s); i++)
+		srv_queue_close(&s->vout[i]);
+}
+
+bool srv_verified_drained(struct srv *s)
+{
+	for (size_t i = 0; i < lanes(s); i++)
+		if (!srv_queue_drained(&s->vout[i]))
+			return false;
+	return true;
+}
+
 /* ---------- verifiers ---------- */
+
+struct lane_arg {
+	struct srv *s;
+	size_t lane;
+};
 
 static void *verifier_main(void *arg)
 {
-	struct srv *s = arg;
+	struct srv *s = ((struct lane_arg *)arg)->s;
+	size_t lane = ((struct lane_arg *)arg)->lane;
 	struct srv_job *jobs = malloc(BATCH * sizeof(*jobs));
-	struct srv_job *ok = malloc(BATCH * sizeof(*ok));
 	struct srv_out *rejects = calloc(BATCH, sizeof(*rejects));
-	if (!jobs || !ok || !rejects) {
+	if (!jobs || !rejects) {
 		srv_log(SRV_LOG_ERROR, "verifier out of memory", NULL);
 		abort();
 	}
 	size_t n;
-	while ((n = srv_queue_pop(&s->verify_q, jobs, BATCH, -1)) > 0) {
-		size_t n_ok = 0, n_rej = 0;
+	while ((n = srv_queue_pop(&s->vin[lane], jobs, BATCH, -1)) > 0) {
+		size_t n_rej = 0;
 		for (size_t i = 0; i < n; i++) {
 			const struct srv_request *r = &jobs[i].req;
 			uint8_t key[SRV_PUBLIC_KEY_BYTES];
@@ -76,10 +158,9 @@ static void *verifier_main(void *arg)
 				reason = GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT;
 			else if (srv_request_verify(r, key) != SRV_AUTH_OK)
 				reason = GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE;
-			if (reason == 0) {
-				ok[n_ok++] = jobs[i];
+			if (reason == 0)
 				continue;
-			}
+			jobs[i].kind = SRV_JOB_SKIP; /* stays in the lane, in its place */
 			count_request(s, r->type, reason);
 			struct srv_out *o = &rejects[n_rej++];
 			*o = (struct srv_out){.kind = SRV_OUT_REPLY,
@@ -90,14 +171,49 @@ static void *verifier_main(void *arg)
 							  .account = r->account,
 							  .nonce = r->nonce};
 		}
-		srv_queue_push(&s->journal_q, ok, n_ok, true, NULL);
+		srv_queue_push(&s->vout[lane], jobs, n, true, NULL);
 		out_push(s, rejects, n_rej);
 	}
 	free(jobs);
-	free(ok);
 	free(rejects);
 	atomic_fetch_sub(&s->verifiers_alive, 1);
 	return NULL;
+}
+
+/*
+ * The journal thread's reader of the lanes: the next up to max verified requests in
+ * arrival order, waiting up to timeout_ms for the first. Returns 0 on timeout, or when
+ * the lanes are closed and empty (*done).
+ */
+struct lanes_reader {
+	struct srv_job *buf; /* per lane, BATCH jobs popped and not yet taken */
+	size_t *head, *count;
+	uint64_t next; /* arrival number of the next request */
+};
+
+static size_t lanes_take(struct srv *s, struct lanes_reader *lr, struct srv_job *out, size_t max,
+			 int timeout_ms, bool *done)
+{
+	size_t n = 0;
+	*done = false;
+	while (n < max) {
+		size_t l = lr->next % lanes(s);
+		if (lr->count[l] == 0) {
+			lr->head[l] = 0;
+			lr->count[l] = srv_queue_pop(&s->vout[l], lr->buf + l * BATCH, BATCH,
+						     n == 0 ? timeout_ms : 0);
+			if (lr->count[l] == 0) {
+				*done = n == 0 && srv_queue_drained(&s->vout[l]);
+				break;
+			}
+		}
+		const struct srv_job *j = &lr->buf[l * BATCH + lr->head[l]++];
+		lr->count[l]--;
+		lr->next++;
+		if (j->kind != SRV_JOB_SKIP)
+			out[n++] = *j;
+	}
+	return n;
 }
 
 /* ---------- journal ---------- */
@@ -139,11 +255,20 @@ static void *journal_main(void *arg)
 		srv_log(SRV_LOG_ERROR, "journal out of memory", NULL);
 		abort();
 	}
+	size_t nl = lanes(s);
+	struct lanes_reader lr = {.buf = malloc(nl * BATCH * sizeof(*lr.buf)),
+				  .head = calloc(nl, sizeof(size_t)),
+				  .count = calloc(nl, sizeof(size_t))};
+	if (!lr.buf || !lr.head || !lr.count) {
+		srv_log(SRV_LOG_ERROR, "journal out of memory", NULL);
+		abort();
+	}
 	uint64_t seq = (uint64_t)s->seq_base;
 	int64_t last_ms = s->journal_last_ms, last_record = srv_mono_ms();
 	for (;;) {
-		size_t n = srv_queue_pop(&s->journal_q, jobs, BATCH, (int)s->cfg.tick_ms);
-		if (n == 0 && srv_queue_drained(&s->journal_q))
+		bool done;
+		size_t n = lanes_take(s, &lr, jobs, BATCH, (int)s->cfg.tick_ms, &done);
+		if (done)
 			break;
 		int64_t now = srv_now_ms();
 		if (now < last_ms)
@@ -193,6 +318,9 @@ static void *journal_main(void *arg)
 	}
 	free(jobs);
 	free(rec);
+	free(lr.buf);
+	free(lr.head);
+	free(lr.count);
 	srv_queue_close(&s->core_q);
 	return NULL;
 }
@@ -723,12 +851,16 @@ int srv_pipeline_start(struct srv *s)
 {
 	int n = (int)s->cfg.verifier_threads;
 	s->verifiers = calloc((size_t)n, sizeof(*s->verifiers));
-	if (!s->verifiers)
+	struct lane_arg *args = calloc((size_t)n, sizeof(*args));
+	s->lane_args = args;
+	if (!s->verifiers || !args)
 		return -1;
 	atomic_store(&s->verifiers_alive, n);
-	for (int i = 0; i < n; i++)
-		if (pthread_create(&s->verifiers[i], NULL, verifier_main, s) != 0)
+	for (int i = 0; i < n; i++) {
+		args[i] = (struct lane_arg){.s = s, .lane = (size_t)i};
+		if (pthread_create(&s->verifiers[i], NULL, verifier_main, &args[i]) != 0)
 			return -1;
+	}
 	if (pthread_create(&s->snap_thread, NULL, snapshot_main, s) != 0 ||
 	    pthread_create(&s->journal_thread, NULL, journal_main, s) != 0 ||
 	    pthread_create(&s->core_thread, NULL, core_main, s) != 0 ||
@@ -746,5 +878,7 @@ void srv_pipeline_join(struct srv *s)
 	pthread_join(s->writer_thread, NULL);
 	pthread_join(s->snap_thread, NULL);
 	free(s->verifiers);
+	free(s->lane_args);
 	s->verifiers = NULL;
+	s->lane_args = NULL;
 }

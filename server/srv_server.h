@@ -4,8 +4,9 @@
  * server/). One direction, bounded queues:
  *
  *   I/O thread (libevent: TLS, framing, decoding, limits, fan-out)
- *     --verify_q--> verifier threads (Ed25519)
- *     --journal_q-> journal thread (sequence numbers, append, group fdatasync)
+ *     --vin[i]-->   verifier thread i (Ed25519), request k in lane k % verifiers
+ *     --vout[i]-->  journal thread (arrival order, sequence numbers, append,
+ *                   group fdatasync)
  *     --core_q-->   core thread (srv_core: risk + matching, in sequence)
  *     --out_q-->    back to the I/O thread (replies, reports, market data)
  *     --writer_q--> ledger thread (settlement batches, operator actions)
@@ -41,6 +42,7 @@ enum srv_job_kind {
 	SRV_JOB_REQUEST = 1,
 	SRV_JOB_SUBSCRIBE,
 	SRV_JOB_TICK, /* the journal's clock tick */
+	SRV_JOB_SKIP, /* a request the verifier refused: keeps the lanes in step */
 };
 
 struct srv_job {
@@ -116,8 +118,16 @@ struct srv {
 	struct srv_config cfg;
 	struct srv_metrics m;
 	/* threads and queues */
-	struct srv_queue verify_q, journal_q, core_q, out_q, writer_q;
+	/* Verification keeps arrival order: request i goes to lane i % verifier_threads
+	 * (vin), its verifier passes it on in its lane (vout), and the journal thread
+	 * takes the lanes in the same turn. A slow verifier delays the others' results
+	 * but never lets a later request overtake an earlier one (time priority, and the
+	 * nonce window of an account with many requests in flight). */
+	struct srv_queue *vin, *vout;
+	uint64_t vin_next; /* the I/O thread's turn */
+	struct srv_queue core_q, out_q, writer_q;
 	pthread_t *verifiers, journal_thread, core_thread, writer_thread;
+	void *lane_args;	     /* each verifier's lane */
 	struct srv_journal *journal; /* the journal thread appends; start-up replays */
 	int64_t journal_last_ms;     /* time of the last journaled record */
 	atomic_int verifiers_alive;
@@ -154,6 +164,17 @@ struct srv {
 	int64_t drain_deadline_ms;
 	int exit_code;
 };
+
+/* srv_pipeline.c: the verification lanes (I/O thread: push, close; depths: any thread). */
+__attribute__((warn_unused_result)) int srv_lanes_init(struct srv *s);
+void srv_lanes_destroy(struct srv *s);
+bool srv_verify_push(struct srv *s, const struct srv_job *job); /* false: full */
+void srv_verify_close(struct srv *s);
+size_t srv_verify_depth(struct srv *s);
+size_t srv_verified_depth(struct srv *s);
+/* Once every verifier is done: lets the journal thread finish. */
+void srv_verified_close(struct srv *s);
+bool srv_verified_drained(struct srv *s);
 
 /* srv_pipeline.c: the worker threads. */
 __attribute__((warn_unused_result)) int srv_pipeline_start(struct srv *s);
