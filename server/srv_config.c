@@ -50,8 +50,11 @@ static const struct key keys[] = {
 	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),
 	INT(verifier_threads, 2, 1, 64, "signature verification threads"),
 	INT(verify_queue_max, 65536, 16, 16777216,
-	    "requests waiting for verification; beyond it requests get OVERLOADED"),
-	INT(core_queue_max, 65536, 16, 16777216, "verified requests waiting for the core"),
+	    "requests waiting for verification, split evenly over the verifiers; beyond it "
+	    "requests get OVERLOADED"),
+	INT(core_queue_max, 65536, 16, 16777216,
+	    "verified requests waiting for the journal (split over the verifiers), and for the "
+	    "core"),
 	INT(out_queue_max, 262144, 16, 16777216, "replies and market data waiting for the I/O"),
 	INT(writer_queue_max, 1048576, 16, 16777216, "fills and operator actions for the ledger"),
 	INT(tick_ms, 100, 1, 60000, "how often the clock expires GTD orders and closes gates"),
