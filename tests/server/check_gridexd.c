@@ -245,6 +245,51 @@ START_TEST(one_input_never_spans_two_batches)
 }
 END_TEST
 
+/* Requests keep their arrival order through the verifier threads: 3,000 pipelined
+ * requests (balance queries) of one connection, verified by four threads, are
+ * sequenced exactly in the order they were sent (time priority), and none is refused
+ * for a nonce that fell out of the window. */
+START_TEST(sequence_follows_arrival_order)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	static const char *const four[] = {"--maker-bps=10", "--taker-bps=20",
+					   "--verifier-threads=4", "--orders-per-second=0", NULL};
+	tserver_forget_journal(&srv); /* other core settings: a new journal */
+	tserver_start(&srv, four);
+	connect_all();
+	enum { N = 3000 };
+	static uint64_t nonces[N], seqs[N];
+	for (int i = 0; i < N; i++) {
+		Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+		q.type = GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE;
+		nonces[i] = tclient_send(&buyer, &q, buyer.sk);
+	}
+	int answered = 0, next = 0;
+	while (answered < N) {
+		bool closed = false;
+		Gridex__V1__ServerFrame *f = tclient_recv(&buyer, 10000, &closed);
+		ck_assert_msg(f != NULL, "%d of %d answered", answered, N);
+		ck_assert_msg(f->reject == NULL, "request refused: reason %d",
+			      f->reject ? (int)f->reject->reason : 0);
+		if (f->ack) {
+			/* Answers come in sequence order; find the request by its nonce. */
+			while (next < N && nonces[next] != f->ack->nonce)
+				next++;
+			ck_assert_msg(next < N, "an answer out of arrival order (nonce %llu)",
+				      (unsigned long long)f->ack->nonce);
+			seqs[next] = f->ack->sequence;
+			answered++;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	for (int i = 1; i < N; i++) /* clock ticks may take numbers in between */
+		ck_assert_uint_gt(seqs[i], seqs[i - 1]);
+}
+END_TEST
+
 /* Signs q's body with extra raw bytes appended (an unknown field) and sends it. */
 static uint64_t send_with_extra(struct tclient *c, Gridex__V1__Request *q)
 {
@@ -924,6 +969,7 @@ static Suite *gridexd_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, bid_and_offer_cross_and_settle);
 	tcase_add_test(tc, one_input_never_spans_two_batches);
+	tcase_add_test(tc, sequence_follows_arrival_order);
 	tcase_add_test(tc, every_rejection_path);
 	tcase_add_test(tc, order_rate_limit);
 	tcase_add_test(tc, market_data_rebuilds_the_book);
