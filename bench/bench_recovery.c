@@ -36,6 +36,20 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* This process's resident size in MiB. */
+static double rss_mib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	double kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb / 1024;
+}
+
 static struct srv_core *make_core(uint32_t orders)
 {
 	struct srv_core_config cfg;
@@ -156,6 +170,7 @@ int main(int argc, char **argv)
 	       (double)bytes / 1048576, (double)(now_us() - t0) / 1e6);
 
 	/* Without a snapshot: read, check and replay every record. */
+	double rss0 = rss_mib();
 	struct srv_core *c = make_core(cap);
 	accounts(c);
 	struct srv_core_out out;
@@ -172,6 +187,9 @@ int main(int argc, char **argv)
 	       "%u orders resting, %ld refused\n",
 	       (unsigned long long)st.records, replay_s, (double)st.records / replay_s, resting,
 	       x.refused);
+	printf("memory: the core with room for %u orders holds %.0f MiB resident with them all "
+	       "resting (%.0f bytes per order)\n",
+	       cap, rss_mib() - rss0, (rss_mib() - rss0) * 1048576 / resting);
 
 	/* A snapshot of that state, then a restart from it. */
 	struct srv_snap_w w = {0};

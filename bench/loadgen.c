@@ -8,8 +8,10 @@
  * requests in flight per connection: the maximum) or open loop at a fixed
  * offered rate (each request has a planned send time; latency counts from
  * it, so a server that falls behind cannot hide its queue). The mix per
- * connection: new resting orders, modifies and cancels of its own orders,
- * and --cross-pct percent IOC orders that cross the other side.
+ * connection: new resting orders, modifies and cancels of its own orders
+ * (at most 64 rest per connection, so the book stays the same size), and
+ * --cross-pct percent IOC orders that cross the other side. --server-pid
+ * samples the server's resident size.
  *
  * Prints offered and achieved requests/s, acknowledgement latency
  * (p50/p99/p99.9/max from a log-linear histogram), rejects by reason, fills/s
@@ -20,7 +22,7 @@
  *   loadgen --port=P --ca=CERT --operator-account=N --operator-key=PEM
  *           [--metrics=HOST:PORT] [--accounts=32] [--seconds=10] [--window=64]
  *           [--rate=R | --rate=0 (closed loop) | --phases] [--cross-pct=3]
- *           [--keys=DIR] [--first-account=100]
+ *           [--keys=DIR] [--first-account=100] [--server-pid=PID]
  * --phases runs the closed loop, then the open loop at half its rate (and at
  * each of --also-rates=R1,R2,...), and ends with
  * ratio_to_verify_ceiling=<achieved closed-loop rate / ceiling>.
@@ -56,6 +58,7 @@ static struct {
 	double rate, seconds;
 	bool phases;
 	const char *also; /* more open-loop rates after the phases, comma-separated */
+	int server_pid;	  /* > 0: its resident size is sampled */
 } opt = {.host = "127.0.0.1",
 	 .port = 7400,
 	 .keys = "/tmp/gridex-loadgen-keys",
@@ -270,7 +273,7 @@ static void sign_one(struct conn *x, struct request *r)
 					 .price = x->buyer ? SELL_LOW + BAND - 1 : BUY_LOW,
 					 .quantity = 1};
 		rc = gridex_new_order(x->c, &o, &r->nonce);
-	} else if (x->own_n < 8 || roll < 50) {
+	} else if (x->own_n < OWN_MAX && (x->own_n < 8 || roll < 50)) {
 		struct gridex_order o = {.client_order_id = x->next_coid++,
 					 .product = product,
 					 .side = x->buyer ? GRIDEX_BUY : GRIDEX_SELL,
@@ -278,17 +281,13 @@ static void sign_one(struct conn *x, struct request *r)
 						  (int64_t)rnd(BAND / 10000) * 10000,
 					 .quantity = 1 + rnd(4)};
 		rc = gridex_new_order(x->c, &o, &r->nonce);
-		if (x->own_n == OWN_MAX) { /* forget the oldest: it may rest for ever */
-			x->own_head = (x->own_head + 1) % OWN_MAX;
-			x->own_n--;
-		}
 		x->own[(x->own_head + x->own_n++) % OWN_MAX] = o.client_order_id;
-	} else if (roll < 70) {
+	} else if (roll < 70 && x->own_n < OWN_MAX) {
 		uint64_t coid = x->own[(x->own_head + rnd((uint32_t)x->own_n)) % OWN_MAX];
 		int64_t price =
 			(x->buyer ? BUY_LOW : SELL_LOW) + (int64_t)rnd(BAND / 10000) * 10000;
 		rc = gridex_modify(x->c, coid, price, 1 + rnd(4), &r->nonce);
-	} else {
+	} else { /* and always once OWN_MAX rest: the book stays the same size */
 		uint64_t coid = x->own[x->own_head];
 		x->own_head = (x->own_head + 1) % OWN_MAX;
 		x->own_n--;
@@ -401,6 +400,23 @@ static struct gauges scrape(void)
 	return g;
 }
 
+/* The server's resident size in MiB (0 when unknown). */
+static double server_rss(void)
+{
+	if (opt.server_pid <= 0)
+		return 0;
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", opt.server_pid);
+	FILE *f = fopen(path, "r");
+	double kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb / 1024;
+}
+
 /* ---------- a phase ---------- */
 
 static int64_t phase_t0;
@@ -469,7 +485,7 @@ static struct result run_phase(const char *name, double rate)
 	memset(rejects, 0, sizeof(rejects));
 	answers = 0;
 	struct gauges g0 = scrape(), g;
-	double lag_max = 0;
+	double lag_max = 0, rss0 = server_rss(), rss_mid = 0;
 	struct pollfd *p = calloc(opt.accounts, sizeof(*p));
 	phase_t0 = now_ns();
 	int64_t end = phase_t0 + (int64_t)(opt.seconds * 1e9), next_scrape = phase_t0;
@@ -497,6 +513,8 @@ static struct result run_phase(const char *name, double rate)
 			if (!drain(&conns[i]))
 				die("account %u: %s", conns[i].account,
 				    gridex_client_error(conns[i].c));
+		if (rss_mid == 0 && t - phase_t0 >= (end - phase_t0) / 2)
+			rss_mid = server_rss();
 		if (t >= next_scrape) {
 			g = scrape();
 			if (g.lag_ms > lag_max)
@@ -563,6 +581,10 @@ static struct result run_phase(const char *name, double rate)
 	if (g.ok)
 		printf("  fills %.0f/s, settlement lag max %.0f ms, unsettled at the end %.0f\n",
 		       r.fills_per_s, r.lag_max_ms, g.pending);
+	if (opt.server_pid > 0)
+		printf("  server resident: %.0f MiB at the start, %.0f MiB half way, %.0f MiB at "
+		       "the end\n",
+		       rss0, rss_mid, server_rss());
 	fflush(stdout);
 	return r;
 }
@@ -572,7 +594,8 @@ static void usage(void)
 	fputs("usage: loadgen --port=P --ca=CERT --operator-account=N --operator-key=PEM\n"
 	      "               [--host=H] [--metrics=HOST:PORT] [--accounts=32] [--seconds=10]\n"
 	      "               [--window=64] [--rate=R | --phases] [--cross-pct=3] [--keys=DIR]\n"
-	      "               [--first-account=100] [--also-rates=R1,R2,...]\n",
+	      "               [--first-account=100] [--also-rates=R1,R2,...]\n"
+	      "               [--server-pid=PID]\n",
 	      stderr);
 	exit(2);
 }
@@ -615,6 +638,8 @@ int main(int argc, char **argv)
 			opt.phases = true;
 		else if (strncmp(a, "--also-rates=", 13) == 0)
 			opt.also = v;
+		else if (strncmp(a, "--server-pid=", 13) == 0)
+			opt.server_pid = (int)num(v, 1, 1 << 30);
 		else if (strncmp(a, "--cross-pct=", 12) == 0)
 			opt.cross_pct = (uint32_t)num(v, 0, 100);
 		else if (strncmp(a, "--keys=", 7) == 0)

@@ -441,9 +441,10 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 		if (count && items == NULL)
 			srv_snap_fail(&body, "out of memory");
 		for (uint32_t k = 0; k < count && !body.error; k++)
-			if (srv_wjob_load(&body, &items[k]) == 0 && k > 0 &&
-			    items[k].seq < items[k - 1].seq)
-				srv_snap_fail(&body, "settlement items out of order");
+			if (srv_wjob_load(&body, &items[k]) == 0 &&
+			    ((k > 0 && items[k].seq < items[k - 1].seq) || items[k].seq < mark ||
+			     (uint64_t)items[k].seq > info.seq))
+				srv_snap_fail(&body, "settlement items out of order or range");
 		if (!body.error && body.off != body.len)
 			srv_snap_fail(&body, "bytes after its end");
 		if (body.error) {
