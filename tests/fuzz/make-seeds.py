@@ -147,3 +147,8 @@ def snapshot():
 
 put("snapshot", "orders", snapshot())
 put("snapshot", "empty", u64(1) + i64(START) + u64(1) + u32(0) * 4 + u32(0) * 4 + u64(0) + u32(0))
+
+# hook: results of the provisioning hook's contract.
+put("hook", "ok", b'{"version":1,"ok":true,"lease_id":"L-1","state":"running"}')
+put("hook", "error", b'{"version":1,"ok":false,"error":{"code":"not_enough_devices",'
+    b'"message":"2 of 4 free","retryable":false}}')
