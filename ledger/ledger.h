@@ -120,6 +120,23 @@ LEDGER_MUST_USE int ledger_settle_transfers(const struct ledger_fill *f,
 					    size_t *n);
 
 /*
+ * The transfers that end a fill's escrow when its lease delivered `used` of
+ * `total` (minutes of the window, GPU-minutes: any unit; 0 <= used <= total):
+ * the seller gets floor(notional * used / total) out of escrow (leg 2) and
+ * pays its fee on that (leg 3); the buyer gets the rest back (leg 4) and the
+ * part of its fee that was not for delivered time (leg 5: its fee on the
+ * notional less its fee on the delivered share). Legs of zero are omitted;
+ * 1 to 4 are written. used == total is ledger_settle_transfers(delivered),
+ * used == 0 is the full refund. Errors as ledger_fill_transfers(), and ARGS
+ * for used or total out of range.
+ */
+LEDGER_MUST_USE int ledger_settle_part_transfers(const struct ledger_fill *f,
+						 const struct ledger_fees *fees,
+						 const struct ledger_accounts *acc, int64_t used,
+						 int64_t total, int64_t lease_id,
+						 struct ledger_transfer out[4], size_t *n);
+
+/*
  * Parses an amount of currency into micro-units: "12", "12.5", "0.000001".
  * At most 6 decimals, no sign, no exponent; must be > 0 and fit int64.
  * Errors: ARGS, OVERFLOW. *micros is untouched on failure.

@@ -64,35 +64,51 @@ int ledger_fill_transfers(const struct ledger_fill *f, const struct ledger_fees 
 	return LEDGER_OK;
 }
 
+int ledger_settle_part_transfers(const struct ledger_fill *f, const struct ledger_fees *fees,
+				 const struct ledger_accounts *acc, int64_t used, int64_t total,
+				 int64_t lease_id, struct ledger_transfer out[4], size_t *n)
+{
+	int64_t notional;
+	int rc = notional_of(f, &notional);
+	if (rc)
+		return rc;
+	if (total < 1 || used < 0 || used > total)
+		return LEDGER_ERR_ARGS;
+	/* The delivered share, rounded down: the seller is paid for no more than was used. */
+	__extension__ typedef __int128 i128;
+	int64_t released = (int64_t)((i128)notional * used / total);
+	int64_t refunded = notional - released;
+	uint32_t seller_bps = f->buyer_is_taker ? fees->maker_bps : fees->taker_bps;
+	uint32_t buyer_bps = f->buyer_is_taker ? fees->taker_bps : fees->maker_bps;
+	int64_t seller_fee, buyer_fee_paid, buyer_fee_kept;
+	if ((rc = ledger_fee(released, seller_bps, &seller_fee)) != LEDGER_OK ||
+	    (rc = ledger_fee(notional, buyer_bps, &buyer_fee_paid)) != LEDGER_OK ||
+	    (rc = ledger_fee(released, buyer_bps, &buyer_fee_kept)) != LEDGER_OK)
+		return rc;
+	*n = 0;
+	if (released > 0)
+		out[(*n)++] = leg(f, 2, acc->escrow, acc->seller, released, LEDGER_ESCROW_RELEASE,
+				  lease_id);
+	if (seller_fee > 0)
+		out[(*n)++] = leg(f, 3, acc->seller, acc->fees, seller_fee, LEDGER_FEE, lease_id);
+	if (refunded > 0)
+		out[(*n)++] = leg(f, 4, acc->escrow, acc->buyer, refunded, LEDGER_REFUND, lease_id);
+	/* The buyer ends up paying the fee of what was delivered only. */
+	if (buyer_fee_paid > buyer_fee_kept)
+		out[(*n)++] = leg(f, 5, acc->fees, acc->buyer, buyer_fee_paid - buyer_fee_kept,
+				  LEDGER_REFUND, lease_id);
+	return LEDGER_OK;
+}
+
 int ledger_settle_transfers(const struct ledger_fill *f, const struct ledger_fees *fees,
 			    const struct ledger_accounts *acc, bool delivered, int64_t lease_id,
 			    struct ledger_transfer out[2], size_t *n)
 {
-	int64_t notional, fee;
-	int rc = notional_of(f, &notional);
-	if (rc)
-		return rc;
-	if (delivered) {
-		bool seller_is_taker = !f->buyer_is_taker;
-		rc = ledger_fee(notional, seller_is_taker ? fees->taker_bps : fees->maker_bps,
-				&fee);
-		if (rc)
-			return rc;
-		out[0] = leg(f, 2, acc->escrow, acc->seller, notional, LEDGER_ESCROW_RELEASE,
-			     lease_id);
-		*n = 1;
-		if (fee > 0)
-			out[(*n)++] = leg(f, 3, acc->seller, acc->fees, fee, LEDGER_FEE, lease_id);
-		return LEDGER_OK;
-	}
-	rc = ledger_fee(notional, f->buyer_is_taker ? fees->taker_bps : fees->maker_bps, &fee);
-	if (rc)
-		return rc;
-	out[0] = leg(f, 4, acc->escrow, acc->buyer, notional, LEDGER_REFUND, lease_id);
-	*n = 1;
-	if (fee > 0)
-		out[(*n)++] = leg(f, 5, acc->fees, acc->buyer, fee, LEDGER_REFUND, lease_id);
-	return LEDGER_OK;
+	struct ledger_transfer t[4];
+	int rc = ledger_settle_part_transfers(f, fees, acc, delivered ? 1 : 0, 1, lease_id, t, n);
+	if (rc == LEDGER_OK)
+		memcpy(out, t, *n * sizeof(*t)); /* all or nothing: at most two legs */
+	return rc;
 }
 
 int ledger_parse_amount(const char *s, int64_t *micros)

@@ -363,7 +363,8 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 	ledger_writer_destroy(w);
 	check_model(l, &m);
 	ck_assert_int_eq(pgtest_audit(), 0);
-	/* Deliver or refund every third fill, a batch of a hundred at a time. */
+	/* End every third fill's escrow: delivered whole, refunded whole, or in part (the
+	 * lease ran `used` minutes of 60), a batch at a time. */
 	struct ledger_accounts acc;
 	ledger_exchange_accounts(l, &acc);
 	struct ledger_transfer t[200];
@@ -371,33 +372,34 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 	int64_t batch = seq;
 	for (int64_t id = 3; id < m.next_fill; id += 3) {
 		struct ledger_fill f = m.fills[id - 1];
-		bool delivered = rnd() % 2;
-		int64_t notional = f.price * f.qty, fee;
+		int64_t used = (int64_t)(rnd() % 3) == 0   ? 0
+			       : (int64_t)(rnd() % 3) == 0 ? 60
+							   : (int64_t)(rnd() % 61);
 		ck_assert_int_eq(ledger_participant_account(l, f.buyer, &acc.buyer), LEDGER_OK);
 		ck_assert_int_eq(ledger_participant_account(l, f.seller, &acc.seller), LEDGER_OK);
 		size_t k;
-		ck_assert_int_eq(
-			ledger_settle_transfers(&f, &fees, &acc, delivered, f.fill_id, t + n, &k),
-			LEDGER_OK);
-		n += k;
-		m.escrow -= notional;
-		if (delivered) {
-			ck_assert_int_eq(
-				ledger_fee(notional,
-					   f.buyer_is_taker ? fees.maker_bps : fees.taker_bps,
-					   &fee),
-				LEDGER_OK);
-			m.cash[f.seller] += notional - fee;
-			m.fees += fee;
-		} else {
-			ck_assert_int_eq(
-				ledger_fee(notional,
-					   f.buyer_is_taker ? fees.taker_bps : fees.maker_bps,
-					   &fee),
-				LEDGER_OK);
-			m.cash[f.buyer] += notional + fee;
-			m.fees -= fee;
+		ck_assert_int_eq(ledger_settle_part_transfers(&f, &fees, &acc, used, 60, f.fill_id,
+							      t + n, &k),
+				 LEDGER_OK);
+		for (size_t i = n; i < n + k; i++) {
+			int leg = (int)(t[i].id & 7);
+			int64_t a = t[i].amount;
+			if (leg == 2 || leg == 4)
+				m.escrow -= a;
+			if (leg == 2)
+				m.cash[f.seller] += a;
+			if (leg == 3) {
+				m.cash[f.seller] -= a;
+				m.fees += a;
+			}
+			if (leg == 4)
+				m.cash[f.buyer] += a;
+			if (leg == 5) {
+				m.fees -= a;
+				m.cash[f.buyer] += a;
+			}
 		}
+		n += k;
 		if (n >= 190) {
 			ck_assert_int_eq(ledger_post(l, batch++, t, n), LEDGER_OK);
 			n = 0;

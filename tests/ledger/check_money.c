@@ -142,6 +142,74 @@ START_TEST(delivery_and_refund_legs)
 }
 END_TEST
 
+/* A lease that delivered part of its window: paid pro rata, the rest and its fee back. */
+START_TEST(partial_delivery_legs)
+{
+	struct ledger_fill f = {.fill_id = 9, .buyer_is_taker = true, .price = 1000, .qty = 3};
+	struct ledger_fees fees = {.maker_bps = 100, .taker_bps = 200};
+	struct ledger_transfer t[4];
+	size_t n;
+	ck_assert_int_eq(ledger_settle_part_transfers(&f, &fees, &acc, 20, 60, 55, t, &n),
+			 LEDGER_OK);
+	ck_assert_uint_eq(n, 4);
+	ck_assert(t[0].id == ((9 << 3) | 2) && t[0].amount == 1000 &&
+		  t[0].code == LEDGER_ESCROW_RELEASE && t[0].credit_account == 20);
+	ck_assert(t[1].id == ((9 << 3) | 3) && t[1].amount == 10 && t[1].debit_account == 20);
+	ck_assert(t[2].id == ((9 << 3) | 4) && t[2].amount == 2000 && t[2].code == LEDGER_REFUND &&
+		  t[2].credit_account == 10);
+	/* The buyer paid 60 (200 bps of 3000) and keeps paying 20 (of 1000). */
+	ck_assert(t[3].id == ((9 << 3) | 5) && t[3].amount == 40 && t[3].debit_account == 1 &&
+		  t[3].credit_account == 10);
+	/* Rounding favours nobody: the seller's share rounds down, the rest goes back. */
+	f.price = 1000;
+	f.qty = 1;
+	ck_assert_int_eq(ledger_settle_part_transfers(&f, &fees, &acc, 1, 3, 55, t, &n), LEDGER_OK);
+	ck_assert_int_eq(t[0].amount, 333);
+	ck_assert_int_eq(t[2].amount, 667);
+	ck_assert_int_eq(ledger_settle_part_transfers(&f, &fees, &acc, 4, 3, 55, t, &n),
+			 LEDGER_ERR_ARGS);
+	ck_assert_int_eq(ledger_settle_part_transfers(&f, &fees, &acc, 0, 0, 55, t, &n),
+			 LEDGER_ERR_ARGS);
+	ck_assert_int_eq(ledger_settle_part_transfers(&f, &fees, &acc, -1, 3, 55, t, &n),
+			 LEDGER_ERR_ARGS);
+	/* Random fills and shares: escrow gives back exactly the notional; each side pays
+	 * exactly its fee on the delivered share. */
+	uint64_t x = 12345;
+	for (int i = 0; i < 100000; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		f = (struct ledger_fill){.fill_id = 1 + i,
+					 .buyer_is_taker = x >> 63,
+					 .price = 1 + (int64_t)((x >> 20) % 100000000000LL),
+					 .qty = 1 + (int64_t)((x >> 5) % 1000)};
+		int64_t total = 1 + (int64_t)((x >> 40) % 3600),
+			used = (int64_t)((x >> 12) % (total + 1));
+		ck_assert_int_eq(
+			ledger_settle_part_transfers(&f, &fees, &acc, used, total, 7, t, &n),
+			LEDGER_OK);
+		int64_t out_of_escrow = 0, seller_fee = 0, fee_back = 0, released = 0;
+		for (size_t k = 0; k < n; k++) {
+			int leg = (int)(t[k].id & 7);
+			ck_assert_int_gt(t[k].amount, 0);
+			if (leg == 2 || leg == 4)
+				out_of_escrow += t[k].amount;
+			released += leg == 2 ? t[k].amount : 0;
+			seller_fee += leg == 3 ? t[k].amount : 0;
+			fee_back += leg == 5 ? t[k].amount : 0;
+		}
+		int64_t notional = f.price * f.qty, want, paid, kept;
+		ck_assert_int_eq(out_of_escrow, notional);
+		ck_assert(released == notional * (__extension__(__int128) used) / total);
+		uint32_t sbps = f.buyer_is_taker ? fees.maker_bps : fees.taker_bps;
+		uint32_t bbps = f.buyer_is_taker ? fees.taker_bps : fees.maker_bps;
+		ck_assert_int_eq(ledger_fee(released, sbps, &want), LEDGER_OK);
+		ck_assert_int_eq(seller_fee, want);
+		ck_assert_int_eq(ledger_fee(notional, bbps, &paid), LEDGER_OK);
+		ck_assert_int_eq(ledger_fee(released, bbps, &kept), LEDGER_OK);
+		ck_assert_int_eq(fee_back, paid - kept);
+	}
+}
+END_TEST
+
 START_TEST(amounts_parse_exactly)
 {
 	int64_t v = -1;
@@ -281,6 +349,7 @@ static Suite *money_suite(void)
 	tcase_add_test(tc, fill_moves_buyer_money_to_escrow_and_fees);
 	tcase_add_test(tc, fill_input_is_checked);
 	tcase_add_test(tc, delivery_and_refund_legs);
+	tcase_add_test(tc, partial_delivery_legs);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("parsing_and_hashing");
 	tcase_add_test(tc, amounts_parse_exactly);
