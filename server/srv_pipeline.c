@@ -59,13 +59,22 @@ int srv_lanes_init(struct srv *s)
 {
 	size_t n = lanes(s);
 	size_t in = (size_t)s->cfg.verify_queue_max / n, out = (size_t)s->cfg.core_queue_max / n;
+	if (in < 16)
+		in = 16;
+	if (out < 16)
+		out = 16;
 	s->vin = calloc(n, sizeof(*s->vin));
 	s->vout = calloc(n, sizeof(*s->vout));
-	if (!s->vin || !s->vout)
+	/* Every request between the I/O thread and the journal has an entry: in the
+	 * lanes, in a verifier's hands, or in the journal thread's buffers. */
+	s->order_cap = n * (in + out + 2 * BATCH);
+	s->order = malloc(s->order_cap);
+	if (!s->vin || !s->vout || !s->order || pthread_mutex_init(&s->order_lock, NULL) != 0 ||
+	    pthread_cond_init(&s->order_cond, NULL) != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++)
-		if (srv_queue_init(&s->vin[i], sizeof(struct srv_job), in < 16 ? 16 : in) ||
-		    srv_queue_init(&s->vout[i], sizeof(struct srv_job), out < 16 ? 16 : out))
+		if (srv_queue_init(&s->vin[i], sizeof(struct srv_job), in) ||
+		    srv_queue_init(&s->vout[i], sizeof(struct srv_job), out))
 			return -1;
 	return 0;
 }
@@ -78,21 +87,43 @@ void srv_lanes_destroy(struct srv *s)
 	}
 	free(s->vin);
 	free(s->vout);
+	free(s->order);
 	s->vin = s->vout = NULL;
+	s->order = NULL;
 }
 
 bool srv_verify_push(struct srv *s, const struct srv_job *job)
 {
-	if (srv_queue_push(&s->vin[s->vin_next % lanes(s)], job, 1, false, NULL) != 1)
-		return false;
-	s->vin_next++;
-	return true;
+	/* The least busy lane, the first of equals: under a light load one verifier
+	 * does the work and the others sleep. */
+	size_t best = 0, depth = SIZE_MAX;
+	for (size_t i = 0; i < lanes(s) && depth > 0; i++) {
+		size_t d = srv_queue_depth(&s->vin[i]);
+		if (d < depth) {
+			best = i;
+			depth = d;
+		}
+	}
+	pthread_mutex_lock(&s->order_lock);
+	bool room = s->order_head - s->order_tail < s->order_cap &&
+		    srv_queue_push(&s->vin[best], job, 1, false, NULL) == 1;
+	if (room) {
+		s->order[s->order_head++ % s->order_cap] = (uint8_t)best;
+		if (s->order_waiting)
+			pthread_cond_signal(&s->order_cond);
+	}
+	pthread_mutex_unlock(&s->order_lock);
+	return room;
 }
 
 void srv_verify_close(struct srv *s)
 {
 	for (size_t i = 0; i < lanes(s); i++)
 		srv_queue_close(&s->vin[i]);
+	pthread_mutex_lock(&s->order_lock);
+	s->order_closed = true;
+	pthread_cond_broadcast(&s->order_cond);
+	pthread_mutex_unlock(&s->order_lock);
 }
 
 size_t srv_verify_depth(struct srv *s)
@@ -183,33 +214,63 @@ static void *verifier_main(void *arg)
 /*
  * The journal thread's reader of the lanes: the next up to max verified requests in
  * arrival order, waiting up to timeout_ms for the first. Returns 0 on timeout, or when
- * the lanes are closed and empty (*done).
+ * no request will come any more (*done).
  */
 struct lanes_reader {
 	struct srv_job *buf; /* per lane, BATCH jobs popped and not yet taken */
 	size_t *head, *count;
-	uint64_t next; /* arrival number of the next request */
 };
+
+/* The lane of the next request in arrival order; false when there is none (yet). */
+static bool next_lane(struct srv *s, int timeout_ms, size_t *lane, bool *done)
+{
+	pthread_mutex_lock(&s->order_lock);
+	if (s->order_head == s->order_tail && timeout_ms > 0 && !s->order_closed) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += timeout_ms / 1000;
+		until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		s->order_waiting = true;
+		while (s->order_head == s->order_tail && !s->order_closed &&
+		       pthread_cond_timedwait(&s->order_cond, &s->order_lock, &until) == 0)
+			;
+		s->order_waiting = false;
+	}
+	bool any = s->order_head != s->order_tail;
+	if (any)
+		*lane = s->order[s->order_tail % s->order_cap];
+	*done = !any && s->order_closed;
+	pthread_mutex_unlock(&s->order_lock);
+	return any;
+}
 
 static size_t lanes_take(struct srv *s, struct lanes_reader *lr, struct srv_job *out, size_t max,
 			 int timeout_ms, bool *done)
 {
-	size_t n = 0;
+	size_t n = 0, l;
 	*done = false;
-	while (n < max) {
-		size_t l = lr->next % lanes(s);
+	while (n < max && next_lane(s, n == 0 ? timeout_ms : 0, &l, done)) {
 		if (lr->count[l] == 0) {
+			/* Its verifier has it or will soon: wait for it only for the first. */
 			lr->head[l] = 0;
 			lr->count[l] = srv_queue_pop(&s->vout[l], lr->buf + l * BATCH, BATCH,
-						     n == 0 ? timeout_ms : 0);
+						     n == 0 ? -1 : 0);
 			if (lr->count[l] == 0) {
+				/* Only a lane closed with its request missing ends here: stop
+				 * rather than spin (verifiers pass on every request). */
 				*done = n == 0 && srv_queue_drained(&s->vout[l]);
 				break;
 			}
 		}
 		const struct srv_job *j = &lr->buf[l * BATCH + lr->head[l]++];
 		lr->count[l]--;
-		lr->next++;
+		pthread_mutex_lock(&s->order_lock);
+		s->order_tail++;
+		pthread_mutex_unlock(&s->order_lock);
 		if (j->kind != SRV_JOB_SKIP)
 			out[n++] = *j;
 	}

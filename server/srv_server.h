@@ -4,7 +4,7 @@
  * server/). One direction, bounded queues:
  *
  *   I/O thread (libevent: TLS, framing, decoding, limits, fan-out)
- *     --vin[i]-->   verifier thread i (Ed25519), request k in lane k % verifiers
+ *     --vin[i]-->   verifier thread i (Ed25519), each request to the least busy lane
  *     --vout[i]-->  journal thread (arrival order, sequence numbers, append,
  *                   group fdatasync)
  *     --core_q-->   core thread (srv_core: risk + matching, in sequence)
@@ -118,13 +118,21 @@ struct srv {
 	struct srv_config cfg;
 	struct srv_metrics m;
 	/* threads and queues */
-	/* Verification keeps arrival order: request i goes to lane i % verifier_threads
-	 * (vin), its verifier passes it on in its lane (vout), and the journal thread
-	 * takes the lanes in the same turn. A slow verifier delays the others' results
-	 * but never lets a later request overtake an earlier one (time priority, and the
-	 * nonce window of an account with many requests in flight). */
+	/* Verification keeps arrival order: each request goes to one lane (vin), its
+	 * verifier passes it on in that lane (vout), and the journal thread takes them in
+	 * arrival order, reading which lane holds the next one from `order`. A slow
+	 * verifier delays the others' results but never lets a later request overtake
+	 * an earlier one (time priority, and the nonce window of an account with many
+	 * requests in flight). */
 	struct srv_queue *vin, *vout;
-	uint64_t vin_next; /* the I/O thread's turn */
+	/* The lane of each request in arrival order, for the journal thread: the I/O
+	 * thread gives a request to the least busy lane (the first of equals), so a
+	 * light load wakes one verifier, not all of them. */
+	pthread_mutex_t order_lock;
+	pthread_cond_t order_cond;
+	uint8_t *order;
+	uint64_t order_cap, order_head, order_tail;
+	bool order_waiting, order_closed;
 	struct srv_queue core_q, out_q, writer_q;
 	pthread_t *verifiers, journal_thread, core_thread, writer_thread;
 	void *lane_args;	     /* each verifier's lane */
