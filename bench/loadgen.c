@@ -161,7 +161,9 @@ static gridex_client *client(uint32_t account, const char *key)
 	o.ca_file = opt.ca;
 	o.account = account;
 	o.key_file = key;
-	o.expiry_ms = 110000; /* requests are signed up to a phase ahead */
+	/* Requests are signed up to a phase ahead: the server's expiry_ahead_ms_max
+	 * must allow this (bench/run-e2e sets it). */
+	o.expiry_ms = (int64_t)(opt.seconds * 1000) + 60000;
 	gridex_client *c = NULL;
 	if (gridex_client_new(&o, &c) != GRIDEX_OK || gridex_connect(c) != GRIDEX_OK)
 		die("account %u: %s", account, c ? gridex_client_error(c) : "out of memory");
@@ -485,7 +487,7 @@ static struct result run_phase(const char *name, double rate)
 	memset(rejects, 0, sizeof(rejects));
 	answers = 0;
 	struct gauges g0 = scrape(), g;
-	double lag_max = 0, rss0 = server_rss(), rss_mid = 0;
+	double lag_max = 0, rss0 = server_rss(), rss_mid = 0, rss_tenth[10] = {0};
 	struct pollfd *p = calloc(opt.accounts, sizeof(*p));
 	phase_t0 = now_ns();
 	int64_t end = phase_t0 + (int64_t)(opt.seconds * 1e9), next_scrape = phase_t0;
@@ -515,6 +517,9 @@ static struct result run_phase(const char *name, double rate)
 				    gridex_client_error(conns[i].c));
 		if (rss_mid == 0 && t - phase_t0 >= (end - phase_t0) / 2)
 			rss_mid = server_rss();
+		int tenth = (int)((t - phase_t0) * 10 / (end - phase_t0));
+		if (opt.server_pid > 0 && tenth >= 0 && tenth < 10 && rss_tenth[tenth] == 0)
+			rss_tenth[tenth] = server_rss();
 		if (t >= next_scrape) {
 			g = scrape();
 			if (g.lag_ms > lag_max)
@@ -581,10 +586,14 @@ static struct result run_phase(const char *name, double rate)
 	if (g.ok)
 		printf("  fills %.0f/s, settlement lag max %.0f ms, unsettled at the end %.0f\n",
 		       r.fills_per_s, r.lag_max_ms, g.pending);
-	if (opt.server_pid > 0)
+	if (opt.server_pid > 0) {
 		printf("  server resident: %.0f MiB at the start, %.0f MiB half way, %.0f MiB at "
-		       "the end\n",
+		       "the end\n  server resident at each tenth of the run (MiB):",
 		       rss0, rss_mid, server_rss());
+		for (int k = 0; k < 10; k++)
+			printf(" %.0f", rss_tenth[k]);
+		printf("\n");
+	}
 	fflush(stdout);
 	return r;
 }
@@ -629,7 +638,7 @@ int main(int argc, char **argv)
 		else if (strncmp(a, "--accounts=", 11) == 0)
 			opt.accounts = (uint32_t)num(v, 2, 4096);
 		else if (strncmp(a, "--seconds=", 10) == 0)
-			opt.seconds = num(v, 1, 100);
+			opt.seconds = num(v, 1, 3600);
 		else if (strncmp(a, "--window=", 9) == 0)
 			opt.window = (uint32_t)num(v, 1, 100000);
 		else if (strncmp(a, "--rate=", 7) == 0)
