@@ -773,6 +773,29 @@ static void emit_taker(struct matching_batch *out, const struct taker *t, uint8_
 	};
 }
 
+/* Takes a free order slot (the caller checked there is one) and indexes its id. */
+static uint32_t order_new(struct matching_engine *e, uint64_t id, uint32_t account, uint32_t book,
+			  uint8_t side, uint8_t tif, uint8_t stp)
+{
+	uint32_t oi = e->order_free;
+	assert(oi != NIL);
+	e->order_free = e->orders[oi].next;
+	e->norders++;
+	e->orders[oi] = (struct mo){
+		.id = id,
+		.account = account,
+		.book = book,
+		.side = side,
+		.tif = tif,
+		.stp = stp,
+		.live = 1,
+		.heap_pos = NIL,
+		.level = NIL,
+	};
+	index_add(e, oi);
+	return oi;
+}
+
 /*
  * Runs t through the book and ends it: DONE, REMOVED (self-trade, IOC, FOK
  * remainder) or RESTING. oi is the order's slot when it already has one
@@ -794,24 +817,8 @@ static void execute(struct matching_engine *e, struct taker *t, uint32_t oi, int
 		return;
 	}
 	assert(t->tif != MATCHING_FOK); /* checked feasible before matching */
-	if (oi == NIL) {
-		oi = e->order_free;
-		assert(oi != NIL);
-		e->order_free = e->orders[oi].next;
-		e->norders++;
-		e->orders[oi] = (struct mo){
-			.id = t->id,
-			.account = t->account,
-			.book = t->book,
-			.side = t->side,
-			.tif = t->tif,
-			.stp = t->stp,
-			.live = 1,
-			.heap_pos = NIL,
-			.level = NIL,
-		};
-		index_add(e, oi);
-	}
+	if (oi == NIL)
+		oi = order_new(e, t->id, t->account, t->book, t->side, t->tif, t->stp);
 	struct mo *o = &e->orders[oi];
 	o->price = t->price;
 	o->qty = t->qty;
@@ -1534,24 +1541,11 @@ uint8_t matching_restore_order(struct matching_engine *e, const struct matching_
 		return r;
 	if (would_cross(e, o->book, o->side, o->price))
 		return MATCHING_R_WOULD_CROSS;
-	uint32_t oi = e->order_free;
-	e->order_free = e->orders[oi].next;
-	e->norders++;
-	e->orders[oi] = (struct mo){
-		.id = o->order_id,
-		.account = o->account,
-		.book = o->book,
-		.side = o->side,
-		.tif = o->tif,
-		.stp = o->stp,
-		.live = 1,
-		.heap_pos = NIL,
-		.level = NIL,
-		.price = o->price,
-		.qty = o->qty,
-		.expire_ms = o->tif == MATCHING_GTD ? o->expire_ms : 0,
-	};
-	index_add(e, oi);
+	uint32_t oi = order_new(e, o->order_id, o->account, o->book, o->side, o->tif, o->stp);
+	struct mo *m = &e->orders[oi];
+	m->price = o->price;
+	m->qty = o->qty;
+	m->expire_ms = o->tif == MATCHING_GTD ? o->expire_ms : 0;
 	order_rest(e, oi, tick);
 	return MATCHING_R_NONE;
 }

@@ -376,6 +376,25 @@ static bool state_save(void)
 	return good;
 }
 
+/* The process group of a running process (from /proc/PID/stat), or -1 for a process
+ * that is gone or a zombie. */
+static int pgid_of(const char *pid)
+{
+	char path[300], buf[512];
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'), st;
+	int ppid, pg;
+	if (p == NULL || sscanf(p + 1, " %c %d %d", &st, &ppid, &pg) != 3 || st == 'Z' || st == 'X')
+		return -1;
+	return pg;
+}
+
 /* Whether a process group still has a live (not zombie) member. */
 static bool group_alive(pid_t pgid)
 {
@@ -383,23 +402,9 @@ static bool group_alive(pid_t pgid)
 		return false;
 	DIR *d = opendir("/proc");
 	bool alive = false;
-	for (struct dirent *e; d && !alive && (e = readdir(d)) != NULL;) {
-		char path[300], buf[512];
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		char *p = strrchr(buf, ')'), st;
-		int ppid, pg;
-		if (p && sscanf(p + 1, " %c %d %d", &st, &ppid, &pg) == 3 && pg == pgid &&
-		    st != 'Z' && st != 'X')
+	for (struct dirent *e; d && !alive && (e = readdir(d)) != NULL;)
+		if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && pgid_of(e->d_name) == pgid)
 			alive = true;
-	}
 	if (d)
 		closedir(d);
 	return alive;
@@ -585,17 +590,7 @@ static bool on_foreign_device(pid_t pgid, const json_t *devices, char *which, si
 		*comma = '\0';
 		trim(line);
 		trim(comma + 1);
-		char path[64], buf[512];
-		snprintf(path, sizeof(path), "/proc/%s/stat", line);
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		char *p = strrchr(buf, ')'), st;
-		int ppid, pg;
-		if (p == NULL || sscanf(p + 1, " %c %d %d", &st, &ppid, &pg) != 3 || pg != pgid)
+		if (strspn(line, "0123456789") != strlen(line) || pgid_of(line) != pgid)
 			continue;
 		bool leased = false;
 		for (size_t i = 0; i < json_array_size(devices); i++)
@@ -724,6 +719,22 @@ static int op_start(const json_t *req)
 	return finish(ok_result(lease, "running"));
 }
 
+/* Ends a lease's workload however it was pinned, and forgets it (save the state). */
+static void stop_lease(const char *lease, json_t *entry)
+{
+	const char *pinning = json_string_value(json_object_get(entry, "pinning"));
+	if (pinning && strcmp(pinning, "systemd") == 0) {
+		char unit[160];
+		snprintf(unit, sizeof(unit), "gridex-lease-%s.service", lease);
+		char *argv[] = {"systemctl", "stop", unit, NULL};
+		free(capture(argv));
+	} else {
+		stop_group((pid_t)json_integer_value(json_object_get(entry, "pgid")),
+			   json_integer_value(json_object_get(entry, "grace_ms")));
+	}
+	json_object_del(state, lease);
+}
+
 static int op_stop(const json_t *req)
 {
 	const char *lease = json_string_value(json_object_get(req, "lease_id"));
@@ -732,16 +743,7 @@ static int op_stop(const json_t *req)
 	json_t *have = json_object_get(state, lease);
 	if (have == NULL)
 		return finish(ok_result(lease, "stopped")); /* unknown: nothing to stop */
-	if (strcmp(json_string_value(json_object_get(have, "pinning")), "systemd") == 0) {
-		char unit[160];
-		snprintf(unit, sizeof(unit), "gridex-lease-%s.service", lease);
-		char *argv[] = {"systemctl", "stop", unit, NULL};
-		free(capture(argv));
-	} else {
-		stop_group((pid_t)json_integer_value(json_object_get(have, "pgid")),
-			   json_integer_value(json_object_get(have, "grace_ms")));
-	}
-	json_object_del(state, lease);
+	stop_lease(lease, have);
 	if (!state_save())
 		return fail("internal", true, "cannot write the state in %s", cfg.state_dir);
 	return finish(ok_result(lease, "stopped"));
@@ -782,9 +784,7 @@ static int op_reconcile(const json_t *req)
 	{
 		if (json_object_get(keep, id))
 			continue;
-		stop_group((pid_t)json_integer_value(json_object_get(v, "pgid")),
-			   json_integer_value(json_object_get(v, "grace_ms")));
-		json_object_del(state, id);
+		stop_lease(id, v);
 		stopped++;
 	}
 	json_decref(keep);
