@@ -1504,10 +1504,9 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 		c->acct_head[h] = NONE;
 		c->acct_tokens[h] = tokens;
 		c->acct_last_ms[h] = last_ms;
-		if (srv_core_set_name(c, account, name) != SRV_CORE_OK) {
-			srv_snap_fail(in, "core: an account name is invalid or taken");
-			return;
-		}
+		/* Names are checked for repeats once all are in (srv_core_set_name scans every
+		 * account: quadratic over a registry). */
+		memcpy(c->acct_name[h], name, strlen(name) + 1);
 		for (uint32_t i = 0; i < n && !in->error; i++) {
 			struct corder o = {.account = account};
 			o.oid = srv_snap_get_u64(in);
@@ -1535,6 +1534,25 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 	}
 }
 
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether two accounts share a name ("" is no name). */
+static bool names_repeat(const struct srv_core *c, const char **names)
+{
+	size_t n = 0;
+	for (uint32_t h = 0; h <= c->acct_mask; h++)
+		if (c->acct_keys[h] != 0 && c->acct_name[h][0] != '\0')
+			names[n++] = c->acct_name[h];
+	qsort(names, n, sizeof(*names), by_name);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			return true;
+	return false;
+}
+
 int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 {
 	if (matching_book_count(c->eng) != 0 || c->nfree != c->cfg.client_ids_max) {
@@ -1553,6 +1571,10 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 	if (!in->error && srv_keys_load(c->keys, in) != 0)
 		return -1;
 	load_accounts(c, in);
+	const char **names = in->error ? NULL : malloc((c->acct_mask + 1) * sizeof(*names));
+	if (!in->error && (names == NULL || names_repeat(c, names)))
+		srv_snap_fail(in, names ? "core: two accounts share a name" : "out of memory");
+	free(names);
 	if (!in->error && srv_risk_load(c->risk, in) != 0)
 		return -1;
 	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
