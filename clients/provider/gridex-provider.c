@@ -46,7 +46,7 @@ struct device {
 };
 
 static struct {
-	char state_dir[512], inventory_file[512], nvidia_smi[512], systemd_run[512];
+	char state_dir[512], inventory_file[512], nvidia_smi[512], systemd_run[512], systemctl[512];
 	char vendor[32], pinning[16];
 	int64_t start_wait_ms;
 } cfg;
@@ -107,6 +107,7 @@ static bool load_config(const char *path, char *err, size_t errlen)
 	copy(cfg.state_dir, sizeof(cfg.state_dir), "/var/lib/gridex-provider");
 	copy(cfg.nvidia_smi, sizeof(cfg.nvidia_smi), "nvidia-smi");
 	copy(cfg.systemd_run, sizeof(cfg.systemd_run), "systemd-run");
+	copy(cfg.systemctl, sizeof(cfg.systemctl), "systemctl");
 	copy(cfg.vendor, sizeof(cfg.vendor), "nvidia");
 	copy(cfg.pinning, sizeof(cfg.pinning), "systemd");
 	cfg.start_wait_ms = 1000;
@@ -125,6 +126,7 @@ static bool load_config(const char *path, char *err, size_t errlen)
 			    : strcmp(key, "inventory_file") == 0 ? cfg.inventory_file
 			    : strcmp(key, "nvidia_smi") == 0	 ? cfg.nvidia_smi
 			    : strcmp(key, "systemd_run") == 0	 ? cfg.systemd_run
+			    : strcmp(key, "systemctl") == 0	 ? cfg.systemctl
 			    : strcmp(key, "vendor") == 0	 ? cfg.vendor
 			    : strcmp(key, "pinning") == 0	 ? cfg.pinning
 								 : NULL;
@@ -726,7 +728,7 @@ static void stop_lease(const char *lease, json_t *entry)
 	if (pinning && strcmp(pinning, "systemd") == 0) {
 		char unit[160];
 		snprintf(unit, sizeof(unit), "gridex-lease-%s.service", lease);
-		char *argv[] = {"systemctl", "stop", unit, NULL};
+		char *argv[] = {cfg.systemctl, "stop", unit, NULL};
 		free(capture(argv));
 	} else {
 		stop_group((pid_t)json_integer_value(json_object_get(entry, "pgid")),
@@ -757,7 +759,18 @@ static int op_status(const json_t *req)
 	json_t *have = json_object_get(state, lease);
 	if (have == NULL)
 		return finish(ok_result(lease, "unknown"));
-	bool running = group_alive((pid_t)json_integer_value(json_object_get(have, "pgid")));
+	bool running;
+	const char *pinning = json_string_value(json_object_get(have, "pinning"));
+	if (pinning && strcmp(pinning, "systemd") == 0) {
+		char unit[160];
+		snprintf(unit, sizeof(unit), "gridex-lease-%s.service", lease);
+		char *argv[] = {cfg.systemctl, "is-active", "--quiet", unit, NULL};
+		char *out = capture(argv); /* exit 0: active */
+		running = out != NULL;
+		free(out);
+	} else {
+		running = group_alive((pid_t)json_integer_value(json_object_get(have, "pgid")));
+	}
 	bool ended = now_ms() >= json_integer_value(json_object_get(have, "end_ms"));
 	return finish(ok_result(lease, running ? "running" : ended ? "completed" : "failed"));
 }

@@ -59,8 +59,8 @@ static void configure(const char *pinning)
 	snprintf(text, sizeof(text),
 		 "{\"state_dir\": \"%s/state\", \"inventory_file\": \"%s/inventory.json\",\n"
 		 " \"nvidia_smi\": \"%s/nvidia-smi\", \"systemd_run\": \"%s/systemd-run\",\n"
-		 " \"pinning\": \"%s\", \"start_wait_ms\": 300}\n",
-		 dir, dir, dir, dir, pinning);
+		 " \"systemctl\": \"%s/systemctl\", \"pinning\": \"%s\", \"start_wait_ms\": 300}\n",
+		 dir, dir, dir, dir, dir, pinning);
 	write_file("config.json", text, 0644);
 }
 
@@ -89,6 +89,14 @@ static void setup(void)
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > %s/unit.args\n", dir);
 	write_file("systemd-run", text, 0755);
+	/* systemctl: records what it is asked; the unit is active until stopped. */
+	snprintf(text, sizeof(text),
+		 "#!/bin/sh\necho \"$*\" >> %s/systemctl.calls\n"
+		 "case \"$1\" in is-active) [ ! -f %s/unit.stopped ];; stop) touch "
+		 "%s/unit.stopped;; "
+		 "esac\n",
+		 dir, dir, dir);
+	write_file("systemctl", text, 0755);
 	/* The stand-in workload: its environment, its group, then it waits to be stopped. */
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nenv | sort > %s/env.$GRIDEX_LEASE_ID\n"
@@ -315,6 +323,23 @@ START_TEST(systemd_unit_allows_the_leased_nodes_only)
 			      strstr(args, "--property=RuntimeMaxSec=") &&
 			      strstr(args, "--setenv=CUDA_VISIBLE_DEVICES=GPU-bbbb,GPU-cccc\n"),
 		      "%s", args);
+	/* Status and stop go through the unit. */
+	ck_assert_int_eq(
+		call("status", json_pack("{s:i, s:s}", "version", 1, "lease_id", "L-7"), &r),
+		SRV_HOOK_OK);
+	ck_assert_str_eq(state_of(&r), "running");
+	srv_hook_result_free(&r);
+	ck_assert_int_eq(call("stop", json_pack("{s:i, s:s}", "version", 1, "lease_id", "L-7"), &r),
+			 SRV_HOOK_OK);
+	srv_hook_result_free(&r);
+	ck_assert_msg(strstr(read_file("systemctl.calls"), "stop gridex-lease-L-7.service\n") !=
+			      NULL,
+		      "%s", read_file("systemctl.calls"));
+	ck_assert_int_eq(
+		call("status", json_pack("{s:i, s:s}", "version", 1, "lease_id", "L-7"), &r),
+		SRV_HOOK_OK);
+	ck_assert_str_eq(state_of(&r), "unknown"); /* stopped and forgotten */
+	srv_hook_result_free(&r);
 }
 END_TEST
 
