@@ -356,9 +356,16 @@ static void remove_partial_snapshots(const char *dir)
 }
 
 /* A journal from before segments ("journal") becomes the first segment. */
+struct first {
+	uint64_t seq;
+	bool found;
+};
+
 static int first_record(const struct srv_jrec *rec, void *ctx)
 {
-	*(uint64_t *)ctx = rec->seq;
+	struct first *f = ctx;
+	f->seq = rec->seq;
+	f->found = true;
 	return 1;
 }
 
@@ -369,12 +376,14 @@ static int adopt_single_file(const char *dir)
 	struct stat sb;
 	if (stat(old, &sb) != 0 || !S_ISREG(sb.st_mode))
 		return 0;
-	uint64_t first = 0;
+	struct first first = {0};
 	struct srv_journal_stats st;
 	int rc = srv_journal_scan(old, first_record, &first, &st);
-	if ((rc != 1 && rc != SRV_JOURNAL_OK) || first == 0)
+	if (rc != 1 && rc != SRV_JOURNAL_OK)
+		return -1; /* unreadable: leave it for the operator */
+	if (!first.found)
 		return unlink(old); /* nothing was ever written to it */
-	snprintf(seg, sizeof(seg), "%s/journal-%020llu", dir, (unsigned long long)first);
+	snprintf(seg, sizeof(seg), "%s/journal-%020llu", dir, (unsigned long long)first.seq);
 	srv_log(SRV_LOG_INFO, "journal file renamed as its first segment", "path=\"%s\"", seg);
 	return rename(old, seg) == 0 && srv_journal_sync_dir(dir) == SRV_JOURNAL_OK ? 0 : -1;
 }

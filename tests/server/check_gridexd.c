@@ -290,6 +290,37 @@ START_TEST(sequence_follows_arrival_order)
 }
 END_TEST
 
+/* A journal from before segments (one file named "journal", no snapshot) is adopted as
+ * the first segment: the resting order comes back from it. */
+START_TEST(single_file_journal_is_adopted)
+{
+	uint64_t n = tclient_order(&buyer, 8, product, GRIDEX__V1__SIDE__BUY, 1500000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s/journal && [ $(ls journal-* | wc -l) = 1 ] && rm -f snapshot-* && "
+		 "mv journal-* journal",
+		 srv.dir);
+	ck_assert_int_eq(system(cmd), 0);
+	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	tserver_start(&srv, fees);
+	connect_all();
+	Gridex__V1__QueryResult *r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	ck_assert_uint_eq(r->n_orders, 1);
+	ck_assert_uint_eq(r->orders[0]->client_order_id, 8);
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "ls %s/journal/journal-00000000000000000000 >/dev/null && ! ls %s/journal/journal "
+		 ">/dev/null 2>&1",
+		 srv.dir, srv.dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* Signs q's body with extra raw bytes appended (an unknown field) and sends it. */
 static uint64_t send_with_extra(struct tclient *c, Gridex__V1__Request *q)
 {
@@ -970,6 +1001,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, bid_and_offer_cross_and_settle);
 	tcase_add_test(tc, one_input_never_spans_two_batches);
 	tcase_add_test(tc, sequence_follows_arrival_order);
+	tcase_add_test(tc, single_file_journal_is_adopted);
 	tcase_add_test(tc, every_rejection_path);
 	tcase_add_test(tc, order_rate_limit);
 	tcase_add_test(tc, market_data_rebuilds_the_book);
