@@ -1479,14 +1479,9 @@ void matching_level_get(const struct matching_engine *e, uint32_t book, enum mat
 	out->orders = e->levels[li].count;
 }
 
-int matching_order_get(const struct matching_engine *e, uint64_t order_id,
-		       struct matching_order_view *out)
+static struct matching_order_view view_of(const struct mo *o)
 {
-	uint32_t oi = index_find(e, order_id);
-	if (oi == NIL)
-		return MATCHING_ERR_NOT_FOUND;
-	const struct mo *o = &e->orders[oi];
-	*out = (struct matching_order_view){
+	return (struct matching_order_view){
 		.order_id = o->id,
 		.account = o->account,
 		.book = o->book,
@@ -1497,6 +1492,15 @@ int matching_order_get(const struct matching_engine *e, uint64_t order_id,
 		.qty = o->qty,
 		.expire_ms = o->expire_ms,
 	};
+}
+
+int matching_order_get(const struct matching_engine *e, uint64_t order_id,
+		       struct matching_order_view *out)
+{
+	uint32_t oi = index_find(e, order_id);
+	if (oi == NIL)
+		return MATCHING_ERR_NOT_FOUND;
+	*out = view_of(&e->orders[oi]);
 	return MATCHING_OK;
 }
 
@@ -1511,18 +1515,7 @@ int matching_book_orders(const struct matching_engine *e, uint32_t book, enum ma
 	for (uint32_t li = side_best(s, is_bid(side)); li != NIL;
 	     li = side_next(e, s, is_bid(side), li)) {
 		for (uint32_t oi = e->levels[li].head; oi != NIL; oi = e->orders[oi].next) {
-			const struct mo *o = &e->orders[oi];
-			struct matching_order_view v = {
-				.order_id = o->id,
-				.account = o->account,
-				.book = o->book,
-				.side = o->side,
-				.tif = o->tif,
-				.stp = o->stp,
-				.price = o->price,
-				.qty = o->qty,
-				.expire_ms = o->expire_ms,
-			};
+			struct matching_order_view v = view_of(&e->orders[oi]);
 			int rc = each(&v, ctx);
 			if (rc)
 				return rc;
