@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "gridex.pb-c.h"
+#include "rss.h"
 #include "srv_core.h"
 #include "srv_journal.h"
 #include "srv_snapshot.h"
@@ -34,20 +35,6 @@ static int64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* This process's resident size in MiB. */
-static double rss_mib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	double kb = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb / 1024;
 }
 
 static struct srv_core *make_core(uint32_t orders)
@@ -170,7 +157,7 @@ int main(int argc, char **argv)
 	       (double)bytes / 1048576, (double)(now_us() - t0) / 1e6);
 
 	/* Without a snapshot: read, check and replay every record. */
-	double rss0 = rss_mib();
+	double rss0 = rss_mib("/proc/self/status");
 	struct srv_core *c = make_core(cap);
 	accounts(c);
 	struct srv_core_out out;
@@ -187,9 +174,10 @@ int main(int argc, char **argv)
 	       "%u orders resting, %ld refused\n",
 	       (unsigned long long)st.records, replay_s, (double)st.records / replay_s, resting,
 	       x.refused);
+	double core_mib = rss_mib("/proc/self/status") - rss0;
 	printf("memory: the core with room for %u orders holds %.0f MiB resident with them all "
 	       "resting (%.0f bytes per order)\n",
-	       cap, rss_mib() - rss0, (rss_mib() - rss0) * 1048576 / resting);
+	       cap, core_mib, core_mib * 1048576 / resting);
 
 	/* A snapshot of that state, then a restart from it. */
 	struct srv_snap_w w = {0};

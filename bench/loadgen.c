@@ -44,6 +44,7 @@
 #include <sodium.h>
 
 #include "gridex/gridex.h"
+#include "rss.h"
 
 #define BUY_LOW	  1000000 /* bids rest at 1.00 .. 1.99, asks at 3.00 .. 3.99 */
 #define SELL_LOW  3000000
@@ -407,16 +408,9 @@ static double server_rss(void)
 {
 	if (opt.server_pid <= 0)
 		return 0;
-	char path[64], line[256];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/status", opt.server_pid);
-	FILE *f = fopen(path, "r");
-	double kb = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb / 1024;
+	return rss_mib(path);
 }
 
 /* ---------- a phase ---------- */
