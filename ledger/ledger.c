@@ -879,7 +879,12 @@ struct ledger_writer {
 	struct ledger_writer_config cfg;
 	char *conninfo, *currency;
 	struct ledger *l;
-	struct ledger_fill *fills;
+	/* Fills, and settlements of fills' escrow (legs 2-5), in arrival order. */
+	struct writer_item {
+		struct ledger_fill f;
+		bool settle;
+		int64_t used, total, lease_id;
+	} * fills;
 	size_t n;
 	struct writer_action {
 		uint32_t participant;
@@ -887,8 +892,8 @@ struct ledger_writer {
 		int64_t amount, seq;
 	} * actions;
 	size_t n_actions;		   /* pending, in the same batch as the fills */
-	struct ledger_transfer *transfers; /* 2 per fill, 1 per action */
-	size_t cap;			   /* of fills and of actions; transfers: 3 x */
+	struct ledger_transfer *transfers; /* up to 4 per item, 1 per action */
+	size_t cap;			   /* of fills and of actions; transfers: 5 x */
 	int64_t seq;			   /* batch id: seq of the last fill */
 	int64_t first_ms;		   /* when the oldest pending fill arrived */
 	bool sealed;	  /* a flush failed: the batch's contents and id are fixed */
@@ -925,7 +930,7 @@ int ledger_writer_create(const struct ledger_writer_config *cfg, struct ledger_w
 	w->cap = cfg->batch_fills_max;
 	w->fills = calloc(w->cap, sizeof(*w->fills));
 	w->actions = calloc(w->cap, sizeof(*w->actions));
-	w->transfers = calloc(3 * w->cap, sizeof(*w->transfers));
+	w->transfers = calloc(5 * w->cap, sizeof(*w->transfers));
 	if (!w->conninfo || !w->currency || !w->fills || !w->actions || !w->transfers) {
 		ledger_writer_destroy(w);
 		return LEDGER_ERR_NOMEM;
@@ -968,17 +973,17 @@ size_t ledger_writer_pending(const struct ledger_writer *w)
 static bool writer_grow(struct ledger_writer *w)
 {
 	size_t cap = 2 * w->cap;
-	if (cap > LEDGER_BATCH_TRANSFERS_MAX / 3)
-		cap = LEDGER_BATCH_TRANSFERS_MAX / 3;
+	if (cap > LEDGER_BATCH_TRANSFERS_MAX / 5)
+		cap = LEDGER_BATCH_TRANSFERS_MAX / 5;
 	if (cap <= w->cap)
 		return false;
-	struct ledger_fill *f = realloc(w->fills, cap * sizeof(*f));
+	struct writer_item *f = realloc(w->fills, cap * sizeof(*f));
 	if (f)
 		w->fills = f;
 	struct writer_action *a = f ? realloc(w->actions, cap * sizeof(*a)) : NULL;
 	if (a)
 		w->actions = a;
-	struct ledger_transfer *t = a ? realloc(w->transfers, 3 * cap * sizeof(*t)) : NULL;
+	struct ledger_transfer *t = a ? realloc(w->transfers, 5 * cap * sizeof(*t)) : NULL;
 	if (t == NULL)
 		return false;
 	w->transfers = t;
@@ -1038,7 +1043,30 @@ int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
 	}
 	if (w->n + w->n_actions == 0)
 		w->first_ms = now_ms;
-	w->fills[w->n++] = *f;
+	w->fills[w->n++] = (struct writer_item){.f = *f};
+	w->seq = seq;
+	return LEDGER_OK;
+}
+
+int ledger_writer_add_settle(struct ledger_writer *w, const struct ledger_fill *f, int64_t used,
+			     int64_t total, int64_t lease_id, int64_t seq, int64_t now_ms)
+{
+	struct ledger_accounts dummy = {.fees = 1, .escrow = 2, .bank = 3, .buyer = 4, .seller = 5};
+	struct ledger_transfer t[4];
+	size_t n;
+	int rc = writer_can_add(w, seq, false);
+	if (rc)
+		return rc;
+	rc = ledger_settle_part_transfers(f, &w->cfg.fees, &dummy, used, total, lease_id, t, &n);
+	if (rc) {
+		snprintf(w->err, sizeof(w->err), "settlement of fill %lld: %s",
+			 (long long)f->fill_id, ledger_status_name(rc));
+		return rc;
+	}
+	if (w->n + w->n_actions == 0)
+		w->first_ms = now_ms;
+	w->fills[w->n++] = (struct writer_item){
+		.f = *f, .settle = true, .used = used, .total = total, .lease_id = lease_id};
 	w->seq = seq;
 	return LEDGER_OK;
 }
@@ -1072,12 +1100,17 @@ static int writer_transfers(struct ledger_writer *w, size_t *m)
 	ledger_exchange_accounts(w->l, &acc);
 	*m = 0;
 	for (size_t i = 0; i < w->n; i++) {
-		const struct ledger_fill *f = &w->fills[i];
+		const struct writer_item *it = &w->fills[i];
+		const struct ledger_fill *f = &it->f;
 		int rc = ledger_participant_account(w->l, f->buyer, &acc.buyer);
 		if (rc == LEDGER_OK)
 			rc = ledger_participant_account(w->l, f->seller, &acc.seller);
 		size_t k;
-		if (rc == LEDGER_OK)
+		if (rc == LEDGER_OK && it->settle)
+			rc = ledger_settle_part_transfers(f, &w->cfg.fees, &acc, it->used,
+							  it->total, it->lease_id,
+							  w->transfers + *m, &k);
+		else if (rc == LEDGER_OK)
 			rc = ledger_fill_transfers(f, &w->cfg.fees, &acc, w->transfers + *m, &k);
 		if (rc)
 			return rc;

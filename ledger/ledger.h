@@ -307,13 +307,24 @@ const char *ledger_writer_error(const struct ledger_writer *w);
  * Adds a fill to the pending batch. seq is the engine sequence number of the
  * input that caused it (non-decreasing); the batch's id is the seq of its
  * last fill. A batch holding batch_fills_max fills takes more only of its
- * last sequence (it grows, up to LEDGER_BATCH_TRANSFERS_MAX / 3 items):
+ * last sequence (it grows, up to LEDGER_BATCH_TRANSFERS_MAX / 5 items):
  * flush only after an input's last item, and no input's items span two
  * batches. Errors: ARGS (seq decreasing, or a full batch: flush first),
  * OVERFLOW, NOT_FOUND (a participant without an account), UNAVAILABLE.
  */
 LEDGER_MUST_USE int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
 					   int64_t seq, int64_t now_ms);
+
+/*
+ * Adds the end of a fill's escrow (ledger_settle_part_transfers: used of total
+ * delivered, by lease lease_id) to the pending batch, as
+ * ledger_writer_add_fill() adds a fill (one item; the fill must be in the
+ * ledger by then, in this batch or an earlier one). Errors as
+ * ledger_writer_add_fill().
+ */
+LEDGER_MUST_USE int ledger_writer_add_settle(struct ledger_writer *w, const struct ledger_fill *f,
+					     int64_t used, int64_t total, int64_t lease_id,
+					     int64_t seq, int64_t now_ms);
 
 /*
  * Adds an operator's deposit (BANK -> AVAILABLE) or withdrawal (AVAILABLE ->
