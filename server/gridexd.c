@@ -111,6 +111,14 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 	cc.orders_burst = (uint32_t)c->orders_burst;
 	cc.fills_recent_max = (uint32_t)c->fills_recent_max;
 	cc.query_rows_max = (uint32_t)c->query_rows_max;
+	cc.leases = c->hook[0] != '\0';
+	cc.lease.hosts_max = (uint32_t)c->hosts_max;
+	cc.lease.leases_max = (uint32_t)c->leases_max;
+	cc.lease.leases_kept = (uint32_t)c->leases_kept;
+	cc.lease.start_lead_ms = c->lease_start_lead_ms;
+	cc.lease.start_deadline_ms = c->lease_start_deadline_ms;
+	cc.lease.period_ms = c->delivery_period_ms;
+	cc.lease.shift_ms = c->delivery_shift_ms;
 	if (srv_core_create(&cc, &s->core) != SRV_CORE_OK) {
 		srv_log(SRV_LOG_ERROR, "engine settings refused or out of memory",
 			"orders_max=%lld levels_max=%lld books_max=%lld", (long long)c->orders_max,
@@ -207,6 +215,10 @@ static int print_record(const struct srv_jrec *r, void *ctx)
 		if (out.n_reports)
 			printf("> %llu,%lld,tick\n", (unsigned long long)r->seq,
 			       (long long)r->time_ms);
+	} else if (r->kind == SRV_J_LEASE) {
+		printf("> %llu,%lld,lease,id=%llu,event=%u,code=%s\n", (unsigned long long)r->seq,
+		       (long long)r->time_ms, (unsigned long long)r->lease_id, r->lease_event,
+		       r->lease_code);
 	} else {
 		const ProtobufCEnumValue *t = protobuf_c_enum_descriptor_get_value(
 			&gridex__v1__request_type__descriptor, (int)req.type);

@@ -2,6 +2,7 @@
 #include "srv_auth.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,96 @@ static bool operator_fields_belong(const Gridex__V1__Request *q, bool order_fiel
 	}
 }
 
+bool srv_vendor_ok(const char *v)
+{
+	return strcmp(v, "nvidia") == 0 || strcmp(v, "amd") == 0 || strcmp(v, "ascend") == 0 ||
+	       strcmp(v, "cambricon") == 0;
+}
+
+/* REGISTER_HOST: a host name, a class name, a vendor and 1 .. SRV_HOST_DEVICES_MAX distinct
+ * device UUIDs; nothing else. */
+static bool host_fields_ok(const Gridex__V1__Request *q)
+{
+	char vendor[SRV_VENDOR_BYTES_MAX + 1];
+	if (q->name.len == 0 || !chars_ok(&q->name, SRV_ACCOUNT_NAME_BYTES_MAX, false) ||
+	    q->product.len == 0 || !chars_ok(&q->product, SRV_CLASS_BYTES_MAX, false) ||
+	    q->vendor.len == 0 || q->vendor.len > SRV_VENDOR_BYTES_MAX || q->n_devices == 0 ||
+	    q->n_devices > SRV_HOST_DEVICES_MAX || q->workload.len != 0)
+		return false;
+	memcpy(vendor, q->vendor.data, q->vendor.len);
+	vendor[q->vendor.len] = '\0';
+	if (memchr(vendor, '\0', q->vendor.len) != NULL || !srv_vendor_ok(vendor))
+		return false;
+	for (size_t i = 0; i < q->n_devices; i++) {
+		const ProtobufCBinaryData *d = &q->devices[i];
+		if (d->len == 0 || !chars_ok(d, SRV_DEVICE_BYTES_MAX, true))
+			return false;
+		for (size_t j = 0; j < i; j++)
+			if (q->devices[j].len == d->len &&
+			    memcmp(q->devices[j].data, d->data, d->len) == 0)
+				return false;
+	}
+	return true;
+}
+
+static bool strings_only(json_t *v, bool array)
+{
+	if (array) {
+		size_t i;
+		json_t *arg;
+		if (!json_is_array(v) || json_array_size(v) == 0)
+			return false;
+		json_array_foreach(v, i, arg)
+		{
+			if (!json_is_string(arg))
+				return false;
+		}
+		return true;
+	}
+	const char *name;
+	json_t *val;
+	if (!json_is_object(v))
+		return false;
+	json_object_foreach(v, name, val)
+	{
+		if (name[0] == '\0' || !json_is_string(val))
+			return false;
+	}
+	return true;
+}
+
+bool srv_workload_ok(const uint8_t *data, size_t len)
+{
+	if (len == 0 || len > SRV_WORKLOAD_BYTES_MAX || memchr(data, '\0', len) != NULL)
+		return false;
+	json_error_t err;
+	json_t *w = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &err);
+	bool ok = json_is_object(w) && strings_only(json_object_get(w, "command"), true);
+	const char *key;
+	json_t *v;
+	json_object_foreach(ok ? w : NULL, key, v)
+	{
+		if (strcmp(key, "env") == 0)
+			ok = ok && strings_only(v, false);
+		else if (strcmp(key, "command") != 0)
+			ok = false;
+	}
+	json_decref(w);
+	return ok;
+}
+
+/* Requests of participants about their leases: none of the order or operator fields. */
+static bool lease_fields_belong(const Gridex__V1__Request *q, bool order_fields)
+{
+	if (order_fields || q->client_order_id != 0 || q->target_client_order_id != 0 ||
+	    q->hours != 0 || q->target_account != 0 || q->public_key.len != 0 || q->amount != 0)
+		return false;
+	if (q->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST)
+		return host_fields_ok(q);
+	return q->name.len == 0 && q->product.len == 0 && q->vendor.len == 0 && q->n_devices == 0 &&
+	       srv_workload_ok(q->workload.data, q->workload.len);
+}
+
 /* Which fields each request type takes; anything else must be zero or empty. */
 static bool fields_belong(const Gridex__V1__Request *q)
 {
@@ -89,6 +180,11 @@ static bool fields_belong(const Gridex__V1__Request *q)
 			    q->price != 0 || q->quantity != 0 || q->expire_ms != 0;
 	bool side_ok = q->side == GRIDEX__V1__SIDE__BUY || q->side == GRIDEX__V1__SIDE__SELL;
 	bool stp_ok = q->self_trade <= GRIDEX__V1__SELF_TRADE_PREVENTION__ALLOW;
+	if (q->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST ||
+	    q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD)
+		return lease_fields_belong(q, order_fields);
+	if (q->vendor.len != 0 || q->n_devices != 0 || q->workload.len != 0)
+		return false;
 	if (q->type >= GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT)
 		return operator_fields_belong(q, order_fields);
 	if (!no_operator_fields(q))
@@ -163,6 +259,45 @@ static int decode_body(const uint8_t *body, size_t len, struct srv_request *out)
 	out->name[q->name.len] = '\0';
 	rc = SRV_AUTH_OK;
 out:
+	gridex__v1__request__free_unpacked(q, NULL);
+	return rc;
+}
+
+int srv_request_host(const struct srv_request *r, struct srv_host_spec *out)
+{
+	size_t len;
+	const uint8_t *body = srv_request_body(r, &len);
+	Gridex__V1__Request *q = gridex__v1__request__unpack(NULL, len, body);
+	if (q == NULL)
+		return SRV_AUTH_MALFORMED;
+	int rc = SRV_AUTH_MALFORMED;
+	if (q->type != GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST || !host_fields_ok(q))
+		goto out;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->vendor, q->vendor.data, q->vendor.len);
+	out->n_devices = (uint32_t)q->n_devices;
+	for (size_t i = 0; i < q->n_devices; i++)
+		memcpy(out->devices[i], q->devices[i].data, q->devices[i].len);
+	rc = SRV_AUTH_OK;
+out:
+	gridex__v1__request__free_unpacked(q, NULL);
+	return rc;
+}
+
+int srv_request_workload(const struct srv_request *r, char out[SRV_WORKLOAD_BYTES_MAX + 1])
+{
+	size_t len;
+	const uint8_t *body = srv_request_body(r, &len);
+	Gridex__V1__Request *q = gridex__v1__request__unpack(NULL, len, body);
+	if (q == NULL)
+		return SRV_AUTH_MALFORMED;
+	int rc = SRV_AUTH_MALFORMED;
+	if (q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD &&
+	    srv_workload_ok(q->workload.data, q->workload.len)) {
+		memcpy(out, q->workload.data, q->workload.len);
+		out[q->workload.len] = '\0';
+		rc = SRV_AUTH_OK;
+	}
 	gridex__v1__request__free_unpacked(q, NULL);
 	return rc;
 }

@@ -35,6 +35,12 @@
 #define SRV_BASKET_HOURS_MAX   48
 /* Participant names, as the ledger stores them. */
 #define SRV_ACCOUNT_NAME_BYTES_MAX 31
+/* REGISTER_HOST and SET_WORKLOAD (docs/provisioning.md). */
+#define SRV_CLASS_BYTES_MAX    31 /* an accelerator class (MATCHING_CLASS_NAME_MAX) */
+#define SRV_HOST_DEVICES_MAX   16 /* UUIDs of one host: they fit one request body */
+#define SRV_DEVICE_BYTES_MAX   63
+#define SRV_VENDOR_BYTES_MAX   15
+#define SRV_WORKLOAD_BYTES_MAX 768
 
 enum srv_auth_status {
 	SRV_AUTH_OK = 0,
@@ -64,10 +70,11 @@ struct srv_request {
 	int64_t price, quantity, expire_ms;
 	uint64_t target_client_order_id;
 	uint32_t hours;
-	uint32_t target_account;		   /* operator requests */
-	uint8_t public_key[SRV_PUBLIC_KEY_BYTES];  /* REGISTER_ACCOUNT */
-	int64_t amount;				   /* DEPOSIT, WITHDRAW */
-	char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1]; /* REGISTER_ACCOUNT; "" when absent */
+	uint32_t target_account;		  /* operator requests */
+	uint8_t public_key[SRV_PUBLIC_KEY_BYTES]; /* REGISTER_ACCOUNT */
+	int64_t amount;				  /* DEPOSIT, WITHDRAW */
+	char name[SRV_ACCOUNT_NAME_BYTES_MAX +
+		  1]; /* REGISTER_ACCOUNT, REGISTER_HOST; "" when absent */
 	/* The signed bytes exactly as received: the domain, its NUL, the body. */
 	uint8_t signed_bytes[SRV_SIGN_DOMAIN_BYTES + SRV_BODY_BYTES_CEILING];
 	size_t signed_len;
@@ -103,6 +110,26 @@ static inline const uint8_t *srv_request_body(const struct srv_request *r, size_
 /* Whether data[0..len) is a product or accelerator class name: 1 ..
  * SRV_PRODUCT_BYTES_MAX bytes of [A-Za-z0-9._/:-] (requests and subscriptions). */
 bool srv_product_token_ok(const uint8_t *data, size_t len);
+
+/* Whether v names a vendor the hook contract knows: nvidia, amd, ascend, cambricon. */
+bool srv_vendor_ok(const char *v);
+/* Whether data[0..len) is a workload: a JSON object (no duplicate keys) of at most
+ * SRV_WORKLOAD_BYTES_MAX bytes with "command", a non-empty array of strings, and
+ * optionally "env", an object of strings; nothing else. */
+bool srv_workload_ok(const uint8_t *data, size_t len);
+
+/* A REGISTER_HOST request's vendor and devices (NUL-terminated). */
+struct srv_host_spec {
+	char vendor[SRV_VENDOR_BYTES_MAX + 1];
+	uint32_t n_devices;
+	char devices[SRV_HOST_DEVICES_MAX][SRV_DEVICE_BYTES_MAX + 1];
+};
+/* Reads them from a decoded REGISTER_HOST request's body (decode checked them; the
+ * request keeps no copy). Errors: MALFORMED (another type). */
+SRV_MUST_USE int srv_request_host(const struct srv_request *r, struct srv_host_spec *out);
+/* Copies a decoded SET_WORKLOAD request's workload, NUL-terminated. Errors: MALFORMED. */
+SRV_MUST_USE int srv_request_workload(const struct srv_request *r,
+				      char out[SRV_WORKLOAD_BYTES_MAX + 1]);
 
 /* Ed25519 check of r->signature over r->signed_bytes. Errors: BAD_SIGNATURE. */
 SRV_MUST_USE int srv_request_verify(const struct srv_request *r,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct key {
 	const char *name;
@@ -96,6 +97,29 @@ static const struct key keys[] = {
 	    "fills per settlement batch; one input's fills are never split, so a batch can hold "
 	    "more"),
 	INT(batch_ms_max, 50, 1, 60000, "age of the oldest fill that forces a batch"),
+	TEXT(hook, "",
+	     "the provisioning hook (docs/provisioning.md); empty: leases off (no hosts, "
+	     "workloads or leases; fills stay in escrow)"),
+	INT(hook_timeout_ms, 30000, 100, 3600000, "one hook call, from spawn to exit"),
+	INT(hook_kill_grace_ms, 2000, 10, 600000, "between SIGTERM and SIGKILL of a hook past it"),
+	INT(hook_retry_ms_min, 1000, 10, 3600000,
+	    "first retry of a failed hook call; doubles up to hook_retry_ms_max"),
+	INT(hook_retry_ms_max, 60000, 10, 3600000, "longest pause between retries"),
+	INT(hook_status_every_ms, 60000, 100, 86400000,
+	    "how often a running lease's status is asked (one that ended early is refunded)"),
+	INT(hosts_max, 4096, 1, 1000000, "registered hosts, all sellers"),
+	INT(leases_max, 100000, 1, 10000000,
+	    "live leases; GPUs of a fill beyond it are refunded at once (lease_table_full)"),
+	INT(leases_kept, 65536, 1, 10000000, "ended leases kept for lease queries"),
+	INT(lease_start_lead_ms, 0, 0, 3600000, "call start this long before a window begins"),
+	INT(lease_start_deadline_ms, 300000, 0, 86400000,
+	    "a lease not running this long after its window began fails and is refunded"),
+	INT(lease_grace_ms, 30000, 0, 3600000,
+	    "grace_ms of the hook's requests: SIGTERM to SIGKILL of a workload"),
+	INT(delivery_period_ms, 3600000, 1000, 86400000,
+	    "the delivery window of one product hour; shorter only for tests and demonstrations"),
+	INT(delivery_shift_ms, 0, -31622400000, 31622400000,
+	    "added to every delivery window's start; non-zero only for tests and demonstrations"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",
@@ -233,6 +257,10 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 	else if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
 		 strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
 		why = "log_level must be debug, info, warn or error";
+	else if (c->hook_retry_ms_max < c->hook_retry_ms_min)
+		why = "hook_retry_ms_max must be at least hook_retry_ms_min";
+	else if (c->hook[0] != '\0' && (c->hook[0] != '/' || access(c->hook, X_OK) != 0))
+		why = "hook must be the absolute path of an executable";
 	if (why)
 		snprintf(err, err_len, "%s", why);
 	return why == NULL;

@@ -71,6 +71,21 @@ struct srv_config {
 	char currency[SRV_CONFIG_TEXT_MAX];
 	int64_t batch_fills_max;
 	int64_t batch_ms_max;
+	/* leases and the provisioning hook */
+	char hook[SRV_CONFIG_TEXT_MAX];
+	int64_t hook_timeout_ms;
+	int64_t hook_kill_grace_ms;
+	int64_t hook_retry_ms_min;
+	int64_t hook_retry_ms_max;
+	int64_t hook_status_every_ms;
+	int64_t hosts_max;
+	int64_t leases_max;
+	int64_t leases_kept;
+	int64_t lease_start_lead_ms;
+	int64_t lease_start_deadline_ms;
+	int64_t lease_grace_ms;
+	int64_t delivery_period_ms;
+	int64_t delivery_shift_ms;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

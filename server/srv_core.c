@@ -55,6 +55,7 @@ struct srv_core {
 	uint32_t *class_of; /* per book */
 	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
 	uint32_t nclasses;
+	struct srv_leases *leases; /* NULL: leases off */
 };
 
 static uint64_t mix(uint64_t x)
@@ -78,6 +79,7 @@ void srv_core_config_default(struct srv_core_config *cfg)
 					.fills_recent_max = 65536,
 					.query_rows_max = 1000};
 	matching_config_default(&cfg->matching);
+	srv_lease_config_default(&cfg->lease);
 	srv_risk_config_default(&cfg->risk);
 }
 
@@ -86,6 +88,7 @@ void srv_core_destroy(struct srv_core *c)
 	if (!c)
 		return;
 	matching_destroy(c->eng);
+	srv_leases_destroy(c->leases);
 	srv_risk_destroy(c->risk);
 	srv_keys_destroy(c->keys);
 	free(c->batch.events);
@@ -132,7 +135,8 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	int rc = SRV_CORE_NOMEM;
 	if (matching_create(&cfg->matching, &c->eng) != MATCHING_OK ||
 	    srv_risk_create(&cfg->risk, &c->risk) != SRV_RISK_OK ||
-	    srv_keys_create(cfg->accounts_max, &c->keys) != SRV_AUTH_OK) {
+	    srv_keys_create(cfg->accounts_max, &c->keys) != SRV_AUTH_OK ||
+	    (cfg->leases && srv_leases_create(&cfg->lease, &c->leases) != SRV_LEASE_OK)) {
 		rc = SRV_CORE_ARGS;
 		goto fail;
 	}
@@ -199,7 +203,8 @@ int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out)
 	out->fills = calloc(out->fills_cap, sizeof(*out->fills));
 	out->md = calloc(out->md_cap, sizeof(*out->md));
 	out->rows = calloc(out->rows_cap, sizeof(*out->rows));
-	if (!out->reports || !out->fills || !out->md || !out->rows) {
+	out->lease_rows = calloc(out->rows_cap, sizeof(*out->lease_rows));
+	if (!out->reports || !out->fills || !out->md || !out->rows || !out->lease_rows) {
 		srv_core_out_free(out);
 		return SRV_CORE_NOMEM;
 	}
@@ -214,6 +219,7 @@ void srv_core_out_free(struct srv_core_out *out)
 	free(out->fills);
 	free(out->md);
 	free(out->rows);
+	free(out->lease_rows);
 	*out = (struct srv_core_out){0};
 }
 
@@ -630,6 +636,13 @@ static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t fr
 				.price = ev->price,
 				.qty = ev->qty,
 			};
+			if (c->leases) {
+				const struct matching_product *p =
+					matching_book_product(c->eng, ev->book);
+				srv_leases_fill(c->leases, &out->fills[out->n_fills - 1],
+						c->class_of[ev->book], p->period_start_ms,
+						c->now_ms);
+			}
 			break;
 		}
 		case MATCHING_EV_DONE:
@@ -669,6 +682,13 @@ static uint8_t amounts_bad(const struct srv_request *req)
 	return 0;
 }
 
+/* With leases, a buyer says what runs on what it buys before it bids. */
+static bool workload_ready(const struct srv_core *c, const struct srv_request *req)
+{
+	return c->leases == NULL || req->side != GRIDEX__V1__SIDE__BUY ||
+	       srv_leases_workload(c->leases, req->account) != NULL;
+}
+
 static void new_order(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
 {
 	uint32_t book;
@@ -680,8 +700,18 @@ static void new_order(struct srv_core *c, const struct srv_request *req, struct 
 		reject(out, req, GRIDEX__V1__REJECT_REASON__PRODUCT_HALTED);
 		return;
 	}
+	if (c->leases &&
+	    matching_book_product(c->eng, book)->period_start_ms == MATCHING_NO_PERIOD) {
+		/* Nothing could be delivered: with leases every product is a delivery hour. */
+		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
 	if (find_client(c, req->account, req->client_order_id)) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__DUPLICATE_ORDER);
+		return;
+	}
+	if (!workload_ready(c, req)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
 		return;
 	}
 	if (c->nfree == 0) {
@@ -789,6 +819,8 @@ static void basket(struct srv_core *c, const struct srv_request *req, struct srv
 				    .qty = req->quantity,
 				    .n_legs = req->hours};
 	uint8_t bad = basket_legs(c, req, &b);
+	if (!bad && !workload_ready(c, req))
+		bad = GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD;
 	if (bad) {
 		reject(out, req, bad);
 		return;
@@ -1078,13 +1110,92 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 	}
 }
 
+/* REGISTER_HOST, SET_WORKLOAD and QUERY_LEASES. */
+static void lease_request(struct srv_core *c, const struct srv_request *req,
+			  struct srv_core_out *out)
+{
+	if (c->leases == NULL) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__LEASES_OFF);
+		return;
+	}
+	if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES) {
+		ack(out, req);
+		struct srv_report *r = report(out, SRV_REPORT_RESULT, req->account);
+		r->nonce = req->nonce;
+		out->n_lease_rows =
+			srv_leases_of(c->leases, req->account, out->lease_rows, out->rows_cap);
+		return;
+	}
+	if (req->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD) {
+		char text[SRV_WORKLOAD_BYTES_MAX + 1];
+		if (srv_request_workload(req, text) != SRV_AUTH_OK ||
+		    srv_leases_set_workload(c->leases, req->account, text) != SRV_LEASE_OK) {
+			reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+			return;
+		}
+		ack(out, req);
+		return;
+	}
+	struct srv_host_spec spec;
+	uint32_t cls;
+	if (srv_request_host(req, &spec) != SRV_AUTH_OK ||
+	    srv_core_class_id(c, req->product, &cls) != SRV_CORE_OK) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_HOST);
+		return;
+	}
+	int rc = srv_leases_add_host(c->leases, req->account, cls, req->name, &spec);
+	if (rc != SRV_LEASE_OK) {
+		reject(out, req,
+		       rc == SRV_LEASE_FULL ? GRIDEX__V1__REJECT_REASON__REGISTRY_FULL
+					    : GRIDEX__V1__REJECT_REASON__BAD_HOST);
+		return;
+	}
+	ack(out, req);
+}
+
 /* ---------- entry points ---------- */
 
-static void out_reset(struct srv_core_out *out)
+/* The call's escrow settlements reach risk's cash as they reach the ledger: the seller
+ * gains the delivered share less its fee, the buyer the rest and the fee on it back. */
+static void settle_cash(struct srv_core *c, const struct srv_core_out *out)
 {
-	out->n_reports = out->n_fills = out->n_md = out->n_rows = 0;
+	if (out->leases == NULL)
+		return;
+	const struct ledger_fees fees = {.maker_bps = c->cfg.risk.maker_bps,
+					 .taker_bps = c->cfg.risk.taker_bps};
+	const struct ledger_accounts acc = {
+		.fees = 1, .escrow = 2, .bank = 3, .buyer = 4, .seller = 5};
+	for (size_t i = 0; i < out->leases->n_settles; i++) {
+		const struct srv_settlement *st = &out->leases->settles[i];
+		struct ledger_transfer t[4];
+		size_t n = 0;
+		int rc = ledger_settle_part_transfers(&st->fill, &fees, &acc, st->used, st->total,
+						      st->lease_id, t, &n);
+		assert(rc == LEDGER_OK); /* the notional was checked at entry */
+		(void)rc;
+		for (size_t k = 0; k < n; k++) {
+			int64_t a = t[k].amount;
+			if (t[k].credit_account == acc.buyer || t[k].debit_account == acc.buyer)
+				rc |= srv_risk_add_cash(c->risk, st->fill.buyer,
+							t[k].credit_account == acc.buyer ? a : -a);
+			if (t[k].credit_account == acc.seller || t[k].debit_account == acc.seller)
+				rc |= srv_risk_add_cash(c->risk, st->fill.seller,
+							t[k].credit_account == acc.seller ? a : -a);
+		}
+		assert(rc == SRV_RISK_OK); /* never more than the fill took out of cash */
+	}
+}
+
+static void out_reset(struct srv_core *c, struct srv_core_out *out)
+{
+	out->n_reports = out->n_fills = out->n_md = out->n_rows = out->n_lease_rows = 0;
 	out->balance_available = out->balance_reserved = 0;
 	out->has_op = false;
+	out->leases = NULL;
+	if (c->leases) {
+		srv_leases_out_reset(c->leases);
+		out->leases = srv_leases_out(c->leases);
+	}
 }
 
 static int out_check(const struct srv_core *c, const struct srv_core_out *out)
@@ -1093,7 +1204,8 @@ static int out_check(const struct srv_core *c, const struct srv_core_out *out)
 	srv_core_out_caps(c, &nr, &nf);
 	srv_core_out_caps_md(c, &nm, &nq);
 	if (out->reports_cap < nr || out->fills_cap < nf || out->md_cap < nm ||
-	    out->rows_cap < nq || !out->reports || !out->fills || !out->md || !out->rows)
+	    out->rows_cap < nq || !out->reports || !out->fills || !out->md || !out->rows ||
+	    !out->lease_rows)
 		return SRV_CORE_ARGS;
 	return SRV_CORE_OK;
 }
@@ -1108,6 +1220,8 @@ static void advance(struct srv_core *c, int64_t now_ms, struct srv_core_out *out
 	assert(rc == MATCHING_OK);
 	(void)rc;
 	apply_events(c, out, 0);
+	if (c->leases)
+		srv_leases_tick(c->leases, now_ms);
 }
 
 int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
@@ -1115,8 +1229,9 @@ int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
 	int rc = out_check(c, out);
 	if (rc)
 		return rc;
-	out_reset(out);
+	out_reset(c, out);
 	advance(c, now_ms, out);
+	settle_cash(c, out);
 	flush_levels(c, out);
 	return SRV_CORE_OK;
 }
@@ -1198,11 +1313,47 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 	case GRIDEX__V1__REQUEST_TYPE__RESUME:
 		halt(c, req, out);
 		break;
+	case GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST:
+	case GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD:
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES:
+		lease_request(c, req, out);
+		break;
 	default:
-		/* QUERY_LEASES: leases do not exist yet (docs/protocol.md). */
 		reject(out, req, GRIDEX__V1__REJECT_REASON__MALFORMED);
 		break;
 	}
+}
+
+int srv_core_lease_event(struct srv_core *c, uint64_t lease_id, uint8_t kind, const char *code,
+			 int64_t now_ms, struct srv_core_out *out)
+{
+	int rc = out_check(c, out);
+	if (rc)
+		return rc;
+	out_reset(c, out);
+	advance(c, now_ms, out);
+	if (c->leases)
+		srv_leases_event(c->leases, lease_id, kind, code, now_ms);
+	settle_cash(c, out);
+	flush_levels(c, out);
+	return SRV_CORE_OK;
+}
+
+void srv_core_lease_resume(struct srv_core *c, struct srv_core_out *out)
+{
+	out_reset(c, out);
+	if (c->leases)
+		srv_leases_resume(c->leases);
+}
+
+struct srv_leases *srv_core_leases(struct srv_core *c)
+{
+	return c->leases;
+}
+
+const char *srv_core_class_name(const struct srv_core *c, uint32_t cls)
+{
+	return cls < c->nclasses ? c->classes[cls] : "";
 }
 
 int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t now_ms,
@@ -1211,7 +1362,7 @@ int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t n
 	int rc = out_check(c, out);
 	if (rc)
 		return rc;
-	out_reset(out);
+	out_reset(c, out);
 	/* Expiry reports of the clock come first; this request's follow. */
 	advance(c, now_ms, out);
 	rc = srv_nonce_accept(c->keys, req->account, req->nonce, req->expires_at_ms, now_ms,
@@ -1220,6 +1371,7 @@ int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t n
 		reject(out, req, reason_of_auth(rc));
 	else
 		dispatch(c, req, now_ms, out);
+	settle_cash(c, out);
 	flush_levels(c, out);
 	return SRV_CORE_OK;
 }
@@ -1426,6 +1578,9 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	srv_snap_u32(w, (uint32_t)kept);
 	for (uint64_t i = 0; i < kept; i++)
 		save_report(w, &c->recent[(c->n_recent - kept + i) % ring]);
+	srv_snap_u8(w, c->leases != NULL);
+	if (c->leases)
+		srv_leases_save(c->leases, w);
 }
 
 static void load_books(struct srv_core *c, struct srv_snap_r *in)
@@ -1590,6 +1745,11 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 		if (i >= saved - kept)
 			c->recent[(c->n_recent - saved + i) % ring] = r;
 	}
+	if ((srv_snap_get_u8(in) != 0) != (c->leases != NULL))
+		srv_snap_fail(in, "core: the snapshot was taken with leases on and this core has "
+				  "them off, or the reverse");
+	if (!in->error && c->leases && srv_leases_load(c->leases, in) != 0)
+		return -1;
 	if (in->error)
 		return -1;
 	/* The three views of the open orders agree. */

@@ -18,6 +18,7 @@
 #include "ledger.h"
 #include "matching.h"
 #include "srv_auth.h"
+#include "srv_lease.h"
 #include "srv_risk.h"
 
 #define SRV_CORE_MUST_USE __attribute__((warn_unused_result))
@@ -101,6 +102,11 @@ struct srv_core_out {
 	int64_t balance_available, balance_reserved;
 	struct srv_ledger_op op; /* valid when has_op */
 	bool has_op;
+	/* QUERY_LEASES: its rows (rows_cap of them at most). */
+	struct srv_lease_view *lease_rows;
+	size_t n_lease_rows;
+	/* Leases on: what the call changed (updates, hook commands, settlements). */
+	const struct srv_lease_out *leases;
 };
 
 struct srv_core_config {
@@ -115,6 +121,8 @@ struct srv_core_config {
 	uint32_t orders_burst;	     /* tokens of that bucket */
 	uint32_t fills_recent_max;   /* fills kept for QUERY_FILLS, all accounts */
 	uint32_t query_rows_max;     /* rows in one query answer */
+	bool leases;		     /* hosts, workloads and leases (a hook is configured) */
+	struct srv_lease_config lease;
 };
 
 struct srv_core;
@@ -193,6 +201,21 @@ struct srv_snap_w;
 struct srv_snap_r;
 void srv_core_save(const struct srv_core *c, struct srv_snap_w *w);
 SRV_CORE_MUST_USE int srv_core_load(struct srv_core *c, struct srv_snap_r *in);
+
+/*
+ * The journaled outcome of a hook call (enum srv_lease_event_kind, the hook's
+ * error code or "") for a lease, at now_ms: moves the clock as a tick does,
+ * then the lease. Errors: ARGS (out too small).
+ */
+SRV_CORE_MUST_USE int srv_core_lease_event(struct srv_core *c, uint64_t lease_id, uint8_t kind,
+					   const char *code, int64_t now_ms,
+					   struct srv_core_out *out);
+/* After start-up: start commands for the leases that should run (out->leases). */
+void srv_core_lease_resume(struct srv_core *c, struct srv_core_out *out);
+/* The lease book, or NULL when leases are off. */
+struct srv_leases *srv_core_leases(struct srv_core *c);
+/* The name of an accelerator class number ("" if none). */
+const char *srv_core_class_name(const struct srv_core *c, uint32_t cls);
 
 /* Moves the clock: GTD expiries and gate closures, reported as EXPIRED_ORDER. */
 SRV_CORE_MUST_USE int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out);

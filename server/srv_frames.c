@@ -221,3 +221,87 @@ out:
 	free(ptrs);
 	return buf;
 }
+
+static void fill_lease(Gridex__V1__Lease *m, ProtobufCBinaryData *devs,
+		       const struct srv_lease_view *v, const struct srv_lease_names *nm)
+{
+	gridex__v1__lease__init(m);
+	m->lease_id = v->id;
+	m->buyer = v->buyer;
+	m->seller = v->seller;
+	m->host = text(nm->host);
+	m->accelerator = text(nm->accelerator);
+	m->vendor = text(nm->vendor);
+	for (size_t i = 0; i < nm->n_devices; i++)
+		devs[i] = text(nm->devices[i]);
+	m->n_devices = nm->n_devices;
+	m->devices = devs;
+	m->start_ms = v->start_ms;
+	m->end_ms = v->end_ms;
+	m->state = (Gridex__V1__LeaseState)v->state;
+	m->reason = text(v->reason);
+	m->running_ms = v->running_ms;
+	m->ended_ms = v->ended_ms;
+	m->n_fill_ids = v->n_fills;
+	m->fill_ids = (uint64_t *)v->fill_ids;
+	m->sequence = v->seq;
+	m->quantity = v->quantity;
+}
+
+uint8_t *srv_frame_leases(uint32_t account, uint64_t nonce, bool result,
+			  const struct srv_lease_view *views, size_t n,
+			  void (*names)(const struct srv_lease_view *v, struct srv_lease_names *out,
+					void *ctx),
+			  void *ctx, size_t *len)
+{
+	size_t k = n ? n : 1;
+	Gridex__V1__Lease *msgs = calloc(k, sizeof(*msgs));
+	Gridex__V1__Lease **ptrs = calloc(k, sizeof(*ptrs));
+	struct srv_lease_names *nms = calloc(k, sizeof(*nms));
+	ProtobufCBinaryData *devs = calloc(k * SRV_HOST_DEVICES_MAX, sizeof(*devs));
+	uint8_t *buf = NULL;
+	if (!msgs || !ptrs || !nms || !devs)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		names(&views[i], &nms[i], ctx);
+		fill_lease(&msgs[i], devs + i * SRV_HOST_DEVICES_MAX, &views[i], &nms[i]);
+		ptrs[i] = &msgs[i];
+	}
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
+	size_t cap = 0;
+	if (result) {
+		q.nonce = nonce;
+		q.account = account;
+		q.n_leases = n;
+		q.leases = ptrs;
+		f.result = &q;
+		cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			f.lease = ptrs[i];
+			cap += WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
+		}
+	}
+	buf = malloc(cap ? cap : 1);
+	if (buf == NULL)
+		goto out;
+	*len = 0;
+	for (size_t i = 0; i < (result ? 1 : n); i++) {
+		if (!result)
+			f.lease = ptrs[i];
+		size_t m = pack(buf + *len, cap - *len, &f);
+		if (m == 0) {
+			free(buf);
+			buf = NULL;
+			goto out;
+		}
+		*len += m;
+	}
+out:
+	free(msgs);
+	free(ptrs);
+	free(nms);
+	free(devs);
+	return buf;
+}

@@ -13,6 +13,7 @@
 
 #include "matching.h"
 #include "srv_core.h"
+#include "srv_lease.h"
 
 /* ClientFrame field numbers (proto/gridex.proto). */
 enum srv_client_field {
@@ -57,5 +58,24 @@ uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
 			  const struct srv_report *rows, size_t n_rows, int64_t available,
 			  int64_t reserved, const char *currency,
 			  const char *(*product)(uint32_t book, void *ctx), void *ctx, size_t *len);
+
+/* The names of a lease's host, class, vendor and devices (strings of the caller). */
+struct srv_lease_names {
+	const char *host, *accelerator, *vendor;
+	const char *devices[SRV_HOST_DEVICES_MAX];
+	size_t n_devices;
+};
+
+/*
+ * Leases as ServerFrames: with result, one QueryResult (account, nonce) holding
+ * views[0..n); without, one frame per view with its Lease, back to back. names()
+ * resolves each view. Returns a malloc'ed buffer (headers included) and its
+ * length in *len, or NULL when out of memory.
+ */
+uint8_t *srv_frame_leases(uint32_t account, uint64_t nonce, bool result,
+			  const struct srv_lease_view *views, size_t n,
+			  void (*names)(const struct srv_lease_view *v, struct srv_lease_names *out,
+					void *ctx),
+			  void *ctx, size_t *len);
 
 #endif

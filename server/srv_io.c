@@ -25,6 +25,7 @@
 
 #include "gridex.pb-c.h"
 #include "srv_frames.h"
+#include "srv_hook.h"
 #include "srv_log.h"
 #include "srv_server.h"
 #include "wire.h"
@@ -684,6 +685,19 @@ static void deliver_exec(struct srv *s, const struct srv_out *o)
 	}
 }
 
+/* Frames for an account: to each of its sessions. */
+static void deliver_acct_blob(struct srv *s, const struct srv_out *o)
+{
+	char key[KEY_BYTES];
+	account_key(o->u.report.account, key);
+	uint32_t *head = map_get(&s->accts->m, key);
+	for (uint32_t i = head ? *head : NONE; i != NONE;) {
+		struct srv_conn *c = &s->conns[i];
+		i = c->acct_next; /* conn_send may close c */
+		conn_send(c, o->blob, o->blob_len);
+	}
+}
+
 static void fan_out(struct srv *s, const char *topic, const struct srv_md *m, const uint8_t *buf,
 		    size_t n)
 {
@@ -778,6 +792,9 @@ static void drain_out(struct srv *s)
 			}
 			case SRV_OUT_SUBSCRIBED:
 				deliver_subscribed(s, o);
+				break;
+			case SRV_OUT_ACCT_BLOB:
+				deliver_acct_blob(s, o);
 				break;
 			}
 			free(o->blob);
@@ -940,6 +957,22 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       "gauge", atomic_load(&m->journal_sync_ms_last));
 	metric(b, "gridex_snapshots_total", "Snapshots of the core written.", "counter",
 	       atomic_load(&m->snapshots));
+	if (s->cfg.hook[0] != '\0') {
+		evbuffer_add_printf(b, "# HELP gridex_leases Live leases by state.\n"
+				       "# TYPE gridex_leases gauge\n");
+		for (uint8_t st = SRV_LEASE_SCHEDULED; st <= SRV_LEASE_RUNNING; st++)
+			evbuffer_add_printf(b, "gridex_leases{state=\"%s\"} %llu\n",
+					    srv_lease_state_name(st),
+					    (unsigned long long)atomic_load(&m->leases[st]));
+		evbuffer_add_printf(b, "# HELP gridex_hook_calls_total Provisioning hook calls by "
+				       "outcome.\n# TYPE gridex_hook_calls_total counter\n");
+		for (int o = SRV_HOOK_OK; o <= SRV_HOOK_SPAWN; o++)
+			evbuffer_add_printf(b, "gridex_hook_calls_total{outcome=\"%s\"} %llu\n",
+					    srv_hook_outcome_name(o),
+					    (unsigned long long)atomic_load(&m->hook_calls[o]));
+		metric(b, "gridex_hook_jobs_pending", "Hook calls waiting (due or to retry).",
+		       "gauge", atomic_load(&m->hook_pending));
+	}
 	metric(b, "gridex_snapshot_pause_ms_last",
 	       "How long the core paused to serialize the last snapshot.", "gauge",
 	       atomic_load(&m->snapshot_pause_ms_last));

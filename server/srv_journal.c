@@ -109,6 +109,17 @@ static int decode(const uint8_t *p, size_t n, struct srv_jrec *r)
 	switch (r->kind) {
 	case SRV_J_TICK:
 		return n == 0 ? SRV_JOURNAL_OK : SRV_JOURNAL_BAD;
+	case SRV_J_LEASE:
+		if (n < 10 || p[9] >= sizeof(r->lease_code) || n != 10u + p[9])
+			return SRV_JOURNAL_BAD;
+		r->lease_id = get_u64(p);
+		r->lease_event = p[8];
+		memcpy(r->lease_code, p + 10, p[9]);
+		r->lease_code[p[9]] = '\0';
+		return r->lease_id != 0 && r->lease_event >= 1 && r->lease_event <= 3 &&
+				       memchr(r->lease_code, '\0', p[9]) == NULL
+			       ? SRV_JOURNAL_OK
+			       : SRV_JOURNAL_BAD;
 	case SRV_J_REQUEST:
 		if (n < 2)
 			return SRV_JOURNAL_BAD;
@@ -326,8 +337,11 @@ static int reserve(struct srv_journal *j, size_t more)
 int srv_journal_append(struct srv_journal *j, const struct srv_jrec *r)
 {
 	size_t body = 0;
+	size_t code_len = strnlen(r->lease_code, sizeof(r->lease_code));
 	if (r->kind == SRV_J_REQUEST)
 		body = 2u + r->body_len + SRV_SIGNATURE_BYTES;
+	else if (r->kind == SRV_J_LEASE)
+		body = code_len < sizeof(r->lease_code) ? 10 + code_len : SRV_JOURNAL_PAYLOAD_MAX;
 	else if (r->kind == SRV_J_GENESIS)
 		for (uint32_t i = 0,
 			      n = (body = 12 + SRV_JOURNAL_SETTINGS_BYTES, r->n_participants);
@@ -348,6 +362,11 @@ int srv_journal_append(struct srv_journal *j, const struct srv_jrec *r)
 		q[1] = (uint8_t)(r->body_len >> 8);
 		memcpy(q + 2, r->body, r->body_len);
 		memcpy(q + 2 + r->body_len, r->signature, SRV_SIGNATURE_BYTES);
+	} else if (r->kind == SRV_J_LEASE) {
+		put_u64(q, r->lease_id);
+		q[8] = r->lease_event;
+		q[9] = (uint8_t)code_len;
+		memcpy(q + 10, r->lease_code, code_len);
 	} else if (r->kind == SRV_J_GENESIS) {
 		put_u64(q, r->seq_base);
 		put_u32(q + 8, r->n_participants);

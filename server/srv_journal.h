@@ -15,7 +15,9 @@
  * participant u32 id, u8 name length, name, 32-byte key, i64 balance, then
  * the 16-byte fingerprint of the settings that decide what the core does;
  * REQUEST: u16 length, the signed request body exactly as received, its
- * 64-byte signature; TICK: nothing (the clock moved to time_ms).
+ * 64-byte signature; TICK: nothing (the clock moved to time_ms); LEASE: u64
+ * lease id, u8 event (enum srv_lease_event_kind), u8 code length (0 .. 31),
+ * the hook's error code.
  * Reading stops at the first record that is short or fails its CRC: a torn
  * tail from a crash (opening for append truncates it).
  */
@@ -39,6 +41,7 @@ enum srv_journal_kind {
 	SRV_J_GENESIS = 1,
 	SRV_J_REQUEST,
 	SRV_J_TICK,
+	SRV_J_LEASE, /* the outcome of a provisioning hook call */
 };
 
 struct srv_journal_participant {
@@ -57,6 +60,10 @@ struct srv_jrec {
 	uint16_t body_len;
 	uint8_t body[SRV_BODY_BYTES_CEILING];
 	uint8_t signature[SRV_SIGNATURE_BYTES];
+	/* LEASE */
+	uint64_t lease_id;
+	uint8_t lease_event;
+	char lease_code[32];
 	/* GENESIS: participants (owned by the reader or the caller) */
 	uint64_t seq_base;
 	uint8_t settings[SRV_JOURNAL_SETTINGS_BYTES];

@@ -312,7 +312,8 @@ static void *journal_main(void *arg)
 	struct srv *s = arg;
 	struct srv_job *jobs = malloc(BATCH * sizeof(*jobs));
 	struct srv_jrec *rec = malloc(sizeof(*rec));
-	if (!jobs || !rec) {
+	struct srv_lease_event *levents = malloc(BATCH * sizeof(*levents));
+	if (!jobs || !rec || !levents) {
 		srv_log(SRV_LOG_ERROR, "journal out of memory", NULL);
 		abort();
 	}
@@ -334,6 +335,11 @@ static void *journal_main(void *arg)
 		int64_t now = srv_now_ms();
 		if (now < last_ms)
 			now = last_ms; /* journaled time never goes back, even if the clock does */
+		/* What the hook dispatcher learned joins this group commit. */
+		size_t ne = srv_provision_events(s, levents, BATCH - n);
+		for (size_t i = 0; i < ne; i++)
+			jobs[n + i] = (struct srv_job){.kind = SRV_JOB_LEASE, .lease = levents[i]};
+		n += ne;
 		if (n == 0) {
 			if (srv_mono_ms() - last_record < s->cfg.tick_ms)
 				continue;
@@ -344,9 +350,17 @@ static void *journal_main(void *arg)
 			struct srv_job *job = &jobs[i];
 			job->seq = ++seq;
 			job->time_ms = now;
-			rec->kind = job->kind == SRV_JOB_TICK ? SRV_J_TICK : SRV_J_REQUEST;
+			rec->kind = job->kind == SRV_JOB_TICK	 ? SRV_J_TICK
+				    : job->kind == SRV_JOB_LEASE ? SRV_J_LEASE
+								 : SRV_J_REQUEST;
 			rec->seq = seq;
 			rec->time_ms = now;
+			if (job->kind == SRV_JOB_LEASE) {
+				rec->lease_id = job->lease.lease_id;
+				rec->lease_event = job->lease.kind;
+				snprintf(rec->lease_code, sizeof(rec->lease_code), "%s",
+					 job->lease.code);
+			}
 			if (job->kind == SRV_JOB_REQUEST) {
 				size_t len;
 				const uint8_t *body = srv_request_body(&job->req, &len);
@@ -379,6 +393,7 @@ static void *journal_main(void *arg)
 	}
 	free(jobs);
 	free(rec);
+	free(levents);
 	free(lr.buf);
 	free(lr.head);
 	free(lr.count);
@@ -471,6 +486,130 @@ static void pending_add(struct core_ctx *x, const struct srv_wjob *w)
 	x->pend[x->pend_len++] = *w;
 }
 
+static int stage_wjob(const struct srv_wjob *w, void *ctx)
+{
+	struct core_ctx *x = ctx;
+	*stage_w(x) = *w;
+	pending_add(x, w);
+	return 0;
+}
+
+static void lease_names(const struct srv_lease_view *v, struct srv_lease_names *out, void *ctx)
+{
+	struct srv_core *core = ctx;
+	const struct srv_host_view *h = srv_leases_host(srv_core_leases(core), v->host);
+	*out = (struct srv_lease_names){.accelerator = srv_core_class_name(core, v->cls),
+					.host = h ? h->name : "",
+					.vendor = h ? h->spec.vendor : ""};
+	for (uint32_t d = 0; h && d < h->spec.n_devices; d++)
+		if (v->devmask & (UINT32_C(1) << d))
+			out->devices[out->n_devices++] = h->spec.devices[d];
+}
+
+static void stage_blob(struct core_ctx *x, uint8_t kind, uint64_t conn, uint32_t account,
+		       uint8_t *blob, size_t len)
+{
+	if (blob == NULL) {
+		srv_log(SRV_LOG_ERROR, "lease frames out of memory", NULL);
+		return;
+	}
+	struct srv_out *o = stage_out(x);
+	o->kind = kind;
+	o->conn = conn;
+	o->u.report.account = account;
+	o->blob = blob;
+	o->blob_len = len;
+}
+
+/* A hook job for a lease: its names, devices and the buyer's workload. */
+static void hookjob_of(struct srv_core *core, uint8_t kind, const struct srv_lease_view *v,
+		       struct srv_hookjob *j)
+{
+	struct srv_lease_names nm;
+	lease_names(v, &nm, core);
+	memset(j, 0, sizeof(*j));
+	j->kind = kind;
+	j->lease_id = v->id;
+	j->start_ms = v->start_ms;
+	j->end_ms = v->end_ms;
+	snprintf(j->host, sizeof(j->host), "%s", nm.host);
+	snprintf(j->accelerator, sizeof(j->accelerator), "%s", nm.accelerator);
+	snprintf(j->vendor, sizeof(j->vendor), "%s", nm.vendor);
+	j->n_devices = (uint32_t)nm.n_devices;
+	for (size_t d = 0; d < nm.n_devices; d++)
+		snprintf(j->devices[d], sizeof(j->devices[d]), "%s", nm.devices[d]);
+	const char *w = srv_leases_workload(srv_core_leases(core), v->buyer);
+	snprintf(j->workload, sizeof(j->workload), "%s", w ? w : "");
+}
+
+/* Lease updates to buyer and seller, a lease query's answer, and the hook's jobs. */
+static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint64_t conn,
+			const struct srv_request *req)
+{
+	struct srv *s = x->s;
+	const struct srv_lease_out *lo = out->leases;
+	size_t len = 0;
+	for (size_t i = 0; i < lo->n_updates; i++) {
+		const struct srv_lease_view *v = &lo->updates[i];
+		for (int side = 0; side < 2; side++) {
+			uint32_t account = side ? v->seller : v->buyer;
+			if (side && v->seller == v->buyer)
+				break;
+			uint8_t *b = srv_frame_leases(account, 0, false, v, 1, lease_names, s->core,
+						      &len);
+			stage_blob(x, SRV_OUT_ACCT_BLOB, 0, account, b, len);
+		}
+	}
+	if (req && req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES && out->n_reports > 0 &&
+	    out->reports[out->n_reports - 1].kind == SRV_REPORT_RESULT) {
+		uint8_t *b = srv_frame_leases(req->account, req->nonce, true, out->lease_rows,
+					      out->n_lease_rows, lease_names, s->core, &len);
+		stage_blob(x, SRV_OUT_BLOB, conn, req->account, b, len);
+	}
+	if (lo->n_cmds > 0) {
+		struct srv_hookjob *jobs = malloc(lo->n_cmds * sizeof(*jobs));
+		if (jobs == NULL) {
+			srv_log(SRV_LOG_ERROR, "hook jobs out of memory", NULL);
+			abort();
+		}
+		for (size_t i = 0; i < lo->n_cmds; i++)
+			hookjob_of(s->core,
+				   lo->cmds[i].kind == SRV_HCMD_START ? SRV_HJ_START : SRV_HJ_STOP,
+				   &lo->cmds[i].lease, &jobs[i]);
+		srv_provision_submit(s, jobs, lo->n_cmds);
+		free(jobs);
+	}
+	uint64_t counts[7];
+	srv_leases_counts(srv_core_leases(s->core), counts);
+	for (int i = 0; i < 7; i++)
+		atomic_store_explicit(&s->m.leases[i], counts[i], memory_order_relaxed);
+}
+
+/* After a start: a reconcile with every lease that should run, then a start of each. */
+static void resume_leases(struct core_ctx *x)
+{
+	struct srv *s = x->s;
+	if (srv_core_leases(s->core) == NULL)
+		return;
+	srv_core_lease_resume(s->core, &x->out);
+	const struct srv_lease_out *lo = x->out.leases;
+	size_t n = lo->n_cmds;
+	struct srv_hookjob *jobs = malloc((n + 1) * sizeof(*jobs));
+	struct srv_hookjob *list = malloc((n ? n : 1) * sizeof(*list));
+	if (jobs == NULL || list == NULL) {
+		srv_log(SRV_LOG_ERROR, "hook jobs out of memory", NULL);
+		abort();
+	}
+	for (size_t i = 0; i < n; i++) {
+		hookjob_of(s->core, SRV_HJ_START, &lo->cmds[i].lease, &list[i]);
+		jobs[i + 1] = list[i];
+	}
+	jobs[0] = (struct srv_hookjob){.kind = SRV_HJ_RECONCILE, .leases = list, .n_leases = n};
+	srv_provision_submit(s, jobs, n + 1);
+	free(jobs);
+	srv_log(SRV_LOG_INFO, "leases resumed", "running_or_starting=%zu", n);
+}
+
 /* Turns one call's results into messages for the I/O and the ledger. */
 static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *req, uint64_t seq,
 		 int64_t now_ms)
@@ -480,6 +619,8 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 	uint32_t type = req ? req->type : 0; /* ticks have no request */
 	for (size_t i = 0; i < out->n_reports; i++) {
 		const struct srv_report *r = &out->reports[i];
+		if (r->kind == SRV_REPORT_RESULT && type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES)
+			continue; /* answered with its leases (emit_leases) */
 		if (r->kind == SRV_REPORT_RESULT) {
 			size_t len = 0;
 			uint8_t *blob =
@@ -516,22 +657,10 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 		o->u.md = out->md[i];
 		copy_name(o->product, srv_core_book_name(s->core, out->md[i].book));
 	}
-	int64_t mono = srv_mono_ms();
-	for (size_t i = 0; i < out->n_fills; i++) {
-		struct srv_wjob *w = stage_w(x);
-		*w = (struct srv_wjob){.kind = SRV_W_FILL, .seq = seq, .mono_ms = mono};
-		w->u.fill = out->fills[i];
-		pending_add(x, w);
-	}
+	srv_wjobs_of(out, (int64_t)seq, srv_mono_ms(), stage_wjob, x);
 	atomic_fetch_add_explicit(&s->m.fills, out->n_fills, memory_order_relaxed);
-	if (out->has_op) {
-		struct srv_wjob *w = stage_w(x);
-		*w = (struct srv_wjob){.kind = SRV_W_OP, .seq = seq, .mono_ms = mono};
-		w->u.op = out->op;
-		pending_add(x, w);
-	}
-	if (out->n_fills > 0 || out->has_op)
-		x->wjobs[x->n_wjobs - 1].seq_end = true; /* staged last: still in the stage */
+	if (out->leases)
+		emit_leases(x, out, conn, req);
 }
 
 /* Snapshots of every existing book of a topic, encoded back to back. */
@@ -725,6 +854,7 @@ static void *core_main(void *arg)
 				   * records count towards the next one */
 	x.snap_mono = srv_mono_ms();
 	x.last_time_ms = s->journal_last_ms;
+	resume_leases(&x);
 	for (;;) {
 		size_t n = srv_queue_pop(&s->core_q, jobs, BATCH, -1);
 		if (n == 0 && srv_queue_drained(&s->core_q))
@@ -739,7 +869,17 @@ static void *core_main(void *arg)
 			}
 			seq = job->seq;
 			x.last_time_ms = job->time_ms;
+			if (srv_core_leases(s->core))
+				srv_leases_set_seq(srv_core_leases(s->core), seq);
 			int rc;
+			if (job->kind == SRV_JOB_LEASE) {
+				rc = srv_core_lease_event(s->core, job->lease.lease_id,
+							  job->lease.kind, job->lease.code,
+							  job->time_ms, &x.out);
+				assert(rc == SRV_CORE_OK);
+				emit(&x, 0, NULL, seq, job->time_ms);
+				continue;
+			}
 			if (job->kind == SRV_JOB_TICK) {
 				rc = srv_core_tick(s->core, job->time_ms, &x.out);
 				assert(rc == SRV_CORE_OK);
@@ -847,6 +987,10 @@ static void writer_add(struct writer_ctx *x, const struct srv_wjob *j)
 	int rc;
 	if (j->kind == SRV_W_FILL) {
 		rc = ledger_writer_add_fill(x->w, &j->u.fill, j->seq, j->mono_ms);
+	} else if (j->kind == SRV_W_SETTLE) {
+		const struct srv_settlement *t = &j->u.settle;
+		rc = ledger_writer_add_settle(x->w, &t->fill, t->used, t->total, t->lease_id,
+					      j->seq, j->mono_ms);
 	} else if (j->u.op.kind == SRV_OP_REGISTER) {
 		flush(x);
 		writer_register(x, &j->u.op);
@@ -922,6 +1066,8 @@ int srv_pipeline_start(struct srv *s)
 		if (pthread_create(&s->verifiers[i], NULL, verifier_main, &args[i]) != 0)
 			return -1;
 	}
+	if (s->cfg.hook[0] != '\0' && srv_provision_start(s) != 0)
+		return -1;
 	if (pthread_create(&s->snap_thread, NULL, snapshot_main, s) != 0 ||
 	    pthread_create(&s->journal_thread, NULL, journal_main, s) != 0 ||
 	    pthread_create(&s->core_thread, NULL, core_main, s) != 0 ||
@@ -936,6 +1082,7 @@ void srv_pipeline_join(struct srv *s)
 		pthread_join(s->verifiers[i], NULL);
 	pthread_join(s->journal_thread, NULL);
 	pthread_join(s->core_thread, NULL);
+	srv_provision_stop(s);
 	pthread_join(s->writer_thread, NULL);
 	pthread_join(s->snap_thread, NULL);
 	free(s->verifiers);

@@ -42,17 +42,28 @@ struct recovery {
 void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
 {
 	char text[1024];
-	snprintf(text, sizeof(text),
-		 "orders_max=%lld levels_max=%lld books_max=%lld price_max=%lld qty_max=%lld "
-		 "accounts_max=%lld open_orders_per_account_max=%lld maker_bps=%lld taker_bps=%lld "
-		 "gate_lead_ms=%lld expiry_ahead_ms_max=%lld operator_account=%lld "
-		 "orders_per_second=%lld orders_burst=%lld currency=%s",
-		 (long long)c->orders_max, (long long)c->levels_max, (long long)c->books_max,
-		 (long long)c->price_max, (long long)c->qty_max, (long long)c->accounts_max,
-		 (long long)c->open_orders_per_account_max, (long long)c->maker_bps,
-		 (long long)c->taker_bps, (long long)c->gate_lead_ms,
-		 (long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
-		 (long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
+	int n = snprintf(
+		text, sizeof(text),
+		"orders_max=%lld levels_max=%lld books_max=%lld price_max=%lld qty_max=%lld "
+		"accounts_max=%lld open_orders_per_account_max=%lld maker_bps=%lld "
+		"taker_bps=%lld gate_lead_ms=%lld expiry_ahead_ms_max=%lld "
+		"operator_account=%lld orders_per_second=%lld orders_burst=%lld currency=%s",
+		(long long)c->orders_max, (long long)c->levels_max, (long long)c->books_max,
+		(long long)c->price_max, (long long)c->qty_max, (long long)c->accounts_max,
+		(long long)c->open_orders_per_account_max, (long long)c->maker_bps,
+		(long long)c->taker_bps, (long long)c->gate_lead_ms,
+		(long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
+		(long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
+	/* Only with leases on: journals written with them off keep their fingerprint. */
+	if (c->hook[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
+		snprintf(text + n, sizeof(text) - (size_t)n,
+			 " leases=1 hosts_max=%lld leases_max=%lld leases_kept=%lld "
+			 "lease_start_lead_ms=%lld lease_start_deadline_ms=%lld "
+			 "delivery_period_ms=%lld delivery_shift_ms=%lld",
+			 (long long)c->hosts_max, (long long)c->leases_max,
+			 (long long)c->leases_kept, (long long)c->lease_start_lead_ms,
+			 (long long)c->lease_start_deadline_ms, (long long)c->delivery_period_ms,
+			 (long long)c->delivery_shift_ms);
 	crypto_generichash(out, SRV_JOURNAL_SETTINGS_BYTES, (const uint8_t *)text, strlen(text),
 			   NULL, 0);
 }
@@ -91,8 +102,13 @@ int srv_replay_apply(struct srv_core *c, const struct srv_jrec *rec, struct srv_
 		     struct srv_core_out *out, const char **error)
 {
 	int rc;
+	if (srv_core_leases(c))
+		srv_leases_set_seq(srv_core_leases(c), rec->seq);
 	if (rec->kind == SRV_J_TICK) {
 		rc = srv_core_tick(c, rec->time_ms, out);
+	} else if (rec->kind == SRV_J_LEASE) {
+		rc = srv_core_lease_event(c, rec->lease_id, rec->lease_event, rec->lease_code,
+					  rec->time_ms, out);
 	} else {
 		if (srv_request_from_body(rec->body, rec->body_len, rec->signature, req) != 0) {
 			*error = "a journaled request does not decode";
@@ -152,29 +168,44 @@ static int resend_one(struct recovery *r, const struct srv_wjob *w)
 	return 0;
 }
 
+int srv_wjobs_of(const struct srv_core_out *out, int64_t seq, int64_t mono_ms,
+		 int (*each)(const struct srv_wjob *w, void *ctx), void *ctx)
+{
+	size_t n_settles = out->leases ? out->leases->n_settles : 0;
+	size_t total = out->n_fills + n_settles + (out->has_op ? 1 : 0), k = 0;
+	int rc = 0;
+	for (size_t i = 0; i < out->n_fills && rc == 0; i++) {
+		struct srv_wjob w = {.kind = SRV_W_FILL, .seq = seq, .mono_ms = mono_ms};
+		w.seq_end = ++k == total;
+		w.u.fill = out->fills[i];
+		rc = each(&w, ctx);
+	}
+	for (size_t i = 0; i < n_settles && rc == 0; i++) {
+		struct srv_wjob w = {.kind = SRV_W_SETTLE, .seq = seq, .mono_ms = mono_ms};
+		w.seq_end = ++k == total;
+		w.u.settle = out->leases->settles[i];
+		rc = each(&w, ctx);
+	}
+	if (out->has_op && rc == 0) {
+		struct srv_wjob w = {
+			.kind = SRV_W_OP, .seq_end = true, .seq = seq, .mono_ms = mono_ms};
+		w.u.op = out->op;
+		rc = each(&w, ctx);
+	}
+	return rc;
+}
+
+static int resend_each(const struct srv_wjob *w, void *ctx)
+{
+	return resend_one(ctx, w);
+}
+
 /* What the ledger does not have yet goes to the ledger thread, in order. */
 static int resend(struct recovery *r, uint64_t seq)
 {
-	const struct srv_core_out *out = &r->out;
 	if ((int64_t)seq <= r->ledger_batch)
 		return 0;
-	for (size_t i = 0; i < out->n_fills; i++) {
-		struct srv_wjob w = {
-			.kind = SRV_W_FILL, .seq = (int64_t)seq, .mono_ms = srv_mono_ms()};
-		w.seq_end = i + 1 == out->n_fills && !out->has_op;
-		w.u.fill = out->fills[i];
-		if (resend_one(r, &w) != 0)
-			return -1;
-	}
-	if (out->has_op) {
-		struct srv_wjob w = {.kind = SRV_W_OP,
-				     .seq_end = true,
-				     .seq = (int64_t)seq,
-				     .mono_ms = srv_mono_ms()};
-		w.u.op = out->op;
-		return resend_one(r, &w);
-	}
-	return 0;
+	return srv_wjobs_of(&r->out, (int64_t)seq, srv_mono_ms(), resend_each, r);
 }
 
 /* ---------- settlement items in snapshots ---------- */
@@ -193,6 +224,13 @@ void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j)
 		srv_snap_i64(w, f->maker_order_id);
 		srv_snap_i64(w, f->price);
 		srv_snap_i64(w, f->qty);
+	} else if (j->kind == SRV_W_SETTLE) {
+		const struct srv_settlement *t = &j->u.settle;
+		srv_wjob_save(w, &(struct srv_wjob){
+					 .kind = SRV_W_FILL, .seq = j->seq, .u.fill = t->fill});
+		srv_snap_i64(w, t->used);
+		srv_snap_i64(w, t->total);
+		srv_snap_i64(w, t->lease_id);
 	} else {
 		const struct srv_ledger_op *op = &j->u.op;
 		srv_snap_u8(w, op->kind);
@@ -221,6 +259,20 @@ int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j)
 		f->qty = srv_snap_get_i64(in);
 		if (f->fill_id < 1 || f->price < 1 || f->qty < 1)
 			srv_snap_fail(in, "settlement: a fill is out of range");
+	} else if (j->kind == SRV_W_SETTLE) {
+		struct srv_wjob fill;
+		if (srv_wjob_load(in, &fill) != 0 || fill.kind != SRV_W_FILL ||
+		    fill.seq != j->seq) {
+			srv_snap_fail(in, "settlement: an escrow settlement without its fill");
+		} else {
+			struct srv_settlement *t = &j->u.settle;
+			t->fill = fill.u.fill;
+			t->used = srv_snap_get_i64(in);
+			t->total = srv_snap_get_i64(in);
+			t->lease_id = srv_snap_get_i64(in);
+			if (t->total < 1 || t->used < 0 || t->used > t->total || t->lease_id < 0)
+				srv_snap_fail(in, "settlement: a delivered share out of range");
+		}
 	} else if (j->kind == SRV_W_OP) {
 		struct srv_ledger_op *op = &j->u.op;
 		op->kind = srv_snap_get_u8(in);

@@ -34,15 +34,23 @@
 #include "srv_core.h"
 #include "srv_queue.h"
 
-#define SRV_REQUEST_TYPES 16 /* RequestType values 0 .. 15 */
+#define SRV_REQUEST_TYPES 18 /* RequestType values 0 .. 17 */
 #define SRV_REASONS	  32 /* RejectReason values; 0 counts accepted requests */
 
 /* I/O -> verifier -> core. */
 enum srv_job_kind {
 	SRV_JOB_REQUEST = 1,
 	SRV_JOB_SUBSCRIBE,
-	SRV_JOB_TICK, /* the journal's clock tick */
-	SRV_JOB_SKIP, /* a request the verifier refused: keeps the lanes in step */
+	SRV_JOB_TICK,  /* the journal's clock tick */
+	SRV_JOB_SKIP,  /* a request the verifier refused: keeps the lanes in step */
+	SRV_JOB_LEASE, /* the outcome of a hook call, journaled */
+};
+
+/* dispatcher -> journal: what a hook call said about a lease. */
+struct srv_lease_event {
+	uint64_t lease_id;
+	uint8_t kind; /* enum srv_lease_event_kind */
+	char code[32];
 };
 
 struct srv_job {
@@ -52,16 +60,18 @@ struct srv_job {
 	uint64_t seq;			       /* REQUEST, TICK: set by the journal thread */
 	int64_t time_ms;		       /* REQUEST, TICK: the journaled time */
 	char topic[SRV_PRODUCT_BYTES_MAX + 1]; /* SUBSCRIBE */
+	struct srv_lease_event lease;	       /* LEASE */
 	struct srv_request req;		       /* REQUEST */
 };
 
 /* core or verifier -> I/O. */
 enum srv_out_kind {
-	SRV_OUT_REPLY = 1, /* report: ACK or REJECT, to conn */
-	SRV_OUT_EXEC,	   /* report: to every session of report.account */
-	SRV_OUT_MD,	   /* md: to the product's and its class's subscribers */
-	SRV_OUT_BLOB,	   /* encoded frames to conn (query results) */
-	SRV_OUT_SUBSCRIBED /* encoded snapshots to conn, then it joins topic */
+	SRV_OUT_REPLY = 1,  /* report: ACK or REJECT, to conn */
+	SRV_OUT_EXEC,	    /* report: to every session of report.account */
+	SRV_OUT_MD,	    /* md: to the product's and its class's subscribers */
+	SRV_OUT_BLOB,	    /* encoded frames to conn (query results) */
+	SRV_OUT_SUBSCRIBED, /* encoded snapshots to conn, then it joins topic */
+	SRV_OUT_ACCT_BLOB   /* encoded frames to every session of u.report.account */
 };
 
 struct srv_out {
@@ -80,10 +90,32 @@ struct srv_out {
 	size_t blob_len;
 };
 
+/* core -> dispatcher: one hook call to make (and retry) for a lease. */
+enum srv_hookjob_kind {
+	SRV_HJ_START = 1,
+	SRV_HJ_STOP,
+	SRV_HJ_RECONCILE, /* leases: every lease that should run, each as a START */
+};
+
+struct srv_hookjob {
+	uint8_t kind;
+	uint64_t lease_id;
+	int64_t start_ms, end_ms;
+	char host[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
+	char accelerator[MATCHING_CLASS_NAME_MAX + 1];
+	char vendor[SRV_VENDOR_BYTES_MAX + 1];
+	uint32_t n_devices;
+	char devices[SRV_HOST_DEVICES_MAX][SRV_DEVICE_BYTES_MAX + 1];
+	char workload[SRV_WORKLOAD_BYTES_MAX + 1]; /* "" when the buyer set none */
+	struct srv_hookjob *leases;		   /* RECONCILE (malloc'ed) */
+	size_t n_leases;
+};
+
 /* core -> ledger. */
 enum srv_wjob_kind {
 	SRV_W_FILL = 1,
 	SRV_W_OP,
+	SRV_W_SETTLE, /* the end of a fill's escrow, from its leases */
 };
 
 struct srv_wjob {
@@ -94,8 +126,15 @@ struct srv_wjob {
 	union {
 		struct ledger_fill fill;
 		struct srv_ledger_op op;
+		struct srv_settlement settle;
 	} u;
 };
+
+/* The settlement items of one input's results, in the order the ledger takes them
+ * (fills, settlements, the operator's action), the last one marked seq_end; calls
+ * each() for every one and stops at its first non-zero return, which it returns. */
+int srv_wjobs_of(const struct srv_core_out *out, int64_t seq, int64_t mono_ms,
+		 int (*each)(const struct srv_wjob *w, void *ctx), void *ctx);
 
 struct srv_metrics {
 	atomic_uint_fast64_t connections_open, connections_accepted;
@@ -109,7 +148,12 @@ struct srv_metrics {
 	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
 	atomic_uint_fast64_t journal_syncs, journal_records, journal_sync_ms_last;
 	atomic_uint_fast64_t snapshots, snapshot_pause_ms_last;
+	atomic_uint_fast64_t hook_calls[6]; /* by enum srv_hook_outcome */
+	atomic_uint_fast64_t leases[7];	    /* live, by enum srv_lease_state */
+	atomic_uint_fast64_t hook_pending;
 };
+
+struct srv_provision;
 
 struct srv_conn;
 struct srv_topic;
@@ -155,7 +199,8 @@ struct srv {
 	bool snap_busy, snap_stop;
 	struct srv_wjob *resent; /* start-up's items for the ledger, for the core's list */
 	size_t n_resent;
-	struct ledger *lock; /* holds the ledger's writer lock while gridexd runs */
+	struct ledger *lock;	    /* holds the ledger's writer lock while gridexd runs */
+	struct srv_provision *prov; /* the hook dispatcher; NULL with leases off */
 	/* I/O */
 	struct event_base *base;
 	struct event *notify, *sig_term, *sig_int, *sig_hup, *drain_timer;
@@ -221,6 +266,15 @@ struct srv_snap_w;
 struct srv_snap_r;
 void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j);
 int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j);
+
+/* srv_provision.c: the hook dispatcher thread (leases on). */
+__attribute__((warn_unused_result)) int srv_provision_start(struct srv *s);
+/* Hands jobs to the dispatcher (the core thread); it owns RECONCILE lists from here. */
+void srv_provision_submit(struct srv *s, const struct srv_hookjob *jobs, size_t n);
+/* Outcomes for the journal, oldest first, up to max; 0 when none (the journal thread). */
+size_t srv_provision_events(struct srv *s, struct srv_lease_event *out, size_t max);
+/* Stops the dispatcher (calls in progress finish) and frees it. */
+void srv_provision_stop(struct srv *s);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);

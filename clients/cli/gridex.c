@@ -55,7 +55,7 @@ static const char usage_text[] =
 	"            account                       balance and money held for open bids\n"
 	"            orders [PRODUCT|CLASS]        live orders\n"
 	"            fills [PRODUCT|CLASS]         recent fills\n"
-	"            leases                        leases (not available yet)\n"
+	"            leases                        leases (not shown by this CLI yet)\n"
 	"market      book PRODUCT [--depth=N]      depth by price level\n"
 	"            trades PRODUCT|CLASS [--count=N] [--seconds=S]   the trade tape, live\n"
 	"            watch PRODUCT [--seconds=S]   live book and trades\n"
@@ -557,8 +557,15 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 	struct gridex_event r;
 	if (answer(x, nonce, 0, &r)) {
 		if (q == GRIDEX_Q_LEASES)
-			fprintf(stderr, "gridex: this server has no leases yet (they come with the "
-					"provisioning hook); fills are in `gridex fills`\n");
+			fprintf(stderr,
+				"gridex: the server refused the lease query (LEASES_OFF: no "
+				"provisioning hook); fills are in `gridex fills`\n");
+		return 1;
+	}
+	if (q == GRIDEX_Q_LEASES) {
+		gridex_event_free(&r);
+		fprintf(stderr, "gridex: this CLI does not decode leases yet (docs/protocol.md, "
+				"Leases)\n");
 		return 1;
 	}
 	if (q == GRIDEX_Q_BALANCE) {

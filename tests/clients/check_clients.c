@@ -411,7 +411,7 @@ START_TEST(cli_end_to_end)
 	ck_assert_int_eq(cli("deposit 3 5"), 1); /* carol is no operator */
 	ck_assert_msg(strstr(out, "NOT_AUTHORIZED") != NULL, "%s", out);
 	ck_assert_int_eq(cli("leases"), 1);
-	ck_assert_msg(strstr(out, "no leases yet") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "LEASES_OFF") != NULL, "%s", out);
 	ck_assert_int_eq(cli("bid %s 2 2,5", product), 2);
 	ck_assert_msg(strstr(out, "at most 6 decimals") != NULL, "%s", out);
 	ck_assert_int_eq(cli("bid %s 2", product), 2);

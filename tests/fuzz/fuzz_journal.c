@@ -28,6 +28,10 @@ static int check(const struct srv_jrec *r, void *ctx)
 			if (strlen(r->participants[i].name) == 0 ||
 			    strlen(r->participants[i].name) > SRV_ACCOUNT_NAME_BYTES_MAX)
 				abort();
+	} else if (r->kind == SRV_J_LEASE) {
+		if (r->lease_id == 0 || r->lease_event < 1 || r->lease_event > 3 ||
+		    strlen(r->lease_code) >= sizeof(r->lease_code))
+			abort();
 	} else if (r->kind != SRV_J_TICK) {
 		abort();
 	}

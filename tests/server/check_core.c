@@ -190,12 +190,12 @@ START_TEST(rejections)
 	r = order(1, 12, GRIDEX__V1__SIDE__BUY, 1000, 1);
 	handle(&r);
 	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
-	/* Leases do not exist yet: their query is refused, not answered empty. */
+	/* Leases are off without a hook: their query is refused, not answered empty. */
 	r = (struct srv_request){.account = 1,
 				 .nonce = nonce++,
 				 .expires_at_ms = NOW + 1000,
 				 .type = GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES};
-	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__MALFORMED);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__LEASES_OFF);
 }
 END_TEST
 

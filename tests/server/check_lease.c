@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The lease book alone (server/srv_lease.c), driven as the core drives it:
+ * fills get the seller's free devices (first host first, one lease per host),
+ * the buyer's scheduled lease of the hour before is extended, GPUs without a
+ * device become a cancelled lease refunded at once; the clock starts leases,
+ * fails those not running in time and completes the others at the window's
+ * end; hook outcomes move them; every fill settles exactly once with the part
+ * of it that was delivered; snapshots reload to the same book and refuse
+ * what does not fit.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "srv_lease.h"
+#include "srv_snapshot.h"
+#include "tap.h"
+
+#define H      INT64_C(3600000)
+#define HOUR0  (INT64_C(1795366800000)) /* 2026-11-23T08:00Z, a product hour */
+#define SELLER 7
+#define BUYER  9
+#define CLS    0
+
+static struct srv_leases *l;
+
+/* Small tables: the snapshot tests make thousands of books. */
+static struct srv_leases *book(void)
+{
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	cfg.start_deadline_ms = 60000;
+	cfg.hosts_max = 16;
+	cfg.leases_max = 64;
+	cfg.leases_kept = 64;
+	struct srv_leases *b;
+	ck_assert_int_eq(srv_leases_create(&cfg, &b), SRV_LEASE_OK);
+	return b;
+}
+
+static void setup(void)
+{
+	l = book();
+}
+
+static void teardown(void)
+{
+	srv_leases_destroy(l);
+}
+
+static struct srv_host_spec spec_of(const char *prefix, uint32_t n)
+{
+	struct srv_host_spec s = {.vendor = "nvidia", .n_devices = n};
+	for (uint32_t i = 0; i < n; i++)
+		snprintf(s.devices[i], sizeof(s.devices[i]), "GPU-%s-%u", prefix, i);
+	return s;
+}
+
+static struct ledger_fill fill(int64_t id, int64_t qty)
+{
+	return (struct ledger_fill){.fill_id = id,
+				    .buyer = BUYER,
+				    .seller = SELLER,
+				    .buyer_is_taker = true,
+				    .taker_order_id = 100 + id,
+				    .maker_order_id = 200 + id,
+				    .price = 2000000,
+				    .qty = qty};
+}
+
+static const struct srv_lease_out *O(void)
+{
+	return srv_leases_out(l);
+}
+
+/* The one settlement of the last call, for fill_id. */
+static const struct srv_settlement *settled(int64_t fill_id)
+{
+	const struct srv_settlement *got = NULL;
+	for (size_t i = 0; i < O()->n_settles; i++)
+		if (O()->settles[i].fill.fill_id == fill_id) {
+			ck_assert_ptr_null(got);
+			got = &O()->settles[i];
+		}
+	return got;
+}
+
+START_TEST(hosts_are_checked)
+{
+	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	/* the same name with other devices, or by another seller */
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &b), SRV_LEASE_EXISTS);
+	ck_assert_int_eq(srv_leases_add_host(l, 8, CLS, "host-a", &a), SRV_LEASE_EXISTS);
+	/* a device another host has */
+	struct srv_host_spec c = spec_of("b", 2);
+	snprintf(c.devices[1], sizeof(c.devices[1]), "GPU-a-3");
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-c", &c), SRV_LEASE_EXISTS);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_uint_eq(srv_leases_host_count(l), 2);
+	ck_assert_int_eq(srv_leases_set_workload(l, BUYER, "{\"command\":[\"x\"]}"), SRV_LEASE_OK);
+	ck_assert_str_eq(srv_leases_workload(l, BUYER), "{\"command\":[\"x\"]}");
+	ck_assert_ptr_null(srv_leases_workload(l, SELLER));
+}
+END_TEST
+
+START_TEST(fill_to_completed_lease_pays_the_seller)
+{
+	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	srv_leases_set_seq(l, 10);
+	srv_leases_out_reset(l);
+	struct ledger_fill f = fill(1, 5);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	/* 4 devices of host-a, 1 of host-b: two scheduled leases, nothing settled yet */
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->n_settles, 0);
+	ck_assert_uint_eq(O()->n_cmds, 0);
+	const struct srv_lease_view *va = &O()->updates[0], *vb = &O()->updates[1];
+	ck_assert_uint_eq(va->host, 0);
+	ck_assert_uint_eq(va->devmask, 0xf);
+	ck_assert_int_eq(va->quantity, 4);
+	ck_assert_uint_eq(vb->host, 1);
+	ck_assert_uint_eq(vb->devmask, 0x1);
+	ck_assert_int_eq(va->start_ms, HOUR0);
+	ck_assert_int_eq(va->end_ms, HOUR0 + H);
+	ck_assert_uint_eq(va->state, SRV_LEASE_SCHEDULED);
+	ck_assert_uint_eq(va->seq, 10);
+	ck_assert_uint_eq(va->n_fills, 1);
+	ck_assert_uint_eq(va->fill_ids[0], 1);
+	uint64_t ida = va->id, idb = vb->id;
+	/* the window begins: both start */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 - 1);
+	ck_assert_uint_eq(O()->n_cmds, 0);
+	srv_leases_tick(l, HOUR0);
+	ck_assert_uint_eq(O()->n_cmds, 2);
+	ck_assert_uint_eq(O()->cmds[0].kind, SRV_HCMD_START);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_STARTING);
+	srv_leases_out_reset(l);
+	srv_leases_event(l, ida, SRV_LEV_STARTED, "", HOUR0 + 1000);
+	srv_leases_event(l, idb, SRV_LEV_STARTED, "", HOUR0 + 1000);
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_RUNNING);
+	ck_assert_int_eq(O()->updates[0].running_ms, HOUR0 + 1000);
+	/* the deadline passes: running leases stay */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + 120000);
+	ck_assert_uint_eq(O()->n_updates, 0);
+	/* the window ends: completed, stopped, and the fill settles once for both leases */
+	srv_leases_tick(l, HOUR0 + H + 5);
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->updates[1].state, SRV_LEASE_COMPLETED);
+	ck_assert_int_eq(O()->updates[1].ended_ms, HOUR0 + H);
+	ck_assert_uint_eq(O()->n_cmds, 2);
+	ck_assert_uint_eq(O()->cmds[1].kind, SRV_HCMD_STOP);
+	const struct srv_settlement *s = settled(1);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(s->total, 5 * H);
+	/* it ran from 1 s into the window: 5 GPUs x (1 h - 1 s) delivered */
+	ck_assert_int_eq(s->used, 5 * (H - 1000));
+	ck_assert_uint_eq(O()->n_settles, 1);
+	/* both are in the account's leases, newest first, ended */
+	struct srv_lease_view rows[8];
+	ck_assert_uint_eq(srv_leases_of(l, BUYER, rows, 8), 2);
+	ck_assert_uint_eq(rows[0].id, idb);
+	ck_assert_uint_eq(srv_leases_of(l, SELLER, rows, 8), 2);
+	ck_assert_uint_eq(srv_leases_of(l, 3, rows, 8), 0);
+	/* late outcomes change nothing */
+	srv_leases_out_reset(l);
+	srv_leases_event(l, ida, SRV_LEV_STOPPED, "x", HOUR0 + H + 10);
+	ck_assert_uint_eq(O()->n_updates + O()->n_settles, 0);
+}
+END_TEST
+
+START_TEST(no_devices_refunds_at_once)
+{
+	struct srv_host_spec a = spec_of("a", 2);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	srv_leases_out_reset(l);
+	struct ledger_fill f = fill(3, 3);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	/* 2 GPUs leased, 1 without a device: a cancelled lease now, the fill settles later */
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->updates[1].state, SRV_LEASE_CANCELLED);
+	ck_assert_str_eq(O()->updates[1].reason, "not_enough_devices");
+	ck_assert_int_eq(O()->updates[1].quantity, 1);
+	ck_assert_uint_eq(O()->n_settles, 0);
+	/* another class, or a seller without hosts: refunded in the same call */
+	srv_leases_out_reset(l);
+	struct ledger_fill g = fill(4, 2);
+	srv_leases_fill(l, &g, CLS + 1, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->n_updates, 1);
+	const struct srv_settlement *s = settled(4);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(s->used, 0);
+	ck_assert_int_eq(s->total, 2 * H);
+	/* the same hour again: host-a's two devices are taken */
+	srv_leases_out_reset(l);
+	struct ledger_fill h = fill(5, 1);
+	srv_leases_fill(l, &h, CLS, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_CANCELLED);
+	ck_assert_int_eq(settled(5)->used, 0);
+	/* the next hour is free again, and a scheduled lease of the buyer is extended */
+	srv_leases_out_reset(l);
+	struct ledger_fill k = fill(6, 2);
+	srv_leases_fill(l, &k, CLS, HOUR0 + H, HOUR0 - H);
+	ck_assert_uint_eq(O()->n_updates, 1);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_SCHEDULED);
+	ck_assert_int_eq(O()->updates[0].start_ms, HOUR0);
+	ck_assert_int_eq(O()->updates[0].end_ms, HOUR0 + 2 * H);
+	ck_assert_uint_eq(O()->updates[0].n_fills, 2);
+	/* never started: failed at the deadline, both fills refunded (fill 3 in full: its
+	 * cancelled GPU and its leased ones) */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0);
+	ck_assert_uint_eq(O()->n_cmds, 1);
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + 60000);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_FAILED);
+	ck_assert_str_eq(O()->updates[0].reason, "not_running_in_time");
+	ck_assert_uint_eq(O()->cmds[0].kind, SRV_HCMD_STOP);
+	ck_assert_int_eq(settled(3)->used, 0);
+	ck_assert_int_eq(settled(6)->used, 0);
+	ck_assert_uint_eq(O()->n_settles, 2);
+}
+END_TEST
+
+START_TEST(failures_refund_what_was_not_delivered)
+{
+	struct srv_host_spec a = spec_of("a", 4);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	struct ledger_fill f1 = fill(1, 1), f2 = fill(2, 1);
+	srv_leases_fill(l, &f1, CLS, HOUR0, HOUR0 - H);
+	uint64_t id1 = O()->updates[0].id;
+	srv_leases_out_reset(l);
+	srv_leases_fill(l, &f2, CLS, HOUR0, HOUR0 - H);
+	uint64_t id2 = O()->updates[0].id;
+	ck_assert_uint_ne(id1, id2);
+	ck_assert_uint_eq(O()->updates[0].devmask, 0x2); /* the next free device */
+	srv_leases_tick(l, HOUR0);
+	/* the hook refuses one for good, the other ends a quarter into its window */
+	srv_leases_out_reset(l);
+	srv_leases_event(l, id1, SRV_LEV_FAILED, "device_unhealthy", HOUR0 + 10);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_FAILED);
+	ck_assert_str_eq(O()->updates[0].reason, "device_unhealthy");
+	ck_assert_int_eq(settled(1)->used, 0);
+	ck_assert_uint_eq(O()->n_cmds, 1); /* a stop, to clean up */
+	srv_leases_event(l, id2, SRV_LEV_STARTED, "", HOUR0);
+	srv_leases_out_reset(l);
+	srv_leases_event(l, id2, SRV_LEV_STOPPED, "ended_failed", HOUR0 + H / 4);
+	ck_assert_str_eq(O()->updates[0].reason, "ended_failed");
+	ck_assert_int_eq(settled(2)->used, H / 4);
+	ck_assert_int_eq(settled(2)->total, H);
+	ck_assert_int_eq(settled(2)->lease_id, (int64_t)id2);
+	/* a window that began before the fill starts at once */
+	srv_leases_out_reset(l);
+	struct ledger_fill f3 = fill(3, 1);
+	srv_leases_fill(l, &f3, CLS, HOUR0, HOUR0 + 5000);
+	ck_assert_uint_eq(O()->n_cmds, 1);
+	ck_assert_uint_eq(O()->cmds[0].kind, SRV_HCMD_START);
+}
+END_TEST
+
+/* Saves l, loads it into a new book, saves that: the same bytes. */
+static struct srv_leases *reload(struct srv_snap_w *w)
+{
+	srv_leases_save(l, w);
+	struct srv_leases *m = book();
+	struct srv_snap_r in = {.p = w->p, .len = w->len};
+	ck_assert_msg(srv_leases_load(m, &in) == 0, "%s", in.error ? in.error : "");
+	ck_assert_uint_eq(in.off, in.len);
+	struct srv_snap_w w2 = {0};
+	srv_leases_save(m, &w2);
+	ck_assert_uint_eq(w2.len, w->len);
+	ck_assert_mem_eq(w2.p, w->p, w->len);
+	srv_snap_w_free(&w2);
+	return m;
+}
+
+START_TEST(snapshots_reload_the_same_book)
+{
+	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 3);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_set_workload(l, BUYER, "{\"command\":[\"run\"]}"),
+			 SRV_LEASE_OK);
+	for (int64_t i = 1; i <= 6; i++) {
+		struct ledger_fill f = fill(i, i % 3 + 1);
+		srv_leases_fill(l, &f, CLS, HOUR0 + (i % 2) * H, HOUR0 - H);
+	}
+	srv_leases_tick(l, HOUR0);
+	srv_leases_event(l, 1, SRV_LEV_STARTED, "", HOUR0 + 5);
+	srv_leases_tick(l, HOUR0 + 60000); /* fails the others, keeps lease 1 */
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	/* the reloaded book goes on exactly as the first */
+	srv_leases_out_reset(l);
+	srv_leases_out_reset(m);
+	srv_leases_tick(l, HOUR0 + 3 * H);
+	srv_leases_tick(m, HOUR0 + 3 * H);
+	ck_assert_uint_eq(O()->n_settles, srv_leases_out(m)->n_settles);
+	for (size_t i = 0; i < O()->n_settles; i++)
+		ck_assert_mem_eq(&O()->settles[i], &srv_leases_out(m)->settles[i],
+				 sizeof(struct srv_settlement));
+	srv_leases_destroy(m);
+	/* every cut of the snapshot is refused, never a crash */
+	for (size_t cut = 0; cut < w.len; cut += 7) {
+		m = book();
+		struct srv_snap_r in = {.p = w.p, .len = cut};
+		ck_assert_int_eq(srv_leases_load(m, &in), -1);
+		srv_leases_destroy(m);
+	}
+	/* flipped bytes: refused or loaded consistent */
+	for (size_t i = 0; i < w.len; i += 3) {
+		m = book();
+		w.p[i] ^= 0x5a;
+		struct srv_snap_r in = {.p = w.p, .len = w.len};
+		if (srv_leases_load(m, &in) == 0) {
+			srv_leases_out_reset(m);
+			srv_leases_tick(m, HOUR0 + 400 * H);
+		}
+		w.p[i] ^= 0x5a;
+		srv_leases_destroy(m);
+	}
+	srv_snap_w_free(&w);
+}
+END_TEST
+
+START_TEST(workloads_and_vendors_are_checked)
+{
+	static const char *const good[] = {
+		"{\"command\": [\"/bin/job\", \"--epochs\", \"3\"]}",
+		"{\"command\": [\"x\"], \"env\": {\"A\": \"1\", \"B\": \"\"}}",
+	};
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{}",
+		"{\"command\": []}",
+		"{\"command\": \"x\"}",
+		"{\"command\": [1]}",
+		"{\"command\": [\"x\"], \"env\": {\"A\": 1}}",
+		"{\"command\": [\"x\"], \"env\": {\"\": \"1\"}}",
+		"{\"command\": [\"x\"], \"image\": \"y\"}",
+		"{\"command\": [\"x\"], \"command\": [\"y\"]}",
+		"{\"command\": [\"x\"]} x",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(srv_workload_ok((const uint8_t *)good[i], strlen(good[i])), "%s",
+			      good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!srv_workload_ok((const uint8_t *)bad[i], strlen(bad[i])), "%s",
+			      bad[i]);
+	char big[SRV_WORKLOAD_BYTES_MAX + 32];
+	int n = snprintf(big, sizeof(big), "{\"command\": [\"%0*d\"]}", SRV_WORKLOAD_BYTES_MAX - 16,
+			 0);
+	ck_assert(!srv_workload_ok((const uint8_t *)big, (size_t)n));
+	ck_assert(srv_vendor_ok("nvidia") && srv_vendor_ok("amd") && srv_vendor_ok("ascend") &&
+		  srv_vendor_ok("cambricon"));
+	ck_assert(!srv_vendor_ok("NVIDIA") && !srv_vendor_ok(""));
+}
+END_TEST
+
+static Suite *lease_suite(void)
+{
+	Suite *s = suite_create("server-lease");
+	TCase *tc = tcase_create("lease");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, hosts_are_checked);
+	tcase_add_test(tc, workloads_and_vendors_are_checked);
+	tcase_add_test(tc, fill_to_completed_lease_pays_the_seller);
+	tcase_add_test(tc, no_devices_refunds_at_once);
+	tcase_add_test(tc, failures_refund_what_was_not_delivered);
+	tcase_add_test(tc, snapshots_reload_the_same_book);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return tap_run(lease_suite());
+}

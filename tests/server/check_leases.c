@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Leases end to end (docs/provisioning.md): a real gridexd with the reference
+ * agent gridex-provider as its hook (a fixture inventory, a fake nvidia-smi,
+ * process pinning), a real PostgreSQL, real TLS clients. A seller registers a
+ * host, a buyer its workload; a fill becomes a lease on the host's first
+ * device; at the window's start the hook starts a stand-in workload that
+ * records its environment: it sees exactly the leased UUID; it runs, the
+ * window ends, it is stopped, the seller is paid for the time it ran and the
+ * buyer gets the rest back, in the ledger (audited) and in the server. A
+ * workload that cannot start ends in failed delivery and a full refund; a
+ * seller without a free device gives a cancelled lease and a refund at once.
+ * Windows last seconds here (delivery_period_ms, delivery_shift_ms).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "pgtest.h"
+#include "tap.h"
+#include "tclient.h"
+
+#define BUYER  1
+#define SELLER 2
+#define CASH   100000000
+#define PRICE  3000000 /* per GPU-hour */
+#define PERIOD 4000    /* ms: the delivery window of a product hour here */
+
+static struct tserver srv;
+static struct tclient op, buyer, seller;
+static char dir[64], product[64], hook[128];
+
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+static char *read_file(const char *name)
+{
+	static char buf[8192];
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return NULL;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t sql_int(const char *sql)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	int64_t v = pgtest_sql_int(c, sql);
+	PQfinish(c);
+	return v;
+}
+
+static int64_t ledger_balance(uint32_t participant)
+{
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "select balance from ledger.accounts where participant = %u and kind = "
+		 "'AVAILABLE'",
+		 participant);
+	return sql_int(sql);
+}
+
+/* The agent's files, the hook, and gridexd with windows that start a few seconds
+ * after the fills (the product is 3 hours ahead; its window is shifted back). */
+static void setup(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(dir, sizeof(dir), "/tmp/gridex-leases-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char path[256], text[2048];
+	snprintf(path, sizeof(path), "%s/state", dir);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	write_file("inventory.json",
+		   "[{\"uuid\": \"GPU-aaaa\", \"name\": \"A100\", \"node\": \"/dev/nvidia0\"},\n"
+		   " {\"uuid\": \"GPU-bbbb\", \"name\": \"A100\", \"node\": \"/dev/nvidia1\"}]\n",
+		   0644);
+	write_file("nvidia-smi", "#!/bin/sh\nexit 0\n", 0755);
+	snprintf(text, sizeof(text),
+		 "{\"state_dir\": \"%s/state\", \"inventory_file\": \"%s/inventory.json\",\n"
+		 " \"nvidia_smi\": \"%s/nvidia-smi\", \"pinning\": \"process\", "
+		 "\"start_wait_ms\": 200}\n",
+		 dir, dir, dir);
+	write_file("config.json", text, 0644);
+	snprintf(text, sizeof(text),
+		 "#!/bin/sh\nenv | sort > %s/env.$GRIDEX_LEASE_ID\necho $$ > "
+		 "%s/pid.$GRIDEX_LEASE_ID\n"
+		 "exec sleep 60\n",
+		 dir, dir);
+	write_file("workload", text, 0755);
+	snprintf(text, sizeof(text),
+		 "#!/bin/sh\necho \"$1\" >> %s/calls\nexec %s --config=%s/config.json \"$@\"\n",
+		 dir, GRIDEX_TEST_PROVIDER, dir);
+	write_file("hook", text, 0755);
+	snprintf(hook, sizeof(hook), "--hook=%s/hook", dir);
+
+	time_t t = time(NULL) + 3 * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(product, sizeof(product), "A100-40G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	int64_t hour_ms = ((int64_t)t / 3600) * 3600000;
+	static char shift[64], period[64];
+	snprintf(shift, sizeof(shift), "--delivery-shift-ms=%lld",
+		 (long long)(now_ms() + 5000 - hour_ms));
+	snprintf(period, sizeof(period), "--delivery-period-ms=%d", PERIOD);
+	const char *const args[] = {hook,
+				    shift,
+				    period,
+				    "--lease-start-deadline-ms=3000",
+				    "--hook-status-every-ms=300",
+				    "--hook-retry-ms-min=100",
+				    "--hook-timeout-ms=5000",
+				    NULL};
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, args);
+
+	memset(&buyer, 0, sizeof(buyer));
+	memset(&seller, 0, sizeof(seller));
+	memset(&op, 0, sizeof(op));
+	tclient_keys(&buyer, BUYER);
+	tclient_keys(&seller, SELLER);
+	op.account = srv.op_account;
+	memcpy(op.pk, srv.op_pk, 32);
+	memcpy(op.sk, srv.op_sk, 64);
+	tclient_connect(&op, &srv);
+	tclient_connect(&buyer, &srv);
+	tclient_connect(&seller, &srv);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
+					  NULL, 0, buyer.pk, "buyer"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
+					  NULL, 0, seller.pk, "seller"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL, CASH,
+					  NULL, NULL),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "A100-40G", 8, NULL, NULL),
+			 0);
+}
+
+static void teardown(void)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	int status = tserver_stop(&srv);
+	ck_assert_msg(status == 0, "gridexd exit status %d: %s", status, tserver_log(&srv));
+	pgtest_teardown();
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static int request(struct tclient *c, Gridex__V1__Request *q)
+{
+	return tclient_answer(c, tclient_send(c, q, c->sk));
+}
+
+static int register_host(const char *name, const char *const *devices, size_t n)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	ProtobufCBinaryData d[8];
+	for (size_t i = 0; i < n; i++)
+		d[i] = (ProtobufCBinaryData){.len = strlen(devices[i]),
+					     .data = (uint8_t *)devices[i]};
+	q.type = GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST;
+	q.name = (ProtobufCBinaryData){.len = strlen(name), .data = (uint8_t *)name};
+	q.product = (ProtobufCBinaryData){.len = 8, .data = (uint8_t *)"A100-40G"};
+	q.vendor = (ProtobufCBinaryData){.len = 6, .data = (uint8_t *)"nvidia"};
+	q.n_devices = n;
+	q.devices = d;
+	return request(&seller, &q);
+}
+
+static int set_workload(const char *json)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD;
+	q.workload = (ProtobufCBinaryData){.len = strlen(json), .data = (uint8_t *)json};
+	return request(&buyer, &q);
+}
+
+/* The next Lease frame of c about lease id (0: any) in state; other frames are skipped. */
+static Gridex__V1__Lease *wait_lease(struct tclient *c, uint64_t id, int state)
+{
+	for (;;) {
+		bool closed;
+		Gridex__V1__ServerFrame *f = tclient_recv(c, 15000, &closed);
+		ck_assert_msg(f != NULL, "no lease %llu in state %d for account %u (%s): %s",
+			      (unsigned long long)id, state, c->account,
+			      closed ? "closed" : "timeout", tserver_log(&srv));
+		Gridex__V1__Lease *l = f->lease;
+		if (l && (id == 0 || l->lease_id == id) && (int)l->state == state) {
+			f->lease = NULL;
+			gridex__v1__server_frame__free_unpacked(f, NULL);
+			return l;
+		}
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+}
+
+static void trade(uint64_t coid, int64_t qty)
+{
+	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, coid, product,
+							       GRIDEX__V1__SIDE__SELL, PRICE, qty)),
+			 0);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_order(&buyer, coid, product,
+							      GRIDEX__V1__SIDE__BUY, PRICE, qty)),
+			 0);
+}
+
+static void wait_settled(int64_t transfers)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (sql_int("select count(*) from ledger.transfers where lease_id is not null") >=
+		    transfers)
+			return;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_abort_msg("escrow not settled: %s", tserver_log(&srv));
+}
+
+START_TEST(fill_to_workload_on_the_leased_gpu_and_paid)
+{
+	const char *const devs[] = {"GPU-aaaa", "GPU-bbbb"};
+	ck_assert_int_eq(register_host("host-a", devs, 2), 0);
+	/* the buyer must say what runs before it bids */
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_order(&buyer, 1, product,
+							      GRIDEX__V1__SIDE__BUY, PRICE, 1)),
+			 GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	char json[512];
+	snprintf(json, sizeof(json), "{\"command\": [\"%s/workload\"], \"env\": {\"JOB\": \"x\"}}",
+		 dir);
+	ck_assert_int_eq(set_workload(json), 0);
+	trade(2, 1);
+	/* both sides hear of the lease: the first device of the host */
+	Gridex__V1__Lease *l = wait_lease(&seller, 0, GRIDEX__V1__LEASE_STATE__SCHEDULED);
+	ck_assert_uint_eq(l->buyer, BUYER);
+	ck_assert_uint_eq(l->seller, SELLER);
+	ck_assert_uint_eq(l->n_devices, 1);
+	ck_assert_int_eq((int)l->devices[0].len, 8);
+	ck_assert_mem_eq(l->devices[0].data, "GPU-aaaa", 8);
+	ck_assert_mem_eq(l->host.data, "host-a", 6);
+	ck_assert_int_eq(l->end_ms - l->start_ms, PERIOD);
+	uint64_t id = l->lease_id;
+	gridex__v1__lease__free_unpacked(l, NULL);
+	l = wait_lease(&buyer, id, GRIDEX__V1__LEASE_STATE__RUNNING);
+	int64_t start_ms = l->start_ms, end_ms = l->end_ms, running_ms = l->running_ms;
+	ck_assert_int_ge(running_ms, start_ms);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	/* the workload saw exactly the leased device, and its own environment */
+	char name[64];
+	snprintf(name, sizeof(name), "env.L-%012llu", (unsigned long long)id);
+	char *env = read_file(name);
+	ck_assert_ptr_nonnull(env);
+	ck_assert_ptr_nonnull(strstr(env, "CUDA_VISIBLE_DEVICES=GPU-aaaa\n"));
+	ck_assert_ptr_null(strstr(env, "GPU-bbbb"));
+	ck_assert_ptr_nonnull(strstr(env, "JOB=x\n"));
+	snprintf(name, sizeof(name), "pid.L-%012llu", (unsigned long long)id);
+	pid_t pid = (pid_t)atoi(read_file(name));
+	ck_assert_int_gt(pid, 0);
+	/* the window ends: completed, and the workload is gone */
+	l = wait_lease(&buyer, id, GRIDEX__V1__LEASE_STATE__COMPLETED);
+	ck_assert_int_eq(l->ended_ms, end_ms);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	for (int i = 0; i < 300 && kill(pid, 0) == 0; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_ne(kill(pid, 0), 0);
+	/* money: the seller gets the share of the window the workload ran, the buyer the rest */
+	wait_settled(1);
+	int64_t used = end_ms - running_ms, notional = PRICE;
+	int64_t paid = notional * used / PERIOD; /* 3e6 x 4e3: no overflow */
+	ck_assert_int_eq(ledger_balance(SELLER), paid);
+	ck_assert_int_eq(ledger_balance(BUYER), CASH - paid);
+	ck_assert_int_eq(sql_int("select balance from ledger.accounts where kind = 'ESCROW'"), 0);
+	Gridex__V1__QueryResult *b =
+		tclient_query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(b->balances[0]->available, paid);
+	gridex__v1__query_result__free_unpacked(b, NULL);
+	b = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(b->balances[0]->available, CASH - paid);
+	gridex__v1__query_result__free_unpacked(b, NULL);
+	/* the lease query tells the same story */
+	Gridex__V1__QueryResult *q = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES);
+	ck_assert_uint_eq(q->n_leases, 1);
+	ck_assert_int_eq(q->leases[0]->state, GRIDEX__V1__LEASE_STATE__COMPLETED);
+	ck_assert_uint_eq(q->leases[0]->n_fill_ids, 1);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+START_TEST(failed_start_and_missing_devices_are_refunded)
+{
+	const char *const devs[] = {"GPU-aaaa"};
+	ck_assert_int_eq(register_host("host-a", devs, 1), 0);
+	/* a workload the agent cannot launch */
+	ck_assert_int_eq(set_workload("{\"command\": [\"/nonexistent/job\"]}"), 0);
+	trade(1, 2); /* one GPU leased, one without a device */
+	Gridex__V1__Lease *l = wait_lease(&buyer, 0, GRIDEX__V1__LEASE_STATE__CANCELLED);
+	ck_assert_mem_eq(l->reason.data, "not_enough_devices", 18);
+	ck_assert_int_eq(l->quantity, 1);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	l = wait_lease(&buyer, 0, GRIDEX__V1__LEASE_STATE__FAILED_DELIVERY);
+	ck_assert_mem_eq(l->reason.data, "workload_failed", 15);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	wait_settled(1); /* the escrow back (no fees here: no fee to return) */
+	ck_assert_int_eq(ledger_balance(BUYER), CASH);
+	ck_assert_int_eq(ledger_balance(SELLER), 0);
+	Gridex__V1__QueryResult *b = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(b->balances[0]->available, CASH);
+	gridex__v1__query_result__free_unpacked(b, NULL);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+static Suite *leases_suite(void)
+{
+	Suite *s = suite_create("leases");
+	TCase *tc = tcase_create("leases");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, fill_to_workload_on_the_leased_gpu_and_paid);
+	tcase_add_test(tc, failed_start_and_missing_devices_are_refunded);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int skip = pgtest_skip_without_database();
+	if (skip)
+		return skip;
+	return tap_run(leases_suite());
+}
