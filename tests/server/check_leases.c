@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,9 +33,24 @@
 #define PRICE  3000000 /* per GPU-hour */
 #define PERIOD 4000    /* ms: the delivery window of a product hour here */
 
+/* What a test case runs with: the hook (file in dir), the window, the deadline. */
+static const char *hook_file = "hook";
+static int period = PERIOD, deadline_ms = 3000, lead_ms = 5000;
+static char arg_hook[160], arg_shift[64], arg_period[64], arg_deadline[64];
+static const char *server_args[] = {arg_hook,
+				    arg_shift,
+				    arg_period,
+				    arg_deadline,
+				    "--hook-status-every-ms=300",
+				    "--hook-retry-ms-min=100",
+				    "--hook-retry-ms-max=400",
+				    "--hook-timeout-ms=3000",
+				    "--hook-kill-grace-ms=200",
+				    NULL};
+
 static struct tserver srv;
 static struct tclient op, buyer, seller;
-static char dir[64], product[64], hook[128];
+static char dir[64], product[64];
 
 static void write_file(const char *name, const char *text, mode_t mode)
 {
@@ -86,9 +102,16 @@ static int64_t ledger_balance(uint32_t participant)
 	return sql_int(sql);
 }
 
+static void connect_all(void)
+{
+	tclient_connect(&op, &srv);
+	tclient_connect(&buyer, &srv);
+	tclient_connect(&seller, &srv);
+}
+
 /* The agent's files, the hook, and gridexd with windows that start a few seconds
  * after the fills (the product is 3 hours ahead; its window is shifted back). */
-static void setup(void)
+static void setup_agent(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(dir, sizeof(dir), "/tmp/gridex-leases-XXXXXX");
@@ -117,7 +140,23 @@ static void setup(void)
 		 "#!/bin/sh\necho \"$1\" >> %s/calls\nexec %s --config=%s/config.json \"$@\"\n",
 		 dir, GRIDEX_TEST_PROVIDER, dir);
 	write_file("hook", text, 0755);
-	snprintf(hook, sizeof(hook), "--hook=%s/hook", dir);
+	/* A hook that misbehaves as the file "mode" says (ok, garbage, crash, hang), logs
+	 * each call with its lease and attempt, and answers status from "status". */
+	snprintf(text, sizeof(text),
+		 "#!/bin/sh\nreq=$(cat)\nid=$(echo \"$req\" | sed -n "
+		 "'s/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
+		 "at=$(echo \"$req\" | sed -n 's/.*\"attempt\":\\([0-9]*\\).*/\\1/p')\n"
+		 "echo \"$1 $id $at\" >> %s/calls\nmode=$(cat %s/mode 2>/dev/null || echo ok)\n"
+		 "if [ \"$1\" = start ]; then case $mode in\n"
+		 " garbage) echo 'not json'; exit 0;;\n crash) kill -9 $$;;\n"
+		 " hang) exec sleep 8;;\n esac; fi\n"
+		 "st=running; [ \"$1\" = status ] && st=$(cat %s/status 2>/dev/null || echo "
+		 "running)\n"
+		 "printf '{\"version\":1,\"ok\":true,\"lease_id\":\"%%s\",\"state\":\"%%s\"}' "
+		 "\"$id\" \"$st\"\n",
+		 dir, dir, dir);
+	write_file("badhook", text, 0755);
+	snprintf(arg_hook, sizeof(arg_hook), "--hook=%s/%s", dir, hook_file);
 
 	time_t t = time(NULL) + 3 * 3600;
 	struct tm tm;
@@ -125,21 +164,13 @@ static void setup(void)
 	snprintf(product, sizeof(product), "A100-40G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
 	int64_t hour_ms = ((int64_t)t / 3600) * 3600000;
-	static char shift[64], period[64];
-	snprintf(shift, sizeof(shift), "--delivery-shift-ms=%lld",
-		 (long long)(now_ms() + 5000 - hour_ms));
-	snprintf(period, sizeof(period), "--delivery-period-ms=%d", PERIOD);
-	const char *const args[] = {hook,
-				    shift,
-				    period,
-				    "--lease-start-deadline-ms=3000",
-				    "--hook-status-every-ms=300",
-				    "--hook-retry-ms-min=100",
-				    "--hook-timeout-ms=5000",
-				    NULL};
+	snprintf(arg_shift, sizeof(arg_shift), "--delivery-shift-ms=%lld",
+		 (long long)(now_ms() + lead_ms - hour_ms));
+	snprintf(arg_period, sizeof(arg_period), "--delivery-period-ms=%d", period);
+	snprintf(arg_deadline, sizeof(arg_deadline), "--lease-start-deadline-ms=%d", deadline_ms);
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
-	tserver_start(&srv, args);
+	tserver_start(&srv, server_args);
 
 	memset(&buyer, 0, sizeof(buyer));
 	memset(&seller, 0, sizeof(seller));
@@ -149,9 +180,7 @@ static void setup(void)
 	op.account = srv.op_account;
 	memcpy(op.pk, srv.op_pk, 32);
 	memcpy(op.sk, srv.op_sk, 64);
-	tclient_connect(&op, &srv);
-	tclient_connect(&buyer, &srv);
-	tclient_connect(&seller, &srv);
+	connect_all();
 	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
 					  NULL, 0, buyer.pk, "buyer"),
 			 0);
@@ -345,6 +374,137 @@ START_TEST(failed_start_and_missing_devices_are_refunded)
 }
 END_TEST
 
+/* How many lines of the hook's call log start with prefix. */
+static int calls(const char *prefix)
+{
+	char *text = read_file("calls");
+	int n = 0;
+	for (char *line = text; line && *line;) {
+		if (strncmp(line, prefix, strlen(prefix)) == 0)
+			n++;
+		char *nl = strchr(line, '\n');
+		line = nl ? nl + 1 : NULL;
+	}
+	return n;
+}
+
+static void wait_calls(const char *prefix, int n)
+{
+	for (int i = 0; i < 2000 && calls(prefix) < n; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(calls(prefix) >= n, "%d calls \"%s\": %s", calls(prefix), prefix,
+		      tserver_log(&srv));
+}
+
+static void one_host_and_trade(void)
+{
+	const char *const devs[] = {"GPU-aaaa"};
+	ck_assert_int_eq(register_host("host-a", devs, 1), 0);
+	ck_assert_int_eq(set_workload("{\"command\": [\"/bin/true\"]}"), 0);
+	trade(1, 1);
+}
+
+START_TEST(misbehaving_hook_is_retried_then_refunded)
+{
+	write_file("mode", "garbage\n", 0644);
+	one_host_and_trade();
+	/* garbage, then crashes: each retried under the same lease id, attempts counting up */
+	wait_calls("start L-000000000001 2", 1);
+	write_file("mode", "crash\n", 0644);
+	wait_calls("start L-000000000001", 4);
+	Gridex__V1__Lease *l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__FAILED_DELIVERY);
+	ck_assert_int_eq((int)l->reason.len, 19);
+	ck_assert_mem_eq(l->reason.data, "not_running_in_time", 19);
+	ck_assert_int_eq(l->running_ms, 0);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	ck_assert_ptr_nonnull(strstr(tserver_log(&srv), "outcome=bad_output"));
+	ck_assert_ptr_nonnull(strstr(tserver_log(&srv), "outcome=crashed"));
+	wait_calls("stop L-000000000001", 1); /* cleaned up on the hook's side */
+	wait_settled(1);
+	ck_assert_int_eq(ledger_balance(BUYER), CASH);
+	ck_assert_int_eq(ledger_balance(SELLER), 0);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+START_TEST(restart_between_recorded_and_called_calls_again)
+{
+	write_file("mode", "hang\n", 0644);
+	one_host_and_trade();
+	/* the lease is STARTING (journaled) and its start call hangs: the server dies */
+	wait_calls("start L-000000000001 1", 1);
+	kill(srv.pid, SIGKILL);
+	int status;
+	waitpid(srv.pid, &status, 0);
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	write_file("mode", "ok\n", 0644);
+	tserver_start(&srv, server_args);
+	connect_all();
+	Gridex__V1__QueryResult *q = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES);
+	ck_assert_uint_eq(q->n_leases, 1); /* rebuilt from the journal */
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	/* a reconcile with the lease that should run, then its start again */
+	wait_calls("reconcile", 1);
+	wait_calls("start L-000000000001", 2);
+	Gridex__V1__Lease *l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__RUNNING);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__COMPLETED);
+	int64_t used = l->end_ms - l->running_ms;
+	gridex__v1__lease__free_unpacked(l, NULL);
+	wait_settled(1);
+	int64_t paid = (int64_t)PRICE * used / period;
+	ck_assert_int_gt(paid, 0);
+	ck_assert_int_eq(ledger_balance(SELLER), paid);
+	ck_assert_int_eq(ledger_balance(BUYER), CASH - paid);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+START_TEST(ended_early_is_refunded_for_the_rest)
+{
+	write_file("mode", "ok\n", 0644);
+	one_host_and_trade();
+	Gridex__V1__Lease *l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__RUNNING);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	write_file("status", "failed\n", 0644); /* the workload died */
+	l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__FAILED_DELIVERY);
+	ck_assert_int_eq((int)l->reason.len, 12);
+	ck_assert_mem_eq(l->reason.data, "ended_failed", 12);
+	ck_assert_int_lt(l->ended_ms, l->end_ms);
+	int64_t used = l->ended_ms - l->running_ms;
+	gridex__v1__lease__free_unpacked(l, NULL);
+	wait_settled(1);
+	int64_t paid = (int64_t)PRICE * used / period;
+	ck_assert_int_eq(ledger_balance(SELLER), paid);
+	ck_assert_int_eq(ledger_balance(BUYER), CASH - paid);
+	ck_assert_int_lt(paid, PRICE);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+/* The misbehaving hook, windows of 6 s starting 3 s after set-up, 5 s to get running. */
+static void setup_hooks(void)
+{
+	hook_file = "badhook";
+	period = 6000;
+	deadline_ms = 5000;
+	lead_ms = 3000;
+	setup_agent();
+}
+
+static void setup(void)
+{
+	hook_file = "hook";
+	period = PERIOD;
+	deadline_ms = 3000;
+	lead_ms = 5000;
+	setup_agent();
+}
+
 static Suite *leases_suite(void)
 {
 	Suite *s = suite_create("leases");
@@ -353,6 +513,13 @@ static Suite *leases_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, fill_to_workload_on_the_leased_gpu_and_paid);
 	tcase_add_test(tc, failed_start_and_missing_devices_are_refunded);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("hooks");
+	tcase_add_checked_fixture(tc, setup_hooks, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, misbehaving_hook_is_retried_then_refunded);
+	tcase_add_test(tc, restart_between_recorded_and_called_calls_again);
+	tcase_add_test(tc, ended_early_is_refunded_for_the_rest);
 	suite_add_tcase(s, tc);
 	return s;
 }
