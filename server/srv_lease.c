@@ -428,6 +428,23 @@ static uint32_t lowest_free(uint32_t n_devices, uint32_t taken, uint32_t want, u
 	return got;
 }
 
+/* A new lease of the fill's parties: qty GPUs of class cls for the window [ws, we). */
+static struct srv_lease_view new_view(struct srv_leases *l, const struct ledger_fill *f,
+				      uint32_t cls, int64_t qty, int64_t ws, int64_t we,
+				      uint8_t state)
+{
+	return (struct srv_lease_view){.id = l->next_id++,
+				       .buyer = f->buyer,
+				       .seller = f->seller,
+				       .host = NO_HOST,
+				       .cls = cls,
+				       .quantity = qty,
+				       .start_ms = ws,
+				       .end_ms = we,
+				       .state = state,
+				       .seq = l->seq};
+}
+
 void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t cls,
 		     int64_t hour_ms, int64_t now_ms)
 {
@@ -476,17 +493,9 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		l->occ[h] |= mask;
 		struct lease *x = &l->live[l->n_live++];
 		*x = (struct lease){.first_hour = hour_ms, .last_hour = hour_ms};
-		x->v = (struct srv_lease_view){.id = l->next_id++,
-					       .buyer = f->buyer,
-					       .seller = f->seller,
-					       .host = h,
-					       .cls = cls,
-					       .devmask = mask,
-					       .quantity = got,
-					       .start_ms = ws,
-					       .end_ms = we,
-					       .state = SRV_LEASE_SCHEDULED,
-					       .seq = l->seq};
+		x->v = new_view(l, f, cls, got, ws, we, SRV_LEASE_SCHEDULED);
+		x->v.host = h;
+		x->v.devmask = mask;
 		add_part(x, (uint64_t)f->fill_id, ws, we);
 		l->fills[fi].open++;
 		left -= got;
@@ -496,19 +505,10 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	}
 	if (left > 0) {
 		/* No devices for these GPUs: a lease that ends before it begins. */
-		struct srv_lease_view v = {.id = l->next_id++,
-					   .buyer = f->buyer,
-					   .seller = f->seller,
-					   .host = NO_HOST,
-					   .cls = cls,
-					   .quantity = left,
-					   .start_ms = ws,
-					   .end_ms = we,
-					   .state = SRV_LEASE_CANCELLED,
-					   .ended_ms = now_ms,
-					   .seq = l->seq,
-					   .n_fills = 1,
-					   .fill_ids = {(uint64_t)f->fill_id}};
+		struct srv_lease_view v = new_view(l, f, cls, left, ws, we, SRV_LEASE_CANCELLED);
+		v.ended_ms = now_ms;
+		v.n_fills = 1;
+		v.fill_ids[0] = (uint64_t)f->fill_id;
 		snprintf(v.reason, sizeof(v.reason), "%s",
 			 l->n_live == l->cfg.leases_max ? "lease_table_full"
 							: "not_enough_devices");

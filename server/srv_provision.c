@@ -93,6 +93,10 @@ size_t srv_provision_events(struct srv *s, struct srv_lease_event *out, size_t m
 		return 0;
 	pthread_mutex_lock(&p->lock);
 	size_t n = p->n_events < max ? p->n_events : max;
+	if (n == 0) {
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
 	memcpy(out, p->events, n * sizeof(*out));
 	memmove(p->events, p->events + n, (p->n_events - n) * sizeof(*out));
 	p->n_events -= n;

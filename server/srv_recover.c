@@ -314,9 +314,10 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 		uint8_t now[SRV_JOURNAL_SETTINGS_BYTES];
 		srv_settings_fingerprint(&s->cfg, now);
 		if (memcmp(now, rec->settings, sizeof(now)) != 0) {
-			r->error = "the journal was written under other settings (fees, limits, "
-				   "engine sizes, gate lead, expiry, operator): restore them "
-				   "(docs/durability.md)";
+			r->error =
+				"the journal was written under other settings (fees, limits, "
+				"engine sizes, gate lead, expiry, operator, leases): restore them "
+				"(docs/durability.md)";
 			return -1;
 		}
 		if (srv_genesis_load(s, rec, &r->error) != 0)
@@ -477,7 +478,7 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 			free(data);
 			r->error =
 				"the newest snapshot was taken under other settings (fees, limits, "
-				"engine sizes, gate lead, expiry, operator): restore them "
+				"engine sizes, gate lead, expiry, operator, leases): restore them "
 				"(docs/durability.md)";
 			rc = -1;
 			break;

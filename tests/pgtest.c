@@ -73,6 +73,10 @@ void pgtest_setup_dir(const char *migrations_dir)
 	url_for(pgt.auditor_url, sizeof(pgt.auditor_url), pgt.dbname, "gridex_auditor");
 	PGconn *c = pgtest_connect(pgt.admin_url);
 	char sql[256];
+	/* A database of this name is a leftover of a test process that died with the same
+	 * pid (one that was killed, or a local run interrupted): it is nobody's now. */
+	snprintf(sql, sizeof(sql), "drop database if exists %s with (force)", pgt.dbname);
+	pgtest_sql_ok(c, sql);
 	snprintf(sql, sizeof(sql), "create database %s", pgt.dbname);
 	pgtest_sql_ok(c, sql);
 	PQfinish(c);

@@ -24,33 +24,19 @@
 
 #include "srv_hook.h"
 #include "tap.h"
+#include "tfile.h"
 
 static char dir[64], hook_path[128];
 static struct srv_hook_limits lim;
 
 static void write_file(const char *name, const char *text, mode_t mode)
 {
-	char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	ck_assert_int_eq(chmod(path, mode), 0);
+	tfile_write(dir, name, text, mode);
 }
 
 static char *read_file(const char *name)
 {
-	static char buf[16384];
-	char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	return tfile_read(dir, name);
 }
 
 static void configure(const char *pinning)
