@@ -231,10 +231,11 @@ static int decode_body(const uint8_t *body, size_t len, struct srv_request *out)
 	if (q == NULL)
 		return SRV_AUTH_MALFORMED;
 	int rc = SRV_AUTH_MALFORMED;
-	if (q->base.n_unknown_fields != 0 || q->account == 0 || q->nonce == 0 || !fields_belong(q))
-		goto out;
+	/* Set even when refused: the sender can tell which request was malformed. */
 	out->account = q->account;
 	out->nonce = q->nonce;
+	if (q->base.n_unknown_fields != 0 || q->account == 0 || q->nonce == 0 || !fields_belong(q))
+		goto out;
 	out->expires_at_ms = q->expires_at_ms;
 	out->type = (uint32_t)q->type;
 	out->client_order_id = q->client_order_id;
@@ -263,7 +264,10 @@ out:
 	return rc;
 }
 
-int srv_request_host(const struct srv_request *r, struct srv_host_spec *out)
+/* The fields of a decoded REGISTER_HOST or SET_WORKLOAD request that srv_request keeps
+ * no copy of, read again from its body (decode checked them). */
+static int lease_fields(const struct srv_request *r, struct srv_host_spec *spec,
+			char workload[SRV_WORKLOAD_BYTES_MAX + 1])
 {
 	size_t len;
 	const uint8_t *body = srv_request_body(r, &len);
@@ -271,35 +275,31 @@ int srv_request_host(const struct srv_request *r, struct srv_host_spec *out)
 	if (q == NULL)
 		return SRV_AUTH_MALFORMED;
 	int rc = SRV_AUTH_MALFORMED;
-	if (q->type != GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST || !host_fields_ok(q))
-		goto out;
-	memset(out, 0, sizeof(*out));
-	memcpy(out->vendor, q->vendor.data, q->vendor.len);
-	out->n_devices = (uint32_t)q->n_devices;
-	for (size_t i = 0; i < q->n_devices; i++)
-		memcpy(out->devices[i], q->devices[i].data, q->devices[i].len);
-	rc = SRV_AUTH_OK;
-out:
-	gridex__v1__request__free_unpacked(q, NULL);
-	return rc;
-}
-
-int srv_request_workload(const struct srv_request *r, char out[SRV_WORKLOAD_BYTES_MAX + 1])
-{
-	size_t len;
-	const uint8_t *body = srv_request_body(r, &len);
-	Gridex__V1__Request *q = gridex__v1__request__unpack(NULL, len, body);
-	if (q == NULL)
-		return SRV_AUTH_MALFORMED;
-	int rc = SRV_AUTH_MALFORMED;
-	if (q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD &&
-	    srv_workload_ok(q->workload.data, q->workload.len)) {
-		memcpy(out, q->workload.data, q->workload.len);
-		out[q->workload.len] = '\0';
+	if (spec && q->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST && host_fields_ok(q)) {
+		memset(spec, 0, sizeof(*spec));
+		memcpy(spec->vendor, q->vendor.data, q->vendor.len);
+		spec->n_devices = (uint32_t)q->n_devices;
+		for (size_t i = 0; i < q->n_devices; i++)
+			memcpy(spec->devices[i], q->devices[i].data, q->devices[i].len);
+		rc = SRV_AUTH_OK;
+	} else if (workload && q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD &&
+		   srv_workload_ok(q->workload.data, q->workload.len)) {
+		memcpy(workload, q->workload.data, q->workload.len);
+		workload[q->workload.len] = '\0';
 		rc = SRV_AUTH_OK;
 	}
 	gridex__v1__request__free_unpacked(q, NULL);
 	return rc;
+}
+
+int srv_request_host(const struct srv_request *r, struct srv_host_spec *out)
+{
+	return lease_fields(r, out, NULL);
+}
+
+int srv_request_workload(const struct srv_request *r, char out[SRV_WORKLOAD_BYTES_MAX + 1])
+{
+	return lease_fields(r, NULL, out);
 }
 
 int srv_request_decode(const uint8_t *frame, size_t len, size_t body_bytes_max,
@@ -308,6 +308,8 @@ int srv_request_decode(const uint8_t *frame, size_t len, size_t body_bytes_max,
 	if (frame == NULL || out == NULL || body_bytes_max < 1 ||
 	    body_bytes_max > SRV_BODY_BYTES_CEILING)
 		return SRV_AUTH_ARGS;
+	out->account = 0;
+	out->nonce = 0;
 	if (len > body_bytes_max + ENVELOPE_OVERHEAD_MAX)
 		return SRV_AUTH_TOO_BIG;
 	Gridex__V1__SignedRequest *sr = gridex__v1__signed_request__unpack(NULL, len, frame);

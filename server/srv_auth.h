@@ -87,7 +87,9 @@ struct srv_request {
  * SRV_BODY_BYTES_CEILING) caps the inner body; the envelope is refused before
  * unpacking when it could not fit one. On OK, out holds the decoded fields and
  * a copy of the signed bytes as received (never a re-encoding).
- * Errors: TOO_BIG, MALFORMED, ARGS. out is unspecified on failure.
+ * Errors: TOO_BIG, MALFORMED, ARGS. On failure out->account and out->nonce are
+ * the body's when it unpacked (a refused request can still be named), else 0;
+ * the rest of out is unspecified.
  */
 SRV_MUST_USE int srv_request_decode(const uint8_t *frame, size_t len, size_t body_bytes_max,
 				    struct srv_request *out);

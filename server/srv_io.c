@@ -372,7 +372,9 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 	int rc = srv_request_decode(body, len, (size_t)s->cfg.body_bytes_max, &job.req);
 	if (rc != SRV_AUTH_OK) {
 		atomic_fetch_add(&s->m.requests[0][GRIDEX__V1__REJECT_REASON__MALFORMED], 1);
-		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__MALFORMED,
+		/* The account only names the request: nothing was verified. */
+		reply_reject(c, job.req.account, job.req.nonce,
+			     GRIDEX__V1__REJECT_REASON__MALFORMED,
 			     rc == SRV_AUTH_TOO_BIG ? "request body above body_bytes_max"
 						    : "malformed request (docs/protocol.md)");
 		return;

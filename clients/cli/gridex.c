@@ -20,7 +20,7 @@
 
 #include <sodium.h>
 
-#define ARGS_MAX 8
+#define ARGS_MAX 24 /* host NAME CLASS VENDOR and 16 devices, and room */
 
 struct cli {
 	/* settings */
@@ -55,7 +55,9 @@ static const char usage_text[] =
 	"            account                       balance and money held for open bids\n"
 	"            orders [PRODUCT|CLASS]        live orders\n"
 	"            fills [PRODUCT|CLASS]         recent fills\n"
-	"            leases                        leases (not shown by this CLI yet)\n"
+	"            leases                        the account's leases, as buyer or seller\n"
+	"leases      host NAME CLASS VENDOR UUID...  register a host and its devices (sellers)\n"
+	"            workload JSON|@FILE           what runs on the GPUs you buy (buyers)\n"
 	"market      book PRODUCT [--depth=N]      depth by price level\n"
 	"            trades PRODUCT|CLASS [--count=N] [--seconds=S]   the trade tape, live\n"
 	"            watch PRODUCT [--seconds=S]   live book and trades\n"
@@ -546,6 +548,86 @@ static int cmd_modify(struct cli *x)
 	return answer(x, nonce, 300, NULL);
 }
 
+static void print_leases(struct cli *x, const struct gridex_lease *l, size_t n)
+{
+	if (x->json) {
+		json_t *a = json_array();
+		for (size_t i = 0; a && i < n; i++) {
+			json_t *devs = json_array(), *fills = json_array();
+			for (size_t d = 0; devs && d < l[i].n_devices; d++)
+				json_array_append_new(devs, json_string(l[i].devices[d]));
+			for (size_t f = 0; fills && f < l[i].n_fills; f++)
+				json_array_append_new(fills,
+						      json_integer((json_int_t)l[i].fill_ids[f]));
+			json_array_append_new(
+				a,
+				json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, "
+					  "s:s, s:I, s:I, s:o}",
+					  "lease_id", (json_int_t)l[i].lease_id, "state",
+					  gridex_lease_state_name(l[i].state), "buyer",
+					  (json_int_t)l[i].buyer, "seller", (json_int_t)l[i].seller,
+					  "host", l[i].host, "accelerator", l[i].accelerator,
+					  "vendor", l[i].vendor, "devices", devs, "quantity",
+					  (json_int_t)l[i].quantity, "start_ms",
+					  (json_int_t)l[i].start_ms, "end_ms",
+					  (json_int_t)l[i].end_ms, "reason", l[i].reason,
+					  "running_ms", (json_int_t)l[i].running_ms, "ended_ms",
+					  (json_int_t)l[i].ended_ms, "fill_ids", fills));
+		}
+		print_json(a);
+		return;
+	}
+	if (n == 0)
+		printf("(none)\n");
+	for (size_t i = 0; i < n; i++) {
+		printf("lease %" PRIu64 "  %s%s%s  buyer %u seller %u  %s %" PRId64 " GPU(s)",
+		       l[i].lease_id, gridex_lease_state_name(l[i].state),
+		       l[i].reason[0] ? " " : "", l[i].reason, l[i].buyer, l[i].seller,
+		       l[i].accelerator, l[i].quantity);
+		if (l[i].host[0])
+			printf(" on %s", l[i].host);
+		for (size_t d = 0; d < l[i].n_devices; d++)
+			printf("%s%s", d ? "," : " ", l[i].devices[d]);
+		printf("  window %" PRId64 "-%" PRId64 "\n", l[i].start_ms, l[i].end_ms);
+	}
+}
+
+static int cmd_host(struct cli *x)
+{
+	if (x->nargs < 4)
+		usage("host NAME CLASS VENDOR UUID... (1-16 devices)");
+	connect_server(x, true);
+	uint64_t nonce;
+	if (gridex_register_host(x->c, x->args[0], x->args[1], x->args[2], &x->args[3],
+				 (size_t)x->nargs - 3, &nonce))
+		die(x, "%s", gridex_client_error(x->c));
+	return answer(x, nonce, 0, NULL);
+}
+
+static int cmd_workload(struct cli *x)
+{
+	need_args(x, 1, "JSON or @FILE");
+	const char *arg = x->args[0];
+	char buf[1024];
+	if (arg[0] == '@') {
+		FILE *f = fopen(arg + 1, "r");
+		if (f == NULL)
+			die(x, "cannot open %s: %s", arg + 1, strerror(errno));
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		bool more = fgetc(f) != EOF;
+		fclose(f);
+		if (more)
+			die(x, "%s: a workload is at most 768 bytes", arg + 1);
+		buf[n] = '\0';
+		arg = buf;
+	}
+	connect_server(x, true);
+	uint64_t nonce;
+	if (gridex_set_workload(x->c, arg, &nonce))
+		die(x, "%s", gridex_client_error(x->c));
+	return answer(x, nonce, 0, NULL);
+}
+
 static int cmd_query(struct cli *x, enum gridex_query q)
 {
 	if (x->nargs > (q == GRIDEX_Q_BALANCE || q == GRIDEX_Q_LEASES ? 0 : 1))
@@ -563,10 +645,9 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		return 1;
 	}
 	if (q == GRIDEX_Q_LEASES) {
+		print_leases(x, r.leases, r.n_leases);
 		gridex_event_free(&r);
-		fprintf(stderr, "gridex: this CLI does not decode leases yet (docs/protocol.md, "
-				"Leases)\n");
-		return 1;
+		return 0;
 	}
 	if (q == GRIDEX_Q_BALANCE) {
 		char avail[32], held[32];
@@ -832,6 +913,10 @@ int main(int argc, char **argv)
 		rc = cmd_query(&x, GRIDEX_Q_FILLS);
 	else if (strcmp(cmd, "leases") == 0)
 		rc = cmd_query(&x, GRIDEX_Q_LEASES);
+	else if (strcmp(cmd, "host") == 0)
+		rc = cmd_host(&x);
+	else if (strcmp(cmd, "workload") == 0)
+		rc = cmd_workload(&x);
 	else if (strcmp(cmd, "book") == 0)
 		rc = cmd_book(&x);
 	else if (strcmp(cmd, "trades") == 0)

@@ -502,6 +502,41 @@ int gridex_query(gridex_client *c, enum gridex_query which, const char *scope, u
 	return send_request(c, &q, nonce);
 }
 
+int gridex_register_host(gridex_client *c, const char *name, const char *accelerator,
+			 const char *vendor, const char *const *devices, size_t n_devices,
+			 uint64_t *nonce)
+{
+	if (name == NULL || accelerator == NULL || vendor == NULL || devices == NULL ||
+	    n_devices == 0 || n_devices > GRIDEX_LEASE_DEVICES_MAX)
+		return fail(c, GRIDEX_ERR_ARGS,
+			    "a host needs a name, an accelerator class, a vendor and 1-%d devices",
+			    GRIDEX_LEASE_DEVICES_MAX);
+	ProtobufCBinaryData d[GRIDEX_LEASE_DEVICES_MAX];
+	for (size_t i = 0; i < n_devices; i++) {
+		if (devices[i] == NULL)
+			return fail(c, GRIDEX_ERR_ARGS, "a device UUID is missing");
+		d[i] = text(devices[i]);
+	}
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST;
+	q.name = text(name);
+	q.product = text(accelerator);
+	q.vendor = text(vendor);
+	q.n_devices = n_devices;
+	q.devices = d;
+	return send_request(c, &q, nonce);
+}
+
+int gridex_set_workload(gridex_client *c, const char *workload_json, uint64_t *nonce)
+{
+	if (workload_json == NULL || workload_json[0] == '\0')
+		return fail(c, GRIDEX_ERR_ARGS, "a workload is a JSON object");
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD;
+	q.workload = text(workload_json);
+	return send_request(c, &q, nonce);
+}
+
 int gridex_operator(gridex_client *c, const struct gridex_operator_request *r, uint64_t *nonce)
 {
 	if (r == NULL || r->op < GRIDEX_OP_REGISTER || r->op > GRIDEX_OP_RESUME)
@@ -659,6 +694,33 @@ static int rows_of(struct gridex_event *ev, Gridex__V1__ExecutionReport **in, si
 	return GRIDEX_OK;
 }
 
+static void lease_of(struct gridex_lease *l, const Gridex__V1__Lease *m)
+{
+	*l = (struct gridex_lease){.lease_id = m->lease_id,
+				   .buyer = m->buyer,
+				   .seller = m->seller,
+				   .quantity = m->quantity,
+				   .start_ms = m->start_ms,
+				   .end_ms = m->end_ms,
+				   .state = (enum gridex_lease_state)m->state,
+				   .running_ms = m->running_ms,
+				   .ended_ms = m->ended_ms,
+				   .sequence = m->sequence};
+	copy_bytes(l->host, sizeof(l->host), &m->host);
+	copy_bytes(l->accelerator, sizeof(l->accelerator), &m->accelerator);
+	copy_bytes(l->vendor, sizeof(l->vendor), &m->vendor);
+	copy_bytes(l->reason, sizeof(l->reason), &m->reason);
+	/* More than the protocol allows is the server's error: the rest is dropped. */
+	l->n_devices =
+		m->n_devices < GRIDEX_LEASE_DEVICES_MAX ? m->n_devices : GRIDEX_LEASE_DEVICES_MAX;
+	for (size_t i = 0; i < l->n_devices; i++)
+		copy_bytes(l->devices[i], sizeof(l->devices[i]), &m->devices[i]);
+	l->n_fills =
+		m->n_fill_ids < GRIDEX_LEASE_FILLS_MAX ? m->n_fill_ids : GRIDEX_LEASE_FILLS_MAX;
+	if (l->n_fills > 0)
+		memcpy(l->fill_ids, m->fill_ids, l->n_fills * sizeof(*l->fill_ids));
+}
+
 /* Turns one ServerFrame into an event. */
 static int event_of(const Gridex__V1__ServerFrame *f, struct gridex_event *ev)
 {
@@ -716,6 +778,15 @@ static int event_of(const Gridex__V1__ServerFrame *f, struct gridex_event *ev)
 					: rows_of(ev, r->orders, r->n_orders);
 		if (rc)
 			return rc;
+		ev->leases = calloc(r->n_leases ? r->n_leases : 1, sizeof(*ev->leases));
+		if (ev->leases == NULL)
+			return GRIDEX_ERR_NOMEM;
+		for (size_t i = 0; i < r->n_leases; i++)
+			lease_of(&ev->leases[i], r->leases[i]);
+		ev->n_leases = r->n_leases;
+	} else if (f->lease) {
+		ev->kind = GRIDEX_EV_LEASE;
+		lease_of(&ev->lease, f->lease);
 	} else {
 		return GRIDEX_ERR_PROTOCOL;
 	}
@@ -729,9 +800,11 @@ void gridex_event_free(struct gridex_event *ev)
 	free(ev->bids);
 	free(ev->asks);
 	free(ev->rows);
+	free(ev->leases);
 	ev->bids = ev->asks = NULL;
 	ev->rows = NULL;
-	ev->n_bids = ev->n_asks = ev->n_rows = 0;
+	ev->leases = NULL;
+	ev->n_bids = ev->n_asks = ev->n_rows = ev->n_leases = 0;
 }
 
 int gridex_event_decode(const uint8_t *body, size_t len, struct gridex_event *ev)
@@ -837,6 +910,13 @@ const char *gridex_exec_name(int exec_type)
 {
 	const ProtobufCEnumValue *v =
 		protobuf_c_enum_descriptor_get_value(&gridex__v1__exec_type__descriptor, exec_type);
+	return v ? v->name : "UNKNOWN";
+}
+
+const char *gridex_lease_state_name(int state)
+{
+	const ProtobufCEnumValue *v =
+		protobuf_c_enum_descriptor_get_value(&gridex__v1__lease_state__descriptor, state);
 	return v ? v->name : "UNKNOWN";
 }
 

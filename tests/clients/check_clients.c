@@ -76,6 +76,9 @@ static void op(gridex_client *o, struct gridex_operator_request r)
 	ck_assert_int_eq(answer(o, n), 0);
 }
 
+/* Extra settings of the next setup (a hook turns leases on). */
+static const char *extra_args[4] = {"--maker-bps=10", "--taker-bps=20", NULL, NULL};
+
 /* gridexd with an operator key file; participants 1 and 2 registered and funded. */
 static void setup(void)
 {
@@ -89,8 +92,7 @@ static void setup(void)
 	ck_assert_int_eq(gridex_keygen(op_key, srv.op_pk), GRIDEX_OK);
 	srv.op_account = 900;
 	srv.op_preset = true;
-	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
-	tserver_start(&srv, fees);
+	tserver_start(&srv, extra_args);
 	snprintf(ca, sizeof(ca), "%s/cert.pem", srv.dir);
 	product_name(product, sizeof(product), 2);
 	uint8_t pa[32], pb[32];
@@ -435,6 +437,52 @@ START_TEST(cli_end_to_end)
 }
 END_TEST
 
+/* A seller's host and a buyer's workload through the CLI; a fill becomes a lease on the
+ * host's devices, listed by `gridex leases` for both (its window is two hours ahead: the
+ * hook, /bin/true, is not called). */
+START_TEST(cli_hosts_workloads_and_leases)
+{
+	ck_assert_int_eq(
+		cli("--account=2 --key=%s host node-1 H100-80G nvidia GPU-1 GPU-2 GPU-3", b_key),
+		0);
+	ck_assert_int_eq(cli("--account=2 --key=%s host node-1 H100-80G nvidia GPU-9", b_key), 1);
+	ck_assert_msg(strstr(out, "BAD_HOST") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--account=2 --key=%s host node-2 H100-80G intel GPU-9", b_key), 1);
+	ck_assert_msg(strstr(out, "MALFORMED") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--account=2 --key=%s host node-2 H100-80G", b_key), 2);
+	ck_assert_int_eq(cli("--account=1 --key=%s bid %s 2 2.5", a_key, product), 1);
+	ck_assert_msg(strstr(out, "BAD_WORKLOAD") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--account=1 --key=%s workload '{\"command\": 1}'", a_key), 1);
+	ck_assert_msg(strstr(out, "MALFORMED") != NULL, "%s", out);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "printf '{\"command\": [\"/bin/echo\", \"hi\"]}' > %s/w.json",
+		 srv.dir);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(cli("--account=1 --key=%s workload @%s/w.json", a_key, srv.dir), 0);
+	ck_assert_int_eq(cli("--account=1 --key=%s bid %s 2 2.5 --id=1", a_key, product), 0);
+	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 2 2.5 --id=1", b_key, product), 0);
+	ck_assert_int_eq(cli("--account=1 --key=%s leases --json", a_key), 0);
+	ck_assert_msg(strstr(out, "\"state\":\"SCHEDULED\"") &&
+			      strstr(out, "\"host\":\"node-1\"") &&
+			      strstr(out, "\"devices\":[\"GPU-1\",\"GPU-2\"]") &&
+			      strstr(out, "\"quantity\":2"),
+		      "%s", out);
+	ck_assert_int_eq(cli("--account=2 --key=%s leases", b_key), 0);
+	ck_assert_msg(strstr(out, "lease 1  SCHEDULED  buyer 1 seller 2") &&
+			      strstr(out, "on node-1 GPU-1,GPU-2"),
+		      "%s", out);
+	ck_assert_int_eq(cli("--account=900 --key=%s leases", op_key), 0);
+	ck_assert_msg(strstr(out, "(none)") != NULL, "%s", out);
+}
+END_TEST
+
+static void setup_leases(void)
+{
+	extra_args[2] = "--hook=/bin/true";
+	setup();
+	extra_args[2] = NULL;
+}
+
 START_TEST(examples_buyer_and_seller_trade)
 {
 	/* The seller offers 8 GPUs for each of the next 6 hours; the buyer takes 8 for 4 hours
@@ -474,6 +522,11 @@ static Suite *clients_suite(void)
 	tcase_add_test(tc, library_refuses_bad_input);
 	tcase_add_test(tc, cli_end_to_end);
 	tcase_add_test(tc, examples_buyer_and_seller_trade);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("leases");
+	tcase_add_checked_fixture(tc, setup_leases, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, cli_hosts_workloads_and_leases);
 	suite_add_tcase(s, tc);
 	return s;
 }

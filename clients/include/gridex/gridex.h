@@ -150,6 +150,18 @@ struct gridex_operator_request {
 	const char *product;
 	int64_t quantity;
 };
+/* Leases (docs/provisioning.md), on a server with a provisioning hook. A seller registers a
+ * host: its name, accelerator class, vendor ("nvidia", "amd", "ascend", "cambricon") and
+ * device UUIDs (1-16). A buyer sets the workload its leases run: a JSON object
+ * {"command": [...], "env": {...}} of at most 768 bytes. Errors: ARGS, CLOSED, IO,
+ * TIMEOUT. */
+GRIDEX_MUST_USE int gridex_register_host(gridex_client *c, const char *name,
+					 const char *accelerator, const char *vendor,
+					 const char *const *devices, size_t n_devices,
+					 uint64_t *nonce);
+GRIDEX_MUST_USE int gridex_set_workload(gridex_client *c, const char *workload_json,
+					uint64_t *nonce);
+
 /* Only the exchange's operator account may send these. */
 GRIDEX_MUST_USE int gridex_operator(gridex_client *c, const struct gridex_operator_request *r,
 				    uint64_t *nonce);
@@ -185,6 +197,35 @@ enum gridex_event_kind {
 	GRIDEX_EV_UPDATE,
 	GRIDEX_EV_TRADE,
 	GRIDEX_EV_RESULT,
+	GRIDEX_EV_LEASE, /* a lease of the account changed */
+};
+
+#define GRIDEX_LEASE_DEVICES_MAX 16
+#define GRIDEX_LEASE_FILLS_MAX	 48
+
+enum gridex_lease_state {
+	GRIDEX_LEASE_SCHEDULED = 1,
+	GRIDEX_LEASE_STARTING,
+	GRIDEX_LEASE_RUNNING,
+	GRIDEX_LEASE_COMPLETED,
+	GRIDEX_LEASE_FAILED_DELIVERY,
+	GRIDEX_LEASE_CANCELLED,
+};
+
+struct gridex_lease {
+	uint64_t lease_id;
+	uint32_t buyer, seller;
+	char host[32], accelerator[32], vendor[16];
+	char devices[GRIDEX_LEASE_DEVICES_MAX][64];
+	size_t n_devices;
+	int64_t quantity; /* GPUs */
+	int64_t start_ms, end_ms;
+	enum gridex_lease_state state;
+	char reason[32];	      /* FAILED_DELIVERY, CANCELLED: why */
+	int64_t running_ms, ended_ms; /* 0: not yet */
+	uint64_t fill_ids[GRIDEX_LEASE_FILLS_MAX];
+	size_t n_fills;
+	uint64_t sequence;
 };
 
 struct gridex_report {
@@ -224,8 +265,11 @@ struct gridex_event {
 	uint32_t orders;		      /* UPDATE */
 	struct gridex_report *rows;	      /* RESULT: orders or fills */
 	size_t n_rows;			      /* RESULT */
-	bool has_balance;		      /* RESULT of a balance query */
-	int64_t available, reserved;	      /* RESULT */
+	struct gridex_lease lease;	      /* LEASE */
+	struct gridex_lease *leases;	      /* RESULT of a lease query */
+	size_t n_leases;
+	bool has_balance;	     /* RESULT of a balance query */
+	int64_t available, reserved; /* RESULT */
 };
 
 /*
@@ -274,6 +318,7 @@ void gridex_format_price(int64_t micros, char *buf, size_t len);
 const char *gridex_status_name(int status);
 const char *gridex_reject_name(int reason); /* "INSUFFICIENT_FUNDS" ... */
 const char *gridex_exec_name(int exec_type);
+const char *gridex_lease_state_name(int state); /* "RUNNING" ... */
 
 #ifdef __cplusplus
 }
