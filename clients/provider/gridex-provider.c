@@ -10,9 +10,12 @@
  * visibility variable set to their UUIDs and, with "pinning": "systemd", a
  * transient unit with DevicePolicy=closed and DeviceAllow= for the leased
  * device nodes only (RuntimeMaxSec= ends it at the window's end). Without
- * systemd ("pinning": "process"), a supervisor process of its own session
- * runs the workload and ends it at the window's end (SIGTERM, the grace
- * period, SIGKILL) even if the exchange is unreachable. After the start the
+ * systemd ("pinning": "cgroup"), a supervisor process of its own session
+ * runs the workload in a device cgroup allowing the leased nodes only
+ * (devcg.c: cgroup v1 devices.allow, or a cgroup v2 device program) and ends
+ * it at the window's end (SIGTERM, the grace period, SIGKILL) even if the
+ * exchange is unreachable; "pinning": "process" is the same without the
+ * cgroup. After the start the
  * agent checks with nvidia-smi that the workload's GPU processes use leased
  * devices only. Its state is a JSON file written atomically.
  *
@@ -37,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devcg.h"
+
 #define CONFIG_DEFAULT "/etc/gridex/provider.json"
 #define DEVICES_MAX    64
 
@@ -46,7 +51,8 @@ struct device {
 };
 
 static struct {
-	char state_dir[512], inventory_file[512], nvidia_smi[512], systemd_run[512], systemctl[512];
+	char state_dir[512], inventory_file[512], nvidia_smi[512], systemd_run[512], systemctl[512],
+		cgroup_dir[512];
 	char vendor[32], pinning[16];
 	int64_t start_wait_ms;
 } cfg;
@@ -129,6 +135,7 @@ static bool load_config(const char *path, char *err, size_t errlen)
 			    : strcmp(key, "systemctl") == 0	 ? cfg.systemctl
 			    : strcmp(key, "vendor") == 0	 ? cfg.vendor
 			    : strcmp(key, "pinning") == 0	 ? cfg.pinning
+			    : strcmp(key, "cgroup_dir") == 0	 ? cfg.cgroup_dir
 								 : NULL;
 		size_t cap = dst == cfg.vendor	  ? sizeof(cfg.vendor)
 			     : dst == cfg.pinning ? sizeof(cfg.pinning)
@@ -144,8 +151,9 @@ static bool load_config(const char *path, char *err, size_t errlen)
 		}
 	}
 	json_decref(c);
-	if (good && strcmp(cfg.pinning, "systemd") != 0 && strcmp(cfg.pinning, "process") != 0) {
-		snprintf(err, errlen, "pinning must be \"systemd\" or \"process\"");
+	if (good && strcmp(cfg.pinning, "systemd") != 0 && strcmp(cfg.pinning, "process") != 0 &&
+	    strcmp(cfg.pinning, "cgroup") != 0) {
+		snprintf(err, errlen, "pinning must be \"systemd\", \"cgroup\" or \"process\"");
 		good = false;
 	}
 	return good;
@@ -470,7 +478,7 @@ static void free_strings(char **v)
  * Returns the supervisor's pid, which is the group's id.
  */
 static pid_t start_supervised(char **argv, char **envp, int64_t end_ms, int64_t grace_ms,
-			      const char *log_path)
+			      const char *log_path, const char *cgroup)
 {
 	int ready[2];
 	if (pipe(ready) != 0)
@@ -501,6 +509,12 @@ static pid_t start_supervised(char **argv, char **envp, int64_t end_ms, int64_t 
 		pid_t child = fork();
 		if (child == 0) {
 			signal(SIGTERM, SIG_DFL);
+			/* Never unconfined: without its device cgroup the workload does not run. */
+			if (cgroup[0] != '\0' && !devcg_join(cgroup, getpid())) {
+				fprintf(stderr, "gridex-provider: cannot join %s: %s\n", cgroup,
+					strerror(errno));
+				_exit(126);
+			}
 			execve(argv[0], argv, envp);
 			fprintf(stderr, "gridex-provider: cannot run %s: %s\n", argv[0],
 				strerror(errno));
@@ -535,6 +549,27 @@ static pid_t start_supervised(char **argv, char **envp, int64_t end_ms, int64_t 
 	close(ready[0]);
 	waitpid(first, NULL, 0);
 	return sup;
+}
+
+/* Shared nodes a vendor's runtime opens besides each GPU's own (those that exist). */
+static size_t control_nodes(const char *out[], size_t cap)
+{
+	static const char *const nvidia[] = {"/dev/nvidiactl", "/dev/nvidia-uvm",
+					     "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", NULL};
+	static const char *const amd[] = {"/dev/kfd", NULL};
+	static const char *const ascend[] = {"/dev/davinci_manager", "/dev/devmm_svm",
+					     "/dev/hisi_hdc", NULL};
+	static const char *const cambricon[] = {"/dev/cambricon_ctl", NULL};
+	const char *const *list = strcmp(cfg.vendor, "nvidia") == 0	 ? nvidia
+				  : strcmp(cfg.vendor, "amd") == 0	 ? amd
+				  : strcmp(cfg.vendor, "ascend") == 0	 ? ascend
+				  : strcmp(cfg.vendor, "cambricon") == 0 ? cambricon
+									 : NULL;
+	size_t n = 0;
+	for (size_t i = 0; list && list[i] && n < cap; i++)
+		if (access(list[i], F_OK) == 0)
+			out[n++] = list[i];
+	return n;
 }
 
 /* "systemd" pinning: a transient unit that can open the leased device nodes only. */
@@ -647,7 +682,7 @@ static int op_start(const json_t *req)
 			    cfg.vendor);
 	/* Every leased device is here, healthy, and held by no other running lease. */
 	char list[DEVICES_MAX * 97] = "";
-	const char *nodes[DEVICES_MAX];
+	const char *nodes[DEVICES_MAX + 8];
 	for (size_t i = 0; i < json_array_size(devices); i++) {
 		const char *u = json_string_value(json_array_get(devices, i));
 		const struct device *d = u ? device_of(u) : NULL;
@@ -684,24 +719,39 @@ static int op_start(const json_t *req)
 	}
 	char log_path[700];
 	snprintf(log_path, sizeof(log_path), "%s/%s.log", cfg.state_dir, lease);
+	size_t n_nodes = json_array_size(devices);
+	n_nodes += control_nodes(nodes + n_nodes, 8);
+	char cgroup[700] = "";
+	if (strcmp(cfg.pinning, "cgroup") == 0) {
+		char name[160], why[400];
+		snprintf(name, sizeof(name), "gridex-lease-%s", lease);
+		if (!devcg_create(cfg.cgroup_dir, name, nodes, n_nodes, cgroup, sizeof(cgroup), why,
+				  sizeof(why))) {
+			free_strings(argv);
+			free_strings(envp);
+			return fail("pinning_failed", false, "no device allow-list: %s", why);
+		}
+	}
 	pid_t pgid = 0;
 	bool started = true;
 	if (strcmp(cfg.pinning, "systemd") == 0)
-		started = start_systemd(lease, argv, envp, end_ms, grace_ms, nodes,
-					json_array_size(devices));
+		started = start_systemd(lease, argv, envp, end_ms, grace_ms, nodes, n_nodes);
 	else
-		started = (pgid = start_supervised(argv, envp, end_ms, grace_ms, log_path)) > 0;
+		started = (pgid = start_supervised(argv, envp, end_ms, grace_ms, log_path,
+						   cgroup)) > 0;
 	free_strings(argv);
 	free_strings(envp);
+	if (!started)
+		devcg_remove(cgroup);
 	if (!started)
 		return strcmp(cfg.pinning, "systemd") == 0
 			       ? fail("workload_failed", false, "systemd-run refused the unit")
 			       : fail("internal", true, "cannot start the supervisor: %s",
 				      strerror(errno));
 	json_object_set_new(state, lease,
-			    json_pack("{s:O, s:I, s:I, s:I, s:s}", "devices", devices, "pgid",
+			    json_pack("{s:O, s:I, s:I, s:I, s:s, s:s}", "devices", devices, "pgid",
 				      (json_int_t)pgid, "end_ms", end_ms, "grace_ms", grace_ms,
-				      "pinning", cfg.pinning));
+				      "pinning", cfg.pinning, "cgroup", cgroup));
 	if (!state_save())
 		return fail("internal", true, "cannot write the state in %s", cfg.state_dir);
 	/* Still there after the start-up wait, and on leased devices only. */
@@ -733,6 +783,9 @@ static void stop_lease(const char *lease, json_t *entry)
 	} else {
 		stop_group((pid_t)json_integer_value(json_object_get(entry, "pgid")),
 			   json_integer_value(json_object_get(entry, "grace_ms")));
+		const char *cg = json_string_value(json_object_get(entry, "cgroup"));
+		if (cg)
+			devcg_remove(cg);
 	}
 	json_object_del(state, lease);
 }

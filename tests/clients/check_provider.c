@@ -12,11 +12,14 @@
  * each call); with systemd pinning, the transient unit allows the leased
  * device nodes only.
  */
+#define _DEFAULT_SOURCE /* mknod, S_IFCHR */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -329,12 +332,114 @@ START_TEST(systemd_unit_allows_the_leased_nodes_only)
 }
 END_TEST
 
+/* Leases on a host without systemd ("pinning": "cgroup"): the workload runs in a device
+ * cgroup that lets it open its leased node and no other. Two stand-in GPU nodes (character
+ * devices of a local-use major with no driver): opening the leased one fails with ENXIO
+ * (no such device, but allowed), the other with EPERM (the allow-list). Needs root, mknod
+ * and a cgroup hierarchy the agent may write (v1 devices, or v2 with BPF): skipped with the
+ * reason where the machine does not allow it. */
+/* The cgroup v2 mount point, or "" (to test that hierarchy too where the machine has both). */
+static void cgroup2_mount(char *out, size_t cap)
+{
+	out[0] = '\0';
+	FILE *f = fopen("/proc/self/mounts", "r");
+	char dev[256], mnt[256], type[64];
+	while (f && fscanf(f, "%255s %255s %63s %*[^\n]", dev, mnt, type) == 3)
+		if (strcmp(type, "cgroup2") == 0) {
+			snprintf(out, cap, "%s", mnt);
+			break;
+		}
+	if (f)
+		fclose(f);
+}
+
+/* One lease in a device cgroup under cgroup_dir ("" lets the agent choose): true when it
+ * ran and the allow-list held; false when the agent could not pin here (printed). */
+static bool allow_list_holds(const char *cgroup_dir, const char *id)
+{
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "{\"state_dir\": \"%s/state\", \"inventory_file\": \"%s/inventory.json\",\n"
+		 " \"nvidia_smi\": \"%s/nvidia-smi\", \"pinning\": \"cgroup\", \"cgroup_dir\": "
+		 "\"%s\", \"start_wait_ms\": 300}\n",
+		 dir, dir, dir, cgroup_dir);
+	write_file("config.json", text, 0644);
+	unlink(strcat(strcpy(text, dir), "/open1"));
+	struct srv_hook_result r;
+	int out = call("start", lease(id, "GPU-x0", NULL, 10000), &r);
+	if (out == SRV_HOOK_FAILED && strcmp(r.code, "pinning_failed") == 0) {
+		printf("# SKIP device_allow_list (%s): %s\n", cgroup_dir[0] ? cgroup_dir : "auto",
+		       r.message);
+		srv_hook_result_free(&r);
+		return false;
+	}
+	ck_assert_msg(out == SRV_HOOK_OK, "%s: %s", r.code, r.message);
+	srv_hook_result_free(&r);
+	char name[64];
+	snprintf(name, sizeof(name), "pid.%s", id);
+	wait_for(name);
+	const char *o1 = read_file("open1");
+	ck_assert_msg(o1 && strstr(o1, "Operation not permitted"), "the other GPU: %s", o1);
+	const char *o0 = read_file("open0");
+	ck_assert_msg(o0 && !strstr(o0, "Operation not permitted") &&
+			      strstr(o0, "No such device or address"),
+		      "the leased GPU: %s", o0);
+	ck_assert_int_eq(call("stop", json_pack("{s:i, s:s}", "version", 1, "lease_id", id), &r),
+			 SRV_HOOK_OK);
+	srv_hook_result_free(&r);
+	ck_assert(!running(id));
+	return true;
+}
+
+/* Leases on a host without systemd ("pinning": "cgroup"): the workload runs in a device
+ * cgroup that lets it open its leased node and no other. Two stand-in GPU nodes (character
+ * devices of a local-use major with no driver): opening the leased one fails with ENXIO
+ * (no such device, but allowed), the other with EPERM (the allow-list). Needs root, mknod
+ * and a cgroup hierarchy the agent may write (v1 devices, or v2 with BPF): skipped with the
+ * reason where the machine does not allow it. Both hierarchies where there are two. */
+START_TEST(device_allow_list)
+{
+	char path[256];
+	if (geteuid() != 0) {
+		printf("# SKIP device_allow_list: needs root (device nodes, cgroups)\n");
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/gpu%d", dir, i);
+		if (mknod(path, S_IFCHR | 0666, makedev(240, (unsigned)i)) != 0) {
+			printf("# SKIP device_allow_list: cannot make device nodes here: %s\n",
+			       strerror(errno));
+			return;
+		}
+	}
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "[{\"uuid\": \"GPU-x0\", \"name\": \"H100\", \"node\": \"%s/gpu0\"},\n"
+		 " {\"uuid\": \"GPU-x1\", \"name\": \"H100\", \"node\": \"%s/gpu1\"}]\n",
+		 dir, dir);
+	write_file("inventory.json", text, 0644);
+	snprintf(text, sizeof(text),
+		 "#!/bin/sh\n( exec 3< %s/gpu0 ) 2> %s/open0\n( exec 3< %s/gpu1 ) 2> %s/open1\n"
+		 "echo $$ > %s/pid.$GRIDEX_LEASE_ID\nexec sleep 60\n",
+		 dir, dir, dir, dir, dir);
+	write_file("workload", text, 0755);
+	bool any = allow_list_holds("", "L-9");
+	char v2[256];
+	cgroup2_mount(v2, sizeof(v2));
+	if (v2[0] && strcmp(v2, "/sys/fs/cgroup") != 0) /* "" took it already when it is v2 */
+		any |= allow_list_holds(v2, "L-10");
+	if (!any)
+		printf("# SKIP device_allow_list: no cgroup hierarchy could pin a workload here\n");
+}
+END_TEST
+
 static Suite *provider_suite(void)
 {
 	Suite *s = suite_create("provider");
 	TCase *tc = tcase_create("provider");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, lease_runs_on_its_devices_until_the_window_ends);
+	tcase_add_test(tc, device_allow_list);
 	tcase_add_test(tc, workload_on_a_foreign_device_is_stopped);
 	tcase_add_test(tc, reconcile_and_stop);
 	tcase_add_test(tc, systemd_unit_allows_the_leased_nodes_only);
