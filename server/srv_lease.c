@@ -532,14 +532,14 @@ size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_le
 	size_t n = 0;
 	for (uint32_t i = l->n_live; i-- > 0 && n < max;) {
 		const struct lease *x = &l->live[i];
-		if (x->v.buyer == account || x->v.seller == account)
+		if (account == 0 || x->v.buyer == account || x->v.seller == account)
 			view_of(x, &out[n++]);
 	}
 	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
 	for (uint64_t i = 0; i < kept && n < max; i++) {
 		const struct srv_lease_view *v =
 			&l->ended[(l->n_ended - 1 - i) % l->cfg.leases_kept];
-		if (v->buyer == account || v->seller == account)
+		if (account == 0 || v->buyer == account || v->seller == account)
 			out[n++] = *v;
 	}
 	return n;

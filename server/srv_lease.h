@@ -165,8 +165,9 @@ const char *srv_leases_workload(const struct srv_leases *l, uint32_t account);
 /* Start commands for every lease that is STARTING or RUNNING (after a restart). */
 void srv_leases_resume(struct srv_leases *l);
 
-/* The leases of an account as buyer or seller, live ones first (newest first), then
- * ended ones newest first; up to max. Returns how many were written. */
+/* The leases of an account as buyer or seller (account 0: every lease), live ones first
+ * (newest first), then ended ones newest first; up to max. Returns how many were
+ * written. */
 size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_lease_view *out,
 		     size_t max);
 

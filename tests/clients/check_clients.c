@@ -471,7 +471,13 @@ START_TEST(cli_hosts_workloads_and_leases)
 	ck_assert_msg(strstr(out, "lease 1  SCHEDULED  buyer 1 seller 2") &&
 			      strstr(out, "on node-1 GPU-1,GPU-2"),
 		      "%s", out);
+	/* the operator sees every lease; another participant none */
 	ck_assert_int_eq(cli("--account=900 --key=%s leases", op_key), 0);
+	ck_assert_msg(strstr(out, "lease 1  SCHEDULED  buyer 1 seller 2") != NULL, "%s", out);
+	ck_assert_int_eq(cli("keygen %s/c.pem", srv.dir), 0);
+	ck_assert_int_eq(cli("--account=900 --key=%s register 3 carol %s/c.pem", op_key, srv.dir),
+			 0);
+	ck_assert_int_eq(cli("--account=3 --key=%s/c.pem leases", srv.dir), 0);
 	ck_assert_msg(strstr(out, "(none)") != NULL, "%s", out);
 }
 END_TEST
