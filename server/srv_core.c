@@ -1144,7 +1144,18 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_HOST);
 		return;
 	}
+	/* A new host's devices are capacity the seller may offer (a host registered again
+	 * adds nothing); SET_CAPACITY can still change it. */
+	uint32_t before = srv_leases_host_count(c->leases);
+	int64_t cap = srv_risk_capacity(c->risk, req->account, cls);
 	int rc = srv_leases_add_host(c->leases, req->account, cls, req->name, &spec);
+	if (rc == SRV_LEASE_OK && srv_leases_host_count(c->leases) > before &&
+	    (cap > INT64_MAX - SRV_HOST_DEVICES_MAX ||
+	     srv_risk_set_capacity(c->risk, req->account, cls, cap + spec.n_devices) !=
+		     SRV_RISK_OK)) {
+		srv_leases_remove_last_host(c->leases);
+		rc = SRV_LEASE_FULL;
+	}
 	if (rc != SRV_LEASE_OK) {
 		reject(out, req,
 		       rc == SRV_LEASE_FULL ? GRIDEX__V1__REJECT_REASON__REGISTRY_FULL

@@ -188,6 +188,12 @@ int srv_leases_add_host(struct srv_leases *l, uint32_t seller, uint32_t cls, con
 	return SRV_LEASE_OK;
 }
 
+void srv_leases_remove_last_host(struct srv_leases *l)
+{
+	if (l->n_hosts > 0)
+		memset(&l->hosts[--l->n_hosts], 0, sizeof(*l->hosts));
+}
+
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host)
 {
 	return host < l->n_hosts ? &l->hosts[host] : NULL;

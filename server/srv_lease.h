@@ -131,6 +131,8 @@ const struct srv_lease_out *srv_leases_out(const struct srv_leases *l);
 __attribute__((warn_unused_result)) int srv_leases_add_host(struct srv_leases *l, uint32_t seller,
 							    uint32_t cls, const char *name,
 							    const struct srv_host_spec *spec);
+/* Takes back the host just added (the caller could not record its capacity). */
+void srv_leases_remove_last_host(struct srv_leases *l);
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host);
 uint32_t srv_leases_host_count(const struct srv_leases *l);
 

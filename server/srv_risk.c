@@ -237,6 +237,12 @@ int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_i
 	return SRV_RISK_OK;
 }
 
+int64_t srv_risk_capacity(const struct srv_risk *r, uint32_t account, uint32_t class_id)
+{
+	uint32_t i = table_get(&r->capacities, pair(account, class_id));
+	return i == NONE ? 0 : r->cap[i];
+}
+
 int srv_risk_account(const struct srv_risk *r, uint32_t account, struct srv_risk_account *out)
 {
 	const struct racct *a = acct_of(r, account);

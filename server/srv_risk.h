@@ -75,6 +75,9 @@ SRV_RISK_MUST_USE int srv_risk_add_cash(struct srv_risk *r, uint32_t account, in
 SRV_RISK_MUST_USE int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_id,
 					    int64_t gpus);
 
+/* GPUs of a class the account may sell per delivery period (0 when none was set). */
+int64_t srv_risk_capacity(const struct srv_risk *r, uint32_t account, uint32_t class_id);
+
 /* The account's state. Errors: UNKNOWN_ACCOUNT. */
 SRV_RISK_MUST_USE int srv_risk_account(const struct srv_risk *r, uint32_t account,
 				       struct srv_risk_account *out);

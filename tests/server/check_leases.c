@@ -266,8 +266,16 @@ static void wait_settled(int64_t transfers)
 
 START_TEST(fill_to_workload_on_the_leased_gpu_and_paid)
 {
+	/* a host's devices are what its seller may offer */
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "A100-40G", 0, NULL, NULL),
+			 0);
 	const char *const devs[] = {"GPU-aaaa", "GPU-bbbb"};
 	ck_assert_int_eq(register_host("host-a", devs, 2), 0);
+	ck_assert_int_eq(register_host("host-a", devs, 2), 0); /* again: nothing more */
+	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, 9, product,
+							       GRIDEX__V1__SIDE__SELL, PRICE, 3)),
+			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
 	/* the buyer must say what runs before it bids */
 	ck_assert_int_eq(tclient_answer(&buyer, tclient_order(&buyer, 1, product,
 							      GRIDEX__V1__SIDE__BUY, PRICE, 1)),
