@@ -43,6 +43,15 @@ static struct srv_core *make_core(void)
 	cfg.orders_burst = 100;
 	cfg.fills_recent_max = 64;
 	cfg.query_rows_max = 32;
+	/* Leases on, with windows of 2 s that begin 5 s after the start (products are
+	 * 2 hours ahead): fills become leases that start, fail and are refunded. */
+	cfg.leases = true;
+	cfg.lease.hosts_max = 8;
+	cfg.lease.leases_max = 64;
+	cfg.lease.leases_kept = 64;
+	cfg.lease.start_deadline_ms = 500;
+	cfg.lease.period_ms = 2000;
+	cfg.lease.shift_ms = -2 * 3600000 + 5000;
 	struct srv_core *c;
 	if (srv_core_create(&cfg, &c) != SRV_CORE_OK)
 		abort();
@@ -88,8 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			if (out.n_reports == 0 || out.n_reports > out.reports_cap ||
 			    out.n_fills > out.fills_cap || out.n_md > out.md_cap ||
-			    out.n_rows > out.rows_cap)
+			    out.n_rows > out.rows_cap || out.n_lease_rows > out.rows_cap)
 				abort();
+			/* Every settlement delivers a share of its fill, no more. */
+			for (size_t i = 0; out.leases && i < out.leases->n_settles; i++) {
+				const struct srv_settlement *st = &out.leases->settles[i];
+				if (st->used < 0 || st->total < 1 || st->used > st->total)
+					abort();
+			}
 			const char *why = matching_check_invariants(srv_core_engine(c));
 			if (why == NULL)
 				why = srv_risk_check_invariants(srv_core_risk(c));

@@ -41,6 +41,11 @@ requests = {
     "register": signed(type=pb.REGISTER_ACCOUNT, target_account=9, name=b"acme",
                        public_key=bytes(range(32))),
     "halt": signed(type=pb.HALT, product=H19),
+    "host": signed(type=pb.REGISTER_HOST, name=b"node-1", product=b"H100-80G",
+                   vendor=b"nvidia", devices=[b"GPU-0", b"GPU-1", b"GPU-2"]),
+    "workload": signed(type=pb.SET_WORKLOAD,
+                       workload=b'{"command": ["/bin/job", "--x"], "env": {"A": "1"}}'),
+    "leases": signed(type=pb.QUERY_LEASES),
 }
 # requests: a session of several requests, each with a two-byte length.
 session = b""
