@@ -337,7 +337,8 @@ static int reserve(struct srv_journal *j, size_t more)
 int srv_journal_append(struct srv_journal *j, const struct srv_jrec *r)
 {
 	size_t body = 0;
-	size_t code_len = strnlen(r->lease_code, sizeof(r->lease_code));
+	size_t code_len =
+		r->kind == SRV_J_LEASE ? strnlen(r->lease_code, sizeof(r->lease_code)) : 0;
 	if (r->kind == SRV_J_REQUEST)
 		body = 2u + r->body_len + SRV_SIGNATURE_BYTES;
 	else if (r->kind == SRV_J_LEASE)

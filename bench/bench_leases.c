@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The lease book's cost per fill (server/srv_lease.c, run by the core thread
+ * for every fill with leases on): with L live leases already booked, M more
+ * fills of one GPU each get their device and lease. Prints fills/s and the
+ * latency of one fill (p50, p99, max) for each L.
+ * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
+ *                     [--live=L1,L2,...]
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "srv_lease.h"
+
+#define HOUR INT64_C(3600000)
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
+{
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	cfg.hosts_max = sellers * hosts;
+	cfg.leases_max = (uint32_t)(live + fills + 16);
+	struct srv_leases *l;
+	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
+		fprintf(stderr, "bench-leases: cannot create the lease book\n");
+		exit(1);
+	}
+	for (uint32_t s = 0; s < sellers; s++)
+		for (uint32_t h = 0; h < hosts; h++) {
+			struct srv_host_spec spec = {.vendor = "nvidia", .n_devices = 16};
+			for (uint32_t d = 0; d < 16; d++)
+				snprintf(spec.devices[d], sizeof(spec.devices[d]), "GPU-%u-%u-%u",
+					 s, h, d);
+			char name[32];
+			snprintf(name, sizeof(name), "s%u-h%u", s, h);
+			if (srv_leases_add_host(l, 100 + s, 0, name, &spec) != SRV_LEASE_OK)
+				exit(1);
+		}
+	/* One GPU per fill, sellers in turn, hours filling up one after the other. */
+	long per_hour = (long)sellers * hosts * 16;
+	int64_t t0 = INT64_C(1795366800000);
+	int64_t *lat = malloc((size_t)fills * sizeof(*lat));
+	int64_t start = 0;
+	for (long i = 0; i < live + fills; i++) {
+		struct ledger_fill f = {
+			.fill_id = i + 1,
+			.buyer = 1 + (uint32_t)i, /* no extensions: one lease per fill */
+			.seller = 100 + (uint32_t)(i % sellers),
+			.buyer_is_taker = true,
+			.taker_order_id = 2 * i + 1,
+			.maker_order_id = 2 * i + 2,
+			.price = 2500000,
+			.qty = 1};
+		int64_t hour = t0 + HOUR * (1 + i / per_hour);
+		srv_leases_out_reset(l);
+		int64_t a = now_ns();
+		srv_leases_fill(l, &f, 0, hour, t0);
+		if (i >= live) {
+			lat[i - live] = now_ns() - a;
+			if (i == live)
+				start = a;
+		}
+	}
+	double secs = (double)(now_ns() - start) / 1e9;
+	qsort(lat, (size_t)fills, sizeof(*lat), cmp);
+	uint64_t counts[7];
+	srv_leases_counts(l, counts);
+	printf("live=%ld hosts=%u fills=%ld fills_per_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f "
+	       "scheduled=%llu\n",
+	       live, sellers * hosts, fills, (double)fills / secs, lat[fills / 2] / 1e3,
+	       lat[fills * 99 / 100] / 1e3, lat[fills - 1] / 1e3,
+	       (unsigned long long)counts[SRV_LEASE_SCHEDULED]);
+	free(lat);
+	srv_leases_destroy(l);
+}
+
+int main(int argc, char **argv)
+{
+	uint32_t sellers = 10, hosts = 10;
+	long fills = 20000;
+	const char *lives = "0,1000,10000,100000";
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "--sellers=", 10) == 0)
+			sellers = (uint32_t)atol(argv[i] + 10);
+		else if (strncmp(argv[i], "--hosts=", 8) == 0)
+			hosts = (uint32_t)atol(argv[i] + 8);
+		else if (strncmp(argv[i], "--fills=", 8) == 0)
+			fills = atol(argv[i] + 8);
+		else if (strncmp(argv[i], "--live=", 7) == 0)
+			lives = argv[i] + 7;
+		else {
+			fprintf(stderr, "usage: bench-leases [--sellers=N] [--hosts=N] [--fills=M] "
+					"[--live=L1,L2,...]\n");
+			return 2;
+		}
+	}
+	if (sellers < 1 || hosts < 1 || fills < 1 || sellers * hosts > 100000) {
+		fprintf(stderr, "bench-leases: sellers, hosts and fills must be at least 1\n");
+		return 2;
+	}
+	for (const char *p = lives; *p;) {
+		run(sellers, hosts, atol(p), fills);
+		p = strchr(p, ',');
+		if (p == NULL)
+			break;
+		p++;
+	}
+	return 0;
+}
