@@ -12,9 +12,18 @@
 #define NO_HOST	 UINT32_MAX
 #define NONE_DUE INT64_MAX
 
+/* A fill some lease still delivers: what its leases delivered so far. */
+struct ofill {
+	struct ledger_fill f;
+	int64_t used;	/* GPU-ms delivered */
+	uint32_t open;	/* parts not ended */
+	uint64_t lease; /* the last lease that ended a part of it */
+	size_t slot;	/* in fills[] */
+};
+
 /* One product hour of a lease: its share of one fill. */
 struct part {
-	uint64_t fill_id;
+	struct ofill *fill;
 	int64_t ws, we; /* the hour's delivery window */
 };
 
@@ -23,14 +32,14 @@ struct lease {
 	int64_t first_hour, last_hour; /* product hours (period starts) it covers */
 	struct part *parts;
 	uint32_t n_parts, cap_parts;
+	uint32_t host_slot; /* in its host's list */
+	bool gone;	    /* ended: freed when live[] is compacted */
 };
 
-/* A fill some lease still delivers: what its leases delivered so far. */
-struct ofill {
-	struct ledger_fill f;
-	int64_t used;	/* GPU-ms delivered */
-	uint32_t open;	/* parts not ended */
-	uint64_t lease; /* the last lease that ended a part of it */
+/* The live leases of one host (any order): what the hour of a fill finds taken. */
+struct host_leases {
+	struct lease **l;
+	uint32_t n, cap;
 };
 
 struct workload {
@@ -38,14 +47,23 @@ struct workload {
 	char *text;
 };
 
+/*
+ * Live leases are individually allocated; live[] holds them in creation (= id)
+ * order, ended ones marked gone until live[] is compacted (when they are
+ * many): lookups by id are binary searches and nothing moves a lease. Open fills likewise, in
+ * fills[] in fill-id order. Every scan of all live leases happens only when the
+ * clock reaches the earliest due time (next_due, a lower bound).
+ */
 struct srv_leases {
 	struct srv_lease_config cfg;
 	struct srv_host_view *hosts;
+	struct host_leases *on_host;
 	uint32_t n_hosts;
-	struct lease *live; /* in creation order */
-	uint32_t n_live;
-	struct ofill *fills;
-	size_t n_fills, cap_fills;
+	struct lease **live;
+	size_t n_live, cap_live; /* slots, gone ones included */
+	uint32_t n_active;	 /* live leases */
+	struct ofill **fills;
+	size_t n_fills, cap_fills, n_open;
 	struct srv_lease_view *ended; /* ring of the last leases_kept */
 	uint64_t n_ended;
 	struct workload *workloads;
@@ -53,7 +71,10 @@ struct srv_leases {
 	uint64_t next_id;
 	uint64_t seq; /* of the input being handled: stamped on every change */
 	int64_t next_due;
-	uint32_t *occ; /* per host: devices taken in the hour being filled */
+	uint64_t counts[7]; /* live leases by state */
+	uint32_t *occ;	    /* per host: devices taken in the hour being filled */
+	struct lease **cand;
+	size_t cap_cand;
 	/* results of the current call */
 	struct srv_lease_out out;
 	size_t cap_updates, cap_cmds, cap_settles;
@@ -83,12 +104,12 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 		return SRV_LEASE_NOMEM;
 	l->cfg = *cfg;
 	l->hosts = calloc(cfg->hosts_max, sizeof(*l->hosts));
+	l->on_host = calloc(cfg->hosts_max, sizeof(*l->on_host));
 	l->occ = calloc(cfg->hosts_max, sizeof(*l->occ));
-	l->live = calloc(cfg->leases_max, sizeof(*l->live));
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
 	l->next_id = 1;
 	l->next_due = NONE_DUE;
-	if (!l->hosts || !l->occ || !l->live || !l->ended) {
+	if (!l->hosts || !l->on_host || !l->occ || !l->ended) {
 		srv_leases_destroy(l);
 		return SRV_LEASE_NOMEM;
 	}
@@ -100,13 +121,21 @@ void srv_leases_destroy(struct srv_leases *l)
 {
 	if (l == NULL)
 		return;
-	for (uint32_t i = 0; l->live && i < l->n_live; i++)
-		free(l->live[i].parts);
+	for (size_t i = 0; i < l->n_live; i++) {
+		free(l->live[i]->parts);
+		free(l->live[i]);
+	}
+	for (size_t i = 0; i < l->n_fills; i++)
+		free(l->fills[i]);
+	for (uint32_t h = 0; l->on_host && h < l->cfg.hosts_max; h++)
+		free(l->on_host[h].l);
 	for (size_t i = 0; i < l->n_workloads; i++)
 		free(l->workloads[i].text);
 	free(l->workloads);
 	free(l->hosts);
+	free(l->on_host);
 	free(l->occ);
+	free(l->cand);
 	free(l->live);
 	free(l->fills);
 	free(l->ended);
@@ -210,9 +239,11 @@ static void view_of(const struct lease *x, struct srv_lease_view *v)
 {
 	*v = x->v;
 	v->n_fills = 0;
-	for (uint32_t i = 0; i < x->n_parts && v->n_fills < SRV_LEASE_VIEW_FILLS; i++)
-		if (v->n_fills == 0 || v->fill_ids[v->n_fills - 1] != x->parts[i].fill_id)
-			v->fill_ids[v->n_fills++] = x->parts[i].fill_id;
+	for (uint32_t i = 0; i < x->n_parts && v->n_fills < SRV_LEASE_VIEW_FILLS; i++) {
+		uint64_t id = (uint64_t)x->parts[i].fill->f.fill_id;
+		if (v->n_fills == 0 || v->fill_ids[v->n_fills - 1] != id)
+			v->fill_ids[v->n_fills++] = id;
+	}
 }
 
 static void update(struct srv_leases *l, const struct srv_lease_view *v)
@@ -242,23 +273,46 @@ static void fill_total(const struct srv_leases *l, const struct ofill *o, int64_
 		*used = *total;
 }
 
-static void settle(struct srv_leases *l, size_t i)
+/* Drops the holes (settled fills) of fills[], keeping the order. */
+static void compact_fills(struct srv_leases *l)
 {
-	struct ofill *o = &l->fills[i];
+	size_t k = 0;
+	for (size_t i = 0; i < l->n_fills; i++)
+		if (l->fills[i]) {
+			l->fills[k] = l->fills[i];
+			l->fills[k]->slot = k;
+			k++;
+		}
+	l->n_fills = k;
+}
+
+static struct ofill *fill_new(struct srv_leases *l, const struct ledger_fill *f)
+{
+	struct ofill *o = calloc(1, sizeof(*o));
+	if (o == NULL) {
+		fputs("gridexd: the lease book is out of memory\n", stderr);
+		abort();
+	}
+	if (l->n_fills == l->cap_fills && l->n_fills > 2 * l->n_open)
+		compact_fills(l);
+	l->fills = grow(l->fills, &l->cap_fills, l->n_fills + 1, sizeof(*l->fills));
+	*o = (struct ofill){.f = *f, .slot = l->n_fills};
+	l->fills[l->n_fills++] = o;
+	l->n_open++;
+	return o;
+}
+
+/* The fill's escrow ends: its settlement, and it leaves the table. */
+static void settle(struct srv_leases *l, struct ofill *o)
+{
 	struct srv_settlement s = {.fill = o->f, .lease_id = (int64_t)o->lease};
 	fill_total(l, o, &s.used, &s.total);
 	l->out.settles = grow(l->out.settles, &l->cap_settles, l->out.n_settles + 1,
 			      sizeof(*l->out.settles));
 	l->out.settles[l->out.n_settles++] = s;
-	l->fills[i] = l->fills[--l->n_fills];
-}
-
-static size_t fill_find(const struct srv_leases *l, uint64_t fill_id)
-{
-	for (size_t i = 0; i < l->n_fills; i++)
-		if ((uint64_t)l->fills[i].f.fill_id == fill_id)
-			return i;
-	return SIZE_MAX;
+	l->fills[o->slot] = NULL;
+	l->n_open--;
+	free(o);
 }
 
 /* ---------- lifecycle ---------- */
@@ -279,132 +333,188 @@ static int64_t due_of(const struct srv_leases *l, const struct lease *x)
 	}
 }
 
-static void keep_ended(struct srv_leases *l, const struct lease *x)
+static void due_at_most(struct srv_leases *l, const struct lease *x)
 {
-	view_of(x, &l->ended[l->n_ended % l->cfg.leases_kept]);
+	int64_t d = due_of(l, x);
+	if (d < l->next_due)
+		l->next_due = d;
+}
+
+static void set_state(struct srv_leases *l, struct lease *x, uint8_t state)
+{
+	l->counts[x->v.state]--;
+	x->v.state = state;
+	l->counts[state]++;
+}
+
+/* The ring of ended leases that queries show. */
+static void keep_ended(struct srv_leases *l, const struct srv_lease_view *v)
+{
+	l->ended[l->n_ended % l->cfg.leases_kept] = *v;
 	l->n_ended++;
 }
 
+static void host_add(struct srv_leases *l, struct lease *x)
+{
+	struct host_leases *h = &l->on_host[x->v.host];
+	size_t cap = h->cap;
+	h->l = grow(h->l, &cap, (size_t)h->n + 1, sizeof(*h->l));
+	h->cap = (uint32_t)cap;
+	x->host_slot = h->n;
+	h->l[h->n++] = x;
+}
+
+static void host_del(struct srv_leases *l, struct lease *x)
+{
+	struct host_leases *h = &l->on_host[x->v.host];
+	h->l[x->host_slot] = h->l[--h->n];
+	h->l[x->host_slot]->host_slot = x->host_slot;
+}
+
+/* The index of live lease id, or SIZE_MAX (live[] is in id order). */
+static size_t live_find(const struct srv_leases *l, uint64_t id)
+{
+	size_t lo = 0, hi = l->n_live;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t at = l->live[mid]->v.id;
+		if (at == id)
+			return l->live[mid]->gone ? SIZE_MAX : mid;
+		if (at < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return SIZE_MAX;
+}
+
 /*
- * Ends lease i at now_ms in state `state`: each of its hours is delivered for
- * the time it ran within that hour's window, its fills settle once none of
+ * Ends live lease i at now_ms in state `state`: each of its hours is delivered
+ * for the time it ran within that hour's window, its fills settle once none of
  * their parts is open, the hook is told to stop (unless it never started), and
  * the lease leaves the live table.
  */
-static void end_lease(struct srv_leases *l, uint32_t i, uint8_t state, const char *reason,
+static void end_lease(struct srv_leases *l, size_t i, uint8_t state, const char *reason,
 		      int64_t now_ms)
 {
-	struct lease *x = &l->live[i];
+	struct lease *x = l->live[i];
 	bool started = x->v.state != SRV_LEASE_SCHEDULED;
-	int64_t r0 = x->v.running_ms, r1 = now_ms;
-	int64_t ndev = x->v.quantity;
-	for (uint32_t p = 0; p < x->n_parts; p++) {
-		const struct part *pt = &x->parts[p];
-		int64_t from = r0 > pt->ws ? r0 : pt->ws, to = r1 < pt->we ? r1 : pt->we;
-		size_t f = fill_find(l, pt->fill_id);
-		if (f == SIZE_MAX)
-			continue; /* cannot happen: a part's fill stays until its last part ends */
-		if (x->v.running_ms != 0 && to > from)
-			l->fills[f].used += (to - from) * ndev;
-		l->fills[f].lease = x->v.id;
-		if (--l->fills[f].open == 0)
-			settle(l, f);
-	}
+	l->counts[x->v.state]--; /* counts hold live leases only */
 	x->v.state = state;
 	snprintf(x->v.reason, sizeof(x->v.reason), "%s", reason);
 	x->v.ended_ms = now_ms;
 	x->v.seq = l->seq;
 	struct srv_lease_view v;
-	view_of(x, &v);
+	view_of(x, &v); /* before its fills may settle and go */
+	int64_t r0 = x->v.running_ms, r1 = now_ms;
+	int64_t ndev = x->v.quantity;
+	for (uint32_t p = 0; p < x->n_parts; p++) {
+		const struct part *pt = &x->parts[p];
+		struct ofill *o = pt->fill;
+		int64_t from = r0 > pt->ws ? r0 : pt->ws, to = r1 < pt->we ? r1 : pt->we;
+		if (r0 != 0 && to > from)
+			o->used += (to - from) * ndev;
+		o->lease = x->v.id;
+		if (--o->open == 0)
+			settle(l, o);
+	}
 	update(l, &v);
 	if (started)
 		command(l, SRV_HCMD_STOP, &v);
-	keep_ended(l, x);
+	keep_ended(l, &v);
+	host_del(l, x);
 	free(x->parts);
-	/* Keep creation order: the live table is walked in it. */
-	memmove(&l->live[i], &l->live[i + 1], (l->n_live - i - 1) * sizeof(*l->live));
-	l->n_live--;
+	x->parts = NULL;
+	x->n_parts = x->cap_parts = 0;
+	x->gone = true;
+	l->n_active--;
 }
 
-static void recompute_due(struct srv_leases *l)
+static bool lease_gone(void *item)
 {
-	l->next_due = NONE_DUE;
-	for (uint32_t i = 0; i < l->n_live; i++) {
-		int64_t d = due_of(l, &l->live[i]);
-		if (d < l->next_due)
-			l->next_due = d;
-	}
+	struct lease *x = item;
+	if (!x->gone)
+		return false;
+	free(x);
+	return true;
+}
+
+/* Frees the gone leases once they are half of live[] (amortized: each is moved once). */
+static void compact_live(struct srv_leases *l)
+{
+	if (l->n_live <= 64 || l->n_live <= 2 * (size_t)l->n_active)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < l->n_live; i++)
+		if (!lease_gone(l->live[i]))
+			l->live[k++] = l->live[i];
+	l->n_live = k;
 }
 
 void srv_leases_tick(struct srv_leases *l, int64_t now_ms)
 {
 	if (now_ms < l->next_due)
 		return;
-	for (uint32_t i = 0; i < l->n_live;) {
-		struct lease *x = &l->live[i];
-		if (now_ms < due_of(l, x)) {
-			i++;
+	l->next_due = NONE_DUE;
+	for (size_t i = 0; i < l->n_live; i++) {
+		struct lease *x = l->live[i];
+		if (x->gone)
 			continue;
+		if (now_ms >= due_of(l, x)) {
+			struct srv_lease_view v;
+			switch (x->v.state) {
+			case SRV_LEASE_SCHEDULED:
+				set_state(l, x, SRV_LEASE_STARTING);
+				x->v.seq = l->seq;
+				view_of(x, &v);
+				update(l, &v);
+				command(l, SRV_HCMD_START, &v);
+				break; /* its deadline is checked on a later tick */
+			case SRV_LEASE_STARTING:
+				end_lease(l, i, SRV_LEASE_FAILED, "not_running_in_time", now_ms);
+				continue;
+			case SRV_LEASE_RUNNING:
+				end_lease(l, i, SRV_LEASE_COMPLETED, "", x->v.end_ms);
+				continue;
+			default:
+				break;
+			}
 		}
-		struct srv_lease_view v;
-		switch (x->v.state) {
-		case SRV_LEASE_SCHEDULED:
-			x->v.state = SRV_LEASE_STARTING;
-			x->v.seq = l->seq;
-			view_of(x, &v);
-			update(l, &v);
-			command(l, SRV_HCMD_START, &v);
-			i++;
-			continue; /* its deadline is checked on a later tick */
-		case SRV_LEASE_STARTING:
-			end_lease(l, i, SRV_LEASE_FAILED, "not_running_in_time", now_ms);
-			continue;
-		case SRV_LEASE_RUNNING:
-			end_lease(l, i, SRV_LEASE_COMPLETED, "", x->v.end_ms);
-			continue;
-		default:
-			i++;
-		}
+		due_at_most(l, x);
 	}
-	recompute_due(l);
-}
-
-static uint32_t live_find(const struct srv_leases *l, uint64_t id)
-{
-	for (uint32_t i = 0; i < l->n_live; i++)
-		if (l->live[i].v.id == id)
-			return i;
-	return UINT32_MAX;
+	compact_live(l);
 }
 
 void srv_leases_event(struct srv_leases *l, uint64_t id, uint8_t kind, const char *code,
 		      int64_t now_ms)
 {
-	uint32_t i = live_find(l, id);
-	if (i == UINT32_MAX)
+	size_t i = live_find(l, id);
+	if (i == SIZE_MAX)
 		return;
-	struct lease *x = &l->live[i];
+	struct lease *x = l->live[i];
 	if (kind == SRV_LEV_STARTED && x->v.state == SRV_LEASE_STARTING) {
-		x->v.state = SRV_LEASE_RUNNING;
+		set_state(l, x, SRV_LEASE_RUNNING);
 		x->v.running_ms = now_ms;
 		x->v.seq = l->seq;
 		struct srv_lease_view v;
 		view_of(x, &v);
 		update(l, &v);
+		due_at_most(l, x);
 	} else if (kind == SRV_LEV_FAILED && x->v.state == SRV_LEASE_STARTING) {
 		end_lease(l, i, SRV_LEASE_FAILED, code[0] ? code : "start_failed", now_ms);
 	} else if (kind == SRV_LEV_STOPPED && x->v.state == SRV_LEASE_RUNNING &&
 		   now_ms < x->v.end_ms) {
 		end_lease(l, i, SRV_LEASE_FAILED, code[0] ? code : "stopped_early", now_ms);
 	}
-	recompute_due(l);
+	compact_live(l);
 }
 
 void srv_leases_resume(struct srv_leases *l)
 {
-	for (uint32_t i = 0; i < l->n_live; i++) {
-		const struct lease *x = &l->live[i];
-		if (x->v.state == SRV_LEASE_STARTING || x->v.state == SRV_LEASE_RUNNING) {
+	for (size_t i = 0; i < l->n_live; i++) {
+		const struct lease *x = l->live[i];
+		if (!x->gone &&
+		    (x->v.state == SRV_LEASE_STARTING || x->v.state == SRV_LEASE_RUNNING)) {
 			struct srv_lease_view v;
 			view_of(x, &v);
 			command(l, SRV_HCMD_START, &v);
@@ -414,12 +524,13 @@ void srv_leases_resume(struct srv_leases *l)
 
 /* ---------- fills ---------- */
 
-static void add_part(struct lease *x, uint64_t fill_id, int64_t ws, int64_t we)
+static void add_part(struct lease *x, struct ofill *o, int64_t ws, int64_t we)
 {
 	size_t cap = x->cap_parts;
 	x->parts = grow(x->parts, &cap, (size_t)x->n_parts + 1, sizeof(*x->parts));
 	x->cap_parts = (uint32_t)cap;
-	x->parts[x->n_parts++] = (struct part){.fill_id = fill_id, .ws = ws, .we = we};
+	x->parts[x->n_parts++] = (struct part){.fill = o, .ws = ws, .we = we};
+	o->open++;
 }
 
 static uint32_t lowest_free(uint32_t n_devices, uint32_t taken, uint32_t want, uint32_t *mask)
@@ -451,43 +562,71 @@ static struct srv_lease_view new_view(struct srv_leases *l, const struct ledger_
 				       .seq = l->seq};
 }
 
+static int by_id(const void *pa, const void *pb)
+{
+	uint64_t a = (*(struct lease *const *)pa)->v.id, b = (*(struct lease *const *)pb)->v.id;
+	return a < b ? -1 : a > b;
+}
+
+static struct lease *lease_new(struct srv_leases *l)
+{
+	struct lease *x = calloc(1, sizeof(*x));
+	if (x == NULL) {
+		fputs("gridexd: the lease book is out of memory\n", stderr);
+		abort();
+	}
+	if (l->n_live == l->cap_live)
+		compact_live(l);
+	l->live = grow(l->live, &l->cap_live, l->n_live + 1, sizeof(*l->live));
+	l->live[l->n_live++] = x;
+	l->n_active++;
+	return x;
+}
+
 void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t cls,
 		     int64_t hour_ms, int64_t now_ms)
 {
 	int64_t ws = hour_ms + l->cfg.shift_ms, we = ws + l->cfg.period_ms;
-	l->fills = grow(l->fills, &l->cap_fills, l->n_fills + 1, sizeof(*l->fills));
-	size_t fi = l->n_fills++;
-	l->fills[fi] = (struct ofill){.f = *f};
+	struct ofill *o = fill_new(l, f);
 	int64_t left = f->qty;
-	/* Devices of the seller's hosts of this class taken in this hour. */
-	for (uint32_t h = 0; h < l->n_hosts; h++)
+	/* The seller's hosts of this class: the devices their live leases hold in this
+	 * hour, and the buyer's scheduled leases of the hour before (to extend). */
+	size_t n_cand = 0;
+	for (uint32_t h = 0; h < l->n_hosts; h++) {
 		l->occ[h] = 0;
-	for (uint32_t i = 0; i < l->n_live; i++) {
-		const struct lease *x = &l->live[i];
-		if (x->v.seller == f->seller && x->v.cls == cls && x->first_hour <= hour_ms &&
-		    hour_ms <= x->last_hour)
-			l->occ[x->v.host] |= x->v.devmask;
+		if (l->hosts[h].seller != f->seller || l->hosts[h].cls != cls)
+			continue;
+		const struct host_leases *hl = &l->on_host[h];
+		for (uint32_t k = 0; k < hl->n; k++) {
+			struct lease *x = hl->l[k];
+			if (x->first_hour <= hour_ms && hour_ms <= x->last_hour)
+				l->occ[h] |= x->v.devmask;
+			else if (x->v.buyer == f->buyer && x->v.state == SRV_LEASE_SCHEDULED &&
+				 x->last_hour == hour_ms - HOUR_MS) {
+				l->cand = grow(l->cand, &l->cap_cand, n_cand + 1, sizeof(*l->cand));
+				l->cand[n_cand++] = x;
+			}
+		}
 	}
-	/* The buyer's scheduled leases of the hour before, on devices still free: longer. */
-	for (uint32_t i = 0; i < l->n_live && left > 0; i++) {
-		struct lease *x = &l->live[i];
-		if (x->v.buyer != f->buyer || x->v.seller != f->seller || x->v.cls != cls ||
-		    x->v.state != SRV_LEASE_SCHEDULED || x->last_hour != hour_ms - HOUR_MS ||
-		    x->v.quantity > left || (l->occ[x->v.host] & x->v.devmask) != 0)
+	/* Oldest first: the same choice whatever order the hosts' lists are in. */
+	if (n_cand > 1)
+		qsort(l->cand, n_cand, sizeof(*l->cand), by_id);
+	for (size_t c = 0; c < n_cand && left > 0; c++) {
+		struct lease *x = l->cand[c];
+		if (x->v.quantity > left || (l->occ[x->v.host] & x->v.devmask) != 0)
 			continue;
 		l->occ[x->v.host] |= x->v.devmask;
 		x->last_hour = hour_ms;
 		x->v.end_ms = we;
 		x->v.seq = l->seq;
-		add_part(x, (uint64_t)f->fill_id, ws, we);
-		l->fills[fi].open++;
+		add_part(x, o, ws, we);
 		left -= x->v.quantity;
 		struct srv_lease_view v;
 		view_of(x, &v);
 		update(l, &v);
 	}
 	/* New leases, one per host with free devices. */
-	for (uint32_t h = 0; h < l->n_hosts && left > 0 && l->n_live < l->cfg.leases_max; h++) {
+	for (uint32_t h = 0; h < l->n_hosts && left > 0 && l->n_active < l->cfg.leases_max; h++) {
 		const struct srv_host_view *host = &l->hosts[h];
 		if (host->seller != f->seller || host->cls != cls)
 			continue;
@@ -497,17 +636,19 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		if (got == 0)
 			continue;
 		l->occ[h] |= mask;
-		struct lease *x = &l->live[l->n_live++];
-		*x = (struct lease){.first_hour = hour_ms, .last_hour = hour_ms};
+		struct lease *x = lease_new(l);
+		x->first_hour = x->last_hour = hour_ms;
 		x->v = new_view(l, f, cls, got, ws, we, SRV_LEASE_SCHEDULED);
 		x->v.host = h;
 		x->v.devmask = mask;
-		add_part(x, (uint64_t)f->fill_id, ws, we);
-		l->fills[fi].open++;
+		l->counts[SRV_LEASE_SCHEDULED]++;
+		host_add(l, x);
+		add_part(x, o, ws, we);
 		left -= got;
 		struct srv_lease_view v;
 		view_of(x, &v);
 		update(l, &v);
+		due_at_most(l, x);
 	}
 	if (left > 0) {
 		/* No devices for these GPUs: a lease that ends before it begins. */
@@ -516,16 +657,14 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		v.n_fills = 1;
 		v.fill_ids[0] = (uint64_t)f->fill_id;
 		snprintf(v.reason, sizeof(v.reason), "%s",
-			 l->n_live == l->cfg.leases_max ? "lease_table_full"
-							: "not_enough_devices");
+			 l->n_active == l->cfg.leases_max ? "lease_table_full"
+							  : "not_enough_devices");
 		update(l, &v);
-		l->ended[l->n_ended % l->cfg.leases_kept] = v;
-		l->n_ended++;
-		l->fills[fi].lease = v.id;
+		keep_ended(l, &v);
+		o->lease = v.id;
 	}
-	if (l->fills[fi].open == 0)
-		settle(l, fi);
-	recompute_due(l);
+	if (o->open == 0)
+		settle(l, o);
 	/* A window that began already (a late fill) starts at once. */
 	srv_leases_tick(l, now_ms);
 }
@@ -536,9 +675,9 @@ size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_le
 		     size_t max)
 {
 	size_t n = 0;
-	for (uint32_t i = l->n_live; i-- > 0 && n < max;) {
-		const struct lease *x = &l->live[i];
-		if (account == 0 || x->v.buyer == account || x->v.seller == account)
+	for (size_t i = l->n_live; i-- > 0 && n < max;) {
+		const struct lease *x = l->live[i];
+		if (!x->gone && (account == 0 || x->v.buyer == account || x->v.seller == account))
 			view_of(x, &out[n++]);
 	}
 	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
@@ -553,9 +692,7 @@ size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_le
 
 void srv_leases_counts(const struct srv_leases *l, uint64_t counts[7])
 {
-	memset(counts, 0, 7 * sizeof(*counts));
-	for (uint32_t i = 0; i < l->n_live; i++)
-		counts[l->live[i].v.state]++;
+	memcpy(counts, l->counts, sizeof(l->counts));
 }
 
 const char *srv_lease_state_name(uint8_t state)
@@ -698,9 +835,11 @@ void srv_leases_save(const struct srv_leases *l, struct srv_snap_w *w)
 		srv_snap_u32(w, l->workloads[i].account);
 		put_str(w, l->workloads[i].text);
 	}
-	srv_snap_u32(w, (uint32_t)l->n_fills);
+	srv_snap_u32(w, (uint32_t)l->n_open);
 	for (size_t i = 0; i < l->n_fills; i++) {
-		const struct ofill *o = &l->fills[i];
+		const struct ofill *o = l->fills[i];
+		if (o == NULL)
+			continue;
 		srv_snap_i64(w, o->f.fill_id);
 		srv_snap_u32(w, o->f.buyer);
 		srv_snap_u32(w, o->f.seller);
@@ -713,9 +852,11 @@ void srv_leases_save(const struct srv_leases *l, struct srv_snap_w *w)
 		srv_snap_u32(w, o->open);
 		srv_snap_u64(w, o->lease);
 	}
-	srv_snap_u32(w, l->n_live);
-	for (uint32_t i = 0; i < l->n_live; i++) {
-		const struct lease *x = &l->live[i];
+	srv_snap_u32(w, l->n_active);
+	for (size_t i = 0; i < l->n_live; i++) {
+		const struct lease *x = l->live[i];
+		if (x->gone)
+			continue;
 		struct srv_lease_view v = x->v;
 		v.n_fills = 0;
 		save_view(w, &v);
@@ -723,7 +864,7 @@ void srv_leases_save(const struct srv_leases *l, struct srv_snap_w *w)
 		srv_snap_i64(w, x->last_hour);
 		srv_snap_u32(w, x->n_parts);
 		for (uint32_t p = 0; p < x->n_parts; p++) {
-			srv_snap_u64(w, x->parts[p].fill_id);
+			srv_snap_u64(w, (uint64_t)x->parts[p].fill->f.fill_id);
 			srv_snap_i64(w, x->parts[p].ws);
 			srv_snap_i64(w, x->parts[p].we);
 		}
@@ -735,6 +876,23 @@ void srv_leases_save(const struct srv_leases *l, struct srv_snap_w *w)
 }
 
 #define PARTS_MAX (24u * 366u) /* a year of hours in one lease */
+
+/* An open fill by id, while loading (fills[] has no holes then, in id order). */
+static struct ofill *fill_by_id(const struct srv_leases *l, uint64_t id)
+{
+	size_t lo = 0, hi = l->n_fills;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t at = (uint64_t)l->fills[mid]->f.fill_id;
+		if (at == id)
+			return l->fills[mid];
+		if (at < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
 
 int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 {
@@ -783,51 +941,59 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 		o.used = srv_snap_get_i64(in);
 		o.open = srv_snap_get_u32(in);
 		o.lease = srv_snap_get_u64(in);
+		/* In fill-id order (that is how they were made), which the parts' lookups use. */
 		if (o.f.fill_id < 1 || o.f.price < 1 || o.f.qty < 1 || o.used < 0 || o.open == 0 ||
-		    fill_find(l, (uint64_t)o.f.fill_id) != SIZE_MAX) {
-			srv_snap_fail(in, "an open fill in the snapshot is invalid or repeated");
+		    (l->n_fills > 0 && o.f.fill_id <= l->fills[l->n_fills - 1]->f.fill_id)) {
+			srv_snap_fail(in,
+				      "an open fill in the snapshot is invalid or out of order");
 			break;
 		}
-		l->fills = grow(l->fills, &l->cap_fills, l->n_fills + 1, sizeof(*l->fills));
-		l->fills[l->n_fills++] = o;
+		uint32_t open = o.open;
+		struct ofill *x = fill_new(l, &o.f);
+		x->used = o.used;
+		x->lease = o.lease;
+		x->open = open; /* counted down by the parts below, which must use it up */
 	}
 	n = srv_snap_get_count(in, 100, l->cfg.leases_max);
 	for (uint32_t i = 0; i < n && !in->error; i++) {
-		struct lease *x = &l->live[l->n_live];
-		*x = (struct lease){0};
-		load_view(in, l, &x->v);
-		x->first_hour = srv_snap_get_i64(in);
-		x->last_hour = srv_snap_get_i64(in);
+		struct srv_lease_view v;
+		load_view(in, l, &v);
+		int64_t first = srv_snap_get_i64(in), last = srv_snap_get_i64(in);
 		uint32_t np = srv_snap_get_count(in, 24, PARTS_MAX);
 		if (in->error)
 			break;
-		l->n_live++; /* owns its parts from here, for destroy */
-		if (x->v.state > SRV_LEASE_RUNNING || np == 0 || x->v.n_fills != 0 ||
-		    x->first_hour > x->last_hour || (i > 0 && x->v.id <= l->live[i - 1].v.id)) {
+		if (v.state > SRV_LEASE_RUNNING || np == 0 || v.n_fills != 0 || first > last ||
+		    (l->n_live > 0 && v.id <= l->live[l->n_live - 1]->v.id)) {
 			srv_snap_fail(in, "a live lease in the snapshot is invalid");
 			break;
 		}
+		struct lease *x = lease_new(l); /* owned by the book from here, for destroy */
+		x->v = v;
+		x->first_hour = first;
+		x->last_hour = last;
+		l->counts[v.state]++;
+		host_add(l, x);
 		for (uint32_t p = 0; p < np && !in->error; p++) {
 			uint64_t fid = srv_snap_get_u64(in);
 			int64_t ws = srv_snap_get_i64(in), we = srv_snap_get_i64(in);
-			size_t f = fill_find(l, fid);
-			if (in->error || f == SIZE_MAX || we <= ws || l->fills[f].open == 0) {
+			struct ofill *o = fill_by_id(l, fid);
+			if (in->error || o == NULL || we <= ws || o->open == 0) {
 				srv_snap_fail(in,
 					      "a lease part in the snapshot names no open fill");
 				break;
 			}
-			l->fills[f].open--; /* counted down here, checked to reach 0 below */
-			add_part(x, fid, ws, we);
+			o->open--;		/* the saved count, used up by its parts */
+			add_part(x, o, ws, we); /* counts it up again */
+			o->open--;
 		}
 	}
-	for (size_t i = 0; i < l->n_fills && !in->error; i++) {
-		if (l->fills[i].open != 0)
+	for (size_t i = 0; i < l->n_fills && !in->error; i++)
+		if (l->fills[i]->open != 0)
 			srv_snap_fail(in, "an open fill in the snapshot has parts missing");
-	}
-	/* Each fill's open count was used up above: count the parts again. */
-	for (uint32_t i = 0; i < l->n_live && !in->error; i++)
-		for (uint32_t p = 0; p < l->live[i].n_parts; p++)
-			l->fills[fill_find(l, l->live[i].parts[p].fill_id)].open++;
+	/* Both counts were taken down to zero: count the parts again. */
+	for (size_t i = 0; i < l->n_live && !in->error; i++)
+		for (uint32_t p = 0; p < l->live[i]->n_parts; p++)
+			l->live[i]->parts[p].fill->open++;
 	l->n_ended = srv_snap_get_u64(in);
 	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
 	if (!in->error && kept > (in->len - in->off) / 60)
@@ -840,6 +1006,8 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 	}
 	if (in->error)
 		return -1;
-	recompute_due(l);
+	l->next_due = NONE_DUE;
+	for (size_t i = 0; i < l->n_live; i++)
+		due_at_most(l, l->live[i]);
 	return 0;
 }
