@@ -430,24 +430,18 @@ static void end_lease(struct srv_leases *l, size_t i, uint8_t state, const char 
 	l->n_active--;
 }
 
-static bool lease_gone(void *item)
-{
-	struct lease *x = item;
-	if (!x->gone)
-		return false;
-	free(x);
-	return true;
-}
-
 /* Frees the gone leases once they are half of live[] (amortized: each is moved once). */
 static void compact_live(struct srv_leases *l)
 {
 	if (l->n_live <= 64 || l->n_live <= 2 * (size_t)l->n_active)
 		return;
 	size_t k = 0;
-	for (size_t i = 0; i < l->n_live; i++)
-		if (!lease_gone(l->live[i]))
+	for (size_t i = 0; i < l->n_live; i++) {
+		if (l->live[i]->gone)
+			free(l->live[i]);
+		else
 			l->live[k++] = l->live[i];
+	}
 	l->n_live = k;
 }
 
