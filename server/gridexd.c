@@ -171,7 +171,8 @@ static void addr_text(evutil_socket_t fd, char *out, size_t len)
 	snprintf(out, len, "%s:%d", host, port);
 }
 
-static int write_ready(const struct srv *s, const char *listen, const char *metrics)
+static int write_ready(const struct srv *s, const char *listen, const char *metrics,
+		       const char *http)
 {
 	if (s->cfg.ready_file[0] == '\0')
 		return 0;
@@ -180,7 +181,7 @@ static int write_ready(const struct srv *s, const char *listen, const char *metr
 	FILE *f = fopen(tmp, "w");
 	if (f == NULL)
 		return -1;
-	fprintf(f, "listen=%s\nmetrics=%s\n", listen, metrics);
+	fprintf(f, "listen=%s\nmetrics=%s\nhttp=%s\n", listen, metrics, http);
 	if (fclose(f) != 0 || rename(tmp, s->cfg.ready_file) != 0)
 		return -1;
 	return 0;
@@ -400,19 +401,21 @@ int main(int argc, char **argv)
 		goto out;
 	if (srv_io_init(&s) != 0)
 		goto out;
-	char listen[160], metrics[SRV_CONFIG_TEXT_MAX] = "off";
+	char listen[160], metrics[SRV_CONFIG_TEXT_MAX] = "off", http[SRV_CONFIG_TEXT_MAX] = "off";
 	addr_text(evconnlistener_get_fd(s.listener), listen, sizeof(listen));
 	if (s.http)
 		addr_text(s.metrics_fd, metrics, sizeof(metrics));
+	if (s.api)
+		addr_text(s.api_fd, http, sizeof(http));
 	if (srv_pipeline_start(&s) != 0) {
 		srv_log(SRV_LOG_ERROR, "cannot start threads", NULL);
 		abort(); /* threads may be running: no orderly way back */
 	}
 	srv_log(SRV_LOG_INFO, "listening",
-		"listen=%s metrics=%s sequence=%lld verifiers=%lld operator=%lld", listen, metrics,
-		(long long)s.seq_base, (long long)s.cfg.verifier_threads,
+		"listen=%s metrics=%s http=%s sequence=%lld verifiers=%lld operator=%lld", listen,
+		metrics, http, (long long)s.seq_base, (long long)s.cfg.verifier_threads,
 		(long long)s.cfg.operator_account);
-	if (write_ready(&s, listen, metrics) != 0)
+	if (write_ready(&s, listen, metrics, http) != 0)
 		srv_log(SRV_LOG_WARN, "cannot write ready_file", "path=\"%s\"", s.cfg.ready_file);
 	event_base_dispatch(s.base);
 	srv_pipeline_join(&s);

@@ -120,10 +120,14 @@ static const struct key keys[] = {
 	    "the delivery window of one product hour; shorter only for tests and demonstrations"),
 	INT(delivery_shift_ms, 0, -31622400000, 31622400000,
 	    "added to every delivery window's start; non-zero only for tests and demonstrations"),
+	TEXT(http_listen, "",
+	     "address:port of the read-only HTTP API (docs/http-api.md; plain HTTP); empty: off"),
+	INT(http_trades_kept, 100000, 1, 67108864,
+	    "trades the HTTP API keeps for trades and candles (since the server started)"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",
-	     "written once listening: the bound addresses (listen=, metrics=); for scripts"),
+	     "written once listening: the bound addresses (listen=, metrics=, http=); for scripts"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

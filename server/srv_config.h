@@ -86,6 +86,9 @@ struct srv_config {
 	int64_t lease_grace_ms;
 	int64_t delivery_period_ms;
 	int64_t delivery_shift_ms;
+	/* HTTP API */
+	char http_listen[SRV_CONFIG_TEXT_MAX];
+	int64_t http_trades_kept;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

@@ -1388,6 +1388,16 @@ int srv_core_handle(struct srv_core *c, const struct srv_request *req, int64_t n
 	return SRV_CORE_OK;
 }
 
+bool srv_core_halted(const struct srv_core *c, uint32_t book)
+{
+	return book < matching_book_count(c->eng) && c->halted[book];
+}
+
+uint32_t srv_core_book_count(const struct srv_core *c)
+{
+	return matching_book_count(c->eng);
+}
+
 const char *srv_core_book_name(const struct srv_core *c, uint32_t book)
 {
 	if (book >= matching_book_count(c->eng))

@@ -168,6 +168,11 @@ SRV_CORE_MUST_USE int srv_core_halt(struct srv_core *c, const char *product, boo
 SRV_CORE_MUST_USE int srv_core_handle(struct srv_core *c, const struct srv_request *req,
 				      int64_t now_ms, struct srv_core_out *out);
 
+/* Whether a book is halted (false for an unknown book). */
+bool srv_core_halted(const struct srv_core *c, uint32_t book);
+/* How many books there are (book numbers 0 .. n-1). */
+uint32_t srv_core_book_count(const struct srv_core *c);
+
 /* The name of a book (for market data), or NULL. */
 const char *srv_core_book_name(const struct srv_core *c, uint32_t book);
 

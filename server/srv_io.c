@@ -785,6 +785,10 @@ static void drain_out(struct srv *s)
 				break;
 			case SRV_OUT_MD:
 				deliver_md(s, o);
+				srv_http_market(s, o);
+				break;
+			case SRV_OUT_HALT:
+				srv_http_market(s, o);
 				break;
 			case SRV_OUT_BLOB: {
 				struct srv_conn *c = conn_of(s, o->conn);
@@ -1025,7 +1029,7 @@ static SSL_CTX *tls_context(const struct srv_config *cfg)
 }
 
 /* "host:port" or "[v6 host]:port"; the port may be 0 (any free port). */
-static bool split_host_port(const char *addr, char *host, size_t host_len, uint16_t *port)
+bool srv_split_host_port(const char *addr, char *host, size_t host_len, uint16_t *port)
 {
 	const char *colon = strrchr(addr, ':');
 	if (colon == NULL || (size_t)(colon - addr) >= host_len)
@@ -1107,7 +1111,7 @@ int srv_io_init(struct srv *s)
 	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
 				 .ai_socktype = SOCK_STREAM},
 			*ai = NULL;
-	if (!split_host_port(cfg->listen, host, sizeof(host), &port) ||
+	if (!srv_split_host_port(cfg->listen, host, sizeof(host), &port) ||
 	    (snprintf(port_text, sizeof(port_text), "%u", port),
 	     getaddrinfo(host[0] ? host : NULL, port_text, &hints, &ai) != 0)) {
 		srv_log(SRV_LOG_ERROR, "bad listen address (numeric host:port)", "listen=\"%s\"",
@@ -1127,7 +1131,7 @@ int srv_io_init(struct srv *s)
 	if (cfg->metrics_listen[0] != '\0') {
 		struct evhttp_bound_socket *bound = NULL;
 		s->http = evhttp_new(s->base);
-		if (!split_host_port(cfg->metrics_listen, host, sizeof(host), &port) ||
+		if (!srv_split_host_port(cfg->metrics_listen, host, sizeof(host), &port) ||
 		    s->http == NULL ||
 		    (bound = evhttp_bind_socket_with_handle(s->http, host, port)) == NULL) {
 			srv_log(SRV_LOG_ERROR, "cannot serve metrics", "metrics_listen=\"%s\"",
@@ -1138,11 +1142,12 @@ int srv_io_init(struct srv *s)
 		evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET);
 		evhttp_set_cb(s->http, "/metrics", metrics_cb, s);
 	}
-	return 0;
+	return srv_http_init(s);
 }
 
 void srv_io_free(struct srv *s)
 {
+	srv_http_free(s);
 	if (s->conns) {
 		for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++) {
 			struct srv_conn *c = &s->conns[i];

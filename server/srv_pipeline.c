@@ -661,6 +661,16 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 	atomic_fetch_add_explicit(&s->m.fills, out->n_fills, memory_order_relaxed);
 	if (out->leases)
 		emit_leases(x, out, conn, req);
+	bool acked = false; /* the clock's expiry reports may come before the ACK */
+	for (size_t i = 0; i < out->n_reports; i++)
+		acked |= out->reports[i].kind == SRV_REPORT_ACK;
+	if (acked && s->cfg.http_listen[0] != '\0' &&
+	    (type == GRIDEX__V1__REQUEST_TYPE__HALT || type == GRIDEX__V1__REQUEST_TYPE__RESUME)) {
+		struct srv_out *o = stage_out(x);
+		o->kind = SRV_OUT_HALT;
+		o->halted = type == GRIDEX__V1__REQUEST_TYPE__HALT;
+		copy_name(o->product, req->product);
+	}
 }
 
 /* Snapshots of every existing book of a topic, encoded back to back. */

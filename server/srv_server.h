@@ -71,12 +71,14 @@ enum srv_out_kind {
 	SRV_OUT_MD,	    /* md: to the product's and its class's subscribers */
 	SRV_OUT_BLOB,	    /* encoded frames to conn (query results) */
 	SRV_OUT_SUBSCRIBED, /* encoded snapshots to conn, then it joins topic */
-	SRV_OUT_ACCT_BLOB   /* encoded frames to every session of u.report.account */
+	SRV_OUT_ACCT_BLOB,  /* encoded frames to every session of u.report.account */
+	SRV_OUT_HALT,	    /* product halted (halted) or resumed: the HTTP API's copy */
 };
 
 struct srv_out {
 	uint8_t kind;
 	bool trades;
+	bool halted;	       /* HALT */
 	uint32_t request_type; /* REPLY: for metrics */
 	uint64_t conn;
 	uint64_t sequence; /* REPLY, EXEC: the request's sequence number */
@@ -201,6 +203,9 @@ struct srv {
 	size_t n_resent;
 	struct ledger *lock;	    /* holds the ledger's writer lock while gridexd runs */
 	struct srv_provision *prov; /* the hook dispatcher; NULL with leases off */
+	struct srv_market *market;  /* the HTTP API's copy of the market (I/O thread) */
+	struct evhttp *api;	    /* the HTTP API; NULL when http_listen is empty */
+	evutil_socket_t api_fd;
 	/* I/O */
 	struct event_base *base;
 	struct event *notify, *sig_term, *sig_int, *sig_hup, *drain_timer;
@@ -275,6 +280,16 @@ void srv_provision_submit(struct srv *s, const struct srv_hookjob *jobs, size_t 
 size_t srv_provision_events(struct srv *s, struct srv_lease_event *out, size_t max);
 /* Stops the dispatcher (calls in progress finish) and frees it. */
 void srv_provision_stop(struct srv *s);
+
+/* srv_io.c: "host:port" (port 0: any) into its parts; false when it is not one. */
+bool srv_split_host_port(const char *addr, char *host, size_t host_len, uint16_t *port);
+
+/* srv_http.c: the HTTP API (I/O thread). init runs at start-up before the core thread
+ * does: it copies the recovered books from s->core. */
+__attribute__((warn_unused_result)) int srv_http_init(struct srv *s);
+void srv_http_free(struct srv *s);
+/* Market data (MD and HALT items) into the API's copy of the market. */
+void srv_http_market(struct srv *s, const struct srv_out *o);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);

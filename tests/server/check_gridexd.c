@@ -952,21 +952,9 @@ START_TEST(metrics_endpoint)
 {
 	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
 	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)srv.metrics_port)};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-	ck_assert_int_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
-	static char body[65536];
-	size_t got = 0;
-	ssize_t r;
-	while ((r = read(fd, body + got, sizeof(body) - 1 - got)) > 0)
-		got += (size_t)r;
-	body[got] = '\0';
-	close(fd);
-	ck_assert_msg(strstr(body, "200 OK") != NULL, "%s", body);
+	int status;
+	const char *body = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_msg(status == 200, "%s", body);
 	ck_assert_msg(
 		strstr(body, "gridex_requests_total{type=\"NEW_ORDER\",result=\"accepted\"} 1") !=
 			NULL,

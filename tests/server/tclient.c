@@ -36,6 +36,34 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+const char *thttp_get(int port, const char *path, int *status)
+{
+	static char buf[1 << 20];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	char req[1024];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	size_t got = 0;
+	ssize_t r;
+	while ((r = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)r;
+	buf[got] = '\0';
+	close(fd);
+	*status = 0;
+	ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", status) == 1, "no HTTP status: %s", buf);
+	return buf;
+}
+
+const char *thttp_body(const char *response)
+{
+	const char *b = strstr(response, "\r\n\r\n");
+	return b ? b + 4 : "";
+}
+
 void tserver_start(struct tserver *t, const char *const *extra)
 {
 	ck_assert_int_ge(sodium_init(), 0);
@@ -117,6 +145,8 @@ void tserver_start(struct tserver *t, const char *const *extra)
 					t->port = atoi(colon + 1);
 				if (strncmp(line, "metrics=", 8) == 0 && colon)
 					t->metrics_port = atoi(colon + 1);
+				if (strncmp(line, "http=", 5) == 0 && colon)
+					t->http_port = atoi(colon + 1);
 			}
 			fclose(f);
 			return;

@@ -18,12 +18,18 @@
 
 struct tserver {
 	pid_t pid;
-	char dir[64]; /* certificate, key, ready file, log */
-	int port, metrics_port;
+	char dir[64];			   /* certificate, key, ready file, log */
+	int port, metrics_port, http_port; /* http_port: with --http-listen */
 	uint8_t op_pk[32], op_sk[64];
 	uint32_t op_account;
 	bool op_preset; /* op_pk and op_account set by the caller (op_sk unused) */
 };
+
+/* GET path from 127.0.0.1:port over plain HTTP/1.0: the whole response (status line,
+ * headers, body) in a static buffer; *status gets the status code. */
+const char *thttp_get(int port, const char *path, int *status);
+/* The body of such a response (after the blank line). */
+const char *thttp_body(const char *response);
 
 /* Starts gridexd (path GRIDEX_TEST_GRIDEXD) on pgt's database with extra --key=value args. */
 void tserver_start(struct tserver *t, const char *const *extra);

@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "srv_market.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "matching.h"
+
+__extension__ typedef unsigned __int128 u128;
+
+struct level {
+	int64_t price, qty;
+	uint32_t orders;
+};
+
+struct side {
+	struct level *l; /* best first */
+	uint32_t n, cap;
+};
+
+struct product {
+	char name[MATCHING_PRODUCT_NAME_MAX + 1];
+	char cls[MATCHING_CLASS_NAME_MAX + 1];
+	int64_t delivery_ms, gate_ms; /* MATCHING_NO_PERIOD, MATCHING_NO_GATE when none */
+	bool halted, traded;
+	struct side bids, asks;
+	int64_t last_price, volume;
+};
+
+struct trade {
+	uint32_t product;
+	uint8_t aggressor;
+	uint64_t sequence;
+	int64_t price, qty, time_ms;
+};
+
+struct srv_market {
+	struct srv_market_config cfg;
+	struct product *p;
+	uint32_t n;
+	uint32_t *index; /* open addressing: product number + 1, 0 empty */
+	uint32_t mask;
+	struct trade *ring;
+	uint64_t n_trades; /* ever; the ring holds the last trades_kept */
+};
+
+int srv_market_create(const struct srv_market_config *cfg, struct srv_market **out)
+{
+	if (cfg->products_max < 1 || cfg->products_max > (1u << 20) || cfg->levels_max < 1 ||
+	    cfg->levels_max > 100000 || cfg->trades_kept < 1 || cfg->trades_kept > (1u << 26) ||
+	    cfg->gate_lead_ms < 0)
+		return -1;
+	struct srv_market *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return -1;
+	m->cfg = *cfg;
+	uint32_t cap = 1;
+	while (cap < 2 * cfg->products_max)
+		cap <<= 1;
+	m->mask = cap - 1;
+	m->p = calloc(cfg->products_max, sizeof(*m->p));
+	m->index = calloc(cap, sizeof(*m->index));
+	m->ring = calloc(cfg->trades_kept, sizeof(*m->ring));
+	if (!m->p || !m->index || !m->ring) {
+		srv_market_destroy(m);
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
+void srv_market_destroy(struct srv_market *m)
+{
+	if (m == NULL)
+		return;
+	for (uint32_t i = 0; m->p && i < m->n; i++) {
+		free(m->p[i].bids.l);
+		free(m->p[i].asks.l);
+	}
+	free(m->p);
+	free(m->index);
+	free(m->ring);
+	free(m);
+}
+
+static uint32_t hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+/* The product's number, or UINT32_MAX; adds it when add (and there is room). */
+static uint32_t product_of(struct srv_market *m, const char *name, bool add)
+{
+	uint32_t h = hash(name) & m->mask;
+	for (; m->index[h] != 0; h = (h + 1) & m->mask)
+		if (strcmp(m->p[m->index[h] - 1].name, name) == 0)
+			return m->index[h] - 1;
+	struct matching_product mp;
+	if (!add || m->n == m->cfg.products_max ||
+	    matching_product_parse(name, strlen(name), m->cfg.gate_lead_ms, &mp) != MATCHING_OK)
+		return UINT32_MAX;
+	struct product *p = &m->p[m->n];
+	memset(p, 0, sizeof(*p));
+	memcpy(p->name, mp.name, sizeof(p->name));
+	memcpy(p->cls, mp.class_name, sizeof(p->cls));
+	p->delivery_ms = mp.period_start_ms;
+	p->gate_ms = mp.gate_ms;
+	m->index[h] = ++m->n;
+	return m->n - 1;
+}
+
+static uint32_t find(const struct srv_market *m, const char *name)
+{
+	return product_of((struct srv_market *)m, name, false);
+}
+
+static bool better(uint8_t side, int64_t a, int64_t b)
+{
+	return side == SRV_MARKET_SIDE_BUY ? a > b : a < b;
+}
+
+void srv_market_level(struct srv_market *m, const char *product, uint8_t side, int64_t price,
+		      int64_t qty, uint32_t orders)
+{
+	uint32_t i = product_of(m, product, true);
+	if (i == UINT32_MAX || (side != SRV_MARKET_SIDE_BUY && side != SRV_MARKET_SIDE_SELL))
+		return;
+	struct side *s = side == SRV_MARKET_SIDE_BUY ? &m->p[i].bids : &m->p[i].asks;
+	uint32_t lo = 0, hi = s->n; /* the first level not better than price */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (better(side, s->l[mid].price, price))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	bool here = lo < s->n && s->l[lo].price == price;
+	if (qty <= 0) {
+		if (here) {
+			memmove(&s->l[lo], &s->l[lo + 1], (s->n - lo - 1) * sizeof(*s->l));
+			s->n--;
+		}
+		return;
+	}
+	if (here) {
+		s->l[lo].qty = qty;
+		s->l[lo].orders = orders;
+		return;
+	}
+	if (lo >= m->cfg.levels_max)
+		return; /* deeper than kept */
+	if (s->n == s->cap) {
+		uint32_t cap = s->cap ? 2 * s->cap : 16;
+		if (cap > m->cfg.levels_max + 1)
+			cap = m->cfg.levels_max + 1;
+		struct level *l = realloc(s->l, cap * sizeof(*l));
+		if (l == NULL)
+			return; /* the copy misses a level; the next update of it restores it */
+		s->l = l;
+		s->cap = cap;
+	}
+	memmove(&s->l[lo + 1], &s->l[lo], (s->n - lo) * sizeof(*s->l));
+	s->l[lo] = (struct level){.price = price, .qty = qty, .orders = orders};
+	s->n++;
+	if (s->n > m->cfg.levels_max)
+		s->n = m->cfg.levels_max; /* the worst level drops out */
+}
+
+void srv_market_trade(struct srv_market *m, const char *product, uint64_t sequence, int64_t price,
+		      int64_t qty, uint8_t aggressor, int64_t time_ms)
+{
+	uint32_t i = product_of(m, product, true);
+	if (i == UINT32_MAX)
+		return;
+	struct product *p = &m->p[i];
+	p->last_price = price;
+	p->traded = true;
+	if (__builtin_add_overflow(p->volume, qty, &p->volume))
+		p->volume = INT64_MAX; /* GPUs traded since the start: saturates, never wraps */
+	m->ring[m->n_trades % m->cfg.trades_kept] = (struct trade){.product = i,
+								   .aggressor = aggressor,
+								   .sequence = sequence,
+								   .price = price,
+								   .qty = qty,
+								   .time_ms = time_ms};
+	m->n_trades++;
+}
+
+void srv_market_halt(struct srv_market *m, const char *product, bool halted)
+{
+	uint32_t i = product_of(m, product, true);
+	if (i != UINT32_MAX)
+		m->p[i].halted = halted;
+}
+
+/* ---------- answers ---------- */
+
+static json_t *price_or_null(bool has, int64_t v)
+{
+	return has ? json_integer(v) : json_null();
+}
+
+json_t *srv_market_products(const struct srv_market *m, int64_t now_ms)
+{
+	json_t *list = json_array();
+	for (uint32_t i = 0; list && i < m->n; i++) {
+		const struct product *p = &m->p[i];
+		const char *state = p->halted		   ? "halted"
+				    : now_ms >= p->gate_ms ? "gate_closed"
+							   : "open";
+		json_array_append_new(
+			list,
+			json_pack(
+				"{s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:I}", "product", p->name,
+				"accelerator", p->cls, "delivery_start_ms",
+				price_or_null(p->delivery_ms != MATCHING_NO_PERIOD, p->delivery_ms),
+				"gate_ms",
+				price_or_null(p->gate_ms != MATCHING_NO_GATE, p->gate_ms), "state",
+				state, "best_bid",
+				price_or_null(p->bids.n > 0, p->bids.n ? p->bids.l[0].price : 0),
+				"best_ask",
+				price_or_null(p->asks.n > 0, p->asks.n ? p->asks.l[0].price : 0),
+				"last_price", price_or_null(p->traded, p->last_price), "volume",
+				(json_int_t)p->volume));
+	}
+	return json_pack("{s:o, s:I}", "products", list ? list : json_null(), "time_ms",
+			 (json_int_t)now_ms);
+}
+
+static json_t *levels(const struct side *s, uint32_t depth)
+{
+	json_t *a = json_array();
+	for (uint32_t i = 0; a && i < s->n && i < depth; i++)
+		json_array_append_new(a, json_pack("{s:I, s:I, s:i}", "price",
+						   (json_int_t)s->l[i].price, "quantity",
+						   (json_int_t)s->l[i].qty, "orders",
+						   (int)s->l[i].orders));
+	return a;
+}
+
+json_t *srv_market_book(const struct srv_market *m, const char *product, uint32_t depth,
+			const char **why, bool *not_found)
+{
+	*not_found = false;
+	if (depth < 1 || depth > m->cfg.levels_max) {
+		*why = "depth must be 1 .. snapshot_levels_max";
+		return NULL;
+	}
+	uint32_t i = find(m, product);
+	if (i == UINT32_MAX) {
+		*why = "no such product (it has had no orders since the server started)";
+		*not_found = true;
+		return NULL;
+	}
+	const struct product *p = &m->p[i];
+	return json_pack("{s:s, s:o, s:o}", "product", p->name, "bids", levels(&p->bids, depth),
+			 "asks", levels(&p->asks, depth));
+}
+
+/* Which trades an answer is about: one product, or every product of a class. */
+static bool scope(const struct srv_market *m, const char *product, const char *accelerator,
+		  uint32_t *prod, const char **cls, const char **why, bool *not_found)
+{
+	*not_found = false;
+	if ((product == NULL) == (accelerator == NULL)) {
+		*why = "give product or accelerator, one of them";
+		return false;
+	}
+	*prod = UINT32_MAX;
+	*cls = accelerator;
+	if (product) {
+		*prod = find(m, product);
+		if (*prod == UINT32_MAX) {
+			*why = "no such product (it has had no orders since the server started)";
+			*not_found = true;
+			return false;
+		}
+		return true;
+	}
+	for (uint32_t i = 0; i < m->n; i++)
+		if (strcmp(m->p[i].cls, accelerator) == 0)
+			return true;
+	*why = "no such accelerator class (none of its products has had orders)";
+	*not_found = true;
+	return false;
+}
+
+static bool in_scope(const struct srv_market *m, const struct trade *t, uint32_t prod,
+		     const char *cls)
+{
+	return prod != UINT32_MAX ? t->product == prod : strcmp(m->p[t->product].cls, cls) == 0;
+}
+
+json_t *srv_market_trades(const struct srv_market *m, const char *product, const char *accelerator,
+			  uint32_t limit, const char **why, bool *not_found)
+{
+	uint32_t prod;
+	const char *cls;
+	if (limit < 1 || limit > SRV_MARKET_ROWS_MAX) {
+		*not_found = false;
+		*why = "limit must be 1 .. 1000";
+		return NULL;
+	}
+	if (!scope(m, product, accelerator, &prod, &cls, why, not_found))
+		return NULL;
+	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
+	json_t *a = json_array();
+	for (uint64_t k = 0; a && k < kept && json_array_size(a) < limit; k++) {
+		const struct trade *t = &m->ring[(m->n_trades - 1 - k) % m->cfg.trades_kept];
+		if (!in_scope(m, t, prod, cls))
+			continue;
+		json_array_append_new(
+			a, json_pack("{s:s, s:I, s:I, s:I, s:s, s:I}", "product",
+				     m->p[t->product].name, "sequence", (json_int_t)t->sequence,
+				     "price", (json_int_t)t->price, "quantity", (json_int_t)t->qty,
+				     "aggressor",
+				     t->aggressor == SRV_MARKET_SIDE_SELL ? "sell" : "buy",
+				     "time_ms", (json_int_t)t->time_ms));
+	}
+	return json_pack("{s:o}", "trades", a ? a : json_null());
+}
+
+struct candle {
+	int64_t start, open, high, low, close, volume;
+	u128 notional;
+};
+
+json_t *srv_market_candles(const struct srv_market *m, const char *product, const char *accelerator,
+			   int64_t interval_ms, uint32_t limit, const char **why, bool *not_found)
+{
+	uint32_t prod;
+	const char *cls;
+	*not_found = false;
+	if (interval_ms < SRV_MARKET_INTERVAL_MS_MIN || interval_ms > SRV_MARKET_INTERVAL_MS_MAX) {
+		*why = "interval_ms must be 1000 .. 86400000";
+		return NULL;
+	}
+	if (limit < 1 || limit > SRV_MARKET_ROWS_MAX) {
+		*why = "limit must be 1 .. 1000";
+		return NULL;
+	}
+	if (!scope(m, product, accelerator, &prod, &cls, why, not_found))
+		return NULL;
+	struct candle *c = calloc(limit, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	size_t n = 0; /* candles made; the ring of the last `limit` of them */
+	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
+	for (uint64_t k = m->n_trades - kept; k < m->n_trades; k++) {
+		const struct trade *t = &m->ring[k % m->cfg.trades_kept];
+		if (!in_scope(m, t, prod, cls))
+			continue;
+		int64_t start =
+			t->time_ms - ((t->time_ms % interval_ms) + interval_ms) % interval_ms;
+		struct candle *cur = n ? &c[(n - 1) % limit] : NULL;
+		if (cur == NULL || start > cur->start) {
+			cur = &c[n++ % limit];
+			*cur = (struct candle){.start = start,
+					       .open = t->price,
+					       .high = t->price,
+					       .low = t->price};
+		}
+		if (t->price > cur->high)
+			cur->high = t->price;
+		if (t->price < cur->low)
+			cur->low = t->price;
+		cur->close = t->price;
+		if (__builtin_add_overflow(cur->volume, t->qty, &cur->volume))
+			cur->volume = INT64_MAX;
+		cur->notional += (u128)t->price * (u128)t->qty;
+	}
+	json_t *a = json_array();
+	for (size_t k = n > limit ? n - limit : 0; a && k < n; k++) {
+		const struct candle *x = &c[k % limit];
+		json_array_append_new(
+			a,
+			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "start_ms",
+				  (json_int_t)x->start, "open", (json_int_t)x->open, "high",
+				  (json_int_t)x->high, "low", (json_int_t)x->low, "close",
+				  (json_int_t)x->close, "volume", (json_int_t)x->volume, "vwap",
+				  (json_int_t)(x->volume > 0 ? x->notional / (u128)x->volume : 0)));
+	}
+	free(c);
+	return json_pack("{s:I, s:o}", "interval_ms", (json_int_t)interval_ms, "candles",
+			 a ? a : json_null());
+}

@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP API end to end (docs/http-api.md): a real gridexd with
+ * --http-listen, a real PostgreSQL, real TLS clients trading; every number the
+ * API shows is checked against what the trading produced and against the
+ * book snapshot subscribers get; halts show; bad parameters get a 400 with a
+ * reason, unknown things a 404; a restart keeps the books.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <check.h>
+
+#include "pgtest.h"
+#include "tap.h"
+#include "tclient.h"
+
+#define BUYER  1
+#define SELLER 2
+
+static struct tserver srv;
+static struct tclient op, buyer, seller;
+static char product[64];
+static const char *const args[] = {"--http-listen=127.0.0.1:0", NULL};
+
+static void connect_all(void)
+{
+	op.account = srv.op_account;
+	memcpy(op.pk, srv.op_pk, 32);
+	memcpy(op.sk, srv.op_sk, 64);
+	tclient_connect(&op, &srv);
+	tclient_connect(&buyer, &srv);
+	tclient_connect(&seller, &srv);
+}
+
+static void setup(void)
+{
+	memset(&srv, 0, sizeof(srv));
+	memset(&op, 0, sizeof(op));
+	memset(&buyer, 0, sizeof(buyer));
+	memset(&seller, 0, sizeof(seller));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, args);
+	ck_assert_int_gt(srv.http_port, 0);
+	time_t t = time(NULL) + 2 * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(product, sizeof(product), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	tclient_keys(&buyer, BUYER);
+	tclient_keys(&seller, SELLER);
+	connect_all();
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
+					  NULL, 0, buyer.pk, "buyer"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
+					  NULL, 0, seller.pk, "seller"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
+					  1000000000, NULL, NULL),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "H100-80G", 100, NULL, NULL),
+			 0);
+}
+
+static void teardown(void)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+
+/* GET path: its status, and its body parsed (a JSON object, or the test fails). */
+static json_t *get(const char *path, int *status)
+{
+	const char *resp = thttp_get(srv.http_port, path, status);
+	ck_assert_msg(strstr(resp, "Content-Type: application/json") != NULL, "%s", resp);
+	json_error_t e;
+	json_t *j = json_loads(thttp_body(resp), 0, &e);
+	ck_assert_msg(json_is_object(j), "%s: %s", path, resp);
+	return j;
+}
+
+/* a, b and c, one after the other (a static buffer). */
+static const char *cat(const char *a, const char *b, const char *c)
+{
+	static char path[512];
+	snprintf(path, sizeof(path), "%s%s%s", a, b, c);
+	return path;
+}
+
+static json_t *get_ok(const char *path)
+{
+	int status;
+	json_t *j = get(path, &status);
+	ck_assert_msg(status == 200, "%s: %d", path, status);
+	return j;
+}
+
+/* A 400 or 404 with a reason. */
+static void refused(const char *path, int want)
+{
+	int status;
+	json_t *j = get(path, &status);
+	ck_assert_msg(status == want, "%s: %d", path, status);
+	ck_assert_msg(json_string_length(json_object_get(j, "error")) > 0, "%s", path);
+	json_decref(j);
+}
+
+static void order(struct tclient *c, uint64_t coid, int side, int64_t price, int64_t qty)
+{
+	ck_assert_int_eq(tclient_answer(c, tclient_order(c, coid, product, side, price, qty)), 0);
+}
+
+static int64_t num(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	ck_assert_msg(json_is_integer(v), "%s is not an integer", key);
+	return (int64_t)json_integer_value(v);
+}
+
+static bool is_snapshot(const Gridex__V1__ServerFrame *f, void *ctx)
+{
+	(void)ctx;
+	return f->snapshot != NULL;
+}
+
+/* The API follows the market data a moment after the acknowledgements: waits for the
+ * product's state. */
+static void wait_state(const char *state)
+{
+	for (int i = 0; i < 500; i++) {
+		json_t *j = get_ok(cat("/api/v1/products", "", ""));
+		json_t *p = json_array_get(json_object_get(j, "products"), 0);
+		bool there = strcmp(json_string_value(json_object_get(p, "state")), state) == 0;
+		json_decref(j);
+		if (there)
+			return;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_abort_msg("the product never became %s", state);
+}
+
+START_TEST(market_api_matches_the_market)
+{
+	json_t *j = get_ok(cat("/api/v1/products", "", ""));
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "products")), 0);
+	json_decref(j);
+	/* Asks at 2.60 (3 GPUs) and 2.70 (2); a bid takes 2 @ 2.60, another 1 @ 2.60 and
+	 * 1 @ 2.70; then bids rest at 2.60 (2) and 2.50 (4). */
+	order(&seller, 1, GRIDEX__V1__SIDE__SELL, 2600000, 3);
+	order(&seller, 2, GRIDEX__V1__SIDE__SELL, 2700000, 2);
+	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2600000, 2);
+	order(&buyer, 2, GRIDEX__V1__SIDE__BUY, 2700000, 2);
+	order(&buyer, 3, GRIDEX__V1__SIDE__BUY, 2600000, 2);
+	order(&buyer, 4, GRIDEX__V1__SIDE__BUY, 2500000, 4);
+	/* book: bids 2.60 x2, 2.50 x4; asks 2.70 x1 */
+	tclient_subscribe(&buyer, product, false);
+	Gridex__V1__ServerFrame *f = tclient_until(&buyer, is_snapshot, NULL);
+	j = get_ok(cat("/api/v1/book?product=", product, ""));
+	json_t *bids = json_object_get(j, "bids"), *asks = json_object_get(j, "asks");
+	ck_assert_uint_eq(json_array_size(bids), f->snapshot->n_bids);
+	ck_assert_uint_eq(json_array_size(asks), f->snapshot->n_asks);
+	for (size_t i = 0; i < f->snapshot->n_bids; i++) {
+		ck_assert_int_eq(num(json_array_get(bids, i), "price"),
+				 f->snapshot->bids[i]->price);
+		ck_assert_int_eq(num(json_array_get(bids, i), "quantity"),
+				 f->snapshot->bids[i]->quantity);
+		ck_assert_int_eq(num(json_array_get(bids, i), "orders"),
+				 f->snapshot->bids[i]->orders);
+	}
+	for (size_t i = 0; i < f->snapshot->n_asks; i++)
+		ck_assert_int_eq(num(json_array_get(asks, i), "price"),
+				 f->snapshot->asks[i]->price);
+	ck_assert_int_eq(num(json_array_get(bids, 0), "price"), 2600000);
+	ck_assert_int_eq(num(json_array_get(bids, 0), "quantity"), 2);
+	ck_assert_int_eq(num(json_array_get(bids, 1), "price"), 2500000);
+	ck_assert_int_eq(num(json_array_get(asks, 0), "price"), 2700000);
+	ck_assert_int_eq(num(json_array_get(asks, 0), "quantity"), 1);
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	json_decref(j);
+	/* trades, newest first: 1 @ 2.70, 1 @ 2.60 (order 2), 2 @ 2.60 (order 1) */
+	j = get_ok(cat("/api/v1/trades?product=", product, ""));
+	json_t *tr = json_object_get(j, "trades");
+	ck_assert_uint_eq(json_array_size(tr), 3);
+	ck_assert_int_eq(num(json_array_get(tr, 0), "price"), 2700000);
+	ck_assert_int_eq(num(json_array_get(tr, 0), "quantity"), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(tr, 0), "aggressor")),
+			 "buy");
+	ck_assert_int_eq(num(json_array_get(tr, 2), "price"), 2600000);
+	ck_assert_int_eq(num(json_array_get(tr, 2), "quantity"), 2);
+	ck_assert_int_gt(num(json_array_get(tr, 0), "sequence"),
+			 num(json_array_get(tr, 1), "sequence"));
+	json_decref(j);
+	j = get_ok(cat("/api/v1/trades?accelerator=", "H100-80G", "&limit=2"));
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "trades")), 2);
+	json_decref(j);
+	/* one hourly candle: open 2.60, high 2.70, low 2.60, close 2.70, 4 GPUs, VWAP 2.625 */
+	j = get_ok(cat("/api/v1/candles?product=", product, "&interval_ms=3600000"));
+	json_t *c = json_array_get(json_object_get(j, "candles"), 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "candles")), 1);
+	ck_assert_int_eq(num(c, "open"), 2600000);
+	ck_assert_int_eq(num(c, "high"), 2700000);
+	ck_assert_int_eq(num(c, "low"), 2600000);
+	ck_assert_int_eq(num(c, "close"), 2700000);
+	ck_assert_int_eq(num(c, "volume"), 4);
+	ck_assert_int_eq(num(c, "vwap"), (2 * 2600000 + 2600000 + 2700000) / 4);
+	ck_assert_int_eq(num(c, "start_ms") % 3600000, 0);
+	json_decref(j);
+	/* products: best bid and ask, last price, volume, open; then halted and back */
+	j = get_ok(cat("/api/v1/products", "", ""));
+	json_t *p = json_array_get(json_object_get(j, "products"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "product")), product);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "accelerator")), "H100-80G");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "state")), "open");
+	ck_assert_int_eq(num(p, "best_bid"), 2600000);
+	ck_assert_int_eq(num(p, "best_ask"), 2700000);
+	ck_assert_int_eq(num(p, "last_price"), 2700000);
+	ck_assert_int_eq(num(p, "volume"), 4);
+	ck_assert_int_eq(num(p, "gate_ms"), num(p, "delivery_start_ms") - 300000);
+	json_decref(j);
+	ck_assert_int_eq(
+		tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__HALT, 0, product, 0, NULL, NULL),
+		0);
+	wait_state("halted");
+	ck_assert_int_eq(
+		tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__RESUME, 0, product, 0, NULL, NULL),
+		0);
+	wait_state("open");
+	/* a restart keeps the books (trades are since the start) */
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	tserver_start(&srv, args);
+	connect_all();
+	j = get_ok(cat("/api/v1/book?product=", product, "&depth=1"));
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "bids")), 1);
+	ck_assert_int_eq(num(json_array_get(json_object_get(j, "bids"), 0), "price"), 2600000);
+	ck_assert_int_eq(num(json_array_get(json_object_get(j, "asks"), 0), "quantity"), 1);
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(bad_requests_get_a_reason)
+{
+	order(&seller, 1, GRIDEX__V1__SIDE__SELL, 2600000, 3);
+	char path[256];
+	refused("/api/v1/book", 400);
+	snprintf(path, sizeof(path), "/api/v1/book?product=%s&depth=0", product);
+	refused(path, 400);
+	snprintf(path, sizeof(path), "/api/v1/book?product=%s&depth=abc", product);
+	refused(path, 400);
+	snprintf(path, sizeof(path), "/api/v1/book?product=%s&depth=100000000000000000000",
+		 product);
+	refused(path, 400);
+	snprintf(path, sizeof(path), "/api/v1/book?product=%s&colour=red", product);
+	refused(path, 400);
+	snprintf(path, sizeof(path), "/api/v1/book?product=%s&product=%s", product, product);
+	refused(path, 400);
+	refused("/api/v1/book?product=H100%3Cscript%3E", 400);
+	refused("/api/v1/book?product=A100-40G/2026-01-01T00", 404);
+	snprintf(path, sizeof(path), "/api/v1/trades?product=%s&accelerator=H100-80G", product);
+	refused(path, 400);
+	refused("/api/v1/trades", 400);
+	refused("/api/v1/trades?accelerator=H100-80G&limit=1001", 400);
+	refused("/api/v1/candles?accelerator=H100-80G&interval_ms=999", 400);
+	refused("/api/v1/candles?accelerator=B200", 404);
+	refused("/api/v1/nope", 404);
+	refused("/other", 404);
+	int status;
+	const char *r = thttp_get(srv.http_port, "/api/v1/products?x=1", &status);
+	ck_assert_int_eq(status, 400);
+	(void)r;
+	/* the server trades on */
+	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2600000, 1);
+}
+END_TEST
+
+static Suite *http_suite(void)
+{
+	Suite *s = suite_create("http");
+	TCase *tc = tcase_create("http");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, market_api_matches_the_market);
+	tcase_add_test(tc, bad_requests_get_a_reason);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int skip = pgtest_skip_without_database();
+	if (skip)
+		return skip;
+	return tap_run(http_suite());
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP API's copy of the market alone (server/srv_market.c): levels kept
+ * best first and only the best levels_max; trades in a ring that forgets the
+ * oldest; candles per interval with exact VWAP across interval boundaries and
+ * the ring's wrap; classes gathering their products; parameters refused with
+ * a reason.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "srv_market.h"
+#include "tap.h"
+
+#define P1 "H100-80G/2026-11-23T19"
+#define P2 "H100-80G/2026-11-23T20"
+#define T0 INT64_C(1795453200000) /* a multiple of an hour */
+
+static struct srv_market *m;
+
+static void setup(void)
+{
+	struct srv_market_config c = {
+		.products_max = 4, .levels_max = 3, .trades_kept = 8, .gate_lead_ms = 300000};
+	ck_assert_int_eq(srv_market_create(&c, &m), 0);
+}
+
+static void teardown(void)
+{
+	srv_market_destroy(m);
+}
+
+static int64_t num(json_t *o, const char *key)
+{
+	return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+START_TEST(levels_best_first_and_bounded)
+{
+	const char *why;
+	bool nf;
+	for (int64_t p = 10; p <= 50; p += 10)
+		srv_market_level(m, P1, SRV_MARKET_SIDE_BUY, p, p / 10, 1);
+	srv_market_level(m, P1, SRV_MARKET_SIDE_SELL, 70, 1, 1);
+	srv_market_level(m, P1, SRV_MARKET_SIDE_SELL, 60, 2, 2);
+	srv_market_level(m, P1, SRV_MARKET_SIDE_BUY, 40, 0, 0); /* gone */
+	json_t *b = srv_market_book(m, P1, 3, &why, &nf);
+	json_t *bids = json_object_get(b, "bids"), *asks = json_object_get(b, "asks");
+	/* 50 and 30: 10 and 20 dropped out as better levels came (three are kept), 40 left */
+	ck_assert_uint_eq(json_array_size(bids), 2);
+	ck_assert_int_eq(num(json_array_get(bids, 0), "price"), 50);
+	ck_assert_int_eq(num(json_array_get(bids, 1), "price"), 30);
+	ck_assert_int_eq(num(json_array_get(asks, 0), "price"), 60);
+	ck_assert_int_eq(num(json_array_get(asks, 0), "orders"), 2);
+	json_decref(b);
+	ck_assert_ptr_null(srv_market_book(m, P1, 4, &why, &nf));
+	ck_assert(!nf);
+	ck_assert_ptr_null(srv_market_book(m, P2, 1, &why, &nf));
+	ck_assert(nf);
+	/* products: best prices, state by the clock and halts */
+	json_t *p = srv_market_products(m, T0 + 7200000 - 300000 - 1);
+	json_t *x = json_array_get(json_object_get(p, "products"), 0);
+	ck_assert_int_eq(num(x, "best_bid"), 50);
+	ck_assert_int_eq(num(x, "best_ask"), 60);
+	ck_assert(json_is_null(json_object_get(x, "last_price")));
+	ck_assert_str_eq(json_string_value(json_object_get(x, "state")), "open");
+	json_decref(p);
+	p = srv_market_products(m, T0 + 7200000 - 300000);
+	x = json_array_get(json_object_get(p, "products"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(x, "state")), "gate_closed");
+	json_decref(p);
+	srv_market_halt(m, P1, true);
+	p = srv_market_products(m, 0);
+	x = json_array_get(json_object_get(p, "products"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(x, "state")), "halted");
+	json_decref(p);
+}
+END_TEST
+
+START_TEST(trades_and_candles)
+{
+	const char *why;
+	bool nf;
+	/* P1: 100 x2 and 110 x1 in the first minute, 90 x3 in the third; P2: 200 x1 */
+	srv_market_trade(m, P1, 1, 100, 2, SRV_MARKET_SIDE_BUY, T0 + 1000);
+	srv_market_trade(m, P1, 2, 110, 1, SRV_MARKET_SIDE_SELL, T0 + 59999);
+	srv_market_trade(m, P2, 1, 200, 1, SRV_MARKET_SIDE_BUY, T0 + 60000);
+	srv_market_trade(m, P1, 3, 90, 3, SRV_MARKET_SIDE_BUY, T0 + 120000);
+	json_t *c = srv_market_candles(m, P1, NULL, 60000, 10, &why, &nf);
+	json_t *a = json_object_get(c, "candles");
+	ck_assert_uint_eq(json_array_size(a), 2); /* minutes without trades are left out */
+	json_t *c0 = json_array_get(a, 0), *c1 = json_array_get(a, 1);
+	ck_assert_int_eq(num(c0, "start_ms"), T0);
+	ck_assert_int_eq(num(c0, "open"), 100);
+	ck_assert_int_eq(num(c0, "high"), 110);
+	ck_assert_int_eq(num(c0, "low"), 100);
+	ck_assert_int_eq(num(c0, "close"), 110);
+	ck_assert_int_eq(num(c0, "volume"), 3);
+	ck_assert_int_eq(num(c0, "vwap"), (200 + 110) / 3); /* 103.33 rounded down */
+	ck_assert_int_eq(num(c1, "start_ms"), T0 + 120000);
+	ck_assert_int_eq(num(c1, "vwap"), 90);
+	json_decref(c);
+	/* the class: every product's trades; the last interval only with limit=1 */
+	c = srv_market_candles(m, NULL, "H100-80G", 3600000, 1, &why, &nf);
+	a = json_object_get(c, "candles");
+	ck_assert_uint_eq(json_array_size(a), 1);
+	ck_assert_int_eq(num(json_array_get(a, 0), "volume"), 7);
+	ck_assert_int_eq(num(json_array_get(a, 0), "high"), 200);
+	json_decref(c);
+	/* trades newest first, by product and by class */
+	json_t *t = srv_market_trades(m, P1, NULL, 2, &why, &nf);
+	a = json_object_get(t, "trades");
+	ck_assert_uint_eq(json_array_size(a), 2);
+	ck_assert_int_eq(num(json_array_get(a, 0), "sequence"), 3);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(a, 1), "aggressor")),
+			 "sell");
+	json_decref(t);
+	t = srv_market_trades(m, NULL, "H100-80G", 100, &why, &nf);
+	ck_assert_uint_eq(json_array_size(json_object_get(t, "trades")), 4);
+	json_decref(t);
+	/* the ring keeps the last 8: after 10 more trades of P2, P1's are gone */
+	for (int i = 0; i < 10; i++)
+		srv_market_trade(m, P2, 2 + (uint64_t)i, 300, 1, SRV_MARKET_SIDE_BUY,
+				 T0 + 180000 + i);
+	t = srv_market_trades(m, P1, NULL, 100, &why, &nf);
+	ck_assert_uint_eq(json_array_size(json_object_get(t, "trades")), 0);
+	json_decref(t);
+	c = srv_market_candles(m, P2, NULL, 60000, 10, &why, &nf);
+	a = json_object_get(c, "candles");
+	ck_assert_uint_eq(json_array_size(a), 1);
+	ck_assert_int_eq(num(json_array_get(a, 0), "volume"), 8);
+	json_decref(c);
+	/* huge prices and volumes: VWAP exact, volume saturating */
+	srv_market_trade(m, P1, 4, INT64_C(1) << 61, INT64_C(1) << 40, SRV_MARKET_SIDE_BUY,
+			 T0 + 7200000);
+	srv_market_trade(m, P1, 5, INT64_C(1) << 61, INT64_C(1) << 40, SRV_MARKET_SIDE_BUY,
+			 T0 + 7200001);
+	c = srv_market_candles(m, P1, NULL, 60000, 1, &why, &nf);
+	ck_assert_int_eq(num(json_array_get(json_object_get(c, "candles"), 0), "vwap"),
+			 INT64_C(1) << 61);
+	json_decref(c);
+	/* refusals */
+	ck_assert_ptr_null(srv_market_trades(m, P1, "H100-80G", 1, &why, &nf));
+	ck_assert_ptr_null(srv_market_trades(m, NULL, NULL, 1, &why, &nf));
+	ck_assert_ptr_null(srv_market_trades(m, P1, NULL, 0, &why, &nf));
+	ck_assert_ptr_null(srv_market_trades(m, NULL, "B200", 1, &why, &nf));
+	ck_assert(nf);
+	ck_assert_ptr_null(srv_market_candles(m, P1, NULL, 999, 1, &why, &nf));
+	ck_assert_ptr_null(srv_market_candles(m, P1, NULL, 60000, 1001, &why, &nf));
+	ck_assert(!nf);
+}
+END_TEST
+
+START_TEST(bad_names_and_full_tables)
+{
+	const char *why;
+	bool nf;
+	srv_market_level(m, "not a product", SRV_MARKET_SIDE_BUY, 1, 1, 1);
+	srv_market_trade(m, "", 1, 1, 1, SRV_MARKET_SIDE_BUY, T0);
+	for (int h = 0; h < 6; h++) { /* products_max is 4 */
+		char name[64];
+		snprintf(name, sizeof(name), "A100/2026-11-23T%02d", 10 + h);
+		srv_market_level(m, name, SRV_MARKET_SIDE_SELL, 5, 1, 1);
+	}
+	json_t *p = srv_market_products(m, 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(p, "products")), 4);
+	json_decref(p);
+	ck_assert_ptr_null(srv_market_book(m, "A100/2026-11-23T15", 1, &why, &nf));
+	ck_assert(nf);
+}
+END_TEST
+
+static Suite *market_suite(void)
+{
+	Suite *s = suite_create("server-market");
+	TCase *tc = tcase_create("market");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, levels_best_first_and_bounded);
+	tcase_add_test(tc, trades_and_candles);
+	tcase_add_test(tc, bad_names_and_full_tables);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return tap_run(market_suite());
+}
