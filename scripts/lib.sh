@@ -9,6 +9,7 @@ GRIDEX_PACKAGES=(
 	libsodium-dev libjansson-dev check clang-format clang libclang-rt-14-dev
 	postgresql postgresql-client openssl
 	protobuf-compiler python3 python3-protobuf python3-nacl python3-pytest valgrind
+	nodejs chromium fonts-dejavu-core
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

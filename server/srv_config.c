@@ -124,6 +124,8 @@ static const struct key keys[] = {
 	     "address:port of the read-only HTTP API (docs/http-api.md; plain HTTP); empty: off"),
 	INT(http_trades_kept, 100000, 1, 67108864,
 	    "trades the HTTP API keeps for trades and candles (since the server started)"),
+	TEXT(http_console_dir, "",
+	     "directory of the web console's files, served on http_listen at /; empty: none"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",

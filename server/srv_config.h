@@ -89,6 +89,7 @@ struct srv_config {
 	/* HTTP API */
 	char http_listen[SRV_CONFIG_TEXT_MAX];
 	int64_t http_trades_kept;
+	char http_console_dir[SRV_CONFIG_TEXT_MAX];
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

@@ -7,8 +7,11 @@
  * parameter checked (400 with the reason), every answer bounded.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -105,6 +108,54 @@ static bool number(const struct evkeyvalq *q, const char *key, int64_t min, int6
 	return true;
 }
 
+/* The console's files: "/" is index.html; other names are one path component of
+ * [a-z0-9_-] with a known extension (nothing else is read: no "..", no directories). */
+static void console_file(struct srv *s, struct evhttp_request *req, const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {{".html", "text/html; charset=utf-8"},
+		     {".css", "text/css; charset=utf-8"},
+		     {".js", "text/javascript; charset=utf-8"},
+		     {".svg", "image/svg+xml"}};
+	const char *name = strcmp(path, "/") == 0 ? "index.html" : path + 1;
+	const char *type = NULL;
+	size_t len = strlen(name), base = strcspn(name, ".");
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(name + base, types[i].ext) == 0)
+			type = types[i].type;
+	bool ok = type != NULL && base > 0 && len < 64 &&
+		  strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") == base;
+	char file[SRV_CONFIG_TEXT_MAX + 80];
+	snprintf(file, sizeof(file), "%s/%s", s->cfg.http_console_dir, name);
+	/* Small files, read whole (the console is a few pages). */
+	int fd = ok ? open(file, O_RDONLY | O_CLOEXEC) : -1;
+	struct stat st;
+	struct evbuffer *b = evbuffer_new();
+	char *data = NULL;
+	ok = fd >= 0 && b != NULL && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	     st.st_size <= (1 << 20) && (data = malloc((size_t)st.st_size + 1)) != NULL &&
+	     read(fd, data, (size_t)st.st_size) == (ssize_t)st.st_size &&
+	     evbuffer_add(b, data, (size_t)st.st_size) == 0;
+	free(data);
+	if (fd >= 0)
+		close(fd);
+	if (!ok) {
+		if (b)
+			evbuffer_free(b);
+		reply_error(req, 404, "no such page");
+		return;
+	}
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Content-Type", type);
+	evhttp_add_header(h, "Cache-Control", "no-cache");
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(h, "Content-Security-Policy",
+			  "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
 static void api_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
@@ -112,6 +163,11 @@ static void api_cb(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
 	struct evkeyvalq q = {0}; /* empty: evhttp_parse_query_str fills it */
+	if (path && strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0 &&
+	    s->cfg.http_console_dir[0] != '\0') {
+		console_file(s, req, path);
+		return;
+	}
 	if (path == NULL || strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0) {
 		reply_error(req, 404, "no such endpoint (docs/http-api.md)");
 		return;

@@ -251,7 +251,7 @@ json_t *srv_market_book(const struct srv_market *m, const char *product, uint32_
 	}
 	uint32_t i = find(m, product);
 	if (i == UINT32_MAX) {
-		*why = "no such product (it has had no orders since the server started)";
+		*why = "no such product: it has no book (no order was ever placed for it)";
 		*not_found = true;
 		return NULL;
 	}
@@ -274,7 +274,7 @@ static bool scope(const struct srv_market *m, const char *product, const char *a
 	if (product) {
 		*prod = find(m, product);
 		if (*prod == UINT32_MAX) {
-			*why = "no such product (it has had no orders since the server started)";
+			*why = "no such product: it has no book (no order was ever placed for it)";
 			*not_found = true;
 			return false;
 		}
@@ -283,7 +283,7 @@ static bool scope(const struct srv_market *m, const char *product, const char *a
 	for (uint32_t i = 0; i < m->n; i++)
 		if (strcmp(m->p[i].cls, accelerator) == 0)
 			return true;
-	*why = "no such accelerator class (none of its products has had orders)";
+	*why = "no such accelerator class: none of its products has a book";
 	*not_found = true;
 	return false;
 }

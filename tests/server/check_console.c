@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The web console in a browser (docs/http-api.md, "The console"): a real
+ * gridexd serving the console and the API, PostgreSQL, TLS clients that make
+ * a market in two accelerator classes and two delivery hours; then
+ * tests/browser/console.test.cjs loads every page in headless Chromium
+ * (Debian's, driven by the vendored playwright-core) and checks that the
+ * numbers shown equal the API's. Screenshots land in the build directory
+ * (console-screenshots/). Skipped with a message where Node.js or Chromium is
+ * missing (./scripts/test installs both).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "pgtest.h"
+#include "tap.h"
+#include "tclient.h"
+
+static struct tserver srv;
+static struct tclient op, buyer, seller;
+
+static void product_name(char *out, size_t len, const char *cls, int hours_ahead)
+{
+	time_t t = time(NULL) + hours_ahead * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, len, "%s/%04d-%02d-%02dT%02d", cls, tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour);
+}
+
+static void order(struct tclient *c, uint64_t coid, const char *product, int side, int64_t price,
+		  int64_t qty)
+{
+	ck_assert_int_eq(tclient_answer(c, tclient_order(c, coid, product, side, price, qty)), 0);
+}
+
+START_TEST(pages_show_what_the_api_says)
+{
+	static char console_arg[600];
+	snprintf(console_arg, sizeof(console_arg), "--http-console-dir=%s/server/console",
+		 GRIDEX_TEST_SOURCE);
+	const char *const args[] = {"--http-listen=127.0.0.1:0", console_arg, NULL};
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, args);
+	tclient_keys(&buyer, 1);
+	tclient_keys(&seller, 2);
+	op.account = srv.op_account;
+	memcpy(op.pk, srv.op_pk, 32);
+	memcpy(op.sk, srv.op_sk, 64);
+	tclient_connect(&op, &srv);
+	tclient_connect(&buyer, &srv);
+	tclient_connect(&seller, &srv);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 1, NULL,
+					  0, buyer.pk, "buyer"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 2, NULL,
+					  0, seller.pk, "seller"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, 1, NULL,
+					  1000000000, NULL, NULL),
+			 0);
+	for (int c = 0; c < 2; c++)
+		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, 2,
+						  c ? "A100-40G" : "H100-80G", 100, NULL, NULL),
+				 0);
+	/* H100 in two hours: trades at 2.60 and 2.7125, resting bids and asks; the next hour
+	 * and A100 with resting orders and a trade each. */
+	char h1[64], h2[64], a1[64];
+	product_name(h1, sizeof(h1), "H100-80G", 2);
+	product_name(h2, sizeof(h2), "H100-80G", 3);
+	product_name(a1, sizeof(a1), "A100-40G", 2);
+	uint64_t id = 1;
+	order(&seller, id++, h1, GRIDEX__V1__SIDE__SELL, 2600000, 3);
+	order(&buyer, id++, h1, GRIDEX__V1__SIDE__BUY, 2600000, 2);
+	order(&seller, id++, h1, GRIDEX__V1__SIDE__SELL, 2712500, 2);
+	order(&buyer, id++, h1, GRIDEX__V1__SIDE__BUY, 2712500, 2);
+	order(&buyer, id++, h1, GRIDEX__V1__SIDE__BUY, 2500000, 4);
+	order(&seller, id++, h1, GRIDEX__V1__SIDE__SELL, 2800000, 5);
+	order(&seller, id++, h2, GRIDEX__V1__SIDE__SELL, 2900000, 1);
+	order(&buyer, id++, h2, GRIDEX__V1__SIDE__BUY, 2900000, 1);
+	order(&buyer, id++, h2, GRIDEX__V1__SIDE__BUY, 2400000, 3);
+	order(&seller, id++, a1, GRIDEX__V1__SIDE__SELL, 1200000, 2);
+	order(&buyer, id++, a1, GRIDEX__V1__SIDE__BUY, 1200000, 1);
+	/* The API has them once a subscriber's snapshot (in sequence after them) comes. */
+	int status;
+	for (int i = 0; i < 500; i++) {
+		const char *r =
+			thttp_get(srv.http_port, "/api/v1/trades?accelerator=A100-40G", &status);
+		if (strstr(thttp_body(r), "1200000"))
+			break;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	/* The console's files are served; nothing outside the directory is. */
+	ck_assert_int_eq((thttp_get(srv.http_port, "/", &status), status), 200);
+	ck_assert_int_eq((thttp_get(srv.http_port, "/app.js", &status), status), 200);
+	ck_assert_int_eq((thttp_get(srv.http_port, "/../meson.build", &status), status), 404);
+	ck_assert_int_eq((thttp_get(srv.http_port, "/.hidden.js", &status), status), 404);
+	ck_assert_int_eq((thttp_get(srv.http_port, "/nope.html", &status), status), 404);
+
+	if (access("/usr/bin/chromium", X_OK) != 0 ||
+	    system("node --version >/dev/null 2>&1") != 0) {
+		printf("# SKIP browser: needs node and /usr/bin/chromium (./scripts/test installs "
+		       "them)\n");
+		goto out;
+	}
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s && tar xzf %s/tests/browser/vendor/playwright-core-1.56.1.tgz -C "
+		 "%s && rm -rf %s && mkdir -p %s",
+		 srv.dir, GRIDEX_TEST_SOURCE, srv.dir, GRIDEX_TEST_SCREENSHOTS,
+		 GRIDEX_TEST_SCREENSHOTS);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "PLAYWRIGHT_CORE=%s/package HOME=%s node %s/tests/browser/console.test.cjs "
+		 "http://127.0.0.1:%d %s 2>&1",
+		 srv.dir, srv.dir, GRIDEX_TEST_SOURCE, srv.http_port, GRIDEX_TEST_SCREENSHOTS);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	static char out[65536];
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int rc = pclose(p);
+	printf("%s", out);
+	ck_assert_msg(rc == 0, "the browser test failed:\n%s", out);
+out:
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+END_TEST
+
+static Suite *console_suite(void)
+{
+	Suite *s = suite_create("console");
+	TCase *tc = tcase_create("console");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, pages_show_what_the_api_says);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int skip = pgtest_skip_without_database();
+	if (skip)
+		return skip;
+	return tap_run(console_suite());
+}
