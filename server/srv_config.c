@@ -126,6 +126,12 @@ static const struct key keys[] = {
 	    "trades the HTTP API keeps for trades and candles (since the server started)"),
 	TEXT(http_console_dir, "",
 	     "directory of the web console's files, served on http_listen at /; empty: none"),
+	TEXT(http_operator_token, "",
+	     "bearer token of the HTTP API's operator endpoints (16+ characters); empty: off"),
+	TEXT(http_auditor_database_url, "",
+	     "libpq URL of the ledger as gridex_auditor, for the operator's trial balance"),
+	INT(http_ledger_refresh_ms, 5000, 500, 3600000,
+	    "how often the trial balance is read from the ledger"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",
@@ -263,6 +269,13 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 	else if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
 		 strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
 		why = "log_level must be debug, info, warn or error";
+	else if (c->http_operator_token[0] != '\0' &&
+		 (strlen(c->http_operator_token) < 16 ||
+		  strspn(c->http_operator_token,
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			 "0123456789-._~+/=") != strlen(c->http_operator_token)))
+		why = "http_operator_token must be 16 or more token characters "
+		      "([A-Za-z0-9-._~+/=])";
 	else if (c->hook_retry_ms_max < c->hook_retry_ms_min)
 		why = "hook_retry_ms_max must be at least hook_retry_ms_min";
 	else if (c->hook[0] != '\0' && (c->hook[0] != '/' || access(c->hook, X_OK) != 0))

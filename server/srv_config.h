@@ -90,6 +90,9 @@ struct srv_config {
 	char http_listen[SRV_CONFIG_TEXT_MAX];
 	int64_t http_trades_kept;
 	char http_console_dir[SRV_CONFIG_TEXT_MAX];
+	char http_operator_token[SRV_CONFIG_TEXT_MAX];
+	char http_auditor_database_url[SRV_CONFIG_TEXT_MAX];
+	int64_t http_ledger_refresh_ms;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

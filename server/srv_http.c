@@ -8,20 +8,189 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <libpq-fe.h>
+#include <sodium.h>
 
+#include "srv_hook.h"
+#include "srv_lease.h"
 #include "srv_log.h"
 #include "srv_market.h"
 #include "srv_server.h"
 
 #define API_PREFIX "/api/v1/"
+
+/* ---------- the operator's trial balance: read by a thread of its own ---------- */
+
+/*
+ * The ledger is read as gridex_auditor every http_ledger_refresh_ms by a thread
+ * of its own (a database that is slow or down never holds up the I/O thread);
+ * the I/O thread serves the last result, with its time.
+ */
+struct srv_ledger_view {
+	struct srv *s;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	char *json; /* the last result (or error), as JSON text */
+};
+
+static json_t *number_text(const char *v)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	return errno == 0 && *end == '\0' && end != v ? json_integer(n) : json_string(v);
+}
+
+/* One read of the ledger in a read-only snapshot; NULL with the reason in err. */
+static json_t *ledger_read(PGconn *c, char *err, size_t cap)
+{
+	static const char *const sql[] = {
+		"begin isolation level repeatable read read only",
+		"select currency, kind, count(*), coalesce(sum(balance), 0)::text from "
+		"ledger.accounts group by currency, kind order by currency, kind",
+		"select a.currency, p.id, p.name, a.balance from ledger.accounts a join "
+		"ledger.participants p on p.id = a.participant where a.kind = 'AVAILABLE' "
+		"order by p.id, a.currency limit 1000",
+		"select coalesce(max(id), 0), count(*) from ledger.batches", "commit"};
+	PGresult *r[5] = {0};
+	json_t *out = NULL;
+	for (int i = 0; i < 5; i++) {
+		r[i] = PQexec(c, sql[i]);
+		ExecStatusType st = PQresultStatus(r[i]);
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			snprintf(err, cap, "%s", PQerrorMessage(c));
+			err[strcspn(err, "\n")] = '\0';
+			goto done;
+		}
+	}
+	json_t *cur = json_object(), *parts = json_array();
+	for (int i = 0; cur && i < PQntuples(r[1]); i++) {
+		const char *ccy = PQgetvalue(r[1], i, 0);
+		json_t *c1 = json_object_get(cur, ccy);
+		if (c1 == NULL) {
+			c1 = json_pack("{s:o, s:b}", "kinds", json_object(), "balanced", 1);
+			json_object_set_new(cur, ccy, c1);
+		}
+		json_object_set_new(json_object_get(c1, "kinds"), PQgetvalue(r[1], i, 1),
+				    json_pack("{s:I, s:o}", "accounts",
+					      (json_int_t)atoll(PQgetvalue(r[1], i, 2)), "balance",
+					      number_text(PQgetvalue(r[1], i, 3))));
+	}
+	/* Double entry: every currency's balances sum to zero (checked in SQL's numeric). */
+	PGresult *z = PQexec(c, "select currency, sum(balance) = 0 from ledger.accounts group by "
+				"currency");
+	for (int i = 0; PQresultStatus(z) == PGRES_TUPLES_OK && i < PQntuples(z); i++)
+		json_object_set_new(json_object_get(cur, PQgetvalue(z, i, 0)), "balanced",
+				    json_boolean(PQgetvalue(z, i, 1)[0] == 't'));
+	PQclear(z);
+	for (int i = 0; parts && i < PQntuples(r[2]); i++)
+		json_array_append_new(parts, json_pack("{s:s, s:I, s:s, s:I}", "currency",
+						       PQgetvalue(r[2], i, 0), "id",
+						       (json_int_t)atoll(PQgetvalue(r[2], i, 1)),
+						       "name", PQgetvalue(r[2], i, 2), "available",
+						       (json_int_t)atoll(PQgetvalue(r[2], i, 3))));
+	out = json_pack("{s:o, s:o, s:{s:I, s:I}}", "currencies", cur ? cur : json_null(),
+			"participants", parts ? parts : json_null(), "batches", "last",
+			(json_int_t)atoll(PQgetvalue(r[3], 0, 0)), "count",
+			(json_int_t)atoll(PQgetvalue(r[3], 0, 1)));
+done:
+	for (int i = 0; i < 5; i++)
+		PQclear(r[i]);
+	return out;
+}
+
+static void *ledger_view_main(void *arg)
+{
+	struct srv_ledger_view *v = arg;
+	struct srv *s = v->s;
+	PGconn *c = NULL;
+	const char *keys[] = {"dbname", "connect_timeout", "options", NULL};
+	const char *vals[] = {s->cfg.http_auditor_database_url, "5", "-c statement_timeout=10000",
+			      NULL};
+	pthread_mutex_lock(&v->lock);
+	while (!v->stop) {
+		pthread_mutex_unlock(&v->lock);
+		char err[256] = "";
+		json_t *j = NULL;
+		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+			PQfinish(c);
+			c = PQconnectdbParams(keys, vals, 1);
+		}
+		if (PQstatus(c) != CONNECTION_OK) {
+			snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
+			err[strcspn(err, "\n")] = '\0';
+		} else {
+			j = ledger_read(c, err, sizeof(err));
+		}
+		if (j == NULL) {
+			j = json_pack("{s:s}", "error", err[0] ? err : "out of memory");
+			srv_log(SRV_LOG_WARN, "trial balance not read", "error=\"%s\"", err);
+		}
+		json_object_set_new(j, "as_of_ms", json_integer(srv_now_ms()));
+		char *text = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		pthread_mutex_lock(&v->lock);
+		if (text) {
+			free(v->json);
+			v->json = text;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		int64_t ns = until.tv_nsec + (s->cfg.http_ledger_refresh_ms % 1000) * 1000000;
+		until.tv_sec += s->cfg.http_ledger_refresh_ms / 1000 + ns / 1000000000;
+		until.tv_nsec = ns % 1000000000;
+		while (!v->stop && pthread_cond_timedwait(&v->cond, &v->lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&v->lock);
+	PQfinish(c);
+	return NULL;
+}
+
+/* Whether the request carries the operator's bearer token (compared in constant time). */
+static bool operator_ok(const struct srv *s, struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	const char *token = s->cfg.http_operator_token;
+	size_t n = strlen(token);
+	return token[0] != '\0' && h != NULL && strncmp(h, "Bearer ", 7) == 0 &&
+	       strlen(h + 7) == n && sodium_memcmp(h + 7, token, n) == 0;
+}
+
+/* Leases by state, settlement and hook calls: the core's and ledger thread's figures. */
+static json_t *operator_status(struct srv *s)
+{
+	struct srv_metrics *m = &s->m;
+	json_t *leases = json_object(), *hooks = json_object();
+	for (uint8_t st = 1; leases && st <= 3; st++)
+		json_object_set_new(leases, srv_lease_state_name(st),
+				    json_integer((json_int_t)atomic_load(&m->leases[st])));
+	for (int o = 0; hooks && o < 6; o++)
+		json_object_set_new(hooks, srv_hook_outcome_name(o),
+				    json_integer((json_int_t)atomic_load(&m->hook_calls[o])));
+	return json_pack(
+		"{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I}", "leases_on",
+		s->cfg.hook[0] != '\0', "live_leases", leases ? leases : json_null(), "hook_calls",
+		hooks ? hooks : json_null(), "settlement", "lag_ms",
+		(json_int_t)atomic_load(&m->settlement_lag_ms), "pending",
+		(json_int_t)(srv_queue_depth(&s->writer_q) + atomic_load(&m->settlement_pending)),
+		"batches", (json_int_t)atomic_load(&m->batches), "retries",
+		(json_int_t)atomic_load(&m->settlement_retries), "errors",
+		(json_int_t)atomic_load(&m->settlement_errors), "sequence",
+		(json_int_t)atomic_load(&m->sequence), "time_ms", (json_int_t)srv_now_ms());
+}
 
 void srv_http_market(struct srv *s, const struct srv_out *o)
 {
@@ -177,6 +346,35 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	const char *what = path + strlen(API_PREFIX);
+	if (strncmp(what, "operator/", 9) == 0) {
+		if (query && query[0] != '\0') {
+			reply_error(req, 400, "operator endpoints take no parameters");
+		} else if (s->cfg.http_operator_token[0] == '\0') {
+			reply_error(req, 404, "operator endpoints are off (http_operator_token)");
+		} else if (!operator_ok(s, req)) {
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+					  "WWW-Authenticate", "Bearer realm=\"gridex operator\"");
+			reply_json(req, 401, "Unauthorized",
+				   json_pack("{s:s}", "error",
+					     "the operator's bearer token is needed"));
+		} else if (strcmp(what + 9, "status") == 0) {
+			reply_json(req, HTTP_OK, "OK", operator_status(s));
+		} else if (strcmp(what + 9, "ledger") == 0 && s->ledger_view) {
+			pthread_mutex_lock(&s->ledger_view->lock);
+			json_t *j = s->ledger_view->json
+					    ? json_loads(s->ledger_view->json, 0, NULL)
+					    : json_pack("{s:s}", "error", "not read yet");
+			pthread_mutex_unlock(&s->ledger_view->lock);
+			reply_json(req, HTTP_OK, "OK", j);
+		} else {
+			reply_error(
+				req, 404,
+				strcmp(what + 9, "ledger") == 0
+					? "no trial balance: http_auditor_database_url is not set"
+					: "no such endpoint (docs/http-api.md)");
+		}
+		return;
+	}
 	const char *product = evhttp_find_header(&q, "product");
 	const char *cls = evhttp_find_header(&q, "accelerator");
 	const char *why = NULL;
@@ -279,11 +477,37 @@ int srv_http_init(struct srv *s)
 	evhttp_set_max_body_size(s->api, 0);
 	evhttp_set_timeout(s->api, 10);
 	evhttp_set_gencb(s->api, api_cb, s);
+	if (s->cfg.http_operator_token[0] != '\0' && s->cfg.http_auditor_database_url[0] != '\0') {
+		struct srv_ledger_view *v = calloc(1, sizeof(*v));
+		if (v == NULL)
+			return -1;
+		v->s = s;
+		pthread_mutex_init(&v->lock, NULL);
+		pthread_cond_init(&v->cond, NULL);
+		if (pthread_create(&v->thread, NULL, ledger_view_main, v) != 0) {
+			free(v);
+			return -1;
+		}
+		s->ledger_view = v;
+	}
 	return 0;
 }
 
 void srv_http_free(struct srv *s)
 {
+	struct srv_ledger_view *v = s->ledger_view;
+	if (v) {
+		pthread_mutex_lock(&v->lock);
+		v->stop = true;
+		pthread_cond_signal(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		pthread_join(v->thread, NULL);
+		free(v->json);
+		pthread_mutex_destroy(&v->lock);
+		pthread_cond_destroy(&v->cond);
+		free(v);
+		s->ledger_view = NULL;
+	}
 	if (s->api)
 		evhttp_free(s->api);
 	s->api = NULL;

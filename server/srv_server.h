@@ -201,10 +201,11 @@ struct srv {
 	bool snap_busy, snap_stop;
 	struct srv_wjob *resent; /* start-up's items for the ledger, for the core's list */
 	size_t n_resent;
-	struct ledger *lock;	    /* holds the ledger's writer lock while gridexd runs */
-	struct srv_provision *prov; /* the hook dispatcher; NULL with leases off */
-	struct srv_market *market;  /* the HTTP API's copy of the market (I/O thread) */
-	struct evhttp *api;	    /* the HTTP API; NULL when http_listen is empty */
+	struct ledger *lock;		     /* holds the ledger's writer lock while gridexd runs */
+	struct srv_provision *prov;	     /* the hook dispatcher; NULL with leases off */
+	struct srv_market *market;	     /* the HTTP API's copy of the market (I/O thread) */
+	struct evhttp *api;		     /* the HTTP API; NULL when http_listen is empty */
+	struct srv_ledger_view *ledger_view; /* the operator's trial balance, refreshed */
 	evutil_socket_t api_fd;
 	/* I/O */
 	struct event_base *base;

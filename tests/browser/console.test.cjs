@@ -89,6 +89,27 @@ async function rows(page, selector) {
 		`history candles: shown ${JSON.stringify(got)}, API ${JSON.stringify(want)}`);
 	await page.screenshot({path: path.join(shots, "history.png"), fullPage: true});
 
+	// Operator page: after the token, the trial balance equals the operator endpoint's.
+	const token = process.env.GRIDEX_OPERATOR_TOKEN;
+	const lr = await fetch(base + "/api/v1/operator/ledger", {headers: {Authorization: "Bearer " + token}});
+	const ledger = await lr.json();
+	check(lr.ok && ledger.currencies !== undefined, "operator ledger endpoint: " + JSON.stringify(ledger).slice(0, 200));
+	await page.goto(base + "/operator.html");
+	await page.fill("#token", token);
+	await page.click("button[type=submit]");
+	await page.waitForSelector('body[data-ready="1"]', {timeout: 15000});
+	for (const [ccy, c] of Object.entries(ledger.currencies || {})) {
+		for (const [kind, v] of Object.entries(c.kinds)) {
+			const shown = await page.locator(`table[data-currency="${ccy}"] tr[data-kind="${kind}"] td`).nth(2).textContent();
+			check(shown === price(v.balance), `operator ${ccy} ${kind}: shown ${shown}, API ${price(v.balance)}`);
+		}
+	}
+	for (const p of ledger.participants || []) {
+		const shown = await page.locator(`tr[data-participant="${p.id}"] td`).nth(3).textContent();
+		check(shown === price(p.available), `operator participant ${p.name}: shown ${shown}, API ${price(p.available)}`);
+	}
+	await page.screenshot({path: path.join(shots, "operator.png"), fullPage: true});
+
 	// A phone: the overview still shows every product's prices (scrolling sideways).
 	const phone = await browser.newPage({viewport: {width: 375, height: 667}, isMobile: true});
 	await ready(phone, "/");

@@ -22,6 +22,8 @@
 #include "tap.h"
 #include "tclient.h"
 
+#define TOKEN "console-test-token-0123456789"
+
 static struct tserver srv;
 static struct tclient op, buyer, seller;
 
@@ -45,9 +47,13 @@ START_TEST(pages_show_what_the_api_says)
 	static char console_arg[600];
 	snprintf(console_arg, sizeof(console_arg), "--http-console-dir=%s/server/console",
 		 GRIDEX_TEST_SOURCE);
-	const char *const args[] = {"--http-listen=127.0.0.1:0", console_arg, NULL};
+	static char auditor[1100];
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
+	const char *const args[] = {"--http-listen=127.0.0.1:0",    console_arg,
+				    "--http-operator-token=" TOKEN, auditor,
+				    "--http-ledger-refresh-ms=500", NULL};
 	tserver_start(&srv, args);
 	tclient_keys(&buyer, 1);
 	tclient_keys(&seller, 2);
@@ -98,6 +104,17 @@ START_TEST(pages_show_what_the_api_says)
 		struct timespec ts = {.tv_nsec = 10000000};
 		nanosleep(&ts, NULL);
 	}
+	/* The trial balance is read every 500 ms: wait until it has every fill (14.6125 in
+	 * escrow: 2 x 2.60 + 2.60 + 2.7125 + 2.90 + 1.20), after which nothing changes. */
+	bool settled = false;
+	for (int i = 0; i < 500 && !settled; i++) {
+		const char *r = thttp_get_with(srv.http_port, "/api/v1/operator/ledger",
+					       "Authorization: Bearer " TOKEN, &status);
+		settled = strstr(thttp_body(r), "\"ESCROW\":{\"accounts\":1,\"balance\":14612500}");
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(settled, "the trial balance never showed every fill");
 	/* The console's files are served; nothing outside the directory is. */
 	ck_assert_int_eq((thttp_get(srv.http_port, "/", &status), status), 200);
 	ck_assert_int_eq((thttp_get(srv.http_port, "/app.js", &status), status), 200);
@@ -119,7 +136,8 @@ START_TEST(pages_show_what_the_api_says)
 		 GRIDEX_TEST_SCREENSHOTS);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
-		 "PLAYWRIGHT_CORE=%s/package HOME=%s node %s/tests/browser/console.test.cjs "
+		 "GRIDEX_OPERATOR_TOKEN=" TOKEN " PLAYWRIGHT_CORE=%s/package HOME=%s node "
+		 "%s/tests/browser/console.test.cjs "
 		 "http://127.0.0.1:%d %s 2>&1",
 		 srv.dir, srv.dir, GRIDEX_TEST_SOURCE, srv.http_port, GRIDEX_TEST_SCREENSHOTS);
 	FILE *p = popen(cmd, "r");

@@ -284,6 +284,106 @@ START_TEST(bad_requests_get_a_reason)
 }
 END_TEST
 
+#define TOKEN "op-token-0123456789abcdef"
+
+static void setup_operator(void)
+{
+	static char auditor[1100];
+	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
+	static const char *op_args[] = {"--http-listen=127.0.0.1:0", "--http-operator-token=" TOKEN,
+					auditor, "--http-ledger-refresh-ms=500", NULL};
+	memset(&srv, 0, sizeof(srv));
+	memset(&op, 0, sizeof(op));
+	memset(&buyer, 0, sizeof(buyer));
+	memset(&seller, 0, sizeof(seller));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
+	tserver_start(&srv, op_args);
+	time_t t = time(NULL) + 2 * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(product, sizeof(product), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	tclient_keys(&buyer, BUYER);
+	tclient_keys(&seller, SELLER);
+	connect_all();
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
+					  NULL, 0, buyer.pk, "buyer"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
+					  NULL, 0, seller.pk, "seller"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
+					  1000000000, NULL, NULL),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "H100-80G", 100, NULL, NULL),
+			 0);
+}
+
+static json_t *get_operator(const char *path, const char *token, int *status)
+{
+	char header[128];
+	snprintf(header, sizeof(header), "Authorization: Bearer %s", token);
+	const char *resp = thttp_get_with(srv.http_port, path, token ? header : NULL, status);
+	json_t *j = json_loads(thttp_body(resp), 0, NULL);
+	ck_assert_msg(json_is_object(j), "%s: %s", path, resp);
+	return j;
+}
+
+START_TEST(operator_endpoints_need_the_token_and_read_the_ledger)
+{
+	int status;
+	json_t *j = get_operator("/api/v1/operator/status", NULL, &status);
+	ck_assert_int_eq(status, 401);
+	json_decref(j);
+	j = get_operator("/api/v1/operator/status", "op-token-0123456789abcdeX", &status);
+	ck_assert_int_eq(status, 401);
+	json_decref(j);
+	j = get_operator("/api/v1/operator/ledger", "short", &status);
+	ck_assert_int_eq(status, 401);
+	json_decref(j);
+	j = get_operator("/api/v1/operator/status?x=1", TOKEN, &status);
+	ck_assert_int_eq(status, 400);
+	json_decref(j);
+	j = get_operator("/api/v1/operator/status", TOKEN, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert(json_is_false(json_object_get(j, "leases_on")));
+	ck_assert_int_gt(num(j, "sequence"), 0);
+	ck_assert(json_is_object(json_object_get(j, "settlement")));
+	json_decref(j);
+	/* a fill of 2 GPUs at 2.50: 5.00 in escrow, the buyer's 1000 less it, BANK -1000 */
+	order(&seller, 1, GRIDEX__V1__SIDE__SELL, 2500000, 2);
+	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2500000, 2);
+	json_t *usd = NULL;
+	for (int i = 0; i < 300; i++) {
+		j = get_operator("/api/v1/operator/ledger", TOKEN, &status);
+		ck_assert_int_eq(status, 200);
+		usd = json_object_get(json_object_get(j, "currencies"), "USD");
+		json_t *esc = json_object_get(json_object_get(usd, "kinds"), "ESCROW");
+		if (esc && num(esc, "balance") == 5000000)
+			break;
+		json_decref(j);
+		j = NULL;
+		struct timespec ts = {.tv_nsec = 20000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(j != NULL, "the trial balance never showed the fill");
+	json_t *kinds = json_object_get(usd, "kinds");
+	ck_assert_int_eq(num(json_object_get(kinds, "AVAILABLE"), "balance"), 1000000000 - 5000000);
+	ck_assert_int_eq(num(json_object_get(kinds, "BANK"), "balance"), -1000000000);
+	ck_assert(json_is_true(json_object_get(usd, "balanced")));
+	json_t *parts = json_object_get(j, "participants");
+	ck_assert_uint_eq(json_array_size(parts), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(parts, 0), "name")),
+			 "buyer");
+	ck_assert_int_eq(num(json_array_get(parts, 0), "available"), 1000000000 - 5000000);
+	ck_assert_int_ge(num(json_object_get(j, "batches"), "count"), 1);
+	ck_assert_int_gt(num(j, "as_of_ms"), 0);
+	json_decref(j);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -292,6 +392,11 @@ static Suite *http_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, market_api_matches_the_market);
 	tcase_add_test(tc, bad_requests_get_a_reason);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("operator");
+	tcase_add_checked_fixture(tc, setup_operator, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, operator_endpoints_need_the_token_and_read_the_ledger);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -38,6 +38,11 @@ static void sleep_ms(int ms)
 
 const char *thttp_get(int port, const char *path, int *status)
 {
+	return thttp_get_with(port, path, NULL, status);
+}
+
+const char *thttp_get_with(int port, const char *path, const char *header, int *status)
+{
 	static char buf[1 << 20];
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
@@ -45,7 +50,8 @@ const char *thttp_get(int port, const char *path, int *status)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	char req[1024];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n%s%s\r\n", path,
+			 header ? header : "", header ? "\r\n" : "");
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
 	size_t got = 0;
 	ssize_t r;

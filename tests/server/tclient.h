@@ -28,6 +28,8 @@ struct tserver {
 /* GET path from 127.0.0.1:port over plain HTTP/1.0: the whole response (status line,
  * headers, body) in a static buffer; *status gets the status code. */
 const char *thttp_get(int port, const char *path, int *status);
+/* The same with one more header line ("Name: value"; NULL: none). */
+const char *thttp_get_with(int port, const char *path, const char *header, int *status);
 /* The body of such a response (after the blank line). */
 const char *thttp_body(const char *response);
 
