@@ -124,6 +124,8 @@ static const struct key keys[] = {
 	     "address:port of the read-only HTTP API (docs/http-api.md; plain HTTP); empty: off"),
 	INT(http_trades_kept, 100000, 1, 67108864,
 	    "trades the HTTP API keeps for trades and candles (since the server started)"),
+	INT(http_tls, 0, 0, 1,
+	    "1: the HTTP API and console over TLS 1.3 with tls_cert and tls_key; 0: plain HTTP"),
 	TEXT(http_console_dir, "",
 	     "directory of the web console's files, served on http_listen at /; empty: none"),
 	TEXT(http_operator_token, "",

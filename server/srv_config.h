@@ -90,6 +90,7 @@ struct srv_config {
 	char http_listen[SRV_CONFIG_TEXT_MAX];
 	int64_t http_trades_kept;
 	char http_console_dir[SRV_CONFIG_TEXT_MAX];
+	int64_t http_tls;
 	char http_operator_token[SRV_CONFIG_TEXT_MAX];
 	char http_auditor_database_url[SRV_CONFIG_TEXT_MAX];
 	int64_t http_ledger_refresh_ms;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <libpq-fe.h>
@@ -373,6 +374,7 @@ static void api_cb(struct evhttp_request *req, void *arg)
 					? "no trial balance: http_auditor_database_url is not set"
 					: "no such endpoint (docs/http-api.md)");
 		}
+		evhttp_clear_headers(&q);
 		return;
 	}
 	const char *product = evhttp_find_header(&q, "product");
@@ -427,6 +429,16 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL); /* out of memory */
 }
 
+/* With http_tls: each connection of the API is TLS 1.3 with the server's certificate. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct srv *s = arg;
+	SSL *ssl = SSL_new(s->tls);
+	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						    BEV_OPT_CLOSE_ON_FREE)
+		   : NULL;
+}
+
 int srv_http_init(struct srv *s)
 {
 	s->api_fd = -1;
@@ -477,6 +489,8 @@ int srv_http_init(struct srv *s)
 	evhttp_set_max_body_size(s->api, 0);
 	evhttp_set_timeout(s->api, 10);
 	evhttp_set_gencb(s->api, api_cb, s);
+	if (s->cfg.http_tls)
+		evhttp_set_bevcb(s->api, tls_bev, s);
 	if (s->cfg.http_operator_token[0] != '\0' && s->cfg.http_auditor_database_url[0] != '\0') {
 		struct srv_ledger_view *v = calloc(1, sizeof(*v));
 		if (v == NULL)

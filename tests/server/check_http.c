@@ -6,11 +6,15 @@
  * book snapshot subscribers get; halts show; bad parameters get a 400 with a
  * reason, unknown things a 404; a restart keeps the books.
  */
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -384,6 +388,32 @@ START_TEST(operator_endpoints_need_the_token_and_read_the_ledger)
 }
 END_TEST
 
+START_TEST(the_api_over_tls)
+{
+	static const char *const tls_args[] = {"--http-listen=127.0.0.1:0", "--http-tls=1", NULL};
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, tls_args);
+	int status;
+	const char *r = thttps_get(&srv, "/api/v1/products", &status);
+	ck_assert_msg(status == 200, "%s", r);
+	ck_assert_msg(strstr(thttp_body(r), "\"products\":[]") != NULL, "%s", r);
+	/* plain HTTP gets no answer from a TLS port */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.http_port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	const char plain[] = "GET /api/v1/products HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(write(fd, plain, sizeof(plain) - 1), (ssize_t)sizeof(plain) - 1);
+	char buf[256] = "";
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ck_assert_msg(n <= 0 || strncmp(buf, "HTTP/1.", 7) != 0, "plain HTTP answered: %s", buf);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -397,6 +427,10 @@ static Suite *http_suite(void)
 	tcase_add_checked_fixture(tc, setup_operator, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, operator_endpoints_need_the_token_and_read_the_ledger);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("tls");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, the_api_over_tls);
 	suite_add_tcase(s, tc);
 	return s;
 }

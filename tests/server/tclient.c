@@ -64,6 +64,27 @@ const char *thttp_get_with(int port, const char *path, const char *header, int *
 	return buf;
 }
 
+const char *thttps_get(const struct tserver *t, const char *path, int *status)
+{
+	static char buf[1 << 20];
+	struct tclient c = {.fd = -1};
+	struct tserver at = *t;
+	at.port = t->http_port; /* tclient_connect's handshake, to the API's port */
+	tclient_connect(&c, &at);
+	char req[1024];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	ck_assert(tclient_write(&c, req, (size_t)n));
+	size_t got = 0;
+	int r;
+	while ((r = SSL_read(c.ssl, buf + got, (int)(sizeof(buf) - 1 - got))) > 0)
+		got += (size_t)r;
+	buf[got] = '\0';
+	tclient_close(&c);
+	*status = 0;
+	ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", status) == 1, "no HTTP status: %s", buf);
+	return buf;
+}
+
 const char *thttp_body(const char *response)
 {
 	const char *b = strstr(response, "\r\n\r\n");
