@@ -27,15 +27,6 @@
 static struct tserver srv;
 static struct tclient op, buyer, seller;
 
-static void product_name(char *out, size_t len, const char *cls, int hours_ahead)
-{
-	time_t t = time(NULL) + hours_ahead * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(out, len, "%s/%04d-%02d-%02dT%02d", cls, tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour);
-}
-
 static void order(struct tclient *c, uint64_t coid, const char *product, int side, int64_t price,
 		  int64_t qty)
 {
@@ -55,33 +46,16 @@ START_TEST(pages_show_what_the_api_says)
 				    "--http-operator-token=" TOKEN, auditor,
 				    "--http-ledger-refresh-ms=500", NULL};
 	tserver_start(&srv, args);
-	tclient_keys(&buyer, 1);
-	tclient_keys(&seller, 2);
-	op.account = srv.op_account;
-	memcpy(op.pk, srv.op_pk, 32);
-	memcpy(op.sk, srv.op_sk, 64);
-	tclient_connect(&op, &srv);
-	tclient_connect(&buyer, &srv);
-	tclient_connect(&seller, &srv);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 1, NULL,
-					  0, buyer.pk, "buyer"),
+	tclient_market(&srv, &op, &buyer, 1, 1000000000, &seller, 2, "H100-80G", 100);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, 2,
+					  "A100-40G", 100, NULL, NULL),
 			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 2, NULL,
-					  0, seller.pk, "seller"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, 1, NULL,
-					  1000000000, NULL, NULL),
-			 0);
-	for (int c = 0; c < 2; c++)
-		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, 2,
-						  c ? "A100-40G" : "H100-80G", 100, NULL, NULL),
-				 0);
 	/* H100 in two hours: trades at 2.60 and 2.7125, resting bids and asks; the next hour
 	 * and A100 with resting orders and a trade each. */
 	char h1[64], h2[64], a1[64];
-	product_name(h1, sizeof(h1), "H100-80G", 2);
-	product_name(h2, sizeof(h2), "H100-80G", 3);
-	product_name(a1, sizeof(a1), "A100-40G", 2);
+	tproduct(h1, sizeof(h1), "H100-80G", 2);
+	tproduct(h2, sizeof(h2), "H100-80G", 3);
+	tproduct(a1, sizeof(a1), "A100-40G", 2);
 	uint64_t id = 1;
 	order(&seller, id++, h1, GRIDEX__V1__SIDE__SELL, 2600000, 3);
 	order(&buyer, id++, h1, GRIDEX__V1__SIDE__BUY, 2600000, 2);

@@ -59,34 +59,13 @@ static void start(const char *const *extra)
 static void connect_all(void)
 {
 	memset(&op, 0, sizeof(op));
-	op.account = srv.op_account;
-	memcpy(op.pk, srv.op_pk, 32);
-	memcpy(op.sk, srv.op_sk, 64);
-	tclient_connect(&op, &srv);
-	tclient_connect(&buyer, &srv);
-	tclient_connect(&seller, &srv);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
 }
 
 /* Buyer and seller registered, funded, and the seller with 10 GPUs of H100-80G. */
 static void market(void)
 {
-	memset(&buyer, 0, sizeof(buyer));
-	memset(&seller, 0, sizeof(seller));
-	tclient_keys(&buyer, BUYER);
-	tclient_keys(&seller, SELLER);
-	connect_all();
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
-					  NULL, 0, buyer.pk, "buyer"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
-					  NULL, 0, seller.pk, "seller"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL, CASH,
-					  NULL, NULL),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
-					  "H100-80G", 10, NULL, NULL),
-			 0);
+	tclient_market(&srv, &op, &buyer, BUYER, CASH, &seller, SELLER, "H100-80G", 10);
 }
 
 static void setup(void)

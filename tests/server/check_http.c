@@ -30,45 +30,20 @@ static struct tclient op, buyer, seller;
 static char product[64];
 static const char *const args[] = {"--http-listen=127.0.0.1:0", NULL};
 
-static void connect_all(void)
+/* gridexd on the database pgtest_setup_dir() made, and the market. */
+static void start(const char *const *with)
 {
-	op.account = srv.op_account;
-	memcpy(op.pk, srv.op_pk, 32);
-	memcpy(op.sk, srv.op_sk, 64);
-	tclient_connect(&op, &srv);
-	tclient_connect(&buyer, &srv);
-	tclient_connect(&seller, &srv);
+	memset(&srv, 0, sizeof(srv));
+	tserver_start(&srv, with);
+	ck_assert_int_gt(srv.http_port, 0);
+	tproduct(product, sizeof(product), "H100-80G", 2);
+	tclient_market(&srv, &op, &buyer, BUYER, 1000000000, &seller, SELLER, "H100-80G", 100);
 }
 
 static void setup(void)
 {
-	memset(&srv, 0, sizeof(srv));
-	memset(&op, 0, sizeof(op));
-	memset(&buyer, 0, sizeof(buyer));
-	memset(&seller, 0, sizeof(seller));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
-	tserver_start(&srv, args);
-	ck_assert_int_gt(srv.http_port, 0);
-	time_t t = time(NULL) + 2 * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(product, sizeof(product), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
-	tclient_keys(&buyer, BUYER);
-	tclient_keys(&seller, SELLER);
-	connect_all();
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
-					  NULL, 0, buyer.pk, "buyer"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
-					  NULL, 0, seller.pk, "seller"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
-					  1000000000, NULL, NULL),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
-					  "H100-80G", 100, NULL, NULL),
-			 0);
+	start(args);
 }
 
 static void teardown(void)
@@ -244,7 +219,7 @@ START_TEST(market_api_matches_the_market)
 	tclient_close(&seller);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	tserver_start(&srv, args);
-	connect_all();
+	tclient_reconnect(&srv, &op, &buyer, &seller);
 	j = get_ok(cat("/api/v1/book?product=", product, "&depth=1"));
 	ck_assert_uint_eq(json_array_size(json_object_get(j, "bids")), 1);
 	ck_assert_int_eq(num(json_array_get(json_object_get(j, "bids"), 0), "price"), 2600000);
@@ -293,36 +268,11 @@ END_TEST
 static void setup_operator(void)
 {
 	static char auditor[1100];
-	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
 	static const char *op_args[] = {"--http-listen=127.0.0.1:0", "--http-operator-token=" TOKEN,
 					auditor, "--http-ledger-refresh-ms=500", NULL};
-	memset(&srv, 0, sizeof(srv));
-	memset(&op, 0, sizeof(op));
-	memset(&buyer, 0, sizeof(buyer));
-	memset(&seller, 0, sizeof(seller));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
-	tserver_start(&srv, op_args);
-	time_t t = time(NULL) + 2 * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(product, sizeof(product), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
-	tclient_keys(&buyer, BUYER);
-	tclient_keys(&seller, SELLER);
-	connect_all();
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
-					  NULL, 0, buyer.pk, "buyer"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
-					  NULL, 0, seller.pk, "seller"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
-					  1000000000, NULL, NULL),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
-					  "H100-80G", 100, NULL, NULL),
-			 0);
+	start(op_args);
 }
 
 static json_t *get_operator(const char *path, const char *token, int *status)

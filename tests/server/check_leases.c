@@ -88,13 +88,6 @@ static int64_t ledger_balance(uint32_t participant)
 	return sql_int(sql);
 }
 
-static void connect_all(void)
-{
-	tclient_connect(&op, &srv);
-	tclient_connect(&buyer, &srv);
-	tclient_connect(&seller, &srv);
-}
-
 /* The agent's files, the hook, and gridexd with windows that start a few seconds
  * after the fills (the product is 3 hours ahead; its window is shifted back). */
 static void setup_agent(void)
@@ -144,12 +137,11 @@ static void setup_agent(void)
 	write_file("badhook", text, 0755);
 	snprintf(arg_hook, sizeof(arg_hook), "--hook=%s/%s", dir, hook_file);
 
-	time_t t = time(NULL) + 3 * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(product, sizeof(product), "A100-40G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
-	int64_t hour_ms = ((int64_t)t / 3600) * 3600000;
+	int64_t hour_ms;
+	do { /* the product's hour and its start in ms from the same clock reading */
+		hour_ms = ((int64_t)(time(NULL) + 3 * 3600) / 3600) * 3600000;
+		tproduct(product, sizeof(product), "A100-40G", 3);
+	} while (hour_ms != ((int64_t)(time(NULL) + 3 * 3600) / 3600) * 3600000);
 	snprintf(arg_shift, sizeof(arg_shift), "--delivery-shift-ms=%lld",
 		 (long long)(now_ms() + lead_ms - hour_ms));
 	snprintf(arg_period, sizeof(arg_period), "--delivery-period-ms=%d", period);
@@ -158,27 +150,7 @@ static void setup_agent(void)
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, server_args);
 
-	memset(&buyer, 0, sizeof(buyer));
-	memset(&seller, 0, sizeof(seller));
-	memset(&op, 0, sizeof(op));
-	tclient_keys(&buyer, BUYER);
-	tclient_keys(&seller, SELLER);
-	op.account = srv.op_account;
-	memcpy(op.pk, srv.op_pk, 32);
-	memcpy(op.sk, srv.op_sk, 64);
-	connect_all();
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, BUYER,
-					  NULL, 0, buyer.pk, "buyer"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, SELLER,
-					  NULL, 0, seller.pk, "seller"),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL, CASH,
-					  NULL, NULL),
-			 0);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
-					  "A100-40G", 8, NULL, NULL),
-			 0);
+	tclient_market(&srv, &op, &buyer, BUYER, CASH, &seller, SELLER, "A100-40G", 8);
 }
 
 static void teardown(void)
@@ -437,7 +409,7 @@ START_TEST(restart_between_recorded_and_called_calls_again)
 	tclient_close(&seller);
 	write_file("mode", "ok\n", 0644);
 	tserver_start(&srv, server_args);
-	connect_all();
+	tclient_reconnect(&srv, &op, &buyer, &seller);
 	Gridex__V1__QueryResult *q = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES);
 	ck_assert_uint_eq(q->n_leases, 1); /* rebuilt from the journal */
 	gridex__v1__query_result__free_unpacked(q, NULL);

@@ -495,3 +495,47 @@ Gridex__V1__QueryResult *tclient_query(struct tclient *c, uint32_t type)
 	gridex__v1__server_frame__free_unpacked(f, NULL);
 	return r;
 }
+
+void tproduct(char *out, size_t len, const char *cls, int hours_ahead)
+{
+	time_t t = time(NULL) + hours_ahead * 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, len, "%s/%04d-%02d-%02dT%02d", cls, tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour);
+}
+
+void tclient_reconnect(const struct tserver *t, struct tclient *op, struct tclient *buyer,
+		       struct tclient *seller)
+{
+	op->account = t->op_account;
+	memcpy(op->pk, t->op_pk, 32);
+	memcpy(op->sk, t->op_sk, 64);
+	tclient_connect(op, t);
+	tclient_connect(buyer, t);
+	tclient_connect(seller, t);
+}
+
+void tclient_market(const struct tserver *t, struct tclient *op, struct tclient *buyer, uint32_t b,
+		    int64_t cash, struct tclient *seller, uint32_t s, const char *cls,
+		    int64_t capacity)
+{
+	memset(op, 0, sizeof(*op));
+	memset(buyer, 0, sizeof(*buyer));
+	memset(seller, 0, sizeof(*seller));
+	tclient_keys(buyer, b);
+	tclient_keys(seller, s);
+	tclient_reconnect(t, op, buyer, seller);
+	ck_assert_int_eq(tclient_operator(op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, b, NULL,
+					  0, buyer->pk, "buyer"),
+			 0);
+	ck_assert_int_eq(tclient_operator(op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, s, NULL,
+					  0, seller->pk, "seller"),
+			 0);
+	ck_assert_int_eq(
+		tclient_operator(op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, b, NULL, cash, NULL, NULL),
+		0);
+	ck_assert_int_eq(tclient_operator(op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, s, cls,
+					  capacity, NULL, NULL),
+			 0);
+}

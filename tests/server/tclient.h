@@ -80,6 +80,21 @@ Gridex__V1__ServerFrame *tclient_until(struct tclient *c,
 				       bool (*pred)(const Gridex__V1__ServerFrame *f, void *ctx),
 				       void *ctx);
 
+/* "CLS/YYYY-MM-DDTHH": the UTC hour hours_ahead from now. */
+void tproduct(char *out, size_t len, const char *cls, int hours_ahead);
+
+/*
+ * A two-sided market on t: op connected with t's operator key; buyer (account
+ * b, fresh keys) registered as "buyer" and given cash; seller (account s)
+ * registered as "seller" with capacity GPUs of class cls. All three connected.
+ */
+void tclient_market(const struct tserver *t, struct tclient *op, struct tclient *buyer, uint32_t b,
+		    int64_t cash, struct tclient *seller, uint32_t s, const char *cls,
+		    int64_t capacity);
+/* Connects op (with t's operator key), buyer and seller again (after a restart). */
+void tclient_reconnect(const struct tserver *t, struct tclient *op, struct tclient *buyer,
+		       struct tclient *seller);
+
 /* Operator requests from t's operator key over c (which must use it). */
 int tclient_operator(struct tclient *op, uint32_t type, uint32_t target, const char *product,
 		     int64_t amount_or_qty, const uint8_t *public_key, const char *name);
