@@ -43,7 +43,7 @@ async function rows(page, selector) {
 
 (async () => {
 	const browser = await chromium.launch({executablePath: "/usr/bin/chromium",
-		args: ["--no-sandbox", "--disable-gpu"]});
+		args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]});
 	const page = await browser.newPage({viewport: {width: 1280, height: 800}});
 	const errors = [];
 	page.on("pageerror", (e) => errors.push(e.message));
