@@ -198,7 +198,8 @@ void srv_market_halt(struct srv_market *m, const char *product, bool halted)
 
 /* ---------- answers ---------- */
 
-static json_t *price_or_null(bool has, int64_t v)
+/* A price or time, or null when there is none. */
+static json_t *int_or_null(bool has, int64_t v)
 {
 	return has ? json_integer(v) : json_null();
 }
@@ -213,18 +214,17 @@ json_t *srv_market_products(const struct srv_market *m, int64_t now_ms)
 							   : "open";
 		json_array_append_new(
 			list,
-			json_pack(
-				"{s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:I}", "product", p->name,
-				"accelerator", p->cls, "delivery_start_ms",
-				price_or_null(p->delivery_ms != MATCHING_NO_PERIOD, p->delivery_ms),
-				"gate_ms",
-				price_or_null(p->gate_ms != MATCHING_NO_GATE, p->gate_ms), "state",
-				state, "best_bid",
-				price_or_null(p->bids.n > 0, p->bids.n ? p->bids.l[0].price : 0),
-				"best_ask",
-				price_or_null(p->asks.n > 0, p->asks.n ? p->asks.l[0].price : 0),
-				"last_price", price_or_null(p->traded, p->last_price), "volume",
-				(json_int_t)p->volume));
+			json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:I}", "product",
+				  p->name, "accelerator", p->cls, "delivery_start_ms",
+				  int_or_null(p->delivery_ms != MATCHING_NO_PERIOD, p->delivery_ms),
+				  "gate_ms",
+				  int_or_null(p->gate_ms != MATCHING_NO_GATE, p->gate_ms), "state",
+				  state, "best_bid",
+				  int_or_null(p->bids.n > 0, p->bids.n ? p->bids.l[0].price : 0),
+				  "best_ask",
+				  int_or_null(p->asks.n > 0, p->asks.n ? p->asks.l[0].price : 0),
+				  "last_price", int_or_null(p->traded, p->last_price), "volume",
+				  (json_int_t)p->volume));
 	}
 	return json_pack("{s:o, s:I}", "products", list ? list : json_null(), "time_ms",
 			 (json_int_t)now_ms);

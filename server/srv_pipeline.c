@@ -551,14 +551,14 @@ static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint
 	size_t len = 0;
 	for (size_t i = 0; i < lo->n_updates; i++) {
 		const struct srv_lease_view *v = &lo->updates[i];
-		for (int side = 0; side < 2; side++) {
-			uint32_t account = side ? v->seller : v->buyer;
-			if (side && v->seller == v->buyer)
-				break;
-			uint8_t *b = srv_frame_leases(account, 0, false, v, 1, lease_names, s->core,
-						      &len);
-			stage_blob(x, SRV_OUT_ACCT_BLOB, 0, account, b, len);
-		}
+		/* One frame for both parties (the I/O frees each item's copy). */
+		uint8_t *b = srv_frame_leases(0, 0, false, v, 1, lease_names, s->core, &len);
+		uint8_t *c = b && v->seller != v->buyer ? malloc(len) : NULL;
+		if (c)
+			memcpy(c, b, len);
+		stage_blob(x, SRV_OUT_ACCT_BLOB, 0, v->buyer, b, len);
+		if (v->seller != v->buyer)
+			stage_blob(x, SRV_OUT_ACCT_BLOB, 0, v->seller, c, len);
 	}
 	if (req && req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES && out->n_reports > 0 &&
 	    out->reports[out->n_reports - 1].kind == SRV_REPORT_RESULT) {

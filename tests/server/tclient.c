@@ -41,6 +41,21 @@ const char *thttp_get(int port, const char *path, int *status)
 	return thttp_get_with(port, path, NULL, status);
 }
 
+/* The request line and headers of a GET (and its length). */
+static int http_request(char *req, size_t cap, const char *path, const char *header)
+{
+	return snprintf(req, cap, "GET %s HTTP/1.0\r\n%s%s\r\n", path, header ? header : "",
+			header ? "\r\n" : "");
+}
+
+/* The status code of the response in buf (fails the test when there is none). */
+static const char *http_status(const char *buf, int *status)
+{
+	*status = 0;
+	ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", status) == 1, "no HTTP status: %s", buf);
+	return buf;
+}
+
 const char *thttp_get_with(int port, const char *path, const char *header, int *status)
 {
 	static char buf[1 << 20];
@@ -50,8 +65,7 @@ const char *thttp_get_with(int port, const char *path, const char *header, int *
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	char req[1024];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n%s%s\r\n", path,
-			 header ? header : "", header ? "\r\n" : "");
+	int n = http_request(req, sizeof(req), path, header);
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
 	size_t got = 0;
 	ssize_t r;
@@ -59,9 +73,7 @@ const char *thttp_get_with(int port, const char *path, const char *header, int *
 		got += (size_t)r;
 	buf[got] = '\0';
 	close(fd);
-	*status = 0;
-	ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", status) == 1, "no HTTP status: %s", buf);
-	return buf;
+	return http_status(buf, status);
 }
 
 const char *thttps_get(const struct tserver *t, const char *path, int *status)
@@ -72,7 +84,7 @@ const char *thttps_get(const struct tserver *t, const char *path, int *status)
 	at.port = t->http_port; /* tclient_connect's handshake, to the API's port */
 	tclient_connect(&c, &at);
 	char req[1024];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	int n = http_request(req, sizeof(req), path, NULL);
 	ck_assert(tclient_write(&c, req, (size_t)n));
 	size_t got = 0;
 	int r;
@@ -80,9 +92,7 @@ const char *thttps_get(const struct tserver *t, const char *path, int *status)
 		got += (size_t)r;
 	buf[got] = '\0';
 	tclient_close(&c);
-	*status = 0;
-	ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", status) == 1, "no HTTP status: %s", buf);
-	return buf;
+	return http_status(buf, status);
 }
 
 const char *thttp_body(const char *response)
