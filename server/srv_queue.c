@@ -101,8 +101,11 @@ size_t srv_queue_pop(struct srv_queue *q, void *items, size_t max, int timeout_m
 	size_t k = q->count < max ? q->count : max;
 	if (k > 0) {
 		ring_copy(q, q->head, items, k, false);
-		q->head = (q->head + k) % q->cap;
 		q->count -= k;
+		/* An emptied ring starts again at its first slot: a queue that keeps up
+		 * touches only its first few pages (hot in cache, and the rest of a ring
+		 * sized for bursts is never faulted in), instead of walking all of it. */
+		q->head = q->count == 0 ? 0 : (q->head + k) % q->cap;
 		pthread_cond_broadcast(&q->not_full);
 	}
 	pthread_mutex_unlock(&q->lock);
