@@ -27,7 +27,9 @@
  * each of --also-rates=R1,R2,...), and ends with
  * ratio_to_verify_ceiling=<achieved closed-loop rate / ceiling>.
  */
+#define _GNU_SOURCE /* ppoll */
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -350,10 +352,52 @@ static double verify_ceiling(size_t msg_len)
 
 /* ---------- metrics ---------- */
 
+/* The server's histogram of answered requests by pipeline stage
+ * (gridex_request_stage_seconds, docs/operations.md). */
+#define STAGES	      6
+#define STAGE_BUCKETS 14
+static const char *const stage_names[STAGES] = {"verify",  "journal", "core",
+						"deliver", "total",   "sync"};
+
 struct gauges {
 	double fills, lag_ms, pending;
+	double stage[STAGES][STAGE_BUCKETS]; /* cumulative counts, by bucket */
+	double stage_le[STAGE_BUCKETS];	     /* bucket bounds, seconds (last: +Inf) */
 	bool ok;
 };
+
+/* Reads one stage-histogram bucket line into g. */
+static void stage_line(struct gauges *g, const char *line)
+{
+	char name[16], le[24];
+	double v;
+	if (sscanf(line,
+		   "gridex_request_stage_seconds_bucket{stage=\"%15[a-z]\",le=\"%23[^\"]\"} %lf",
+		   name, le, &v) != 3)
+		return;
+	for (int st = 0; st < STAGES; st++) {
+		if (strcmp(name, stage_names[st]) != 0)
+			continue;
+		int k = 0;
+		double bound = strcmp(le, "+Inf") == 0 ? INFINITY : strtod(le, NULL);
+		while (k < STAGE_BUCKETS - 1 && g->stage_le[k] != 0 && g->stage_le[k] != bound)
+			k++;
+		g->stage_le[k] = bound;
+		g->stage[st][k] = v;
+	}
+}
+
+/* The bucket bound (ms) under which fraction q of the phase's answers passed stage st. */
+static double stage_quantile(const struct gauges *a, const struct gauges *b, int st, double q)
+{
+	double total = b->stage[st][STAGE_BUCKETS - 1] - a->stage[st][STAGE_BUCKETS - 1];
+	if (total <= 0)
+		return NAN;
+	for (int k = 0; k < STAGE_BUCKETS; k++)
+		if (b->stage[st][k] - a->stage[st][k] >= q * total)
+			return b->stage_le[k] * 1e3;
+	return INFINITY;
+}
 
 static struct gauges scrape(void)
 {
@@ -398,6 +442,8 @@ static struct gauges scrape(void)
 			g.lag_ms = v;
 		} else if (sscanf(line, "gridex_settlement_pending %lf", &v) == 1) {
 			g.pending = v;
+		} else {
+			stage_line(&g, line);
 		}
 	}
 	return g;
@@ -503,10 +549,20 @@ static struct result run_phase(const char *name, double rate)
 			send_upto(x, upto);
 			p[i] = (struct pollfd){.fd = gridex_fd(x->c), .events = POLLIN};
 		}
-		int ms = (int)((wake - now_ns()) / 1000000);
-		poll(p, opt.accounts, rate > 0 ? (ms < 0 ? 0 : ms > 5 ? 5 : ms) : 5);
+		/* Sleep until the next planned send (to the nanosecond: a millisecond poll
+		 * would spin for the last one and take a core from the server) or an
+		 * answer; then read only the connections that have one (the library reads
+		 * until the socket is empty, so none is left waiting in TLS). */
+		int64_t left = rate > 0 ? wake - now_ns() : 5000000;
+		if (left < 0)
+			left = 0;
+		if (left > 5000000)
+			left = 5000000;
+		struct timespec nap = {.tv_sec = 0, .tv_nsec = (long)left};
+		if (ppoll(p, opt.accounts, &nap, NULL) < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
 		for (uint32_t i = 0; i < opt.accounts; i++)
-			if (!drain(&conns[i]))
+			if (p[i].revents != 0 && !drain(&conns[i]))
 				die("account %u: %s", conns[i].account,
 				    gridex_client_error(conns[i].c));
 		if (rss_mid == 0 && t - phase_t0 >= (end - phase_t0) / 2)
@@ -577,9 +633,15 @@ static struct result run_phase(const char *name, double rate)
 		}
 	printf("%s\n",
 	       any ? " (orders filled or cancelled before their modify or cancel)" : " none");
-	if (g.ok)
+	if (g.ok) {
 		printf("  fills %.0f/s, settlement lag max %.0f ms, unsettled at the end %.0f\n",
 		       r.fills_per_s, r.lag_max_ms, g.pending);
+		printf("  server stages, p50/p99 at most (ms, histogram bounds):");
+		for (int st = 0; st < STAGES; st++)
+			printf(" %s %g/%g", stage_names[st], stage_quantile(&g0, &g, st, 0.50),
+			       stage_quantile(&g0, &g, st, 0.99));
+		printf("\n");
+	}
 	if (opt.server_pid > 0) {
 		printf("  server resident: %.0f MiB at the start, %.0f MiB half way, %.0f MiB at "
 		       "the end\n  server resident at each tenth of the run (MiB):",

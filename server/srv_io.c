@@ -368,7 +368,7 @@ static void resume_if_possible(struct srv_conn *c)
 static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 {
 	struct srv *s = c->s;
-	struct srv_job job = {.kind = SRV_JOB_REQUEST, .conn = conn_id(c)};
+	struct srv_job job = {.kind = SRV_JOB_REQUEST, .conn = conn_id(c), .t.in = srv_mono_ns()};
 	int rc = srv_request_decode(body, len, (size_t)s->cfg.body_bytes_max, &job.req);
 	if (rc != SRV_AUTH_OK) {
 		atomic_fetch_add(&s->m.requests[0][GRIDEX__V1__REJECT_REASON__MALFORMED], 1);
@@ -648,6 +648,23 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* ---------- output from the pipeline ---------- */
 
+/* A journaled request's answer: how long each stage took. */
+static void count_stages(struct srv *s, const struct srv_stamps *t)
+{
+	if (t->in == 0 || t->core == 0)
+		return; /* refused before the journal: no stages to tell */
+	int64_t now = srv_mono_ns();
+	const int64_t d[SRV_STAGE_TOTAL + 1] = {
+		[SRV_STAGE_VERIFY] = t->verified - t->in,
+		[SRV_STAGE_JOURNAL] = t->journaled - t->verified,
+		[SRV_STAGE_CORE] = t->core - t->journaled,
+		[SRV_STAGE_DELIVER] = now - t->core,
+		[SRV_STAGE_TOTAL] = now - t->in,
+	};
+	for (int st = 0; st <= SRV_STAGE_TOTAL; st++)
+		srv_stage_count(&s->m, st, d[st]);
+}
+
 static void deliver_reply(struct srv *s, const struct srv_out *o)
 {
 	struct srv_conn *c = conn_of(s, o->conn);
@@ -668,6 +685,7 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
 	}
 	conn_send(c, buf, n);
+	count_stages(s, &o->t);
 }
 
 static void deliver_exec(struct srv *s, const struct srv_out *o)
@@ -961,6 +979,33 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       atomic_load(&m->journal_records));
 	metric(b, "gridex_journal_sync_ms_last", "Duration of the last write and fdatasync.",
 	       "gauge", atomic_load(&m->journal_sync_ms_last));
+	static const char *const stage_names[SRV_STAGES] = {"verify",  "journal", "core",
+							    "deliver", "total",	  "sync"};
+	evbuffer_add_printf(b, "# HELP gridex_request_stage_seconds Time of answered requests "
+			       "in each stage of the pipeline (sync: each journal fdatasync).\n"
+			       "# TYPE gridex_request_stage_seconds histogram\n");
+	for (int st = 0; st < SRV_STAGES; st++) {
+		uint64_t cum = 0;
+		for (int k = 0; k < SRV_STAGE_BUCKETS; k++) {
+			cum += atomic_load_explicit(&m->stage_count[st][k], memory_order_relaxed);
+			char le[24];
+			if (k < SRV_STAGE_BUCKETS - 1)
+				snprintf(le, sizeof(le), "%g",
+					 (double)srv_stage_bounds_ns[k] / 1e9);
+			else
+				snprintf(le, sizeof(le), "+Inf");
+			evbuffer_add_printf(b,
+					    "gridex_request_stage_seconds_bucket{stage=\"%s\",le="
+					    "\"%s\"} %llu\n",
+					    stage_names[st], le, (unsigned long long)cum);
+		}
+		evbuffer_add_printf(
+			b, "gridex_request_stage_seconds_sum{stage=\"%s\"} %.9f\n", stage_names[st],
+			(double)atomic_load_explicit(&m->stage_sum_ns[st], memory_order_relaxed) /
+				1e9);
+		evbuffer_add_printf(b, "gridex_request_stage_seconds_count{stage=\"%s\"} %llu\n",
+				    stage_names[st], (unsigned long long)cum);
+	}
 	metric(b, "gridex_snapshots_total", "Snapshots of the core written.", "counter",
 	       atomic_load(&m->snapshots));
 	if (s->cfg.hook[0] != '\0') {

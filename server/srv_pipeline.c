@@ -16,6 +16,13 @@
 #include "srv_snapshot.h"
 
 #define BATCH 64 /* items moved per queue lock */
+/* A verifier passes on what it verified after at most this many requests: a request
+ * waits for the verification of the others taken with it (46 us each here). */
+#define VERIFY_BATCH 4
+/* Requests per journal write and fdatasync at most: one sync covers what came during
+ * the one before, and a slow sync (milliseconds, on a busy disk) must not leave more
+ * behind than the next one can take. */
+#define JOURNAL_BATCH 1024
 
 int64_t srv_now_ms(void)
 {
@@ -29,6 +36,28 @@ int64_t srv_mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t srv_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+const int64_t srv_stage_bounds_ns[SRV_STAGE_BUCKETS - 1] = {
+	50000,	  100000,   250000,   500000,	 1000000,   2000000,	5000000,
+	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
+};
+
+void srv_stage_count(struct srv_metrics *m, enum srv_stage st, int64_t ns)
+{
+	int64_t v = ns < 0 ? 0 : ns;
+	int b = 0;
+	while (b < SRV_STAGE_BUCKETS - 1 && v > srv_stage_bounds_ns[b])
+		b++;
+	atomic_fetch_add_explicit(&m->stage_count[st][b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->stage_sum_ns[st], (uint64_t)v, memory_order_relaxed);
 }
 
 static void count_request(struct srv *s, uint32_t type, uint32_t reason)
@@ -174,7 +203,7 @@ static void *verifier_main(void *arg)
 		abort();
 	}
 	size_t n;
-	while ((n = srv_queue_pop(&s->vin[lane], jobs, BATCH, -1)) > 0) {
+	while ((n = srv_queue_pop(&s->vin[lane], jobs, VERIFY_BATCH, -1)) > 0) {
 		size_t n_rej = 0;
 		for (size_t i = 0; i < n; i++) {
 			const struct srv_request *r = &jobs[i].req;
@@ -202,6 +231,9 @@ static void *verifier_main(void *arg)
 							  .account = r->account,
 							  .nonce = r->nonce};
 		}
+		int64_t done = srv_mono_ns();
+		for (size_t i = 0; i < n; i++)
+			jobs[i].t.verified = done;
 		srv_queue_push(&s->vout[lane], jobs, n, true, NULL);
 		out_push(s, rejects, n_rej);
 	}
@@ -310,9 +342,9 @@ static void rotate(struct srv *s, uint64_t first)
 static void *journal_main(void *arg)
 {
 	struct srv *s = arg;
-	struct srv_job *jobs = malloc(BATCH * sizeof(*jobs));
+	struct srv_job *jobs = malloc(JOURNAL_BATCH * sizeof(*jobs));
 	struct srv_jrec *rec = malloc(sizeof(*rec));
-	struct srv_lease_event *levents = malloc(BATCH * sizeof(*levents));
+	struct srv_lease_event *levents = malloc(JOURNAL_BATCH * sizeof(*levents));
 	if (!jobs || !rec || !levents) {
 		srv_log(SRV_LOG_ERROR, "journal out of memory", NULL);
 		abort();
@@ -329,14 +361,14 @@ static void *journal_main(void *arg)
 	int64_t last_ms = s->journal_last_ms, last_record = srv_mono_ms();
 	for (;;) {
 		bool done;
-		size_t n = lanes_take(s, &lr, jobs, BATCH, (int)s->cfg.tick_ms, &done);
+		size_t n = lanes_take(s, &lr, jobs, JOURNAL_BATCH, (int)s->cfg.tick_ms, &done);
 		if (done)
 			break;
 		int64_t now = srv_now_ms();
 		if (now < last_ms)
 			now = last_ms; /* journaled time never goes back, even if the clock does */
 		/* What the hook dispatcher learned joins this group commit. */
-		size_t ne = srv_provision_events(s, levents, BATCH - n);
+		size_t ne = srv_provision_events(s, levents, JOURNAL_BATCH - n);
 		for (size_t i = 0; i < ne; i++)
 			jobs[n + i] = (struct srv_job){.kind = SRV_JOB_LEASE, .lease = levents[i]};
 		n += ne;
@@ -373,7 +405,7 @@ static void *journal_main(void *arg)
 				abort();
 			}
 		}
-		int64_t t0 = srv_mono_ms();
+		int64_t t0 = srv_mono_ns();
 		if (srv_journal_sync(s->journal) != SRV_JOURNAL_OK) {
 			/* Nothing after this point could be made durable: stop rather than
 			 * acknowledge what a restart would not know. */
@@ -383,10 +415,14 @@ static void *journal_main(void *arg)
 		}
 		atomic_fetch_add_explicit(&s->m.journal_syncs, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&s->m.journal_records, n, memory_order_relaxed);
-		atomic_store_explicit(&s->m.journal_sync_ms_last, (uint64_t)(srv_mono_ms() - t0),
+		int64_t synced = srv_mono_ns();
+		atomic_store_explicit(&s->m.journal_sync_ms_last, (uint64_t)(synced - t0) / 1000000,
 				      memory_order_relaxed);
+		srv_stage_count(&s->m, SRV_STAGE_SYNC, synced - t0);
 		last_ms = now;
 		last_record = srv_mono_ms();
+		for (size_t i = 0; i < n; i++)
+			jobs[i].t.journaled = synced;
 		srv_queue_push(&s->core_q, jobs, n, true, NULL);
 		if (srv_journal_size(s->journal) >= (uint64_t)s->cfg.journal_segment_bytes)
 			rotate(s, seq + 1);
@@ -418,6 +454,7 @@ struct core_ctx {
 	uint64_t snap_seq;    /* of the last snapshot taken */
 	int64_t snap_mono;    /* when */
 	int64_t last_time_ms; /* the journaled time of the last input handled */
+	struct srv_stamps t;  /* of the request being answered */
 };
 
 static void stage_flush(struct core_ctx *x)
@@ -646,8 +683,10 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 		o->sequence = seq;
 		o->time_ms = now_ms;
 		o->u.report = *r;
-		if (reply)
+		if (reply) {
+			o->t = x->t;
 			count_request(s, type, r->kind == SRV_REPORT_ACK ? 0 : (uint32_t)r->reason);
+		}
 		if (!reply)
 			copy_name(o->product, srv_core_book_name(s->core, r->book));
 	}
@@ -905,6 +944,8 @@ static void *core_main(void *arg)
 				pthread_rwlock_unlock(&s->keys_lock);
 			assert(rc == SRV_CORE_OK);
 			(void)rc;
+			x.t = job->t;
+			x.t.core = srv_mono_ns();
 			emit(&x, job->conn, req, seq, job->time_ms);
 		}
 		/* Gauges first: a client that reads the metrics after its answer sees them. */

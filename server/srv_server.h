@@ -53,12 +53,34 @@ struct srv_lease_event {
 	char code[32];
 };
 
+/* When a request passed each stage (monotonic ns; 0: not reached), for the latency
+ * histograms by stage (gridex_request_stage_seconds). */
+struct srv_stamps {
+	int64_t in;	   /* its frame decoded by the I/O thread */
+	int64_t verified;  /* its verifier's batch done */
+	int64_t journaled; /* the fdatasync covering it returned */
+	int64_t core;	   /* the core answered it */
+};
+
+enum srv_stage {
+	SRV_STAGE_VERIFY,  /* in -> verified: waiting for a verifier, verification */
+	SRV_STAGE_JOURNAL, /* verified -> journaled: its turn, append, group fdatasync */
+	SRV_STAGE_CORE,	   /* journaled -> core: the core's queue, risk and matching */
+	SRV_STAGE_DELIVER, /* core -> written: the I/O thread's queue, encoding, TLS */
+	SRV_STAGE_TOTAL,   /* in -> written */
+	SRV_STAGE_SYNC,	   /* not a request's stage: each journal write + fdatasync */
+	SRV_STAGES
+};
+#define SRV_STAGE_BUCKETS 14 /* bounds in srv_stage_bounds_ns, then +Inf */
+extern const int64_t srv_stage_bounds_ns[SRV_STAGE_BUCKETS - 1];
+
 struct srv_job {
 	uint8_t kind;
 	bool trades; /* SUBSCRIBE: the trade tape too */
 	uint64_t conn;
 	uint64_t seq;			       /* REQUEST, TICK: set by the journal thread */
 	int64_t time_ms;		       /* REQUEST, TICK: the journaled time */
+	struct srv_stamps t;		       /* REQUEST */
 	char topic[SRV_PRODUCT_BYTES_MAX + 1]; /* SUBSCRIBE */
 	struct srv_lease_event lease;	       /* LEASE */
 	struct srv_request req;		       /* REQUEST */
@@ -83,6 +105,7 @@ struct srv_out {
 	uint64_t conn;
 	uint64_t sequence; /* REPLY, EXEC: the request's sequence number */
 	int64_t time_ms;
+	struct srv_stamps t; /* REPLY */
 	union {
 		struct srv_report report;
 		struct srv_md md;
@@ -153,6 +176,9 @@ struct srv_metrics {
 	atomic_uint_fast64_t hook_calls[6]; /* by enum srv_hook_outcome */
 	atomic_uint_fast64_t leases[7];	    /* live, by enum srv_lease_state */
 	atomic_uint_fast64_t hook_pending;
+	/* Answers by stage and duration (written by the I/O thread only). */
+	atomic_uint_fast64_t stage_count[SRV_STAGES][SRV_STAGE_BUCKETS];
+	atomic_uint_fast64_t stage_sum_ns[SRV_STAGES];
 };
 
 struct srv_provision;
@@ -240,6 +266,9 @@ __attribute__((warn_unused_result)) int srv_pipeline_start(struct srv *s);
 void srv_pipeline_join(struct srv *s);
 int64_t srv_now_ms(void);  /* wall clock, Unix ms */
 int64_t srv_mono_ms(void); /* monotonic */
+int64_t srv_mono_ns(void);
+/* Counts one duration into the stage histogram (any thread). */
+void srv_stage_count(struct srv_metrics *m, enum srv_stage st, int64_t ns);
 
 /* gridexd.c: the core with the operator's key, its engine clock starting at start_ms. */
 int srv_core_make(struct srv *s, int64_t start_ms);

@@ -927,8 +927,57 @@ START_TEST(one_writer_per_ledger)
 }
 END_TEST
 
+/* The value of the metric line that starts with `name` (labels included), -1 if none. */
+static double metric_value(const char *body, const char *name)
+{
+	size_t len = strlen(name);
+	for (const char *line = body; line && *line;
+	     line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+		if (strncmp(line, name, len) == 0 && line[len] == ' ')
+			return strtod(line + len + 1, NULL);
+	return -1;
+}
+
+static const char *const stages[] = {"verify", "journal", "core", "deliver", "total", "sync"};
+
+/* Checks the stage histograms of a metrics page; fills count[] by stage. */
+static void stage_counts(const char *body, double count[6])
+{
+	for (int st = 0; st < 6; st++) {
+		char name[128];
+		snprintf(name, sizeof(name), "gridex_request_stage_seconds_count{stage=\"%s\"}",
+			 stages[st]);
+		count[st] = metric_value(body, name);
+		ck_assert_msg(count[st] >= 0, "no %s in %s", name, body);
+		/* Buckets are cumulative and end with every answer. */
+		double prev = 0;
+		for (const char *p = body;
+		     (p = strstr(p, "gridex_request_stage_seconds_bucket{"));) {
+			char want[64];
+			snprintf(want, sizeof(want), "{stage=\"%s\",", stages[st]);
+			const char *eol = strchr(p, '\n');
+			bool mine = strncmp(p + strlen("gridex_request_stage_seconds_bucket"), want,
+					    strlen(want)) == 0;
+			if (mine) {
+				double v = strtod(strchr(p, '}') + 2, NULL);
+				ck_assert_msg(v >= prev, "%.60s", p);
+				prev = v;
+			}
+			p = eol ? eol : p + 1;
+		}
+		ck_assert_msg(prev == count[st], "%s: +Inf %.0f, count %.0f", stages[st], prev,
+			      count[st]);
+	}
+}
+
 START_TEST(metrics_endpoint)
 {
+	double before[6], after[6];
+	int status0;
+	char *body0 = strdup(thttp_get(srv.metrics_port, "/metrics", &status0));
+	ck_assert_int_eq(status0, 200);
+	stage_counts(body0, before);
+	free(body0);
 	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
 	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
 	int status;
@@ -946,6 +995,12 @@ START_TEST(metrics_endpoint)
 	ck_assert_msg(strstr(body, "gridex_connections 3") != NULL, "%s", body);
 	ck_assert_msg(strstr(body, "gridex_orders_resting 1") != NULL, "%s", body);
 	ck_assert_msg(strstr(body, "gridex_verify_queue_depth 0") != NULL, "%s", body);
+	/* The one order went through every stage once, covered by one or more syncs. */
+	stage_counts(body, after);
+	for (int st = 0; st < 5; st++)
+		ck_assert_msg(after[st] == before[st] + 1, "%s: %.0f then %.0f", stages[st],
+			      before[st], after[st]);
+	ck_assert_msg(after[5] >= before[5] + 1, "sync: %.0f then %.0f", before[5], after[5]);
 	/* SIGHUP reopens the log file (logrotate moves it first). */
 	char from[128], to[128];
 	snprintf(from, sizeof(from), "%s/log", srv.dir);
