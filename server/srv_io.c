@@ -733,18 +733,31 @@ static void fan_out(struct srv *s, const char *topic, const struct srv_md *m, co
 	}
 }
 
+/* Whether anyone subscribed to the topic (the product or its class). */
+static bool has_subscribers(struct srv *s, const char *topic)
+{
+	uint32_t *t = map_get(&s->topics->by_name, topic);
+	return t != NULL && s->topics->t[*t].head != NONE;
+}
+
 static void deliver_md(struct srv *s, const struct srv_out *o)
 {
-	uint8_t buf[SRV_FRAME_SMALL_MAX];
-	size_t n = srv_frame_md(buf, sizeof(buf), &o->u.md, o->product);
-	fan_out(s, o->product, &o->u.md, buf, n);
 	char cls[KEY_BYTES];
 	snprintf(cls, sizeof(cls), "%s", o->product);
 	char *slash = strchr(cls, '/');
-	if (slash) {
+	if (slash)
 		*slash = '\0';
+	/* Most book changes of a busy exchange have nobody watching that product:
+	 * encode only for someone. */
+	bool product = has_subscribers(s, o->product), cls_subs = slash && has_subscribers(s, cls);
+	if (!product && !cls_subs)
+		return;
+	uint8_t buf[SRV_FRAME_SMALL_MAX];
+	size_t n = srv_frame_md(buf, sizeof(buf), &o->u.md, o->product);
+	if (product)
+		fan_out(s, o->product, &o->u.md, buf, n);
+	if (cls_subs)
 		fan_out(s, cls, &o->u.md, buf, n);
-	}
 }
 
 static void deliver_subscribed(struct srv *s, const struct srv_out *o)

@@ -77,6 +77,15 @@ static void out_push(struct srv *s, const struct srv_out *items, size_t n)
 		srv_io_notify(s);
 }
 
+/* A worker thread has its buffers: srv_pipeline_start may stop waiting for it. */
+static void thread_started(struct srv *s)
+{
+	pthread_mutex_lock(&s->start_lock);
+	s->start_pending--;
+	pthread_cond_broadcast(&s->start_cond);
+	pthread_mutex_unlock(&s->start_lock);
+}
+
 /* ---------- verification lanes ---------- */
 
 static size_t lanes(const struct srv *s)
@@ -136,11 +145,10 @@ bool srv_verify_push(struct srv *s, const struct srv_job *job)
 	pthread_mutex_lock(&s->order_lock);
 	bool room = s->order_head - s->order_tail < s->order_cap &&
 		    srv_queue_push(&s->vin[best], job, 1, false, NULL) == 1;
-	if (room) {
+	if (room)
 		s->order[s->order_head++ % s->order_cap] = (uint8_t)best;
-		if (s->order_waiting)
-			pthread_cond_signal(&s->order_cond);
-	}
+	/* No wake-up for the journal thread: it could only wait for the verifier. The
+	 * verifier wakes it when the request is verified (verifier_main). */
 	pthread_mutex_unlock(&s->order_lock);
 	return room;
 }
@@ -235,6 +243,12 @@ static void *verifier_main(void *arg)
 		for (size_t i = 0; i < n; i++)
 			jobs[i].t.verified = done;
 		srv_queue_push(&s->vout[lane], jobs, n, true, NULL);
+		/* The order entries of these requests were written before they reached the
+		 * lane (srv_verify_push): a journal thread waiting for one can go on. */
+		pthread_mutex_lock(&s->order_lock);
+		if (s->order_waiting)
+			pthread_cond_signal(&s->order_cond);
+		pthread_mutex_unlock(&s->order_lock);
 		out_push(s, rejects, n_rej);
 	}
 	free(jobs);
@@ -253,11 +267,12 @@ struct lanes_reader {
 	size_t *head, *count;
 };
 
-/* The lane of the next request in arrival order; false when there is none (yet). */
-static bool next_lane(struct srv *s, int timeout_ms, size_t *lane, bool *done)
+/* How far the order ring is written: waits up to timeout_ms (> 0) while it holds
+ * nothing past `from`. The verifiers wake the waiter when they pass requests on. */
+static uint64_t order_end(struct srv *s, uint64_t from, int timeout_ms, bool *closed)
 {
 	pthread_mutex_lock(&s->order_lock);
-	if (s->order_head == s->order_tail && timeout_ms > 0 && !s->order_closed) {
+	if (s->order_head == from && timeout_ms > 0 && !s->order_closed) {
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += timeout_ms / 1000;
@@ -267,25 +282,35 @@ static bool next_lane(struct srv *s, int timeout_ms, size_t *lane, bool *done)
 			until.tv_nsec -= 1000000000;
 		}
 		s->order_waiting = true;
-		while (s->order_head == s->order_tail && !s->order_closed &&
+		while (s->order_head == from && !s->order_closed &&
 		       pthread_cond_timedwait(&s->order_cond, &s->order_lock, &until) == 0)
 			;
 		s->order_waiting = false;
 	}
-	bool any = s->order_head != s->order_tail;
-	if (any)
-		*lane = s->order[s->order_tail % s->order_cap];
-	*done = !any && s->order_closed;
+	uint64_t end = s->order_head;
+	*closed = s->order_closed;
 	pthread_mutex_unlock(&s->order_lock);
-	return any;
+	return end;
 }
 
 static size_t lanes_take(struct srv *s, struct lanes_reader *lr, struct srv_job *out, size_t max,
 			 int timeout_ms, bool *done)
 {
-	size_t n = 0, l;
+	size_t n = 0;
+	bool closed;
 	*done = false;
-	while (n < max && next_lane(s, n == 0 ? timeout_ms : 0, &l, done)) {
+	/* The entries below order_head are written and stay until order_tail passes
+	 * them: read without the lock, which is taken once per refill, not per request. */
+	pthread_mutex_lock(&s->order_lock);
+	uint64_t first = s->order_tail, cur = first;
+	pthread_mutex_unlock(&s->order_lock);
+	uint64_t end = order_end(s, cur, timeout_ms, &closed);
+	while (n < max) {
+		if (cur == end && (end = order_end(s, cur, 0, &closed)) == cur) {
+			*done = cur == first && closed;
+			break;
+		}
+		size_t l = s->order[cur % s->order_cap];
 		if (lr->count[l] == 0) {
 			/* Its verifier has it or will soon: wait for it only for the first. */
 			lr->head[l] = 0;
@@ -300,11 +325,14 @@ static size_t lanes_take(struct srv *s, struct lanes_reader *lr, struct srv_job 
 		}
 		const struct srv_job *j = &lr->buf[l * BATCH + lr->head[l]++];
 		lr->count[l]--;
-		pthread_mutex_lock(&s->order_lock);
-		s->order_tail++;
-		pthread_mutex_unlock(&s->order_lock);
+		cur++;
 		if (j->kind != SRV_JOB_SKIP)
 			out[n++] = *j;
+	}
+	if (cur != first) {
+		pthread_mutex_lock(&s->order_lock);
+		s->order_tail = cur;
+		pthread_mutex_unlock(&s->order_lock);
 	}
 	return n;
 }
@@ -357,6 +385,7 @@ static void *journal_main(void *arg)
 		srv_log(SRV_LOG_ERROR, "journal out of memory", NULL);
 		abort();
 	}
+	thread_started(s);
 	uint64_t seq = (uint64_t)s->seq_base;
 	int64_t last_ms = s->journal_last_ms, last_record = srv_mono_ms();
 	for (;;) {
@@ -894,6 +923,7 @@ static void *core_main(void *arg)
 		srv_log(SRV_LOG_ERROR, "core out of memory", NULL);
 		abort();
 	}
+	thread_started(s);
 	uint64_t seq = (uint64_t)s->seq_base;
 	/* What start-up handed to the ledger again is unsettled too. */
 	x.pend = s->resent;
@@ -1119,11 +1149,19 @@ int srv_pipeline_start(struct srv *s)
 	}
 	if (s->cfg.hook[0] != '\0' && srv_provision_start(s) != 0)
 		return -1;
+	if (pthread_mutex_init(&s->start_lock, NULL) != 0 ||
+	    pthread_cond_init(&s->start_cond, NULL) != 0)
+		return -1;
+	s->start_pending = 2; /* journal, core */
 	if (pthread_create(&s->snap_thread, NULL, snapshot_main, s) != 0 ||
 	    pthread_create(&s->journal_thread, NULL, journal_main, s) != 0 ||
 	    pthread_create(&s->core_thread, NULL, core_main, s) != 0 ||
 	    pthread_create(&s->writer_thread, NULL, writer_main, s) != 0)
 		return -1;
+	pthread_mutex_lock(&s->start_lock);
+	while (s->start_pending > 0)
+		pthread_cond_wait(&s->start_cond, &s->start_lock);
+	pthread_mutex_unlock(&s->start_lock);
 	return 0;
 }
 
