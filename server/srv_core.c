@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gridex.pb-c.h"
+#include "srv_region.h"
 #include "srv_snapshot.h"
 
 #define NONE	    UINT32_MAX
@@ -199,11 +200,11 @@ int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out)
 	*out = (struct srv_core_out){0};
 	srv_core_out_caps(c, &out->reports_cap, &out->fills_cap);
 	srv_core_out_caps_md(c, &out->md_cap, &out->rows_cap);
-	out->reports = calloc(out->reports_cap, sizeof(*out->reports));
-	out->fills = calloc(out->fills_cap, sizeof(*out->fills));
-	out->md = calloc(out->md_cap, sizeof(*out->md));
-	out->rows = calloc(out->rows_cap, sizeof(*out->rows));
-	out->lease_rows = calloc(out->rows_cap, sizeof(*out->lease_rows));
+	out->reports = srv_region_alloc(out->reports_cap, sizeof(*out->reports));
+	out->fills = srv_region_alloc(out->fills_cap, sizeof(*out->fills));
+	out->md = srv_region_alloc(out->md_cap, sizeof(*out->md));
+	out->rows = srv_region_alloc(out->rows_cap, sizeof(*out->rows));
+	out->lease_rows = srv_region_alloc(out->rows_cap, sizeof(*out->lease_rows));
 	if (!out->reports || !out->fills || !out->md || !out->rows || !out->lease_rows) {
 		srv_core_out_free(out);
 		return SRV_CORE_NOMEM;
@@ -215,11 +216,11 @@ void srv_core_out_free(struct srv_core_out *out)
 {
 	if (!out)
 		return;
-	free(out->reports);
-	free(out->fills);
-	free(out->md);
-	free(out->rows);
-	free(out->lease_rows);
+	srv_region_free(out->reports, out->reports_cap, sizeof(*out->reports));
+	srv_region_free(out->fills, out->fills_cap, sizeof(*out->fills));
+	srv_region_free(out->md, out->md_cap, sizeof(*out->md));
+	srv_region_free(out->rows, out->rows_cap, sizeof(*out->rows));
+	srv_region_free(out->lease_rows, out->rows_cap, sizeof(*out->lease_rows));
 	*out = (struct srv_core_out){0};
 }
 

@@ -6,12 +6,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "srv_region.h"
+
 int srv_queue_init(struct srv_queue *q, size_t item_bytes, size_t cap)
 {
 	memset(q, 0, sizeof(*q));
 	if (item_bytes == 0 || cap == 0 || cap > SIZE_MAX / item_bytes)
 		return -1;
-	q->items = malloc(item_bytes * cap);
+	q->items = srv_region_alloc(cap, item_bytes);
 	if (q->items == NULL)
 		return -1;
 	q->item_bytes = item_bytes;
@@ -33,7 +35,7 @@ void srv_queue_destroy(struct srv_queue *q)
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->not_empty);
 	pthread_cond_destroy(&q->not_full);
-	free(q->items);
+	srv_region_free(q->items, q->cap, q->item_bytes);
 	q->items = NULL;
 }
 
