@@ -15,7 +15,8 @@
  *
  * Prints offered and achieved requests/s, acknowledgement latency
  * (p50/p99/p99.9/max from a log-linear histogram), rejects by reason, fills/s
- * and settlement lag (read from gridexd's metrics endpoint), and first the
+ * and settlement lag, the server's p50/p99 per pipeline stage (all read from
+ * gridexd's metrics endpoint, gridex_request_stage_seconds), and first the
  * machine's ceiling: one core's crypto_sign_verify_detached per second for
  * a message of the orders' size.
  *
