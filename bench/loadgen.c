@@ -33,6 +33,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -450,6 +451,40 @@ static struct gauges scrape(void)
 	return g;
 }
 
+/* During a phase, a thread of its own reads the settlement lag every 250 ms: a
+ * scrape is a round trip to the server, which the sending thread must not wait
+ * for (its requests would go out late). scrape() is used by one thread at a time. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	double lag_max;
+} watch = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *watcher(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&watch.lock);
+	while (!watch.stop) {
+		pthread_mutex_unlock(&watch.lock);
+		struct gauges g = scrape();
+		pthread_mutex_lock(&watch.lock);
+		if (g.ok && g.lag_ms > watch.lag_max)
+			watch.lag_max = g.lag_ms;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (!watch.stop)
+			pthread_cond_timedwait(&watch.cond, &watch.lock, &until);
+	}
+	pthread_mutex_unlock(&watch.lock);
+	return NULL;
+}
+
 /* The server's resident size in MiB (0 when unknown). */
 static double server_rss(void)
 {
@@ -531,7 +566,12 @@ static struct result run_phase(const char *name, double rate)
 	double lag_max = 0, rss0 = server_rss(), rss_mid = 0, rss_tenth[10] = {0};
 	struct pollfd *p = calloc(opt.accounts, sizeof(*p));
 	phase_t0 = now_ns();
-	int64_t end = phase_t0 + (int64_t)(opt.seconds * 1e9), next_scrape = phase_t0;
+	int64_t end = phase_t0 + (int64_t)(opt.seconds * 1e9);
+	watch.stop = false;
+	watch.lag_max = 0;
+	pthread_t watch_thread;
+	if (pthread_create(&watch_thread, NULL, watcher, NULL) != 0)
+		die("cannot start the metrics thread");
 	for (int64_t t = phase_t0; t < end; t = now_ns()) {
 		int64_t due = t - phase_t0, wake = end;
 		for (uint32_t i = 0; i < opt.accounts; i++) {
@@ -571,14 +611,14 @@ static struct result run_phase(const char *name, double rate)
 		int tenth = (int)((t - phase_t0) * 10 / (end - phase_t0));
 		if (opt.server_pid > 0 && tenth >= 0 && tenth < 10 && rss_tenth[tenth] == 0)
 			rss_tenth[tenth] = server_rss();
-		if (t >= next_scrape) {
-			g = scrape();
-			if (g.lag_ms > lag_max)
-				lag_max = g.lag_ms;
-			next_scrape = t + 250000000;
-		}
 	}
 	double secs = (double)(now_ns() - phase_t0) / 1e9;
+	pthread_mutex_lock(&watch.lock);
+	watch.stop = true;
+	pthread_cond_signal(&watch.cond);
+	pthread_mutex_unlock(&watch.lock);
+	pthread_join(watch_thread, NULL);
+	lag_max = watch.lag_max;
 	uint64_t in_phase = answers, sent = 0;
 	bool ran_out = false;
 	for (uint32_t i = 0; i < opt.accounts; i++) {
