@@ -449,7 +449,7 @@ static void *journal_main(void *arg)
 				      memory_order_relaxed);
 		srv_stage_count(&s->m, SRV_STAGE_SYNC, synced - t0);
 		last_ms = now;
-		last_record = srv_mono_ms();
+		last_record = synced / 1000000; /* srv_mono_ms()'s clock */
 		for (size_t i = 0; i < n; i++)
 			jobs[i].t.journaled = synced;
 		srv_queue_push(&s->core_q, jobs, n, true, NULL);

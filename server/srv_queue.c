@@ -11,9 +11,7 @@
 int srv_queue_init(struct srv_queue *q, size_t item_bytes, size_t cap)
 {
 	memset(q, 0, sizeof(*q));
-	if (item_bytes == 0 || cap == 0 || cap > SIZE_MAX / item_bytes)
-		return -1;
-	q->items = srv_region_alloc(cap, item_bytes);
+	q->items = srv_region_alloc(cap, item_bytes); /* NULL for 0 or an overflow too */
 	if (q->items == NULL)
 		return -1;
 	q->item_bytes = item_bytes;
