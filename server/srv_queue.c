@@ -16,6 +16,7 @@ int srv_queue_init(struct srv_queue *q, size_t item_bytes, size_t cap)
 		return -1;
 	q->item_bytes = item_bytes;
 	q->cap = cap;
+	q->ring = cap < SRV_QUEUE_RING_FIRST ? cap : SRV_QUEUE_RING_FIRST;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -37,10 +38,27 @@ void srv_queue_destroy(struct srv_queue *q)
 	q->items = NULL;
 }
 
+/*
+ * A full ring doubles (at most to cap). Its items run from head to the old end
+ * and on from slot 0: the first part moves to the new end, so that they run
+ * from the new head through the end and on from slot 0 again.
+ */
+static void ring_grow(struct srv_queue *q)
+{
+	size_t ring = q->cap - q->ring < q->ring ? q->cap : 2 * q->ring;
+	if (q->head > 0) {
+		size_t tail = q->ring - q->head, at = ring - tail;
+		memmove(q->items + at * q->item_bytes, q->items + q->head * q->item_bytes,
+			tail * q->item_bytes);
+		q->head = at;
+	}
+	q->ring = ring;
+}
+
 /* Copies n items between the ring (from slot `at`) and flat memory. */
 static void ring_copy(struct srv_queue *q, size_t at, void *flat, size_t n, bool in)
 {
-	size_t first = q->cap - at < n ? q->cap - at : n;
+	size_t first = q->ring - at < n ? q->ring - at : n;
 	uint8_t *slot = q->items + at * q->item_bytes;
 	uint8_t *mem = flat;
 	if (in) {
@@ -60,15 +78,17 @@ size_t srv_queue_push(struct srv_queue *q, const void *items, size_t n, bool blo
 	if (was_empty)
 		*was_empty = q->count == 0;
 	while (done < n && !q->closed) {
-		if (q->count == q->cap) {
+		if (q->count == q->ring && q->ring < q->cap)
+			ring_grow(q);
+		if (q->count == q->ring) {
 			if (!block)
 				break;
 			pthread_cond_wait(&q->not_full, &q->lock);
 			continue;
 		}
-		size_t room = q->cap - q->count, k = n - done < room ? n - done : room;
-		ring_copy(q, (q->head + q->count) % q->cap, (void *)(src + done * q->item_bytes), k,
-			  true);
+		size_t room = q->ring - q->count, k = n - done < room ? n - done : room;
+		ring_copy(q, (q->head + q->count) % q->ring, (void *)(src + done * q->item_bytes),
+			  k, true);
 		q->count += k;
 		done += k;
 		if (q->count > q->high_water)
@@ -103,9 +123,9 @@ size_t srv_queue_pop(struct srv_queue *q, void *items, size_t max, int timeout_m
 		ring_copy(q, q->head, items, k, false);
 		q->count -= k;
 		/* An emptied ring starts again at its first slot: a queue that keeps up
-		 * touches only its first few pages (hot in cache, and the rest of a ring
-		 * sized for bursts is never faulted in), instead of walking all of it. */
-		q->head = q->count == 0 ? 0 : (q->head + k) % q->cap;
+		 * touches only its first few pages (hot in cache), instead of walking
+		 * all of its ring. */
+		q->head = q->count == 0 ? 0 : (q->head + k) % q->ring;
 		pthread_cond_broadcast(&q->not_full);
 	}
 	pthread_mutex_unlock(&q->lock);

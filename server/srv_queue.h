@@ -4,6 +4,11 @@
  * of producers and consumers). Items are copied in and out; batches move
  * under one lock. A closed queue refuses pushes and, once empty, wakes its
  * consumers with nothing: that is how the pipeline drains at shutdown.
+ *
+ * The room for cap items is reserved, not used: the ring starts at
+ * SRV_QUEUE_RING_FIRST items and doubles only when a push finds it full, so a
+ * queue sized for bursts touches (and faults in) only what its deepest
+ * backlog needed, even when it never empties.
  */
 #ifndef GRIDEX_SRV_QUEUE_H
 #define GRIDEX_SRV_QUEUE_H
@@ -13,12 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SRV_QUEUE_RING_FIRST 64
+
 struct srv_queue {
 	pthread_mutex_t lock;
 	pthread_cond_t not_empty, not_full;
-	uint8_t *items;
-	size_t item_bytes, cap, head, count; /* ring of cap items from head */
-	size_t high_water;		     /* most items ever held, for metrics */
+	uint8_t *items; /* room for cap items, mapped; only the first ring used */
+	size_t item_bytes, cap, ring, head, count; /* count items from head, modulo ring */
+	size_t high_water;			   /* most items ever held, for metrics */
 	bool closed;
 };
 

@@ -234,6 +234,51 @@ START_TEST(queue_emptied_starts_at_its_first_slot)
 }
 END_TEST
 
+START_TEST(queue_ring_grows_only_as_deep_as_the_backlog)
+{
+	/* Room for a million items; a backlog of 100 that never empties. */
+	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 1u << 20), 0);
+	ck_assert_uint_eq(q.ring, SRV_QUEUE_RING_FIRST);
+	uint64_t next_in = 0, next_out = 0, buf[8];
+	for (; next_in < 100; next_in++)
+		ck_assert_uint_eq(srv_queue_push(&q, &next_in, 1, false, NULL), 1);
+	for (int round = 0; round < 100000; round++) {
+		for (int k = 0; k < 8; k++)
+			buf[k] = next_in++;
+		ck_assert_uint_eq(srv_queue_push(&q, buf, 8, false, NULL), 8);
+		ck_assert_uint_eq(srv_queue_pop(&q, buf, 8, 0), 8);
+		for (int k = 0; k < 8; k++)
+			ck_assert_uint_eq(buf[k], next_out++);
+	}
+	/* 800,000 items went through slots 0 .. 127 only (the old ring walked them all). */
+	ck_assert_uint_eq(q.ring, 2 * SRV_QUEUE_RING_FIRST);
+	ck_assert_uint_eq(q.high_water, 108);
+	srv_queue_destroy(&q);
+
+	/* Growing a wrapped ring keeps the order: 64 slots, head at 30, full. */
+	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 100), 0);
+	next_in = next_out = 0;
+	for (int k = 0; k < 40; k++, next_in++)
+		ck_assert_uint_eq(srv_queue_push(&q, &next_in, 1, false, NULL), 1);
+	for (int k = 0; k < 30; k++, next_out++)
+		ck_assert_uint_eq(srv_queue_pop(&q, buf, 1, 0), 1);
+	for (; q.count < q.ring; next_in++)
+		ck_assert_uint_eq(srv_queue_push(&q, &next_in, 1, false, NULL), 1);
+	ck_assert_uint_eq(q.head, 30);
+	ck_assert_uint_eq(q.ring, SRV_QUEUE_RING_FIRST);
+	/* Full at 64: the next push doubles it, but cap 100 bounds the double. */
+	while (srv_queue_push(&q, &next_in, 1, false, NULL) == 1)
+		next_in++;
+	ck_assert_uint_eq(q.ring, 100);
+	ck_assert_uint_eq(q.count, 100);
+	while (srv_queue_pop(&q, buf, 1, 0) == 1)
+		ck_assert_uint_eq(buf[0], next_out++);
+	ck_assert_uint_eq(next_out, next_in);
+	ck_assert_uint_eq(next_in, 130);
+	srv_queue_destroy(&q);
+}
+END_TEST
+
 START_TEST(queue_pop_times_out)
 {
 	ck_assert_int_eq(srv_queue_init(&q, 8, 4), 0);
@@ -260,6 +305,7 @@ static Suite *parts_suite(void)
 	tcase_add_test(tc, server_frames_decode);
 	tcase_add_test(tc, queue_moves_everything_once_in_order);
 	tcase_add_test(tc, queue_emptied_starts_at_its_first_slot);
+	tcase_add_test(tc, queue_ring_grows_only_as_deep_as_the_backlog);
 	tcase_add_test(tc, queue_pop_times_out);
 	suite_add_tcase(s, tc);
 	return s;
