@@ -18,7 +18,7 @@
  * and settlement lag, the server's p50/p99 per pipeline stage (all read from
  * gridexd's metrics endpoint, gridex_request_stage_seconds), and first the
  * machine's ceiling: one core's crypto_sign_verify_detached per second for
- * a message of the orders' size.
+ * a message of the orders' size (its best 100 ms of 2 s).
  *
  *   loadgen --port=P --ca=CERT --operator-account=N --operator-key=PEM
  *           [--metrics=HOST:PORT] [--accounts=32] [--seconds=10] [--window=64]
@@ -332,7 +332,13 @@ static void sign_phase(size_t per_conn, double rate)
 
 /* ---------- the machine's ceiling ---------- */
 
-static double verify_ceiling(size_t msg_len)
+/*
+ * One core's rate over 2 s, in slices of 100 ms: the best slice is the ceiling
+ * (a VM's host takes cores away for a while now and then; a slice it took from
+ * would understate what the core can do and flatter the ratio), the mean over
+ * all of them is printed beside it.
+ */
+static double verify_ceiling(size_t msg_len, double *mean)
 {
 	uint8_t pk[32], sk[64], msg[1024], sig[64];
 	crypto_sign_keypair(pk, sk);
@@ -341,15 +347,25 @@ static double verify_ceiling(size_t msg_len)
 		msg_len = sizeof(msg);
 	crypto_sign_detached(sig, NULL, msg, msg_len, sk);
 	long n = 0;
-	int64_t t0 = now_ns(), t;
-	do {
-		for (int i = 0; i < 1000; i++)
-			if (crypto_sign_verify_detached(sig, msg, msg_len, pk) != 0)
-				die("verification failed");
-		n += 1000;
-		t = now_ns();
-	} while (t - t0 < 2000000000);
-	return (double)n / ((double)(t - t0) / 1e9);
+	double best = 0;
+	int64_t t0 = now_ns(), t = t0;
+	while (t - t0 < 2000000000) {
+		long k = 0;
+		int64_t s0 = t;
+		do {
+			for (int i = 0; i < 100; i++)
+				if (crypto_sign_verify_detached(sig, msg, msg_len, pk) != 0)
+					die("verification failed");
+			k += 100;
+			t = now_ns();
+		} while (t - s0 < 100000000);
+		double rate = (double)k / ((double)(t - s0) / 1e9);
+		if (rate > best)
+			best = rate;
+		n += k;
+	}
+	*mean = (double)n / ((double)(t - t0) / 1e9);
+	return best;
 }
 
 /* ---------- metrics ---------- */
@@ -776,10 +792,10 @@ int main(int argc, char **argv)
 	 * and the 64-byte signature with its header) and the 18-byte domain. */
 	size_t msg = one.len - 4 - 3 - 2 - 66 + 18;
 	gridex_frames_free(&one);
-	double ceiling = verify_ceiling(msg);
+	double mean, ceiling = verify_ceiling(msg, &mean);
 	printf("verify ceiling: %.0f signatures/s on one core (crypto_sign_verify_detached, "
-	       "%zu-byte messages)\n",
-	       ceiling, msg);
+	       "%zu-byte messages; best 100 ms of 2 s, mean %.0f)\n",
+	       ceiling, msg, mean);
 	fflush(stdout);
 	if (!opt.phases) {
 		run_phase("run", opt.rate);
