@@ -29,6 +29,7 @@
  * ratio_to_verify_ceiling=<achieved closed-loop rate / ceiling>.
  */
 #define _GNU_SOURCE /* ppoll */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
@@ -511,6 +512,107 @@ static double server_rss(void)
 	return rss_mib(path);
 }
 
+/* ---------- CPU by thread ---------- */
+
+/* gridexd's threads by the names it gives them (docs/operations.md), then loadgen's own. */
+enum { CPU_IO, CPU_VERIFY, CPU_JOURNAL, CPU_CORE, CPU_LEDGER, CPU_OTHER, CPU_LOADGEN, CPU_ROLES };
+static const char *const cpu_role_names[CPU_ROLES] = {"io",	"verify", "journal", "core",
+						      "ledger", "other",  "loadgen"};
+
+struct cpu_sample {
+	double ns[CPU_ROLES];		/* time on a CPU, summed over the role's threads */
+	unsigned long long busy, total; /* the machine's, from /proc/stat */
+	bool ok;
+};
+
+static int cpu_role(const char *comm)
+{
+	if (strcmp(comm, "gridexd") == 0)
+		return CPU_IO;
+	if (strncmp(comm, "gx-verify-", 10) == 0)
+		return CPU_VERIFY;
+	if (strcmp(comm, "gx-journal") == 0)
+		return CPU_JOURNAL;
+	if (strcmp(comm, "gx-core") == 0)
+		return CPU_CORE;
+	if (strcmp(comm, "gx-ledger") == 0)
+		return CPU_LEDGER;
+	return CPU_OTHER;
+}
+
+/* A thread's time on a CPU in ns: schedstat's first field, or utime + stime from stat. */
+static double thread_cpu_ns(const char task[320])
+{
+	char path[352], line[1024];
+	double ns = -1;
+	snprintf(path, sizeof(path), "%s/schedstat", task);
+	FILE *f = fopen(path, "r");
+	if (f && fgets(line, sizeof(line), f))
+		ns = strtod(line, NULL);
+	if (f)
+		fclose(f);
+	if (ns >= 0)
+		return ns;
+	snprintf(path, sizeof(path), "%s/stat", task);
+	f = fopen(path, "r");
+	if (f && fgets(line, sizeof(line), f)) {
+		/* Fields after the command's closing parenthesis: state is the 3rd, utime the
+		 * 14th, stime the 15th. */
+		const char *p = strrchr(line, ')');
+		unsigned long long ut = 0, st = 0;
+		if (p && sscanf(p + 2, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &ut,
+				&st) == 2)
+			ns = (double)(ut + st) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+	}
+	if (f)
+		fclose(f);
+	return ns < 0 ? 0 : ns;
+}
+
+static bool add_threads(int pid, bool server, double ns[CPU_ROLES])
+{
+	char dir[64];
+	snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return false;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (e->d_name[0] == '.')
+			continue;
+		char task[320], path[352], comm[32] = "";
+		snprintf(task, sizeof(task), "%s/%s", dir, e->d_name);
+		snprintf(path, sizeof(path), "%s/comm", task);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue; /* it has just ended */
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+		ns[server ? cpu_role(comm) : CPU_LOADGEN] += thread_cpu_ns(task);
+	}
+	closedir(d);
+	return true;
+}
+
+static struct cpu_sample cpu_sample(void)
+{
+	struct cpu_sample c = {0};
+	if (opt.server_pid <= 0 || !add_threads(opt.server_pid, true, c.ns) ||
+	    !add_threads((int)getpid(), false, c.ns))
+		return c;
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long v[8] = {0};
+	if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			&v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+		c.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* all but idle and iowait */
+		c.total = c.busy + v[3] + v[4];
+		c.ok = true;
+	}
+	if (f)
+		fclose(f);
+	return c;
+}
+
 /* ---------- a phase ---------- */
 
 static int64_t phase_t0;
@@ -581,6 +683,7 @@ static struct result run_phase(const char *name, double rate)
 	struct gauges g0 = scrape(), g;
 	double lag_max = 0, rss0 = server_rss(), rss_mid = 0, rss_tenth[10] = {0};
 	struct pollfd *p = calloc(opt.accounts, sizeof(*p));
+	struct cpu_sample cpu0 = cpu_sample(), cpu1;
 	phase_t0 = now_ns();
 	int64_t end = phase_t0 + (int64_t)(opt.seconds * 1e9);
 	watch.stop = false;
@@ -629,6 +732,7 @@ static struct result run_phase(const char *name, double rate)
 			rss_tenth[tenth] = server_rss();
 	}
 	double secs = (double)(now_ns() - phase_t0) / 1e9;
+	cpu1 = cpu_sample();
 	pthread_mutex_lock(&watch.lock);
 	watch.stop = true;
 	pthread_cond_signal(&watch.cond);
@@ -698,6 +802,21 @@ static struct result run_phase(const char *name, double rate)
 			printf(" %s %g/%g", stage_names[st], stage_quantile(&g0, &g, st, 0.50),
 			       stage_quantile(&g0, &g, st, 0.99));
 		printf("\n");
+	}
+	if (cpu0.ok && cpu1.ok && in_phase > 0) {
+		double total = 0;
+		printf("  CPU per answered request (us; time on a CPU by thread, /proc):");
+		for (int k = 0; k < CPU_ROLES; k++) {
+			double us = (cpu1.ns[k] - cpu0.ns[k]) / 1e3 / (double)in_phase;
+			if (k == CPU_LOADGEN)
+				printf(" = gridexd %.1f;", total);
+			printf(" %s %.1f", cpu_role_names[k], us);
+			total += k == CPU_LOADGEN ? 0 : us;
+		}
+		printf("; machine busy %.0f%% of %ld cores\n",
+		       100.0 * (double)(cpu1.busy - cpu0.busy) /
+			       (double)(cpu1.total - cpu0.total + (cpu1.total == cpu0.total)),
+		       sysconf(_SC_NPROCESSORS_ONLN));
 	}
 	if (opt.server_pid > 0) {
 		printf("  server resident: %.0f MiB at the start, %.0f MiB half way, %.0f MiB at "

@@ -117,6 +117,7 @@ static void *ledger_view_main(void *arg)
 	struct srv_ledger_view *v = arg;
 	struct srv *s = v->s;
 	PGconn *c = NULL;
+	srv_thread_name("gx-ledger-view");
 	const char *keys[] = {"dbname", "connect_timeout", "options", NULL};
 	const char *vals[] = {s->cfg.http_auditor_database_url, "5", "-c statement_timeout=10000",
 			      NULL};

@@ -285,6 +285,7 @@ static void *provision_main(void *arg)
 {
 	struct srv_provision *p = arg;
 	struct srv *s = p->s;
+	srv_thread_name("gx-hooks");
 	for (;;) {
 		/* Wait for a job, or until the next call is due. */
 		int64_t now = srv_mono_ms(), due = now + 1000;

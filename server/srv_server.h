@@ -272,6 +272,10 @@ void srv_pipeline_join(struct srv *s);
 int64_t srv_now_ms(void);  /* wall clock, Unix ms */
 int64_t srv_mono_ms(void); /* monotonic */
 int64_t srv_mono_ns(void);
+/* Names the calling thread (at most 15 bytes; `top -H`, `ps -L`, /proc/PID/task/TID/comm):
+ * gx-verify-N, gx-journal, gx-core, gx-ledger, gx-snapshot, gx-hooks, gx-ledger-view;
+ * the I/O thread keeps the process's name. */
+void srv_thread_name(const char *name);
 /* Counts one duration into the stage histogram (any thread). */
 void srv_stage_count(struct srv_metrics *m, enum srv_stage st, int64_t ns);
 

@@ -11,6 +11,7 @@
  * GRIDEX_TEST_DATABASE_URL (./scripts/test provides it).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -224,6 +225,32 @@ START_TEST(one_input_never_spans_two_batches)
 }
 END_TEST
 
+/* How many of the server's threads bear this name (/proc/PID/task/TID/comm). */
+static int threads_named(pid_t pid, const char *name)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (e->d_name[0] == '.')
+			continue;
+		char comm_path[512], comm[32] = "";
+		snprintf(comm_path, sizeof(comm_path), "%s/%s/comm", path, e->d_name);
+		FILE *f = fopen(comm_path, "r");
+		if (f == NULL)
+			continue; /* the thread has just ended */
+		if (fgets(comm, sizeof(comm), f) != NULL) {
+			comm[strcspn(comm, "\n")] = '\0';
+			n += strcmp(comm, name) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
 /* Requests keep their arrival order through the verifier threads: 3,000 pipelined
  * requests (balance queries) of one connection, verified by four threads, are
  * sequenced exactly in the order they were sent (time priority), and none is refused
@@ -266,6 +293,13 @@ START_TEST(sequence_follows_arrival_order)
 	}
 	for (int i = 1; i < N; i++) /* clock ticks may take numbers in between */
 		ck_assert_uint_gt(seqs[i], seqs[i - 1]);
+	/* Operators tell the threads apart (top -H, ps -L): one of each, a verifier per lane. */
+	const char *const names[] = {"gx-verify-0", "gx-verify-1", "gx-verify-2", "gx-verify-3",
+				     "gx-journal",  "gx-core",	   "gx-ledger",	  "gx-snapshot"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		ck_assert_msg(threads_named(srv.pid, names[i]) == 1, "threads named %s: %d",
+			      names[i], threads_named(srv.pid, names[i]));
+	ck_assert_int_eq(threads_named(srv.pid, "gx-verify-4"), 0);
 }
 END_TEST
 
