@@ -924,6 +924,33 @@ static void metric(struct evbuffer *b, const char *name, const char *help, const
 			    name, (unsigned long long)v);
 }
 
+/* One series of a Prometheus histogram: cumulative buckets up to +Inf, sum, count.
+ * label: empty, or one `key="value"` pair. */
+static void histogram_series(struct evbuffer *b, const char *name, const char *label,
+			     const int64_t *bounds_ns, int n_buckets, atomic_uint_fast64_t *counts,
+			     uint64_t sum_ns)
+{
+	const char *sep = label[0] ? "," : "";
+	uint64_t cum = 0;
+	for (int k = 0; k < n_buckets; k++) {
+		cum += atomic_load_explicit(&counts[k], memory_order_relaxed);
+		char le[24];
+		if (k < n_buckets - 1)
+			snprintf(le, sizeof(le), "%g", (double)bounds_ns[k] / 1e9);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		evbuffer_add_printf(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, label, sep, le,
+				    (unsigned long long)cum);
+	}
+	if (label[0]) {
+		evbuffer_add_printf(b, "%s_sum{%s} %.9f\n", name, label, (double)sum_ns / 1e9);
+		evbuffer_add_printf(b, "%s_count{%s} %llu\n", name, label, (unsigned long long)cum);
+	} else {
+		evbuffer_add_printf(b, "%s_sum %.9f\n", name, (double)sum_ns / 1e9);
+		evbuffer_add_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
+	}
+}
+
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
@@ -998,26 +1025,11 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 			       "in each stage of the pipeline (sync: each journal fdatasync).\n"
 			       "# TYPE gridex_request_stage_seconds histogram\n");
 	for (int st = 0; st < SRV_STAGES; st++) {
-		uint64_t cum = 0;
-		for (int k = 0; k < SRV_STAGE_BUCKETS; k++) {
-			cum += atomic_load_explicit(&m->stage_count[st][k], memory_order_relaxed);
-			char le[24];
-			if (k < SRV_STAGE_BUCKETS - 1)
-				snprintf(le, sizeof(le), "%g",
-					 (double)srv_stage_bounds_ns[k] / 1e9);
-			else
-				snprintf(le, sizeof(le), "+Inf");
-			evbuffer_add_printf(b,
-					    "gridex_request_stage_seconds_bucket{stage=\"%s\",le="
-					    "\"%s\"} %llu\n",
-					    stage_names[st], le, (unsigned long long)cum);
-		}
-		evbuffer_add_printf(
-			b, "gridex_request_stage_seconds_sum{stage=\"%s\"} %.9f\n", stage_names[st],
-			(double)atomic_load_explicit(&m->stage_sum_ns[st], memory_order_relaxed) /
-				1e9);
-		evbuffer_add_printf(b, "gridex_request_stage_seconds_count{stage=\"%s\"} %llu\n",
-				    stage_names[st], (unsigned long long)cum);
+		char label[32];
+		snprintf(label, sizeof(label), "stage=\"%s\"", stage_names[st]);
+		histogram_series(b, "gridex_request_stage_seconds", label, srv_stage_bounds_ns,
+				 SRV_STAGE_BUCKETS, m->stage_count[st],
+				 atomic_load_explicit(&m->stage_sum_ns[st], memory_order_relaxed));
 	}
 	metric(b, "gridex_snapshots_total", "Snapshots of the core written.", "counter",
 	       atomic_load(&m->snapshots));
@@ -1051,6 +1063,12 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	metric(b, "gridex_settlement_lag_ms",
 	       "Age of the oldest item of the last batch when it committed.", "gauge",
 	       atomic_load(&m->settlement_lag_ms));
+	evbuffer_add_printf(b, "# HELP gridex_settlement_lag_seconds Settlement batches by the "
+			       "age of their oldest item when they committed.\n"
+			       "# TYPE gridex_settlement_lag_seconds histogram\n");
+	histogram_series(b, "gridex_settlement_lag_seconds", "", srv_settle_bounds_ns,
+			 SRV_SETTLE_BUCKETS, m->settle_count,
+			 atomic_load_explicit(&m->settle_sum_ns, memory_order_relaxed));
 	metric(b, "gridex_settlement_retries_total", "Failed ledger attempts retried.", "counter",
 	       atomic_load(&m->settlement_retries));
 	metric(b, "gridex_settlement_errors_total", "Batches that failed a flush.", "counter",

@@ -68,6 +68,20 @@ void srv_stage_count(struct srv_metrics *m, enum srv_stage st, int64_t ns)
 	atomic_fetch_add_explicit(&m->stage_sum_ns[st], (uint64_t)v, memory_order_relaxed);
 }
 
+const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1] = {
+	10000000,  25000000,   50000000,   100000000,  250000000,   500000000,
+	750000000, 1000000000, 2000000000, 5000000000, 10000000000, 30000000000};
+
+static void count_settle_lag(struct srv_metrics *m, int64_t ms)
+{
+	int64_t ns = (ms < 0 ? 0 : ms) * 1000000;
+	int b = 0;
+	while (b < SRV_SETTLE_BUCKETS - 1 && ns > srv_settle_bounds_ns[b])
+		b++;
+	atomic_fetch_add_explicit(&m->settle_count[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->settle_sum_ns, (uint64_t)ns, memory_order_relaxed);
+}
+
 static void count_request(struct srv *s, uint32_t type, uint32_t reason)
 {
 	if (type < SRV_REQUEST_TYPES && reason < SRV_REASONS)
@@ -1057,6 +1071,7 @@ static void flush(struct writer_ctx *x)
 	atomic_store(&s->m.batch_fills_last, pending);
 	atomic_fetch_add(&s->m.batch_fills_total, pending);
 	atomic_store(&s->m.settlement_lag_ms, (uint64_t)(lag > 0 ? lag : 0));
+	count_settle_lag(&s->m, lag);
 	atomic_store(&s->m.settlement_pending, 0);
 }
 

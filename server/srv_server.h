@@ -73,6 +73,8 @@ enum srv_stage {
 };
 #define SRV_STAGE_BUCKETS 14 /* bounds in srv_stage_bounds_ns, then +Inf */
 extern const int64_t srv_stage_bounds_ns[SRV_STAGE_BUCKETS - 1];
+#define SRV_SETTLE_BUCKETS 13 /* bounds in srv_settle_bounds_ns, then +Inf */
+extern const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1];
 
 struct srv_job {
 	uint8_t kind;
@@ -179,6 +181,9 @@ struct srv_metrics {
 	/* Answers by stage and duration (the I/O thread; SYNC: the journal thread). */
 	atomic_uint_fast64_t stage_count[SRV_STAGES][SRV_STAGE_BUCKETS];
 	atomic_uint_fast64_t stage_sum_ns[SRV_STAGES];
+	/* Settlement batches by the age of their oldest item at commit (the ledger thread). */
+	atomic_uint_fast64_t settle_count[SRV_SETTLE_BUCKETS];
+	atomic_uint_fast64_t settle_sum_ns;
 };
 
 struct srv_provision;

@@ -1035,6 +1035,28 @@ START_TEST(metrics_endpoint)
 		ck_assert_msg(after[st] == before[st] + 1, "%s: %.0f then %.0f", stages[st],
 			      before[st], after[st]);
 	ck_assert_msg(after[5] >= before[5] + 1, "sync: %.0f then %.0f", before[5], after[5]);
+	/* The seller takes the bid: every committed settlement batch is in the lag
+	 * histogram once; its buckets are cumulative, 1 s is one of their bounds. */
+	n = tclient_order(&seller, 6, product, GRIDEX__V1__SIDE__SELL, 2000000, 2);
+	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	wait_fills_settled(1);
+	char *settled = strdup(thttp_get(srv.metrics_port, "/metrics", &status));
+	ck_assert_int_eq(status, 200);
+	double batches = metric_value(settled, "gridex_settlement_batches_total");
+	double lags = metric_value(settled, "gridex_settlement_lag_seconds_count");
+	ck_assert_msg(batches >= 1 && lags == batches, "batches %.0f, lag histogram %.0f", batches,
+		      lags);
+	double prev = 0;
+	for (const char *p = settled; (p = strstr(p, "gridex_settlement_lag_seconds_bucket{le=\""));
+	     p++) {
+		double v = strtod(strchr(p, '}') + 2, NULL);
+		ck_assert_msg(v >= prev, "%.60s", p);
+		prev = v;
+	}
+	ck_assert_msg(prev == lags, "+Inf %.0f, count %.0f", prev, lags);
+	ck_assert_msg(metric_value(settled, "gridex_settlement_lag_seconds_bucket{le=\"1\"}") >= 0,
+		      "no 1 s bound");
+	free(settled);
 	/* SIGHUP reopens the log file (logrotate moves it first). */
 	char from[128], to[128];
 	snprintf(from, sizeof(from), "%s/log", srv.dir);
