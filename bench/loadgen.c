@@ -841,10 +841,12 @@ static struct result run_phase(const char *name, double rate)
 				if (at_most == 0 && below >= n)
 					at_most = gs.settle_le[k] * 1e3;
 			}
-			printf("  settlement batches %.0f: lag at most %g ms (histogram bound), "
-			       "%.0f "
-			       "over 1 s\n",
-			       n, at_most, over);
+			if (n > 0)
+				printf("  settlement batches %.0f: lag at most %g ms (histogram "
+				       "bound), %.0f over 1 s\n",
+				       n, at_most, over);
+			else
+				printf("  settlement batches 0\n");
 		}
 		printf("  unsettled when the last answer came: %.0f items, %s %.0f ms later\n",
 		       g.pending, gs.pending > 0 ? "still some" : "all settled", settled_ms);
