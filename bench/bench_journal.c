@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "srv_journal.h"
 
 static int64_t now_us(void)
@@ -21,12 +22,6 @@ static int64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -76,7 +71,7 @@ int main(int argc, char **argv)
 			lat[s] = now_us() - a;
 		}
 		double secs = (double)(now_us() - t0) / 1e6;
-		qsort(lat, (size_t)syncs, sizeof(*lat), cmp);
+		qsort(lat, (size_t)syncs, sizeof(*lat), bench_cmp_i64);
 		printf("%8d %14.0f %9lld us %9lld us %9lld us\n", groups[g], (double)n / secs,
 		       (long long)lat[syncs / 2], (long long)lat[syncs * 99 / 100],
 		       (long long)lat[syncs - 1]);

@@ -13,22 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "srv_lease.h"
 
 #define HOUR INT64_C(3600000)
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 {
@@ -69,16 +57,16 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 			.qty = 1};
 		int64_t hour = t0 + HOUR * (1 + i / per_hour);
 		srv_leases_out_reset(l);
-		int64_t a = now_ns();
+		int64_t a = bench_now_ns();
 		srv_leases_fill(l, &f, 0, hour, t0);
 		if (i >= live) {
-			lat[i - live] = now_ns() - a;
+			lat[i - live] = bench_now_ns() - a;
 			if (i == live)
 				start = a;
 		}
 	}
-	double secs = (double)(now_ns() - start) / 1e9;
-	qsort(lat, (size_t)fills, sizeof(*lat), cmp);
+	double secs = (double)(bench_now_ns() - start) / 1e9;
+	qsort(lat, (size_t)fills, sizeof(*lat), bench_cmp_i64);
 	uint64_t counts[7];
 	srv_leases_counts(l, counts);
 	printf("live=%ld hosts=%u fills=%ld fills_per_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f "

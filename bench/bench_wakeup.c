@@ -24,18 +24,7 @@
 
 #include <sodium.h>
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
-}
+#include "clock.h"
 
 static struct {
 	pthread_mutex_t lock;
@@ -58,7 +47,7 @@ static void *sleeper(void *arg)
 			pthread_cond_wait(&hand.go, &hand.lock);
 		if (hand.stop)
 			break;
-		hand.woke = now_ns();
+		hand.woke = bench_now_ns();
 		pthread_cond_signal(&hand.done);
 		while (hand.woke != 0 && !hand.stop)
 			pthread_cond_wait(&hand.go, &hand.lock);
@@ -82,7 +71,7 @@ static void *spinner(void *arg)
 
 static void print_quantiles(const char *what, int64_t *v, long n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp);
+	qsort(v, (size_t)n, sizeof(*v), bench_cmp_i64);
 	printf("%s: p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n", what,
 	       (double)v[n / 2] / 1e3, (double)v[n * 99 / 100] / 1e3,
 	       (double)v[n * 999 / 1000] / 1e3, (double)v[n - 1] / 1e3);
@@ -133,12 +122,12 @@ int main(int argc, char **argv)
 	struct timespec gap = {.tv_sec = gap_us / 1000000, .tv_nsec = gap_us % 1000000 * 1000};
 	for (long i = 0; i < count; i++) {
 		/* The sleep between hand-offs is the second measure: how late it ends. */
-		int64_t t = now_ns();
+		int64_t t = bench_now_ns();
 		while (nanosleep(&gap, NULL) != 0 && errno == EINTR)
 			;
-		over[i] = now_ns() - t - gap_us * 1000;
+		over[i] = bench_now_ns() - t - gap_us * 1000;
 		pthread_mutex_lock(&hand.lock);
-		hand.signalled = now_ns();
+		hand.signalled = bench_now_ns();
 		pthread_cond_signal(&hand.go);
 		while (hand.woke == 0)
 			pthread_cond_wait(&hand.done, &hand.lock);
