@@ -390,6 +390,17 @@ struct gauges {
 	bool ok;
 };
 
+/* The slot of bucket bound `le` (seconds, "+Inf") in les[n]: its own, or the first free. */
+static int bucket_slot(double *les, int n, const char *le)
+{
+	double bound = strcmp(le, "+Inf") == 0 ? INFINITY : strtod(le, NULL);
+	int k = 0;
+	while (k < n - 1 && les[k] != 0 && les[k] != bound)
+		k++;
+	les[k] = bound;
+	return k;
+}
+
 /* Reads one stage-histogram bucket line into g. */
 static void stage_line(struct gauges *g, const char *line)
 {
@@ -399,16 +410,9 @@ static void stage_line(struct gauges *g, const char *line)
 		   "gridex_request_stage_seconds_bucket{stage=\"%15[a-z]\",le=\"%23[^\"]\"} %lf",
 		   name, le, &v) != 3)
 		return;
-	for (int st = 0; st < STAGES; st++) {
-		if (strcmp(name, stage_names[st]) != 0)
-			continue;
-		int k = 0;
-		double bound = strcmp(le, "+Inf") == 0 ? INFINITY : strtod(le, NULL);
-		while (k < STAGE_BUCKETS - 1 && g->stage_le[k] != 0 && g->stage_le[k] != bound)
-			k++;
-		g->stage_le[k] = bound;
-		g->stage[st][k] = v;
-	}
+	for (int st = 0; st < STAGES; st++)
+		if (strcmp(name, stage_names[st]) == 0)
+			g->stage[st][bucket_slot(g->stage_le, STAGE_BUCKETS, le)] = v;
 }
 
 /* Reads one bucket line of gridex_settlement_lag_seconds into g. */
@@ -418,25 +422,27 @@ static void settle_line(struct gauges *g, const char *line)
 	double v;
 	if (sscanf(line, "gridex_settlement_lag_seconds_bucket{le=\"%23[^\"]\"} %lf", le, &v) != 2)
 		return;
-	double bound = strcmp(le, "+Inf") == 0 ? INFINITY : strtod(le, NULL);
-	int k = 0;
-	while (k < SETTLE_BUCKETS - 1 && g->settle_le[k] != 0 && g->settle_le[k] != bound)
-		k++;
-	g->settle_le[k] = bound;
-	g->settle[k] = v;
+	g->settle[bucket_slot(g->settle_le, SETTLE_BUCKETS, le)] = v;
 	g->settle_ok = true;
+}
+
+/* The bucket bound (ms) under which fraction q of what a histogram counted between
+ * two scrapes (cumulative counts a[n], b[n]; bounds le[n], seconds) falls. */
+static double bucket_quantile(const double *a, const double *b, const double *le, int n, double q)
+{
+	double total = b[n - 1] - a[n - 1];
+	if (total <= 0)
+		return NAN;
+	for (int k = 0; k < n; k++)
+		if (b[k] - a[k] >= q * total)
+			return le[k] * 1e3;
+	return INFINITY;
 }
 
 /* The bucket bound (ms) under which fraction q of the phase's answers passed stage st. */
 static double stage_quantile(const struct gauges *a, const struct gauges *b, int st, double q)
 {
-	double total = b->stage[st][STAGE_BUCKETS - 1] - a->stage[st][STAGE_BUCKETS - 1];
-	if (total <= 0)
-		return NAN;
-	for (int k = 0; k < STAGE_BUCKETS; k++)
-		if (b->stage[st][k] - a->stage[st][k] >= q * total)
-			return b->stage_le[k] * 1e3;
-	return INFINITY;
+	return bucket_quantile(a->stage[st], b->stage[st], b->stage_le, STAGE_BUCKETS, q);
 }
 
 static struct gauges scrape(void)
@@ -833,14 +839,12 @@ static struct result run_phase(const char *name, double rate)
 		if (gs.settle_ok && g0.settle_ok) {
 			/* Every batch of the phase, from the histogram's change over it. */
 			double n = gs.settle[SETTLE_BUCKETS - 1] - g0.settle[SETTLE_BUCKETS - 1];
-			double over = 0, at_most = 0;
-			for (int k = 0; k < SETTLE_BUCKETS; k++) {
-				double below = gs.settle[k] - g0.settle[k];
+			double over = 0;
+			for (int k = 0; k < SETTLE_BUCKETS; k++)
 				if (gs.settle_le[k] == 1.0)
-					over = n - below;
-				if (at_most == 0 && below >= n)
-					at_most = gs.settle_le[k] * 1e3;
-			}
+					over = n - (gs.settle[k] - g0.settle[k]);
+			double at_most = bucket_quantile(g0.settle, gs.settle, gs.settle_le,
+							 SETTLE_BUCKETS, 1.0);
 			if (n > 0)
 				printf("  settlement batches %.0f: lag at most %g ms (histogram "
 				       "bound), %.0f over 1 s\n",

@@ -930,7 +930,8 @@ static void histogram_series(struct evbuffer *b, const char *name, const char *l
 			     const int64_t *bounds_ns, int n_buckets, atomic_uint_fast64_t *counts,
 			     uint64_t sum_ns)
 {
-	const char *sep = label[0] ? "," : "";
+	const char *sep = label[0] ? "," : "", *open = label[0] ? "{" : "",
+		   *close = label[0] ? "}" : "";
 	uint64_t cum = 0;
 	for (int k = 0; k < n_buckets; k++) {
 		cum += atomic_load_explicit(&counts[k], memory_order_relaxed);
@@ -942,13 +943,10 @@ static void histogram_series(struct evbuffer *b, const char *name, const char *l
 		evbuffer_add_printf(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, label, sep, le,
 				    (unsigned long long)cum);
 	}
-	if (label[0]) {
-		evbuffer_add_printf(b, "%s_sum{%s} %.9f\n", name, label, (double)sum_ns / 1e9);
-		evbuffer_add_printf(b, "%s_count{%s} %llu\n", name, label, (unsigned long long)cum);
-	} else {
-		evbuffer_add_printf(b, "%s_sum %.9f\n", name, (double)sum_ns / 1e9);
-		evbuffer_add_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
-	}
+	evbuffer_add_printf(b, "%s_sum%s%s%s %.9f\n", name, open, label, close,
+			    (double)sum_ns / 1e9);
+	evbuffer_add_printf(b, "%s_count%s%s%s %llu\n", name, open, label, close,
+			    (unsigned long long)cum);
 }
 
 static void metrics_cb(struct evhttp_request *req, void *arg)

@@ -58,29 +58,27 @@ const int64_t srv_stage_bounds_ns[SRV_STAGE_BUCKETS - 1] = {
 	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
 };
 
-void srv_stage_count(struct srv_metrics *m, enum srv_stage st, int64_t ns)
+/* Counts ns into the histogram whose bucket bounds are bounds_ns[n_buckets - 1], +Inf. */
+static void histogram_add(atomic_uint_fast64_t *counts, atomic_uint_fast64_t *sum_ns,
+			  const int64_t *bounds_ns, int n_buckets, int64_t ns)
 {
 	int64_t v = ns < 0 ? 0 : ns;
 	int b = 0;
-	while (b < SRV_STAGE_BUCKETS - 1 && v > srv_stage_bounds_ns[b])
+	while (b < n_buckets - 1 && v > bounds_ns[b])
 		b++;
-	atomic_fetch_add_explicit(&m->stage_count[st][b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&m->stage_sum_ns[st], (uint64_t)v, memory_order_relaxed);
+	atomic_fetch_add_explicit(&counts[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(sum_ns, (uint64_t)v, memory_order_relaxed);
+}
+
+void srv_stage_count(struct srv_metrics *m, enum srv_stage st, int64_t ns)
+{
+	histogram_add(m->stage_count[st], &m->stage_sum_ns[st], srv_stage_bounds_ns,
+		      SRV_STAGE_BUCKETS, ns);
 }
 
 const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1] = {
 	10000000,  25000000,   50000000,   100000000,  250000000,   500000000,
 	750000000, 1000000000, 2000000000, 5000000000, 10000000000, 30000000000};
-
-static void count_settle_lag(struct srv_metrics *m, int64_t ms)
-{
-	int64_t ns = (ms < 0 ? 0 : ms) * 1000000;
-	int b = 0;
-	while (b < SRV_SETTLE_BUCKETS - 1 && ns > srv_settle_bounds_ns[b])
-		b++;
-	atomic_fetch_add_explicit(&m->settle_count[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&m->settle_sum_ns, (uint64_t)ns, memory_order_relaxed);
-}
 
 static void count_request(struct srv *s, uint32_t type, uint32_t reason)
 {
@@ -1071,7 +1069,8 @@ static void flush(struct writer_ctx *x)
 	atomic_store(&s->m.batch_fills_last, pending);
 	atomic_fetch_add(&s->m.batch_fills_total, pending);
 	atomic_store(&s->m.settlement_lag_ms, (uint64_t)(lag > 0 ? lag : 0));
-	count_settle_lag(&s->m, lag);
+	histogram_add(s->m.settle_count, &s->m.settle_sum_ns, srv_settle_bounds_ns,
+		      SRV_SETTLE_BUCKETS, lag * 1000000);
 	atomic_store(&s->m.settlement_pending, 0);
 }
 

@@ -222,13 +222,13 @@ struct srv {
 	int64_t seq_base;      /* sequence numbers continue above the ledger's */
 	/* Every settlement item below it is in the ledger (the ledger thread moves it). */
 	atomic_int_fast64_t settled_seq;
-	/* Snapshots: the core thread fills buf and sets busy; the snapshot thread writes
-	 * it, prunes old snapshots, archives covered segments and clears busy. */
 	/* Start-up waits until the journal and core threads have allocated their
 	 * buffers (hundreds of MiB for the configured maxima): ready means ready. */
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	int start_pending;
+	/* Snapshots: the core thread fills buf and sets busy; the snapshot thread writes
+	 * it, prunes old snapshots, archives covered segments and clears busy. */
 	pthread_t snap_thread;
 	pthread_mutex_t snap_lock;
 	pthread_cond_t snap_cond;
