@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "ledger_internal.h"
@@ -544,30 +545,34 @@ static int batch_present(struct ledger *l, int64_t batch_id, const struct ledger
 	return LEDGER_OK;
 }
 
-/* One attempt: BEGIN, batch row, COPY, COMMIT. */
+/*
+ * One attempt, in two round trips: one query string holds BEGIN, the batch row,
+ * the COPY and the COMMIT; the server runs it up to the COPY and waits for the
+ * rows, and runs the COMMIT after them. A statement that fails skips the rest of
+ * the string, COMMIT included, and leaves the transaction to be rolled back. The
+ * batch row's values are numbers and hexadecimal digits this function writes.
+ */
 static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDGER_HASH_BYTES],
 		     size_t n, size_t copy_len)
 {
-	int rc = exec_ok(l, "begin; set local synchronous_commit = on");
-	if (rc)
-		return rc;
-	char idtxt[24], ntxt[24];
-	snprintf(idtxt, sizeof(idtxt), "%lld", (long long)batch_id);
-	snprintf(ntxt, sizeof(ntxt), "%zu", n);
-	const char *values[4] = {idtxt, ntxt, (const char *)l->last_hash, (const char *)hash};
-	const int lengths[4] = {0, 0, LEDGER_HASH_BYTES, LEDGER_HASH_BYTES};
-	const int formats[4] = {0, 0, 1, 1};
-	PGresult *res =
-		PQexecParams(l->conn,
-			     "insert into ledger.batches (id, n_transfers, prev_hash, hash) "
-			     "values ($1, $2, $3, $4)",
-			     4, NULL, values, lengths, formats, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		goto failed;
-	PQclear(res);
-	res = PQexec(l->conn, "copy ledger.transfers (id, currency, debit_account, credit_account, "
-			      "amount, code, batch_id, fill_id, taker_order_id, maker_order_id, "
-			      "lease_id) from stdin");
+	char prev_hex[2 * LEDGER_HASH_BYTES + 1], hash_hex[2 * LEDGER_HASH_BYTES + 1];
+	if (!OPENSSL_buf2hexstr_ex(prev_hex, sizeof(prev_hex), NULL, l->last_hash,
+				   LEDGER_HASH_BYTES, '\0') ||
+	    !OPENSSL_buf2hexstr_ex(hash_hex, sizeof(hash_hex), NULL, hash, LEDGER_HASH_BYTES,
+				   '\0')) {
+		set_err(l, "hash to hexadecimal failed");
+		return LEDGER_ERR_NOMEM;
+	}
+	char sql[768];
+	snprintf(sql, sizeof(sql),
+		 "begin; set local synchronous_commit = on; "
+		 "insert into ledger.batches (id, n_transfers, prev_hash, hash) "
+		 "values (%lld, %zu, decode('%s', 'hex'), decode('%s', 'hex')); "
+		 "copy ledger.transfers (id, currency, debit_account, credit_account, amount, "
+		 "code, batch_id, fill_id, taker_order_id, maker_order_id, lease_id) from stdin; "
+		 "commit",
+		 (long long)batch_id, n, prev_hex, hash_hex);
+	PGresult *res = PQexec(l->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN)
 		goto failed;
 	PQclear(res);
@@ -579,16 +584,25 @@ static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDG
 		l->conn = NULL;
 		return LEDGER_ERR_UNAVAILABLE;
 	}
+	/* The COPY's result, then the COMMIT's: "COMMIT", not the "ROLLBACK" that
+	 * a COMMIT of a failed transaction answers. */
 	res = PQgetResult(l->conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		goto failed;
 	PQclear(res);
-	while ((res = PQgetResult(l->conn)) != NULL)
-		PQclear(res);
-	res = PQexec(l->conn, "commit");
+	res = PQgetResult(l->conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		goto failed;
+	if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		set_err(l, "posting a batch: the server answered %s to COMMIT", PQcmdStatus(res));
+		PQclear(res);
+		while ((res = PQgetResult(l->conn)) != NULL)
+			PQclear(res);
+		return LEDGER_ERR_REFUSED;
+	}
 	PQclear(res);
+	while ((res = PQgetResult(l->conn)) != NULL)
+		PQclear(res);
 	if (l->lose_next_commit) {
 		l->lose_next_commit = false;
 		PQfinish(l->conn);
@@ -600,7 +614,7 @@ static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDG
 failed:;
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	bool unique = state && strcmp(state, SQLSTATE_UNIQUE) == 0;
-	rc = result_error(l, res, "posting a batch");
+	int rc = result_error(l, res, "posting a batch");
 	while (!lost(l) && (res = PQgetResult(l->conn)) != NULL)
 		PQclear(res);
 	if (!lost(l))
