@@ -255,6 +255,10 @@ int gridex_connect(gridex_client *c)
 		return fail(c, GRIDEX_ERR_NOMEM, "TLS context");
 	SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION);
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	/* One read() takes whatever records have arrived, not a record header and then
+	 * its body; gridex_next_event reads until OpenSSL wants more from the socket,
+	 * so nothing it has buffered waits for readiness that will not come. */
+	SSL_CTX_set_read_ahead(c->ctx, 1);
 	if ((c->ca_file ? SSL_CTX_load_verify_locations(c->ctx, c->ca_file, NULL)
 			: SSL_CTX_set_default_verify_paths(c->ctx)) != 1) {
 		rc = tls_error(c, GRIDEX_ERR_TLS, c->ca_file ? c->ca_file : "system CA store");

@@ -91,8 +91,10 @@ const char *gridex_client_error(const gridex_client *c); /* never NULL */
 GRIDEX_MUST_USE int gridex_connect(gridex_client *c);
 void gridex_close(gridex_client *c);
 bool gridex_connected(const gridex_client *c);
-/* The socket, for poll()/epoll in the caller's loop (readable: call
- * gridex_next_event with timeout 0); -1 when not connected. */
+/* The socket, for poll()/epoll in the caller's loop; -1 when not connected.
+ * When it is readable, call gridex_next_event with timeout 0 until it returns
+ * GRIDEX_AGAIN: events already read from the socket (the library reads several
+ * TLS records at a time) raise no new readiness. */
 int gridex_fd(const gridex_client *c);
 /* The handle's Ed25519 public key (32 bytes); ARGS without a key. */
 GRIDEX_MUST_USE int gridex_public_key(const gridex_client *c, uint8_t out[32]);
