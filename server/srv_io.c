@@ -17,11 +17,10 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "gridex.pb-c.h"
 #include "srv_frames.h"
@@ -33,6 +32,10 @@
 #define NONE	  UINT32_MAX
 #define KEY_BYTES 64
 #define OUT_BATCH 256
+/* Plaintext per SSL_write (one TLS record) and per SSL_read; what one readable
+ * event may take from a connection before the others get their turn. */
+#define IO_CHUNK    16384
+#define READ_BUDGET 65536
 
 /* ---------- a small map: 64-byte keys to uint32 values, fixed capacity ---------- */
 
@@ -118,13 +121,32 @@ static void map_del(struct srv_map *m, const char *key)
 
 /* ---------- state ---------- */
 
+/*
+ * A client connection: TLS on a non-blocking socket, driven by two events of
+ * the I/O thread's base. ev_rd is added while frames are read (with the idle
+ * timeout once the handshake is done); ev_wr only while something waits for
+ * the socket to take more: a blocked write, or a read or handshake that must
+ * write first. Replies are queued in out and written once per loop turn
+ * (flush_cb), so a burst of answers to one client is one SSL_write, and a
+ * socket that takes them costs no epoll_ctl.
+ */
 struct srv_conn {
 	struct srv *s;
-	struct bufferevent *bev;
+	evutil_socket_t fd;
+	SSL *ssl;
+	struct event *ev_rd, *ev_wr;
+	struct evbuffer *in, *out;
 	struct event *timer; /* handshake, then partial-frame deadline, then closing */
 	uint32_t slot, gen;
+	uint32_t dirty_pos; /* in s->dirty, when dirty */
 	bool used, tls_up, closing, paused_out, paused_inflight, authed, unauth_counted;
 	bool timer_armed;
+	bool reading;	  /* ev_rd added */
+	bool idle;	  /* reading carries the idle timeout */
+	bool dirty;	  /* output waits for this loop turn's flush */
+	bool wr_added;	  /* ev_wr added */
+	bool wr_blocked;  /* SSL_write waits for the socket */
+	bool rd_wants_wr; /* SSL_read (or the handshake) must write first */
 	char ip[KEY_BYTES];
 	uint32_t account; /* claimed by its first request; 0: none yet */
 	uint32_t inflight;
@@ -180,29 +202,162 @@ static void account_key(uint32_t account, char key[KEY_BYTES])
 /* ---------- sending ---------- */
 
 static void conn_close(struct srv_conn *c, const char *why);
+static void conn_free(struct srv_conn *c);
+static void resume_if_possible(struct srv_conn *c);
+
+/* Reading frames on or off (flow control, closing, draining). */
+static void conn_reading(struct srv_conn *c, bool on)
+{
+	if (on == c->reading)
+		return;
+	c->reading = on;
+	if (!on) {
+		event_del(c->ev_rd);
+		return;
+	}
+	int64_t ms = c->s->cfg.idle_timeout_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	event_add(c->ev_rd, c->idle ? &tv : NULL);
+}
+
+/* ev_wr is added exactly while something waits for the socket to take more. */
+static void conn_want_write(struct srv_conn *c)
+{
+	bool want = c->wr_blocked || c->rd_wants_wr;
+	if (want == c->wr_added)
+		return;
+	c->wr_added = want;
+	if (want)
+		event_add(c->ev_wr, NULL);
+	else
+		event_del(c->ev_wr);
+}
+
+/* A TLS or socket failure: the connection goes, the reason to the debug log. */
+static void conn_error(struct srv_conn *c)
+{
+	int err = errno;
+	unsigned long e = ERR_get_error();
+	char buf[256] = "connection closed by the peer";
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else if (err)
+		snprintf(buf, sizeof(buf), "%s", strerror(err));
+	ERR_clear_error();
+	conn_free(c);
+	srv_log(SRV_LOG_DEBUG, "connection error", "reason=\"%s\"", buf);
+}
+
+/* Writes what is queued until the socket takes no more (then ev_wr resumes it). */
+static void conn_write(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	if (!c->tls_up)
+		return;
+	size_t queued;
+	while ((queued = evbuffer_get_length(c->out)) > 0) {
+		size_t n = queued < IO_CHUNK ? queued : IO_CHUNK;
+		/* A retry after WANT_WRITE starts with the same bytes and is no shorter:
+		 * what OpenSSL needs, with SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER. */
+		const unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)n);
+		if (p == NULL) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		ERR_clear_error();
+		int r = SSL_write(c->ssl, p, (int)n);
+		if (r > 0) {
+			evbuffer_drain(c->out, (size_t)r);
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE) {
+			c->wr_blocked = true;
+			conn_want_write(c);
+			break;
+		}
+		if (e == SSL_ERROR_WANT_READ) {
+			conn_close(c, "TLS wants to read before it can write (renegotiation?)");
+			return;
+		}
+		conn_error(c);
+		return;
+	}
+	if (queued == 0) {
+		c->wr_blocked = false;
+		conn_want_write(c);
+		if (c->closing) {
+			conn_free(c);
+			return;
+		}
+	}
+	if (c->paused_out && queued <= (size_t)s->cfg.out_buffer_soft_bytes / 2) {
+		c->paused_out = false;
+		resume_if_possible(c);
+	}
+}
+
+/* Queues the connection for this loop turn's flush (flush_cb). */
+static void conn_mark_dirty(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	if (c->dirty || c->wr_blocked)
+		return; /* queued already, or written when the socket takes more */
+	c->dirty = true;
+	c->dirty_pos = s->n_dirty;
+	s->dirty[s->n_dirty++] = c->slot;
+	if (s->n_dirty == 1)
+		event_active(s->flush_ev, EV_WRITE, 0);
+}
+
+static void conn_unmark_dirty(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	if (!c->dirty)
+		return;
+	c->dirty = false;
+	uint32_t last = s->dirty[--s->n_dirty];
+	s->dirty[c->dirty_pos] = last;
+	s->conns[last].dirty_pos = c->dirty_pos;
+}
+
+/* Runs once per loop turn after the callbacks that queued output. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv *s = arg;
+	while (s->n_dirty > 0) {
+		struct srv_conn *c = &s->conns[s->dirty[--s->n_dirty]];
+		c->dirty = false;
+		conn_write(c);
+	}
+}
 
 static void conn_send(struct srv_conn *c, const uint8_t *frame, size_t len)
 {
 	struct srv *s = c->s;
 	if (c->closing || len == 0)
 		return;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	if (evbuffer_add(out, frame, len) != 0) {
+	if (evbuffer_add(c->out, frame, len) != 0) {
 		conn_close(c, "out of memory");
 		return;
 	}
 	atomic_fetch_add_explicit(&s->m.frames_out, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->m.bytes_out, len, memory_order_relaxed);
-	size_t queued = evbuffer_get_length(out);
+	size_t queued = evbuffer_get_length(c->out);
 	if (queued > (size_t)s->cfg.out_buffer_hard_bytes) {
 		atomic_fetch_add(&s->m.closed_slow, 1);
 		conn_close(c, "client does not read its replies (out_buffer_hard_bytes)");
-	} else if (queued > (size_t)s->cfg.out_buffer_soft_bytes && !c->paused_out) {
+		return;
+	}
+	if (queued > (size_t)s->cfg.out_buffer_soft_bytes && !c->paused_out) {
 		c->paused_out = true;
-		bufferevent_disable(c->bev, EV_READ);
+		conn_reading(c, false);
 		srv_log(SRV_LOG_DEBUG, "not reading from a slow client", "ip=%s queued=%zu", c->ip,
 			queued);
 	}
+	conn_mark_dirty(c);
 }
 
 /* A framing error: say why, then close once the reply is out. */
@@ -294,6 +449,28 @@ static void unsubscribe_node(struct srv *s, uint32_t node)
 	atomic_fetch_sub(&s->m.subscriptions, 1);
 }
 
+/* Frees the TLS session, socket, events and buffers of a connection. */
+static void conn_release(struct srv_conn *c)
+{
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->fd >= 0)
+		evutil_closesocket(c->fd);
+	if (c->ev_rd)
+		event_free(c->ev_rd);
+	if (c->ev_wr)
+		event_free(c->ev_wr);
+	if (c->in)
+		evbuffer_free(c->in);
+	if (c->out)
+		evbuffer_free(c->out);
+	c->ssl = NULL;
+	c->fd = -1;
+	c->ev_rd = c->ev_wr = NULL;
+	c->in = c->out = NULL;
+	c->reading = c->wr_added = false;
+}
+
 static void conn_free(struct srv_conn *c)
 {
 	struct srv *s = c->s;
@@ -302,9 +479,8 @@ static void conn_free(struct srv_conn *c)
 	for (uint32_t i = 0; i < c->n_subs; i++)
 		unsubscribe_node(s, c->subs[i]);
 	c->n_subs = 0;
-	if (c->bev)
-		bufferevent_free(c->bev);
-	c->bev = NULL;
+	conn_unmark_dirty(c);
+	conn_release(c);
 	evtimer_del(c->timer);
 	c->used = false;
 	c->gen++;
@@ -318,13 +494,13 @@ static void conn_close(struct srv_conn *c, const char *why)
 	if (why)
 		srv_log(SRV_LOG_INFO, "connection closed", "ip=%s account=%u reason=\"%s\"", c->ip,
 			c->account, why);
-	if (why || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 || !c->tls_up) {
+	if (why || evbuffer_get_length(c->out) == 0 || !c->tls_up) {
 		conn_free(c);
 		return;
 	}
-	/* Linger: the write callback frees it when drained; the timer bounds the wait. */
+	/* Linger: conn_write frees it when drained; the timer bounds the wait. */
 	c->closing = true;
-	bufferevent_disable(c->bev, EV_READ);
+	conn_reading(c, false);
 	struct timeval tv = {.tv_sec = 2};
 	evtimer_add(c->timer, &tv);
 }
@@ -357,12 +533,11 @@ static void resume_if_possible(struct srv_conn *c)
 {
 	if (c->closing || c->paused_out || c->paused_inflight || c->s->draining)
 		return;
-	bufferevent_enable(c->bev, EV_READ);
-	/* Frames already buffered raise no new read event: ask for one, deferred so
-	 * that the caller's connection stays valid. */
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		bufferevent_trigger(c->bev, EV_READ,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	conn_reading(c, true);
+	/* Frames already buffered, or records OpenSSL has read ahead, raise no new
+	 * read event: ask for one, deferred so that the caller's connection stays valid. */
+	if (evbuffer_get_length(c->in) > 0 || SSL_has_pending(c->ssl))
+		event_active(c->ev_rd, EV_READ, 0);
 }
 
 static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
@@ -397,7 +572,7 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 	if (++c->inflight >= 1024 && !c->paused_inflight) {
 		/* Many requests in the pipeline: wait for their answers before reading more. */
 		c->paused_inflight = true;
-		bufferevent_disable(c->bev, EV_READ);
+		conn_reading(c, false);
 	}
 }
 
@@ -462,12 +637,12 @@ static void handle_subscribe(struct srv_conn *c, const uint8_t *body, size_t len
 		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED, "server busy; retry");
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* Handles the complete frames in c->in while reading is on. */
+static void conn_frames(struct srv_conn *c)
 {
-	struct srv_conn *c = arg;
 	struct srv *s = c->s;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	while (!c->closing && bufferevent_get_enabled(bev) & EV_READ) {
+	struct evbuffer *in = c->in;
+	while (!c->closing && c->reading) {
 		size_t have = evbuffer_get_length(in);
 		uint8_t header[WIRE_HEADER_BYTES];
 		if (have < WIRE_HEADER_BYTES)
@@ -519,58 +694,115 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+/* Reads until OpenSSL wants more from the socket, handling frames as they come. */
+static void conn_read(struct srv_conn *c)
 {
-	struct srv_conn *c = arg;
-	size_t queued = evbuffer_get_length(bufferevent_get_output(bev));
-	if (c->closing && queued == 0) {
-		conn_free(c);
-		return;
-	}
-	if (c->paused_out && queued <= (size_t)c->s->cfg.out_buffer_soft_bytes / 2) {
-		c->paused_out = false;
-		resume_if_possible(c);
+	conn_frames(c); /* what was left while reading was off */
+	size_t got = 0;
+	while (c->used && c->reading && !c->closing) {
+		struct evbuffer_iovec v;
+		if (evbuffer_reserve_space(c->in, IO_CHUNK, &v, 1) < 1) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		size_t room = v.iov_len < IO_CHUNK ? v.iov_len : IO_CHUNK;
+		ERR_clear_error();
+		errno = 0;
+		int r = SSL_read(c->ssl, v.iov_base, (int)room);
+		if (r <= 0) {
+			evbuffer_commit_space(c->in, &v, 0);
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ)
+				return;
+			if (e == SSL_ERROR_WANT_WRITE) {
+				c->rd_wants_wr = true;
+				conn_want_write(c);
+				return;
+			}
+			if (e == SSL_ERROR_ZERO_RETURN) {
+				conn_free(c); /* the client said goodbye */
+				return;
+			}
+			conn_error(c);
+			return;
+		}
+		v.iov_len = (size_t)r;
+		evbuffer_commit_space(c->in, &v, 1);
+		conn_frames(c);
+		got += (size_t)r;
+		if (!c->used || !c->reading || c->closing)
+			return;
+		/* Nothing read ahead: what else the socket holds raises the (level-
+		 * triggered) read event again, so no read() is spent learning it is empty. */
+		if (!SSL_has_pending(c->ssl))
+			return;
+		if (got >= READ_BUDGET) {
+			event_active(c->ev_rd, EV_READ, 0); /* the rest after the others */
+			return;
+		}
 	}
 }
 
 static void idle_timeouts(struct srv_conn *c)
 {
-	int64_t ms = c->s->cfg.idle_timeout_ms;
-	if (ms > 0 && c->n_subs == 0) {
-		struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-		bufferevent_set_timeouts(c->bev, &tv, NULL);
-	} else {
-		bufferevent_set_timeouts(c->bev, NULL, NULL);
+	c->idle = c->s->cfg.idle_timeout_ms > 0 && c->n_subs == 0;
+	if (c->reading) {
+		/* Off and on: event_add with no timeout keeps one already set. */
+		conn_reading(c, false);
+		conn_reading(c, true);
 	}
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_handshake(struct srv_conn *c)
 {
-	(void)bev;
-	struct srv_conn *c = arg;
-	if (what & BEV_EVENT_CONNECTED) {
+	ERR_clear_error();
+	errno = 0;
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
 		c->tls_up = true;
+		c->rd_wants_wr = false;
+		conn_want_write(c);
 		evtimer_del(c->timer);
 		c->timer_armed = false;
 		idle_timeouts(c);
+		conn_read(c); /* a request may have come with the client's last flight */
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->rd_wants_wr = e == SSL_ERROR_WANT_WRITE;
+		conn_want_write(c);
+		return;
+	}
+	conn_error(c);
+}
+
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	struct srv_conn *c = arg;
+	if (what & EV_TIMEOUT) {
 		atomic_fetch_add(&c->s->m.closed_timeout, 1);
 		conn_close(c, "idle (idle_timeout_ms)");
 		return;
 	}
-	if (what & BEV_EVENT_ERROR) {
-		unsigned long e = bufferevent_get_openssl_error(bev);
-		char buf[256] = "connection error";
-		if (e)
-			ERR_error_string_n(e, buf, sizeof(buf));
-		conn_free(c);
-		srv_log(SRV_LOG_DEBUG, "connection error", "reason=\"%s\"", buf);
+	if (!c->tls_up) {
+		conn_handshake(c);
 		return;
 	}
-	if (what & BEV_EVENT_EOF)
-		conn_free(c);
+	if (what & EV_WRITE) {
+		if (c->rd_wants_wr) {
+			c->rd_wants_wr = false;
+			conn_want_write(c);
+			conn_read(c);
+			if (!c->used)
+				return;
+		}
+		if (c->wr_blocked)
+			conn_write(c);
+		return;
+	}
+	conn_read(c);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
@@ -610,37 +842,37 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	 * segment (with pipelined requests it held answers for a delayed ACK, ~40 ms). */
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	SSL *ssl = SSL_new(s->tls);
-	struct bufferevent *bev =
-		ssl ? bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						     BEV_OPT_CLOSE_ON_FREE)
-		    : NULL;
-	if (bev == NULL) {
-		if (ssl)
-			SSL_free(ssl);
-		evutil_closesocket(fd);
-		srv_log(SRV_LOG_ERROR, "connection refused", "ip=%s reason=out_of_memory", ip);
-		return;
-	}
-	(*per_ip)++;
-	struct srv_conn *c = &s->conns[s->free_conns[--s->n_free]];
+	/* The listener made the socket non-blocking. */
+	struct srv_conn *c = &s->conns[s->free_conns[s->n_free - 1]];
 	uint32_t slot = c->slot, gen = c->gen;
 	uint32_t *subs = c->subs;
 	struct event *timer = c->timer;
 	*c = (struct srv_conn){.s = s,
-			       .bev = bev,
+			       .fd = fd,
+			       .ssl = SSL_new(s->tls),
+			       .ev_rd = event_new(s->base, fd, EV_READ | EV_PERSIST, conn_io_cb, c),
+			       .ev_wr =
+				       event_new(s->base, fd, EV_WRITE | EV_PERSIST, conn_io_cb, c),
+			       .in = evbuffer_new(),
+			       .out = evbuffer_new(),
 			       .timer = timer,
 			       .slot = slot,
 			       .gen = gen,
-			       .used = true,
-			       .unauth_counted = true,
 			       .acct_prev = NONE,
 			       .acct_next = NONE,
 			       .subs = subs};
+	if (!c->ssl || !c->ev_rd || !c->ev_wr || !c->in || !c->out || SSL_set_fd(c->ssl, fd) != 1) {
+		conn_release(c); /* closes fd; the slot stays free */
+		srv_log(SRV_LOG_ERROR, "connection refused", "ip=%s reason=out_of_memory", ip);
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	s->n_free--;
+	(*per_ip)++;
+	c->used = true;
+	c->unauth_counted = true;
 	memcpy(c->ip, ip, sizeof(ip));
-	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
-	bufferevent_setwatermark(bev, EV_WRITE, (size_t)s->cfg.out_buffer_soft_bytes / 2, 0);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	conn_reading(c, true);
 	arm_timer(c, s->cfg.handshake_timeout_ms);
 	atomic_fetch_add(&s->m.connections_open, 1);
 	atomic_fetch_add(&s->m.connections_accepted, 1);
@@ -859,7 +1091,7 @@ static bool outputs_flushed(struct srv *s)
 {
 	for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++) {
 		struct srv_conn *c = &s->conns[i];
-		if (c->used && c->tls_up && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		if (c->used && c->tls_up && evbuffer_get_length(c->out) > 0)
 			return false;
 	}
 	return true;
@@ -896,8 +1128,8 @@ static void begin_drain(struct srv *s, const char *why)
 	if (s->listener)
 		evconnlistener_disable(s->listener);
 	for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++)
-		if (s->conns[i].used && s->conns[i].bev)
-			bufferevent_disable(s->conns[i].bev, EV_READ);
+		if (s->conns[i].used)
+			conn_reading(&s->conns[i], false);
 	srv_verify_close(s);
 	struct timeval tv = {.tv_usec = 10000};
 	evtimer_add(s->drain_timer, &tv);
@@ -1098,6 +1330,11 @@ static SSL_CTX *tls_context(const struct srv_config *cfg)
 	 * only makes them stateful). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_num_tickets(ctx, 0);
+	/* conn_write retries from an evbuffer that may move, and takes partial writes;
+	 * conn_read reads until OpenSSL wants the socket, so reading ahead (whatever
+	 * records have arrived, in one read()) leaves nothing behind unnoticed. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	return ctx;
 }
@@ -1139,10 +1376,11 @@ int srv_io_init(struct srv *s)
 	}
 	s->conns = calloc(nconn, sizeof(*s->conns));
 	s->free_conns = calloc(nconn, sizeof(*s->free_conns));
+	s->dirty = calloc(nconn, sizeof(*s->dirty));
 	s->ips = calloc(1, sizeof(*s->ips));
 	s->accts = calloc(1, sizeof(*s->accts));
 	s->topics = calloc(1, sizeof(*s->topics));
-	if (!s->conns || !s->free_conns || !s->ips || !s->accts || !s->topics ||
+	if (!s->conns || !s->free_conns || !s->dirty || !s->ips || !s->accts || !s->topics ||
 	    !map_init(&s->ips->m, nconn) || !map_init(&s->accts->m, nconn) ||
 	    !map_init(&s->topics->by_name, (uint32_t)cfg->topics_max))
 		return -1;
@@ -1165,6 +1403,7 @@ int srv_io_init(struct srv *s)
 		struct srv_conn *c = &s->conns[i];
 		c->s = s;
 		c->slot = i;
+		c->fd = -1;
 		c->subs = calloc((size_t)cfg->subscriptions_per_conn_max, sizeof(*c->subs));
 		c->timer = evtimer_new(s->base, timer_cb, c);
 		if (!c->subs || !c->timer)
@@ -1172,12 +1411,13 @@ int srv_io_init(struct srv *s)
 		s->free_conns[s->n_free++] = nconn - 1 - i;
 	}
 	s->notify = event_new(s->base, -1, EV_PERSIST, notify_cb, s);
+	s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
 	s->drain_timer = evtimer_new(s->base, drain_cb, s);
 	s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
-	if (!s->notify || !s->drain_timer || !s->sig_term || !s->sig_int || !s->sig_hup ||
-	    event_add(s->sig_term, NULL) || event_add(s->sig_int, NULL) ||
+	if (!s->notify || !s->flush_ev || !s->drain_timer || !s->sig_term || !s->sig_int ||
+	    !s->sig_hup || event_add(s->sig_term, NULL) || event_add(s->sig_int, NULL) ||
 	    event_add(s->sig_hup, NULL))
 		return -1;
 	char host[256], port_text[8];
@@ -1225,8 +1465,8 @@ void srv_io_free(struct srv *s)
 	if (s->conns) {
 		for (uint32_t i = 0; i < (uint32_t)s->cfg.max_connections; i++) {
 			struct srv_conn *c = &s->conns[i];
-			if (c->used && c->bev)
-				bufferevent_free(c->bev);
+			if (c->used)
+				conn_release(c);
 			if (c->timer)
 				event_free(c->timer);
 			free(c->subs);
@@ -1234,6 +1474,7 @@ void srv_io_free(struct srv *s)
 	}
 	free(s->conns);
 	free(s->free_conns);
+	free(s->dirty);
 	if (s->ips)
 		free(s->ips->m.e);
 	if (s->accts)
@@ -1252,7 +1493,8 @@ void srv_io_free(struct srv *s)
 		evhttp_free(s->http);
 	if (s->listener)
 		evconnlistener_free(s->listener);
-	struct event *evs[] = {s->notify, s->drain_timer, s->sig_term, s->sig_int, s->sig_hup};
+	struct event *evs[] = {s->notify,   s->flush_ev, s->drain_timer,
+			       s->sig_term, s->sig_int,	 s->sig_hup};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);

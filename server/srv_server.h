@@ -252,6 +252,8 @@ struct srv {
 	SSL_CTX *tls;
 	struct srv_conn *conns;
 	uint32_t *free_conns, n_free;
+	uint32_t *dirty, n_dirty; /* connections with output for this loop turn */
+	struct event *flush_ev;	  /* writes them, after the callbacks of the turn */
 	struct srv_iptable *ips;
 	struct srv_acctable *accts;
 	struct srv_topics *topics;

@@ -896,7 +896,8 @@ START_TEST(connection_limits)
 	f = tclient_recv(&sub, 3000, &closed);
 	ck_assert_msg(f && f->snapshot, "no snapshot");
 	gridex__v1__server_frame__free_unpacked(f, NULL);
-	ck_assert_ptr_null(tclient_recv(&sub, 1500, &closed));
+	/* Longer than idle_timeout_ms (2,500). */
+	ck_assert_ptr_null(tclient_recv(&sub, 4000, &closed));
 	ck_assert(!closed);
 	tclient_close(&sub);
 	const char *log = tserver_log(&srv);

@@ -5,13 +5,17 @@
  * TLS connections held (GRIDEX_TEST_IDLE_CONNECTIONS, 10,000 in the normal
  * build); 1,000 slow connections (half stuck in a frame, half idle) while an
  * honest client trades with its latency within 2x; a frame header trickled a
- * byte at a time; a client that pipelines a flood and never reads; price x
+ * byte at a time; a client that pipelines a flood and never reads; one that
+ * pipelines a burst, stops reading until the server stops reading too, then
+ * reads: every request answered; price x
  * quantity overflow; small-order public keys at registration. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +280,169 @@ START_TEST(pipelined_flood_that_never_reads)
 }
 END_TEST
 
+/* Answers (ACK or REJECT) among the complete frames at the front of buf; consumes them. */
+static int count_answers(uint8_t *buf, size_t *len)
+{
+	int answers = 0;
+	while (*len >= 4) {
+		size_t n =
+			(size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3];
+		if (*len < 4 + n)
+			break;
+		Gridex__V1__ServerFrame *f = gridex__v1__server_frame__unpack(NULL, n, buf + 4);
+		ck_assert_ptr_nonnull(f);
+		answers += f->ack != NULL || f->reject != NULL;
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+		memmove(buf, buf + 4 + n, *len - 4 - n);
+		*len -= 4 + n;
+	}
+	return answers;
+}
+
+START_TEST(pipelined_burst_is_answered_once_read)
+{
+	/* The server stops reading at 16 KiB of unread answers and must start again,
+	 * with frames and TLS records already read ahead, once the client catches up. */
+	const char *args[] = {"--out-buffer-soft-bytes=16384", "--sndbuf-bytes=8192",
+			      "--orders-per-second=0", NULL};
+	start(args);
+	struct tclient burst = {.rcvbuf = 4096};
+	tclient_keys(&burst, 3);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 3, NULL,
+					  0, burst.pk, "burst"),
+			 0);
+	tclient_connect(&burst, &srv);
+	/* A fixed send buffer: no autotuning to megabytes that would hide the push-back. */
+	int sndbuf = 16384;
+	setsockopt(burst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	enum { N = 8000 };
+	uint8_t *out = malloc((size_t)N * 512), *in = malloc(1 << 20);
+	ck_assert(out && in);
+	size_t total = 0, written = 0, have = 0;
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 7;
+	/* Every other request names another account: refused at once by the I/O thread
+	 * ("one account per connection"), so the answers also outgrow the limit while a
+	 * read's frames are being handled, and reading stops with frames left over. */
+	for (int i = 0; i < N; i++) {
+		c.nonce = 0;
+		c.account = i % 2 ? 4 : 3;
+		size_t n = tclient_pack(&burst, &c, burst.sk, out + total + 4, 508);
+		out[total] = 0;
+		out[total + 1] = 0;
+		out[total + 2] = (uint8_t)(n >> 8);
+		out[total + 3] = (uint8_t)n;
+		total += 4 + n;
+	}
+	ck_assert_int_eq(fcntl(burst.fd, F_SETFL, fcntl(burst.fd, F_GETFL) | O_NONBLOCK), 0);
+	SSL_set_mode(burst.ssl,
+		     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Write without reading until the writes have been blocked for 300 ms (the
+	 * server has stopped reading); from then on read as well. */
+	int answers = 0;
+	bool reading = false;
+	int64_t blocked_since = 0, deadline = mono_us() + 60000000;
+	while (answers < N) {
+		ck_assert_msg(mono_us() < deadline, "%d of %d answered, %zu of %zu bytes written",
+			      answers, N, written, total);
+		bool blocked = false;
+		if (written < total) {
+			size_t chunk = total - written < 16384 ? total - written : 16384;
+			int r = SSL_write(burst.ssl, out + written, (int)chunk);
+			if (r > 0)
+				written += (size_t)r;
+			else {
+				ck_assert_int_eq(SSL_get_error(burst.ssl, r), SSL_ERROR_WANT_WRITE);
+				blocked = true;
+			}
+		}
+		if (!reading) {
+			if (!blocked)
+				blocked_since = 0;
+			else if (blocked_since == 0)
+				blocked_since = mono_us();
+			else if (mono_us() - blocked_since > 300000)
+				reading = true;
+			reading |= written == total; /* then the assertion below says why */
+		}
+		if (reading) {
+			/* Slowly, a KiB at a time: the server's answers stay near the limit, so
+			 * it stops reading again and again, the last times with everything it
+			 * has yet to handle already read from the socket. */
+			int r = SSL_read(burst.ssl, in + have, 1024);
+			if (r > 0) {
+				have += (size_t)r;
+				answers += count_answers(in, &have);
+				struct timespec nap = {.tv_nsec = 200000};
+				nanosleep(&nap, NULL);
+				continue;
+			}
+			ck_assert_int_eq(SSL_get_error(burst.ssl, r), SSL_ERROR_WANT_READ);
+		}
+		if (blocked || reading) {
+			struct pollfd p = {.fd = burst.fd,
+					   .events = (short)((blocked ? POLLOUT : 0) |
+							     (reading ? POLLIN : 0))};
+			poll(&p, 1, 100);
+		}
+	}
+	ck_assert_msg(blocked_since != 0, "the server never pushed back");
+	fprintf(stderr, "# burst: %d requests, all answered after the server pushed back\n", N);
+	free(out);
+	free(in);
+	tclient_close(&burst);
+	ck_assert_int_gt(median_ack_us(20), 0);
+	stop();
+}
+END_TEST
+
+START_TEST(burst_beyond_the_inflight_limit_is_answered)
+{
+	/* 8,000 requests written at once: the server stops reading at 1,024 in flight
+	 * and starts again as answers go out, the last times with the rest of the burst
+	 * already read from the socket (frames and TLS records read ahead). */
+	start(NULL);
+	struct tclient burst = {0};
+	tclient_keys(&burst, 3);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 3, NULL,
+					  0, burst.pk, "burst"),
+			 0);
+	tclient_connect(&burst, &srv);
+	enum { N = 8000 };
+	uint8_t *out = malloc((size_t)N * 512);
+	ck_assert_ptr_nonnull(out);
+	size_t total = 0;
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 7;
+	for (int i = 0; i < N; i++) {
+		c.nonce = 0;
+		size_t n = tclient_pack(&burst, &c, burst.sk, out + total + 4, 508);
+		out[total] = 0;
+		out[total + 1] = 0;
+		out[total + 2] = (uint8_t)(n >> 8);
+		out[total + 3] = (uint8_t)n;
+		total += 4 + n;
+	}
+	/* The answers (about 500 KB) fit under out_buffer_soft_bytes: no need to read. */
+	ck_assert(tclient_write(&burst, out, total));
+	free(out);
+	int answers = 0;
+	while (answers < N) {
+		bool closed = false;
+		Gridex__V1__ServerFrame *f = tclient_recv(&burst, 10000, &closed);
+		ck_assert_msg(f != NULL, "%d of %d answered (%s)", answers, N,
+			      closed ? "closed" : "nothing for 10 s");
+		answers += f->ack != NULL || f->reject != NULL;
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	tclient_close(&burst);
+	ck_assert_int_gt(median_ack_us(20), 0);
+	stop();
+}
+END_TEST
+
 START_TEST(overflow_and_small_order_keys)
 {
 	start(NULL);
@@ -333,6 +500,8 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, overflow_and_small_order_keys);
 	tcase_add_test(tc, trickled_header_is_cut_off);
 	tcase_add_test(tc, pipelined_flood_that_never_reads);
+	tcase_add_test(tc, pipelined_burst_is_answered_once_read);
+	tcase_add_test(tc, burst_beyond_the_inflight_limit_is_answered);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
