@@ -245,17 +245,47 @@ START_TEST(trickled_header_is_cut_off)
 }
 END_TEST
 
+/* c (rcvbuf set by the caller) for account: registered by the operator, connected. */
+static void registered_client(struct tclient *c, uint32_t account, const char *name)
+{
+	tclient_keys(c, account);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, account,
+					  NULL, 0, c->pk, name),
+			 0);
+	tclient_connect(c, &srv);
+}
+
+/* n signed cancels of an unknown order as frames back to back (free() them); every
+ * other one names account other when it is not 0. */
+static uint8_t *signed_cancels(struct tclient *c, int n, uint32_t other, size_t *len)
+{
+	uint8_t *out = malloc((size_t)n * 512);
+	ck_assert_ptr_nonnull(out);
+	size_t total = 0;
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	q.target_client_order_id = 7;
+	for (int i = 0; i < n; i++) {
+		q.nonce = 0;
+		q.account = other && i % 2 ? other : c->account;
+		size_t k = tclient_pack(c, &q, c->sk, out + total + 4, 508);
+		out[total] = 0;
+		out[total + 1] = 0;
+		out[total + 2] = (uint8_t)(k >> 8);
+		out[total + 3] = (uint8_t)k;
+		total += 4 + k;
+	}
+	*len = total;
+	return out;
+}
+
 START_TEST(pipelined_flood_that_never_reads)
 {
 	const char *args[] = {"--out-buffer-soft-bytes=16384", "--out-buffer-hard-bytes=65536",
 			      "--sndbuf-bytes=8192", "--orders-per-second=0", NULL};
 	start(args);
 	struct tclient flood = {.rcvbuf = 4096};
-	tclient_keys(&flood, 2);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 2, NULL,
-					  0, flood.pk, "flood"),
-			 0);
-	tclient_connect(&flood, &srv);
+	registered_client(&flood, 2, "flood");
 	/* Pre-signed cancels, written as fast as the server takes them; never read. */
 	int sent = 0;
 	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
@@ -307,34 +337,17 @@ START_TEST(pipelined_burst_is_answered_once_read)
 			      "--orders-per-second=0", NULL};
 	start(args);
 	struct tclient burst = {.rcvbuf = 4096};
-	tclient_keys(&burst, 3);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 3, NULL,
-					  0, burst.pk, "burst"),
-			 0);
-	tclient_connect(&burst, &srv);
+	registered_client(&burst, 3, "burst");
 	/* A fixed send buffer: no autotuning to megabytes that would hide the push-back. */
 	int sndbuf = 16384;
 	setsockopt(burst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	enum { N = 8000 };
-	uint8_t *out = malloc((size_t)N * 512), *in = malloc(1 << 20);
-	ck_assert(out && in);
-	size_t total = 0, written = 0, have = 0;
-	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
-	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
-	c.target_client_order_id = 7;
 	/* Every other request names another account: refused at once by the I/O thread
 	 * ("one account per connection"), so the answers also outgrow the limit while a
 	 * read's frames are being handled, and reading stops with frames left over. */
-	for (int i = 0; i < N; i++) {
-		c.nonce = 0;
-		c.account = i % 2 ? 4 : 3;
-		size_t n = tclient_pack(&burst, &c, burst.sk, out + total + 4, 508);
-		out[total] = 0;
-		out[total + 1] = 0;
-		out[total + 2] = (uint8_t)(n >> 8);
-		out[total + 3] = (uint8_t)n;
-		total += 4 + n;
-	}
+	size_t total, written = 0, have = 0;
+	uint8_t *out = signed_cancels(&burst, N, 4, &total), *in = malloc(1 << 20);
+	ck_assert_ptr_nonnull(in);
 	ck_assert_int_eq(fcntl(burst.fd, F_SETFL, fcntl(burst.fd, F_GETFL) | O_NONBLOCK), 0);
 	SSL_set_mode(burst.ssl,
 		     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -404,27 +417,10 @@ START_TEST(burst_beyond_the_inflight_limit_is_answered)
 	 * already read from the socket (frames and TLS records read ahead). */
 	start(NULL);
 	struct tclient burst = {0};
-	tclient_keys(&burst, 3);
-	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 3, NULL,
-					  0, burst.pk, "burst"),
-			 0);
-	tclient_connect(&burst, &srv);
+	registered_client(&burst, 3, "burst");
 	enum { N = 8000 };
-	uint8_t *out = malloc((size_t)N * 512);
-	ck_assert_ptr_nonnull(out);
-	size_t total = 0;
-	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
-	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
-	c.target_client_order_id = 7;
-	for (int i = 0; i < N; i++) {
-		c.nonce = 0;
-		size_t n = tclient_pack(&burst, &c, burst.sk, out + total + 4, 508);
-		out[total] = 0;
-		out[total + 1] = 0;
-		out[total + 2] = (uint8_t)(n >> 8);
-		out[total + 3] = (uint8_t)n;
-		total += 4 + n;
-	}
+	size_t total;
+	uint8_t *out = signed_cancels(&burst, N, 0, &total);
 	/* The answers (about 500 KB) fit under out_buffer_soft_bytes: no need to read. */
 	ck_assert(tclient_write(&burst, out, total));
 	free(out);
