@@ -265,6 +265,7 @@ static void conn_write(struct srv_conn *c)
 			return;
 		}
 		ERR_clear_error();
+		errno = 0;
 		int r = SSL_write(c->ssl, p, (int)n);
 		if (r > 0) {
 			evbuffer_drain(c->out, (size_t)r);
