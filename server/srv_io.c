@@ -213,6 +213,12 @@ static void conn_reading(struct srv_conn *c, bool on)
 	c->reading = on;
 	if (!on) {
 		event_del(c->ev_rd);
+		/* The server holds off: the partial-frame deadline stops (conn_frames sets
+		 * it again once reading resumes with a frame still incomplete). */
+		if (c->tls_up && !c->closing && c->timer_armed) {
+			evtimer_del(c->timer);
+			c->timer_armed = false;
+		}
 		return;
 	}
 	int64_t ms = c->s->cfg.idle_timeout_ms;
@@ -684,11 +690,13 @@ static void conn_frames(struct srv_conn *c)
 			return;
 		evbuffer_drain(in, frame_bytes);
 	}
-	/* A started frame must complete within partial_frame_ms. */
+	/* A started frame must complete within partial_frame_ms, while the server reads:
+	 * what waits while it holds off (conn_reading) is not the client's delay. */
 	if (c->used && !c->closing) {
-		if (evbuffer_get_length(in) > 0 && !c->timer_armed)
+		bool started = c->reading && evbuffer_get_length(in) > 0;
+		if (started && !c->timer_armed)
 			arm_timer(c, s->cfg.partial_frame_ms);
-		else if (evbuffer_get_length(in) == 0 && c->timer_armed) {
+		else if (!started && c->timer_armed) {
 			evtimer_del(c->timer);
 			c->timer_armed = false;
 		}
