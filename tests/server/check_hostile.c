@@ -331,10 +331,10 @@ static int count_answers(uint8_t *buf, size_t *len)
 
 START_TEST(pipelined_burst_is_answered_once_read)
 {
-	/* The server stops reading at 16 KiB of unread answers and must start again,
-	 * with frames and TLS records already read ahead, once the client catches up.
-	 * Meanwhile frames wait in its buffer longer than partial_frame_ms (200 ms):
-	 * the server's own holding off, which must not count against the client. */
+	/* The server stops reading at 16 KiB of unread answers and must start again
+	 * once the client catches up. Meanwhile frames wait in its buffer longer than
+	 * partial_frame_ms (200 ms): the server's own holding off, which must not count
+	 * against the client. */
 	const char *args[] = {"--out-buffer-soft-bytes=16384", "--sndbuf-bytes=8192",
 			      "--partial-frame-ms=200", "--orders-per-second=0", NULL};
 	start(args);
@@ -382,9 +382,8 @@ START_TEST(pipelined_burst_is_answered_once_read)
 			reading |= written == total; /* then the assertion below says why */
 		}
 		if (reading) {
-			/* Slowly, a KiB at a time: the server's answers stay near the limit, so
-			 * it stops reading again and again, the last times with everything it
-			 * has yet to handle already read from the socket. */
+			/* Slowly, a KiB at a time: the server's answers stay near the limit,
+			 * so it stops and starts reading again and again. */
 			int r = SSL_read(burst.ssl, in + have, 1024);
 			if (r > 0) {
 				have += (size_t)r;
