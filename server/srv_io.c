@@ -876,6 +876,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	SSL_set_accept_state(c->ssl);
+	/* conn_write retries from an evbuffer that may move, and takes partial writes;
+	 * conn_read reads until OpenSSL wants the socket, so reading ahead (whatever
+	 * records have arrived, in one read()) leaves nothing behind unnoticed. Set
+	 * here, not on the context: the HTTP API shares it through libevent's
+	 * bufferevent_openssl, which handles neither. */
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_read_ahead(c->ssl, 1);
 	s->n_free--;
 	(*per_ip)++;
 	c->used = true;
@@ -1339,11 +1346,6 @@ static SSL_CTX *tls_context(const struct srv_config *cfg)
 	 * only makes them stateful). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_num_tickets(ctx, 0);
-	/* conn_write retries from an evbuffer that may move, and takes partial writes;
-	 * conn_read reads until OpenSSL wants the socket, so reading ahead (whatever
-	 * records have arrived, in one read()) leaves nothing behind unnoticed. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	return ctx;
 }
