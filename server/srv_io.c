@@ -756,8 +756,11 @@ static void idle_timeouts(struct srv_conn *c)
 {
 	c->idle = c->s->cfg.idle_timeout_ms > 0 && c->n_subs == 0;
 	if (c->reading) {
-		/* Off and on: event_add with no timeout keeps one already set. */
-		conn_reading(c, false);
+		/* Deleted and added again: event_add with no timeout keeps one already
+		 * set. (Not through conn_reading, which would stop a partial-frame
+		 * deadline.) */
+		event_del(c->ev_rd);
+		c->reading = false;
 		conn_reading(c, true);
 	}
 }
