@@ -17,13 +17,6 @@
 #include "clock.h"
 #include "srv_journal.h"
 
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 int main(int argc, char **argv)
 {
 	const char *dir = "/tmp";
@@ -56,21 +49,21 @@ int main(int argc, char **argv)
 		long n = groups[g] == 1 ? total / 20 : total; /* one sync per record is slow */
 		long syncs = n / groups[g];
 		int64_t *lat = malloc((size_t)syncs * sizeof(*lat));
-		int64_t t0 = now_us();
+		int64_t t0 = bench_now_us();
 		for (long s = 0; s < syncs; s++) {
 			for (int k = 0; k < groups[g]; k++) {
 				r.seq = (uint64_t)(s * groups[g] + k + 1);
 				if (srv_journal_append(j, &r) != SRV_JOURNAL_OK)
 					return 1;
 			}
-			int64_t a = now_us();
+			int64_t a = bench_now_us();
 			if (srv_journal_sync(j) != SRV_JOURNAL_OK) {
 				perror("fdatasync");
 				return 1;
 			}
-			lat[s] = now_us() - a;
+			lat[s] = bench_now_us() - a;
 		}
-		double secs = (double)(now_us() - t0) / 1e6;
+		double secs = (double)(bench_now_us() - t0) / 1e6;
 		qsort(lat, (size_t)syncs, sizeof(*lat), bench_cmp_i64);
 		printf("%8d %14.0f %9lld us %9lld us %9lld us\n", groups[g], (double)n / secs,
 		       (long long)lat[syncs / 2], (long long)lat[syncs * 99 / 100],

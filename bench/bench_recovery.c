@@ -20,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "clock.h"
 #include "gridex.pb-c.h"
 #include "rss.h"
 #include "srv_core.h"
@@ -29,13 +30,6 @@
 #define ACCOUNTS 100
 #define PRODUCTS 24
 #define START_MS INT64_C(1795366800000) /* 2026-11-22T17:00Z */
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static struct srv_core *make_core(uint32_t orders)
 {
@@ -124,7 +118,7 @@ int main(int argc, char **argv)
 		snprintf(products[p], sizeof(products[p]), "H100-80G/2026-11-23T%02d", p);
 	static struct srv_jrec rec = {.kind = SRV_J_REQUEST};
 	uint64_t nonce[ACCOUNTS + 1] = {0};
-	int64_t t0 = now_us();
+	int64_t t0 = bench_now_us();
 	for (long i = 0; i < orders; i++) {
 		uint32_t account = 1 + (uint32_t)(i % ACCOUNTS);
 		bool buy = account <= ACCOUNTS / 2;
@@ -154,7 +148,7 @@ int main(int argc, char **argv)
 	uint64_t bytes = srv_journal_size(j);
 	srv_journal_close(j);
 	printf("journal: %ld new orders, %.1f MiB, written in %.2f s\n", orders,
-	       (double)bytes / 1048576, (double)(now_us() - t0) / 1e6);
+	       (double)bytes / 1048576, (double)(bench_now_us() - t0) / 1e6);
 
 	/* Without a snapshot: read, check and replay every record. */
 	double rss0 = rss_mib("/proc/self/status");
@@ -165,10 +159,10 @@ int main(int argc, char **argv)
 		return 1;
 	struct replay x = {c, &out, 0};
 	struct srv_journal_stats st;
-	t0 = now_us();
+	t0 = bench_now_us();
 	if (srv_journal_scan(path, replay_one, &x, &st) != SRV_JOURNAL_OK)
 		return 1;
-	double replay_s = (double)(now_us() - t0) / 1e6;
+	double replay_s = (double)(bench_now_us() - t0) / 1e6;
 	uint32_t resting = matching_order_count(srv_core_engine(c));
 	printf("replay without a snapshot: %llu records in %.2f s = %.0f records/s; "
 	       "%u orders resting, %ld refused\n",
@@ -182,23 +176,23 @@ int main(int argc, char **argv)
 	/* A snapshot of that state, then a restart from it. */
 	struct srv_snap_w w = {0};
 	struct srv_snapshot_info info = {.seq = st.last_seq, .time_ms = st.last_ms};
-	t0 = now_us();
+	t0 = bench_now_us();
 	srv_snapshot_begin(&w, &info);
 	srv_core_save(c, &w);
 	srv_snap_i64(&w, 0); /* gridexd's settlement items: none here */
 	srv_snap_u32(&w, 0);
 	srv_snapshot_finish(&w);
-	double save_s = (double)(now_us() - t0) / 1e6;
+	double save_s = (double)(bench_now_us() - t0) / 1e6;
 	if (mkdir(snapdir, 0700) != 0) {
 		perror(snapdir);
 		return 1;
 	}
-	t0 = now_us();
+	t0 = bench_now_us();
 	if (srv_snapshot_write(snapdir, info.seq, &w) != 0) {
 		perror("snapshot");
 		return 1;
 	}
-	double write_s = (double)(now_us() - t0) / 1e6;
+	double write_s = (double)(bench_now_us() - t0) / 1e6;
 	printf("snapshot: %.1f MiB, serialized in %.3f s (the core's pause), written and "
 	       "synced in %.3f s\n",
 	       (double)w.len / 1048576, save_s, write_s);
@@ -207,25 +201,25 @@ int main(int argc, char **argv)
 
 	char file[640];
 	snprintf(file, sizeof(file), "%s/snapshot-%020llu", snapdir, (unsigned long long)info.seq);
-	t0 = now_us();
+	t0 = bench_now_us();
 	struct srv_core *r = make_core(cap);
-	double create_s = (double)(now_us() - t0) / 1e6;
+	double create_s = (double)(bench_now_us() - t0) / 1e6;
 	uint8_t *data;
 	struct srv_snap_r body;
 	const char *error = NULL;
-	int64_t t1 = now_us();
+	int64_t t1 = bench_now_us();
 	if (srv_snapshot_read(file, &data, &info, &body, &error) != 0) {
 		fprintf(stderr, "bench-recovery: %s\n", error);
 		return 1;
 	}
-	double read_s = (double)(now_us() - t1) / 1e6;
-	t1 = now_us();
+	double read_s = (double)(bench_now_us() - t1) / 1e6;
+	t1 = bench_now_us();
 	if (srv_core_load(r, &body) != 0) {
 		fprintf(stderr, "bench-recovery: %s\n", body.error);
 		return 1;
 	}
-	double load_s = (double)(now_us() - t1) / 1e6;
-	double total_s = (double)(now_us() - t0) / 1e6;
+	double load_s = (double)(bench_now_us() - t1) / 1e6;
+	double total_s = (double)(bench_now_us() - t0) / 1e6;
 	free(data);
 	if (matching_order_count(srv_core_engine(r)) != resting) {
 		fprintf(stderr, "bench-recovery: the snapshot lost orders\n");

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* What the benchmarks time with: the monotonic clock in ns, and an order of int64_t
+/* What the benchmarks time with: the monotonic clock in ns or us, and an order of int64_t
  * samples for qsort (quantiles). */
 #ifndef GRIDEX_BENCH_CLOCK_H
 #define GRIDEX_BENCH_CLOCK_H
@@ -12,6 +12,11 @@ static inline int64_t bench_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t bench_now_us(void)
+{
+	return bench_now_ns() / 1000;
 }
 
 static inline int bench_cmp_i64(const void *a, const void *b)

@@ -48,6 +48,7 @@
 
 #include <sodium.h>
 
+#include "clock.h"
 #include "gridex/gridex.h"
 #include "rss.h"
 
@@ -85,13 +86,6 @@ static void die(const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 	exit(1);
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* ---------- latency histogram: log-linear, 64 steps per power of two ---------- */
@@ -349,7 +343,7 @@ static double verify_ceiling(size_t msg_len, double *mean)
 	crypto_sign_detached(sig, NULL, msg, msg_len, sk);
 	long n = 0;
 	double best = 0;
-	int64_t t0 = now_ns(), t = t0;
+	int64_t t0 = bench_now_ns(), t = t0;
 	while (t - t0 < 2000000000) {
 		long k = 0;
 		int64_t s0 = t;
@@ -358,7 +352,7 @@ static double verify_ceiling(size_t msg_len, double *mean)
 				if (crypto_sign_verify_detached(sig, msg, msg_len, pk) != 0)
 					die("verification failed");
 			k += 100;
-			t = now_ns();
+			t = bench_now_ns();
 		} while (t - s0 < 100000000);
 		double rate = (double)k / ((double)(t - s0) / 1e9);
 		if (rate > best)
@@ -665,7 +659,7 @@ static bool drain(struct conn *x)
 			if (lo < x->next && x->req[lo].nonce == ev.nonce) {
 				int64_t from = opt.rate > 0 ? phase_t0 + x->req[lo].planned
 							    : (int64_t)x->sent_ns[lo];
-				hist_add(&hist, now_ns() - from);
+				hist_add(&hist, bench_now_ns() - from);
 				x->answered++;
 				answers++;
 				if (ev.kind == GRIDEX_EV_REJECT && ev.reason >= 0 && ev.reason < 64)
@@ -685,7 +679,7 @@ static void send_upto(struct conn *x, size_t upto)
 	const struct request *a = &x->req[x->next], *b = &x->req[upto - 1];
 	if (gridex_send_raw(x->c, x->frames.data + a->off, b->off + b->len - a->off) != GRIDEX_OK)
 		die("account %u: %s", x->account, gridex_client_error(x->c));
-	uint64_t t = (uint64_t)now_ns();
+	uint64_t t = (uint64_t)bench_now_ns();
 	for (size_t k = x->next; k < upto; k++)
 		x->sent_ns[k] = t;
 	x->next = upto;
@@ -702,10 +696,10 @@ static struct result run_phase(const char *name, double rate)
 	opt.rate = rate;
 	size_t per_conn = rate > 0 ? (size_t)(rate * opt.seconds / opt.accounts) + 1
 				   : (size_t)(50000.0 * opt.seconds / opt.accounts) + opt.window;
-	int64_t ts = now_ns();
+	int64_t ts = bench_now_ns();
 	sign_phase(per_conn, rate);
 	fprintf(stderr, "loadgen: %s: %zu requests signed in %.1f s\n", name,
-		per_conn * opt.accounts, (double)(now_ns() - ts) / 1e9);
+		per_conn * opt.accounts, (double)(bench_now_ns() - ts) / 1e9);
 	memset(&hist, 0, sizeof(hist));
 	memset(rejects, 0, sizeof(rejects));
 	answers = 0;
@@ -713,14 +707,14 @@ static struct result run_phase(const char *name, double rate)
 	double lag_max = 0, rss0 = server_rss(), rss_mid = 0, rss_tenth[10] = {0};
 	struct pollfd *p = calloc(opt.accounts, sizeof(*p));
 	struct cpu_sample cpu0 = cpu_sample(), cpu1;
-	phase_t0 = now_ns();
+	phase_t0 = bench_now_ns();
 	int64_t end = phase_t0 + (int64_t)(opt.seconds * 1e9);
 	watch.stop = false;
 	watch.lag_max = 0;
 	pthread_t watch_thread;
 	if (pthread_create(&watch_thread, NULL, watcher, NULL) != 0)
 		die("cannot start the metrics thread");
-	for (int64_t t = phase_t0; t < end; t = now_ns()) {
+	for (int64_t t = phase_t0; t < end; t = bench_now_ns()) {
 		int64_t due = t - phase_t0, wake = end;
 		for (uint32_t i = 0; i < opt.accounts; i++) {
 			struct conn *x = &conns[i];
@@ -742,7 +736,7 @@ static struct result run_phase(const char *name, double rate)
 		 * would spin for the last one and take a core from the server) or an
 		 * answer; then read only the connections that have one (the library reads
 		 * until the socket is empty, so none is left waiting in TLS). */
-		int64_t left = rate > 0 ? wake - now_ns() : 5000000;
+		int64_t left = rate > 0 ? wake - bench_now_ns() : 5000000;
 		if (left < 0)
 			left = 0;
 		if (left > 5000000)
@@ -760,7 +754,7 @@ static struct result run_phase(const char *name, double rate)
 		if (opt.server_pid > 0 && tenth >= 0 && tenth < 10 && rss_tenth[tenth] == 0)
 			rss_tenth[tenth] = server_rss();
 	}
-	double secs = (double)(now_ns() - phase_t0) / 1e9;
+	double secs = (double)(bench_now_ns() - phase_t0) / 1e9;
 	cpu1 = cpu_sample();
 	pthread_mutex_lock(&watch.lock);
 	watch.stop = true;
@@ -796,13 +790,13 @@ static struct result run_phase(const char *name, double rate)
 		lag_max = g.lag_ms;
 	/* Settlement keeps up when what the phase left unsettled goes soon after. */
 	struct gauges gs = g;
-	int64_t settling = now_ns();
-	while (gs.ok && gs.pending > 0 && now_ns() - settling < 10000000000) {
+	int64_t settling = bench_now_ns();
+	while (gs.ok && gs.pending > 0 && bench_now_ns() - settling < 10000000000) {
 		struct timespec pause = {.tv_nsec = 25000000};
 		nanosleep(&pause, NULL);
 		gs = scrape();
 	}
-	double settled_ms = (double)(now_ns() - settling) / 1e6;
+	double settled_ms = (double)(bench_now_ns() - settling) / 1e6;
 	free(p);
 	struct result r = {.achieved = (double)in_phase / secs,
 			   .fills_per_s = g.ok ? (g.fills - g0.fills) / secs : -1,
