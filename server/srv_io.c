@@ -125,8 +125,9 @@ static void map_del(struct srv_map *m, const char *key)
  * A client connection: TLS on a non-blocking socket, driven by two events of
  * the I/O thread's base. ev_rd is added while frames are read (with the idle
  * timeout once the handshake is done); ev_wr only while something waits for
- * the socket to take more: a blocked write, or a read or handshake that must
- * write first. Replies are queued in out and written once per loop turn
+ * the socket to take more: a blocked write (with write_timeout_ms: the socket
+ * must take some of it in that time), or a read or handshake that must write
+ * first. Replies are queued in out and written once per loop turn
  * (flush_cb), so a burst of answers to one client is one SSL_write, and a
  * socket that takes them costs no epoll_ctl.
  */
@@ -145,6 +146,7 @@ struct srv_conn {
 	bool idle;	  /* reading carries the idle timeout */
 	bool dirty;	  /* output waits for this loop turn's flush */
 	bool wr_added;	  /* ev_wr added */
+	bool wr_timed;	  /* ev_wr carries write_timeout_ms */
 	bool wr_blocked;  /* SSL_write waits for the socket */
 	bool rd_wants_wr; /* SSL_read (or the handshake) must write first */
 	char ip[KEY_BYTES];
@@ -226,17 +228,28 @@ static void conn_reading(struct srv_conn *c, bool on)
 	event_add(c->ev_rd, c->idle ? &tv : NULL);
 }
 
-/* ev_wr is added exactly while something waits for the socket to take more. */
+/*
+ * ev_wr is added exactly while something waits for the socket to take more.
+ * A blocked write carries write_timeout_ms: the event is persistent, so each
+ * time the socket takes more the deadline starts again, and it passes only
+ * when the client has read nothing for that long.
+ */
 static void conn_want_write(struct srv_conn *c)
 {
 	bool want = c->wr_blocked || c->rd_wants_wr;
-	if (want == c->wr_added)
+	bool timed = want && c->wr_blocked && c->s->cfg.write_timeout_ms > 0;
+	if (want == c->wr_added && timed == c->wr_timed)
 		return;
-	c->wr_added = want;
-	if (want)
-		event_add(c->ev_wr, NULL);
-	else
+	/* Deleted first: event_add with no timeout keeps one already set. */
+	if (c->wr_added)
 		event_del(c->ev_wr);
+	c->wr_added = want;
+	c->wr_timed = timed;
+	if (!want)
+		return;
+	int64_t ms = c->s->cfg.write_timeout_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	event_add(c->ev_wr, timed ? &tv : NULL);
 }
 
 /* A TLS or socket failure: the connection goes, the reason to the debug log. */
@@ -475,7 +488,7 @@ static void conn_release(struct srv_conn *c)
 	c->fd = -1;
 	c->ev_rd = c->ev_wr = NULL;
 	c->in = c->out = NULL;
-	c->reading = c->wr_added = false;
+	c->reading = c->wr_added = c->wr_timed = false;
 }
 
 static void conn_free(struct srv_conn *c)
@@ -789,7 +802,8 @@ static void conn_handshake(struct srv_conn *c)
 	conn_error(c);
 }
 
-static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+/* ev_rd: frames to read, or the idle timeout. */
+static void conn_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	struct srv_conn *c = arg;
@@ -802,19 +816,32 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		conn_handshake(c);
 		return;
 	}
-	if (what & EV_WRITE) {
-		if (c->rd_wants_wr) {
-			c->rd_wants_wr = false;
-			conn_want_write(c);
-			conn_read(c);
-			if (!c->used)
-				return;
-		}
-		if (c->wr_blocked)
-			conn_write(c);
+	conn_read(c);
+}
+
+/* ev_wr: the socket takes more, or a blocked write's deadline passed. */
+static void conn_wr_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	struct srv_conn *c = arg;
+	if (what & EV_TIMEOUT) {
+		atomic_fetch_add(&c->s->m.closed_slow, 1);
+		conn_close(c, "client takes none of its replies (write_timeout_ms)");
 		return;
 	}
-	conn_read(c);
+	if (!c->tls_up) {
+		conn_handshake(c);
+		return;
+	}
+	if (c->rd_wants_wr) {
+		c->rd_wants_wr = false;
+		conn_want_write(c);
+		conn_read(c);
+		if (!c->used)
+			return;
+	}
+	if (c->wr_blocked)
+		conn_write(c);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
@@ -862,9 +889,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	*c = (struct srv_conn){.s = s,
 			       .fd = fd,
 			       .ssl = SSL_new(s->tls),
-			       .ev_rd = event_new(s->base, fd, EV_READ | EV_PERSIST, conn_io_cb, c),
+			       .ev_rd = event_new(s->base, fd, EV_READ | EV_PERSIST, conn_rd_cb, c),
 			       .ev_wr =
-				       event_new(s->base, fd, EV_WRITE | EV_PERSIST, conn_io_cb, c),
+				       event_new(s->base, fd, EV_WRITE | EV_PERSIST, conn_wr_cb, c),
 			       .in = evbuffer_new(),
 			       .out = evbuffer_new(),
 			       .timer = timer,
@@ -874,7 +901,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 			       .acct_next = NONE,
 			       .subs = subs};
 	if (!c->ssl || !c->ev_rd || !c->ev_wr || !c->in || !c->out || SSL_set_fd(c->ssl, fd) != 1) {
-		conn_release(c); /* closes fd; the slot stays free */
+		conn_release(c);  /* closes fd; the slot stays free */
+		if (*per_ip == 0) /* the entry made for this connection */
+			map_del(&s->ips->m, ip);
 		srv_log(SRV_LOG_ERROR, "connection refused", "ip=%s reason=out_of_memory", ip);
 		return;
 	}

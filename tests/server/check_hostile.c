@@ -7,7 +7,8 @@
  * honest client trades with its latency within 2x; a frame header trickled a
  * byte at a time; a client that pipelines a flood and never reads; one that
  * pipelines a burst, stops reading until the server stops reading too, then
- * reads: every request answered; price x
+ * reads: every request answered; one that stops reading, closed after
+ * write_timeout_ms while one that reads in bursts is not; price x
  * quantity overflow; small-order public keys at registration. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
@@ -411,6 +412,141 @@ START_TEST(pipelined_burst_is_answered_once_read)
 }
 END_TEST
 
+/* gridex_connections_closed_total{reason="slow_reader"} from the metrics endpoint. */
+static long closed_slow_readers(void)
+{
+	int status = 0;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	const char *key = "gridex_connections_closed_total{reason=\"slow_reader\"} ";
+	const char *p = strstr(m, key);
+	ck_assert_ptr_nonnull(p);
+	return strtol(p + strlen(key), NULL, 10);
+}
+
+/* Writes what the socket takes (non-blocking); true when it took all. */
+static bool write_some(SSL *ssl, const uint8_t *out, size_t total, size_t *written)
+{
+	while (*written < total) {
+		size_t chunk = total - *written < 16384 ? total - *written : 16384;
+		int r = SSL_write(ssl, out + *written, (int)chunk);
+		if (r <= 0) {
+			int e = SSL_get_error(ssl, r);
+			ck_assert_msg(e == SSL_ERROR_WANT_WRITE,
+				      "SSL_write: error %d (closed?): %s", e, tserver_log(&srv));
+			return false;
+		}
+		*written += (size_t)r;
+	}
+	return true;
+}
+
+START_TEST(stalled_reader_is_closed_after_write_timeout)
+{
+	/* A client that stops reading holds its unread replies until write_timeout_ms
+	 * passes with the socket taking none of them; one that reads now and then,
+	 * with longer gaps in all than that, keeps its connection. */
+	const char *args[] = {"--out-buffer-soft-bytes=16384",
+			      "--out-buffer-hard-bytes=1073741824",
+			      "--sndbuf-bytes=8192",
+			      "--write-timeout-ms=2000",
+			      "--partial-frame-ms=600000",
+			      "--orders-per-second=0",
+			      NULL};
+	start(args);
+	struct tclient slow = {.rcvbuf = 4096};
+	registered_client(&slow, 4, "slow");
+	int sndbuf = 16384;
+	setsockopt(slow.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	enum { N = 20000 };
+	size_t total, written = 0, have = 0;
+	uint8_t *out = signed_cancels(&slow, N, 0, &total), *in = malloc(1 << 20);
+	ck_assert_ptr_nonnull(in);
+	ck_assert_int_eq(fcntl(slow.fd, F_SETFL, fcntl(slow.fd, F_GETFL) | O_NONBLOCK), 0);
+	SSL_set_mode(slow.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+	/* 1. Write without reading until the writes have been blocked for 300 ms: the
+	 * server has stopped reading, its replies wait for the socket. */
+	int64_t blocked_since = 0;
+	while (blocked_since == 0 || mono_us() - blocked_since < 300000) {
+		ck_assert_msg(!write_some(slow.ssl, out, total, &written),
+			      "the server took all %d requests without pushing back", N);
+		if (blocked_since == 0)
+			blocked_since = mono_us();
+		struct pollfd p = {.fd = slow.fd, .events = POLLOUT};
+		if (poll(&p, 1, 50) == 1)
+			blocked_since = 0; /* it took more: not pushed back yet */
+	}
+	ck_assert_int_eq(closed_slow_readers(), 0);
+
+	/* 2. For 6 s (three times write_timeout_ms), every 250 ms: read up to 4 KiB of
+	 * answers, write what the socket takes. Less than the server has queued (over
+	 * 8 KiB until it reads again, then more answers): its writes stay blocked
+	 * throughout, each read letting some through. */
+	int answers = 0;
+	for (int64_t end = mono_us() + 6000000; mono_us() < end;) {
+		struct timespec nap = {.tv_nsec = 250000000};
+		nanosleep(&nap, NULL);
+		for (size_t got = 0; got < 4096;) {
+			int r = SSL_read(slow.ssl, in + have, 1024);
+			if (r <= 0) {
+				ck_assert_msg(SSL_get_error(slow.ssl, r) == SSL_ERROR_WANT_READ,
+					      "closed while reading every 250 ms: %s",
+					      tserver_log(&srv));
+				break;
+			}
+			got += (size_t)r;
+			have += (size_t)r;
+			answers += count_answers(in, &have);
+		}
+		write_some(slow.ssl, out, total, &written);
+	}
+	ck_assert_int_gt(answers, 0);
+	ck_assert_msg(closed_slow_readers() == 0, "closed while reading every 250 ms: %s",
+		      tserver_log(&srv));
+
+	/* 3. Read all there is, then stop reading and go on writing: closed
+	 * write_timeout_ms after the server could last write (the last read opened
+	 * the window for the last time), not before. */
+	int64_t last_read = 0, closed_at = 0;
+	for (int64_t end = mono_us() + 5000000;;) {
+		ck_assert_msg(mono_us() < end, "the answers did not stop coming");
+		int r = SSL_read(slow.ssl, in + have, 1024);
+		if (r <= 0) {
+			ck_assert_int_eq(SSL_get_error(slow.ssl, r), SSL_ERROR_WANT_READ);
+			break;
+		}
+		last_read = mono_us();
+		have += (size_t)r;
+		answers += count_answers(in, &have);
+	}
+	ck_assert_int_ne(last_read, 0);
+	while (closed_at == 0 && mono_us() - last_read < 15000000) {
+		if (written < total && !write_some(slow.ssl, out, total, &written)) {
+			struct pollfd p = {.fd = slow.fd, .events = POLLOUT};
+			poll(&p, 1, 50);
+		} else {
+			struct timespec nap = {.tv_nsec = 50000000};
+			nanosleep(&nap, NULL);
+		}
+		if (closed_slow_readers() == 1)
+			closed_at = mono_us();
+	}
+	ck_assert_msg(closed_at != 0, "not closed 15 s after the last read: %s", tserver_log(&srv));
+	fprintf(stderr,
+		"# stalled reader: %d answers read in bursts, closed %lld ms after the last read\n",
+		answers, (long long)(closed_at - last_read) / 1000);
+	ck_assert_int_ge(closed_at - last_read, 1900000);
+	ck_assert_msg(strstr(tserver_log(&srv), "write_timeout_ms") != NULL, "%s",
+		      tserver_log(&srv));
+	free(out);
+	free(in);
+	tclient_close(&slow);
+	ck_assert_int_gt(median_ack_us(20), 0);
+	stop();
+}
+END_TEST
+
 START_TEST(burst_beyond_the_inflight_limit_is_answered)
 {
 	/* 8,000 requests written at once: the server stops reading at 1,024 in flight
@@ -499,6 +635,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, pipelined_flood_that_never_reads);
 	tcase_add_test(tc, pipelined_burst_is_answered_once_read);
 	tcase_add_test(tc, burst_beyond_the_inflight_limit_is_answered);
+	tcase_add_test(tc, stalled_reader_is_closed_after_write_timeout);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
