@@ -27,6 +27,7 @@ struct ledger {
 	int64_t last_batch;
 	uint8_t last_hash[LEDGER_HASH_BYTES];
 	bool lose_next_commit;
+	bool writer_lock; /* ledger_try_lock got it: every new session takes it again */
 	uint32_t cache_key[PARTICIPANTS_CACHE];
 	int64_t cache_val[PARTICIPANTS_CACHE]; /* 0 = empty */
 	char *copy_buf;
@@ -127,6 +128,8 @@ static int load_last_batch(struct ledger *l)
 	return LEDGER_OK;
 }
 
+static int take_writer_lock(struct ledger *l, bool *got);
+
 static int connect_db(struct ledger *l)
 {
 	if (l->conn)
@@ -172,6 +175,22 @@ static int connect_db(struct ledger *l)
 	if (!l->fees || !l->escrow || !l->bank) {
 		set_err(l, "currency %s has no FEES, ESCROW and BANK accounts", l->currency);
 		return LEDGER_ERR_NOT_FOUND;
+	}
+	/* The writer lock went with the session before (a restart of PostgreSQL, a
+	 * dropped connection, a terminated backend): nothing is written on this one
+	 * until it holds the lock again. Another process may have taken it meanwhile. */
+	if (l->writer_lock) {
+		bool got = false;
+		rc = take_writer_lock(l, &got);
+		if (rc)
+			return rc;
+		if (!got) {
+			set_err(l, "another process took the ledger's writer lock while the "
+				   "connection was lost; nothing is written until it is free");
+			PQfinish(l->conn);
+			l->conn = NULL;
+			return LEDGER_ERR_UNAVAILABLE;
+		}
 	}
 	return load_last_batch(l);
 }
@@ -329,7 +348,7 @@ int ledger_load_participants(struct ledger *l,
 
 #define WRITER_LOCK_KEY 724302 /* 724300: migrations; 724301: the batch chain trigger */
 
-int ledger_try_lock(struct ledger *l, bool *got)
+static int take_writer_lock(struct ledger *l, bool *got)
 {
 	PGresult *res = NULL;
 	int rc = query_id(l, "select pg_try_advisory_lock($1::bigint)", WRITER_LOCK_KEY, &res);
@@ -338,6 +357,14 @@ int ledger_try_lock(struct ledger *l, bool *got)
 	*got = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	return LEDGER_OK;
+}
+
+int ledger_try_lock(struct ledger *l, bool *got)
+{
+	int rc = take_writer_lock(l, got);
+	if (rc == LEDGER_OK && *got)
+		l->writer_lock = true;
+	return rc;
 }
 
 int ledger_mark_journal(struct ledger *l, int64_t seq_base)
@@ -1147,14 +1174,19 @@ static int writer_transfers(struct ledger_writer *w, size_t *m)
 	return LEDGER_OK;
 }
 
-/* Reconnects when there is no live connection. */
+/* Reconnects when there is no live connection (the same struct ledger: one
+ * that held the writer lock takes it again, connect_db). */
 static int writer_connect(struct ledger_writer *w)
 {
-	if (w->l != NULL && !lost(w->l))
-		return LEDGER_OK;
+	if (w->l == NULL)
+		return ledger_open(w->conninfo, w->currency, &w->l);
+	return lost(w->l) ? connect_db(w->l) : LEDGER_OK;
+}
+
+void ledger_writer_adopt(struct ledger_writer *w, struct ledger *l)
+{
 	ledger_close(w->l);
-	w->l = NULL;
-	return ledger_open(w->conninfo, w->currency, &w->l);
+	w->l = l;
 }
 
 /* Exponential backoff between attempts, bounded by retry_total_ms_max in all. */

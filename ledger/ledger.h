@@ -220,7 +220,10 @@ ledger_load_participants(struct ledger *l,
  * Takes the ledger's writer lock (a session-level advisory lock) for as long
  * as this connection lives: the one process that writes batches holds it
  * (gridexd while it runs, gridex-admin for one operator action). *got is
- * false when another session holds it. Errors: UNAVAILABLE.
+ * false when another session holds it. Errors: UNAVAILABLE. Once got, l
+ * keeps it across reconnections: a new session takes it again before
+ * anything else, and while another holds it the reconnection fails
+ * (UNAVAILABLE, ledger_error() says why), so nothing is written without it.
  */
 LEDGER_MUST_USE int ledger_try_lock(struct ledger *l, bool *got);
 
@@ -300,6 +303,9 @@ void ledger_writer_config_default(struct ledger_writer_config *cfg);
 /* Creates a writer; connects lazily. Errors: ARGS, NOMEM. */
 LEDGER_MUST_USE int ledger_writer_create(const struct ledger_writer_config *cfg,
 					 struct ledger_writer **out);
+/* Gives the writer l as its connection (one that holds the writer lock, say);
+ * the writer owns it from then on and closes it. */
+void ledger_writer_adopt(struct ledger_writer *w, struct ledger *l);
 void ledger_writer_destroy(struct ledger_writer *w);
 const char *ledger_writer_error(const struct ledger_writer *w);
 

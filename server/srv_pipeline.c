@@ -1132,6 +1132,10 @@ static void *writer_main(void *arg)
 		srv_log(SRV_LOG_ERROR, "ledger writer cannot start", NULL);
 		abort();
 	}
+	/* Batches go over the connection that holds the writer lock: it lapses with
+	 * that session, and the writer takes it again on the next (ledger_try_lock). */
+	ledger_writer_adopt(x.w, s->lock);
+	s->lock = NULL;
 	/* A batch ends only after the last item of an input (its id is the input's
 	 * sequence): a full batch takes the rest of its last input, one item at a time. */
 	bool at_end = true;

@@ -585,7 +585,7 @@ int srv_recover(struct srv *s)
 		ledger_close(l);
 		return -1;
 	}
-	s->lock = l; /* held open: the writer lock lasts as long as gridexd */
+	s->lock = l; /* held open: the ledger writer adopts it, lock and all */
 	r.ledger_batch = batch;
 	atomic_store(&s->settled_seq, batch);
 

@@ -237,7 +237,7 @@ struct srv {
 	bool snap_busy, snap_stop;
 	struct srv_wjob *resent; /* start-up's items for the ledger, for the core's list */
 	size_t n_resent;
-	struct ledger *lock;		     /* holds the ledger's writer lock while gridexd runs */
+	struct ledger *lock;		     /* holds the writer lock until the writer adopts it */
 	struct srv_provision *prov;	     /* the hook dispatcher; NULL with leases off */
 	struct srv_market *market;	     /* the HTTP API's copy of the market (I/O thread) */
 	struct evhttp *api;		     /* the HTTP API; NULL when http_listen is empty */

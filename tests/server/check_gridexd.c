@@ -7,7 +7,9 @@
  * right fees and a clean audit; every rejection path; market data rebuilt
  * from a snapshot plus updates equals the server's book; queries; a restart
  * that reloads participants and balances from the ledger; a client that
- * never reads is cut off while others trade; the metrics endpoint. Needs
+ * never reads is cut off while others trade; the writer lock taken again after
+ * its session is lost, no batch written while another holds it; the metrics
+ * endpoint. Needs
  * GRIDEX_TEST_DATABASE_URL (./scripts/test provides it).
  */
 #include <arpa/inet.h>
@@ -962,6 +964,43 @@ START_TEST(one_writer_per_ledger)
 }
 END_TEST
 
+/* gridexd's writer lock is on its ledger connection's session: when that session ends
+ * (a restart of PostgreSQL, a terminated backend) the lock goes with it, and another
+ * process may take it. gridexd writes no batch until it holds the lock again. */
+START_TEST(writer_lock_is_taken_again_after_a_lost_connection)
+{
+	PGconn *other = pgtest_connect(pgt.owner_url);
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = "
+		 "'%s' and usename = 'gridex_app'",
+		 pgt.dbname);
+	ck_assert_int_gt(pgtest_sql_int(other, sql), 0);
+	/* Waits for the terminated session to release it. */
+	pgtest_sql_ok(other, "select pg_advisory_lock(724302)");
+	int64_t batches = sql_int("select count(*) from ledger.batches");
+	uint64_t n = tclient_order(&buyer, 11, product, GRIDEX__V1__SIDE__BUY, 2500000, 4);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	n = tclient_order(&seller, 21, product, GRIDEX__V1__SIDE__SELL, 2500000, 4);
+	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	Gridex__V1__ExecutionReport *r = wait_report(&seller, GRIDEX__V1__EXEC_TYPE__FILL, 21);
+	gridex__v1__execution_report__free_unpacked(r, NULL);
+	/* Traded, not settled: the batch waits while the lock is held elsewhere. */
+	struct timespec wait = {.tv_sec = 2};
+	nanosleep(&wait, NULL);
+	ck_assert_msg(sql_int("select count(*) from ledger.batches") == batches,
+		      "a batch was written without the writer lock: %s", tserver_log(&srv));
+	/* Released: the writer takes the lock and settles. */
+	pgtest_sql_ok(other, "select pg_advisory_unlock(724302)");
+	wait_fills_settled(1);
+	ck_assert_int_eq(pgtest_sql_int(other, "select count(*) from pg_locks where locktype = "
+					       "'advisory' and objid = 724302 and granted"),
+			 1);
+	ck_assert_int_eq(pgtest_audit(), 0);
+	PQfinish(other);
+}
+END_TEST
+
 /* The value of the metric line that starts with `name` (labels included), -1 if none. */
 static double metric_value(const char *body, const char *name)
 {
@@ -1089,6 +1128,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, slow_reader_is_dropped_others_trade_on);
 	tcase_add_test(tc, connection_limits);
 	tcase_add_test(tc, one_writer_per_ledger);
+	tcase_add_test(tc, writer_lock_is_taken_again_after_a_lost_connection);
 	tcase_add_test(tc, metrics_endpoint);
 	suite_add_tcase(s, tc);
 	return s;
