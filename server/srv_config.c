@@ -49,6 +49,9 @@ static const struct key keys[] = {
 	INT(write_timeout_ms, 60000, 0, 86400000,
 	    "close a connection whose queued replies the socket takes none of for this long "
 	    "(a client that stopped reading); 0: never"),
+	INT(accept_retry_ms, 100, 1, 60000,
+	    "after accept() fails (file descriptors or memory used up), how long a port waits "
+	    "before accepting again"),
 	INT(subscriptions_per_conn_max, 64, 1, 4096, "market-data subscriptions per connection"),
 	INT(topics_max, 4096, 1, 1048576, "distinct products and classes subscribed to"),
 	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),

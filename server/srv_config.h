@@ -32,6 +32,7 @@ struct srv_config {
 	int64_t idle_timeout_ms;
 	int64_t partial_frame_ms;
 	int64_t write_timeout_ms;
+	int64_t accept_retry_ms;
 	int64_t subscriptions_per_conn_max;
 	int64_t topics_max;
 	int64_t snapshot_levels_max;

@@ -460,6 +460,8 @@ int srv_http_init(struct srv *s)
 		return -1;
 	}
 	s->api_fd = evhttp_bound_socket_get_fd(bound);
+	if (srv_port_guard(s, evhttp_bound_socket_get_listener(bound), "http_listen") != 0)
+		return -1;
 	/* The books as recovered: the core thread does not run yet. */
 	struct matching_level_view *bids = calloc(mc.levels_max, sizeof(*bids));
 	struct matching_level_view *asks = calloc(mc.levels_max, sizeof(*asks));

@@ -926,6 +926,77 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	atomic_fetch_add(&s->m.connections_accepted, 1);
 }
 
+/* ---------- accept failures ---------- */
+
+/*
+ * accept() fails when the process or the system is out of file descriptors
+ * (EMFILE, ENFILE) or memory. The connection stays in the kernel's backlog,
+ * so the listening socket stays readable: retried at once, the I/O thread
+ * would spin at full speed (and libevent would log every attempt) while the
+ * clients it serves wait. The port stops accepting for accept_retry_ms
+ * instead; connections that arrive meanwhile wait in the backlog.
+ */
+/* The server whose ports are guarded. An error callback gets the listener's own
+ * argument, which for evhttp's listeners is the evhttp: the port is found from the
+ * listener. One server per process. */
+static struct srv *guarded;
+
+static void port_error_cb(struct evconnlistener *l, void *arg)
+{
+	(void)arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct srv *s = guarded;
+	struct srv_port *p = NULL;
+	for (size_t i = 0; s && i < s->n_ports; i++)
+		if (s->ports[i].l == l)
+			p = &s->ports[i];
+	if (p == NULL) {
+		evconnlistener_disable(
+			l); /* cannot happen: only guarded ports have this callback */
+		return;
+	}
+	atomic_fetch_add(&s->m.accept_errors, 1);
+	p->failures++;
+	evconnlistener_disable(l);
+	int64_t ms = s->cfg.accept_retry_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	evtimer_add(p->retry, &tv);
+	int64_t now = srv_mono_ms();
+	if (p->logged_ms == 0 || now - p->logged_ms >= 10000) {
+		srv_log(SRV_LOG_WARN, "cannot accept connections; retrying",
+			"port=%s error=\"%s\" failures=%llu retry_ms=%lld", p->name,
+			evutil_socket_error_to_string(err), (unsigned long long)p->failures,
+			(long long)ms);
+		p->logged_ms = now;
+		p->failures = 0;
+	}
+}
+
+static void port_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv_port *p = arg;
+	if (p->l == p->s->listener && p->s->draining)
+		return; /* the order port stays closed once draining */
+	evconnlistener_enable(p->l);
+}
+
+int srv_port_guard(struct srv *s, struct evconnlistener *l, const char *name)
+{
+	if (l == NULL || s->n_ports == SRV_PORTS || (guarded != NULL && guarded != s))
+		return -1;
+	guarded = s;
+	struct srv_port *p = &s->ports[s->n_ports];
+	*p = (struct srv_port){.s = s, .l = l, .name = name};
+	p->retry = evtimer_new(s->base, port_retry_cb, p);
+	if (p->retry == NULL)
+		return -1;
+	s->n_ports++;
+	evconnlistener_set_error_cb(l, port_error_cb);
+	return 0;
+}
+
 /* ---------- output from the pipeline ---------- */
 
 /* A journaled request's answer: how long each stage took. */
@@ -1258,6 +1329,10 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 			    (unsigned long long)atomic_load(&m->closed_slow));
 	evbuffer_add_printf(b, "gridex_connections_closed_total{reason=\"timeout\"} %llu\n",
 			    (unsigned long long)atomic_load(&m->closed_timeout));
+	metric(b, "gridex_accept_errors_total",
+	       "Failed accept() calls (file descriptors or memory used up); each pauses its port "
+	       "for accept_retry_ms.",
+	       "counter", atomic_load(&m->accept_errors));
 	metric(b, "gridex_frames_in_total", "Frames received.", "counter",
 	       atomic_load(&m->frames_in));
 	metric(b, "gridex_frames_out_total", "Frames sent.", "counter",
@@ -1485,6 +1560,8 @@ int srv_io_init(struct srv *s)
 			strerror(errno));
 		return -1;
 	}
+	if (srv_port_guard(s, s->listener, "listen") != 0)
+		return -1;
 	if (cfg->metrics_listen[0] != '\0') {
 		struct evhttp_bound_socket *bound = NULL;
 		s->http = evhttp_new(s->base);
@@ -1496,6 +1573,9 @@ int srv_io_init(struct srv *s)
 			return -1;
 		}
 		s->metrics_fd = evhttp_bound_socket_get_fd(bound);
+		if (srv_port_guard(s, evhttp_bound_socket_get_listener(bound), "metrics_listen") !=
+		    0)
+			return -1;
 		evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET);
 		evhttp_set_cb(s->http, "/metrics", metrics_cb, s);
 	}
@@ -1536,6 +1616,11 @@ void srv_io_free(struct srv *s)
 		evhttp_free(s->http);
 	if (s->listener)
 		evconnlistener_free(s->listener);
+	for (size_t i = 0; i < s->n_ports; i++)
+		event_free(s->ports[i].retry);
+	s->n_ports = 0;
+	if (guarded == s)
+		guarded = NULL;
 	struct event *evs[] = {s->notify,   s->flush_ev, s->drain_timer,
 			       s->sig_term, s->sig_int,	 s->sig_hup};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)

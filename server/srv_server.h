@@ -167,6 +167,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t connections_open, connections_accepted;
 	atomic_uint_fast64_t refused_full, refused_per_ip, refused_draining;
 	atomic_uint_fast64_t closed_protocol, closed_slow, closed_timeout;
+	atomic_uint_fast64_t accept_errors; /* accept() failed: descriptors or memory used up */
 	atomic_uint_fast64_t frames_in, frames_out, bytes_in, bytes_out;
 	atomic_uint_fast64_t requests[SRV_REQUEST_TYPES][SRV_REASONS];
 	atomic_uint_fast64_t subscriptions;
@@ -187,6 +188,18 @@ struct srv_metrics {
 };
 
 struct srv_provision;
+
+/* A listening port: when accept() fails (file descriptors or memory used up) it
+ * stops accepting for accept_retry_ms instead of retrying at once (srv_io.c). */
+struct srv_port {
+	struct srv *s;
+	struct evconnlistener *l;
+	struct event *retry;
+	const char *name;
+	int64_t logged_ms; /* the last warning; one per 10 s */
+	uint64_t failures; /* since then */
+};
+#define SRV_PORTS 3 /* orders, metrics, HTTP API */
 
 struct srv_conn;
 struct srv_topic;
@@ -247,6 +260,8 @@ struct srv {
 	struct event_base *base;
 	struct event *notify, *sig_term, *sig_int, *sig_hup, *drain_timer;
 	struct evconnlistener *listener;
+	struct srv_port ports[SRV_PORTS];
+	size_t n_ports;
 	struct evhttp *http;
 	evutil_socket_t metrics_fd;
 	SSL_CTX *tls;
@@ -329,6 +344,10 @@ void srv_provision_stop(struct srv *s);
 
 /* srv_io.c: "host:port" (port 0: any) into its parts; false when it is not one. */
 bool srv_split_host_port(const char *addr, char *host, size_t host_len, uint16_t *port);
+/* Pauses listener l (named in the log) for accept_retry_ms when accept() fails; -1
+ * when out of memory or ports. */
+__attribute__((warn_unused_result)) int srv_port_guard(struct srv *s, struct evconnlistener *l,
+						       const char *name);
 
 /* srv_http.c: the HTTP API (I/O thread). init runs at start-up before the core thread
  * does: it copies the recovered books from s->core. */

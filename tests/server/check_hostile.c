@@ -8,11 +8,14 @@
  * byte at a time; a client that pipelines a flood and never reads; one that
  * pipelines a burst, stops reading until the server stops reading too, then
  * reads: every request answered; one that stops reading, closed after
- * write_timeout_ms while one that reads in bursts is not; price x
+ * write_timeout_ms while one that reads in bursts is not; file descriptors
+ * used up: accepting pauses instead of spinning and resumes; price x
  * quantity overflow; small-order public keys at registration. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
+#define _GNU_SOURCE /* prlimit */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -576,6 +579,105 @@ START_TEST(burst_beyond_the_inflight_limit_is_answered)
 }
 END_TEST
 
+/* CPU time gridexd has used, in clock ticks (/proc/PID/stat: utime + stime). */
+static long server_ticks(void)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)srv.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* after the command name */
+	ck_assert_ptr_nonnull(p);
+	long utime = 0, stime = 0;
+	/* Fields 14 and 15; p is at the end of field 2. */
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+				&utime, &stime),
+			 2);
+	return utime + stime;
+}
+
+static int server_open_fds(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)srv.pid);
+	DIR *d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static int log_count(const char *what)
+{
+	int n = 0;
+	for (const char *p = tserver_log(&srv); (p = strstr(p, what)) != NULL; p++)
+		n++;
+	return n;
+}
+
+START_TEST(descriptor_exhaustion_pauses_accepting)
+{
+	/* With its file descriptors used up, accept() fails and the connection stays in
+	 * the backlog: retried at once, the I/O thread spins (it did, at 100% of a core,
+	 * libevent logging every attempt). The port pauses for accept_retry_ms instead,
+	 * and accepts again once descriptors are free. */
+	const char *args[] = {"--max-unauth-per-ip=1000", "--handshake-timeout-ms=1500",
+			      "--accept-retry-ms=100", NULL};
+	start(args);
+	struct rlimit lim;
+	ck_assert_int_eq(prlimit(srv.pid, RLIMIT_NOFILE, NULL, &lim), 0);
+	lim.rlim_cur = (rlim_t)server_open_fds() + 16;
+	ck_assert_int_eq(prlimit(srv.pid, RLIMIT_NOFILE, &lim, NULL), 0);
+	enum { N = 48 };
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)srv.port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	struct timespec settle = {.tv_nsec = 300000000};
+	nanosleep(&settle, NULL);
+	long t0 = server_ticks();
+	struct timespec second = {.tv_sec = 1};
+	nanosleep(&second, NULL);
+	long used = server_ticks() - t0;
+	fprintf(stderr, "# out of descriptors: %ld clock ticks of CPU in 1 s (%ld per s)\n", used,
+		sysconf(_SC_CLK_TCK));
+	ck_assert_msg(used * 4 < sysconf(_SC_CLK_TCK), "gridexd used %ld ticks in 1 s", used);
+	ck_assert_int_eq(log_count("cannot accept connections"), 1);
+	ck_assert_msg(strstr(tserver_log(&srv), "Error from accept") == NULL, "%s",
+		      tserver_log(&srv));
+	/* The honest client trades on its connection meanwhile. */
+	ck_assert_int_gt(median_ack_us(5), 0);
+	/* Descriptors come free (the handshakes time out, these close): the port accepts
+	 * again, and a new client connects and is answered. */
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	struct tclient late = {0};
+	registered_client(&late, 5, "late");
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 7;
+	ck_assert_int_eq(tclient_answer(&late, tclient_send(&late, &c, late.sk)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	tclient_close(&late);
+	int status = 0;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	const char *e = strstr(m, "\ngridex_accept_errors_total ");
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_gt(strtol(e + strlen("\ngridex_accept_errors_total "), NULL, 10), 0);
+	stop();
+}
+END_TEST
+
 START_TEST(overflow_and_small_order_keys)
 {
 	start(NULL);
@@ -636,6 +738,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, pipelined_burst_is_answered_once_read);
 	tcase_add_test(tc, burst_beyond_the_inflight_limit_is_answered);
 	tcase_add_test(tc, stalled_reader_is_closed_after_write_timeout);
+	tcase_add_test(tc, descriptor_exhaustion_pauses_accepting);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
