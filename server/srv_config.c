@@ -140,6 +140,11 @@ static const struct key keys[] = {
 	     "libpq URL of the ledger as gridex_auditor, for the operator's trial balance"),
 	INT(http_ledger_refresh_ms, 5000, 500, 3600000,
 	    "how often the trial balance is read from the ledger"),
+	INT(http_headers_bytes_max, 8192, 1024, 1048576,
+	    "largest request line and headers of an HTTP API request; larger ones are refused"),
+	INT(http_timeout_ms, 10000, 100, 600000,
+	    "time an HTTP API connection has to send its request (and to take the answer); an "
+	    "idle one is closed after it"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",

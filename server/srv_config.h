@@ -96,6 +96,8 @@ struct srv_config {
 	char http_operator_token[SRV_CONFIG_TEXT_MAX];
 	char http_auditor_database_url[SRV_CONFIG_TEXT_MAX];
 	int64_t http_ledger_refresh_ms;
+	int64_t http_headers_bytes_max;
+	int64_t http_timeout_ms;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

@@ -488,9 +488,11 @@ int srv_http_init(struct srv *s)
 		return -1;
 	}
 	evhttp_set_allowed_methods(s->api, EVHTTP_REQ_GET);
-	evhttp_set_max_headers_size(s->api, 8192);
+	evhttp_set_max_headers_size(s->api, (ev_ssize_t)s->cfg.http_headers_bytes_max);
 	evhttp_set_max_body_size(s->api, 0);
-	evhttp_set_timeout(s->api, 10);
+	int64_t ms = s->cfg.http_timeout_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	evhttp_set_timeout_tv(s->api, &tv);
 	evhttp_set_gencb(s->api, api_cb, s);
 	if (s->cfg.http_tls)
 		evhttp_set_bevcb(s->api, tls_bev, s);

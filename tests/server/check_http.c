@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +29,8 @@
 static struct tserver srv;
 static struct tclient op, buyer, seller;
 static char product[64];
-static const char *const args[] = {"--http-listen=127.0.0.1:0", NULL};
+static const char *const args[] = {"--http-listen=127.0.0.1:0", "--http-headers-bytes-max=2048",
+				   "--http-timeout-ms=1000", NULL};
 
 /* gridexd on the database pgtest_setup_dir() made, and the market. */
 static void start(const char *const *with)
@@ -228,6 +230,17 @@ START_TEST(market_api_matches_the_market)
 }
 END_TEST
 
+/* A TCP connection to the HTTP API. */
+static int api_socket(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.http_port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
 START_TEST(bad_requests_get_a_reason)
 {
 	order(&seller, 1, GRIDEX__V1__SIDE__SELL, 2600000, 3);
@@ -258,6 +271,35 @@ START_TEST(bad_requests_get_a_reason)
 	const char *r = thttp_get(srv.http_port, "/api/v1/products?x=1", &status);
 	ck_assert_int_eq(status, 400);
 	(void)r;
+	/* Headers within http_headers_bytes_max (2 KiB here) are read, larger ones are not. */
+	char header[4096];
+	memset(header, 'a', sizeof(header));
+	memcpy(header, "X-Padding: ", 11);
+	header[1000] = '\0';
+	thttp_get_with(srv.http_port, "/api/v1/products", header, &status);
+	ck_assert_int_eq(status, 200);
+	header[1000] = 'a';
+	header[3500] = '\0';
+	int fd = api_socket();
+	char req[4096 + 64], answer[512] = "";
+	int n = snprintf(req, sizeof(req), "GET /api/v1/products HTTP/1.0\r\n%s\r\n\r\n", header);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	ssize_t got = read(fd, answer, sizeof(answer) - 1);
+	answer[got > 0 ? got : 0] = '\0';
+	ck_assert_msg(strncmp(answer, "HTTP/1.1 400", 12) == 0, "%s", answer);
+	close(fd);
+	/* A connection that sends nothing is closed after http_timeout_ms (1 s here). */
+	fd = api_socket();
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char b;
+	ck_assert_int_eq(recv(fd, &b, 1, 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_msg(ms >= 900 && ms < 4000, "closed after %ld ms", ms);
+	close(fd);
 	/* the server trades on */
 	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2600000, 1);
 }

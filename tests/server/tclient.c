@@ -64,8 +64,9 @@ const char *thttp_get_with(int port, const char *path, const char *header, int *
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	char req[1024];
+	char req[8192];
 	int n = http_request(req, sizeof(req), path, header);
+	ck_assert_int_lt(n, (int)sizeof(req));
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
 	size_t got = 0;
 	ssize_t r;
@@ -83,8 +84,9 @@ const char *thttps_get(const struct tserver *t, const char *path, int *status)
 	struct tserver at = *t;
 	at.port = t->http_port; /* tclient_connect's handshake, to the API's port */
 	tclient_connect(&c, &at);
-	char req[1024];
+	char req[8192];
 	int n = http_request(req, sizeof(req), path, NULL);
+	ck_assert_int_lt(n, (int)sizeof(req));
 	ck_assert(tclient_write(&c, req, (size_t)n));
 	size_t got = 0;
 	int r;
