@@ -935,10 +935,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
  * would spin at full speed (and libevent would log every attempt) while the
  * clients it serves wait. The port stops accepting for accept_retry_ms
  * instead; connections that arrive meanwhile wait in the backlog.
+ *
+ * An error callback gets the listener's own argument, which for evhttp's
+ * listeners is the evhttp: the port is found from the listener, among the
+ * ports of the one server of the process.
  */
-/* The server whose ports are guarded. An error callback gets the listener's own
- * argument, which for evhttp's listeners is the evhttp: the port is found from the
- * listener. One server per process. */
 static struct srv *guarded;
 
 static void port_error_cb(struct evconnlistener *l, void *arg)
@@ -951,8 +952,8 @@ static void port_error_cb(struct evconnlistener *l, void *arg)
 		if (s->ports[i].l == l)
 			p = &s->ports[i];
 	if (p == NULL) {
-		evconnlistener_disable(
-			l); /* cannot happen: only guarded ports have this callback */
+		/* Cannot happen: only guarded ports have this callback. */
+		evconnlistener_disable(l);
 		return;
 	}
 	atomic_fetch_add(&s->m.accept_errors, 1);
