@@ -52,6 +52,16 @@ static const struct key keys[] = {
 	INT(accept_retry_ms, 100, 1, 60000,
 	    "after accept() fails (file descriptors or memory used up), how long a port waits "
 	    "before accepting again"),
+	INT(unauth_inflight_max, 16, 1, 1024,
+	    "requests a connection may have in flight until one is accepted; it is not read "
+	    "beyond them"),
+	INT(verify_failures_per_ip_per_second, 10, 0, 1000000,
+	    "requests of not yet accepted connections that may fail verification (bad signature, "
+	    "unknown account) per IP address and second; beyond it, and the burst, they are "
+	    "refused OVERLOADED unverified; 0: no limit"),
+	INT(verify_failures_per_ip_burst, 100, 1, 1000000, "burst of that rate"),
+	INT(verify_failure_ips_max, 65536, 1, 16777216,
+	    "IP addresses whose failed verifications are counted at once; more go uncounted"),
 	INT(subscriptions_per_conn_max, 64, 1, 4096, "market-data subscriptions per connection"),
 	INT(topics_max, 4096, 1, 1048576, "distinct products and classes subscribed to"),
 	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),

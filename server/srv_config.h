@@ -33,6 +33,10 @@ struct srv_config {
 	int64_t partial_frame_ms;
 	int64_t write_timeout_ms;
 	int64_t accept_retry_ms;
+	int64_t unauth_inflight_max;
+	int64_t verify_failures_per_ip_per_second;
+	int64_t verify_failures_per_ip_burst;
+	int64_t verify_failure_ips_max;
 	int64_t subscriptions_per_conn_max;
 	int64_t topics_max;
 	int64_t snapshot_levels_max;

@@ -182,6 +182,20 @@ struct srv_acctable {
 	struct srv_map m; /* account -> first session's slot */
 };
 
+/* Failed verifications by IP address: a token bucket each, in thousandths of a
+ * request, for the connections of the address that no request has been
+ * accepted on yet. */
+struct fail_bucket {
+	int64_t milli;
+	int64_t at_ms;
+};
+
+struct srv_failtable {
+	struct srv_map m; /* ip -> bucket */
+	struct fail_bucket *b;
+	uint32_t *free_b, n_free_b;
+};
+
 static uint64_t conn_id(const struct srv_conn *c)
 {
 	return (uint64_t)c->gen << 32 | c->slot;
@@ -560,6 +574,78 @@ static void resume_if_possible(struct srv_conn *c)
 		event_active(c->ev_rd, EV_READ, 0);
 }
 
+/* Requests in flight beyond which a connection is not read: fewer until one of its
+ * requests has been accepted (each may cost a verification). */
+static uint32_t inflight_max(const struct srv_conn *c)
+{
+	return c->authed ? 1024 : (uint32_t)c->s->cfg.unauth_inflight_max;
+}
+
+/* The address's bucket, refilled to now; created (full) when asked and there is room,
+ * else NULL. */
+static struct fail_bucket *fail_bucket(struct srv *s, const char *ip, bool create)
+{
+	struct srv_failtable *F = s->fails;
+	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
+	uint32_t *i = map_get(&F->m, ip);
+	if (i == NULL) {
+		if (!create || F->n_free_b == 0 || (i = map_put(&F->m, ip, 0)) == NULL)
+			return NULL;
+		*i = F->free_b[--F->n_free_b];
+		F->b[*i] = (struct fail_bucket){.milli = cap, .at_ms = now};
+	}
+	struct fail_bucket *b = &F->b[*i];
+	int64_t refill = (now - b->at_ms) * s->cfg.verify_failures_per_ip_per_second;
+	b->milli = refill >= cap - b->milli ? cap : b->milli + refill;
+	b->at_ms = now;
+	return b;
+}
+
+/* Whether a request of a connection not yet accepted may be verified. */
+static bool verify_allowed(struct srv *s, const char *ip)
+{
+	if (s->cfg.verify_failures_per_ip_per_second == 0)
+		return true;
+	struct fail_bucket *b = fail_bucket(s, ip, false);
+	return b == NULL || b->milli >= 1000;
+}
+
+/* A request of a connection not yet accepted failed verification. */
+static void verify_failed(struct srv *s, const char *ip)
+{
+	if (s->cfg.verify_failures_per_ip_per_second == 0)
+		return;
+	struct fail_bucket *b = fail_bucket(s, ip, true);
+	if (b != NULL)
+		b->milli = b->milli >= 1000 ? b->milli - 1000 : 0;
+}
+
+/* Every second: addresses whose allowance is whole again are forgotten. */
+static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv *s = arg;
+	struct srv_failtable *F = s->fails;
+	int64_t cap = s->cfg.verify_failures_per_ip_burst * 1000;
+	for (uint32_t i = 0; i <= F->m.mask;) {
+		struct map_entry *e = &F->m.e[i];
+		if (!e->used) {
+			i++;
+			continue;
+		}
+		char key[KEY_BYTES];
+		memcpy(key, e->key, KEY_BYTES);
+		struct fail_bucket *b = fail_bucket(s, key, false);
+		if (b == NULL || b->milli < cap) {
+			i++;
+			continue;
+		}
+		F->free_b[F->n_free_b++] = (uint32_t)(b - F->b);
+		map_del(&F->m, key); /* may move a later entry here: look at i again */
+	}
+}
+
 static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 {
 	struct srv *s = c->s;
@@ -580,6 +666,17 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 		return;
 	}
 	c->account = job.req.account;
+	if (!c->authed && !verify_allowed(s, c->ip)) {
+		atomic_fetch_add(&s->m.refused_unverified, 1);
+		atomic_fetch_add(&s->m.requests[job.req.type < SRV_REQUEST_TYPES ? job.req.type : 0]
+					       [GRIDEX__V1__REJECT_REASON__OVERLOADED],
+				 1);
+		reply_reject(c, job.req.account, job.req.nonce,
+			     GRIDEX__V1__REJECT_REASON__OVERLOADED,
+			     "too many requests from this address failed verification "
+			     "(verify_failures_per_ip_per_second); not verified");
+		return;
+	}
 	if (!srv_verify_push(s, &job)) {
 		reply_reject(c, job.req.account, job.req.nonce,
 			     GRIDEX__V1__REJECT_REASON__OVERLOADED,
@@ -589,7 +686,7 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 				 1);
 		return;
 	}
-	if (++c->inflight >= 1024 && !c->paused_inflight) {
+	if (++c->inflight >= inflight_max(c) && !c->paused_inflight) {
 		/* Many requests in the pipeline: wait for their answers before reading more. */
 		c->paused_inflight = true;
 		conn_reading(c, false);
@@ -1023,10 +1120,6 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 	if (c == NULL)
 		return; /* gone: the client reconnects and queries */
 	const struct srv_report *r = &o->u.report;
-	if (c->inflight > 0 && --c->inflight < 512 && c->paused_inflight) {
-		c->paused_inflight = false;
-		resume_if_possible(c);
-	}
 	uint8_t buf[SRV_FRAME_SMALL_MAX];
 	size_t n;
 	if (r->kind == SRV_REPORT_ACK) {
@@ -1034,7 +1127,14 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 			session_link(c); /* a fresh nonce under the account's key: a session */
 		n = srv_frame_ack(buf, sizeof(buf), r->account, r->nonce, o->sequence);
 	} else {
+		if (!c->authed && (r->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE ||
+				   r->reason == GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT))
+			verify_failed(s, c->ip);
 		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
+	}
+	if (c->inflight > 0 && --c->inflight < (inflight_max(c) + 1) / 2 && c->paused_inflight) {
+		c->paused_inflight = false;
+		resume_if_possible(c);
 	}
 	conn_send(c, buf, n);
 	count_stages(s, &o->t);
@@ -1330,6 +1430,10 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 			    (unsigned long long)atomic_load(&m->closed_slow));
 	evbuffer_add_printf(b, "gridex_connections_closed_total{reason=\"timeout\"} %llu\n",
 			    (unsigned long long)atomic_load(&m->closed_timeout));
+	metric(b, "gridex_requests_refused_unverified_total",
+	       "Requests of connections not yet accepted, refused OVERLOADED without verification: "
+	       "their address had used up verify_failures_per_ip_burst.",
+	       "counter", atomic_load(&m->refused_unverified));
 	metric(b, "gridex_accept_errors_total",
 	       "Failed accept() calls (file descriptors or memory used up); each pauses its port "
 	       "for accept_retry_ms.",
@@ -1499,10 +1603,17 @@ int srv_io_init(struct srv *s)
 	s->ips = calloc(1, sizeof(*s->ips));
 	s->accts = calloc(1, sizeof(*s->accts));
 	s->topics = calloc(1, sizeof(*s->topics));
+	s->fails = calloc(1, sizeof(*s->fails));
+	uint32_t nfails = (uint32_t)cfg->verify_failure_ips_max;
 	if (!s->conns || !s->free_conns || !s->dirty || !s->ips || !s->accts || !s->topics ||
-	    !map_init(&s->ips->m, nconn) || !map_init(&s->accts->m, nconn) ||
-	    !map_init(&s->topics->by_name, (uint32_t)cfg->topics_max))
+	    !s->fails || !map_init(&s->ips->m, nconn) || !map_init(&s->accts->m, nconn) ||
+	    !map_init(&s->topics->by_name, (uint32_t)cfg->topics_max) ||
+	    !map_init(&s->fails->m, nfails) ||
+	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))) ||
+	    !(s->fails->free_b = calloc(nfails, sizeof(*s->fails->free_b))))
 		return -1;
+	for (uint32_t i = 0; i < nfails; i++)
+		s->fails->free_b[s->fails->n_free_b++] = nfails - 1 - i;
 	s->metrics_fd = -1;
 	struct srv_topics *T = s->topics;
 	uint32_t ntopics = (uint32_t)cfg->topics_max;
@@ -1532,6 +1643,10 @@ int srv_io_init(struct srv *s)
 	s->notify = event_new(s->base, -1, EV_PERSIST, notify_cb, s);
 	s->flush_ev = event_new(s->base, -1, 0, flush_cb, s);
 	s->drain_timer = evtimer_new(s->base, drain_cb, s);
+	s->fails_sweep = event_new(s->base, -1, EV_PERSIST, fails_sweep_cb, s);
+	struct timeval second = {.tv_sec = 1};
+	if (s->fails_sweep == NULL || event_add(s->fails_sweep, &second) != 0)
+		return -1;
 	s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
@@ -1610,9 +1725,15 @@ void srv_io_free(struct srv *s)
 		free(s->topics->subs);
 		free(s->topics->free_s);
 	}
+	if (s->fails) {
+		free(s->fails->m.e);
+		free(s->fails->b);
+		free(s->fails->free_b);
+	}
 	free(s->ips);
 	free(s->accts);
 	free(s->topics);
+	free(s->fails);
 	if (s->http)
 		evhttp_free(s->http);
 	if (s->listener)
@@ -1622,7 +1743,7 @@ void srv_io_free(struct srv *s)
 	s->n_ports = 0;
 	if (guarded == s)
 		guarded = NULL;
-	struct event *evs[] = {s->notify,   s->flush_ev, s->drain_timer,
+	struct event *evs[] = {s->notify,   s->flush_ev, s->drain_timer, s->fails_sweep,
 			       s->sig_term, s->sig_int,	 s->sig_hup};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])

@@ -168,6 +168,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t refused_full, refused_per_ip, refused_draining;
 	atomic_uint_fast64_t closed_protocol, closed_slow, closed_timeout;
 	atomic_uint_fast64_t accept_errors; /* accept() failed: descriptors or memory used up */
+	atomic_uint_fast64_t refused_unverified; /* verify_failures_per_ip_* used up */
 	atomic_uint_fast64_t frames_in, frames_out, bytes_in, bytes_out;
 	atomic_uint_fast64_t requests[SRV_REQUEST_TYPES][SRV_REASONS];
 	atomic_uint_fast64_t subscriptions;
@@ -203,6 +204,7 @@ struct srv_port {
 
 struct srv_conn;
 struct srv_topic;
+struct srv_failtable;
 
 struct srv {
 	struct srv_config cfg;
@@ -270,6 +272,8 @@ struct srv {
 	uint32_t *dirty, n_dirty; /* connections with output for this loop turn */
 	struct event *flush_ev;	  /* writes them, after the callbacks of the turn */
 	struct srv_iptable *ips;
+	struct srv_failtable *fails; /* failed verifications by IP address */
+	struct event *fails_sweep;   /* forgets addresses whose allowance is whole again */
 	struct srv_acctable *accts;
 	struct srv_topics *topics;
 	bool draining;

@@ -9,7 +9,9 @@
  * pipelines a burst, stops reading until the server stops reading too, then
  * reads: every request answered; one that stops reading, closed after
  * write_timeout_ms while one that reads in bursts is not; file descriptors
- * used up: accepting pauses instead of spinning and resumes; price x
+ * used up: accepting pauses instead of spinning and resumes; a client
+ * without the account's key refused unverified past the address's
+ * allowance; price x
  * quantity overflow; small-order public keys at registration. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
@@ -259,6 +261,14 @@ static void registered_client(struct tclient *c, uint32_t account, const char *n
 	tclient_connect(c, &srv);
 }
 
+/* One accepted request (a query) on c: a session, no longer held to unauth_inflight_max
+ * requests in flight. */
+static void accepted_once(struct tclient *c)
+{
+	gridex__v1__query_result__free_unpacked(
+		tclient_query(c, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
+}
+
 /* n signed cancels of an unknown order as frames back to back (free() them); every
  * other one names account other when it is not 0. */
 static uint8_t *signed_cancels(struct tclient *c, int n, uint32_t other, size_t *len)
@@ -333,6 +343,25 @@ static int count_answers(uint8_t *buf, size_t *len)
 	return answers;
 }
 
+/*
+ * c (rcvbuf set by the caller) registered for account and connected, non-blocking,
+ * with a fixed send buffer (no autotuning to megabytes that would hide the
+ * push-back) and partial TLS writes; returns n signed cancels to write
+ * (signed_cancels(), free() them).
+ */
+static uint8_t *pushing_client(struct tclient *c, uint32_t account, const char *name, int n,
+			       uint32_t other, size_t *total)
+{
+	registered_client(c, account, name);
+	accepted_once(c);
+	int sndbuf = 16384;
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	uint8_t *out = signed_cancels(c, n, other, total);
+	ck_assert_int_eq(fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK), 0);
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return out;
+}
+
 START_TEST(pipelined_burst_is_answered_once_read)
 {
 	/* The server stops reading at 16 KiB of unread answers and must start again
@@ -343,20 +372,13 @@ START_TEST(pipelined_burst_is_answered_once_read)
 			      "--partial-frame-ms=200", "--orders-per-second=0", NULL};
 	start(args);
 	struct tclient burst = {.rcvbuf = 4096};
-	registered_client(&burst, 3, "burst");
-	/* A fixed send buffer: no autotuning to megabytes that would hide the push-back. */
-	int sndbuf = 16384;
-	setsockopt(burst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	enum { N = 8000 };
 	/* Every other request names another account: refused at once by the I/O thread
 	 * ("one account per connection"), so the answers also outgrow the limit while a
 	 * read's frames are being handled, and reading stops with frames left over. */
 	size_t total, written = 0, have = 0;
-	uint8_t *out = signed_cancels(&burst, N, 4, &total), *in = malloc(1 << 20);
+	uint8_t *out = pushing_client(&burst, 3, "burst", N, 4, &total), *in = malloc(1 << 20);
 	ck_assert_ptr_nonnull(in);
-	ck_assert_int_eq(fcntl(burst.fd, F_SETFL, fcntl(burst.fd, F_GETFL) | O_NONBLOCK), 0);
-	SSL_set_mode(burst.ssl,
-		     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* Write without reading until the writes have been blocked for 300 ms (the
 	 * server has stopped reading); from then on read as well. */
 	int answers = 0;
@@ -458,15 +480,10 @@ START_TEST(stalled_reader_is_closed_after_write_timeout)
 			      NULL};
 	start(args);
 	struct tclient slow = {.rcvbuf = 4096};
-	registered_client(&slow, 4, "slow");
-	int sndbuf = 16384;
-	setsockopt(slow.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	enum { N = 20000 };
 	size_t total, written = 0, have = 0;
-	uint8_t *out = signed_cancels(&slow, N, 0, &total), *in = malloc(1 << 20);
+	uint8_t *out = pushing_client(&slow, 4, "slow", N, 0, &total), *in = malloc(1 << 20);
 	ck_assert_ptr_nonnull(in);
-	ck_assert_int_eq(fcntl(slow.fd, F_SETFL, fcntl(slow.fd, F_GETFL) | O_NONBLOCK), 0);
-	SSL_set_mode(slow.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
 	/* 1. Write without reading until the writes have been blocked for 300 ms: the
 	 * server has stopped reading, its replies wait for the socket. */
@@ -564,6 +581,7 @@ START_TEST(burst_beyond_the_inflight_limit_is_answered)
 	start(NULL);
 	struct tclient burst = {0};
 	registered_client(&burst, 3, "burst");
+	accepted_once(&burst);
 	enum { N = 8000 };
 	size_t total;
 	uint8_t *out = signed_cancels(&burst, N, 0, &total);
@@ -684,6 +702,66 @@ START_TEST(descriptor_exhaustion_pauses_accepting)
 }
 END_TEST
 
+START_TEST(failed_verifications_are_limited_per_address)
+{
+	/* A client that claims an account without its key costs a signature
+	 * verification per request. From one address, past the burst, its requests are
+	 * refused unverified; an honest session from the same address trades on, and a
+	 * new connection is verified again once the allowance refills. */
+	const char *args[] = {"--verify-failures-per-ip-per-second=5",
+			      "--verify-failures-per-ip-burst=20", "--unauth-inflight-max=4", NULL};
+	start(args);
+	median_ack_us(3); /* the honest client's connection is a session */
+	struct tclient mallory = {0};
+	tclient_keys(&mallory, 1); /* the honest account, another key */
+	tclient_connect(&mallory, &srv);
+	enum { N = 300 };
+	size_t total;
+	uint8_t *out = signed_cancels(&mallory, N, 0, &total);
+	int64_t t0 = mono_us();
+	ck_assert(tclient_write(&mallory, out, total));
+	free(out);
+	int bad = 0, unverified = 0;
+	for (int answers = 0; answers < N; answers++) {
+		bool closed = false;
+		Gridex__V1__ServerFrame *f = tclient_recv(&mallory, 10000, &closed);
+		ck_assert_msg(f && f->reject, "answer %d: %s", answers, closed ? "closed" : "none");
+		bad += f->reject->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE;
+		unverified += f->reject->reason == GRIDEX__V1__REJECT_REASON__OVERLOADED;
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	double secs = (double)(mono_us() - t0) / 1e6;
+	fprintf(stderr, "# %d bad signatures: %d verified, %d refused unverified in %.2f s\n", N,
+		bad, unverified, secs);
+	ck_assert_int_eq(bad + unverified, N);
+	/* The burst, what refilled meanwhile (5 a second), and the requests in flight
+	 * (4) when the allowance ran out. */
+	ck_assert_int_ge(bad, 20);
+	ck_assert_msg(bad <= 20 + 5 * secs + 1 + 4, "%d verified in %.2f s", bad, secs);
+	tclient_close(&mallory);
+	ck_assert_int_gt(median_ack_us(5), 0);
+	int status = 0;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	const char *e = strstr(m, "\ngridex_requests_refused_unverified_total ");
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(
+		strtol(e + strlen("\ngridex_requests_refused_unverified_total "), NULL, 10),
+		unverified);
+	/* Refilled (a second gives 5): a new connection's first request is verified. */
+	struct timespec pause = {.tv_sec = 1, .tv_nsec = 200000000};
+	nanosleep(&pause, NULL);
+	struct tclient late = {0};
+	registered_client(&late, 6, "late");
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 7;
+	ck_assert_int_eq(tclient_answer(&late, tclient_send(&late, &c, late.sk)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	tclient_close(&late);
+	stop();
+}
+END_TEST
+
 START_TEST(overflow_and_small_order_keys)
 {
 	start(NULL);
@@ -745,6 +823,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, burst_beyond_the_inflight_limit_is_answered);
 	tcase_add_test(tc, stalled_reader_is_closed_after_write_timeout);
 	tcase_add_test(tc, descriptor_exhaustion_pauses_accepting);
+	tcase_add_test(tc, failed_verifications_are_limited_per_address);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
