@@ -32,7 +32,8 @@ static const struct key keys[] = {
 	TEXT(tls_key, "", "PEM private key of the server (required)"),
 	INT(max_connections, 10000, 1, 1000000, "open client connections; more are refused"),
 	INT(max_unauth_per_ip, 64, 1, 1000000,
-	    "connections per IP address that have not yet had a signed request accepted"),
+	    "connections per IP address (IPv6: per /64) that have not yet had a signed request "
+	    "accepted"),
 	INT(frame_bytes_max, 4096, 64, 1048576,
 	    "largest client frame body; a larger length prefix closes the connection"),
 	INT(body_bytes_max, 1024, 32, 1024, "largest signed request body"),
@@ -57,7 +58,8 @@ static const struct key keys[] = {
 	    "beyond them"),
 	INT(verify_failures_per_ip_per_second, 10, 0, 1000000,
 	    "requests of not yet accepted connections that may fail verification (bad signature, "
-	    "unknown account) per IP address and second; beyond it, and the burst, they are "
+	    "unknown account) per IP address (IPv6: per /64) and second; beyond it, and the "
+	    "burst, they are "
 	    "refused OVERLOADED unverified; 0: no limit"),
 	INT(verify_failures_per_ip_burst, 100, 1, 1000000, "burst of that rate"),
 	INT(verify_failure_ips_max, 65536, 1, 16777216,

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "gridex.pb-c.h"
+#include "srv_addr.h"
 #include "srv_frames.h"
 #include "srv_hook.h"
 #include "srv_log.h"
@@ -142,15 +143,16 @@ struct srv_conn {
 	uint32_t dirty_pos; /* in s->dirty, when dirty */
 	bool used, tls_up, closing, paused_out, paused_inflight, authed, unauth_counted;
 	bool timer_armed;
-	bool reading;	  /* ev_rd added */
-	bool idle;	  /* reading carries the idle timeout */
-	bool dirty;	  /* output waits for this loop turn's flush */
-	bool wr_added;	  /* ev_wr added */
-	bool wr_timed;	  /* ev_wr carries write_timeout_ms */
-	bool wr_blocked;  /* SSL_write waits for the socket */
-	bool rd_wants_wr; /* SSL_read (or the handshake) must write first */
-	char ip[KEY_BYTES];
-	uint32_t account; /* claimed by its first request; 0: none yet */
+	bool reading;		/* ev_rd added */
+	bool idle;		/* reading carries the idle timeout */
+	bool dirty;		/* output waits for this loop turn's flush */
+	bool wr_added;		/* ev_wr added */
+	bool wr_timed;		/* ev_wr carries write_timeout_ms */
+	bool wr_blocked;	/* SSL_write waits for the socket */
+	bool rd_wants_wr;	/* SSL_read (or the handshake) must write first */
+	char ip[KEY_BYTES];	/* the peer's address, for the log */
+	char ip_key[KEY_BYTES]; /* what the per-address limits count: srv_addr_key() */
+	uint32_t account;	/* claimed by its first request; 0: none yet */
 	uint32_t inflight;
 	uint32_t acct_prev, acct_next; /* sessions of the account (authed only) */
 	uint32_t *subs, n_subs;	       /* subscription nodes */
@@ -420,9 +422,9 @@ static void unauth_release(struct srv_conn *c)
 	if (!c->unauth_counted)
 		return;
 	c->unauth_counted = false;
-	uint32_t *n = map_get(&c->s->ips->m, c->ip);
+	uint32_t *n = map_get(&c->s->ips->m, c->ip_key);
 	if (n && --*n == 0)
-		map_del(&c->s->ips->m, c->ip);
+		map_del(&c->s->ips->m, c->ip_key);
 }
 
 static void session_unlink(struct srv_conn *c)
@@ -666,7 +668,7 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 		return;
 	}
 	c->account = job.req.account;
-	if (!c->authed && !verify_allowed(s, c->ip)) {
+	if (!c->authed && !verify_allowed(s, c->ip_key)) {
 		atomic_fetch_add(&s->m.refused_unverified, 1);
 		atomic_fetch_add(&s->m.requests[job.req.type < SRV_REQUEST_TYPES ? job.req.type : 0]
 					       [GRIDEX__V1__REJECT_REASON__OVERLOADED],
@@ -947,21 +949,17 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)l;
 	(void)socklen;
 	struct srv *s = arg;
-	char ip[KEY_BYTES] = "?";
-	if (addr->sa_family == AF_INET)
-		evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)addr)->sin_addr, ip, sizeof(ip));
-	else if (addr->sa_family == AF_INET6)
-		evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)addr)->sin6_addr, ip,
-				 sizeof(ip));
+	char ip[KEY_BYTES], key[KEY_BYTES];
+	srv_addr_key(addr, ip, key, KEY_BYTES);
 	if (s->n_free == 0) {
 		atomic_fetch_add(&s->m.refused_full, 1);
 		srv_log(SRV_LOG_WARN, "connection refused", "ip=%s reason=max_connections", ip);
 		evutil_closesocket(fd);
 		return;
 	}
-	uint32_t *per_ip = map_get(&s->ips->m, ip);
+	uint32_t *per_ip = map_get(&s->ips->m, key);
 	if (per_ip == NULL)
-		per_ip = map_put(&s->ips->m, ip, 0);
+		per_ip = map_put(&s->ips->m, key, 0);
 	if (per_ip == NULL || *per_ip >= (uint32_t)s->cfg.max_unauth_per_ip) {
 		atomic_fetch_add(&s->m.refused_per_ip, 1);
 		srv_log(SRV_LOG_WARN, "connection refused", "ip=%s reason=max_unauth_per_ip", ip);
@@ -1000,7 +998,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (!c->ssl || !c->ev_rd || !c->ev_wr || !c->in || !c->out || SSL_set_fd(c->ssl, fd) != 1) {
 		conn_release(c);  /* closes fd; the slot stays free */
 		if (*per_ip == 0) /* the entry made for this connection */
-			map_del(&s->ips->m, ip);
+			map_del(&s->ips->m, key);
 		srv_log(SRV_LOG_ERROR, "connection refused", "ip=%s reason=out_of_memory", ip);
 		return;
 	}
@@ -1017,6 +1015,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->used = true;
 	c->unauth_counted = true;
 	memcpy(c->ip, ip, sizeof(ip));
+	memcpy(c->ip_key, key, sizeof(key));
 	conn_reading(c, true);
 	arm_timer(c, s->cfg.handshake_timeout_ms);
 	atomic_fetch_add(&s->m.connections_open, 1);
@@ -1129,7 +1128,7 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 	} else {
 		if (!c->authed && (r->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE ||
 				   r->reason == GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT))
-			verify_failed(s, c->ip);
+			verify_failed(s, c->ip_key);
 		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
 	}
 	if (c->inflight > 0 && --c->inflight < (inflight_max(c) + 1) / 2 && c->paused_inflight) {

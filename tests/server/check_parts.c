@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gridexd's smaller parts: the settings table (values, bounds, files,
- * relations), splitting a ClientFrame without unpacking what is signed, the
- * encoded server frames, and the bounded queue between threads (batches,
- * wrap-around, blocking producers, close and drain).
+ * relations), what the per-address limits count an address as, splitting a ClientFrame without
+ * unpacking what is signed, the encoded server frames, and the bounded queue between threads
+ * (batches, wrap-around, blocking producers, close and drain).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <check.h>
 
 #include "gridex.pb-c.h"
+#include "srv_addr.h"
 #include "srv_config.h"
 #include "srv_frames.h"
 #include "srv_queue.h"
@@ -54,6 +57,37 @@ START_TEST(settings_have_bounds)
 	ck_assert(srv_config_set(&c, "operator_account", "9", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "operator_key") != NULL, "%s", err);
+}
+END_TEST
+
+/* The address key of text address a (IPv4 or IPv6); checks the text form too. */
+static void addr_key(const char *a, const char *want_ip, const char *want_key)
+{
+	struct sockaddr_storage ss = {0};
+	if (strchr(a, ':')) {
+		struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+		v6->sin6_family = AF_INET6;
+		ck_assert_int_eq(inet_pton(AF_INET6, a, &v6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+		v4->sin_family = AF_INET;
+		ck_assert_int_eq(inet_pton(AF_INET, a, &v4->sin_addr), 1);
+	}
+	char ip[64], key[64];
+	srv_addr_key((const struct sockaddr *)&ss, ip, key, sizeof(ip));
+	ck_assert_str_eq(ip, want_ip);
+	ck_assert_str_eq(key, want_key);
+}
+
+START_TEST(per_address_limits_count_ipv6_by_its_64)
+{
+	addr_key("192.0.2.7", "192.0.2.7", "192.0.2.7");
+	addr_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+		 "2001:db8:1:2::/64");
+	addr_key("2001:db8:1:2::9", "2001:db8:1:2::9", "2001:db8:1:2::/64");
+	addr_key("2001:db8:1:3::9", "2001:db8:1:3::9", "2001:db8:1:3::/64");
+	addr_key("::1", "::1", "::/64");
+	addr_key("::ffff:192.0.2.7", "192.0.2.7", "192.0.2.7");
 }
 END_TEST
 
@@ -301,6 +335,7 @@ static Suite *parts_suite(void)
 	TCase *tc = tcase_create("parts");
 	tcase_add_test(tc, settings_have_bounds);
 	tcase_add_test(tc, settings_files);
+	tcase_add_test(tc, per_address_limits_count_ipv6_by_its_64);
 	tcase_add_test(tc, client_frames_split_strictly);
 	tcase_add_test(tc, server_frames_decode);
 	tcase_add_test(tc, queue_moves_everything_once_in_order);
