@@ -28,6 +28,9 @@ static const struct key keys[] = {
 	TEXT(listen, "0.0.0.0:7400", "address:port of the TLS 1.3 order and market-data port"),
 	TEXT(metrics_listen, "127.0.0.1:7401",
 	     "address:port of the Prometheus /metrics endpoint (plain HTTP); empty: off"),
+	TEXT(metrics_token, "",
+	     "bearer token /metrics requires (16+ token characters); empty: none, keep "
+	     "metrics_listen private"),
 	TEXT(tls_cert, "", "PEM certificate chain of the server (required)"),
 	TEXT(tls_key, "", "PEM private key of the server (required)"),
 	INT(max_connections, 10000, 1, 1000000, "open client connections; more are refused"),
@@ -275,6 +278,15 @@ bool srv_config_load(struct srv_config *c, const char *path, char *err, size_t e
 	return ok;
 }
 
+/* A bearer token setting: empty, or 16 or more token characters. */
+static bool token_ok(const char *t)
+{
+	size_t n = strlen(t);
+	return n == 0 ||
+	       (n >= 16 && strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				     "0123456789-._~+/=") == n);
+}
+
 bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 {
 	const char *why = NULL;
@@ -294,13 +306,11 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 	else if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
 		 strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
 		why = "log_level must be debug, info, warn or error";
-	else if (c->http_operator_token[0] != '\0' &&
-		 (strlen(c->http_operator_token) < 16 ||
-		  strspn(c->http_operator_token,
-			 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-			 "0123456789-._~+/=") != strlen(c->http_operator_token)))
+	else if (!token_ok(c->http_operator_token))
 		why = "http_operator_token must be 16 or more token characters "
 		      "([A-Za-z0-9-._~+/=])";
+	else if (!token_ok(c->metrics_token))
+		why = "metrics_token must be 16 or more token characters ([A-Za-z0-9-._~+/=])";
 	else if (c->hook_retry_ms_max < c->hook_retry_ms_min)
 		why = "hook_retry_ms_max must be at least hook_retry_ms_min";
 	else if (c->hook[0] != '\0' && (c->hook[0] != '/' || access(c->hook, X_OK) != 0))

@@ -19,6 +19,7 @@ struct srv_config {
 	/* network */
 	char listen[SRV_CONFIG_TEXT_MAX];
 	char metrics_listen[SRV_CONFIG_TEXT_MAX];
+	char metrics_token[SRV_CONFIG_TEXT_MAX];
 	char tls_cert[SRV_CONFIG_TEXT_MAX];
 	char tls_key[SRV_CONFIG_TEXT_MAX];
 	int64_t max_connections;

@@ -161,14 +161,18 @@ static void *ledger_view_main(void *arg)
 	return NULL;
 }
 
-/* Whether the request carries the operator's bearer token (compared in constant time). */
-static bool operator_ok(const struct srv *s, struct evhttp_request *req)
+bool srv_http_bearer_ok(struct evhttp_request *req, const char *token)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	const char *token = s->cfg.http_operator_token;
 	size_t n = strlen(token);
 	return token[0] != '\0' && h != NULL && strncmp(h, "Bearer ", 7) == 0 &&
 	       strlen(h + 7) == n && sodium_memcmp(h + 7, token, n) == 0;
+}
+
+/* Whether the request carries the operator's bearer token. */
+static bool operator_ok(const struct srv *s, struct evhttp_request *req)
+{
+	return srv_http_bearer_ok(req, s->cfg.http_operator_token);
 }
 
 /* Leases by state, settlement and hook calls: the core's and ledger thread's figures. */

@@ -1404,6 +1404,12 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
 	struct srv_metrics *m = &s->m;
+	if (s->cfg.metrics_token[0] != '\0' && !srv_http_bearer_ok(req, s->cfg.metrics_token)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+				  "Bearer");
+		evhttp_send_error(req, 401, "metrics_token required");
+		return;
+	}
 	struct evbuffer *b = evbuffer_new();
 	if (b == NULL) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);

@@ -359,6 +359,9 @@ __attribute__((warn_unused_result)) int srv_http_init(struct srv *s);
 void srv_http_free(struct srv *s);
 /* Market data (MD and HALT items) into the API's copy of the market. */
 void srv_http_market(struct srv *s, const struct srv_out *o);
+/* Whether req carries "Authorization: Bearer <token>" (token not empty; compared in
+ * constant time). */
+bool srv_http_bearer_ok(struct evhttp_request *req, const char *token);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);

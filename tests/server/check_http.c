@@ -305,13 +305,15 @@ START_TEST(bad_requests_get_a_reason)
 }
 END_TEST
 
-#define TOKEN "op-token-0123456789abcdef"
+#define TOKEN	      "op-token-0123456789abcdef"
+#define METRICS_TOKEN "metrics-token-0123456789"
 
 static void setup_operator(void)
 {
 	static char auditor[1100];
-	static const char *op_args[] = {"--http-listen=127.0.0.1:0", "--http-operator-token=" TOKEN,
-					auditor, "--http-ledger-refresh-ms=500", NULL};
+	static const char *op_args[] = {
+		"--http-listen=127.0.0.1:0",	"--http-operator-token=" TOKEN,	  auditor,
+		"--http-ledger-refresh-ms=500", "--metrics-token=" METRICS_TOKEN, NULL};
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
 	start(op_args);
@@ -330,6 +332,16 @@ static json_t *get_operator(const char *path, const char *token, int *status)
 START_TEST(operator_endpoints_need_the_token_and_read_the_ledger)
 {
 	int status;
+	/* /metrics with metrics_token set: only with that token (not the operator's). */
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_int_eq(status, 401);
+	ck_assert_ptr_null(strstr(m, "gridex_connections"));
+	thttp_get_with(srv.metrics_port, "/metrics", "Authorization: Bearer " TOKEN, &status);
+	ck_assert_int_eq(status, 401);
+	m = thttp_get_with(srv.metrics_port, "/metrics", "Authorization: Bearer " METRICS_TOKEN,
+			   &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_ptr_nonnull(strstr(m, "gridex_connections "));
 	json_t *j = get_operator("/api/v1/operator/status", NULL, &status);
 	ck_assert_int_eq(status, 401);
 	json_decref(j);

@@ -54,6 +54,14 @@ START_TEST(settings_have_bounds)
 	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "4096", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
 	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "8388608", err, sizeof(err)));
+	/* Bearer tokens: 16 or more token characters. */
+	ck_assert(srv_config_set(&c, "metrics_token", "short", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "metrics_token") != NULL, "%s", err);
+	ck_assert(srv_config_set(&c, "metrics_token", "sixteen chars!!!", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "metrics_token", "0123456789abcdef", err, sizeof(err)));
+	ck_assert(srv_config_check(&c, err, sizeof(err)));
 	ck_assert(srv_config_set(&c, "operator_account", "9", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "operator_key") != NULL, "%s", err);
