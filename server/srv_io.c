@@ -507,9 +507,17 @@ static void conn_release(struct srv_conn *c)
 	c->reading = c->wr_added = c->wr_timed = false;
 }
 
+static void verify_failed(struct srv *s, const char *ip, uint32_t n);
+
 static void conn_free(struct srv_conn *c)
 {
 	struct srv *s = c->s;
+	/* Gone before any request was accepted, with requests still being verified:
+	 * their answers will find no connection, so they count as failed now (else a
+	 * client could send and close, again and again, uncounted). */
+	if (!c->authed && c->inflight > 0)
+		verify_failed(s, c->ip_key, c->inflight);
+	c->inflight = 0;
 	session_unlink(c);
 	unauth_release(c);
 	for (uint32_t i = 0; i < c->n_subs; i++)
@@ -612,14 +620,15 @@ static bool verify_allowed(struct srv *s, const char *ip)
 	return b == NULL || b->milli >= 1000;
 }
 
-/* A request of a connection not yet accepted failed verification. */
-static void verify_failed(struct srv *s, const char *ip)
+/* n requests of connections not yet accepted failed verification. */
+static void verify_failed(struct srv *s, const char *ip, uint32_t n)
 {
 	if (s->cfg.verify_failures_per_ip_per_second == 0)
 		return;
 	struct fail_bucket *b = fail_bucket(s, ip, true);
+	int64_t cost = (int64_t)n * 1000;
 	if (b != NULL)
-		b->milli = b->milli >= 1000 ? b->milli - 1000 : 0;
+		b->milli = b->milli >= cost ? b->milli - cost : 0;
 }
 
 /* Every second: addresses whose allowance is whole again are forgotten. */
@@ -1128,7 +1137,7 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 	} else {
 		if (!c->authed && (r->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE ||
 				   r->reason == GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT))
-			verify_failed(s, c->ip_key);
+			verify_failed(s, c->ip_key, 1);
 		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
 	}
 	if (c->inflight > 0 && --c->inflight < (inflight_max(c) + 1) / 2 && c->paused_inflight) {

@@ -762,6 +762,61 @@ START_TEST(failed_verifications_are_limited_per_address)
 }
 END_TEST
 
+/* A metric's value from the metrics endpoint (the line that starts with name and a
+ * space); 0 when it has no line (counters with labels appear once non-zero). */
+static long metric_now(const char *name)
+{
+	int status = 0;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	size_t n = strlen(name);
+	for (const char *p = m; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == m || p[-1] == '\n') && p[n] == ' ')
+			return strtol(p + n + 1, NULL, 10);
+	return 0;
+}
+
+START_TEST(send_and_close_is_counted_too)
+{
+	/* Requests still being verified when their connection goes are counted as failed
+	 * at once: their answers would find no connection to count them by. Each client
+	 * sends fewer than unauth_inflight_max (16), so the server reads on to the end
+	 * of the connection before any answer comes. */
+	const char *args[] = {"--verify-failures-per-ip-per-second=5",
+			      "--verify-failures-per-ip-burst=20", NULL};
+	start(args);
+	int64_t t0 = mono_us();
+	enum { CONNS = 40, EACH = 8 };
+	for (int i = 0; i < CONNS; i++) {
+		struct tclient hit = {0};
+		tclient_keys(&hit, 1); /* the honest account, another key */
+		tclient_connect(&hit, &srv);
+		size_t total;
+		uint8_t *out = signed_cancels(&hit, EACH, 0, &total);
+		ck_assert(tclient_write(&hit, out, total));
+		free(out);
+		tclient_close(&hit);
+	}
+	struct timespec settle = {.tv_nsec = 500000000};
+	nanosleep(&settle, NULL);
+	double secs = (double)(mono_us() - t0) / 1e6;
+	long verified =
+		metric_now("gridex_requests_total{type=\"CANCEL\",result=\"BAD_SIGNATURE\"}");
+	long refused = metric_now("gridex_requests_refused_unverified_total");
+	fprintf(stderr,
+		"# %d connections of %d bad requests, each closed at once: %ld verified, %ld "
+		"refused unverified in %.2f s\n",
+		CONNS, EACH, verified, refused, secs);
+	/* The burst; then, each time the allowance refills to one request (5 a second),
+	 * a connection's worth; and one more connection read before the last was
+	 * counted. Uncounted, all 320 would be verified. */
+	ck_assert_msg(verified <= 20 + EACH * (5 * secs + 2) + EACH, "%ld verified in %.2f s",
+		      verified, secs);
+	ck_assert_int_gt(median_ack_us(5), 0);
+	stop();
+}
+END_TEST
+
 START_TEST(overflow_and_small_order_keys)
 {
 	start(NULL);
@@ -824,6 +879,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, stalled_reader_is_closed_after_write_timeout);
 	tcase_add_test(tc, descriptor_exhaustion_pauses_accepting);
 	tcase_add_test(tc, failed_verifications_are_limited_per_address);
+	tcase_add_test(tc, send_and_close_is_counted_too);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
