@@ -639,7 +639,8 @@ static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	struct srv *s = arg;
 	struct srv_failtable *F = s->fails;
 	int64_t cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	for (uint32_t i = 0; i <= F->m.mask;) {
+	/* Nothing counted (no failures lately): the table is not even read. */
+	for (uint32_t i = 0; F->m.count > 0 && i <= F->m.mask;) {
 		struct map_entry *e = &F->m.e[i];
 		if (!e->used) {
 			i++;
