@@ -658,6 +658,15 @@ static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A request refused OVERLOADED before verification: counted and answered. */
+static void refuse_overloaded(struct srv_conn *c, const struct srv_request *r, const char *detail)
+{
+	atomic_fetch_add(&c->s->m.requests[r->type < SRV_REQUEST_TYPES ? r->type : 0]
+					  [GRIDEX__V1__REJECT_REASON__OVERLOADED],
+			 1);
+	reply_reject(c, r->account, r->nonce, GRIDEX__V1__REJECT_REASON__OVERLOADED, detail);
+}
+
 static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 {
 	struct srv *s = c->s;
@@ -680,22 +689,13 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 	c->account = job.req.account;
 	if (!c->authed && !verify_allowed(s, c->ip_key)) {
 		atomic_fetch_add(&s->m.refused_unverified, 1);
-		atomic_fetch_add(&s->m.requests[job.req.type < SRV_REQUEST_TYPES ? job.req.type : 0]
-					       [GRIDEX__V1__REJECT_REASON__OVERLOADED],
-				 1);
-		reply_reject(c, job.req.account, job.req.nonce,
-			     GRIDEX__V1__REJECT_REASON__OVERLOADED,
-			     "too many requests from this address failed verification "
-			     "(verify_failures_per_ip_per_second); not verified");
+		refuse_overloaded(c, &job.req,
+				  "too many requests from this address failed verification "
+				  "(verify_failures_per_ip_per_second); not verified");
 		return;
 	}
 	if (!srv_verify_push(s, &job)) {
-		reply_reject(c, job.req.account, job.req.nonce,
-			     GRIDEX__V1__REJECT_REASON__OVERLOADED,
-			     "server busy; retry with a new nonce");
-		atomic_fetch_add(&s->m.requests[job.req.type < SRV_REQUEST_TYPES ? job.req.type : 0]
-					       [GRIDEX__V1__REJECT_REASON__OVERLOADED],
-				 1);
+		refuse_overloaded(c, &job.req, "server busy; retry with a new nonce");
 		return;
 	}
 	if (++c->inflight >= inflight_max(c) && !c->paused_inflight) {
