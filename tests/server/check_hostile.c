@@ -437,16 +437,26 @@ START_TEST(pipelined_burst_is_answered_once_read)
 }
 END_TEST
 
-/* gridex_connections_closed_total{reason="slow_reader"} from the metrics endpoint. */
-static long closed_slow_readers(void)
+/* A metric's value from the metrics endpoint: the line that starts with name (labels
+ * included) and a space. Without such a line: a failure when required, else 0
+ * (counters with labels appear once non-zero). */
+static long metric_value(const char *name, bool required)
 {
 	int status = 0;
 	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
 	ck_assert_int_eq(status, 200);
-	const char *key = "gridex_connections_closed_total{reason=\"slow_reader\"} ";
-	const char *p = strstr(m, key);
-	ck_assert_ptr_nonnull(p);
-	return strtol(p + strlen(key), NULL, 10);
+	size_t n = strlen(name);
+	for (const char *p = m; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == m || p[-1] == '\n') && p[n] == ' ')
+			return strtol(p + n + 1, NULL, 10);
+	ck_assert_msg(!required, "no %s in %s", name, m);
+	return 0;
+}
+
+/* gridex_connections_closed_total{reason="slow_reader"}. */
+static long closed_slow_readers(void)
+{
+	return metric_value("gridex_connections_closed_total{reason=\"slow_reader\"}", true);
 }
 
 /* Writes what the socket takes (non-blocking); true when it took all. */
@@ -692,12 +702,7 @@ START_TEST(descriptor_exhaustion_pauses_accepting)
 	ck_assert_int_eq(tclient_answer(&late, tclient_send(&late, &c, late.sk)),
 			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
 	tclient_close(&late);
-	int status = 0;
-	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
-	ck_assert_int_eq(status, 200);
-	const char *e = strstr(m, "\ngridex_accept_errors_total ");
-	ck_assert_ptr_nonnull(e);
-	ck_assert_int_gt(strtol(e + strlen("\ngridex_accept_errors_total "), NULL, 10), 0);
+	ck_assert_int_gt(metric_value("gridex_accept_errors_total", true), 0);
 	stop();
 }
 END_TEST
@@ -740,13 +745,8 @@ START_TEST(failed_verifications_are_limited_per_address)
 	ck_assert_msg(bad <= 20 + 5 * secs + 1 + 4, "%d verified in %.2f s", bad, secs);
 	tclient_close(&mallory);
 	ck_assert_int_gt(median_ack_us(5), 0);
-	int status = 0;
-	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
-	const char *e = strstr(m, "\ngridex_requests_refused_unverified_total ");
-	ck_assert_ptr_nonnull(e);
-	ck_assert_int_eq(
-		strtol(e + strlen("\ngridex_requests_refused_unverified_total "), NULL, 10),
-		unverified);
+	ck_assert_int_eq(metric_value("gridex_requests_refused_unverified_total", true),
+			 unverified);
 	/* Refilled (a second gives 5): a new connection's first request is verified. */
 	struct timespec pause = {.tv_sec = 1, .tv_nsec = 200000000};
 	nanosleep(&pause, NULL);
@@ -761,20 +761,6 @@ START_TEST(failed_verifications_are_limited_per_address)
 	stop();
 }
 END_TEST
-
-/* A metric's value from the metrics endpoint (the line that starts with name and a
- * space); 0 when it has no line (counters with labels appear once non-zero). */
-static long metric_now(const char *name)
-{
-	int status = 0;
-	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
-	ck_assert_int_eq(status, 200);
-	size_t n = strlen(name);
-	for (const char *p = m; (p = strstr(p, name)) != NULL; p += n)
-		if ((p == m || p[-1] == '\n') && p[n] == ' ')
-			return strtol(p + n + 1, NULL, 10);
-	return 0;
-}
 
 START_TEST(send_and_close_is_counted_too)
 {
@@ -800,9 +786,9 @@ START_TEST(send_and_close_is_counted_too)
 	struct timespec settle = {.tv_nsec = 500000000};
 	nanosleep(&settle, NULL);
 	double secs = (double)(mono_us() - t0) / 1e6;
-	long verified =
-		metric_now("gridex_requests_total{type=\"CANCEL\",result=\"BAD_SIGNATURE\"}");
-	long refused = metric_now("gridex_requests_refused_unverified_total");
+	long verified = metric_value(
+		"gridex_requests_total{type=\"CANCEL\",result=\"BAD_SIGNATURE\"}", false);
+	long refused = metric_value("gridex_requests_refused_unverified_total", false);
 	fprintf(stderr,
 		"# %d connections of %d bad requests, each closed at once: %ld verified, %ld "
 		"refused unverified in %.2f s\n",
