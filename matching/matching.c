@@ -68,10 +68,14 @@ struct matching_engine {
 	int64_t next_gate; /* earliest gate of an open book */
 	uint64_t next_fill;
 
+	/*
+	 * Pools: the free list holds slots given back; slots from *_fresh on
+	 * were never used, and their zeroed pages stay unmapped until needed.
+	 */
 	struct mo *orders;
-	uint32_t order_free, norders;
+	uint32_t order_free, order_fresh, norders;
 	struct ml *levels;
-	uint32_t level_free, nlevels;
+	uint32_t level_free, level_fresh, nlevels;
 
 	uint32_t *index; /* order slots by hash of id, NIL = empty */
 	uint32_t index_mask;
@@ -565,9 +569,13 @@ static void heap_remove(struct matching_engine *e, uint32_t oi)
 static uint32_t level_alloc(struct matching_engine *e, struct mbook *b, int side, int64_t tick)
 {
 	uint32_t li = e->level_free;
-	assert(li != NIL);
+	if (li != NIL) {
+		e->level_free = e->levels[li].head;
+	} else {
+		assert(e->level_fresh < e->cfg.levels_max);
+		li = e->level_fresh++;
+	}
 	struct ml *l = &e->levels[li];
-	e->level_free = l->head;
 	e->nlevels++;
 	*l = (struct ml){
 		.price = tick * b->p.tick,
@@ -778,8 +786,12 @@ static uint32_t order_new(struct matching_engine *e, uint64_t id, uint32_t accou
 			  uint8_t side, uint8_t tif, uint8_t stp)
 {
 	uint32_t oi = e->order_free;
-	assert(oi != NIL);
-	e->order_free = e->orders[oi].next;
+	if (oi != NIL) {
+		e->order_free = e->orders[oi].next;
+	} else {
+		assert(e->order_fresh < e->cfg.orders_max);
+		oi = e->order_fresh++;
+	}
 	e->norders++;
 	e->orders[oi] = (struct mo){
 		.id = id,
@@ -847,9 +859,19 @@ static uint8_t check_price_qty(const struct matching_engine *e, const struct mbo
 	return MATCHING_R_NONE;
 }
 
+static bool order_room(const struct matching_engine *e)
+{
+	return e->order_free != NIL || e->order_fresh < e->cfg.orders_max;
+}
+
+static bool level_room(const struct matching_engine *e)
+{
+	return e->level_free != NIL || e->level_fresh < e->cfg.levels_max;
+}
+
 static bool has_room(const struct matching_engine *e)
 {
-	return e->order_free != NIL && e->level_free != NIL;
+	return order_room(e) && level_room(e);
 }
 
 /* Reasons in the order they are checked; see docs/matching.md. */
@@ -945,7 +967,7 @@ static uint8_t check_modify(const struct matching_engine *e, const struct mo *o,
 	if (o->tif == MATCHING_POST && would_cross(e, o->book, o->side, price))
 		return MATCHING_R_WOULD_CROSS;
 	/* Re-entry may need a new level while the old one stays occupied. */
-	if (e->level_free == NIL && e->levels[o->level].count > 1)
+	if (!level_room(e) && e->levels[o->level].count > 1)
 		return MATCHING_R_BOOK_FULL;
 	return MATCHING_R_NONE;
 }
@@ -1388,17 +1410,16 @@ int matching_create(const struct matching_config *cfg, struct matching_engine **
 	e->index_shift = 64 - (uint32_t)__builtin_ctz(index_cap);
 	e->events_max = (size_t)cfg->orders_max + MATCHING_EVENTS_EXTRA;
 	e->names_mask = names_cap - 1;
+	/*
+	 * The id index is written in full here: ids hash all over it, so it
+	 * would be touched in full within seconds of trading anyway, each first
+	 * touch a page fault on the core's path. The pools are not: they are
+	 * handed out from their start and take a page fault per 64 slots.
+	 */
 	memset(e->index, 0xff, (size_t)index_cap * sizeof(*e->index));
 	memset(e->names, 0xff, (size_t)names_cap * sizeof(*e->names));
-	for (uint32_t i = 0; i < cfg->orders_max; i++) {
-		e->orders[i].next = i + 1 < cfg->orders_max ? i + 1 : NIL;
-		e->orders[i].level = NIL;
-		e->orders[i].heap_pos = NIL;
-	}
-	for (uint32_t i = 0; i < cfg->levels_max; i++)
-		e->levels[i].head = i + 1 < cfg->levels_max ? i + 1 : NIL;
-	e->order_free = 0;
-	e->level_free = 0;
+	e->order_free = NIL;
+	e->level_free = NIL;
 	*out = e;
 	return MATCHING_OK;
 }
@@ -1714,8 +1735,9 @@ const char *matching_check_invariants(const struct matching_engine *e)
 	for (uint32_t li = e->level_free; li != NIL && free_levels <= e->cfg.levels_max;
 	     li = e->levels[li].head)
 		free_levels++;
-	if (free_orders + e->norders != e->cfg.orders_max ||
-	    free_levels + e->nlevels != e->cfg.levels_max)
+	if (e->order_fresh > e->cfg.orders_max || e->level_fresh > e->cfg.levels_max ||
+	    free_orders + e->norders != e->order_fresh ||
+	    free_levels + e->nlevels != e->level_fresh)
 		return "free lists wrong";
 	for (uint32_t h = 0; h <= e->index_mask; h++)
 		if (e->index[h] != NIL)

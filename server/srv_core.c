@@ -31,7 +31,10 @@ struct srv_core {
 	/* Live orders in a pool of stable slots, indexed by engine id and by
 	 * (account, client order id); both indices hold pool slots, NONE = empty. */
 	struct corder *pool;
-	uint32_t *free_slots, nfree;
+	/* Free pool slots: those given back (free_slots, a stack of nreleased)
+	 * and those never used (from fresh on, their pages not yet mapped);
+	 * nfree counts both. */
+	uint32_t *free_slots, nfree, nreleased, fresh;
 	uint32_t *by_oid, *by_client;
 	uint32_t mask;
 	/* Each registered account's first live order (pool slot or NONE), its
@@ -168,10 +171,9 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	    !c->recent)
 		goto fail;
 	c->acct_mask = acap - 1;
+	/* Written in full, like the engine's id index (see matching_create). */
 	memset(c->by_oid, 0xff, (size_t)cap * sizeof(*c->by_oid));
 	memset(c->by_client, 0xff, (size_t)cap * sizeof(*c->by_client));
-	for (uint32_t i = 0; i < cfg->client_ids_max; i++)
-		c->free_slots[i] = cfg->client_ids_max - 1 - i;
 	c->nfree = cfg->client_ids_max;
 	c->mask = cap - 1;
 	*out = c;
@@ -395,7 +397,8 @@ static void index_del(struct srv_core *c, uint32_t *index, uint32_t slot, bool b
 static struct corder *order_add(struct srv_core *c, const struct corder *o)
 {
 	assert(c->nfree > 0);
-	uint32_t slot = c->free_slots[--c->nfree];
+	c->nfree--;
+	uint32_t slot = c->nreleased > 0 ? c->free_slots[--c->nreleased] : c->fresh++;
 	c->pool[slot] = *o;
 	c->by_oid[probe(c, c->by_oid, home_oid(c, o), o, false)] = slot;
 	c->by_client[probe(c, c->by_client, home_client(c, o), o, true)] = slot;
@@ -421,7 +424,8 @@ static void order_del(struct srv_core *c, struct corder *o)
 	if (o->acct_next != NONE)
 		c->pool[o->acct_next].acct_prev = o->acct_prev;
 	c->pool[slot].oid = 0; /* engine ids start at 1: 0 marks a free slot */
-	c->free_slots[c->nfree++] = slot;
+	c->free_slots[c->nreleased++] = slot;
+	c->nfree++;
 }
 
 /* ---------- reports ---------- */
@@ -1792,7 +1796,7 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 		srv_snap_fail(in, "core: live orders and risk's orders differ");
 		return -1;
 	}
-	for (uint32_t i = 0; i < c->cfg.client_ids_max; i++) {
+	for (uint32_t i = 0; i < c->fresh; i++) {
 		const struct corder *o = &c->pool[i];
 		struct srv_risk_order r;
 		if (o->oid == 0)

@@ -43,7 +43,9 @@ struct srv_risk {
 	int64_t *cap;
 	struct rpos *pos;
 	struct rorder *ord;
-	uint32_t *free_orders, nfree;
+	/* Free order slots: given back (a stack of nreleased) or never used
+	 * (from fresh on, their pages not yet mapped); nfree counts both. */
+	uint32_t *free_orders, nfree, nreleased, fresh;
 	/* A modify between begin and end: the order and its state before. */
 	uint64_t modifying;
 	struct rorder saved;
@@ -184,8 +186,6 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 		srv_risk_destroy(r);
 		return SRV_RISK_NOMEM;
 	}
-	for (uint32_t i = 0; i < cfg->orders_max; i++)
-		r->free_orders[i] = cfg->orders_max - 1 - i;
 	r->nfree = cfg->orders_max;
 	*out = r;
 	return SRV_RISK_OK;
@@ -320,6 +320,14 @@ static struct rpos *pos_get_or_add(struct srv_risk *r, uint32_t account, uint32_
 	return &r->pos[i];
 }
 
+/* A free order slot; the caller checked that there is one. */
+static uint32_t slot_take(struct srv_risk *r)
+{
+	assert(r->nfree > 0);
+	r->nfree--;
+	return r->nreleased > 0 ? r->free_orders[--r->nreleased] : r->fresh++;
+}
+
 int srv_risk_enter(struct srv_risk *r, const struct srv_risk_order *o)
 {
 	if (o->order_id == EMPTY || o->price < 1 || o->qty < 1 ||
@@ -349,7 +357,7 @@ int srv_risk_enter(struct srv_risk *r, const struct srv_risk_order *o)
 			return rc;
 		pos_get_or_add(r, o->account, o->book)->offered += o->qty;
 	}
-	uint32_t i = r->free_orders[--r->nfree];
+	uint32_t i = slot_take(r);
 	r->ord[i] = (struct rorder){.id = o->order_id,
 				    .account = o->account,
 				    .book = o->book,
@@ -419,7 +427,8 @@ static void order_end(struct srv_risk *r, struct rorder *o)
 	acct_known(r, o->account)->open_orders--;
 	uint32_t i = (uint32_t)(o - r->ord);
 	table_del(&r->orders, o->id);
-	r->free_orders[r->nfree++] = i;
+	r->free_orders[r->nreleased++] = i;
+	r->nfree++;
 }
 
 /* A fill of q at price on order o, which was the taker or the maker. */
@@ -600,7 +609,7 @@ int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
 			}
 		}
 		a->open_orders++;
-		uint32_t slot = r->free_orders[--r->nfree];
+		uint32_t slot = slot_take(r);
 		r->ord[slot] = o;
 		table_put(&r->orders, o.id, slot);
 	}
@@ -638,7 +647,8 @@ const char *srv_risk_check_invariants(const struct srv_risk *r)
 			return "reservations exceed cash";
 		tracked += n;
 	}
-	if (tracked != r->orders.count || r->nfree + r->orders.count != r->cfg.orders_max)
+	if (tracked != r->orders.count || r->nfree + r->orders.count != r->cfg.orders_max ||
+	    r->nreleased + r->orders.count != r->fresh)
 		return "order counts differ";
 	for (uint32_t h = 0; h <= r->positions.mask; h++) {
 		if (r->positions.keys[h] == EMPTY)

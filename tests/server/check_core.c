@@ -5,7 +5,8 @@
  * fill goes to settlement; every rejection the core decides (replayed nonce,
  * expiry, unknown account, funds, capacity, duplicate client order id,
  * someone else's order, halted and closed products, bad amounts); cancels,
- * cancel-all, modifies and expiries; and one request all the way from signed
+ * cancel-all, modifies and expiries; full order pools and the reuse of their
+ * slots, across a snapshot too; and one request all the way from signed
  * protobuf bytes through decoding and verification.
  */
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "gridex.pb-c.h"
 #include "srv_core.h"
+#include "srv_snapshot.h"
 #include "tap.h"
 
 #define H19    "H100-80G/2026-11-22T19"
@@ -26,34 +28,49 @@ static struct srv_core_out out;
 static uint8_t pk[32], sk[64];
 static uint64_t nonce = 1;
 
-static void setup(void)
+/* A core for at most `orders` orders, with the operator (account 3) registered. */
+static struct srv_core *sized_core(uint32_t orders)
 {
 	struct srv_core_config cfg;
 	srv_core_config_default(&cfg);
-	cfg.matching.orders_max = 256;
-	cfg.matching.levels_max = 256;
+	cfg.matching.orders_max = orders;
+	cfg.matching.levels_max = orders;
 	cfg.matching.books_max = 8;
 	cfg.risk.accounts_max = 8;
-	cfg.risk.orders_max = 256;
+	cfg.risk.orders_max = orders;
 	cfg.risk.positions_max = 64;
 	cfg.risk.capacities_max = 16;
 	cfg.risk.maker_bps = 10;
 	cfg.risk.taker_bps = 25;
 	cfg.accounts_max = 8;
-	cfg.client_ids_max = 256;
+	cfg.client_ids_max = orders;
 	cfg.operator_account = 3;
-	ck_assert_int_eq(srv_core_create(&cfg, &core), SRV_CORE_OK);
-	ck_assert_int_eq(srv_core_out_alloc(core, &out), SRV_CORE_OK);
+	struct srv_core *c;
+	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
+	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
+	return c;
+}
+
+static void setup_sized(uint32_t orders)
+{
 	ck_assert_int_ge(sodium_init(), 0);
 	crypto_sign_keypair(pk, sk);
+	core = sized_core(orders);
+	ck_assert_int_eq(srv_core_out_alloc(core, &out), SRV_CORE_OK);
 	for (uint32_t a = 1; a <= 3; a++) {
-		ck_assert_int_eq(srv_core_register(core, a, pk), SRV_CORE_OK);
+		if (a != 3) /* the operator is registered already */
+			ck_assert_int_eq(srv_core_register(core, a, pk), SRV_CORE_OK);
 		ck_assert_int_eq(srv_risk_add_cash(srv_core_risk(core), a, 100000000), SRV_RISK_OK);
 	}
 	uint32_t cls;
 	ck_assert_int_eq(srv_core_class_id(core, "H100-80G", &cls), SRV_CORE_OK);
 	ck_assert_int_eq(srv_risk_set_capacity(srv_core_risk(core), 2, cls, 16), SRV_RISK_OK);
 	nonce = 1;
+}
+
+static void setup(void)
+{
+	setup_sized(256);
 }
 
 static void teardown(void)
@@ -608,6 +625,83 @@ struct model_level {
 	uint32_t orders;
 };
 
+static struct srv_request cancel_of(uint32_t account, uint64_t coid)
+{
+	return (struct srv_request){.account = account,
+				    .nonce = nonce++,
+				    .expires_at_ms = NOW + 1000,
+				    .type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
+				    .target_client_order_id = coid};
+}
+
+/* Whether c, its engine and its risk agree with themselves. */
+static void consistent(struct srv_core *c)
+{
+	ck_assert_ptr_null(matching_check_invariants(srv_core_engine(c)));
+	ck_assert_ptr_null(srv_risk_check_invariants(srv_core_risk(c)));
+}
+
+/* The pools hand out slots as they are first needed, and reuse those given back. */
+START_TEST(full_pools_refuse_then_reuse_slots)
+{
+	teardown();
+	setup_sized(4);
+	for (uint64_t coid = 10; coid < 14; coid++) {
+		struct srv_request r = order(1, coid, GRIDEX__V1__SIDE__BUY,
+					     1000000 - 100000 * (int64_t)(coid - 10), 1);
+		handle(&r);
+		ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	}
+	struct srv_request r = order(1, 14, GRIDEX__V1__SIDE__BUY, 500000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS);
+	struct srv_request c = cancel_of(1, 11);
+	handle(&c);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
+	r = order(1, 14, GRIDEX__V1__SIDE__BUY, 500000, 1);
+	handle(&r);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	r = order(1, 15, GRIDEX__V1__SIDE__BUY, 400000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS);
+	consistent(core);
+
+	/* A snapshot into a new core of the same size: full, then a slot again. */
+	struct srv_snap_w w = {0};
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	struct srv_core *loaded = sized_core(4);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
+	srv_snap_w_free(&w);
+	consistent(loaded);
+	srv_core_destroy(core);
+	core = loaded;
+	r = order(1, 15, GRIDEX__V1__SIDE__BUY, 400000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS);
+	for (uint64_t coid = 14; coid >= 12; coid -= 2) {
+		c = cancel_of(1, coid);
+		handle(&c);
+		ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__CANCELED);
+		ck_assert_uint_eq(out.reports[1].client_order_id, coid);
+	}
+	for (uint64_t coid = 15; coid <= 16; coid++) {
+		r = order(1, coid, GRIDEX__V1__SIDE__BUY, 400000, 1);
+		handle(&r);
+		ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	}
+	r = order(1, 17, GRIDEX__V1__SIDE__BUY, 400000, 1);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS);
+	/* Every live order is found by its client order id. */
+	const uint64_t live[] = {10, 13, 15, 16};
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		c = cancel_of(1, live[i]);
+		handle(&c);
+		ck_assert_uint_eq(out.reports[1].client_order_id, live[i]);
+	}
+	ck_assert_uint_eq(matching_order_count(srv_core_engine(core)), 0);
+	consistent(core);
+}
+END_TEST
+
 START_TEST(market_data_rebuilds_the_book)
 {
 	struct model_level model[2][64] = {0}; /* side, price / 100000 */
@@ -696,6 +790,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, operator_requests);
 	tcase_add_test(tc, order_rate_is_limited_per_account);
 	tcase_add_test(tc, market_data_rebuilds_the_book);
+	tcase_add_test(tc, full_pools_refuse_then_reuse_slots);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -261,7 +261,8 @@ START_TEST(limits_and_bad_input)
 	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 0, 3, NULL), SRV_RISK_ARGS);
 	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 10, 0, NULL), SRV_RISK_ARGS);
 	ck_assert_int_eq(place(1, book19, 7, MATCHING_GTC, 10, 1, NULL), SRV_RISK_ARGS);
-	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 10, 1, NULL), SRV_RISK_OK);
+	uint64_t first;
+	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 10, 1, &first), SRV_RISK_OK);
 	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 11, 1, NULL), SRV_RISK_OK);
 	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 12, 1, NULL),
 			 SRV_RISK_TOO_MANY_ORDERS);
@@ -270,6 +271,11 @@ START_TEST(limits_and_bad_input)
 		.order_id = next_id - 1, .account = 2, .side = MATCHING_BUY, .price = 1, .qty = 1};
 	ck_assert_int_eq(srv_risk_enter(risk, &dup), SRV_RISK_DUPLICATE);
 	ck_assert_int_eq(srv_risk_modify_begin(risk, 999, 1, 1), SRV_RISK_ARGS);
+	/* All three order slots are taken; a cancel gives one back. */
+	ck_assert_int_eq(place(2, book19, MATCHING_BUY, MATCHING_GTC, 2, 1, NULL), SRV_RISK_FULL);
+	cancel(first);
+	ck_assert_int_eq(place(2, book19, MATCHING_BUY, MATCHING_GTC, 2, 1, NULL), SRV_RISK_OK);
+	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_GTC, 3, 1, NULL), SRV_RISK_FULL);
 	ck_assert_str_eq(srv_risk_status_name(SRV_RISK_INSUFFICIENT_FUNDS), "insufficient funds");
 }
 END_TEST
