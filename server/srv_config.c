@@ -27,10 +27,13 @@ struct key {
 static const struct key keys[] = {
 	TEXT(listen, "0.0.0.0:7400", "address:port of the TLS 1.3 order and market-data port"),
 	TEXT(metrics_listen, "127.0.0.1:7401",
-	     "address:port of the Prometheus /metrics endpoint (plain HTTP); empty: off"),
+	     "address:port of the Prometheus /metrics endpoint (plain HTTP unless "
+	     "metrics_tls); empty: off"),
 	TEXT(metrics_token, "",
 	     "bearer token /metrics requires (16+ token characters); empty: none, keep "
 	     "metrics_listen private"),
+	INT(metrics_tls, 0, 0, 1,
+	    "1: /metrics over TLS 1.3 with tls_cert and tls_key; 0: plain HTTP"),
 	TEXT(tls_cert, "", "PEM certificate chain of the server (required)"),
 	TEXT(tls_key, "", "PEM private key of the server (required)"),
 	INT(max_connections, 10000, 1, 1000000, "open client connections; more are refused"),
@@ -156,10 +159,11 @@ static const struct key keys[] = {
 	INT(http_ledger_refresh_ms, 5000, 500, 3600000,
 	    "how often the trial balance is read from the ledger"),
 	INT(http_headers_bytes_max, 8192, 1024, 1048576,
-	    "largest request line and headers of an HTTP API request; larger ones are refused"),
+	    "largest request line and headers of a request to the HTTP API or /metrics; larger "
+	    "ones are refused"),
 	INT(http_timeout_ms, 10000, 100, 600000,
-	    "time an HTTP API connection has to send its request (and to take the answer); an "
-	    "idle one is closed after it"),
+	    "time an HTTP API or /metrics connection has to send its request (and to take the "
+	    "answer); an idle one is closed after it"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",

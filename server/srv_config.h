@@ -20,6 +20,7 @@ struct srv_config {
 	char listen[SRV_CONFIG_TEXT_MAX];
 	char metrics_listen[SRV_CONFIG_TEXT_MAX];
 	char metrics_token[SRV_CONFIG_TEXT_MAX];
+	int64_t metrics_tls;
 	char tls_cert[SRV_CONFIG_TEXT_MAX];
 	char tls_key[SRV_CONFIG_TEXT_MAX];
 	int64_t max_connections;

@@ -434,7 +434,7 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL); /* out of memory */
 }
 
-/* With http_tls: each connection of the API is TLS 1.3 with the server's certificate. */
+/* With http_tls or metrics_tls: each connection is TLS 1.3 with the server's certificate. */
 static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 {
 	struct srv *s = arg;
@@ -442,6 +442,18 @@ static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 						    BEV_OPT_CLOSE_ON_FREE)
 		   : NULL;
+}
+
+void srv_http_limit(struct srv *s, struct evhttp *http, bool tls)
+{
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+	evhttp_set_max_headers_size(http, (ev_ssize_t)s->cfg.http_headers_bytes_max);
+	evhttp_set_max_body_size(http, 0);
+	int64_t ms = s->cfg.http_timeout_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	evhttp_set_timeout_tv(http, &tv);
+	if (tls)
+		evhttp_set_bevcb(http, tls_bev, s);
 }
 
 int srv_http_init(struct srv *s)
@@ -491,15 +503,8 @@ int srv_http_init(struct srv *s)
 		srv_log(SRV_LOG_ERROR, "HTTP API out of memory", NULL);
 		return -1;
 	}
-	evhttp_set_allowed_methods(s->api, EVHTTP_REQ_GET);
-	evhttp_set_max_headers_size(s->api, (ev_ssize_t)s->cfg.http_headers_bytes_max);
-	evhttp_set_max_body_size(s->api, 0);
-	int64_t ms = s->cfg.http_timeout_ms;
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-	evhttp_set_timeout_tv(s->api, &tv);
+	srv_http_limit(s, s->api, s->cfg.http_tls);
 	evhttp_set_gencb(s->api, api_cb, s);
-	if (s->cfg.http_tls)
-		evhttp_set_bevcb(s->api, tls_bev, s);
 	if (s->cfg.http_operator_token[0] != '\0' && s->cfg.http_auditor_database_url[0] != '\0') {
 		struct srv_ledger_view *v = calloc(1, sizeof(*v));
 		if (v == NULL)

@@ -1707,7 +1707,7 @@ int srv_io_init(struct srv *s)
 		if (srv_port_guard(s, evhttp_bound_socket_get_listener(bound), "metrics_listen") !=
 		    0)
 			return -1;
-		evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET);
+		srv_http_limit(s, s->http, s->cfg.metrics_tls);
 		evhttp_set_cb(s->http, "/metrics", metrics_cb, s);
 	}
 	return srv_http_init(s);

@@ -362,6 +362,10 @@ void srv_http_market(struct srv *s, const struct srv_out *o);
 /* Whether req carries "Authorization: Bearer <token>" (token not empty; compared in
  * constant time). */
 bool srv_http_bearer_ok(struct evhttp_request *req, const char *token);
+/* What every HTTP port of gridexd takes (the API's and /metrics): GET only, no body,
+ * headers up to http_headers_bytes_max, http_timeout_ms; with tls, TLS 1.3 with the
+ * server's certificate. */
+void srv_http_limit(struct srv *s, struct evhttp *http, bool tls);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);

@@ -231,11 +231,12 @@ START_TEST(market_api_matches_the_market)
 END_TEST
 
 /* A TCP connection to the HTTP API. */
-static int api_socket(void)
+/* A plain TCP connection to 127.0.0.1:port. */
+static int tcp_to(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.http_port)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	return fd;
@@ -278,28 +279,38 @@ START_TEST(bad_requests_get_a_reason)
 	header[1000] = '\0';
 	thttp_get_with(srv.http_port, "/api/v1/products", header, &status);
 	ck_assert_int_eq(status, 200);
+	thttp_get_with(srv.metrics_port, "/metrics", header, &status);
+	ck_assert_int_eq(status, 200);
 	header[1000] = 'a';
 	header[3500] = '\0';
-	int fd = api_socket();
-	char req[4096 + 64], answer[512] = "";
-	int n = snprintf(req, sizeof(req), "GET /api/v1/products HTTP/1.0\r\n%s\r\n\r\n", header);
-	ck_assert_int_eq(write(fd, req, (size_t)n), n);
-	ssize_t got = read(fd, answer, sizeof(answer) - 1);
-	answer[got > 0 ? got : 0] = '\0';
-	ck_assert_msg(strncmp(answer, "HTTP/1.1 400", 12) == 0, "%s", answer);
-	close(fd);
+	/* On the API's port and on /metrics' alike. */
+	const int ports[] = {srv.http_port, srv.metrics_port};
+	const char *const paths[] = {"/api/v1/products", "/metrics"};
+	for (int i = 0; i < 2; i++) {
+		int fd = tcp_to(ports[i]);
+		char req[4096 + 64], answer[512] = "";
+		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n%s\r\n\r\n", paths[i],
+				 header);
+		ck_assert_int_eq(write(fd, req, (size_t)n), n);
+		ssize_t got = read(fd, answer, sizeof(answer) - 1);
+		answer[got > 0 ? got : 0] = '\0';
+		ck_assert_msg(strncmp(answer, "HTTP/1.1 400", 12) == 0, "%s: %s", paths[i], answer);
+		close(fd);
+	}
 	/* A connection that sends nothing is closed after http_timeout_ms (1 s here). */
-	fd = api_socket();
-	struct timeval tv = {.tv_sec = 5};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	char b;
-	ck_assert_int_eq(recv(fd, &b, 1, 0), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-	ck_assert_msg(ms >= 900 && ms < 4000, "closed after %ld ms", ms);
-	close(fd);
+	for (int i = 0; i < 2; i++) {
+		int fd = tcp_to(ports[i]);
+		struct timeval tv = {.tv_sec = 5};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		char b;
+		ck_assert_int_eq(recv(fd, &b, 1, 0), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		ck_assert_msg(ms >= 900 && ms < 4000, "%s: closed after %ld ms", paths[i], ms);
+		close(fd);
+	}
 	/* the server trades on */
 	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2600000, 1);
 }
@@ -394,25 +405,35 @@ END_TEST
 
 START_TEST(the_api_over_tls)
 {
-	static const char *const tls_args[] = {"--http-listen=127.0.0.1:0", "--http-tls=1", NULL};
+	static const char *const tls_args[] = {"--http-listen=127.0.0.1:0", "--http-tls=1",
+					       "--metrics-tls=1", "--metrics-token=" METRICS_TOKEN,
+					       NULL};
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, tls_args);
 	int status;
-	const char *r = thttps_get(&srv, "/api/v1/products", &status);
+	const char *r = thttps_get(&srv, srv.http_port, "/api/v1/products", NULL, &status);
 	ck_assert_msg(status == 200, "%s", r);
 	ck_assert_msg(strstr(thttp_body(r), "\"products\":[]") != NULL, "%s", r);
-	/* plain HTTP gets no answer from a TLS port */
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.http_port)};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	const char plain[] = "GET /api/v1/products HTTP/1.0\r\n\r\n";
-	ck_assert_int_eq(write(fd, plain, sizeof(plain) - 1), (ssize_t)sizeof(plain) - 1);
-	char buf[256] = "";
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	ck_assert_msg(n <= 0 || strncmp(buf, "HTTP/1.", 7) != 0, "plain HTTP answered: %s", buf);
+	/* /metrics over TLS, its token still required. */
+	r = thttps_get(&srv, srv.metrics_port, "/metrics", NULL, &status);
+	ck_assert_msg(status == 401, "%s", r);
+	r = thttps_get(&srv, srv.metrics_port, "/metrics", "Authorization: Bearer " METRICS_TOKEN,
+		       &status);
+	ck_assert_msg(status == 200, "%s", r);
+	ck_assert_ptr_nonnull(strstr(thttp_body(r), "gridex_connections "));
+	/* plain HTTP gets no answer from either TLS port */
+	const int ports[] = {srv.http_port, srv.metrics_port};
+	for (int i = 0; i < 2; i++) {
+		int fd = tcp_to(ports[i]);
+		const char plain[] = "GET /metrics HTTP/1.0\r\n\r\n";
+		ck_assert_int_eq(write(fd, plain, sizeof(plain) - 1), (ssize_t)sizeof(plain) - 1);
+		char buf[256] = "";
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		ck_assert_msg(n <= 0 || strncmp(buf, "HTTP/1.", 7) != 0, "plain HTTP answered: %s",
+			      buf);
+	}
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	pgtest_teardown();
 }

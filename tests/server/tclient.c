@@ -77,15 +77,16 @@ const char *thttp_get_with(int port, const char *path, const char *header, int *
 	return http_status(buf, status);
 }
 
-const char *thttps_get(const struct tserver *t, const char *path, int *status)
+const char *thttps_get(const struct tserver *t, int port, const char *path, const char *header,
+		       int *status)
 {
 	static char buf[1 << 20];
 	struct tclient c = {.fd = -1};
 	struct tserver at = *t;
-	at.port = t->http_port; /* tclient_connect's handshake, to the API's port */
+	at.port = port; /* tclient_connect's handshake, to that port */
 	tclient_connect(&c, &at);
 	char req[8192];
-	int n = http_request(req, sizeof(req), path, NULL);
+	int n = http_request(req, sizeof(req), path, header);
 	ck_assert_int_lt(n, (int)sizeof(req));
 	ck_assert(tclient_write(&c, req, (size_t)n));
 	size_t got = 0;

@@ -30,8 +30,10 @@ struct tserver {
 const char *thttp_get(int port, const char *path, int *status);
 /* The same with one more header line ("Name: value"; NULL: none). */
 const char *thttp_get_with(int port, const char *path, const char *header, int *status);
-/* The same over TLS 1.3, the server's certificate (t->dir/cert.pem) verified. */
-const char *thttps_get(const struct tserver *t, const char *path, int *status);
+/* thttp_get_with over TLS 1.3 to t's port `port`, the server's certificate
+ * (t->dir/cert.pem) verified. */
+const char *thttps_get(const struct tserver *t, int port, const char *path, const char *header,
+		       int *status);
 /* The body of such a response (after the blank line). */
 const char *thttp_body(const char *response);
 
