@@ -323,10 +323,10 @@ static size_t lanes_take(struct srv *s, struct lanes_reader *lr, struct srv_job 
 	bool closed;
 	*done = false;
 	/* The entries below order_head are written and stay until order_tail passes
-	 * them: read without the lock, which is taken once per refill, not per request. */
-	pthread_mutex_lock(&s->order_lock);
+	 * them: read without the lock, which is taken once per refill, not per request.
+	 * order_tail itself is written by this thread only (under the lock, for the I/O
+	 * thread's reads), so this thread reads it without. */
 	uint64_t first = s->order_tail, cur = first;
-	pthread_mutex_unlock(&s->order_lock);
 	uint64_t end = order_end(s, cur, timeout_ms, &closed);
 	while (n < max) {
 		if (cur == end && (end = order_end(s, cur, 0, &closed)) == cur) {
