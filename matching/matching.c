@@ -1414,7 +1414,7 @@ int matching_create(const struct matching_config *cfg, struct matching_engine **
 	 * The id index is written in full here: ids hash all over it, so it
 	 * would be touched in full within seconds of trading anyway, each first
 	 * touch a page fault on the core's path. The pools are not: they are
-	 * handed out from their start and take a page fault per 64 slots.
+	 * handed out from their start, one page fault per page of slots.
 	 */
 	memset(e->index, 0xff, (size_t)index_cap * sizeof(*e->index));
 	memset(e->names, 0xff, (size_t)names_cap * sizeof(*e->names));

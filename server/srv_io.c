@@ -186,16 +186,18 @@ struct srv_acctable {
 
 /* Failed verifications by IP address: a token bucket each, in thousandths of a
  * request, for the connections of the address that no request has been
- * accepted on yet. */
+ * accepted on yet. The buckets of the addresses counted are b[0..n), so the
+ * sweep reads those and nothing else. */
 struct fail_bucket {
 	int64_t milli;
 	int64_t at_ms;
+	char key[KEY_BYTES];
 };
 
 struct srv_failtable {
-	struct srv_map m; /* ip -> bucket */
+	struct srv_map m; /* ip -> its bucket's index in b */
 	struct fail_bucket *b;
-	uint32_t *free_b, n_free_b;
+	uint32_t n;
 };
 
 static uint64_t conn_id(const struct srv_conn *c)
@@ -591,6 +593,15 @@ static uint32_t inflight_max(const struct srv_conn *c)
 	return c->authed ? 1024 : (uint32_t)c->s->cfg.unauth_inflight_max;
 }
 
+/* Adds what the time since b's last refill earned, up to the burst. */
+static void fail_refill(const struct srv *s, struct fail_bucket *b, int64_t now)
+{
+	int64_t cap = s->cfg.verify_failures_per_ip_burst * 1000;
+	int64_t refill = (now - b->at_ms) * s->cfg.verify_failures_per_ip_per_second;
+	b->milli = refill >= cap - b->milli ? cap : b->milli + refill;
+	b->at_ms = now;
+}
+
 /* The address's bucket, refilled to now; created (full) when asked and there is room,
  * else NULL. */
 static struct fail_bucket *fail_bucket(struct srv *s, const char *ip, bool create)
@@ -599,15 +610,14 @@ static struct fail_bucket *fail_bucket(struct srv *s, const char *ip, bool creat
 	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
 	uint32_t *i = map_get(&F->m, ip);
 	if (i == NULL) {
-		if (!create || F->n_free_b == 0 || (i = map_put(&F->m, ip, 0)) == NULL)
-			return NULL;
-		*i = F->free_b[--F->n_free_b];
-		F->b[*i] = (struct fail_bucket){.milli = cap, .at_ms = now};
+		if (!create || (i = map_put(&F->m, ip, F->n)) == NULL)
+			return NULL; /* verify_failure_ips_max addresses counted already */
+		struct fail_bucket *b = &F->b[F->n++];
+		*b = (struct fail_bucket){.milli = cap, .at_ms = now};
+		snprintf(b->key, KEY_BYTES, "%s", ip);
 	}
 	struct fail_bucket *b = &F->b[*i];
-	int64_t refill = (now - b->at_ms) * s->cfg.verify_failures_per_ip_per_second;
-	b->milli = refill >= cap - b->milli ? cap : b->milli + refill;
-	b->at_ms = now;
+	fail_refill(s, b, now);
 	return b;
 }
 
@@ -638,23 +648,20 @@ static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct srv *s = arg;
 	struct srv_failtable *F = s->fails;
-	int64_t cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	/* Nothing counted (no failures lately): the table is not even read. */
-	for (uint32_t i = 0; F->m.count > 0 && i <= F->m.mask;) {
-		struct map_entry *e = &F->m.e[i];
-		if (!e->used) {
+	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
+	for (uint32_t i = 0; i < F->n;) {
+		struct fail_bucket *b = &F->b[i];
+		fail_refill(s, b, now);
+		if (b->milli < cap) {
 			i++;
 			continue;
 		}
-		char key[KEY_BYTES];
-		memcpy(key, e->key, KEY_BYTES);
-		struct fail_bucket *b = fail_bucket(s, key, false);
-		if (b == NULL || b->milli < cap) {
-			i++;
-			continue;
+		/* The last bucket takes its place (look at i again). */
+		map_del(&F->m, b->key);
+		if (i != --F->n) {
+			*b = F->b[F->n];
+			map_put(&F->m, b->key, i); /* its entry, there already */
 		}
-		F->free_b[F->n_free_b++] = (uint32_t)(b - F->b);
-		map_del(&F->m, key); /* may move a later entry here: look at i again */
 	}
 }
 
@@ -1449,6 +1456,10 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       "Requests of connections not yet accepted, refused OVERLOADED without verification: "
 	       "their address had used up verify_failures_per_ip_burst.",
 	       "counter", atomic_load(&m->refused_unverified));
+	metric(b, "gridex_verify_failure_ips",
+	       "Addresses whose failed verifications are being counted (at most "
+	       "verify_failure_ips_max); each is forgotten once its allowance is whole again.",
+	       "gauge", s->fails->n);
 	metric(b, "gridex_accept_errors_total",
 	       "Failed accept() calls (file descriptors or memory used up); each pauses its port "
 	       "for accept_retry_ms.",
@@ -1624,11 +1635,8 @@ int srv_io_init(struct srv *s)
 	    !s->fails || !map_init(&s->ips->m, nconn) || !map_init(&s->accts->m, nconn) ||
 	    !map_init(&s->topics->by_name, (uint32_t)cfg->topics_max) ||
 	    !map_init(&s->fails->m, nfails) ||
-	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))) ||
-	    !(s->fails->free_b = calloc(nfails, sizeof(*s->fails->free_b))))
+	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))))
 		return -1;
-	for (uint32_t i = 0; i < nfails; i++)
-		s->fails->free_b[s->fails->n_free_b++] = nfails - 1 - i;
 	s->metrics_fd = -1;
 	struct srv_topics *T = s->topics;
 	uint32_t ntopics = (uint32_t)cfg->topics_max;
@@ -1743,7 +1751,6 @@ void srv_io_free(struct srv *s)
 	if (s->fails) {
 		free(s->fails->m.e);
 		free(s->fails->b);
-		free(s->fails->free_b);
 	}
 	free(s->ips);
 	free(s->accts);

@@ -11,7 +11,7 @@
  * write_timeout_ms while one that reads in bursts is not; file descriptors
  * used up: accepting pauses instead of spinning and resumes; a client
  * without the account's key refused unverified past the address's
- * allowance; price x
+ * allowance, counted per address and forgotten once whole again; price x
  * quantity overflow; small-order public keys at registration. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
@@ -707,6 +707,34 @@ START_TEST(descriptor_exhaustion_pauses_accepting)
 }
 END_TEST
 
+/* Pipelines n cancels of the honest account signed with c's (wrong) key and reads
+ * every answer: how many were verified (BAD_SIGNATURE) and refused unverified. */
+static void bad_burst(struct tclient *c, int n, int *verified, int *unverified)
+{
+	size_t total;
+	uint8_t *out = signed_cancels(c, n, 0, &total);
+	ck_assert(tclient_write(c, out, total));
+	free(out);
+	*verified = *unverified = 0;
+	for (int answers = 0; answers < n; answers++) {
+		bool closed = false;
+		Gridex__V1__ServerFrame *f = tclient_recv(c, 10000, &closed);
+		ck_assert_msg(f && f->reject, "answer %d: %s", answers, closed ? "closed" : "none");
+		*verified += f->reject->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE;
+		*unverified += f->reject->reason == GRIDEX__V1__REJECT_REASON__OVERLOADED;
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_int_eq(*verified + *unverified, n);
+}
+
+/* A client of the honest account with a key of its own, connected from 127.0.0.<from>. */
+static void impostor(struct tclient *c, uint8_t from)
+{
+	*c = (struct tclient){.from = from};
+	tclient_keys(c, 1);
+	tclient_connect(c, &srv);
+}
+
 START_TEST(failed_verifications_are_limited_per_address)
 {
 	/* A client that claims an account without its key costs a signature
@@ -717,28 +745,15 @@ START_TEST(failed_verifications_are_limited_per_address)
 			      "--verify-failures-per-ip-burst=20", "--unauth-inflight-max=4", NULL};
 	start(args);
 	median_ack_us(3); /* the honest client's connection is a session */
-	struct tclient mallory = {0};
-	tclient_keys(&mallory, 1); /* the honest account, another key */
-	tclient_connect(&mallory, &srv);
+	struct tclient mallory;
+	impostor(&mallory, 0);
 	enum { N = 300 };
-	size_t total;
-	uint8_t *out = signed_cancels(&mallory, N, 0, &total);
 	int64_t t0 = mono_us();
-	ck_assert(tclient_write(&mallory, out, total));
-	free(out);
-	int bad = 0, unverified = 0;
-	for (int answers = 0; answers < N; answers++) {
-		bool closed = false;
-		Gridex__V1__ServerFrame *f = tclient_recv(&mallory, 10000, &closed);
-		ck_assert_msg(f && f->reject, "answer %d: %s", answers, closed ? "closed" : "none");
-		bad += f->reject->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE;
-		unverified += f->reject->reason == GRIDEX__V1__REJECT_REASON__OVERLOADED;
-		gridex__v1__server_frame__free_unpacked(f, NULL);
-	}
+	int bad, unverified;
+	bad_burst(&mallory, N, &bad, &unverified);
 	double secs = (double)(mono_us() - t0) / 1e6;
 	fprintf(stderr, "# %d bad signatures: %d verified, %d refused unverified in %.2f s\n", N,
 		bad, unverified, secs);
-	ck_assert_int_eq(bad + unverified, N);
 	/* The burst, what refilled meanwhile (5 a second), and the requests in flight
 	 * (4) when the allowance ran out. */
 	ck_assert_int_ge(bad, 20);
@@ -758,6 +773,55 @@ START_TEST(failed_verifications_are_limited_per_address)
 	ck_assert_int_eq(tclient_answer(&late, tclient_send(&late, &c, late.sk)),
 			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
 	tclient_close(&late);
+	stop();
+}
+END_TEST
+
+START_TEST(addresses_are_counted_apart_and_forgotten)
+{
+	/* Three addresses of the loopback network. One that used up its allowance
+	 * holds no other back; an address whose allowance is whole again is forgotten
+	 * (gridex_verify_failure_ips), and the one that takes its place in the table
+	 * keeps its own count. */
+	const char *args[] = {"--verify-failures-per-ip-per-second=1",
+			      "--verify-failures-per-ip-burst=50", "--unauth-inflight-max=4", NULL};
+	start(args);
+	struct tclient a, b, c;
+	int verified, unverified;
+	impostor(&a, 2);
+	bad_burst(&a, 2, &verified, &unverified);
+	ck_assert_int_eq(verified, 2);
+	impostor(&b, 3);
+	bad_burst(&b, 100, &verified, &unverified);
+	int64_t t0 = mono_us();
+	ck_assert_int_ge(verified, 50);
+	ck_assert_int_le(verified, 50 + 4 + 2);
+	ck_assert_int_eq(metric_value("gridex_verify_failure_ips", true), 2);
+	/* b used up its allowance; a has its own. */
+	tclient_close(&a);
+	impostor(&a, 2);
+	bad_burst(&a, 2, &verified, &unverified);
+	ck_assert_int_eq(verified, 2);
+	tclient_close(&a);
+	/* a's four failures refill in 4 s; the sweep runs every second. */
+	for (int i = 0; i < 70 && metric_value("gridex_verify_failure_ips", true) != 1; i++) {
+		struct timespec pause = {.tv_nsec = 100000000};
+		nanosleep(&pause, NULL);
+	}
+	ck_assert_int_eq(metric_value("gridex_verify_failure_ips", true), 1);
+	/* A new address fails once; b, moved in the table, is still nearly empty. */
+	impostor(&c, 4);
+	bad_burst(&c, 1, &verified, &unverified);
+	ck_assert_int_eq(verified, 1);
+	ck_assert_int_eq(metric_value("gridex_verify_failure_ips", true), 2);
+	bad_burst(&b, 100, &verified, &unverified);
+	double secs = (double)(mono_us() - t0) / 1e6;
+	fprintf(stderr, "# b again after %.2f s: %d verified, %d refused unverified\n", secs,
+		verified, unverified);
+	ck_assert_msg(verified <= secs + 1 + 4, "%d verified after %.2f s", verified, secs);
+	ck_assert_int_gt(median_ack_us(3), 0);
+	tclient_close(&b);
+	tclient_close(&c);
 	stop();
 }
 END_TEST
@@ -866,6 +930,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, descriptor_exhaustion_pauses_accepting);
 	tcase_add_test(tc, failed_verifications_are_limited_per_address);
 	tcase_add_test(tc, send_and_close_is_counted_too);
+	tcase_add_test(tc, addresses_are_counted_apart_and_forgotten);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);

@@ -248,6 +248,11 @@ void tclient_connect(struct tclient *c, const struct tserver *t)
 	ck_assert_int_ge(c->fd, 0);
 	if (c->rcvbuf > 0)
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &c->rcvbuf, sizeof(c->rcvbuf));
+	if (c->from > 0) {
+		struct sockaddr_in b = {.sin_family = AF_INET};
+		b.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + c->from);
+		ck_assert_int_eq(bind(c->fd, (struct sockaddr *)&b, sizeof(b)), 0);
+	}
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);

@@ -54,7 +54,8 @@ struct tclient {
 	uint32_t account;
 	uint8_t pk[32], sk[64];
 	uint64_t nonce;
-	int rcvbuf; /* SO_RCVBUF set before connecting when > 0 */
+	int rcvbuf;   /* SO_RCVBUF set before connecting when > 0 */
+	uint8_t from; /* > 0: connect from 127.0.0.<from> (another address to the server) */
 };
 
 void tclient_connect(struct tclient *c, const struct tserver *t);
