@@ -4,9 +4,22 @@
 #define GRIDEX_TESTS_TFILE_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <check.h>
+
+/* Makes a private directory for a test: <GRIDEX_TEST_TMPDIR>/<prefix>-XXXXXX, or under
+ * /tmp when that is not set. scripts/test points GRIDEX_TEST_TMPDIR at a directory of
+ * its own and removes it once every suite passed. */
+static inline void tfile_mkdtemp(char *dir, size_t len, const char *prefix)
+{
+	const char *root = getenv("GRIDEX_TEST_TMPDIR");
+	int n = snprintf(dir, len, "%s/%s-XXXXXX", root && *root ? root : "/tmp", prefix);
+	ck_assert_msg(n > 0 && (size_t)n < len, "GRIDEX_TEST_TMPDIR is too long");
+	ck_assert_msg(mkdtemp(dir) != NULL, "cannot make a directory in %s",
+		      root && *root ? root : "/tmp");
+}
 
 /* Writes dir/name with text and mode (fails the test when it cannot). */
 static inline void tfile_write(const char *dir, const char *name, const char *text, mode_t mode)

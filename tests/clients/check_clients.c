@@ -25,6 +25,7 @@
 #include "pgtest.h"
 #include "tap.h"
 #include "tclient.h"
+#include "tfile.h"
 
 static struct tserver srv;
 static char product[64], op_key[128], a_key[128], b_key[128], ca[128];
@@ -84,8 +85,8 @@ static void setup(void)
 {
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
-	char dir[] = "/tmp/gridex-clients-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char dir[64];
+	tfile_mkdtemp(dir, sizeof(dir), "gridex-clients");
 	snprintf(op_key, sizeof(op_key), "%s/op.pem", dir);
 	snprintf(a_key, sizeof(a_key), "%s/a.pem", dir);
 	snprintf(b_key, sizeof(b_key), "%s/b.pem", dir);

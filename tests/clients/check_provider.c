@@ -56,8 +56,7 @@ static void configure(const char *pinning)
 static void setup(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(dir, sizeof(dir), "/tmp/gridex-provider-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	tfile_mkdtemp(dir, sizeof(dir), "gridex-provider");
 	srv_hook_limits_default(&lim);
 	lim.timeout_ms = 10000;
 	write_file("inventory.json",

@@ -22,6 +22,7 @@
 
 #include "srv_hook.h"
 #include "tap.h"
+#include "tfile.h"
 
 static char dir[64];
 static struct srv_hook_limits lim;
@@ -29,8 +30,7 @@ static struct srv_hook_limits lim;
 static void setup(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as gridexd does */
-	snprintf(dir, sizeof(dir), "/tmp/gridex-hook-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	tfile_mkdtemp(dir, sizeof(dir), "gridex-hook");
 	srv_hook_limits_default(&lim);
 	lim.timeout_ms = 2000;
 	lim.kill_grace_ms = 300;

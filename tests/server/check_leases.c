@@ -93,8 +93,7 @@ static int64_t ledger_balance(uint32_t participant)
 static void setup_agent(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(dir, sizeof(dir), "/tmp/gridex-leases-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	tfile_mkdtemp(dir, sizeof(dir), "gridex-leases");
 	char path[256], text[2048];
 	snprintf(path, sizeof(path), "%s/state", dir);
 	ck_assert_int_eq(mkdir(path, 0700), 0);

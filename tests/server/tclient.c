@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "pgtest.h"
+#include "tfile.h"
 
 static int64_t now_ms(void)
 {
@@ -109,8 +110,7 @@ void tserver_start(struct tserver *t, const char *const *extra)
 	ck_assert_int_ge(sodium_init(), 0);
 	signal(SIGPIPE, SIG_IGN); /* writes to connections the server closed fail instead */
 	if (t->dir[0] == '\0') {
-		snprintf(t->dir, sizeof(t->dir), "/tmp/gridexd-test-XXXXXX");
-		ck_assert_ptr_nonnull(mkdtemp(t->dir));
+		tfile_mkdtemp(t->dir, sizeof(t->dir), "gridexd-test");
 		char cmd[512];
 		snprintf(cmd, sizeof(cmd),
 			 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
