@@ -1130,6 +1130,28 @@ static void count_stages(struct srv *s, const struct srv_stamps *t)
 		srv_stage_count(&s->m, st, d[st]);
 }
 
+/* Whether a reject shows that its request's signature verified under the account's key
+ * with a fresh nonce, as an ACK does: true of every reason the core decides after it
+ * accepted the nonce (srv_core_handle), false of those of verification, of the nonce
+ * check and of this thread. */
+static bool reject_proves_key(uint8_t reason)
+{
+	switch (reason) {
+	case GRIDEX__V1__REJECT_REASON__REJECT_REASON_UNSPECIFIED:
+	case GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE:
+	case GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT:
+	case GRIDEX__V1__REJECT_REASON__STALE_NONCE:
+	case GRIDEX__V1__REJECT_REASON__EXPIRED:
+	case GRIDEX__V1__REJECT_REASON__EXPIRY_TOO_FAR:
+	case GRIDEX__V1__REJECT_REASON__MALFORMED:
+	case GRIDEX__V1__REJECT_REASON__OVERLOADED:
+	case GRIDEX__V1__REJECT_REASON__PROTOCOL:
+		return false;
+	default:
+		return true;
+	}
+}
+
 static void deliver_reply(struct srv *s, const struct srv_out *o)
 {
 	struct srv_conn *c = conn_of(s, o->conn);
@@ -1146,6 +1168,8 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 		if (!c->authed && (r->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE ||
 				   r->reason == GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT))
 			verify_failed(s, c->ip_key, 1);
+		else if (!c->authed && c->account == r->account && reject_proves_key(r->reason))
+			session_link(c); /* refused for what it asked, not for who asked */
 		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
 	}
 	if (c->inflight > 0 && --c->inflight < (inflight_max(c) + 1) / 2 && c->paused_inflight) {

@@ -11,7 +11,8 @@
  * write_timeout_ms while one that reads in bursts is not; file descriptors
  * used up: accepting pauses instead of spinning and resumes; a client
  * without the account's key refused unverified past the address's
- * allowance, counted per address and forgotten once whole again; price x
+ * allowance, counted per address and forgotten once whole again, while a
+ * connection with a request verified (even if refused) is not held back; price x
  * quantity overflow; small-order public keys at registration. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
@@ -829,6 +830,37 @@ START_TEST(addresses_are_counted_apart_and_forgotten)
 }
 END_TEST
 
+START_TEST(a_refused_request_proves_the_key_too)
+{
+	/* A request the core refuses for what it asks (here a cancel of an unknown order)
+	 * was verified under the account's key with a fresh nonce, as an accepted one is:
+	 * its connection is a session, not held back when an impostor at the same address
+	 * uses up the address's allowance. */
+	const char *args[] = {"--verify-failures-per-ip-per-second=1",
+			      "--verify-failures-per-ip-burst=5", "--unauth-inflight-max=4", NULL};
+	start(args);
+	struct tclient h = {.from = 6}, mallory;
+	registered_client(&h, 7, "seventh");
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	q.target_client_order_id = 99;
+	ck_assert_int_eq(tclient_answer(&h, tclient_send(&h, &q, h.sk)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	impostor(&mallory, 6);
+	int verified, unverified;
+	bad_burst(&mallory, 40, &verified, &unverified);
+	ck_assert_int_gt(unverified, 0); /* the address's allowance is used up */
+	for (int i = 0; i < 20; i++) {
+		q.nonce = 0;
+		ck_assert_int_eq(tclient_answer(&h, tclient_send(&h, &q, h.sk)),
+				 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	}
+	tclient_close(&mallory);
+	tclient_close(&h);
+	stop();
+}
+END_TEST
+
 START_TEST(send_and_close_is_counted_too)
 {
 	/* Requests still being verified when their connection goes are counted as failed
@@ -934,6 +966,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, failed_verifications_are_limited_per_address);
 	tcase_add_test(tc, send_and_close_is_counted_too);
 	tcase_add_test(tc, addresses_are_counted_apart_and_forgotten);
+	tcase_add_test(tc, a_refused_request_proves_the_key_too);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
