@@ -326,6 +326,23 @@ START_TEST(pipelined_flood_that_never_reads)
 END_TEST
 
 /* Answers (ACK or REJECT) among the complete frames at the front of buf; consumes them. */
+/* Writes what the socket takes (non-blocking); true when it took all. */
+static bool write_some(SSL *ssl, const uint8_t *out, size_t total, size_t *written)
+{
+	while (*written < total) {
+		size_t chunk = total - *written < 16384 ? total - *written : 16384;
+		int r = SSL_write(ssl, out + *written, (int)chunk);
+		if (r <= 0) {
+			int e = SSL_get_error(ssl, r);
+			ck_assert_msg(e == SSL_ERROR_WANT_WRITE,
+				      "SSL_write: error %d (closed?): %s", e, tserver_log(&srv));
+			return false;
+		}
+		*written += (size_t)r;
+	}
+	return true;
+}
+
 static int count_answers(uint8_t *buf, size_t *len)
 {
 	int answers = 0;
@@ -388,17 +405,7 @@ START_TEST(pipelined_burst_is_answered_once_read)
 	while (answers < N) {
 		ck_assert_msg(mono_us() < deadline, "%d of %d answered, %zu of %zu bytes written",
 			      answers, N, written, total);
-		bool blocked = false;
-		if (written < total) {
-			size_t chunk = total - written < 16384 ? total - written : 16384;
-			int r = SSL_write(burst.ssl, out + written, (int)chunk);
-			if (r > 0)
-				written += (size_t)r;
-			else {
-				ck_assert_int_eq(SSL_get_error(burst.ssl, r), SSL_ERROR_WANT_WRITE);
-				blocked = true;
-			}
-		}
+		bool blocked = written < total && !write_some(burst.ssl, out, total, &written);
 		if (!reading) {
 			if (!blocked)
 				blocked_since = 0;
@@ -458,23 +465,6 @@ static long metric_value(const char *name, bool required)
 static long closed_slow_readers(void)
 {
 	return metric_value("gridex_connections_closed_total{reason=\"slow_reader\"}", true);
-}
-
-/* Writes what the socket takes (non-blocking); true when it took all. */
-static bool write_some(SSL *ssl, const uint8_t *out, size_t total, size_t *written)
-{
-	while (*written < total) {
-		size_t chunk = total - *written < 16384 ? total - *written : 16384;
-		int r = SSL_write(ssl, out + *written, (int)chunk);
-		if (r <= 0) {
-			int e = SSL_get_error(ssl, r);
-			ck_assert_msg(e == SSL_ERROR_WANT_WRITE,
-				      "SSL_write: error %d (closed?): %s", e, tserver_log(&srv));
-			return false;
-		}
-		*written += (size_t)r;
-	}
-	return true;
 }
 
 START_TEST(stalled_reader_is_closed_after_write_timeout)
