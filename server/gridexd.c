@@ -147,7 +147,8 @@ static void raise_fd_limit(int64_t want)
 		return;
 	rl.rlim_cur = (rlim_t)want < rl.rlim_max ? (rlim_t)want : rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < (rlim_t)want)
-		srv_log(SRV_LOG_WARN, "file descriptor limit below max_connections",
+		srv_log(SRV_LOG_WARN,
+			"file descriptor limit below max_connections + 2 * http_connections_max",
 			"limit=%llu wanted=%lld", (unsigned long long)rl.rlim_cur, (long long)want);
 }
 
@@ -379,7 +380,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit(s.cfg.max_connections + 64);
+	/* the order port's connections, the HTTP ports' (API and /metrics), and the rest:
+	 * journal, snapshots, the ledger's connections, listeners, the log */
+	raise_fd_limit(s.cfg.max_connections + 2 * s.cfg.http_connections_max + 64);
 	static struct srv_snap_w snap_buf;
 	s.snap_buf = &snap_buf;
 	if (sodium_init() < 0 || evthread_use_pthreads() != 0 ||

@@ -164,6 +164,12 @@ static const struct key keys[] = {
 	INT(http_timeout_ms, 10000, 100, 600000,
 	    "time an HTTP API or /metrics connection has to send its request (and to take the "
 	    "answer); an idle one is closed after it"),
+	INT(http_connections_max, 512, 1, 65536,
+	    "most connections open at once on the HTTP API's port, and on /metrics' (each); "
+	    "at it, the port stops accepting until one closes"),
+	INT(http_connections_per_ip_max, 64, 1, 65536,
+	    "most connections open at once from one address on the HTTP API's port, and on "
+	    "/metrics' (each); more are closed unserved"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",

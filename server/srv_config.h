@@ -104,6 +104,8 @@ struct srv_config {
 	int64_t http_ledger_refresh_ms;
 	int64_t http_headers_bytes_max;
 	int64_t http_timeout_ms;
+	int64_t http_connections_max;
+	int64_t http_connections_per_ip_max;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,9 +23,11 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include "srv_addr.h"
 #include "srv_hook.h"
 #include "srv_lease.h"
 #include "srv_log.h"
+#include "srv_map.h"
 #include "srv_market.h"
 #include "srv_server.h"
 
@@ -434,26 +437,247 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL); /* out of memory */
 }
 
-/* With http_tls or metrics_tls: each connection is TLS 1.3 with the server's certificate. */
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+/* ---------- the HTTP ports' connections ---------- */
+
+/*
+ * libevent 2.1's evhttp neither caps its connections nor says when one closes; it
+ * only lets us make each connection's bufferevent (evhttp_set_bevcb), when it has
+ * accepted the socket and before it sets the descriptor. So a port counts the
+ * bufferevents it makes, holding a reference to each until the loop turns (learn_cb)
+ * and it can read the descriptor, with the identity of its socket (device and inode:
+ * a descriptor number is reused, a live socket's inode is not). A connection is known
+ * to have closed when its descriptor no longer names that socket (sweep). When
+ * http_connections_max are open the port stops accepting (srv_port_pause); every
+ * accept_retry_ms it looks whether one has closed. Connections that arrive meanwhile
+ * wait in the kernel's backlog, and the descriptors stay with the other ports.
+ *
+ * Once the descriptor is known, so is the peer: an address (srv_addr_key) with
+ * http_connections_per_ip_max open has its next connection shut down unserved, so that
+ * one address cannot take all of a port's connections.
+ */
+struct http_fresh {
+	struct bufferevent *bev; /* a reference held */
+	bool refuse;		 /* TLS could not be set up: closed unserved */
+};
+
+struct http_sock {
+	evutil_socket_t fd;
+	dev_t dev;
+	ino_t ino;
+	bool counted;		     /* in ips under key */
+	char key[SRV_MAP_KEY_BYTES]; /* its peer's address, as the per-address limit counts */
+};
+
+struct srv_http_conns {
+	struct srv_port *port;
+	bool tls;
+	uint32_t max;		  /* http_connections_max */
+	struct event *learn;	  /* reads the descriptors of the fresh connections */
+	struct http_fresh *fresh; /* accepted this loop turn */
+	uint32_t n_fresh;
+	struct http_sock *open; /* the others that were open when last looked at */
+	uint32_t n_open;
+	struct srv_map ips;	/* address -> its counted connections among open */
+	uint32_t per_ip_max;	/* http_connections_per_ip_max */
+	uint64_t full;		/* times the port stopped accepting at max */
+	uint64_t refused;	/* connections shut down unserved: per_ip_max, or no TLS */
+	int64_t logged_full_ms; /* the last warning of each kind; one per 10 s */
+	int64_t logged_refused_ms;
+};
+
+/* Forgets the connections that have closed (of address key only, when not NULL); how
+ * many are open. */
+static uint32_t http_sweep(struct srv_http_conns *h, const char *key)
 {
-	struct srv *s = arg;
-	SSL *ssl = SSL_new(s->tls);
-	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						    BEV_OPT_CLOSE_ON_FREE)
-		   : NULL;
+	for (uint32_t i = 0; i < h->n_open;) {
+		const struct http_sock *o = &h->open[i];
+		struct stat st;
+		if ((key && (!o->counted || strcmp(o->key, key) != 0)) ||
+		    (fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino)) {
+			i++;
+			continue;
+		}
+		uint32_t *n = o->counted ? srv_map_get(&h->ips, o->key) : NULL;
+		if (n && --*n == 0)
+			srv_map_del(&h->ips, o->key);
+		h->open[i] = h->open[--h->n_open];
+	}
+	return h->n_fresh + h->n_open;
 }
 
-void srv_http_limit(struct srv *s, struct evhttp *http, bool tls)
+/* Counts fd's connection under its peer's address: false when that address has
+ * per_ip_max open already. */
+static bool http_count_peer(struct srv_http_conns *h, evutil_socket_t fd, struct http_sock *o)
 {
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char ip[SRV_MAP_KEY_BYTES];
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+		return true; /* gone already: evhttp will find out */
+	srv_addr_key((struct sockaddr *)&ss, ip, o->key, sizeof(o->key));
+	uint32_t *n = srv_map_get(&h->ips, o->key);
+	if (n && *n >= h->per_ip_max) {
+		http_sweep(h, o->key); /* some may have closed since last looked at */
+		n = srv_map_get(&h->ips, o->key);
+	}
+	if (n && *n >= h->per_ip_max) {
+		int64_t now = srv_mono_ms();
+		if (h->logged_refused_ms == 0 || now - h->logged_refused_ms >= 10000) {
+			srv_log(SRV_LOG_WARN, "HTTP connection refused",
+				"port=%s ip=%s reason=http_connections_per_ip_max", h->port->name,
+				ip);
+			h->logged_refused_ms = now;
+		}
+		return false;
+	}
+	if (n == NULL && (n = srv_map_put(&h->ips, o->key, 0)) == NULL)
+		return true; /* cannot happen: the map holds as many as open may */
+	(*n)++;
+	o->counted = true;
+	return true;
+}
+
+static void http_learn_cb(evutil_socket_t unused, short what, void *arg)
+{
+	(void)unused;
+	(void)what;
+	struct srv_http_conns *h = arg;
+	for (uint32_t i = 0; i < h->n_fresh; i++) {
+		struct bufferevent *bev = h->fresh[i].bev;
+		evutil_socket_t fd = bufferevent_getfd(bev);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0) {
+			struct http_sock *o = &h->open[h->n_open++];
+			*o = (struct http_sock){.fd = fd, .dev = st.st_dev, .ino = st.st_ino};
+			if (!http_count_peer(h, fd, o) || h->fresh[i].refuse) {
+				/* evhttp sees the end of the stream and frees the connection */
+				shutdown(fd, SHUT_RDWR);
+				h->refused++;
+			}
+		}
+		bufferevent_decref(bev); /* frees it (and closes fd) if evhttp has already */
+	}
+	h->n_fresh = 0;
+}
+
+bool srv_http_room(struct srv_port *p)
+{
+	struct srv_http_conns *h = p->http;
+	return h == NULL || h->n_fresh + h->n_open < h->max || http_sweep(h, NULL) < h->max;
+}
+
+/* evhttp's bufferevent for a connection it accepted on port arg. */
+static struct bufferevent *http_bev(struct event_base *base, void *arg)
+{
+	struct srv_port *p = arg;
+	struct srv_http_conns *h = p->http;
+	struct bufferevent *bev = NULL;
+	bool refuse = false;
+	if (h->tls) {
+		SSL *ssl = SSL_new(p->s->tls);
+		if (ssl)
+			bev = bufferevent_openssl_socket_new(
+				base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		refuse = bev == NULL; /* never plain HTTP on a TLS port */
+	}
+	if (bev == NULL)
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL; /* out of memory: evhttp will be too */
+	if (!srv_http_room(p)) {
+		/* Cannot happen: the port stopped accepting at max, and libevent's listener
+		 * accepts no more once its callback has disabled it. This one goes uncounted
+		 * (and would not be refused). */
+		srv_port_pause(p);
+		return bev;
+	}
+	bufferevent_incref(bev);
+	h->fresh[h->n_fresh++] = (struct http_fresh){.bev = bev, .refuse = refuse};
+	event_active(h->learn, EV_TIMEOUT, 1);
+	if (!srv_http_room(p)) {
+		h->full++;
+		srv_port_pause(p);
+		int64_t now = srv_mono_ms();
+		if (h->logged_full_ms == 0 || now - h->logged_full_ms >= 10000) {
+			srv_log(SRV_LOG_WARN, "HTTP port full; new connections wait",
+				"port=%s http_connections_max=%u", p->name, h->max);
+			h->logged_full_ms = now;
+		}
+	}
+	return bev;
+}
+
+int srv_http_port(struct srv *s, struct evhttp *http, struct evhttp_bound_socket *bound,
+		  const char *name, bool tls)
+{
+	if (srv_port_guard(s, evhttp_bound_socket_get_listener(bound), name) != 0)
+		return -1;
+	struct srv_port *p = &s->ports[s->n_ports - 1];
+	struct srv_http_conns *h = calloc(1, sizeof(*h));
+	p->http = h;
+	if (h == NULL)
+		return -1;
+	h->port = p;
+	h->tls = tls;
+	h->max = (uint32_t)s->cfg.http_connections_max;
+	h->per_ip_max = (uint32_t)s->cfg.http_connections_per_ip_max;
+	h->fresh = calloc(h->max, sizeof(*h->fresh));
+	h->open = calloc(h->max, sizeof(*h->open));
+	h->learn = event_new(s->base, -1, 0, http_learn_cb, h);
+	if (!h->fresh || !h->open || !h->learn || !srv_map_init(&h->ips, h->max))
+		return -1;
+	evhttp_set_bevcb(http, http_bev, p);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
 	evhttp_set_max_headers_size(http, (ev_ssize_t)s->cfg.http_headers_bytes_max);
 	evhttp_set_max_body_size(http, 0);
 	int64_t ms = s->cfg.http_timeout_ms;
 	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 	evhttp_set_timeout_tv(http, &tv);
-	if (tls)
-		evhttp_set_bevcb(http, tls_bev, s);
+	return 0;
+}
+
+void srv_http_port_metrics(struct srv *s, struct evbuffer *b)
+{
+	evbuffer_add_printf(b, "# HELP gridex_http_connections Open connections of an HTTP port "
+			       "(at most http_connections_max).\n"
+			       "# TYPE gridex_http_connections gauge\n");
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].http)
+			evbuffer_add_printf(b, "gridex_http_connections{port=\"%s\"} %u\n",
+					    s->ports[i].name, http_sweep(s->ports[i].http, NULL));
+	evbuffer_add_printf(b, "# HELP gridex_http_port_full_total Times an HTTP port stopped "
+			       "accepting with http_connections_max open.\n"
+			       "# TYPE gridex_http_port_full_total counter\n");
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].http)
+			evbuffer_add_printf(b, "gridex_http_port_full_total{port=\"%s\"} %llu\n",
+					    s->ports[i].name,
+					    (unsigned long long)s->ports[i].http->full);
+	evbuffer_add_printf(b, "# HELP gridex_http_connections_refused_total Connections an HTTP "
+			       "port shut down unserved: their address had "
+			       "http_connections_per_ip_max open (or TLS could not be set up).\n"
+			       "# TYPE gridex_http_connections_refused_total counter\n");
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].http)
+			evbuffer_add_printf(
+				b, "gridex_http_connections_refused_total{port=\"%s\"} %llu\n",
+				s->ports[i].name, (unsigned long long)s->ports[i].http->refused);
+}
+
+void srv_http_port_free(struct srv_port *p)
+{
+	struct srv_http_conns *h = p->http;
+	if (h == NULL)
+		return;
+	for (uint32_t i = 0; i < h->n_fresh; i++)
+		bufferevent_decref(h->fresh[i].bev);
+	if (h->learn)
+		event_free(h->learn);
+	free(h->fresh);
+	free(h->open);
+	free(h->ips.e);
+	free(h);
+	p->http = NULL;
 }
 
 int srv_http_init(struct srv *s)
@@ -476,7 +700,7 @@ int srv_http_init(struct srv *s)
 		return -1;
 	}
 	s->api_fd = evhttp_bound_socket_get_fd(bound);
-	if (srv_port_guard(s, evhttp_bound_socket_get_listener(bound), "http_listen") != 0)
+	if (srv_http_port(s, s->api, bound, "http_listen", s->cfg.http_tls) != 0)
 		return -1;
 	/* The books as recovered: the core thread does not run yet. */
 	struct matching_level_view *bids = calloc(mc.levels_max, sizeof(*bids));
@@ -503,7 +727,6 @@ int srv_http_init(struct srv *s)
 		srv_log(SRV_LOG_ERROR, "HTTP API out of memory", NULL);
 		return -1;
 	}
-	srv_http_limit(s, s->api, s->cfg.http_tls);
 	evhttp_set_gencb(s->api, api_cb, s);
 	if (s->cfg.http_operator_token[0] != '\0' && s->cfg.http_auditor_database_url[0] != '\0') {
 		struct srv_ledger_view *v = calloc(1, sizeof(*v));

@@ -27,98 +27,17 @@
 #include "srv_frames.h"
 #include "srv_hook.h"
 #include "srv_log.h"
+#include "srv_map.h"
 #include "srv_server.h"
 #include "wire.h"
 
 #define NONE	  UINT32_MAX
-#define KEY_BYTES 64
+#define KEY_BYTES SRV_MAP_KEY_BYTES
 #define OUT_BATCH 256
 /* Plaintext per SSL_write (one TLS record) and per SSL_read; what one readable
  * event may take from a connection before the others get their turn. */
 #define IO_CHUNK    16384
 #define READ_BUDGET 65536
-
-/* ---------- a small map: 64-byte keys to uint32 values, fixed capacity ---------- */
-
-struct map_entry {
-	char key[KEY_BYTES];
-	uint32_t val;
-	bool used;
-};
-
-struct srv_map {
-	struct map_entry *e;
-	uint32_t mask, count, max;
-};
-
-static uint32_t key_hash(const char *key)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (size_t i = 0; i < KEY_BYTES && key[i]; i++)
-		h = (h ^ (uint8_t)key[i]) * 16777619u;
-	return h;
-}
-
-static bool map_init(struct srv_map *m, uint32_t max)
-{
-	uint32_t cap = 16;
-	while (cap < 2 * max)
-		cap <<= 1;
-	m->e = calloc(cap, sizeof(*m->e));
-	m->mask = cap - 1;
-	m->max = max;
-	m->count = 0;
-	return m->e != NULL;
-}
-
-static uint32_t map_pos(const struct srv_map *m, const char *key)
-{
-	uint32_t h = key_hash(key) & m->mask;
-	while (m->e[h].used && strncmp(m->e[h].key, key, KEY_BYTES) != 0)
-		h = (h + 1) & m->mask;
-	return h;
-}
-
-static uint32_t *map_get(struct srv_map *m, const char *key)
-{
-	uint32_t h = map_pos(m, key);
-	return m->e[h].used ? &m->e[h].val : NULL;
-}
-
-/* Inserts key with val; NULL when the map is full. */
-static uint32_t *map_put(struct srv_map *m, const char *key, uint32_t val)
-{
-	uint32_t h = map_pos(m, key);
-	if (!m->e[h].used) {
-		if (m->count == m->max)
-			return NULL;
-		m->e[h].used = true;
-		snprintf(m->e[h].key, KEY_BYTES, "%s", key);
-		m->count++;
-	}
-	m->e[h].val = val;
-	return &m->e[h].val;
-}
-
-static void map_del(struct srv_map *m, const char *key)
-{
-	uint32_t i = map_pos(m, key);
-	if (!m->e[i].used)
-		return;
-	for (uint32_t j = i;;) {
-		j = (j + 1) & m->mask;
-		if (!m->e[j].used)
-			break;
-		uint32_t k = key_hash(m->e[j].key) & m->mask;
-		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stays) {
-			m->e[i] = m->e[j];
-			i = j;
-		}
-	}
-	m->e[i].used = false;
-	m->count--;
-}
 
 /* ---------- state ---------- */
 
@@ -424,9 +343,9 @@ static void unauth_release(struct srv_conn *c)
 	if (!c->unauth_counted)
 		return;
 	c->unauth_counted = false;
-	uint32_t *n = map_get(&c->s->ips->m, c->ip_key);
+	uint32_t *n = srv_map_get(&c->s->ips->m, c->ip_key);
 	if (n && --*n == 0)
-		map_del(&c->s->ips->m, c->ip_key);
+		srv_map_del(&c->s->ips->m, c->ip_key);
 }
 
 static void session_unlink(struct srv_conn *c)
@@ -439,11 +358,11 @@ static void session_unlink(struct srv_conn *c)
 	if (c->acct_prev != NONE)
 		s->conns[c->acct_prev].acct_next = c->acct_next;
 	else if (c->acct_next != NONE) {
-		uint32_t *head = map_get(&s->accts->m, key);
+		uint32_t *head = srv_map_get(&s->accts->m, key);
 		if (head) /* always: an authed session's account is in the map */
 			*head = c->acct_next;
 	} else {
-		map_del(&s->accts->m, key);
+		srv_map_del(&s->accts->m, key);
 	}
 	if (c->acct_next != NONE)
 		s->conns[c->acct_next].acct_prev = c->acct_prev;
@@ -455,13 +374,13 @@ static void session_link(struct srv_conn *c)
 	struct srv *s = c->s;
 	char key[KEY_BYTES];
 	account_key(c->account, key);
-	uint32_t *head = map_get(&s->accts->m, key);
+	uint32_t *head = srv_map_get(&s->accts->m, key);
 	c->acct_prev = NONE;
 	c->acct_next = head ? *head : NONE;
 	if (head) {
 		s->conns[*head].acct_prev = c->slot;
 		*head = c->slot;
-	} else if (!map_put(&s->accts->m, key, c->slot)) {
+	} else if (!srv_map_put(&s->accts->m, key, c->slot)) {
 		return; /* cannot happen: the map holds max_connections accounts */
 	}
 	c->authed = true;
@@ -480,7 +399,7 @@ static void unsubscribe_node(struct srv *s, uint32_t node)
 	if (n->next != NONE)
 		T->subs[n->next].prev = n->prev;
 	if (t->head == NONE) {
-		map_del(&T->by_name, t->name);
+		srv_map_del(&T->by_name, t->name);
 		T->free_t[T->n_free_t++] = n->topic;
 	}
 	T->free_s[T->n_free_s++] = node;
@@ -608,9 +527,9 @@ static struct fail_bucket *fail_bucket(struct srv *s, const char *ip, bool creat
 {
 	struct srv_failtable *F = s->fails;
 	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	uint32_t *i = map_get(&F->m, ip);
+	uint32_t *i = srv_map_get(&F->m, ip);
 	if (i == NULL) {
-		if (!create || (i = map_put(&F->m, ip, F->n)) == NULL)
+		if (!create || (i = srv_map_put(&F->m, ip, F->n)) == NULL)
 			return NULL; /* verify_failure_ips_max addresses counted already */
 		struct fail_bucket *b = &F->b[F->n++];
 		*b = (struct fail_bucket){.milli = cap, .at_ms = now};
@@ -657,10 +576,10 @@ static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		/* The last bucket takes its place (look at i again). */
-		map_del(&F->m, b->key);
+		srv_map_del(&F->m, b->key);
 		if (i != --F->n) {
 			*b = F->b[F->n];
-			map_put(&F->m, b->key, i); /* its entry, there already */
+			srv_map_put(&F->m, b->key, i); /* its entry, there already */
 		}
 	}
 }
@@ -974,9 +893,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
-	uint32_t *per_ip = map_get(&s->ips->m, key);
+	uint32_t *per_ip = srv_map_get(&s->ips->m, key);
 	if (per_ip == NULL)
-		per_ip = map_put(&s->ips->m, key, 0);
+		per_ip = srv_map_put(&s->ips->m, key, 0);
 	if (per_ip == NULL || *per_ip >= (uint32_t)s->cfg.max_unauth_per_ip) {
 		atomic_fetch_add(&s->m.refused_per_ip, 1);
 		srv_log(SRV_LOG_WARN, "connection refused", "ip=%s reason=max_unauth_per_ip", ip);
@@ -1015,7 +934,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (!c->ssl || !c->ev_rd || !c->ev_wr || !c->in || !c->out || SSL_set_fd(c->ssl, fd) != 1) {
 		conn_release(c);  /* closes fd; the slot stays free */
 		if (*per_ip == 0) /* the entry made for this connection */
-			map_del(&s->ips->m, key);
+			srv_map_del(&s->ips->m, key);
 		srv_log(SRV_LOG_ERROR, "connection refused", "ip=%s reason=out_of_memory", ip);
 		return;
 	}
@@ -1071,10 +990,8 @@ static void port_error_cb(struct evconnlistener *l, void *arg)
 	}
 	atomic_fetch_add(&s->m.accept_errors, 1);
 	p->failures++;
-	evconnlistener_disable(l);
+	srv_port_pause(p);
 	int64_t ms = s->cfg.accept_retry_ms;
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-	evtimer_add(p->retry, &tv);
 	int64_t now = srv_mono_ms();
 	if (p->logged_ms == 0 || now - p->logged_ms >= 10000) {
 		srv_log(SRV_LOG_WARN, "cannot accept connections; retrying",
@@ -1093,7 +1010,19 @@ static void port_retry_cb(evutil_socket_t fd, short what, void *arg)
 	struct srv_port *p = arg;
 	if (p->l == p->s->listener && p->s->draining)
 		return; /* the order port stays closed once draining */
+	if (!srv_http_room(p)) {
+		srv_port_pause(p); /* still http_connections_max open */
+		return;
+	}
 	evconnlistener_enable(p->l);
+}
+
+void srv_port_pause(struct srv_port *p)
+{
+	evconnlistener_disable(p->l);
+	int64_t ms = p->s->cfg.accept_retry_ms;
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	evtimer_add(p->retry, &tv);
 }
 
 int srv_port_guard(struct srv *s, struct evconnlistener *l, const char *name)
@@ -1184,7 +1113,7 @@ static void deliver_exec(struct srv *s, const struct srv_out *o)
 {
 	char key[KEY_BYTES];
 	account_key(o->u.report.account, key);
-	uint32_t *head = map_get(&s->accts->m, key);
+	uint32_t *head = srv_map_get(&s->accts->m, key);
 	if (head == NULL)
 		return; /* nobody connected: the report is in queries */
 	uint8_t buf[SRV_FRAME_SMALL_MAX];
@@ -1202,7 +1131,7 @@ static void deliver_acct_blob(struct srv *s, const struct srv_out *o)
 {
 	char key[KEY_BYTES];
 	account_key(o->u.report.account, key);
-	uint32_t *head = map_get(&s->accts->m, key);
+	uint32_t *head = srv_map_get(&s->accts->m, key);
 	for (uint32_t i = head ? *head : NONE; i != NONE;) {
 		struct srv_conn *c = &s->conns[i];
 		i = c->acct_next; /* conn_send may close c */
@@ -1213,7 +1142,7 @@ static void deliver_acct_blob(struct srv *s, const struct srv_out *o)
 static void fan_out(struct srv *s, const char *topic, const struct srv_md *m, const uint8_t *buf,
 		    size_t n)
 {
-	uint32_t *t = map_get(&s->topics->by_name, topic);
+	uint32_t *t = srv_map_get(&s->topics->by_name, topic);
 	if (t == NULL)
 		return;
 	struct srv_topics *T = s->topics;
@@ -1228,7 +1157,7 @@ static void fan_out(struct srv *s, const char *topic, const struct srv_md *m, co
 /* Whether anyone subscribed to the topic (the product or its class). */
 static bool has_subscribers(struct srv *s, const char *topic)
 {
-	uint32_t *t = map_get(&s->topics->by_name, topic);
+	uint32_t *t = srv_map_get(&s->topics->by_name, topic);
 	return t != NULL && s->topics->t[*t].head != NONE;
 }
 
@@ -1258,7 +1187,7 @@ static void deliver_subscribed(struct srv *s, const struct srv_out *o)
 	if (c == NULL || c->closing)
 		return;
 	struct srv_topics *T = s->topics;
-	uint32_t *t = map_get(&T->by_name, o->product);
+	uint32_t *t = srv_map_get(&T->by_name, o->product);
 	if (t == NULL) {
 		if (T->n_free_t == 0 || T->n_free_s == 0) {
 			reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
@@ -1268,7 +1197,7 @@ static void deliver_subscribed(struct srv *s, const struct srv_out *o)
 		uint32_t idx = T->free_t[--T->n_free_t];
 		snprintf(T->t[idx].name, KEY_BYTES, "%s", o->product);
 		T->t[idx].head = NONE;
-		t = map_put(&T->by_name, o->product, idx);
+		t = srv_map_put(&T->by_name, o->product, idx);
 	}
 	if (T->n_free_s == 0 || c->n_subs == (uint32_t)s->cfg.subscriptions_per_conn_max) {
 		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
@@ -1488,6 +1417,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       "Failed accept() calls (file descriptors or memory used up); each pauses its port "
 	       "for accept_retry_ms.",
 	       "counter", atomic_load(&m->accept_errors));
+	srv_http_port_metrics(s, b);
 	metric(b, "gridex_frames_in_total", "Frames received.", "counter",
 	       atomic_load(&m->frames_in));
 	metric(b, "gridex_frames_out_total", "Frames sent.", "counter",
@@ -1656,9 +1586,9 @@ int srv_io_init(struct srv *s)
 	s->fails = calloc(1, sizeof(*s->fails));
 	uint32_t nfails = (uint32_t)cfg->verify_failure_ips_max;
 	if (!s->conns || !s->free_conns || !s->dirty || !s->ips || !s->accts || !s->topics ||
-	    !s->fails || !map_init(&s->ips->m, nconn) || !map_init(&s->accts->m, nconn) ||
-	    !map_init(&s->topics->by_name, (uint32_t)cfg->topics_max) ||
-	    !map_init(&s->fails->m, nfails) ||
+	    !s->fails || !srv_map_init(&s->ips->m, nconn) || !srv_map_init(&s->accts->m, nconn) ||
+	    !srv_map_init(&s->topics->by_name, (uint32_t)cfg->topics_max) ||
+	    !srv_map_init(&s->fails->m, nfails) ||
 	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))))
 		return -1;
 	s->metrics_fd = -1;
@@ -1736,10 +1666,8 @@ int srv_io_init(struct srv *s)
 			return -1;
 		}
 		s->metrics_fd = evhttp_bound_socket_get_fd(bound);
-		if (srv_port_guard(s, evhttp_bound_socket_get_listener(bound), "metrics_listen") !=
-		    0)
+		if (srv_http_port(s, s->http, bound, "metrics_listen", s->cfg.metrics_tls) != 0)
 			return -1;
-		srv_http_limit(s, s->http, s->cfg.metrics_tls);
 		evhttp_set_cb(s->http, "/metrics", metrics_cb, s);
 	}
 	return srv_http_init(s);
@@ -1784,8 +1712,10 @@ void srv_io_free(struct srv *s)
 		evhttp_free(s->http);
 	if (s->listener)
 		evconnlistener_free(s->listener);
-	for (size_t i = 0; i < s->n_ports; i++)
+	for (size_t i = 0; i < s->n_ports; i++) {
+		srv_http_port_free(&s->ports[i]);
 		event_free(s->ports[i].retry);
+	}
 	s->n_ports = 0;
 	if (guarded == s)
 		guarded = NULL;

@@ -189,16 +189,20 @@ struct srv_metrics {
 };
 
 struct srv_provision;
+struct srv_http_conns;
 
 /* A listening port: when accept() fails (file descriptors or memory used up) it
- * stops accepting for accept_retry_ms instead of retrying at once (srv_io.c). */
+ * stops accepting for accept_retry_ms instead of retrying at once (srv_io.c); an
+ * HTTP port also while http_connections_max of its connections are open
+ * (srv_http.c). */
 struct srv_port {
 	struct srv *s;
 	struct evconnlistener *l;
 	struct event *retry;
 	const char *name;
-	int64_t logged_ms; /* the last warning; one per 10 s */
-	uint64_t failures; /* since then */
+	int64_t logged_ms;	     /* the last warning; one per 10 s */
+	uint64_t failures;	     /* since then */
+	struct srv_http_conns *http; /* an HTTP port's open connections; NULL: the order port */
 };
 #define SRV_PORTS 3 /* orders, metrics, HTTP API */
 
@@ -352,6 +356,8 @@ bool srv_split_host_port(const char *addr, char *host, size_t host_len, uint16_t
  * when out of memory or ports. */
 __attribute__((warn_unused_result)) int srv_port_guard(struct srv *s, struct evconnlistener *l,
 						       const char *name);
+/* Stops p accepting; it looks again after accept_retry_ms. */
+void srv_port_pause(struct srv_port *p);
 
 /* srv_http.c: the HTTP API (I/O thread). init runs at start-up before the core thread
  * does: it copies the recovered books from s->core. */
@@ -362,10 +368,21 @@ void srv_http_market(struct srv *s, const struct srv_out *o);
 /* Whether req carries "Authorization: Bearer <token>" (token not empty; compared in
  * constant time). */
 bool srv_http_bearer_ok(struct evhttp_request *req, const char *token);
-/* What every HTTP port of gridexd takes (the API's and /metrics): GET only, no body,
- * headers up to http_headers_bytes_max, http_timeout_ms; with tls, TLS 1.3 with the
- * server's certificate. */
-void srv_http_limit(struct srv *s, struct evhttp *http, bool tls);
+/* Makes bound, evhttp http's socket, an HTTP port of gridexd (the API's or /metrics',
+ * named in the log by name): guarded as srv_port_guard does; GET only, no body, headers
+ * up to http_headers_bytes_max, http_timeout_ms; at most http_connections_max
+ * connections open; with tls, TLS 1.3 with the server's certificate. -1 when out of
+ * memory or ports. */
+__attribute__((warn_unused_result)) int srv_http_port(struct srv *s, struct evhttp *http,
+						      struct evhttp_bound_socket *bound,
+						      const char *name, bool tls);
+/* Whether HTTP port p may accept another connection: fewer than http_connections_max
+ * open (the closed ones found first). */
+bool srv_http_room(struct srv_port *p);
+/* The HTTP ports' metrics: open connections, and how often each was full. */
+void srv_http_port_metrics(struct srv *s, struct evbuffer *b);
+/* Frees what srv_http_port gave p (after its evhttp is freed). */
+void srv_http_port_free(struct srv_port *p);
 
 /* srv_io.c: the I/O thread. */
 __attribute__((warn_unused_result)) int srv_io_init(struct srv *s);

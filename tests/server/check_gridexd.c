@@ -1001,17 +1001,6 @@ START_TEST(writer_lock_is_taken_again_after_a_lost_connection)
 }
 END_TEST
 
-/* The value of the metric line that starts with `name` (labels included), -1 if none. */
-static double metric_value(const char *body, const char *name)
-{
-	size_t len = strlen(name);
-	for (const char *line = body; line && *line;
-	     line = strchr(line, '\n'), line = line ? line + 1 : NULL)
-		if (strncmp(line, name, len) == 0 && line[len] == ' ')
-			return strtod(line + len + 1, NULL);
-	return -1;
-}
-
 static const char *const stages[] = {"verify", "journal", "core", "deliver", "total", "sync"};
 
 /* Checks the stage histograms of a metrics page; fills count[] by stage. */
@@ -1021,7 +1010,7 @@ static void stage_counts(const char *body, double count[6])
 		char name[128];
 		snprintf(name, sizeof(name), "gridex_request_stage_seconds_count{stage=\"%s\"}",
 			 stages[st]);
-		count[st] = metric_value(body, name);
+		count[st] = tmetric(body, name);
 		ck_assert_msg(count[st] >= 0, "no %s in %s", name, body);
 		/* Buckets are cumulative and end with every answer. */
 		double prev = 0;
@@ -1082,8 +1071,8 @@ START_TEST(metrics_endpoint)
 	wait_fills_settled(1);
 	char *settled = strdup(thttp_get(srv.metrics_port, "/metrics", &status));
 	ck_assert_int_eq(status, 200);
-	double batches = metric_value(settled, "gridex_settlement_batches_total");
-	double lags = metric_value(settled, "gridex_settlement_lag_seconds_count");
+	double batches = tmetric(settled, "gridex_settlement_batches_total");
+	double lags = tmetric(settled, "gridex_settlement_lag_seconds_count");
 	ck_assert_msg(batches >= 1 && lags == batches, "batches %.0f, lag histogram %.0f", batches,
 		      lags);
 	double prev = 0;
@@ -1094,7 +1083,7 @@ START_TEST(metrics_endpoint)
 		prev = v;
 	}
 	ck_assert_msg(prev == lags, "+Inf %.0f, count %.0f", prev, lags);
-	ck_assert_msg(metric_value(settled, "gridex_settlement_lag_seconds_bucket{le=\"1\"}") >= 0,
+	ck_assert_msg(tmetric(settled, "gridex_settlement_lag_seconds_bucket{le=\"1\"}") >= 0,
 		      "no 1 s bound");
 	free(settled);
 	/* SIGHUP reopens the log file (logrotate moves it first). */

@@ -453,12 +453,9 @@ static long metric_value(const char *name, bool required)
 	int status = 0;
 	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
 	ck_assert_int_eq(status, 200);
-	size_t n = strlen(name);
-	for (const char *p = m; (p = strstr(p, name)) != NULL; p += n)
-		if ((p == m || p[-1] == '\n') && p[n] == ' ')
-			return strtol(p + n + 1, NULL, 10);
-	ck_assert_msg(!required, "no %s in %s", name, m);
-	return 0;
+	double v = tmetric(m, name);
+	ck_assert_msg(v >= 0 || !required, "no %s in %s", name, m);
+	return v >= 0 ? (long)v : 0;
 }
 
 /* gridex_connections_closed_total{reason="slow_reader"}. */

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,145 @@ START_TEST(bad_requests_get_a_reason)
 }
 END_TEST
 
+/* The status of the answer that arrives on fd within ms milliseconds; 0: none came. */
+static int answer_within(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, ms) != 1)
+		return 0;
+	char b[64] = "";
+	ssize_t n = read(fd, b, sizeof(b) - 1);
+	ck_assert_msg(n >= 12 && strncmp(b, "HTTP/1.", 7) == 0, "not an answer: %s", b);
+	return atoi(b + 9);
+}
+
+/* A metric of the server's, waited for (5 s) to reach want. */
+static void wait_metric(const char *name, double want)
+{
+	double v = -1;
+	for (int i = 0; i < 500; i++) {
+		int status;
+		v = tmetric(thttp_get(srv.metrics_port, "/metrics", &status), name);
+		ck_assert_int_eq(status, 200);
+		if (v == want)
+			return;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_abort_msg("%s is %g, not %g", name, v, want);
+}
+
+START_TEST(an_http_port_holds_at_most_http_connections_max)
+{
+	static const char *const cap_args[] = {"--http-listen=127.0.0.1:0",
+					       "--http-connections-max=4", NULL};
+	const char *gauge = "gridex_http_connections{port=\"http_listen\"}";
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, cap_args);
+	/* Four connections that send nothing fill the API's port. */
+	int idle[4];
+	for (int i = 0; i < 4; i++)
+		idle[i] = tcp_to(srv.http_port);
+	wait_metric(gauge, 4);
+	/* A fifth gets through the kernel's backlog but is not served while they are open. */
+	int fifth = tcp_to(srv.http_port);
+	const char req[] = "GET /api/v1/products HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(write(fifth, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	ck_assert_int_eq(answer_within(fifth, 700), 0);
+	/* /metrics is a port of its own: it answers meanwhile, and tells. */
+	int status;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_msg(tmetric(m, gauge) == 4, "%s", m);
+	ck_assert_msg(tmetric(m, "gridex_http_port_full_total{port=\"http_listen\"}") >= 1, "%s",
+		      m);
+	ck_assert_msg(tmetric(m, "gridex_http_port_full_total{port=\"metrics_listen\"}") == 0, "%s",
+		      m);
+	/* One closes: the fifth is served. */
+	close(idle[0]);
+	ck_assert_int_eq(answer_within(fifth, 5000), 200);
+	close(fifth);
+	/* Closed connections are not counted: one after another, many more are served. */
+	for (int i = 0; i < 20; i++) {
+		thttp_get(srv.http_port, "/api/v1/products", &status);
+		ck_assert_int_eq(status, 200);
+	}
+	for (int i = 1; i < 4; i++)
+		close(idle[i]);
+	wait_metric(gauge, 0);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+END_TEST
+
+/* A plain TCP connection to 127.0.0.1:port from 127.0.0.<from>. */
+static int tcp_from(int port, int from)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + (uint32_t)from);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Whether fd ends (end of stream or reset) within 5 s with no answer. */
+static bool closed_unanswered(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 5000) != 1)
+		return false;
+	char b[64];
+	return read(fd, b, sizeof(b)) <= 0;
+}
+
+START_TEST(an_address_holds_at_most_http_connections_per_ip_max)
+{
+	static const char *const cap_args[] = {"--http-listen=127.0.0.1:0",
+					       "--http-connections-max=8",
+					       "--http-connections-per-ip-max=2", NULL};
+	const char *gauge = "gridex_http_connections{port=\"http_listen\"}";
+	const char req[] = "GET /api/v1/products HTTP/1.0\r\n\r\n";
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, cap_args);
+	int idle[2] = {tcp_from(srv.http_port, 2), tcp_from(srv.http_port, 2)};
+	wait_metric(gauge, 2);
+	/* A third from 127.0.0.2 is closed unserved... */
+	int third = tcp_from(srv.http_port, 2);
+	ck_assert_int_eq(write(third, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	ck_assert(closed_unanswered(third));
+	close(third);
+	/* ...while another address is served. */
+	int other = tcp_from(srv.http_port, 3);
+	ck_assert_int_eq(write(other, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	ck_assert_int_eq(answer_within(other, 5000), 200);
+	close(other);
+	int status;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_msg(tmetric(m, "gridex_http_connections_refused_total{port=\"http_listen\"}") ==
+			      1,
+		      "%s", m);
+	/* Once one of its connections has closed, 127.0.0.2 is served again (no scrape of
+	 * /metrics in between to have looked: the count is mended when the address is at
+	 * its limit). */
+	ck_assert_int_eq(shutdown(idle[0], SHUT_WR), 0);
+	ck_assert(closed_unanswered(idle[0])); /* the server has closed its end */
+	close(idle[0]);
+	int again = tcp_from(srv.http_port, 2);
+	ck_assert_int_eq(write(again, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	ck_assert_int_eq(answer_within(again, 5000), 200);
+	close(again);
+	close(idle[1]);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+END_TEST
+
 #define TOKEN	      "op-token-0123456789abcdef"
 #define METRICS_TOKEN "metrics-token-0123456789"
 
@@ -405,16 +545,21 @@ END_TEST
 
 START_TEST(the_api_over_tls)
 {
-	static const char *const tls_args[] = {"--http-listen=127.0.0.1:0", "--http-tls=1",
-					       "--metrics-tls=1", "--metrics-token=" METRICS_TOKEN,
-					       NULL};
+	static const char *const tls_args[] = {
+		"--http-listen=127.0.0.1:0", "--http-tls=1",
+		"--metrics-tls=1",	     "--metrics-token=" METRICS_TOKEN,
+		"--http-connections-max=2",  NULL};
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, tls_args);
 	int status;
-	const char *r = thttps_get(&srv, srv.http_port, "/api/v1/products", NULL, &status);
-	ck_assert_msg(status == 200, "%s", r);
-	ck_assert_msg(strstr(thttp_body(r), "\"products\":[]") != NULL, "%s", r);
+	const char *r;
+	/* TLS connections that closed are not counted either (at most 2 open here). */
+	for (int i = 0; i < 6; i++) {
+		r = thttps_get(&srv, srv.http_port, "/api/v1/products", NULL, &status);
+		ck_assert_msg(status == 200, "%s", r);
+		ck_assert_msg(strstr(thttp_body(r), "\"products\":[]") != NULL, "%s", r);
+	}
 	/* /metrics over TLS, its token still required. */
 	r = thttps_get(&srv, srv.metrics_port, "/metrics", NULL, &status);
 	ck_assert_msg(status == 401, "%s", r);
@@ -456,6 +601,11 @@ static Suite *http_suite(void)
 	tc = tcase_create("tls");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, the_api_over_tls);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("cap");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, an_http_port_holds_at_most_http_connections_max);
+	tcase_add_test(tc, an_address_holds_at_most_http_connections_per_ip_max);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -105,6 +105,15 @@ const char *thttp_body(const char *response)
 	return b ? b + 4 : "";
 }
 
+double tmetric(const char *page, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = page; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == page || p[-1] == '\n') && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	return -1;
+}
+
 void tserver_start(struct tserver *t, const char *const *extra)
 {
 	ck_assert_int_ge(sodium_init(), 0);

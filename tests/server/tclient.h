@@ -36,6 +36,9 @@ const char *thttps_get(const struct tserver *t, int port, const char *path, cons
 		       int *status);
 /* The body of such a response (after the blank line). */
 const char *thttp_body(const char *response);
+/* In a metrics page: the value on the line that starts with name (labels included) and a
+ * space; -1 without one. */
+double tmetric(const char *page, const char *name);
 
 /* Starts gridexd (path GRIDEX_TEST_GRIDEXD) on pgt's database with extra --key=value args. */
 void tserver_start(struct tserver *t, const char *const *extra);
