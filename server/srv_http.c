@@ -636,32 +636,43 @@ int srv_http_port(struct srv *s, struct evhttp *http, struct evhttp_bound_socket
 	return 0;
 }
 
+static uint64_t open_now(struct srv_http_conns *h)
+{
+	return http_sweep(h, NULL);
+}
+
+static uint64_t times_full(struct srv_http_conns *h)
+{
+	return h->full;
+}
+
+static uint64_t times_refused(struct srv_http_conns *h)
+{
+	return h->refused;
+}
+
+/* A metric family with a line for each HTTP port: value(its connections). */
+static void port_family(struct srv *s, struct evbuffer *b, const char *name, const char *type,
+			const char *help, uint64_t (*value)(struct srv_http_conns *))
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i].http)
+			evbuffer_add_printf(b, "%s{port=\"%s\"} %llu\n", name, s->ports[i].name,
+					    (unsigned long long)value(s->ports[i].http));
+}
+
 void srv_http_port_metrics(struct srv *s, struct evbuffer *b)
 {
-	evbuffer_add_printf(b, "# HELP gridex_http_connections Open connections of an HTTP port "
-			       "(at most http_connections_max).\n"
-			       "# TYPE gridex_http_connections gauge\n");
-	for (size_t i = 0; i < s->n_ports; i++)
-		if (s->ports[i].http)
-			evbuffer_add_printf(b, "gridex_http_connections{port=\"%s\"} %u\n",
-					    s->ports[i].name, http_sweep(s->ports[i].http, NULL));
-	evbuffer_add_printf(b, "# HELP gridex_http_port_full_total Times an HTTP port stopped "
-			       "accepting with http_connections_max open.\n"
-			       "# TYPE gridex_http_port_full_total counter\n");
-	for (size_t i = 0; i < s->n_ports; i++)
-		if (s->ports[i].http)
-			evbuffer_add_printf(b, "gridex_http_port_full_total{port=\"%s\"} %llu\n",
-					    s->ports[i].name,
-					    (unsigned long long)s->ports[i].http->full);
-	evbuffer_add_printf(b, "# HELP gridex_http_connections_refused_total Connections an HTTP "
-			       "port shut down unserved: their address had "
-			       "http_connections_per_ip_max open (or TLS could not be set up).\n"
-			       "# TYPE gridex_http_connections_refused_total counter\n");
-	for (size_t i = 0; i < s->n_ports; i++)
-		if (s->ports[i].http)
-			evbuffer_add_printf(
-				b, "gridex_http_connections_refused_total{port=\"%s\"} %llu\n",
-				s->ports[i].name, (unsigned long long)s->ports[i].http->refused);
+	port_family(s, b, "gridex_http_connections", "gauge",
+		    "Open connections of an HTTP port (at most http_connections_max).", open_now);
+	port_family(s, b, "gridex_http_port_full_total", "counter",
+		    "Times an HTTP port stopped accepting with http_connections_max open.",
+		    times_full);
+	port_family(s, b, "gridex_http_connections_refused_total", "counter",
+		    "Connections an HTTP port shut down unserved: their address had "
+		    "http_connections_per_ip_max open (or TLS could not be set up).",
+		    times_refused);
 }
 
 void srv_http_port_free(struct srv_port *p)
