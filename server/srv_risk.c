@@ -16,6 +16,7 @@ struct table {
 	uint64_t *keys;
 	uint32_t *vals;
 	uint32_t mask, count, max;
+	uint64_t empty; /* the key of a free slot: EMPTY, or 0 in a lazy table */
 };
 
 struct rorder {
@@ -59,16 +60,27 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-static int table_init(struct table *t, uint32_t max)
+/*
+ * A lazy table marks free slots 0 and takes its keys from calloc, so its pages are
+ * mapped as keys land in them: for a table filled seldom (positions: one per account
+ * and book it offers in), where writing EMPTY into every slot at start cost 16 MiB
+ * resident at the defaults. Its keys must never be 0. The others are written in full at
+ * start: the orders' ids land all over their table within seconds of trading, and
+ * taking those page faults then, on the core thread, cost more than it saved
+ * (docs/performance.md, "start-up tables").
+ */
+static int table_init(struct table *t, uint32_t max, bool lazy)
 {
 	uint32_t cap = 1;
 	while (cap < 2 * max)
 		cap <<= 1;
-	t->keys = malloc((size_t)cap * sizeof(*t->keys));
+	t->keys = lazy ? calloc(cap, sizeof(*t->keys)) : malloc((size_t)cap * sizeof(*t->keys));
 	t->vals = malloc((size_t)cap * sizeof(*t->vals));
 	if (!t->keys || !t->vals)
 		return SRV_RISK_NOMEM;
-	memset(t->keys, 0xff, (size_t)cap * sizeof(*t->keys));
+	t->empty = lazy ? 0 : EMPTY;
+	if (!lazy)
+		memset(t->keys, 0xff, (size_t)cap * sizeof(*t->keys));
 	t->mask = cap - 1;
 	t->max = max;
 	return SRV_RISK_OK;
@@ -80,16 +92,23 @@ static void table_free(struct table *t)
 	free(t->vals);
 }
 
+static bool slot_used(const struct table *t, uint32_t h)
+{
+	return t->keys[h] != t->empty;
+}
+
 static uint32_t table_pos(const struct table *t, uint64_t key)
 {
 	uint32_t h = (uint32_t)mix(key) & t->mask;
-	while (t->keys[h] != EMPTY && t->keys[h] != key)
+	while (slot_used(t, h) && t->keys[h] != key)
 		h = (h + 1) & t->mask;
 	return h;
 }
 
 static uint32_t table_get(const struct table *t, uint64_t key)
 {
+	if (key == t->empty)
+		return NONE; /* never a key: a free slot would match it */
 	uint32_t h = table_pos(t, key);
 	return t->keys[h] == key ? t->vals[h] : NONE;
 }
@@ -98,7 +117,7 @@ static uint32_t table_get(const struct table *t, uint64_t key)
 static void table_put(struct table *t, uint64_t key, uint32_t val)
 {
 	uint32_t h = table_pos(t, key);
-	assert(t->keys[h] == EMPTY && t->count < t->max);
+	assert(key != t->empty && !slot_used(t, h) && t->count < t->max);
 	t->keys[h] = key;
 	t->vals[h] = val;
 	t->count++;
@@ -111,7 +130,7 @@ static void table_del(struct table *t, uint64_t key)
 	assert(t->keys[i] == key);
 	for (uint32_t j = i;;) {
 		j = (j + 1) & t->mask;
-		if (t->keys[j] == EMPTY)
+		if (!slot_used(t, j))
 			break;
 		uint32_t k = (uint32_t)mix(t->keys[j]) & t->mask;
 		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
@@ -121,7 +140,7 @@ static void table_del(struct table *t, uint64_t key)
 			i = j;
 		}
 	}
-	t->keys[i] = EMPTY;
+	t->keys[i] = t->empty;
 	t->count--;
 }
 
@@ -179,10 +198,10 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 	r->ord = calloc(cfg->orders_max, sizeof(*r->ord));
 	r->free_orders = malloc(cfg->orders_max * sizeof(*r->free_orders));
 	if (!r->acct || !r->cap || !r->pos || !r->ord || !r->free_orders ||
-	    table_init(&r->accounts, cfg->accounts_max) ||
-	    table_init(&r->capacities, cfg->capacities_max) ||
-	    table_init(&r->positions, cfg->positions_max) ||
-	    table_init(&r->orders, cfg->orders_max)) {
+	    table_init(&r->accounts, cfg->accounts_max, false) ||
+	    table_init(&r->capacities, cfg->capacities_max, false) ||
+	    table_init(&r->positions, cfg->positions_max, true) ||
+	    table_init(&r->orders, cfg->orders_max, false)) {
 		srv_risk_destroy(r);
 		return SRV_RISK_NOMEM;
 	}
@@ -507,25 +526,25 @@ void srv_risk_save(const struct srv_risk *r, struct srv_snap_w *w)
 {
 	srv_snap_u32(w, r->accounts.count);
 	for (uint32_t h = 0; h <= r->accounts.mask; h++)
-		if (r->accounts.keys[h] != EMPTY) {
+		if (slot_used(&r->accounts, h)) {
 			srv_snap_u32(w, (uint32_t)r->accounts.keys[h]);
 			srv_snap_i64(w, r->acct[r->accounts.vals[h]].cash);
 		}
 	srv_snap_u32(w, r->capacities.count);
 	for (uint32_t h = 0; h <= r->capacities.mask; h++)
-		if (r->capacities.keys[h] != EMPTY) {
+		if (slot_used(&r->capacities, h)) {
 			srv_snap_u64(w, r->capacities.keys[h]);
 			srv_snap_i64(w, r->cap[r->capacities.vals[h]]);
 		}
 	srv_snap_u32(w, r->positions.count);
 	for (uint32_t h = 0; h <= r->positions.mask; h++)
-		if (r->positions.keys[h] != EMPTY) {
+		if (slot_used(&r->positions, h)) {
 			srv_snap_u64(w, r->positions.keys[h]);
 			srv_snap_i64(w, r->pos[r->positions.vals[h]].sold);
 		}
 	srv_snap_u32(w, r->orders.count);
 	for (uint32_t h = 0; h <= r->orders.mask; h++)
-		if (r->orders.keys[h] != EMPTY) {
+		if (slot_used(&r->orders, h)) {
 			const struct rorder *o = &r->ord[r->orders.vals[h]];
 			srv_snap_u64(w, o->id);
 			srv_snap_u32(w, o->account);
@@ -565,8 +584,9 @@ int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
 	for (uint32_t i = 0; i < n && !in->error; i++) {
 		uint64_t key = srv_snap_get_u64(in);
 		int64_t sold = srv_snap_get_i64(in);
-		if (key == EMPTY || sold < 0 || pos_of(r, (uint32_t)(key >> 32), (uint32_t)key))
-			srv_snap_fail(in, "risk: a position is negative or repeated");
+		if (key == EMPTY || key >> 32 == 0 || sold < 0 ||
+		    pos_of(r, (uint32_t)(key >> 32), (uint32_t)key))
+			srv_snap_fail(in, "risk: a position is negative, repeated or of account 0");
 		else
 			pos_get_or_add(r, (uint32_t)(key >> 32), (uint32_t)key)->sold = sold;
 	}
@@ -614,7 +634,7 @@ int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
 		table_put(&r->orders, o.id, slot);
 	}
 	for (uint32_t h = 0; h <= r->accounts.mask && !in->error; h++)
-		if (r->accounts.keys[h] != EMPTY) {
+		if (slot_used(&r->accounts, h)) {
 			const struct racct *a = &r->acct[r->accounts.vals[h]];
 			if (a->reserved > a->cash)
 				srv_snap_fail(in, "risk: an account holds more than its cash");
@@ -626,13 +646,13 @@ const char *srv_risk_check_invariants(const struct srv_risk *r)
 {
 	uint32_t tracked = 0;
 	for (uint32_t h = 0; h <= r->accounts.mask; h++) {
-		if (r->accounts.keys[h] == EMPTY)
+		if (!slot_used(&r->accounts, h))
 			continue;
 		const struct racct *a = &r->acct[r->accounts.vals[h]];
 		uint32_t account = (uint32_t)r->accounts.keys[h], n = 0;
 		int64_t reserved = 0;
 		for (uint32_t k = 0; k <= r->orders.mask; k++) {
-			if (r->orders.keys[k] == EMPTY)
+			if (!slot_used(&r->orders, k))
 				continue;
 			const struct rorder *o = &r->ord[r->orders.vals[k]];
 			if (o->account != account)
@@ -651,14 +671,14 @@ const char *srv_risk_check_invariants(const struct srv_risk *r)
 	    r->nreleased + r->orders.count != r->fresh)
 		return "order counts differ";
 	for (uint32_t h = 0; h <= r->positions.mask; h++) {
-		if (r->positions.keys[h] == EMPTY)
+		if (!slot_used(&r->positions, h))
 			continue;
 		const struct rpos *p = &r->pos[r->positions.vals[h]];
 		uint32_t account = (uint32_t)(r->positions.keys[h] >> 32);
 		uint32_t book = (uint32_t)r->positions.keys[h];
 		int64_t offered = 0;
 		for (uint32_t k = 0; k <= r->orders.mask; k++) {
-			if (r->orders.keys[k] == EMPTY)
+			if (!slot_used(&r->orders, k))
 				continue;
 			const struct rorder *o = &r->ord[r->orders.vals[k]];
 			if (o->account == account && o->book == book && o->side == MATCHING_SELL)

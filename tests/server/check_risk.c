@@ -13,6 +13,7 @@
 #include "ledger.h"
 #include "matching.h"
 #include "srv_risk.h"
+#include "srv_snapshot.h"
 #include "tap.h"
 
 static struct srv_risk *risk;
@@ -240,6 +241,49 @@ START_TEST(sellers_offer_only_their_capacity)
 	ck_assert_int_eq(modify(b, 100, 2), SRV_RISK_OK);
 	ck_assert_int_eq(place(2, book19, MATCHING_SELL, MATCHING_GTC, 101, 1, NULL), SRV_RISK_OK);
 	(void)a;
+	/* Account 0 is nobody's: no position (its key would be the positions table's mark of
+	 * a free slot). */
+	srv_risk_position(risk, 0, book19, &offered, &sold);
+	ck_assert_int_eq(offered, 0);
+	ck_assert_int_eq(sold, 0);
+	/* Positions go through a snapshot into a new risk, which saves the same bytes. */
+	struct srv_snap_w w = {0}, w2 = {0};
+	srv_risk_save(risk, &w);
+	struct srv_risk_config cfg;
+	srv_risk_config_default(&cfg);
+	cfg.accounts_max = 16;
+	cfg.orders_max = 512;
+	cfg.positions_max = 64;
+	cfg.capacities_max = 16;
+	cfg.open_orders_per_account_max = 100;
+	cfg.maker_bps = 10;
+	cfg.taker_bps = 25;
+	struct srv_risk *copy;
+	ck_assert_int_eq(srv_risk_create(&cfg, &copy), SRV_RISK_OK);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_risk_load(copy, &in) == 0, "%s", in.error ? in.error : "");
+	ck_assert_ptr_null(srv_risk_check_invariants(copy));
+	srv_risk_position(copy, 2, book19, &offered, &sold);
+	ck_assert_int_eq(sold, 5);
+	srv_risk_save(copy, &w2);
+	ck_assert_uint_eq(w2.len, w.len);
+	ck_assert_mem_eq(w2.p, w.p, w.len);
+	srv_risk_destroy(copy);
+	srv_snap_w_free(&w);
+	srv_snap_w_free(&w2);
+	/* A snapshot with a position of account 0 is refused. */
+	srv_snap_u32(&w, 0);			      /* accounts */
+	srv_snap_u32(&w, 0);			      /* capacities */
+	srv_snap_u32(&w, 1);			      /* positions: */
+	srv_snap_u64(&w, (uint64_t)0 << 32 | book19); /* account 0 */
+	srv_snap_i64(&w, 1);
+	srv_snap_u32(&w, 0); /* orders */
+	ck_assert_int_eq(srv_risk_create(&cfg, &copy), SRV_RISK_OK);
+	in = (struct srv_snap_r){.p = w.p, .len = w.len};
+	ck_assert_int_ne(srv_risk_load(copy, &in), 0);
+	ck_assert_ptr_nonnull(strstr(in.error, "account 0"));
+	srv_risk_destroy(copy);
+	srv_snap_w_free(&w);
 }
 END_TEST
 
