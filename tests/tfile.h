@@ -21,16 +21,21 @@ static inline void tfile_mkdtemp(char *dir, size_t len, const char *prefix)
 		      root && *root ? root : "/tmp");
 }
 
-/* Writes dir/name with text and mode (fails the test when it cannot). */
+/* Writes dir/name with text and mode (fails the test when it cannot). A process reading
+ * it meanwhile sees the old file or the new one, whole: the text goes to a file beside it,
+ * renamed over it. (Written in place, a hook that read its "mode" file between the
+ * truncation and the write saw it empty.) */
 static inline void tfile_write(const char *dir, const char *name, const char *text, mode_t mode)
 {
-	char path[256];
+	char path[256], tmp[300];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	FILE *f = fopen(tmp, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
-	fclose(f);
-	ck_assert_int_eq(chmod(path, mode), 0);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(tmp, mode), 0);
+	ck_assert_int_eq(rename(tmp, path), 0);
 }
 
 /* dir/name's first 16 KiB, NUL-terminated, in a static buffer; NULL when missing. */
