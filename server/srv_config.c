@@ -170,6 +170,9 @@ static const struct key keys[] = {
 	INT(http_connections_per_ip_max, 64, 1, 65536,
 	    "most connections open at once from one address on the HTTP API's port, and on "
 	    "/metrics' (each); more are closed unserved"),
+	INT(http_evict_after_ms, 1000, 0, 3600000,
+	    "with an HTTP port full and a connection waiting, its oldest connection is closed "
+	    "once open this long, to make room; 0: never"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",

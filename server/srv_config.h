@@ -106,6 +106,7 @@ struct srv_config {
 	int64_t http_timeout_ms;
 	int64_t http_connections_max;
 	int64_t http_connections_per_ip_max;
+	int64_t http_evict_after_ms;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

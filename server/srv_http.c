@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,6 +466,8 @@ struct http_sock {
 	dev_t dev;
 	ino_t ino;
 	bool counted;		     /* in ips under key */
+	bool shut;		     /* shut down by us: refused or evicted */
+	int64_t opened_ms;	     /* when it was counted (monotonic) */
 	char key[SRV_MAP_KEY_BYTES]; /* its peer's address, as the per-address limit counts */
 };
 
@@ -481,8 +484,11 @@ struct srv_http_conns {
 	uint32_t per_ip_max;	/* http_connections_per_ip_max */
 	uint64_t full;		/* times the port stopped accepting at max */
 	uint64_t refused;	/* connections shut down unserved: per_ip_max, or no TLS */
+	int64_t evict_after_ms; /* http_evict_after_ms */
+	uint64_t evicted;	/* connections closed to make room */
 	int64_t logged_full_ms; /* the last warning of each kind; one per 10 s */
 	int64_t logged_refused_ms;
+	int64_t logged_evicted_ms;
 };
 
 /* Forgets the connections that have closed (of address key only, when not NULL); how
@@ -548,10 +554,14 @@ static void http_learn_cb(evutil_socket_t unused, short what, void *arg)
 		struct stat st;
 		if (fd >= 0 && fstat(fd, &st) == 0) {
 			struct http_sock *o = &h->open[h->n_open++];
-			*o = (struct http_sock){.fd = fd, .dev = st.st_dev, .ino = st.st_ino};
+			*o = (struct http_sock){.fd = fd,
+						.dev = st.st_dev,
+						.ino = st.st_ino,
+						.opened_ms = srv_mono_ms()};
 			if (!http_count_peer(h, fd, o) || h->fresh[i].refuse) {
 				/* evhttp sees the end of the stream and frees the connection */
 				shutdown(fd, SHUT_RDWR);
+				o->shut = true;
 				h->refused++;
 			}
 		}
@@ -564,6 +574,35 @@ bool srv_http_room(struct srv_port *p)
 {
 	struct srv_http_conns *h = p->http;
 	return h == NULL || h->n_fresh + h->n_open < h->max || http_sweep(h, NULL) < h->max;
+}
+
+void srv_http_make_room(struct srv_port *p)
+{
+	struct srv_http_conns *h = p->http;
+	if (h == NULL || h->evict_after_ms == 0)
+		return;
+	struct pollfd waiting = {.fd = evconnlistener_get_fd(p->l), .events = POLLIN};
+	if (poll(&waiting, 1, 0) != 1)
+		return; /* nobody waits to be accepted */
+	struct http_sock *oldest = NULL;
+	for (uint32_t i = 0; i < h->n_open; i++)
+		if (!h->open[i].shut &&
+		    (oldest == NULL || h->open[i].opened_ms < oldest->opened_ms))
+			oldest = &h->open[i];
+	int64_t now = srv_mono_ms();
+	struct stat st;
+	if (oldest == NULL || now - oldest->opened_ms < h->evict_after_ms ||
+	    fstat(oldest->fd, &st) != 0 || st.st_dev != oldest->dev || st.st_ino != oldest->ino)
+		return; /* (a descriptor that names another socket now is never shut down) */
+	shutdown(oldest->fd, SHUT_RDWR); /* evhttp frees it; the next look finds room */
+	oldest->shut = true;
+	h->evicted++;
+	if (h->logged_evicted_ms == 0 || now - h->logged_evicted_ms >= 10000) {
+		srv_log(SRV_LOG_WARN, "HTTP port full; its oldest connection closed for a new one",
+			"port=%s age_ms=%lld http_evict_after_ms=%lld", p->name,
+			(long long)(now - oldest->opened_ms), (long long)h->evict_after_ms);
+		h->logged_evicted_ms = now;
+	}
 }
 
 /* evhttp's bufferevent for a connection it accepted on port arg. */
@@ -621,6 +660,7 @@ int srv_http_port(struct srv *s, struct evhttp *http, struct evhttp_bound_socket
 	h->tls = tls;
 	h->max = (uint32_t)s->cfg.http_connections_max;
 	h->per_ip_max = (uint32_t)s->cfg.http_connections_per_ip_max;
+	h->evict_after_ms = s->cfg.http_evict_after_ms;
 	h->fresh = calloc(h->max, sizeof(*h->fresh));
 	h->open = calloc(h->max, sizeof(*h->open));
 	h->learn = event_new(s->base, -1, 0, http_learn_cb, h);
@@ -651,6 +691,11 @@ static uint64_t times_refused(struct srv_http_conns *h)
 	return h->refused;
 }
 
+static uint64_t times_evicted(struct srv_http_conns *h)
+{
+	return h->evicted;
+}
+
 /* A metric family with a line for each HTTP port: value(its connections). */
 static void port_family(struct srv *s, struct evbuffer *b, const char *name, const char *type,
 			const char *help, uint64_t (*value)(struct srv_http_conns *))
@@ -673,6 +718,11 @@ void srv_http_port_metrics(struct srv *s, struct evbuffer *b)
 		    "Connections an HTTP port shut down unserved: their address had "
 		    "http_connections_per_ip_max open (or TLS could not be set up).",
 		    times_refused);
+	port_family(
+		s, b, "gridex_http_connections_evicted_total", "counter",
+		"Connections an HTTP port closed, when full with one waiting, because they were "
+		"its oldest and open http_evict_after_ms or longer.",
+		times_evicted);
 }
 
 void srv_http_port_free(struct srv_port *p)

@@ -1011,7 +1011,8 @@ static void port_retry_cb(evutil_socket_t fd, short what, void *arg)
 	if (p->l == p->s->listener && p->s->draining)
 		return; /* the order port stays closed once draining */
 	if (!srv_http_room(p)) {
-		srv_port_pause(p); /* still http_connections_max open */
+		srv_http_make_room(p); /* for the next look, when one waits */
+		srv_port_pause(p);     /* still http_connections_max open */
 		return;
 	}
 	evconnlistener_enable(p->l);

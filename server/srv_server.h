@@ -379,7 +379,11 @@ __attribute__((warn_unused_result)) int srv_http_port(struct srv *s, struct evht
 /* Whether HTTP port p may accept another connection: fewer than http_connections_max
  * open (the closed ones found first). */
 bool srv_http_room(struct srv_port *p);
-/* The HTTP ports' metrics: open connections, and how often each was full. */
+/* With HTTP port p full and a connection waiting in its backlog: shuts down its oldest
+ * connection when that is http_evict_after_ms old (0: never), so that the next look
+ * finds room. */
+void srv_http_make_room(struct srv_port *p);
+/* The HTTP ports' metrics: open connections; those refused and evicted; times full. */
 void srv_http_port_metrics(struct srv *s, struct evbuffer *b);
 /* Frees what srv_http_port gave p (after its evhttp is freed). */
 void srv_http_port_free(struct srv_port *p);

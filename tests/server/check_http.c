@@ -348,7 +348,8 @@ static void wait_metric(const char *name, double want)
 START_TEST(an_http_port_holds_at_most_http_connections_max)
 {
 	static const char *const cap_args[] = {"--http-listen=127.0.0.1:0",
-					       "--http-connections-max=4", NULL};
+					       "--http-connections-max=4",
+					       "--http-evict-after-ms=0", NULL};
 	const char *gauge = "gridex_http_connections{port=\"http_listen\"}";
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
@@ -451,6 +452,63 @@ START_TEST(an_address_holds_at_most_http_connections_per_ip_max)
 	ck_assert_int_eq(answer_within(again, 5000), 200);
 	close(again);
 	close(idle[1]);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+END_TEST
+
+START_TEST(a_full_http_port_closes_its_oldest_connection_for_a_newcomer)
+{
+	static const char *const cap_args[] = {"--http-listen=127.0.0.1:0",
+					       "--http-connections-max=4",
+					       "--http-evict-after-ms=3000", NULL};
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, cap_args);
+	/* One connection, then three more 2 s later: all idle, the port full. */
+	int idle[4];
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	idle[0] = tcp_to(srv.http_port);
+	wait_metric("gridex_http_connections{port=\"http_listen\"}", 1);
+	struct timespec two = {.tv_sec = 2};
+	nanosleep(&two, NULL);
+	for (int i = 1; i < 4; i++)
+		idle[i] = tcp_to(srv.http_port);
+	wait_metric("gridex_http_connections{port=\"http_listen\"}", 4);
+	/* A newcomer waits while every connection is younger than 3 s; then the oldest is
+	 * closed for it, and the others, younger still, stay. */
+	int fifth = tcp_to(srv.http_port);
+	const char req[] = "GET /api/v1/products HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(write(fifth, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long left = 2800 - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	if (left > 0)
+		ck_assert_int_eq(answer_within(fifth, (int)left), 0);
+	ck_assert_int_eq(answer_within(fifth, 5000), 200);
+	ck_assert(closed_unanswered(idle[0]));
+	for (int i = 1; i < 4; i++) {
+		struct pollfd p = {.fd = idle[i], .events = POLLIN};
+		ck_assert_msg(poll(&p, 1, 0) == 0, "connection %d closed too", i);
+	}
+	int status;
+	const char *m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_msg(tmetric(m, "gridex_http_connections_evicted_total{port=\"http_listen\"}") ==
+			      1,
+		      "%s", m);
+	/* Full again with nobody waiting: old connections are left alone. */
+	close(fifth);
+	close(idle[0]);
+	idle[0] = tcp_to(srv.http_port);
+	wait_metric("gridex_http_connections{port=\"http_listen\"}", 4);
+	struct timespec later = {.tv_sec = 4};
+	nanosleep(&later, NULL); /* the three of 2 s are over 3 s old now */
+	for (int i = 0; i < 4; i++) {
+		struct pollfd p = {.fd = idle[i], .events = POLLIN};
+		ck_assert_msg(poll(&p, 1, 0) == 0, "connection %d closed with nobody waiting", i);
+	}
+	for (int i = 0; i < 4; i++)
+		close(idle[i]);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	pgtest_teardown();
 }
@@ -606,6 +664,7 @@ static Suite *http_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, an_http_port_holds_at_most_http_connections_max);
 	tcase_add_test(tc, an_address_holds_at_most_http_connections_per_ip_max);
+	tcase_add_test(tc, a_full_http_port_closes_its_oldest_connection_for_a_newcomer);
 	suite_add_tcase(s, tc);
 	return s;
 }
