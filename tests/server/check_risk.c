@@ -40,17 +40,23 @@ static void setup_with(const struct srv_risk_config *cfg, uint32_t orders)
 	ck_assert_int_eq(matching_book_create(eng, &p, &book20), MATCHING_OK);
 }
 
+/* The risk of most tests: small tables, 10 and 25 bps fees. */
+static void small_config(struct srv_risk_config *cfg)
+{
+	srv_risk_config_default(cfg);
+	cfg->accounts_max = 16;
+	cfg->orders_max = 512;
+	cfg->positions_max = 64;
+	cfg->capacities_max = 16;
+	cfg->open_orders_per_account_max = 100;
+	cfg->maker_bps = 10;
+	cfg->taker_bps = 25;
+}
+
 static void setup(void)
 {
 	struct srv_risk_config cfg;
-	srv_risk_config_default(&cfg);
-	cfg.accounts_max = 16;
-	cfg.orders_max = 512;
-	cfg.positions_max = 64;
-	cfg.capacities_max = 16;
-	cfg.open_orders_per_account_max = 100;
-	cfg.maker_bps = 10;
-	cfg.taker_bps = 25;
+	small_config(&cfg);
 	setup_with(&cfg, 512);
 }
 
@@ -250,14 +256,7 @@ START_TEST(sellers_offer_only_their_capacity)
 	struct srv_snap_w w = {0}, w2 = {0};
 	srv_risk_save(risk, &w);
 	struct srv_risk_config cfg;
-	srv_risk_config_default(&cfg);
-	cfg.accounts_max = 16;
-	cfg.orders_max = 512;
-	cfg.positions_max = 64;
-	cfg.capacities_max = 16;
-	cfg.open_orders_per_account_max = 100;
-	cfg.maker_bps = 10;
-	cfg.taker_bps = 25;
+	small_config(&cfg);
 	struct srv_risk *copy;
 	ck_assert_int_eq(srv_risk_create(&cfg, &copy), SRV_RISK_OK);
 	struct srv_snap_r in = {.p = w.p, .len = w.len};
