@@ -450,7 +450,10 @@ static void api_cb(struct evhttp_request *req, void *arg)
  * to have closed when its descriptor no longer names that socket (sweep). When
  * http_connections_max are open the port stops accepting (srv_port_pause); every
  * accept_retry_ms it looks whether one has closed. Connections that arrive meanwhile
- * wait in the kernel's backlog, and the descriptors stay with the other ports.
+ * wait in the kernel's backlog, and the descriptors stay with the other ports. While
+ * one waits there (the listening socket is readable), each look also shuts down the
+ * port's oldest connection once it is http_evict_after_ms old (srv_http_make_room), so
+ * that connections held open cannot keep newcomers out.
  *
  * Once the descriptor is known, so is the peer: an address (srv_addr_key) with
  * http_connections_per_ip_max open has its next connection shut down unserved, so that
