@@ -262,6 +262,17 @@ static void registered_client(struct tclient *c, uint32_t account, const char *n
 	tclient_connect(c, &srv);
 }
 
+/* A cancel from c of coid, an order it never placed: verified, and refused UNKNOWN_ORDER
+ * by the core. */
+static void cancel_unknown(struct tclient *c, uint64_t coid)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	q.target_client_order_id = coid;
+	ck_assert_int_eq(tclient_answer(c, tclient_send(c, &q, c->sk)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+}
+
 /* One accepted request (a query) on c: a session, no longer held to unauth_inflight_max
  * requests in flight. */
 static void accepted_once(struct tclient *c)
@@ -684,11 +695,7 @@ START_TEST(descriptor_exhaustion_pauses_accepting)
 		close(fds[i]);
 	struct tclient late = {0};
 	registered_client(&late, 5, "late");
-	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
-	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
-	c.target_client_order_id = 7;
-	ck_assert_int_eq(tclient_answer(&late, tclient_send(&late, &c, late.sk)),
-			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	cancel_unknown(&late, 7);
 	tclient_close(&late);
 	ck_assert_int_gt(metric_value("gridex_accept_errors_total", true), 0);
 	stop();
@@ -755,11 +762,7 @@ START_TEST(failed_verifications_are_limited_per_address)
 	nanosleep(&pause, NULL);
 	struct tclient late = {0};
 	registered_client(&late, 6, "late");
-	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
-	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
-	c.target_client_order_id = 7;
-	ck_assert_int_eq(tclient_answer(&late, tclient_send(&late, &c, late.sk)),
-			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	cancel_unknown(&late, 7);
 	tclient_close(&late);
 	stop();
 }
@@ -828,20 +831,13 @@ START_TEST(a_refused_request_proves_the_key_too)
 	start(args);
 	struct tclient h = {.from = 6}, mallory;
 	registered_client(&h, 7, "seventh");
-	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
-	q.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
-	q.target_client_order_id = 99;
-	ck_assert_int_eq(tclient_answer(&h, tclient_send(&h, &q, h.sk)),
-			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	cancel_unknown(&h, 99);
 	impostor(&mallory, 6);
 	int verified, unverified;
 	bad_burst(&mallory, 40, &verified, &unverified);
 	ck_assert_int_gt(unverified, 0); /* the address's allowance is used up */
-	for (int i = 0; i < 20; i++) {
-		q.nonce = 0;
-		ck_assert_int_eq(tclient_answer(&h, tclient_send(&h, &q, h.sk)),
-				 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
-	}
+	for (int i = 0; i < 20; i++)
+		cancel_unknown(&h, 99);
 	tclient_close(&mallory);
 	tclient_close(&h);
 	stop();
