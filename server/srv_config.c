@@ -70,6 +70,14 @@ static const struct key keys[] = {
 	INT(verify_failures_per_ip_burst, 100, 1, 1000000, "burst of that rate"),
 	INT(verify_failure_ips_max, 65536, 1, 16777216,
 	    "IP addresses whose failed verifications are counted at once; more go uncounted"),
+	INT(verify_known_pairs_max, 65536, 0, 16777216,
+	    "(address, account) pairs remembered as known: an account that had a request accepted "
+	    "from an address is still verified from there, with an allowance of its own, while "
+	    "the address's is used up; more are not remembered; 0: none"),
+	INT(verify_known_pair_ms, 86400000, 1000, INT64_C(2592000000),
+	    "how long a pair stays known after its account last had a request accepted, or a "
+	    "session closed, at that address; while a session of it is open there it stays "
+	    "known"),
 	INT(subscriptions_per_conn_max, 64, 1, 4096, "market-data subscriptions per connection"),
 	INT(topics_max, 4096, 1, 1048576, "distinct products and classes subscribed to"),
 	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),

@@ -39,6 +39,8 @@ struct srv_config {
 	int64_t verify_failures_per_ip_per_second;
 	int64_t verify_failures_per_ip_burst;
 	int64_t verify_failure_ips_max;
+	int64_t verify_known_pairs_max;
+	int64_t verify_known_pair_ms;
 	int64_t subscriptions_per_conn_max;
 	int64_t topics_max;
 	int64_t snapshot_levels_max;

@@ -103,18 +103,23 @@ struct srv_acctable {
 	struct srv_map m; /* account -> first session's slot */
 };
 
-/* Failed verifications by IP address: a token bucket each, in thousandths of a
- * request, for the connections of the address that no request has been
- * accepted on yet. The buckets of the addresses counted are b[0..n), so the
- * sweep reads those and nothing else. */
+/*
+ * Failed verifications of connections that no request has been accepted on yet,
+ * each table a token bucket per key, in thousandths of a request: s->fails by IP
+ * address, s->known by known (address, account) pair, "ip|account", an account
+ * that has had a request accepted from that address (known_ms: when it last had,
+ * or last closed such a session there). The buckets counted are b[0..n), so the
+ * sweep reads those and nothing else.
+ */
 struct fail_bucket {
 	int64_t milli;
 	int64_t at_ms;
+	int64_t known_ms;
 	char key[KEY_BYTES];
 };
 
 struct srv_failtable {
-	struct srv_map m; /* ip -> its bucket's index in b */
+	struct srv_map m; /* key -> its bucket's index in b */
 	struct fail_bucket *b;
 	uint32_t n;
 };
@@ -348,11 +353,14 @@ static void unauth_release(struct srv_conn *c)
 		srv_map_del(&c->s->ips->m, c->ip_key);
 }
 
+static void pair_known(struct srv_conn *c);
+
 static void session_unlink(struct srv_conn *c)
 {
 	struct srv *s = c->s;
 	if (!c->authed)
 		return;
+	pair_known(c); /* known for verify_known_pair_ms from its last session's end */
 	char key[KEY_BYTES];
 	account_key(c->account, key);
 	if (c->acct_prev != NONE)
@@ -385,6 +393,7 @@ static void session_link(struct srv_conn *c)
 	}
 	c->authed = true;
 	unauth_release(c);
+	pair_known(c);
 }
 
 static void unsubscribe_node(struct srv *s, uint32_t node)
@@ -428,7 +437,7 @@ static void conn_release(struct srv_conn *c)
 	c->reading = c->wr_added = c->wr_timed = false;
 }
 
-static void verify_failed(struct srv *s, const char *ip, uint32_t n);
+static void verify_failed(struct srv_conn *c, uint32_t n);
 
 static void conn_free(struct srv_conn *c)
 {
@@ -437,7 +446,7 @@ static void conn_free(struct srv_conn *c)
 	 * their answers will find no connection, so they count as failed now (else a
 	 * client could send and close, again and again, uncounted). */
 	if (!c->authed && c->inflight > 0)
-		verify_failed(s, c->ip_key, c->inflight);
+		verify_failed(c, c->inflight);
 	c->inflight = 0;
 	session_unlink(c);
 	unauth_release(c);
@@ -521,66 +530,142 @@ static void fail_refill(const struct srv *s, struct fail_bucket *b, int64_t now)
 	b->at_ms = now;
 }
 
-/* The address's bucket, refilled to now; created (full) when asked and there is room,
+/* key's bucket in F, refilled to now; created (full) when asked and there is room,
  * else NULL. */
-static struct fail_bucket *fail_bucket(struct srv *s, const char *ip, bool create)
+static struct fail_bucket *fail_bucket(struct srv *s, struct srv_failtable *F, const char *key,
+				       bool create)
 {
-	struct srv_failtable *F = s->fails;
 	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	uint32_t *i = srv_map_get(&F->m, ip);
+	uint32_t *i = srv_map_get(&F->m, key);
 	if (i == NULL) {
-		if (!create || (i = srv_map_put(&F->m, ip, F->n)) == NULL)
-			return NULL; /* verify_failure_ips_max addresses counted already */
+		if (!create || (i = srv_map_put(&F->m, key, F->n)) == NULL)
+			return NULL; /* F's maximum counted already */
 		struct fail_bucket *b = &F->b[F->n++];
-		*b = (struct fail_bucket){.milli = cap, .at_ms = now};
-		snprintf(b->key, KEY_BYTES, "%s", ip);
+		*b = (struct fail_bucket){.milli = cap, .at_ms = now, .known_ms = now};
+		snprintf(b->key, KEY_BYTES, "%s", key);
 	}
 	struct fail_bucket *b = &F->b[*i];
 	fail_refill(s, b, now);
 	return b;
 }
 
-/* Whether a request of a connection not yet accepted may be verified. */
-static bool verify_allowed(struct srv *s, const char *ip)
+/* The key of c's (address, account) pair; false when the pair is not counted. */
+static bool pair_key(const struct srv_conn *c, char key[KEY_BYTES])
 {
-	if (s->cfg.verify_failures_per_ip_per_second == 0)
-		return true;
-	struct fail_bucket *b = fail_bucket(s, ip, false);
-	return b == NULL || b->milli >= 1000;
+	if (c->s->cfg.verify_known_pairs_max == 0 || c->account == 0)
+		return false;
+	int n = snprintf(key, KEY_BYTES, "%s|%u", c->ip_key, c->account);
+	return n > 0 && n < KEY_BYTES;
 }
 
-/* n requests of connections not yet accepted failed verification. */
-static void verify_failed(struct srv *s, const char *ip, uint32_t n)
+/* c's account has had a request accepted from c's address, or a session of it there
+ * closes: the pair is known from now on, for verify_known_pair_ms. */
+static void pair_known(struct srv_conn *c)
 {
-	if (s->cfg.verify_failures_per_ip_per_second == 0)
+	char key[KEY_BYTES];
+	if (!pair_key(c, key))
 		return;
-	struct fail_bucket *b = fail_bucket(s, ip, true);
+	struct fail_bucket *b = fail_bucket(c->s, c->s->known, key, true);
+	if (b != NULL)
+		b->known_ms = srv_mono_ms();
+}
+
+/* The bucket of c's pair when it is known, else NULL. */
+static struct fail_bucket *pair_bucket(struct srv_conn *c)
+{
+	char key[KEY_BYTES];
+	return pair_key(c, key) ? fail_bucket(c->s, c->s->known, key, false) : NULL;
+}
+
+/*
+ * Whether a request of c, a connection not yet accepted, may be verified: while
+ * its address has allowance left, or else while the pair of its address and the
+ * account it claims is known and has allowance left.
+ */
+static bool verify_allowed(struct srv_conn *c)
+{
+	struct srv *s = c->s;
+	if (s->cfg.verify_failures_per_ip_per_second == 0)
+		return true;
+	struct fail_bucket *b = fail_bucket(s, s->fails, c->ip_key, false);
+	if (b == NULL || b->milli >= 1000)
+		return true;
+	struct fail_bucket *p = pair_bucket(c);
+	if (p == NULL || p->milli < 1000)
+		return false;
+	atomic_fetch_add(&s->m.verified_known, 1);
+	return true;
+}
+
+static void fail_charge(struct fail_bucket *b, uint32_t n)
+{
 	int64_t cost = (int64_t)n * 1000;
 	if (b != NULL)
 		b->milli = b->milli >= cost ? b->milli - cost : 0;
 }
 
-/* Every second: addresses whose allowance is whole again are forgotten. */
+/* n requests of c, a connection not yet accepted, failed verification: they count
+ * against its address, and against its pair when that is known. */
+static void verify_failed(struct srv_conn *c, uint32_t n)
+{
+	struct srv *s = c->s;
+	if (s->cfg.verify_failures_per_ip_per_second == 0)
+		return;
+	fail_charge(fail_bucket(s, s->fails, c->ip_key, true), n);
+	fail_charge(pair_bucket(c), n);
+}
+
+/* Forgets F's i-th bucket: the last takes its place (the caller looks at i again). */
+static void fail_forget(struct srv_failtable *F, uint32_t i)
+{
+	struct fail_bucket *b = &F->b[i];
+	srv_map_del(&F->m, b->key);
+	if (i != --F->n) {
+		*b = F->b[F->n];
+		srv_map_put(&F->m, b->key, i); /* its entry, there already */
+	}
+}
+
+/* Whether one of the sessions open of b's account is from b's address (b a pair). */
+static bool pair_in_session(struct srv *s, const struct fail_bucket *b)
+{
+	const char *bar = strrchr(b->key, '|');
+	char key[KEY_BYTES];
+	if (bar == NULL)
+		return false;
+	snprintf(key, KEY_BYTES, "%s", bar + 1);
+	uint32_t *head = srv_map_get(&s->accts->m, key);
+	for (uint32_t i = head ? *head : NONE; i != NONE; i = s->conns[i].acct_next) {
+		if (pair_key(&s->conns[i], key) && strcmp(key, b->key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Every second: addresses whose allowance is whole again are forgotten, and pairs
+ * known for longer than verify_known_pair_ms with no session open (a pair with one
+ * is known from now on). */
 static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct srv *s = arg;
-	struct srv_failtable *F = s->fails;
+	struct srv_failtable *F = s->fails, *K = s->known;
 	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
 	for (uint32_t i = 0; i < F->n;) {
-		struct fail_bucket *b = &F->b[i];
-		fail_refill(s, b, now);
-		if (b->milli < cap) {
+		fail_refill(s, &F->b[i], now);
+		if (F->b[i].milli < cap)
 			i++;
-			continue;
-		}
-		/* The last bucket takes its place (look at i again). */
-		srv_map_del(&F->m, b->key);
-		if (i != --F->n) {
-			*b = F->b[F->n];
-			srv_map_put(&F->m, b->key, i); /* its entry, there already */
-		}
+		else
+			fail_forget(F, i);
+	}
+	for (uint32_t i = 0; i < K->n;) {
+		if (now - K->b[i].known_ms <= s->cfg.verify_known_pair_ms)
+			i++;
+		else if (pair_in_session(s, &K->b[i]))
+			K->b[i++].known_ms = now;
+		else
+			fail_forget(K, i);
 	}
 }
 
@@ -613,7 +698,7 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 		return;
 	}
 	c->account = job.req.account;
-	if (!c->authed && !verify_allowed(s, c->ip_key)) {
+	if (!c->authed && !verify_allowed(c)) {
 		atomic_fetch_add(&s->m.refused_unverified, 1);
 		refuse_overloaded(c, &job.req,
 				  "too many requests from this address failed verification "
@@ -1097,7 +1182,7 @@ static void deliver_reply(struct srv *s, const struct srv_out *o)
 	} else {
 		if (!c->authed && (r->reason == GRIDEX__V1__REJECT_REASON__BAD_SIGNATURE ||
 				   r->reason == GRIDEX__V1__REJECT_REASON__UNKNOWN_ACCOUNT))
-			verify_failed(s, c->ip_key, 1);
+			verify_failed(c, 1);
 		else if (!c->authed && c->account == r->account && reject_proves_key(r->reason))
 			session_link(c); /* refused for what it asked, not for who asked */
 		n = srv_frame_reject(buf, sizeof(buf), r->account, r->nonce, r->reason, NULL);
@@ -1414,6 +1499,14 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       "Addresses whose failed verifications are being counted (at most "
 	       "verify_failure_ips_max); each is forgotten once its allowance is whole again.",
 	       "gauge", s->fails->n);
+	metric(b, "gridex_verify_known_pairs",
+	       "(address, account) pairs known: the account had a request accepted from the "
+	       "address within verify_known_pair_ms (at most verify_known_pairs_max).",
+	       "gauge", s->known->n);
+	metric(b, "gridex_requests_verified_known_pair_total",
+	       "Requests of connections not yet accepted, verified although their address had used "
+	       "up its allowance, because their (address, account) pair is known.",
+	       "counter", atomic_load(&m->verified_known));
 	metric(b, "gridex_accept_errors_total",
 	       "Failed accept() calls (file descriptors or memory used up); each pauses its port "
 	       "for accept_retry_ms.",
@@ -1585,12 +1678,19 @@ int srv_io_init(struct srv *s)
 	s->accts = calloc(1, sizeof(*s->accts));
 	s->topics = calloc(1, sizeof(*s->topics));
 	s->fails = calloc(1, sizeof(*s->fails));
+	s->known = calloc(1, sizeof(*s->known));
 	uint32_t nfails = (uint32_t)cfg->verify_failure_ips_max;
+	/* With no pairs kept, a table of one that is never written. */
+	uint32_t nknown =
+		cfg->verify_known_pairs_max > 0 ? (uint32_t)cfg->verify_known_pairs_max : 1;
 	if (!s->conns || !s->free_conns || !s->dirty || !s->ips || !s->accts || !s->topics ||
-	    !s->fails || !srv_map_init(&s->ips->m, nconn) || !srv_map_init(&s->accts->m, nconn) ||
+	    !s->fails || !s->known || !srv_map_init(&s->ips->m, nconn) ||
+	    !srv_map_init(&s->accts->m, nconn) ||
 	    !srv_map_init(&s->topics->by_name, (uint32_t)cfg->topics_max) ||
 	    !srv_map_init(&s->fails->m, nfails) ||
-	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))))
+	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))) ||
+	    !srv_map_init(&s->known->m, nknown) ||
+	    !(s->known->b = calloc(nknown, sizeof(*s->known->b))))
 		return -1;
 	s->metrics_fd = -1;
 	struct srv_topics *T = s->topics;
@@ -1701,14 +1801,17 @@ void srv_io_free(struct srv *s)
 		free(s->topics->subs);
 		free(s->topics->free_s);
 	}
-	if (s->fails) {
-		free(s->fails->m.e);
-		free(s->fails->b);
+	struct srv_failtable *tables[] = {s->fails, s->known};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		if (tables[i]) {
+			free(tables[i]->m.e);
+			free(tables[i]->b);
+		}
+		free(tables[i]);
 	}
 	free(s->ips);
 	free(s->accts);
 	free(s->topics);
-	free(s->fails);
 	if (s->http)
 		evhttp_free(s->http);
 	if (s->listener)

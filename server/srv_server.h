@@ -169,6 +169,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t closed_protocol, closed_slow, closed_timeout;
 	atomic_uint_fast64_t accept_errors; /* accept() failed: descriptors or memory used up */
 	atomic_uint_fast64_t refused_unverified; /* verify_failures_per_ip_* used up */
+	atomic_uint_fast64_t verified_known;	 /* verified as a known pair only */
 	atomic_uint_fast64_t frames_in, frames_out, bytes_in, bytes_out;
 	atomic_uint_fast64_t requests[SRV_REQUEST_TYPES][SRV_REASONS];
 	atomic_uint_fast64_t subscriptions;
@@ -277,6 +278,7 @@ struct srv {
 	struct event *flush_ev;	  /* writes them, after the callbacks of the turn */
 	struct srv_iptable *ips;
 	struct srv_failtable *fails; /* failed verifications by IP address */
+	struct srv_failtable *known; /* and by known (address, account) pair */
 	struct event *fails_sweep;   /* forgets addresses whose allowance is whole again */
 	struct srv_acctable *accts;
 	struct srv_topics *topics;

@@ -725,9 +725,12 @@ START_TEST(failed_verifications_are_limited_per_address)
 	/* A client that claims an account without its key costs a signature
 	 * verification per request. From one address, past the burst, its requests are
 	 * refused unverified; an honest session from the same address trades on, and a
-	 * new connection is verified again once the allowance refills. */
+	 * new connection is verified again once the allowance refills. The impostor
+	 * claims the honest account, known at this address: no pairs are kept, so its
+	 * failures meet the address's allowance alone (pairs: the test after the next). */
 	const char *args[] = {"--verify-failures-per-ip-per-second=5",
-			      "--verify-failures-per-ip-burst=20", "--unauth-inflight-max=4", NULL};
+			      "--verify-failures-per-ip-burst=20", "--unauth-inflight-max=4",
+			      "--verify-known-pairs-max=0", NULL};
 	start(args);
 	median_ack_us(3); /* the honest client's connection is a session */
 	struct tclient mallory;
@@ -834,14 +837,121 @@ START_TEST(a_refused_request_proves_the_key_too)
 }
 END_TEST
 
+/* A cancel of an unknown order from c: its answer's reason (0: an ACK). */
+static int cancel_answer(struct tclient *c)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	q.target_client_order_id = 99;
+	return tclient_answer(c, tclient_send(c, &q, c->sk));
+}
+
+START_TEST(a_known_pair_is_verified_beside_an_impostor)
+{
+	/* An account that has had a request accepted from an address is known there.
+	 * While an impostor at that address has used up the address's allowance, a new
+	 * connection of that account is still verified, on an allowance of the pair's
+	 * own; an account that is new to the address is not. An impostor that claims the
+	 * known account uses up the pair's allowance too. */
+	const char *args[] = {"--verify-failures-per-ip-per-second=1",
+			      "--verify-failures-per-ip-burst=5", "--unauth-inflight-max=4", NULL};
+	start(args);
+	struct tclient known = {.from = 6}, fresh = {.from = 6}, mallory;
+	registered_client(&known, 7, "seventh");
+	cancel_unknown(&known, 99); /* accepted from 127.0.0.6: the pair is known */
+	tclient_close(&known);
+	registered_client(&fresh, 8, "eighth"); /* connected from there, nothing accepted */
+	impostor(&mallory, 6);
+	ck_assert_int_eq(metric_value("gridex_verify_known_pairs", true), 2); /* and op's */
+	/* fresh is held back before and after known's request: the address's allowance
+	 * was used up all along (it refills one a second, so a slow host may need another
+	 * round). */
+	bool shown = false;
+	for (int round = 0; round < 3 && !shown; round++) {
+		int verified, unverified;
+		bad_burst(&mallory, 20, &verified, &unverified);
+		ck_assert_int_gt(unverified, 0);
+		if (cancel_answer(&fresh) != GRIDEX__V1__REJECT_REASON__OVERLOADED)
+			continue;
+		tclient_connect(&known, &srv);
+		int reason = cancel_answer(&known);
+		tclient_close(&known);
+		if (cancel_answer(&fresh) != GRIDEX__V1__REJECT_REASON__OVERLOADED)
+			continue;
+		ck_assert_int_eq(reason, GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+		shown = true;
+	}
+	ck_assert_msg(shown, "the address's allowance refilled in every round");
+	ck_assert_int_ge(metric_value("gridex_requests_verified_known_pair_total", true), 1);
+	tclient_close(&mallory);
+	/* An impostor of the known account at its address: the pair's burst (5), what
+	 * refilled, and the requests in flight, then refused unverified. */
+	struct tclient m7 = {.from = 6};
+	tclient_keys(&m7, 7);
+	tclient_connect(&m7, &srv);
+	int64_t t0 = mono_us();
+	int verified, unverified;
+	bad_burst(&m7, 40, &verified, &unverified);
+	double secs = (double)(mono_us() - t0) / 1e6;
+	fprintf(stderr, "# impostor of a known pair: %d verified, %d refused unverified\n",
+		verified, unverified);
+	ck_assert_msg(verified <= 5 + secs + 1 + 4, "%d verified in %.2f s", verified, secs);
+	ck_assert_int_gt(unverified, 0);
+	tclient_close(&m7);
+	tclient_close(&fresh);
+	stop();
+}
+END_TEST
+
+START_TEST(a_known_pair_is_forgotten)
+{
+	/* A pair is known for verify_known_pair_ms after its session closed, and for as
+	 * long as one is open: after 2.5 s only the operator's (its connection open from
+	 * the start) is left. Then the seventh account is new to its address again, and
+	 * held back once an impostor there has used up the address's allowance. */
+	const char *args[] = {"--verify-failures-per-ip-per-second=1",
+			      "--verify-failures-per-ip-burst=5", "--unauth-inflight-max=4",
+			      "--verify-known-pair-ms=1000", NULL};
+	start(args);
+	struct tclient known = {.from = 6}, mallory;
+	registered_client(&known, 7, "seventh");
+	cancel_unknown(&known, 99);
+	tclient_close(&known);
+	ck_assert_int_eq(metric_value("gridex_verify_known_pairs", true), 2);
+	struct timespec pause = {.tv_sec = 2, .tv_nsec = 500000000};
+	nanosleep(&pause, NULL);
+	ck_assert_int_eq(metric_value("gridex_verify_known_pairs", true), 1);
+	impostor(&mallory, 6);
+	tclient_connect(&known, &srv);
+	int reason = 0;
+	/* Another round if the address's allowance refilled (one a second) in between. */
+	for (int round = 0; round < 3 && reason != GRIDEX__V1__REJECT_REASON__OVERLOADED; round++) {
+		int verified, unverified;
+		bad_burst(&mallory, 20, &verified, &unverified);
+		ck_assert_int_gt(unverified, 0);
+		reason = cancel_answer(&known);
+	}
+	ck_assert_int_eq(reason, GRIDEX__V1__REJECT_REASON__OVERLOADED);
+	/* The operator's session is still served. */
+	ck_assert_int_eq(
+		tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, 7, NULL, 1, NULL, NULL),
+		0);
+	tclient_close(&known);
+	tclient_close(&mallory);
+	stop();
+}
+END_TEST
+
 START_TEST(send_and_close_is_counted_too)
 {
 	/* Requests still being verified when their connection goes are counted as failed
 	 * at once: their answers would find no connection to count them by. Each client
 	 * sends fewer than unauth_inflight_max (16), so the server reads on to the end
-	 * of the connection before any answer comes. */
+	 * of the connection before any answer comes. They claim the honest account at its
+	 * own address: no pairs are kept, so only the address's allowance counts. */
 	const char *args[] = {"--verify-failures-per-ip-per-second=5",
-			      "--verify-failures-per-ip-burst=20", NULL};
+			      "--verify-failures-per-ip-burst=20", "--verify-known-pairs-max=0",
+			      NULL};
 	start(args);
 	int64_t t0 = mono_us();
 	enum { CONNS = 40, EACH = 8 };
@@ -940,6 +1050,8 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, send_and_close_is_counted_too);
 	tcase_add_test(tc, addresses_are_counted_apart_and_forgotten);
 	tcase_add_test(tc, a_refused_request_proves_the_key_too);
+	tcase_add_test(tc, a_known_pair_is_verified_beside_an_impostor);
+	tcase_add_test(tc, a_known_pair_is_forgotten);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
