@@ -371,7 +371,8 @@ int main(int argc, char **argv)
 		srv_core_destroy(s.core);
 		return rc;
 	}
-	if (!srv_config_check(&s.cfg, err, sizeof(err))) {
+	if (!srv_config_check(&s.cfg, err, sizeof(err)) ||
+	    !srv_verifier_cpus(&s, err, sizeof(err))) {
 		fprintf(stderr, "gridexd: %s\n", err);
 		return 2;
 	}
@@ -414,10 +415,13 @@ int main(int argc, char **argv)
 		srv_log(SRV_LOG_ERROR, "cannot start threads", NULL);
 		abort(); /* threads may be running: no orderly way back */
 	}
+	char cpus[64];
+	srv_cpus_text(&s.verifier_cpus, cpus, sizeof(cpus));
 	srv_log(SRV_LOG_INFO, "listening",
-		"listen=%s metrics=%s http=%s sequence=%lld verifiers=%lld operator=%lld", listen,
-		metrics, http, (long long)s.seq_base, (long long)s.cfg.verifier_threads,
-		(long long)s.cfg.operator_account);
+		"listen=%s metrics=%s http=%s sequence=%lld verifiers=%lld verifier_cpus=%s "
+		"operator=%lld",
+		listen, metrics, http, (long long)s.seq_base, (long long)s.cfg.verifier_threads,
+		cpus, (long long)s.cfg.operator_account);
 	if (write_ready(&s, listen, metrics, http) != 0)
 		srv_log(SRV_LOG_WARN, "cannot write ready_file", "path=\"%s\"", s.cfg.ready_file);
 	event_base_dispatch(s.base);

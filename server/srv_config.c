@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "srv_cpus.h"
+
 struct key {
 	const char *name;
 	size_t offset;
@@ -82,6 +84,10 @@ static const struct key keys[] = {
 	INT(topics_max, 4096, 1, 1048576, "distinct products and classes subscribed to"),
 	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),
 	INT(verifier_threads, 2, 1, 64, "signature verification threads"),
+	TEXT(verifier_cpus, "off",
+	     "CPUs the verifier threads are pinned to, one each in turn: auto (the last "
+	     "verifier_threads of the CPUs gridexd may run on, or none when there are fewer), off, "
+	     "or a list such as 2,3 or 4-7"),
 	INT(verify_queue_max, 65536, 16, 16777216,
 	    "requests waiting for verification, split evenly over the verifiers; beyond it "
 	    "requests get OVERLOADED"),
@@ -336,9 +342,14 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 		why = "hook_retry_ms_max must be at least hook_retry_ms_min";
 	else if (c->hook[0] != '\0' && (c->hook[0] != '/' || access(c->hook, X_OK) != 0))
 		why = "hook must be the absolute path of an executable";
-	if (why)
+	if (why) {
 		snprintf(err, err_len, "%s", why);
-	return why == NULL;
+		return false;
+	}
+	/* The form only: whether gridexd may run on those CPUs is known at start. */
+	struct srv_cpus plan;
+	return srv_cpus_plan(c->verifier_cpus, (int)c->verifier_threads, NULL, 0, &plan, err,
+			     err_len);
 }
 
 void srv_config_print(FILE *out, const struct srv_config *c)

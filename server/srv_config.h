@@ -46,6 +46,7 @@ struct srv_config {
 	int64_t snapshot_levels_max;
 	/* pipeline */
 	int64_t verifier_threads;
+	char verifier_cpus[SRV_CONFIG_TEXT_MAX];
 	int64_t verify_queue_max;
 	int64_t core_queue_max;
 	int64_t out_queue_max;

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* gridexd's worker threads: verifiers, the core, the ledger writer. */
+#define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np */
 #include <assert.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1166,6 +1168,41 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+bool srv_verifier_cpus(struct srv *s, char *err, size_t err_len)
+{
+	cpu_set_t set;
+	static int allowed[SRV_CPUS_MAX]; /* once, at start */
+	int n_allowed = 0;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+		snprintf(err, err_len, "verifier_cpus: cannot read the CPUs gridexd may run on: %s",
+			 strerror(errno));
+		return false;
+	}
+	for (int cpu = 0; cpu < SRV_CPUS_MAX && cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &set))
+			allowed[n_allowed++] = cpu;
+	}
+	return srv_cpus_plan(s->cfg.verifier_cpus, (int)s->cfg.verifier_threads, allowed, n_allowed,
+			     &s->verifier_cpus, err, err_len);
+}
+
+/* Pins verifier i as planned; a CPU refused now (gone offline since the plan) leaves it
+ * to the scheduler, with a warning. */
+static void pin_verifier(struct srv *s, int i)
+{
+	const struct srv_cpus *p = &s->verifier_cpus;
+	if (p->n == 0)
+		return;
+	int cpu = p->cpu[i % p->n];
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	int rc = pthread_setaffinity_np(s->verifiers[i], sizeof(set), &set);
+	if (rc != 0)
+		srv_log(SRV_LOG_WARN, "verifier not pinned", "verifier=%d cpu=%d reason=\"%s\"", i,
+			cpu, strerror(rc));
+}
+
 int srv_pipeline_start(struct srv *s)
 {
 	int n = (int)s->cfg.verifier_threads;
@@ -1179,6 +1216,7 @@ int srv_pipeline_start(struct srv *s)
 		args[i] = (struct lane_arg){.s = s, .lane = (size_t)i};
 		if (pthread_create(&s->verifiers[i], NULL, verifier_main, &args[i]) != 0)
 			return -1;
+		pin_verifier(s, i);
 	}
 	if (s->cfg.hook[0] != '\0' && srv_provision_start(s) != 0)
 		return -1;

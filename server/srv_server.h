@@ -32,6 +32,7 @@
 #include "srv_auth.h"
 #include "srv_config.h"
 #include "srv_core.h"
+#include "srv_cpus.h"
 #include "srv_queue.h"
 
 #define SRV_REQUEST_TYPES 18 /* RequestType values 0 .. 17 */
@@ -214,6 +215,7 @@ struct srv_failtable;
 struct srv {
 	struct srv_config cfg;
 	struct srv_metrics m;
+	struct srv_cpus verifier_cpus; /* verifier_cpus, planned at start */
 	/* threads and queues */
 	/* Verification keeps arrival order: each request goes to one lane (vin), its
 	 * verifier passes it on in that lane (vout), and the journal thread takes them in
@@ -299,6 +301,9 @@ void srv_verified_close(struct srv *s);
 bool srv_verified_drained(struct srv *s);
 
 /* srv_pipeline.c: the worker threads. */
+/* Plans s->verifier_cpus from the setting and the CPUs gridexd may run on; false with
+ * the reason in err when a CPU named is not one of them. */
+bool srv_verifier_cpus(struct srv *s, char *err, size_t err_len);
 __attribute__((warn_unused_result)) int srv_pipeline_start(struct srv *s);
 void srv_pipeline_join(struct srv *s);
 int64_t srv_now_ms(void);  /* wall clock, Unix ms */

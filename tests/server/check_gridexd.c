@@ -9,13 +9,15 @@
  * that reloads participants and balances from the ledger; a client that
  * never reads is cut off while others trade; the writer lock taken again after
  * its session is lost, no batch written while another holds it; the metrics
- * endpoint. Needs
+ * endpoint; the verifier threads pinned to their CPUs. Needs
  * GRIDEX_TEST_DATABASE_URL (./scripts/test provides it).
  */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1100,6 +1102,123 @@ START_TEST(metrics_endpoint)
 }
 END_TEST
 
+/* The Cpus_allowed_list of gridexd's thread called name ("" when it has none). */
+static const char *thread_cpus(const char *name)
+{
+	static char out[512];
+	out[0] = '\0';
+	char path[384], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)srv.pid);
+	DIR *d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)srv.pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		bool same = f && fgets(line, sizeof(line), f) &&
+			    strcspn(line, "\n") == strlen(name) &&
+			    strncmp(line, name, strlen(name)) == 0;
+		if (f)
+			fclose(f);
+		if (!same)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)srv.pid, e->d_name);
+		f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		while (fgets(line, sizeof(line), f)) {
+			if (strncmp(line, "Cpus_allowed_list:\t", 19) == 0) {
+				line[strcspn(line, "\n")] = '\0';
+				snprintf(out, sizeof(out), "%s", line + 19);
+			}
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return out;
+}
+
+START_TEST(verifiers_are_pinned)
+{
+	/* The CPUs this test may run on, which gridexd inherits. */
+	cpu_set_t set;
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	int allowed[CPU_SETSIZE], n = 0, outside = -1;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &set))
+			allowed[n++] = cpu;
+		else if (outside < 0)
+			outside = cpu;
+	}
+	ck_assert_int_gt(n, 0);
+	char all[512], want[64];
+	snprintf(all, sizeof(all), "%s", thread_cpus("gx-core")); /* not pinned */
+	ck_assert_str_ne(all, "");
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+
+	/* A list of one CPU: both verifiers on it, the other threads where they were. */
+	char arg[64];
+	snprintf(arg, sizeof(arg), "--verifier-cpus=%d", allowed[n - 1]);
+	const char *one[] = {"--maker-bps=10", "--taker-bps=20", arg, NULL};
+	tserver_start(&srv, one);
+	snprintf(want, sizeof(want), "%d", allowed[n - 1]);
+	ck_assert_str_eq(thread_cpus("gx-verify-0"), want);
+	ck_assert_str_eq(thread_cpus("gx-verify-1"), want);
+	ck_assert_str_eq(thread_cpus("gx-core"), all);
+	ck_assert_str_eq(thread_cpus("gx-journal"), all);
+	snprintf(arg, sizeof(arg), "verifier_cpus=%d ", allowed[n - 1]);
+	ck_assert_msg(strstr(tserver_log(&srv), arg) != NULL, "%s", tserver_log(&srv));
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+
+	/* auto: the last two CPUs, one verifier each, when there are two. */
+	const char *autos[] = {"--maker-bps=10", "--taker-bps=20", "--verifier-cpus=auto", NULL};
+	tserver_start(&srv, autos);
+	if (n >= 2) {
+		snprintf(want, sizeof(want), "%d", allowed[n - 2]);
+		ck_assert_str_eq(thread_cpus("gx-verify-0"), want);
+		snprintf(want, sizeof(want), "%d", allowed[n - 1]);
+		ck_assert_str_eq(thread_cpus("gx-verify-1"), want);
+	} else {
+		ck_assert_str_eq(thread_cpus("gx-verify-0"), all);
+		ck_assert_str_eq(thread_cpus("gx-verify-1"), all);
+	}
+	ck_assert_str_eq(thread_cpus("gx-journal"), all);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+
+	/* off, the default: none pinned. */
+	const char *fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	tserver_start(&srv, fees);
+	ck_assert_str_eq(thread_cpus("gx-verify-0"), all);
+	ck_assert_str_eq(thread_cpus("gx-verify-1"), all);
+	ck_assert_msg(strstr(tserver_log(&srv), "verifier_cpus=none ") != NULL, "%s",
+		      tserver_log(&srv));
+	connect_all(); /* for the teardown */
+
+	/* A CPU gridexd may not run on: it does not start, and says why. */
+	if (outside >= 0) {
+		char cmd[2048], text[4096] = "";
+		snprintf(cmd, sizeof(cmd),
+			 "%s --tls-cert=%s/cert.pem --tls-key=%s/key.pem --database-url='%s' "
+			 "--journal-dir=%s/journal --verifier-cpus=%d 2> %s/cpus.err",
+			 GRIDEX_TEST_GRIDEXD, srv.dir, srv.dir, pgt.app_url, srv.dir, outside,
+			 srv.dir);
+		int status = system(cmd);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		snprintf(cmd, sizeof(cmd), "%s/cpus.err", srv.dir);
+		FILE *f = fopen(cmd, "r");
+		ck_assert_ptr_nonnull(f);
+		size_t got = fread(text, 1, sizeof(text) - 1, f);
+		text[got] = '\0';
+		fclose(f);
+		snprintf(want, sizeof(want), "CPU %d is not one gridexd may run on", outside);
+		ck_assert_msg(strstr(text, want) != NULL, "%s", text);
+	}
+}
+END_TEST
+
 static Suite *gridexd_suite(void)
 {
 	Suite *s = suite_create("gridexd");
@@ -1119,6 +1238,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, one_writer_per_ledger);
 	tcase_add_test(tc, writer_lock_is_taken_again_after_a_lost_connection);
 	tcase_add_test(tc, metrics_endpoint);
+	tcase_add_test(tc, verifiers_are_pinned);
 	suite_add_tcase(s, tc);
 	return s;
 }

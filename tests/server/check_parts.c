@@ -18,6 +18,7 @@
 #include "gridex.pb-c.h"
 #include "srv_addr.h"
 #include "srv_config.h"
+#include "srv_cpus.h"
 #include "srv_frames.h"
 #include "srv_queue.h"
 #include "tap.h"
@@ -65,6 +66,61 @@ START_TEST(settings_have_bounds)
 	ck_assert(srv_config_set(&c, "operator_account", "9", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "operator_key") != NULL, "%s", err);
+	ck_assert(srv_config_set(&c, "operator_account", "0", err, sizeof(err)));
+	/* verifier_cpus: its form is checked here, the CPUs at start. */
+	ck_assert(srv_config_check(&c, err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "verifier_cpus", "4-7,900", err, sizeof(err)));
+	ck_assert(srv_config_check(&c, err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "verifier_cpus", "two", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "verifier_cpus") != NULL, "%s", err);
+}
+END_TEST
+
+/* The plan of verifier_cpus = text for v verifiers on the CPUs of allowed (n of them),
+ * as text, or "error: <reason>". */
+static const char *cpu_plan(const char *text, int v, const int *allowed, int n)
+{
+	static char out[600];
+	static struct srv_cpus p;
+	p.n = -1;
+	if (!srv_cpus_plan(text, v, allowed, n, &p, err, sizeof(err))) {
+		ck_assert_int_eq(p.n, 0);
+		snprintf(out, sizeof(out), "error: %s", err);
+		return out;
+	}
+	srv_cpus_text(&p, out, sizeof(out));
+	return out;
+}
+
+START_TEST(verifier_cpus_are_planned)
+{
+	const int two[] = {0, 1}, eight[] = {0, 1, 2, 3, 4, 5, 6, 7}, odd[] = {1, 3, 5, 9};
+	/* auto: the last CPUs, one per verifier, when there are enough. */
+	ck_assert_str_eq(cpu_plan("auto", 2, two, 2), "0,1");
+	ck_assert_str_eq(cpu_plan("auto", 2, eight, 8), "6,7");
+	ck_assert_str_eq(cpu_plan("auto", 3, odd, 4), "3,5,9");
+	ck_assert_str_eq(cpu_plan("auto", 3, two, 2), "none");
+	ck_assert_str_eq(cpu_plan("auto", 1, two, 2), "1");
+	ck_assert_str_eq(cpu_plan("off", 2, eight, 8), "none");
+	/* Lists and ranges, in the order given; each CPU must be allowed. */
+	ck_assert_str_eq(cpu_plan("1", 2, two, 2), "1");
+	ck_assert_str_eq(cpu_plan("5,2-4,0", 2, eight, 8), "5,2,3,4,0");
+	ck_assert_str_eq(cpu_plan("3-3", 2, eight, 8), "3");
+	/* Any CPU below 1024 when only the form is checked. */
+	ck_assert(strncmp(cpu_plan("0-1023", 2, NULL, 0), "0,1,2,3,", 8) == 0);
+	ck_assert_str_eq(cpu_plan("1023", 2, NULL, 0), "1023");
+	ck_assert_str_eq(cpu_plan("2", 2, two, 2),
+			 "error: verifier_cpus: CPU 2 is not one gridexd may run on");
+	ck_assert_str_eq(cpu_plan("1,3-4", 2, odd, 4),
+			 "error: verifier_cpus: CPU 4 is not one gridexd may run on");
+	const char *bad[] = {"",     "x",    "1-",	    "-1",   "3-1",   "1,,2", "1,", ",1",
+			     "1 ,2", "1024", "99999999999", "Auto", "1-2-3", "0x1",  "+1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *got = cpu_plan(bad[i], 2, eight, 8);
+		ck_assert_msg(strstr(got, "is not auto, off or a list") != NULL, "%s: %s", bad[i],
+			      got);
+	}
 }
 END_TEST
 
@@ -343,6 +399,7 @@ static Suite *parts_suite(void)
 	TCase *tc = tcase_create("parts");
 	tcase_add_test(tc, settings_have_bounds);
 	tcase_add_test(tc, settings_files);
+	tcase_add_test(tc, verifier_cpus_are_planned);
 	tcase_add_test(tc, per_address_limits_count_ipv6_by_its_64);
 	tcase_add_test(tc, client_frames_split_strictly);
 	tcase_add_test(tc, server_frames_decode);
