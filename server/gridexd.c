@@ -415,8 +415,8 @@ int main(int argc, char **argv)
 		srv_log(SRV_LOG_ERROR, "cannot start threads", NULL);
 		abort(); /* threads may be running: no orderly way back */
 	}
-	char cpus[64];
-	srv_cpus_text(&s.verifier_cpus, cpus, sizeof(cpus));
+	char cpus[512]; /* 64 verifiers of up to 4 digits and a comma each */
+	srv_cpus_text(&s.verifier_cpus, (int)s.cfg.verifier_threads, cpus, sizeof(cpus));
 	srv_log(SRV_LOG_INFO, "listening",
 		"listen=%s metrics=%s http=%s sequence=%lld verifiers=%lld verifier_cpus=%s "
 		"operator=%lld",

@@ -81,7 +81,7 @@ bool srv_cpus_plan(const char *text, int verifiers, const int *allowed, int n_al
 	}
 }
 
-void srv_cpus_text(const struct srv_cpus *p, char *buf, size_t len)
+void srv_cpus_text(const struct srv_cpus *p, int verifiers, char *buf, size_t len)
 {
 	if (p->n == 0) {
 		snprintf(buf, len, "none");
@@ -89,8 +89,8 @@ void srv_cpus_text(const struct srv_cpus *p, char *buf, size_t len)
 	}
 	size_t used = 0;
 	buf[0] = '\0';
-	for (int i = 0; i < p->n && used < len; i++) {
-		int w = snprintf(buf + used, len - used, "%s%d", i ? "," : "", p->cpu[i]);
+	for (int i = 0; i < verifiers && used < len; i++) {
+		int w = snprintf(buf + used, len - used, "%s%d", i ? "," : "", p->cpu[i % p->n]);
 		if (w < 0)
 			return;
 		used += (size_t)w;

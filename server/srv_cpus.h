@@ -27,7 +27,7 @@ struct srv_cpus {
 bool srv_cpus_plan(const char *text, int verifiers, const int *allowed, int n_allowed,
 		   struct srv_cpus *out, char *err, size_t err_len);
 
-/* The plan as text for the log: "1,2" or "none". */
-void srv_cpus_text(const struct srv_cpus *p, char *buf, size_t len);
+/* The CPU of each of the `verifiers` threads as text for the log ("6,7"), or "none". */
+void srv_cpus_text(const struct srv_cpus *p, int verifiers, char *buf, size_t len);
 
 #endif

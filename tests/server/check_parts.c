@@ -89,7 +89,7 @@ static const char *cpu_plan(const char *text, int v, const int *allowed, int n)
 		snprintf(out, sizeof(out), "error: %s", err);
 		return out;
 	}
-	srv_cpus_text(&p, out, sizeof(out));
+	srv_cpus_text(&p, v, out, sizeof(out));
 	return out;
 }
 
@@ -104,12 +104,13 @@ START_TEST(verifier_cpus_are_planned)
 	ck_assert_str_eq(cpu_plan("auto", 1, two, 2), "1");
 	ck_assert_str_eq(cpu_plan("off", 2, eight, 8), "none");
 	/* Lists and ranges, in the order given; each CPU must be allowed. */
-	ck_assert_str_eq(cpu_plan("1", 2, two, 2), "1");
-	ck_assert_str_eq(cpu_plan("5,2-4,0", 2, eight, 8), "5,2,3,4,0");
-	ck_assert_str_eq(cpu_plan("3-3", 2, eight, 8), "3");
+	ck_assert_str_eq(cpu_plan("1", 2, two, 2), "1,1");
+	ck_assert_str_eq(cpu_plan("5,2-4,0", 5, eight, 8), "5,2,3,4,0");
+	ck_assert_str_eq(cpu_plan("5,2-4,0", 2, eight, 8), "5,2");   /* the rest unused */
+	ck_assert_str_eq(cpu_plan("3-4", 5, eight, 8), "3,4,3,4,3"); /* in turn */
 	/* Any CPU below 1024 when only the form is checked. */
-	ck_assert(strncmp(cpu_plan("0-1023", 2, NULL, 0), "0,1,2,3,", 8) == 0);
-	ck_assert_str_eq(cpu_plan("1023", 2, NULL, 0), "1023");
+	ck_assert_str_eq(cpu_plan("0-1023", 4, NULL, 0), "0,1,2,3");
+	ck_assert_str_eq(cpu_plan("1023", 1, NULL, 0), "1023");
 	ck_assert_str_eq(cpu_plan("2", 2, two, 2),
 			 "error: verifier_cpus: CPU 2 is not one gridexd may run on");
 	ck_assert_str_eq(cpu_plan("1,3-4", 2, odd, 4),
