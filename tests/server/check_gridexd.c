@@ -34,6 +34,7 @@
 #include "pgtest.h"
 #include "tap.h"
 #include "tclient.h"
+#include "tfile.h"
 
 #define BUYER  1
 #define SELLER 2
@@ -919,13 +920,8 @@ START_TEST(one_writer_per_ledger)
 		 GRIDEX_TEST_ADMIN, pgt.app_url, BUYER, srv.dir);
 	int rc = system(cmd);
 	ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
-	char path[128], err[1024] = "";
-	snprintf(path, sizeof(path), "%s/admin.err", srv.dir);
-	FILE *f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	size_t n = fread(err, 1, sizeof(err) - 1, f);
-	err[n] = '\0';
-	fclose(f);
+	const char *err = tfile_read(srv.dir, "admin.err");
+	ck_assert_ptr_nonnull(err);
 	ck_assert_msg(strstr(err, "operator requests") != NULL, "%s", err);
 	/* ...and a second gridexd on the same ledger does not start. */
 	snprintf(cmd, sizeof(cmd),
@@ -935,12 +931,8 @@ START_TEST(one_writer_per_ledger)
 		 GRIDEX_TEST_GRIDEXD, srv.dir, srv.dir, pgt.app_url, srv.dir, srv.dir);
 	rc = system(cmd);
 	ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
-	snprintf(path, sizeof(path), "%s/second.log", srv.dir);
-	f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	n = fread(err, 1, sizeof(err) - 1, f);
-	err[n] = '\0';
-	fclose(f);
+	err = tfile_read(srv.dir, "second.log");
+	ck_assert_ptr_nonnull(err);
 	ck_assert_msg(strstr(err, "writer lock") != NULL, "%s", err);
 	/* Stopped, gridexd's journal still owns the balances: gridex-admin still refuses
 	 * (a deposit the journal did not see would make the server's balances wrong). */
@@ -952,12 +944,8 @@ START_TEST(one_writer_per_ledger)
 		 GRIDEX_TEST_ADMIN, pgt.app_url, BUYER, srv.dir);
 	rc = system(cmd);
 	ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
-	snprintf(path, sizeof(path), "%s/admin.err", srv.dir);
-	f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	n = fread(err, 1, sizeof(err) - 1, f);
-	err[n] = '\0';
-	fclose(f);
+	err = tfile_read(srv.dir, "admin.err");
+	ck_assert_ptr_nonnull(err);
 	ck_assert_msg(strstr(err, "journal owns this ledger") != NULL, "%s", err);
 	ck_assert_int_eq(balance(BUYER), CASH);
 	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
@@ -1195,7 +1183,7 @@ START_TEST(verifiers_are_pinned)
 
 	/* A CPU gridexd may not run on: it does not start, and says why. */
 	if (outside >= 0) {
-		char cmd[2048], text[4096] = "";
+		char cmd[2048];
 		snprintf(cmd, sizeof(cmd),
 			 "%s --tls-cert=%s/cert.pem --tls-key=%s/key.pem --database-url='%s' "
 			 "--journal-dir=%s/journal --verifier-cpus=%d 2> %s/cpus.err",
@@ -1203,12 +1191,8 @@ START_TEST(verifiers_are_pinned)
 			 srv.dir);
 		int status = system(cmd);
 		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
-		snprintf(cmd, sizeof(cmd), "%s/cpus.err", srv.dir);
-		FILE *f = fopen(cmd, "r");
-		ck_assert_ptr_nonnull(f);
-		size_t got = fread(text, 1, sizeof(text) - 1, f);
-		text[got] = '\0';
-		fclose(f);
+		const char *text = tfile_read(srv.dir, "cpus.err");
+		ck_assert_ptr_nonnull(text);
 		snprintf(want, sizeof(want), "CPU %d is not one gridexd may run on", outside);
 		ck_assert_msg(strstr(text, want) != NULL, "%s", text);
 	}
