@@ -494,15 +494,21 @@ struct srv_http_conns {
 	int64_t logged_evicted_ms;
 };
 
+/* Whether o's descriptor still names the socket it was counted with (a closed one's
+ * number may have been reused for another). */
+static bool http_sock_same(const struct http_sock *o)
+{
+	struct stat st;
+	return fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino;
+}
+
 /* Forgets the connections that have closed (of address key only, when not NULL); how
  * many are open. */
 static uint32_t http_sweep(struct srv_http_conns *h, const char *key)
 {
 	for (uint32_t i = 0; i < h->n_open;) {
 		const struct http_sock *o = &h->open[i];
-		struct stat st;
-		if ((key && (!o->counted || strcmp(o->key, key) != 0)) ||
-		    (fstat(o->fd, &st) == 0 && st.st_dev == o->dev && st.st_ino == o->ino)) {
+		if ((key && (!o->counted || strcmp(o->key, key) != 0)) || http_sock_same(o)) {
 			i++;
 			continue;
 		}
@@ -530,13 +536,10 @@ static bool http_count_peer(struct srv_http_conns *h, evutil_socket_t fd, struct
 		n = srv_map_get(&h->ips, o->key);
 	}
 	if (n && *n >= h->per_ip_max) {
-		int64_t now = srv_mono_ms();
-		if (h->logged_refused_ms == 0 || now - h->logged_refused_ms >= 10000) {
+		if (srv_log_due(&h->logged_refused_ms, srv_mono_ms()))
 			srv_log(SRV_LOG_WARN, "HTTP connection refused",
 				"port=%s ip=%s reason=http_connections_per_ip_max", h->port->name,
 				ip);
-			h->logged_refused_ms = now;
-		}
 		return false;
 	}
 	if (n == NULL && (n = srv_map_put(&h->ips, o->key, 0)) == NULL)
@@ -593,19 +596,16 @@ void srv_http_make_room(struct srv_port *p)
 		    (oldest == NULL || h->open[i].opened_ms < oldest->opened_ms))
 			oldest = &h->open[i];
 	int64_t now = srv_mono_ms();
-	struct stat st;
 	if (oldest == NULL || now - oldest->opened_ms < h->evict_after_ms ||
-	    fstat(oldest->fd, &st) != 0 || st.st_dev != oldest->dev || st.st_ino != oldest->ino)
+	    !http_sock_same(oldest))
 		return; /* (a descriptor that names another socket now is never shut down) */
 	shutdown(oldest->fd, SHUT_RDWR); /* evhttp frees it; the next look finds room */
 	oldest->shut = true;
 	h->evicted++;
-	if (h->logged_evicted_ms == 0 || now - h->logged_evicted_ms >= 10000) {
+	if (srv_log_due(&h->logged_evicted_ms, now))
 		srv_log(SRV_LOG_WARN, "HTTP port full; its oldest connection closed for a new one",
 			"port=%s age_ms=%lld http_evict_after_ms=%lld", p->name,
 			(long long)(now - oldest->opened_ms), (long long)h->evict_after_ms);
-		h->logged_evicted_ms = now;
-	}
 }
 
 /* evhttp's bufferevent for a connection it accepted on port arg. */
@@ -639,12 +639,9 @@ static struct bufferevent *http_bev(struct event_base *base, void *arg)
 	if (!srv_http_room(p)) {
 		h->full++;
 		srv_port_pause(p);
-		int64_t now = srv_mono_ms();
-		if (h->logged_full_ms == 0 || now - h->logged_full_ms >= 10000) {
+		if (srv_log_due(&h->logged_full_ms, srv_mono_ms()))
 			srv_log(SRV_LOG_WARN, "HTTP port full; new connections wait",
 				"port=%s http_connections_max=%u", p->name, h->max);
-			h->logged_full_ms = now;
-		}
 	}
 	return bev;
 }

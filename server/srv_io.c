@@ -1078,12 +1078,11 @@ static void port_error_cb(struct evconnlistener *l, void *arg)
 	srv_port_pause(p);
 	int64_t ms = s->cfg.accept_retry_ms;
 	int64_t now = srv_mono_ms();
-	if (p->logged_ms == 0 || now - p->logged_ms >= 10000) {
+	if (srv_log_due(&p->logged_ms, now)) {
 		srv_log(SRV_LOG_WARN, "cannot accept connections; retrying",
 			"port=%s error=\"%s\" failures=%llu retry_ms=%lld", p->name,
 			evutil_socket_error_to_string(err), (unsigned long long)p->failures,
 			(long long)ms);
-		p->logged_ms = now;
 		p->failures = 0;
 	}
 }

@@ -35,6 +35,14 @@ bool srv_log_open(const char *path, const char *level)
 	return true;
 }
 
+bool srv_log_due(int64_t *last_ms, int64_t now)
+{
+	if (*last_ms != 0 && now - *last_ms < 10000)
+		return false;
+	*last_ms = now;
+	return true;
+}
+
 bool srv_log_reopen(void)
 {
 	if (log_path[0] == '\0')

@@ -9,6 +9,7 @@
 #define GRIDEX_SRV_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum srv_log_level { SRV_LOG_DEBUG, SRV_LOG_INFO, SRV_LOG_WARN, SRV_LOG_ERROR };
 
@@ -20,5 +21,9 @@ void srv_log_close(void);
 /* msg is quoted; fmt adds key=value pairs after it (may be NULL). */
 void srv_log(enum srv_log_level level, const char *msg, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Whether a warning that repeats is due at now (monotonic ms): it is logged the first
+ * time and then at most once per 10 s. When due, *last_ms (0 at first) becomes now. */
+bool srv_log_due(int64_t *last_ms, int64_t now);
 
 #endif
