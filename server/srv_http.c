@@ -559,17 +559,19 @@ static void http_learn_cb(evutil_socket_t unused, short what, void *arg)
 		evutil_socket_t fd = bufferevent_getfd(bev);
 		struct stat st;
 		if (fd >= 0 && fstat(fd, &st) == 0) {
-			struct http_sock *o = &h->open[h->n_open++];
-			*o = (struct http_sock){.fd = fd,
-						.dev = st.st_dev,
-						.ino = st.st_ino,
-						.opened_ms = srv_mono_ms()};
-			if (!http_count_peer(h, fd, o) || h->fresh[i].refuse) {
+			/* Joins open only once counted: counting may sweep open, which moves its
+			 * entries. */
+			struct http_sock o = {.fd = fd,
+					      .dev = st.st_dev,
+					      .ino = st.st_ino,
+					      .opened_ms = srv_mono_ms()};
+			if (!http_count_peer(h, fd, &o) || h->fresh[i].refuse) {
 				/* evhttp sees the end of the stream and frees the connection */
 				shutdown(fd, SHUT_RDWR);
-				o->shut = true;
+				o.shut = true;
 				h->refused++;
 			}
+			h->open[h->n_open++] = o;
 		}
 		bufferevent_decref(bev); /* frees it (and closes fd) if evhttp has already */
 	}

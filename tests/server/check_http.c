@@ -452,6 +452,21 @@ START_TEST(an_address_holds_at_most_http_connections_per_ip_max)
 	ck_assert_int_eq(answer_within(again, 5000), 200);
 	close(again);
 	close(idle[1]);
+	/* Once all have closed, 127.0.0.2 holds two at once again: none of the connections
+	 * above is left counted. (The one accepted while its address's count was being
+	 * mended, "again", was once never uncounted: each such connection lowered its
+	 * address's limit for good.) */
+	wait_metric(gauge, 0);
+	int two[2] = {tcp_from(srv.http_port, 2), tcp_from(srv.http_port, 2)};
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(write(two[i], req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+		ck_assert_msg(answer_within(two[i], 5000) == 200, "connection %d of two", i);
+		close(two[i]);
+	}
+	m = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_msg(tmetric(m, "gridex_http_connections_refused_total{port=\"http_listen\"}") ==
+			      1,
+		      "%s", m);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	pgtest_teardown();
 }
