@@ -81,7 +81,7 @@ static const struct key keys[] = {
 	    "session closed, at that address; while a session of it is open there it stays "
 	    "known"),
 	INT(subscriptions_per_conn_max, 64, 1, 4096, "market-data subscriptions per connection"),
-	INT(topics_max, 4096, 1, 1048576, "distinct products and classes subscribed to"),
+	INT(topics_max, 65536, 1, 1048576, "distinct products and classes subscribed to"),
 	INT(snapshot_levels_max, 100, 1, 10000, "price levels per side in a book snapshot"),
 	INT(verifier_threads, 2, 1, 64, "signature verification threads"),
 	TEXT(verifier_cpus, "off",

@@ -75,6 +75,8 @@ struct srv_conn {
 	uint32_t inflight;
 	uint32_t acct_prev, acct_next; /* sessions of the account (authed only) */
 	uint32_t *subs, n_subs;	       /* subscription nodes */
+	uint32_t sub_jobs;	       /* its Subscribes and Unsubscribes at the core */
+	uint32_t subs_pending;	       /* its Subscribes among them */
 };
 
 struct sub {
@@ -413,6 +415,23 @@ static void unsubscribe_node(struct srv *s, uint32_t node)
 	}
 	T->free_s[T->n_free_s++] = node;
 	atomic_fetch_sub(&s->m.subscriptions, 1);
+}
+
+/* The index in c->subs of c's subscription to topic, or -1. */
+static int sub_find(const struct srv *s, const struct srv_conn *c, const char *topic)
+{
+	const struct srv_topics *T = s->topics;
+	for (uint32_t i = 0; i < c->n_subs; i++)
+		if (strcmp(T->t[T->subs[c->subs[i]].topic].name, topic) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Ends c's i-th subscription (the last takes its place). */
+static void sub_drop(struct srv *s, struct srv_conn *c, uint32_t i)
+{
+	unsubscribe_node(s, c->subs[i]);
+	c->subs[i] = c->subs[--c->n_subs];
 }
 
 /* Frees the TLS session, socket, events and buffers of a connection. */
@@ -756,25 +775,35 @@ static void handle_subscribe(struct srv_conn *c, const uint8_t *body, size_t len
 			     "a product or accelerator class: 1-63 bytes of [A-Za-z0-9._/:-]");
 		return;
 	}
-	/* Drop an existing subscription to the topic (a re-subscribe takes a fresh snapshot). */
-	for (uint32_t i = 0; i < c->n_subs; i++)
-		if (strcmp(s->topics->t[s->topics->subs[c->subs[i]].topic].name, topic) == 0) {
-			unsubscribe_node(s, c->subs[i]);
-			c->subs[i] = c->subs[--c->n_subs];
-			break;
-		}
-	if (!subscribe)
+	int held = sub_find(s, c, topic);
+	if (!subscribe && c->sub_jobs == 0) {
+		/* Nothing of this connection's at the core to overtake: it stops now. */
+		if (held >= 0)
+			sub_drop(s, c, (uint32_t)held);
 		return;
-	if (c->n_subs == (uint32_t)s->cfg.subscriptions_per_conn_max) {
+	}
+	/* What the core will answer counts now: a burst of Subscribes cannot pass the
+	 * limit (a re-subscribe replaces the one held). */
+	if (subscribe && c->n_subs + c->subs_pending - (held >= 0 ? 1 : 0) >=
+				 (uint32_t)s->cfg.subscriptions_per_conn_max) {
 		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
 			     "too many subscriptions (subscriptions_per_conn_max)");
 		return;
 	}
-	struct srv_job job = {.kind = SRV_JOB_SUBSCRIBE, .conn = conn_id(c), .trades = trades};
+	struct srv_job job = {.kind = SRV_JOB_SUBSCRIBE,
+			      .conn = conn_id(c),
+			      .trades = trades,
+			      .unsubscribe = !subscribe};
 	memcpy(job.topic, topic, sizeof(topic));
-	/* Straight to the core: snapshots must be taken in sequence with the updates. */
-	if (srv_queue_push(&s->core_q, &job, 1, false, NULL) != 1)
+	/* Straight to the core: snapshots must be taken in sequence with the updates, and
+	 * an Unsubscribe after a Subscribe still there must not overtake it. */
+	if (srv_queue_push(&s->core_q, &job, 1, false, NULL) != 1) {
 		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED, "server busy; retry");
+		return;
+	}
+	c->sub_jobs++;
+	if (subscribe)
+		c->subs_pending++;
 }
 
 /* Handles the complete frames in c->in while reading is on. */
@@ -1266,15 +1295,32 @@ static void deliver_md(struct srv *s, const struct srv_out *o)
 		fan_out(s, cls, &o->u.md, buf, n);
 }
 
+/* The core's answer to a Subscribe (or an Unsubscribe) of o->conn: the subscription
+ * held to the topic, if any, ends; a Subscribe's takes its place. */
 static void deliver_subscribed(struct srv *s, const struct srv_out *o)
 {
 	struct srv_conn *c = conn_of(s, o->conn);
 	if (c == NULL || c->closing)
 		return;
+	c->sub_jobs--;
+	if (!o->unsubscribe)
+		c->subs_pending--;
+	int held = sub_find(s, c, o->product);
+	if (held >= 0)
+		sub_drop(s, c, (uint32_t)held);
+	if (o->unsubscribe)
+		return;
 	struct srv_topics *T = s->topics;
+	/* Room is checked before a topic is made: one made for nobody would never be
+	 * given back. */
+	if (T->n_free_s == 0 || c->n_subs == (uint32_t)s->cfg.subscriptions_per_conn_max) {
+		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
+			     "subscription tables full");
+		return;
+	}
 	uint32_t *t = srv_map_get(&T->by_name, o->product);
 	if (t == NULL) {
-		if (T->n_free_t == 0 || T->n_free_s == 0) {
+		if (T->n_free_t == 0) {
 			reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
 				     "subscription tables full (topics_max)");
 			return;
@@ -1283,11 +1329,6 @@ static void deliver_subscribed(struct srv *s, const struct srv_out *o)
 		snprintf(T->t[idx].name, KEY_BYTES, "%s", o->product);
 		T->t[idx].head = NONE;
 		t = srv_map_put(&T->by_name, o->product, idx);
-	}
-	if (T->n_free_s == 0 || c->n_subs == (uint32_t)s->cfg.subscriptions_per_conn_max) {
-		reply_reject(c, 0, 0, GRIDEX__V1__REJECT_REASON__OVERLOADED,
-			     "subscription tables full");
-		return;
 	}
 	uint32_t node = T->free_s[--T->n_free_s];
 	T->subs[node] = (struct sub){.conn = c->slot,
@@ -1534,6 +1575,9 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 		}
 	metric(b, "gridex_subscriptions", "Market-data subscriptions.", "gauge",
 	       atomic_load(&m->subscriptions));
+	metric(b, "gridex_subscription_topics",
+	       "Products and classes with a subscriber (at most topics_max).", "gauge",
+	       (uint64_t)s->cfg.topics_max - s->topics->n_free_t);
 	metric(b, "gridex_orders_resting", "Orders resting in all books.", "gauge",
 	       atomic_load(&m->orders_resting));
 	metric(b, "gridex_fills_total", "Fills.", "counter", atomic_load(&m->fills));

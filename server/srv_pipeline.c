@@ -772,7 +772,8 @@ static void subscribe(struct core_ctx *x, const struct srv_job *job)
 {
 	struct srv *s = x->s;
 	uint32_t books[256];
-	size_t nb = srv_core_topic_books(s->core, job->topic, books, 256);
+	/* An Unsubscribe comes this way only to stay in order: it takes no snapshot. */
+	size_t nb = job->unsubscribe ? 0 : srv_core_topic_books(s->core, job->topic, books, 256);
 	size_t max = (size_t)s->cfg.snapshot_levels_max, cap = 0, len = 0;
 	for (size_t i = 0; i < nb; i++)
 		cap += srv_frame_snapshot_bound(srv_core_book_name(s->core, books[i]), 2 * max);
@@ -791,7 +792,7 @@ static void subscribe(struct core_ctx *x, const struct srv_job *job)
 		len += n;
 	}
 	/* A product without a book yet: an empty snapshot at sequence 0. */
-	if (nb == 0 && strchr(job->topic, '/') != NULL) {
+	if (nb == 0 && !job->unsubscribe && strchr(job->topic, '/') != NULL) {
 		cap = srv_frame_snapshot_bound(job->topic, 0);
 		blob = malloc(cap);
 		if (blob)
@@ -801,6 +802,7 @@ static void subscribe(struct core_ctx *x, const struct srv_job *job)
 	o->kind = SRV_OUT_SUBSCRIBED;
 	o->conn = job->conn;
 	o->trades = job->trades;
+	o->unsubscribe = job->unsubscribe;
 	copy_name(o->product, job->topic);
 	o->blob = blob;
 	o->blob_len = len;

@@ -79,7 +79,8 @@ extern const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1];
 
 struct srv_job {
 	uint8_t kind;
-	bool trades; /* SUBSCRIBE: the trade tape too */
+	bool trades;	  /* SUBSCRIBE: the trade tape too */
+	bool unsubscribe; /* SUBSCRIBE: an Unsubscribe, kept in order with the others */
 	uint64_t conn;
 	uint64_t seq;			       /* REQUEST, TICK: set by the journal thread */
 	int64_t time_ms;		       /* REQUEST, TICK: the journaled time */
@@ -95,7 +96,7 @@ enum srv_out_kind {
 	SRV_OUT_EXEC,	    /* report: to every session of report.account */
 	SRV_OUT_MD,	    /* md: to the product's and its class's subscribers */
 	SRV_OUT_BLOB,	    /* encoded frames to conn (query results) */
-	SRV_OUT_SUBSCRIBED, /* encoded snapshots to conn, then it joins topic */
+	SRV_OUT_SUBSCRIBED, /* encoded snapshots to conn, then it joins topic (or leaves it) */
 	SRV_OUT_ACCT_BLOB,  /* encoded frames to every session of u.report.account */
 	SRV_OUT_HALT,	    /* product halted (halted) or resumed: the HTTP API's copy */
 };
@@ -103,6 +104,7 @@ enum srv_out_kind {
 struct srv_out {
 	uint8_t kind;
 	bool trades;
+	bool unsubscribe;      /* SUBSCRIBED: conn leaves the topic */
 	bool halted;	       /* HALT */
 	uint32_t request_type; /* REPLY: for metrics */
 	uint64_t conn;

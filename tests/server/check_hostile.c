@@ -13,7 +13,9 @@
  * without the account's key refused unverified past the address's
  * allowance, counted per address and forgotten once whole again, while a
  * connection with a request verified (even if refused) is not held back; price x
- * quantity overflow; small-order public keys at registration. Needs
+ * quantity overflow; small-order public keys at registration; Subscribes pipelined
+ * past the per-connection limit (no topic left behind) and Unsubscribes kept in
+ * order with them. Needs
  * GRIDEX_TEST_DATABASE_URL.
  */
 #define _GNU_SOURCE /* prlimit */
@@ -474,6 +476,130 @@ static long closed_slow_readers(void)
 {
 	return metric_value("gridex_connections_closed_total{reason=\"slow_reader\"}", true);
 }
+
+/* Appends a framed Subscribe (or Unsubscribe) of topic to buf at *len. */
+static void sub_frame(uint8_t *buf, size_t cap, size_t *len, const char *topic, bool subscribe)
+{
+	Gridex__V1__Subscribe s = GRIDEX__V1__SUBSCRIBE__INIT;
+	Gridex__V1__Unsubscribe u = GRIDEX__V1__UNSUBSCRIBE__INIT;
+	Gridex__V1__ClientFrame cf = GRIDEX__V1__CLIENT_FRAME__INIT;
+	s.product.data = u.product.data = (uint8_t *)topic;
+	s.product.len = u.product.len = strlen(topic);
+	if (subscribe)
+		cf.subscribe = &s;
+	else
+		cf.unsubscribe = &u;
+	size_t n = gridex__v1__client_frame__get_packed_size(&cf);
+	ck_assert_uint_le(*len + 4 + n, cap);
+	uint8_t *p = buf + *len;
+	p[0] = (uint8_t)(n >> 24);
+	p[1] = (uint8_t)(n >> 16);
+	p[2] = (uint8_t)(n >> 8);
+	p[3] = (uint8_t)n;
+	gridex__v1__client_frame__pack(&cf, p + 4);
+	*len += 4 + n;
+}
+
+/* Reads the next n answers to subscriptions on c: how many were snapshots; the others
+ * must be OVERLOADED. */
+static int snapshots_of(struct tclient *c, int n)
+{
+	int snapshots = 0;
+	for (int i = 0; i < n; i++) {
+		bool closed = false;
+		Gridex__V1__ServerFrame *f = tclient_recv(c, 5000, &closed);
+		ck_assert_msg(f != NULL, "answer %d of %d: %s", i + 1, n,
+			      closed ? "connection closed" : "none within 5 s");
+		if (f->snapshot)
+			snapshots++;
+		else
+			ck_assert_msg(f->reject && f->reject->reason ==
+							   GRIDEX__V1__REJECT_REASON__OVERLOADED,
+				      "answer %d of %d is neither a snapshot nor OVERLOADED", i + 1,
+				      n);
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	return snapshots;
+}
+
+/* Waits (5 s) for a gauge to read want. */
+static void gauge_is(const char *name, long want)
+{
+	long v = -1;
+	for (int i = 0; i < 500 && (v = metric_value(name, true)) != want; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(v == want, "%s is %ld, not %ld", name, v, want);
+}
+
+START_TEST(pipelined_subscriptions_keep_their_limits_and_order)
+{
+	static const char *const args[] = {"--subscriptions-per-conn-max=2", "--topics-max=8",
+					   NULL};
+	start(args);
+	const char *topics = "gridex_subscription_topics", *subs = "gridex_subscriptions";
+	uint8_t buf[4096];
+	size_t len = 0;
+	char names[6][32];
+	/* Six Subscribes in one write, to products nobody trades (anyone may subscribe to
+	 * any name): two are held, four refused, and the refused leave no topic behind. A
+	 * topic once made for a refused one was never given back, so that an anonymous
+	 * client could fill topics_max for everyone. */
+	struct tclient anon = {0};
+	tclient_connect(&anon, &srv);
+	for (int round = 0; round < 3; round++) {
+		len = 0;
+		for (int i = 0; i < 6; i++) {
+			snprintf(names[i], sizeof(names[i]), "JUNK%d/2030-01-01T%02d", round, i);
+			sub_frame(buf, sizeof(buf), &len, names[i], true);
+		}
+		ck_assert(tclient_write(&anon, buf, len));
+		ck_assert_int_eq(snapshots_of(&anon, 6), 2);
+		gauge_is(topics, 2);
+		tclient_close(&anon);
+		gauge_is(topics, 0);
+		gauge_is(subs, 0);
+		tclient_connect(&anon, &srv);
+	}
+	/* A Subscribe and an Unsubscribe of the same product in one write: the Unsubscribe
+	 * comes after, so nothing is left. The same product twice: one subscription. */
+	len = 0;
+	sub_frame(buf, sizeof(buf), &len, product, true);
+	sub_frame(buf, sizeof(buf), &len, product, false);
+	ck_assert(tclient_write(&anon, buf, len));
+	ck_assert_int_eq(snapshots_of(&anon, 1), 1);
+	gauge_is(subs, 0);
+	gauge_is(topics, 0);
+	len = 0;
+	sub_frame(buf, sizeof(buf), &len, product, true);
+	sub_frame(buf, sizeof(buf), &len, product, true);
+	ck_assert(tclient_write(&anon, buf, len));
+	ck_assert_int_eq(snapshots_of(&anon, 2), 2);
+	gauge_is(subs, 1);
+	/* At its limit a connection may still subscribe again to what it holds (a fresh
+	 * snapshot), but not to a third topic. */
+	tclient_subscribe(&anon, "JUNK/2030-01-01T00", false);
+	ck_assert_int_eq(snapshots_of(&anon, 1), 1);
+	tclient_subscribe(&anon, product, false);
+	ck_assert_int_eq(snapshots_of(&anon, 1), 1);
+	tclient_subscribe(&anon, "JUNK/2030-01-01T01", false);
+	ck_assert_int_eq(snapshots_of(&anon, 1), 0);
+	gauge_is(subs, 2);
+	gauge_is(topics, 2);
+	/* Its product's book still reaches it: an order shows as a BookUpdate. */
+	ck_assert_int_eq(tclient_answer(&honest, tclient_order(&honest, 1, product,
+							       GRIDEX__V1__SIDE__BUY, 1000000, 1)),
+			 0);
+	bool closed = false;
+	Gridex__V1__ServerFrame *f = tclient_recv(&anon, 5000, &closed);
+	ck_assert_msg(f && f->update, "no BookUpdate for the subscribed product");
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	tclient_close(&anon);
+	gauge_is(topics, 0);
+	stop();
+}
+END_TEST
 
 START_TEST(stalled_reader_is_closed_after_write_timeout)
 {
@@ -1053,6 +1179,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, a_refused_request_proves_the_key_too);
 	tcase_add_test(tc, a_known_pair_is_verified_beside_an_impostor);
 	tcase_add_test(tc, a_known_pair_is_forgotten);
+	tcase_add_test(tc, pipelined_subscriptions_keep_their_limits_and_order);
 	tcase_add_test(tc, slow_connections_do_not_slow_honest_trading);
 	tcase_add_test(tc, idle_tls_connections_are_held);
 	suite_add_tcase(s, tc);
