@@ -1580,6 +1580,10 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       (uint64_t)s->cfg.topics_max - s->topics->n_free_t);
 	metric(b, "gridex_orders_resting", "Orders resting in all books.", "gauge",
 	       atomic_load(&m->orders_resting));
+	metric(b, "gridex_books",
+	       "Products with a book (at most books_max; a book is never given back: see "
+	       "docs/operations.md, Books).",
+	       "gauge", atomic_load(&m->books));
 	metric(b, "gridex_fills_total", "Fills.", "counter", atomic_load(&m->fills));
 	metric(b, "gridex_sequence", "Last sequence number.", "gauge", atomic_load(&m->sequence));
 	metric(b, "gridex_verify_queue_depth", "Requests waiting for signature verification.",

@@ -1013,6 +1013,8 @@ static void *core_main(void *arg)
 		atomic_store_explicit(&s->m.orders_resting,
 				      matching_order_count(srv_core_engine(s->core)),
 				      memory_order_relaxed);
+		atomic_store_explicit(&s->m.books, matching_book_count(srv_core_engine(s->core)),
+				      memory_order_relaxed);
 		stage_flush(&x);
 		if (snapshot_due(&x, seq))
 			take_snapshot(&x, seq, false);

@@ -176,7 +176,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t frames_in, frames_out, bytes_in, bytes_out;
 	atomic_uint_fast64_t requests[SRV_REQUEST_TYPES][SRV_REASONS];
 	atomic_uint_fast64_t subscriptions;
-	atomic_uint_fast64_t orders_resting, fills, sequence;
+	atomic_uint_fast64_t orders_resting, books, fills, sequence;
 	atomic_uint_fast64_t batches, batch_fills_last, batch_fills_total, settlement_lag_ms;
 	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
 	atomic_uint_fast64_t journal_syncs, journal_records, journal_sync_ms_last;

@@ -1076,6 +1076,20 @@ START_TEST(metrics_endpoint)
 	ck_assert_msg(tmetric(settled, "gridex_settlement_lag_seconds_bucket{le=\"1\"}") >= 0,
 		      "no 1 s bound");
 	free(settled);
+	/* An order naming a product nobody has named makes its book, for good. */
+	double books = tmetric(thttp_get(srv.metrics_port, "/metrics", &status), "gridex_books");
+	ck_assert_msg(books >= 1, "gridex_books %g", books);
+	char fresh[64];
+	tproduct(fresh, sizeof(fresh), "B200-192G", 5);
+	n = tclient_order(&buyer, 7, fresh, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	Gridex__V1__Request cancel = GRIDEX__V1__REQUEST__INIT;
+	cancel.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	cancel.target_client_order_id = 7;
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &cancel, buyer.sk)), 0);
+	ck_assert_msg(tmetric(thttp_get(srv.metrics_port, "/metrics", &status), "gridex_books") ==
+			      books + 1,
+		      "gridex_books was %g", books);
 	/* SIGHUP reopens the log file (logrotate moves it first). */
 	char from[128], to[128];
 	snprintf(from, sizeof(from), "%s/log", srv.dir);
