@@ -1423,7 +1423,7 @@ size_t srv_core_topic_books(const struct srv_core *c, const char *topic, uint32_
 	uint32_t cls = class_find(c, topic);
 	size_t n = 0;
 	for (uint32_t b = 0; cls != NONE && b < matching_book_count(c->eng) && n < max; b++)
-		if (c->class_of[b] == cls)
+		if (c->class_of[b] == cls && !matching_book_closed(c->eng, b))
 			books[n++] = b;
 	return n;
 }

@@ -178,8 +178,9 @@ const char *srv_core_book_name(const struct srv_core *c, uint32_t book);
 
 /*
  * The existing books a market-data topic covers: a product name (its book)
- * or an accelerator class (every book of it, oldest first). Never creates a
- * book. Returns how many were written to books[0..max).
+ * or an accelerator class (every book of it not yet closed, oldest first: a
+ * closed book is empty and changes no more). Never creates a book. Returns
+ * how many were written to books[0..max).
  */
 size_t srv_core_topic_books(const struct srv_core *c, const char *topic, uint32_t *books,
 			    size_t max);

@@ -502,6 +502,7 @@ struct core_ctx {
 	struct srv_wjob *wjobs; /* staged for writer_q */
 	size_t n_wjobs;
 	struct matching_level_view *bids, *asks;
+	uint32_t *topic_books; /* a subscription's books: books_max */
 	/* Settlement items the ledger may not have yet, in sequence order from
 	 * pend_head: a snapshot carries them. */
 	struct srv_wjob *pend;
@@ -771,9 +772,11 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 static void subscribe(struct core_ctx *x, const struct srv_job *job)
 {
 	struct srv *s = x->s;
-	uint32_t books[256];
+	uint32_t *books = x->topic_books;
 	/* An Unsubscribe comes this way only to stay in order: it takes no snapshot. */
-	size_t nb = job->unsubscribe ? 0 : srv_core_topic_books(s->core, job->topic, books, 256);
+	size_t nb = job->unsubscribe ? 0
+				     : srv_core_topic_books(s->core, job->topic, books,
+							    (size_t)s->cfg.books_max);
 	size_t max = (size_t)s->cfg.snapshot_levels_max, cap = 0, len = 0;
 	for (size_t i = 0; i < nb; i++)
 		cap += srv_frame_snapshot_bound(srv_core_book_name(s->core, books[i]), 2 * max);
@@ -948,7 +951,8 @@ static void *core_main(void *arg)
 	x.wjobs = calloc(BATCH, sizeof(*x.wjobs));
 	x.bids = calloc((size_t)s->cfg.snapshot_levels_max, sizeof(*x.bids));
 	x.asks = calloc((size_t)s->cfg.snapshot_levels_max, sizeof(*x.asks));
-	if (!jobs || !x.items || !x.wjobs || !x.bids || !x.asks ||
+	x.topic_books = calloc((size_t)s->cfg.books_max, sizeof(*x.topic_books));
+	if (!jobs || !x.items || !x.wjobs || !x.bids || !x.asks || !x.topic_books ||
 	    srv_core_out_alloc(s->core, &x.out) != SRV_CORE_OK) {
 		srv_log(SRV_LOG_ERROR, "core out of memory", NULL);
 		abort();
@@ -1034,6 +1038,7 @@ static void *core_main(void *arg)
 	free(x.wjobs);
 	free(x.bids);
 	free(x.asks);
+	free(x.topic_books);
 	srv_queue_close(&s->writer_q);
 	atomic_store(&s->core_done, true);
 	srv_io_notify(s);

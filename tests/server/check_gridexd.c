@@ -1023,6 +1023,67 @@ static void stage_counts(const char *body, double count[6])
 	}
 }
 
+/* A class subscription's snapshots are of its products still open, however many closed
+ * ones the class has: they once took the first 256 books of the class, oldest first,
+ * so that once a class had traded 256 hours its open products got no snapshot (and
+ * a client's book saw a gap at their first update). */
+START_TEST(class_snapshots_are_of_open_products)
+{
+	/* 300 past delivery hours of one class, each given a book by a HALT. */
+	time_t now = time(NULL);
+	for (int h = 1; h <= 300; h++) {
+		char past[64];
+		time_t t = now - (time_t)h * 3600;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		snprintf(past, sizeof(past), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__HALT, 0, past, 0,
+						  NULL, NULL),
+				 0);
+	}
+	const char *open[2] = {product, product2};
+	for (int b = 0; b < 2; b++)
+		ck_assert_int_eq(
+			tclient_answer(&buyer, tclient_order(&buyer, 800 + (uint64_t)b, open[b],
+							     GRIDEX__V1__SIDE__BUY, 500000, 1)),
+			0);
+	struct tclient sub = {0};
+	tclient_connect(&sub, &srv);
+	tclient_subscribe(&sub, "H100-80G", false);
+	int seen[2] = {0, 0}, others = 0;
+	bool closed = false;
+	Gridex__V1__ServerFrame *f;
+	while ((f = tclient_recv(&sub, 1000, &closed)) != NULL) {
+		ck_assert_msg(f->snapshot != NULL, "a frame other than a snapshot");
+		if (same_product(&f->snapshot->product, open[0]))
+			seen[0]++;
+		else if (same_product(&f->snapshot->product, open[1]))
+			seen[1]++;
+		else
+			others++;
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+	}
+	ck_assert_msg(!closed, "subscriber closed");
+	ck_assert_msg(seen[0] == 1 && seen[1] == 1 && others == 0,
+		      "snapshots: %d and %d of the open products, %d of closed ones", seen[0],
+		      seen[1], others);
+	/* A closed product named on its own still gets its (empty) snapshot. */
+	char past[64];
+	time_t t = now - 3600;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(past, sizeof(past), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	tclient_subscribe(&sub, past, false);
+	f = tclient_recv(&sub, 5000, &closed);
+	ck_assert_msg(f && f->snapshot && same_product(&f->snapshot->product, past),
+		      "no snapshot of %s", past);
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	tclient_close(&sub);
+}
+END_TEST
+
 START_TEST(metrics_endpoint)
 {
 	double before[6], after[6];
@@ -1232,6 +1293,7 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, one_writer_per_ledger);
 	tcase_add_test(tc, writer_lock_is_taken_again_after_a_lost_connection);
 	tcase_add_test(tc, metrics_endpoint);
+	tcase_add_test(tc, class_snapshots_are_of_open_products);
 	tcase_add_test(tc, verifiers_are_pinned);
 	suite_add_tcase(s, tc);
 	return s;
