@@ -768,15 +768,13 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 	}
 }
 
-/* Snapshots of every existing book of a topic, encoded back to back. */
-static void subscribe(struct core_ctx *x, const struct srv_job *job)
+/* Snapshots of every book a topic covers, encoded back to back (*len_out bytes; NULL and 0
+ * when there are none, or no memory). */
+static uint8_t *snapshots(struct core_ctx *x, const char *topic, size_t *len_out)
 {
 	struct srv *s = x->s;
 	uint32_t *books = x->topic_books;
-	/* An Unsubscribe comes this way only to stay in order: it takes no snapshot. */
-	size_t nb = job->unsubscribe ? 0
-				     : srv_core_topic_books(s->core, job->topic, books,
-							    (size_t)s->cfg.books_max);
+	size_t nb = srv_core_topic_books(s->core, topic, books, (size_t)s->cfg.books_max);
 	size_t max = (size_t)s->cfg.snapshot_levels_max, cap = 0, len = 0;
 	for (size_t i = 0; i < nb; i++)
 		cap += srv_frame_snapshot_bound(srv_core_book_name(s->core, books[i]), 2 * max);
@@ -795,12 +793,22 @@ static void subscribe(struct core_ctx *x, const struct srv_job *job)
 		len += n;
 	}
 	/* A product without a book yet: an empty snapshot at sequence 0. */
-	if (nb == 0 && !job->unsubscribe && strchr(job->topic, '/') != NULL) {
-		cap = srv_frame_snapshot_bound(job->topic, 0);
+	if (nb == 0 && strchr(topic, '/') != NULL) {
+		cap = srv_frame_snapshot_bound(topic, 0);
 		blob = malloc(cap);
 		if (blob)
-			len = srv_frame_snapshot(blob, cap, job->topic, 0, NULL, 0, NULL, 0);
+			len = srv_frame_snapshot(blob, cap, topic, 0, NULL, 0, NULL, 0);
 	}
+	*len_out = len;
+	return blob;
+}
+
+/* Answers a Subscribe with the topic's snapshots; an Unsubscribe comes this way only to
+ * stay in order with the Subscribes, and takes none. */
+static void subscribe(struct core_ctx *x, const struct srv_job *job)
+{
+	size_t len = 0;
+	uint8_t *blob = job->unsubscribe ? NULL : snapshots(x, job->topic, &len);
 	struct srv_out *o = stage_out(x);
 	o->kind = SRV_OUT_SUBSCRIBED;
 	o->conn = job->conn;

@@ -85,11 +85,7 @@ static void setup(void)
 	memset(known, 0, sizeof(known));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, server_args);
-	time_t t = time(NULL) + 3 * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(product, sizeof(product), "A100-40G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	tproduct(product, sizeof(product), "A100-40G", 3);
 	for (int i = 0; i < CLIENTS; i++) {
 		memset(&cl[i], 0, sizeof(cl[i]));
 		tclient_keys(&cl[i], (uint32_t)(1 + i));

@@ -44,22 +44,13 @@ static struct tserver srv;
 static struct tclient op, buyer, seller;
 static char product[64], product2[64];
 
-static void product_name(char *out, size_t len, const char *cls, int hours_ahead)
-{
-	time_t t = time(NULL) + hours_ahead * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(out, len, "%s/%04d-%02d-%02dT%02d", cls, tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour);
-}
-
 static void start(const char *const *extra)
 {
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, extra);
-	product_name(product, sizeof(product), "H100-80G", 2);
-	product_name(product2, sizeof(product2), "H100-80G", 3);
+	tproduct(product, sizeof(product), "H100-80G", 2);
+	tproduct(product2, sizeof(product2), "H100-80G", 3);
 }
 
 static void connect_all(void)
@@ -1030,14 +1021,9 @@ static void stage_counts(const char *body, double count[6])
 START_TEST(class_snapshots_are_of_open_products)
 {
 	/* 300 past delivery hours of one class, each given a book by a HALT. */
-	time_t now = time(NULL);
+	char past[64];
 	for (int h = 1; h <= 300; h++) {
-		char past[64];
-		time_t t = now - (time_t)h * 3600;
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		snprintf(past, sizeof(past), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+		tproduct(past, sizeof(past), "H100-80G", -h);
 		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__HALT, 0, past, 0,
 						  NULL, NULL),
 				 0);
@@ -1069,12 +1055,7 @@ START_TEST(class_snapshots_are_of_open_products)
 		      "snapshots: %d and %d of the open products, %d of closed ones", seen[0],
 		      seen[1], others);
 	/* A closed product named on its own still gets its (empty) snapshot. */
-	char past[64];
-	time_t t = now - 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(past, sizeof(past), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	tproduct(past, sizeof(past), "H100-80G", -1);
 	tclient_subscribe(&sub, past, false);
 	f = tclient_recv(&sub, 5000, &closed);
 	ck_assert_msg(f && f->snapshot && same_product(&f->snapshot->product, past),

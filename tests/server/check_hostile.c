@@ -57,11 +57,7 @@ static void start(const char *const *extra)
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, extra);
-	time_t t = time(NULL) + 2 * 3600;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(product, sizeof(product), "H100-80G/%04d-%02d-%02dT%02d", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour);
+	tproduct(product, sizeof(product), "H100-80G", 2);
 	memset(&op, 0, sizeof(op));
 	op.account = srv.op_account;
 	memcpy(op.sk, srv.op_sk, 64);
