@@ -57,6 +57,7 @@ struct mbook {
 	struct matching_product p;
 	uint64_t tick_magic; /* UINT64_MAX / tick: division by multiplication */
 	bool closed;
+	bool retired; /* the number is free for the next book (see matching_book_retire) */
 	uint32_t norders;
 	struct mside side[2];
 };
@@ -82,8 +83,10 @@ struct matching_engine {
 	uint32_t index_shift; /* 64 - log2(index capacity) */
 
 	struct mbook *books;
-	uint32_t nbooks;
-	uint32_t *names; /* book numbers by hash of name, NIL = empty */
+	uint32_t nbooks;   /* numbers handed out: 0 .. nbooks-1, the last one live */
+	uint32_t nretired; /* retired numbers below nbooks */
+	uint64_t *retired; /* bit b: number b is retired */
+	uint32_t *names;   /* book numbers by hash of name, NIL = empty */
 	uint32_t names_mask;
 	uint32_t *closing; /* scratch: books to close in one advance */
 
@@ -112,6 +115,12 @@ static uint32_t pow2_at_least(uint64_t n)
 		p <<= 1;
 	assert(p <= (1ULL << 31));
 	return (uint32_t)p;
+}
+
+/* Whether book is the number of a product now (neither new nor retired). */
+static bool book_live(const struct matching_engine *e, uint32_t book)
+{
+	return book < e->nbooks && !e->books[book].retired;
 }
 
 static bool is_bid(int side)
@@ -878,7 +887,7 @@ static bool has_room(const struct matching_engine *e)
 static uint8_t check_order(const struct matching_engine *e, const struct matching_order *o,
 			   int64_t *tick)
 {
-	if (o->book >= e->nbooks)
+	if (!book_live(e, o->book))
 		return MATCHING_R_UNKNOWN_PRODUCT;
 	if (o->side > MATCHING_SELL || o->tif > MATCHING_POST || o->stp > MATCHING_STP_ALLOW)
 		return MATCHING_R_BAD_ORDER;
@@ -1033,7 +1042,7 @@ static uint8_t check_basket(const struct matching_engine *e, const struct matchi
 	if (bk->n_legs < 1 || bk->n_legs > MATCHING_BASKET_LEGS_MAX)
 		return MATCHING_R_BAD_BASKET;
 	for (uint32_t i = 0; i < bk->n_legs; i++)
-		if (bk->books[i] >= e->nbooks)
+		if (!book_live(e, bk->books[i]))
 			return MATCHING_R_UNKNOWN_PRODUCT;
 	if (bk->side > MATCHING_SELL || bk->stp > MATCHING_STP_ALLOW)
 		return MATCHING_R_BAD_ORDER;
@@ -1219,21 +1228,37 @@ static bool token_ok(const char *s, size_t max, bool is_class)
 	return true;
 }
 
-int matching_book_create(struct matching_engine *e, const struct matching_product *p,
-			 uint32_t *book_out)
+static bool product_ok(const struct matching_engine *e, const struct matching_product *p)
 {
-	if (!token_ok(p->name, MATCHING_PRODUCT_NAME_MAX, false) ||
-	    !token_ok(p->class_name, MATCHING_CLASS_NAME_MAX, true) || p->tick < 1 ||
-	    p->tick > e->cfg.price_max ||
-	    (p->period_start_ms != MATCHING_NO_PERIOD && p->period_ms < 1))
-		return MATCHING_ERR_PRODUCT;
-	uint32_t existing;
-	size_t len = strlen(p->name);
-	if (matching_book_find(e, p->name, len, &existing) == MATCHING_OK)
-		return MATCHING_ERR_EXISTS;
-	if (e->nbooks >= e->cfg.books_max)
-		return MATCHING_ERR_BOOKS_FULL;
-	uint32_t bi = e->nbooks++;
+	return token_ok(p->name, MATCHING_PRODUCT_NAME_MAX, false) &&
+	       token_ok(p->class_name, MATCHING_CLASS_NAME_MAX, true) && p->tick >= 1 &&
+	       p->tick <= e->cfg.price_max &&
+	       (p->period_start_ms == MATCHING_NO_PERIOD || p->period_ms >= 1);
+}
+
+static void retired_mark(struct matching_engine *e, uint32_t bi, bool retired)
+{
+	e->books[bi].retired = retired;
+	if (retired) {
+		e->books[bi].closed = true;
+		e->retired[bi / 64] |= 1ULL << (bi % 64);
+		e->nretired++;
+	} else {
+		e->retired[bi / 64] &= ~(1ULL << (bi % 64));
+		e->nretired--;
+	}
+}
+
+/* Gives number bi (retired, or the next new one) to product p, checked by the caller. */
+static void book_fill(struct matching_engine *e, uint32_t bi, const struct matching_product *p)
+{
+	if (bi >= e->nbooks) {
+		while (e->nbooks < bi) /* numbers skipped (a restore) are retired */
+			retired_mark(e, e->nbooks++, true);
+		e->nbooks++;
+	} else {
+		retired_mark(e, bi, false);
+	}
 	struct mbook *b = &e->books[bi];
 	b->p = *p;
 	b->tick_magic = UINT64_MAX / (uint64_t)p->tick;
@@ -1248,13 +1273,79 @@ int matching_book_create(struct matching_engine *e, const struct matching_produc
 		memset(s->bits, 0, sizeof(s->bits));
 		memset(s->slot, 0xff, sizeof(s->slot));
 	}
-	uint32_t h = name_home(e, p->name, len);
+	uint32_t h = name_home(e, p->name, strlen(p->name));
 	while (e->names[h] != NIL)
 		h = (h + 1) & e->names_mask;
 	e->names[h] = bi;
 	if (!b->closed && p->gate_ms < e->next_gate)
 		e->next_gate = p->gate_ms;
+}
+
+int matching_book_create(struct matching_engine *e, const struct matching_product *p,
+			 uint32_t *book_out)
+{
+	if (!product_ok(e, p))
+		return MATCHING_ERR_PRODUCT;
+	uint32_t existing;
+	if (matching_book_find(e, p->name, strlen(p->name), &existing) == MATCHING_OK)
+		return MATCHING_ERR_EXISTS;
+	if (e->nretired == 0 && e->nbooks >= e->cfg.books_max)
+		return MATCHING_ERR_BOOKS_FULL;
+	uint32_t bi = e->nbooks;
+	if (e->nretired > 0) { /* the lowest retired number */
+		uint32_t w = 0;
+		while (e->retired[w] == 0)
+			w++;
+		bi = w * 64 + (uint32_t)__builtin_ctzll(e->retired[w]);
+	}
+	book_fill(e, bi, p);
 	*book_out = bi;
+	return MATCHING_OK;
+}
+
+int matching_book_create_at(struct matching_engine *e, const struct matching_product *p,
+			    uint32_t book)
+{
+	if (!product_ok(e, p))
+		return MATCHING_ERR_PRODUCT;
+	uint32_t existing;
+	if (book_live(e, book) ||
+	    matching_book_find(e, p->name, strlen(p->name), &existing) == MATCHING_OK)
+		return MATCHING_ERR_EXISTS;
+	if (book >= e->cfg.books_max)
+		return MATCHING_ERR_BOOKS_FULL;
+	book_fill(e, book, p);
+	return MATCHING_OK;
+}
+
+int matching_book_retire(struct matching_engine *e, uint32_t book)
+{
+	if (!book_live(e, book))
+		return MATCHING_ERR_NOT_FOUND;
+	struct mbook *b = &e->books[book];
+	if (!b->closed)
+		return MATCHING_ERR_OPEN;
+	/* Out of the name index by backward shift, keeping probe chains whole. */
+	uint32_t i = name_home(e, b->p.name, strlen(b->p.name));
+	while (e->names[i] != book)
+		i = (i + 1) & e->names_mask;
+	for (uint32_t j = i;;) {
+		j = (j + 1) & e->names_mask;
+		uint32_t bj = e->names[j];
+		if (bj == NIL)
+			break;
+		const char *n = e->books[bj].p.name;
+		uint32_t k = name_home(e, n, strlen(n));
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			e->names[i] = bj;
+			i = j;
+		}
+	}
+	e->names[i] = NIL;
+	retired_mark(e, book, true);
+	while (e->nbooks > 0 && e->books[e->nbooks - 1].retired) /* the last number is live */
+		retired_mark(e, --e->nbooks, false);
 	return MATCHING_OK;
 }
 
@@ -1400,9 +1491,10 @@ int matching_create(const struct matching_config *cfg, struct matching_engine **
 	e->books = calloc(cfg->books_max, sizeof(*e->books));
 	e->names = malloc((size_t)names_cap * sizeof(*e->names));
 	e->closing = calloc(cfg->books_max, sizeof(*e->closing));
+	e->retired = calloc(((size_t)cfg->books_max + 63) / 64, sizeof(*e->retired));
 	e->heap = calloc(cfg->orders_max, sizeof(*e->heap));
 	if (!e->orders || !e->levels || !e->index || !e->books || !e->names || !e->closing ||
-	    !e->heap) {
+	    !e->retired || !e->heap) {
 		matching_destroy(e);
 		return MATCHING_ERR_NOMEM;
 	}
@@ -1434,6 +1526,7 @@ void matching_destroy(struct matching_engine *e)
 	free(e->books);
 	free(e->names);
 	free(e->closing);
+	free(e->retired);
 	free(e->heap);
 	free(e);
 }
@@ -1450,17 +1543,22 @@ int64_t matching_now(const struct matching_engine *e)
 
 const struct matching_product *matching_book_product(const struct matching_engine *e, uint32_t book)
 {
-	return book < e->nbooks ? &e->books[book].p : NULL;
+	return book_live(e, book) ? &e->books[book].p : NULL;
 }
 
 bool matching_book_closed(const struct matching_engine *e, uint32_t book)
 {
-	return book >= e->nbooks || e->books[book].closed;
+	return !book_live(e, book) || e->books[book].closed;
 }
 
 uint32_t matching_book_count(const struct matching_engine *e)
 {
 	return e->nbooks;
+}
+
+uint32_t matching_book_live(const struct matching_engine *e)
+{
+	return e->nbooks - e->nretired;
 }
 
 uint32_t matching_order_count(const struct matching_engine *e)
@@ -1471,7 +1569,7 @@ uint32_t matching_order_count(const struct matching_engine *e)
 size_t matching_book_depth(const struct matching_engine *e, uint32_t book, enum matching_side side,
 			   struct matching_level_view *out, size_t max)
 {
-	if (book >= e->nbooks || (side != MATCHING_BUY && side != MATCHING_SELL))
+	if (!book_live(e, book) || (side != MATCHING_BUY && side != MATCHING_SELL))
 		return 0;
 	const struct mside *s = &e->books[book].side[side];
 	size_t n = 0;
@@ -1488,7 +1586,7 @@ void matching_level_get(const struct matching_engine *e, uint32_t book, enum mat
 			int64_t price, struct matching_level_view *out)
 {
 	*out = (struct matching_level_view){.price = price};
-	if (book >= e->nbooks || (side != MATCHING_BUY && side != MATCHING_SELL) || price < 1)
+	if (!book_live(e, book) || (side != MATCHING_BUY && side != MATCHING_SELL) || price < 1)
 		return;
 	const struct mbook *b = &e->books[book];
 	if (price % b->p.tick != 0)
@@ -1530,7 +1628,7 @@ int matching_order_get(const struct matching_engine *e, uint64_t order_id,
 int matching_book_orders(const struct matching_engine *e, uint32_t book, enum matching_side side,
 			 int (*each)(const struct matching_order_view *o, void *ctx), void *ctx)
 {
-	if (book >= e->nbooks || (side != MATCHING_BUY && side != MATCHING_SELL))
+	if (!book_live(e, book) || (side != MATCHING_BUY && side != MATCHING_SELL))
 		return 0;
 	const struct mside *s = &e->books[book].side[side];
 	for (uint32_t li = side_best(s, is_bid(side)); li != NIL;
@@ -1706,10 +1804,23 @@ static const char *check_side(const struct matching_engine *e, uint32_t bi, int 
 
 const char *matching_check_invariants(const struct matching_engine *e)
 {
-	uint32_t levels = 0, orders = 0;
+	uint32_t levels = 0, orders = 0, retired = 0, named = 0;
 	for (uint32_t bi = 0; bi < e->nbooks; bi++) {
 		const struct mbook *b = &e->books[bi];
-		uint32_t book_orders = 0;
+		uint32_t book_orders = 0, found;
+		bool bit = e->retired[bi / 64] >> (bi % 64) & 1;
+		if (bit != b->retired)
+			return "retired bit differs from the book";
+		if (b->retired) {
+			retired++;
+			if (!b->closed || b->norders ||
+			    b->side[0].nwin + b->side[0].ntree + b->side[1].nwin + b->side[1].ntree)
+				return "retired book not empty and closed";
+			continue;
+		}
+		if (matching_book_find(e, b->p.name, strlen(b->p.name), &found) != MATCHING_OK ||
+		    found != bi)
+			return "book not found by its name";
 		for (int side = 0; side < 2; side++) {
 			const char *why = check_side(e, bi, side, &levels, &book_orders);
 			if (why)
@@ -1728,6 +1839,14 @@ const char *matching_check_invariants(const struct matching_engine *e)
 	}
 	if (orders != e->norders || levels != e->nlevels)
 		return "pool counts wrong";
+	for (uint32_t h = 0; h <= e->names_mask; h++)
+		named += e->names[h] != NIL;
+	if (retired != e->nretired || named != e->nbooks - e->nretired ||
+	    (e->nbooks > 0 && e->books[e->nbooks - 1].retired))
+		return "book numbers wrong";
+	for (uint32_t bi = e->nbooks; bi < e->cfg.books_max; bi++)
+		if (e->retired[bi / 64] >> (bi % 64) & 1)
+			return "retired bit past the last book";
 	uint32_t free_orders = 0, free_levels = 0, indexed = 0;
 	for (uint32_t oi = e->order_free; oi != NIL && free_orders <= e->cfg.orders_max;
 	     oi = e->orders[oi].next)

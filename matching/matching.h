@@ -35,6 +35,7 @@ enum matching_status {
 	MATCHING_ERR_EXISTS,	   /* product name already has a book */
 	MATCHING_ERR_BOOKS_FULL,   /* books_max reached */
 	MATCHING_ERR_NOT_FOUND,	   /* no such product or order */
+	MATCHING_ERR_OPEN,	   /* the book has not reached its gate */
 };
 
 enum matching_side {
@@ -226,26 +227,50 @@ MATCHING_MUST_USE int matching_product_hour_name(const struct matching_product *
 						 char out[MATCHING_PRODUCT_NAME_MAX + 1]);
 
 /*
- * Creates the book of a product. A book whose gate time has already been
- * reached is created closed. Errors: PRODUCT, EXISTS, BOOKS_FULL.
+ * Creates the book of a product, numbered with the lowest retired number or
+ * else the next new one. A book whose gate time has already been reached is
+ * created closed. Errors: PRODUCT, EXISTS, BOOKS_FULL (books_max books live).
  */
 MATCHING_MUST_USE int matching_book_create(struct matching_engine *eng,
 					   const struct matching_product *product,
 					   uint32_t *book_out);
 
+/*
+ * Snapshots: creates the book of a product with number `book`, which must be
+ * retired or new; new numbers below it become retired. Errors: PRODUCT,
+ * EXISTS (the number or the name is live), BOOKS_FULL (book >= books_max).
+ */
+MATCHING_MUST_USE int matching_book_create_at(struct matching_engine *eng,
+					      const struct matching_product *product,
+					      uint32_t book);
+
+/*
+ * Retires a closed book (closed books hold no orders): its name is forgotten,
+ * so a later order naming the product is UNKNOWN_PRODUCT until the product is
+ * created again, and its number is free for the next book created. Errors:
+ * NOT_FOUND (no live book of that number), OPEN (its gate is not reached).
+ */
+MATCHING_MUST_USE int matching_book_retire(struct matching_engine *eng, uint32_t book);
+
 /* Looks a product up by name. Errors: NOT_FOUND. */
 MATCHING_MUST_USE int matching_book_find(const struct matching_engine *eng, const char *name,
 					 size_t len, uint32_t *book_out);
 
-/* The product of a book, or NULL for an unknown book. */
+/* The product of a book, or NULL for an unknown or retired book. */
 const struct matching_product *matching_book_product(const struct matching_engine *eng,
 						     uint32_t book);
 
-/* Whether the book has reached its gate closure (unknown books are closed). */
+/* Whether the book has reached its gate closure (unknown and retired books are closed). */
 bool matching_book_closed(const struct matching_engine *eng, uint32_t book);
 
-/* Number of books created so far. Books are numbered 0 .. count-1. */
+/*
+ * Books are numbered below this; the highest number is a live book's. Numbers
+ * below it may be retired (matching_book_product() gives NULL for them).
+ */
 uint32_t matching_book_count(const struct matching_engine *eng);
+
+/* Live (not retired) books: at most books_max. */
+uint32_t matching_book_live(const struct matching_engine *eng);
 
 /*
  * Copies up to max levels of one side, best first, into out and returns how

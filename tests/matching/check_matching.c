@@ -352,6 +352,117 @@ START_TEST(books_are_unique_and_bounded)
 }
 END_TEST
 
+START_TEST(retired_books_give_their_numbers_back)
+{
+	char name[32];
+	uint32_t b;
+	for (int i = 0; i < 64; i++) {
+		snprintf(name, sizeof(name), "C%d", i);
+		ck_assert_uint_eq(book_with(name, i < 62 ? 1000 : MATCHING_NO_GATE, 1),
+				  (uint32_t)i);
+	}
+	ck_assert_str_eq(order_full(1, 1, 5, B, MATCHING_GTC, 0, 99, 1, 0), "A,1,1");
+	/* Open books stay; unknown numbers are no books. */
+	ck_assert_int_eq(matching_book_retire(eng, 5), MATCHING_ERR_OPEN);
+	ck_assert_int_eq(matching_book_retire(eng, 64), MATCHING_ERR_NOT_FOUND);
+	ck_assert_str_eq(advance(1000), "X,1,1,gate_closed");
+	ck_assert_int_eq(matching_book_retire(eng, 63), MATCHING_ERR_OPEN);
+	ck_assert_int_eq(matching_book_retire(eng, 5), MATCHING_OK);
+	ck_assert_int_eq(matching_book_retire(eng, 5), MATCHING_ERR_NOT_FOUND);
+	ck_assert_int_eq(matching_book_retire(eng, 2), MATCHING_OK);
+	render(); /* the invariants, the name index's among them */
+	ck_assert_uint_eq(matching_book_live(eng), 62);
+	ck_assert_uint_eq(matching_book_count(eng), 64);
+	ck_assert_int_eq(matching_book_find(eng, "C5", 2, &b), MATCHING_ERR_NOT_FOUND);
+	ck_assert_int_eq(matching_book_find(eng, "C6", 2, &b), MATCHING_OK);
+	ck_assert_uint_eq(b, 6);
+	ck_assert_ptr_null(matching_book_product(eng, 5));
+	ck_assert(matching_book_closed(eng, 5));
+	ck_assert_str_eq(order_full(2, 1, 5, B, MATCHING_GTC, 0, 99, 1, 0), "R,2,unknown_product");
+	/* New products take the lowest free numbers, then the table is full again. */
+	ck_assert_uint_eq(book_with("N1", MATCHING_NO_GATE, 1), 2);
+	ck_assert_uint_eq(book_with("C5", MATCHING_NO_GATE, 1), 5);
+	ck_assert_str_eq(order_full(3, 1, 5, B, MATCHING_GTC, 0, 99, 1, 0), "A,3,1");
+	struct matching_product p;
+	ck_assert_int_eq(matching_product_parse("N3", 2, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create(eng, &p, &b), MATCHING_ERR_BOOKS_FULL);
+	/* Retiring the highest numbers lowers the count past every retired one below. */
+	ck_assert_int_eq(matching_book_retire(eng, 59), MATCHING_OK);
+	ck_assert_int_eq(matching_book_retire(eng, 61), MATCHING_OK);
+	ck_assert_uint_eq(matching_book_count(eng), 64);
+	ck_assert_int_eq(matching_book_retire(eng, 60), MATCHING_OK);
+	ck_assert_uint_eq(matching_book_count(eng), 64);
+	render();
+	ck_assert_uint_eq(book_with("N3", 1000, 1), 59);
+	ck_assert_uint_eq(matching_book_live(eng), 62);
+	ck_assert_str_eq(advance(2000), "");
+	for (uint32_t i = 0; i < 60; i++) /* 60 and 61 are retired, 2 and 5 open */
+		if (i != 2 && i != 5)
+			ck_assert_int_eq(matching_book_retire(eng, i), MATCHING_OK);
+	render();
+	ck_assert_uint_eq(matching_book_count(eng), 64);
+	ck_assert_uint_eq(matching_book_live(eng), 4);
+	ck_assert_uint_eq(book_with("N4", 1000, 1), 0);
+	ck_assert_int_eq(matching_book_find(eng, "C63", 3, &b), MATCHING_OK);
+	ck_assert_uint_eq(b, 63);
+	ck_assert_int_eq(matching_book_find(eng, "C62", 3, &b), MATCHING_OK);
+	ck_assert_uint_eq(b, 62);
+}
+END_TEST
+
+START_TEST(retired_numbers_shrink_the_count)
+{
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "D%d", i);
+		book_with(name, 10, 1);
+	}
+	ck_assert_str_eq(advance(10), "");
+	ck_assert_int_eq(matching_book_retire(eng, 1), MATCHING_OK);
+	ck_assert_int_eq(matching_book_retire(eng, 2), MATCHING_OK);
+	ck_assert_uint_eq(matching_book_count(eng), 4);
+	ck_assert_int_eq(matching_book_retire(eng, 3), MATCHING_OK);
+	ck_assert_uint_eq(matching_book_count(eng), 1);
+	ck_assert_uint_eq(matching_book_live(eng), 1);
+	render();
+	ck_assert_int_eq(matching_book_retire(eng, 0), MATCHING_OK);
+	ck_assert_uint_eq(matching_book_count(eng), 0);
+	render();
+	ck_assert_uint_eq(book_with("D3", MATCHING_NO_GATE, 1), 0);
+}
+END_TEST
+
+START_TEST(books_restore_at_their_numbers)
+{
+	struct matching_product p;
+	uint32_t b;
+	ck_assert_int_eq(matching_product_parse("R1", 2, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create_at(eng, &p, 3), MATCHING_OK);
+	render();
+	ck_assert_uint_eq(matching_book_count(eng), 4);
+	ck_assert_uint_eq(matching_book_live(eng), 1);
+	ck_assert_ptr_null(matching_book_product(eng, 1));
+	ck_assert_int_eq(matching_book_create_at(eng, &p, 1), MATCHING_ERR_EXISTS);
+	ck_assert_int_eq(matching_product_parse("R2", 2, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create_at(eng, &p, 3), MATCHING_ERR_EXISTS);
+	ck_assert_int_eq(matching_book_create_at(eng, &p, 64), MATCHING_ERR_BOOKS_FULL);
+	p.tick = 0;
+	ck_assert_int_eq(matching_book_create_at(eng, &p, 1), MATCHING_ERR_PRODUCT);
+	p.tick = 1;
+	ck_assert_int_eq(matching_book_create_at(eng, &p, 1), MATCHING_OK);
+	ck_assert_int_eq(matching_product_parse("R3", 2, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create(eng, &p, &b), MATCHING_OK);
+	ck_assert_uint_eq(b, 0);
+	ck_assert_int_eq(matching_product_parse("R4", 2, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create(eng, &p, &b), MATCHING_OK);
+	ck_assert_uint_eq(b, 2);
+	ck_assert_int_eq(matching_product_parse("R5", 2, 0, &p), MATCHING_OK);
+	ck_assert_int_eq(matching_book_create(eng, &p, &b), MATCHING_OK);
+	ck_assert_uint_eq(b, 4);
+	render();
+}
+END_TEST
+
 /* ---------- price-time priority ---------- */
 
 START_TEST(best_price_then_time)
@@ -985,6 +1096,9 @@ static Suite *matching_suite(void)
 	tcase_add_test(tc, product_names_parse_strictly);
 	tcase_add_test(tc, hour_names_walk_the_calendar);
 	tcase_add_test(tc, books_are_unique_and_bounded);
+	tcase_add_test(tc, retired_books_give_their_numbers_back);
+	tcase_add_test(tc, retired_numbers_shrink_the_count);
+	tcase_add_test(tc, books_restore_at_their_numbers);
 	suite_add_tcase(s, tc);
 	tc = tcase("priority");
 	tcase_add_test(tc, best_price_then_time);
