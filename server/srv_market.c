@@ -22,13 +22,15 @@ struct product {
 	char name[MATCHING_PRODUCT_NAME_MAX + 1];
 	char cls[MATCHING_CLASS_NAME_MAX + 1];
 	int64_t delivery_ms, gate_ms; /* MATCHING_NO_PERIOD, MATCHING_NO_GATE when none */
-	bool halted, traded;
+	bool live, halted, traded;    /* live: not retired (a free slot) */
 	struct side bids, asks;
 	int64_t last_price, volume;
+	uint32_t next_free;
 };
 
+/* A trade keeps its product's name: the product may be retired while its trades stay. */
 struct trade {
-	uint32_t product;
+	char product[MATCHING_PRODUCT_NAME_MAX + 1];
 	uint8_t aggressor;
 	uint64_t sequence;
 	int64_t price, qty, time_ms;
@@ -37,8 +39,9 @@ struct trade {
 struct srv_market {
 	struct srv_market_config cfg;
 	struct product *p;
-	uint32_t n;
-	uint32_t *index; /* open addressing: product number + 1, 0 empty */
+	uint32_t n;	    /* slots used so far; retired ones are on the free list */
+	uint32_t free_head; /* UINT32_MAX: none */
+	uint32_t *index;    /* open addressing: product number + 1, 0 empty */
 	uint32_t mask;
 	struct trade *ring;
 	uint64_t n_trades; /* ever; the ring holds the last trades_kept */
@@ -54,6 +57,7 @@ int srv_market_create(const struct srv_market_config *cfg, struct srv_market **o
 	if (m == NULL)
 		return -1;
 	m->cfg = *cfg;
+	m->free_head = UINT32_MAX;
 	uint32_t cap = 1;
 	while (cap < 2 * cfg->products_max)
 		cap <<= 1;
@@ -73,7 +77,7 @@ void srv_market_destroy(struct srv_market *m)
 {
 	if (m == NULL)
 		return;
-	for (uint32_t i = 0; m->p && i < m->n; i++) {
+	for (uint32_t i = 0; m->p && i < m->n; i++) { /* retired slots hold NULL */
 		free(m->p[i].bids.l);
 		free(m->p[i].asks.l);
 	}
@@ -99,17 +103,50 @@ static uint32_t product_of(struct srv_market *m, const char *name, bool add)
 		if (strcmp(m->p[m->index[h] - 1].name, name) == 0)
 			return m->index[h] - 1;
 	struct matching_product mp;
-	if (!add || m->n == m->cfg.products_max ||
+	if (!add || (m->free_head == UINT32_MAX && m->n == m->cfg.products_max) ||
 	    matching_product_parse(name, strlen(name), m->cfg.gate_lead_ms, &mp) != MATCHING_OK)
 		return UINT32_MAX;
-	struct product *p = &m->p[m->n];
+	uint32_t i = m->free_head;
+	if (i != UINT32_MAX)
+		m->free_head = m->p[i].next_free;
+	else
+		i = m->n++;
+	struct product *p = &m->p[i];
 	memset(p, 0, sizeof(*p));
+	p->live = true;
 	memcpy(p->name, mp.name, sizeof(p->name));
 	memcpy(p->cls, mp.class_name, sizeof(p->cls));
 	p->delivery_ms = mp.period_start_ms;
 	p->gate_ms = mp.gate_ms;
-	m->index[h] = ++m->n;
-	return m->n - 1;
+	m->index[h] = i + 1;
+	return i;
+}
+
+void srv_market_retire(struct srv_market *m, const char *product)
+{
+	uint32_t i = hash(product) & m->mask;
+	while (m->index[i] != 0 && strcmp(m->p[m->index[i] - 1].name, product) != 0)
+		i = (i + 1) & m->mask;
+	if (m->index[i] == 0)
+		return; /* never seen here: it had no levels, trades or halt */
+	struct product *p = &m->p[m->index[i] - 1];
+	/* Out of the index by backward shift, keeping probe chains whole. */
+	for (uint32_t j = i;;) {
+		j = (j + 1) & m->mask;
+		if (m->index[j] == 0)
+			break;
+		uint32_t k = hash(m->p[m->index[j] - 1].name) & m->mask;
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			m->index[i] = m->index[j];
+			i = j;
+		}
+	}
+	m->index[i] = 0;
+	free(p->bids.l);
+	free(p->asks.l);
+	*p = (struct product){.next_free = m->free_head};
+	m->free_head = (uint32_t)(p - m->p);
 }
 
 static uint32_t find(const struct srv_market *m, const char *name)
@@ -180,12 +217,13 @@ void srv_market_trade(struct srv_market *m, const char *product, uint64_t sequen
 	p->traded = true;
 	if (__builtin_add_overflow(p->volume, qty, &p->volume))
 		p->volume = INT64_MAX; /* GPUs traded since the start: saturates, never wraps */
-	m->ring[m->n_trades % m->cfg.trades_kept] = (struct trade){.product = i,
-								   .aggressor = aggressor,
-								   .sequence = sequence,
-								   .price = price,
-								   .qty = qty,
-								   .time_ms = time_ms};
+	struct trade *t = &m->ring[m->n_trades % m->cfg.trades_kept];
+	*t = (struct trade){.aggressor = aggressor,
+			    .sequence = sequence,
+			    .price = price,
+			    .qty = qty,
+			    .time_ms = time_ms};
+	memcpy(t->product, p->name, sizeof(t->product));
 	m->n_trades++;
 }
 
@@ -209,6 +247,8 @@ json_t *srv_market_products(const struct srv_market *m, int64_t now_ms)
 	json_t *list = json_array();
 	for (uint32_t i = 0; list && i < m->n; i++) {
 		const struct product *p = &m->p[i];
+		if (!p->live)
+			continue;
 		const char *state = p->halted		   ? "halted"
 				    : now_ms >= p->gate_ms ? "gate_closed"
 							   : "open";
@@ -281,7 +321,7 @@ static bool scope(const struct srv_market *m, const char *product, const char *a
 		return true;
 	}
 	for (uint32_t i = 0; i < m->n; i++)
-		if (strcmp(m->p[i].cls, accelerator) == 0)
+		if (m->p[i].live && strcmp(m->p[i].cls, accelerator) == 0)
 			return true;
 	*why = "no such accelerator class: none of its products has a book";
 	*not_found = true;
@@ -291,7 +331,11 @@ static bool scope(const struct srv_market *m, const char *product, const char *a
 static bool in_scope(const struct srv_market *m, const struct trade *t, uint32_t prod,
 		     const char *cls)
 {
-	return prod != UINT32_MAX ? t->product == prod : strcmp(m->p[t->product].cls, cls) == 0;
+	if (prod != UINT32_MAX)
+		return strcmp(t->product, m->p[prod].name) == 0;
+	size_t len = strlen(cls);
+	return strncmp(t->product, cls, len) == 0 &&
+	       (t->product[len] == '/' || t->product[len] == '\0');
 }
 
 json_t *srv_market_trades(const struct srv_market *m, const char *product, const char *accelerator,
@@ -313,12 +357,12 @@ json_t *srv_market_trades(const struct srv_market *m, const char *product, const
 		if (!in_scope(m, t, prod, cls))
 			continue;
 		json_array_append_new(
-			a, json_pack("{s:s, s:I, s:I, s:I, s:s, s:I}", "product",
-				     m->p[t->product].name, "sequence", (json_int_t)t->sequence,
-				     "price", (json_int_t)t->price, "quantity", (json_int_t)t->qty,
-				     "aggressor",
-				     t->aggressor == SRV_MARKET_SIDE_SELL ? "sell" : "buy",
-				     "time_ms", (json_int_t)t->time_ms));
+			a,
+			json_pack("{s:s, s:I, s:I, s:I, s:s, s:I}", "product", t->product,
+				  "sequence", (json_int_t)t->sequence, "price",
+				  (json_int_t)t->price, "quantity", (json_int_t)t->qty, "aggressor",
+				  t->aggressor == SRV_MARKET_SIDE_SELL ? "sell" : "buy", "time_ms",
+				  (json_int_t)t->time_ms));
 	}
 	return json_pack("{s:o}", "trades", a ? a : json_null());
 }

@@ -42,6 +42,8 @@ void srv_market_level(struct srv_market *m, const char *product, uint8_t side, i
 void srv_market_trade(struct srv_market *m, const char *product, uint64_t sequence, int64_t price,
 		      int64_t qty, uint8_t aggressor, int64_t time_ms);
 void srv_market_halt(struct srv_market *m, const char *product, bool halted);
+/* Forgets a retired product (its book and state; its trades stay for class answers). */
+void srv_market_retire(struct srv_market *m, const char *product);
 
 /*
  * The answers; NULL with the reason in why (a short text for a 400 or 404:

@@ -4,7 +4,7 @@
  * best first and only the best levels_max; trades in a ring that forgets the
  * oldest; candles per interval with exact VWAP across interval boundaries and
  * the ring's wrap; classes gathering their products; parameters refused with
- * a reason.
+ * a reason; retired products forgotten and their room reused.
  */
 #include <stdio.h>
 #include <string.h>
@@ -172,6 +172,55 @@ START_TEST(bad_names_and_full_tables)
 }
 END_TEST
 
+/* A retired product is forgotten and its slot serves the next; its trades stay for its class. */
+START_TEST(retired_products_make_room)
+{
+	const char *why;
+	bool nf;
+	char name[64];
+	for (int h = 0; h < 4; h++) { /* products_max is 4 */
+		snprintf(name, sizeof(name), "A100/2026-11-23T%02d", 10 + h);
+		srv_market_level(m, name, SRV_MARKET_SIDE_SELL, 5, 1, 1);
+		srv_market_trade(m, name, 1, 7 + h, 1, SRV_MARKET_SIDE_BUY, T0 + h);
+	}
+	srv_market_retire(m, "A100/2026-11-23T11");
+	srv_market_retire(m, "A100/2026-11-23T10");
+	srv_market_retire(m, "A100/2026-11-23T10"); /* twice: nothing more happens */
+	srv_market_retire(m, P1);		    /* never seen */
+	json_t *p = srv_market_products(m, 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(p, "products")), 2);
+	json_decref(p);
+	ck_assert_ptr_null(srv_market_book(m, "A100/2026-11-23T11", 1, &why, &nf));
+	ck_assert(nf);
+	ck_assert_ptr_null(srv_market_trades(m, "A100/2026-11-23T10", NULL, 10, &why, &nf));
+	ck_assert(nf);
+	/* The two left are still found, whatever their place in the index was. */
+	for (int h = 2; h < 4; h++) {
+		snprintf(name, sizeof(name), "A100/2026-11-23T%02d", 10 + h);
+		json_t *b = srv_market_book(m, name, 1, &why, &nf);
+		ck_assert_ptr_nonnull(b);
+		json_decref(b);
+	}
+	/* Two new products fit again, a third does not. */
+	srv_market_level(m, P1, SRV_MARKET_SIDE_BUY, 3, 1, 1);
+	srv_market_trade(m, P2, 1, 50, 2, SRV_MARKET_SIDE_SELL, T0 + 10);
+	srv_market_level(m, "A100/2026-11-23T20", SRV_MARKET_SIDE_BUY, 3, 1, 1);
+	p = srv_market_products(m, 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(p, "products")), 4);
+	json_decref(p);
+	/* A100's four trades stay, with their products' names; the new product has only its own. */
+	json_t *t = srv_market_trades(m, NULL, "A100", 10, &why, &nf);
+	json_t *list = json_object_get(t, "trades");
+	ck_assert_uint_eq(json_array_size(list), 4);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 3), "product")),
+			 "A100/2026-11-23T10");
+	json_decref(t);
+	t = srv_market_trades(m, P2, NULL, 10, &why, &nf);
+	ck_assert_uint_eq(json_array_size(json_object_get(t, "trades")), 1);
+	json_decref(t);
+}
+END_TEST
+
 static Suite *market_suite(void)
 {
 	Suite *s = suite_create("server-market");
@@ -180,6 +229,7 @@ static Suite *market_suite(void)
 	tcase_add_test(tc, levels_best_first_and_bounded);
 	tcase_add_test(tc, trades_and_candles);
 	tcase_add_test(tc, bad_names_and_full_tables);
+	tcase_add_test(tc, retired_products_make_room);
 	suite_add_tcase(s, tc);
 	return s;
 }
