@@ -116,6 +116,8 @@ static const struct key keys[] = {
 	INT(price_max, 1000000000000, 1, INT64_C(1) << 62, "highest price, micro-units"),
 	INT(qty_max, 1000000, 1, INT64_C(1) << 40, "largest quantity, GPUs"),
 	INT(gate_lead_ms, 300000, 0, 86400000, "trading closes this long before delivery"),
+	INT(book_retain_ms, 86400000, 0, INT64_C(315360000000),
+	    "a product's book is retired this long after its delivery hour ends; 0: never"),
 	INT(fills_recent_max, 65536, 1, 16777216, "fills kept for fill queries"),
 	INT(query_rows_max, 1000, 1, 100000, "rows in one query answer"),
 	TEXT(journal_dir, "",

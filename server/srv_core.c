@@ -57,6 +57,11 @@ struct srv_core {
 	uint64_t n_recent;  /* ever added; the ring holds the last fills_recent_max */
 	bool *halted;	    /* per book */
 	uint32_t *class_of; /* per book */
+	/* Retirement (book_retain_ms): when each book goes (INT64_MAX: never), the
+	 * earliest of those, and a number per book that a retirement changes, so that
+	 * the recent fills of a retired book (recent_gen) are told from a new one's. */
+	int64_t *retire_at, next_retire;
+	uint32_t *book_gen, *recent_gen;
 	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
 	uint32_t nclasses;
 	struct srv_leases *leases; /* NULL: leases off */
@@ -111,6 +116,9 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->recent);
 	free(c->halted);
 	free(c->class_of);
+	free(c->retire_at);
+	free(c->book_gen);
+	free(c->recent_gen);
 	free(c);
 }
 
@@ -129,16 +137,19 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	    cfg->expiry_ahead_ms_max < 1 || cfg->fills_recent_max < 1 ||
 	    cfg->fills_recent_max > (1u << 24) || cfg->query_rows_max < 1 ||
 	    cfg->query_rows_max > 100000 || (cfg->orders_per_second > 0 && cfg->orders_burst < 1) ||
-	    cfg->orders_burst > 1000000)
+	    cfg->orders_burst > 1000000 || cfg->book_retain_ms < 0)
 		return SRV_CORE_ARGS;
 	struct srv_core *c = calloc(1, sizeof(*c));
 	if (!c)
 		return SRV_CORE_NOMEM;
 	c->cfg = *cfg;
 	c->next_oid = 1;
+	c->next_retire = INT64_MAX;
 	int rc = SRV_CORE_NOMEM;
+	struct srv_risk_config risk = cfg->risk;
+	risk.books_max = cfg->matching.books_max; /* risk keys positions by book */
 	if (matching_create(&cfg->matching, &c->eng) != MATCHING_OK ||
-	    srv_risk_create(&cfg->risk, &c->risk) != SRV_RISK_OK ||
+	    srv_risk_create(&risk, &c->risk) != SRV_RISK_OK ||
 	    srv_keys_create(cfg->accounts_max, &c->keys) != SRV_AUTH_OK ||
 	    (cfg->leases && srv_leases_create(&cfg->lease, &c->leases) != SRV_LEASE_OK)) {
 		rc = SRV_CORE_ARGS;
@@ -161,6 +172,9 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->acct_last_ms = calloc(acap, sizeof(*c->acct_last_ms));
 	c->level_seq = calloc(cfg->matching.books_max, sizeof(*c->level_seq));
 	c->trade_seq = calloc(cfg->matching.books_max, sizeof(*c->trade_seq));
+	c->retire_at = malloc(cfg->matching.books_max * sizeof(*c->retire_at));
+	c->book_gen = calloc(cfg->matching.books_max, sizeof(*c->book_gen));
+	c->recent_gen = calloc(2 * (size_t)cfg->fills_recent_max, sizeof(*c->recent_gen));
 	/* A level per event at most, plus a modify's old level and a basket's legs. */
 	c->touched_cap = c->batch.cap + 2 + MATCHING_BASKET_LEGS_MAX;
 	c->touched = calloc(c->touched_cap, sizeof(*c->touched));
@@ -168,8 +182,10 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
 	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head || !c->acct_name ||
 	    !c->acct_tokens || !c->acct_last_ms || !c->level_seq || !c->trade_seq || !c->touched ||
-	    !c->recent)
+	    !c->recent || !c->retire_at || !c->book_gen || !c->recent_gen)
 		goto fail;
+	for (uint32_t b = 0; b < cfg->matching.books_max; b++)
+		c->retire_at[b] = INT64_MAX;
 	c->acct_mask = acap - 1;
 	/* Written in full, like the engine's id index (see matching_create). */
 	memset(c->by_oid, 0xff, (size_t)cap * sizeof(*c->by_oid));
@@ -306,6 +322,20 @@ int srv_core_class_id(struct srv_core *c, const char *class_name, uint32_t *id)
 	return SRV_CORE_OK;
 }
 
+/* Sets when a new book is retired: book_retain_ms after its delivery period ends. */
+static void retire_plan(struct srv_core *c, uint32_t book)
+{
+	const struct matching_product *p = matching_book_product(c->eng, book);
+	int64_t at = INT64_MAX;
+	if (c->cfg.book_retain_ms > 0 && p->period_start_ms != MATCHING_NO_PERIOD &&
+	    (__builtin_add_overflow(p->period_start_ms, p->period_ms, &at) ||
+	     __builtin_add_overflow(at, c->cfg.book_retain_ms, &at)))
+		at = INT64_MAX;
+	c->retire_at[book] = at;
+	if (at < c->next_retire)
+		c->next_retire = at;
+}
+
 /* The book of a product name, created on first use; false if the name is no product. */
 static bool book_of(struct srv_core *c, const char *name, uint32_t *book)
 {
@@ -319,7 +349,42 @@ static bool book_of(struct srv_core *c, const char *name, uint32_t *book)
 	    matching_book_create(c->eng, &p, book) != MATCHING_OK)
 		return false;
 	c->class_of[*book] = cls;
+	retire_plan(c, *book);
 	return true;
+}
+
+/*
+ * Retires the books whose time has come and that closed in an earlier call
+ * (this call's reports and market data may still name the books it closes), at
+ * most SRV_CORE_RETIRED_MAX per call: the rest wait for the next.
+ */
+static void retire_books(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
+{
+	if (now_ms < c->next_retire)
+		return;
+	uint32_t n = matching_book_count(c->eng);
+	c->next_retire = INT64_MAX;
+	for (uint32_t b = 0; b < n; b++) {
+		int64_t at = c->retire_at[b];
+		if (at <= now_ms && out->n_retired < SRV_CORE_RETIRED_MAX &&
+		    matching_book_closed(c->eng, b)) {
+			const char *name = matching_book_product(c->eng, b)->name;
+			memcpy(out->retired[out->n_retired++], name, strlen(name) + 1);
+			int rc = matching_book_retire(c->eng, b);
+			assert(rc == MATCHING_OK); /* closed books hold no orders */
+			rc = srv_risk_forget_book(c->risk, b);
+			assert(rc == SRV_RISK_OK);
+			(void)rc;
+			c->retire_at[b] = INT64_MAX;
+			c->halted[b] = false;
+			c->class_of[b] = 0;
+			c->level_seq[b] = c->trade_seq[b] = 0;
+			c->book_gen[b]++;
+			continue;
+		}
+		if (at < c->next_retire)
+			c->next_retire = at;
+	}
 }
 
 int srv_core_halt(struct srv_core *c, const char *product, bool halted)
@@ -590,8 +655,17 @@ static uint8_t other_side(uint8_t side)
 /* Keeps a fill's report for QUERY_FILLS (the ring forgets the oldest). */
 static void remember_fill(struct srv_core *c, const struct srv_report *r)
 {
-	c->recent[c->n_recent % (2 * (uint64_t)c->cfg.fills_recent_max)] = *r;
+	uint64_t at = c->n_recent % (2 * (uint64_t)c->cfg.fills_recent_max);
+	c->recent[at] = *r;
+	c->recent_gen[at] = c->book_gen[r->book];
 	c->n_recent++;
+}
+
+/* Whether a slot of the ring holds a fill (a loaded snapshot may have left it empty, account
+ * 0) of its book's product still (not of a retired one). */
+static bool recent_live(const struct srv_core *c, uint64_t at)
+{
+	return c->recent[at].account != 0 && c->recent_gen[at] == c->book_gen[c->recent[at].book];
 }
 
 /* One side of a fill: its report, and the buyer's or seller's role for the fee. */
@@ -1106,8 +1180,10 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 		uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
 		uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
 		for (uint64_t i = 0; i < kept && out->n_rows < out->rows_cap; i++) {
-			const struct srv_report *f = &c->recent[(c->n_recent - 1 - i) % ring];
-			if (f->account == req->account && in_scope(c, f->book, book, cls))
+			uint64_t at = (c->n_recent - 1 - i) % ring;
+			const struct srv_report *f = &c->recent[at];
+			if (f->account == req->account && recent_live(c, at) &&
+			    in_scope(c, f->book, book, cls))
 				out->rows[out->n_rows++] = *f;
 		}
 		break;
@@ -1206,6 +1282,7 @@ static void settle_cash(struct srv_core *c, const struct srv_core_out *out)
 static void out_reset(struct srv_core *c, struct srv_core_out *out)
 {
 	out->n_reports = out->n_fills = out->n_md = out->n_rows = out->n_lease_rows = 0;
+	out->n_retired = 0;
 	out->balance_available = out->balance_reserved = 0;
 	out->has_op = false;
 	out->leases = NULL;
@@ -1233,6 +1310,7 @@ static void advance(struct srv_core *c, int64_t now_ms, struct srv_core_out *out
 	c->now_ms = now_ms;
 	if (now_ms <= matching_now(c->eng))
 		return;
+	retire_books(c, now_ms, out);
 	int rc = matching_advance(c->eng, now_ms, &c->batch);
 	assert(rc == MATCHING_OK);
 	(void)rc;
@@ -1405,9 +1483,8 @@ uint32_t srv_core_book_count(const struct srv_core *c)
 
 const char *srv_core_book_name(const struct srv_core *c, uint32_t book)
 {
-	if (book >= matching_book_count(c->eng))
-		return NULL;
-	return matching_book_product(c->eng, book)->name;
+	const struct matching_product *p = matching_book_product(c->eng, book);
+	return p ? p->name : NULL;
 }
 
 size_t srv_core_topic_books(const struct srv_core *c, const char *topic, uint32_t *books,
@@ -1432,7 +1509,7 @@ bool srv_core_snapshot(const struct srv_core *c, uint32_t book, struct matching_
 		       size_t *n_bids, struct matching_level_view *asks, size_t *n_asks, size_t max,
 		       uint64_t *level_seq, uint64_t *trade_seq)
 {
-	if (book >= matching_book_count(c->eng))
+	if (matching_book_product(c->eng, book) == NULL)
 		return false;
 	*n_bids = matching_book_depth(c->eng, book, MATCHING_BUY, bids, max);
 	*n_asks = matching_book_depth(c->eng, book, MATCHING_SELL, asks, max);
@@ -1550,6 +1627,10 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	srv_snap_u32(w, nbooks);
 	for (uint32_t b = 0; b < nbooks; b++) {
 		const struct matching_product *p = matching_book_product(c->eng, b);
+		if (p == NULL) { /* a retired number: an empty name and nothing else */
+			put_text(w, "");
+			continue;
+		}
 		put_text(w, p->name);
 		put_text(w, p->class_name);
 		srv_snap_i64(w, p->period_start_ms);
@@ -1600,11 +1681,14 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	count_end(w, at, naccts);
 	srv_risk_save(c->risk, w);
 	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
-	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
-	srv_snap_u64(w, c->n_recent);
-	srv_snap_u32(w, (uint32_t)kept);
+	uint64_t kept = c->n_recent < ring ? c->n_recent : ring, live = 0;
 	for (uint64_t i = 0; i < kept; i++)
-		save_report(w, &c->recent[(c->n_recent - kept + i) % ring]);
+		live += recent_live(c, (c->n_recent - kept + i) % ring);
+	srv_snap_u64(w, c->n_recent);
+	srv_snap_u32(w, (uint32_t)live); /* the fills of retired books are left out */
+	for (uint64_t i = 0; i < kept; i++)
+		if (recent_live(c, (c->n_recent - kept + i) % ring))
+			save_report(w, &c->recent[(c->n_recent - kept + i) % ring]);
 	srv_snap_u8(w, c->leases != NULL);
 	if (c->leases)
 		srv_leases_save(c->leases, w);
@@ -1618,11 +1702,13 @@ static void load_books(struct srv_core *c, struct srv_snap_r *in)
 		if (c->classes[i][0] == '\0' || class_find(c, c->classes[i]) != i)
 			srv_snap_fail(in, "core: an accelerator class is empty or repeated");
 	}
-	uint32_t nbooks = srv_snap_get_count(in, 60, c->cfg.matching.books_max);
+	/* A retired number is one byte (an empty name). */
+	uint32_t nbooks = srv_snap_get_count(in, 1, c->cfg.matching.books_max);
 	for (uint32_t b = 0; b < nbooks && !in->error; b++) {
 		struct matching_product p = {0};
-		uint32_t book = NONE;
 		get_text(in, p.name, MATCHING_PRODUCT_NAME_MAX);
+		if (p.name[0] == '\0')
+			continue; /* a retired number */
 		get_text(in, p.class_name, MATCHING_CLASS_NAME_MAX);
 		p.period_start_ms = srv_snap_get_i64(in);
 		p.period_ms = srv_snap_get_i64(in);
@@ -1636,12 +1722,13 @@ static void load_books(struct srv_core *c, struct srv_snap_r *in)
 			return;
 		if (halted > 1 || cls >= c->nclasses ||
 		    strcmp(c->classes[cls], p.class_name) != 0 ||
-		    matching_book_create(c->eng, &p, &book) != MATCHING_OK || book != b) {
+		    matching_book_create_at(c->eng, &p, b) != MATCHING_OK) {
 			srv_snap_fail(in, "core: a product is invalid or repeated");
 			return;
 		}
 		c->halted[b] = halted;
 		c->class_of[b] = cls;
+		retire_plan(c, b);
 		for (uint8_t side = MATCHING_BUY; side <= MATCHING_SELL && !in->error; side++) {
 			uint32_t n = srv_snap_get_count(in, 38, c->cfg.matching.orders_max);
 			for (uint32_t i = 0; i < n && !in->error; i++) {
@@ -1769,6 +1856,8 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 	for (uint64_t i = 0; i < saved && !in->error; i++) {
 		struct srv_report r;
 		load_report(in, &r);
+		if (!in->error && matching_book_product(c->eng, r.book) == NULL)
+			srv_snap_fail(in, "core: a recent fill names no product");
 		if (i >= saved - kept)
 			c->recent[(c->n_recent - saved + i) % ring] = r;
 	}

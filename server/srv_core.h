@@ -23,6 +23,8 @@
 
 #define SRV_CORE_MUST_USE __attribute__((warn_unused_result))
 
+#define SRV_CORE_RETIRED_MAX 16 /* books one call retires at most */
+
 enum srv_core_status {
 	SRV_CORE_OK = 0,
 	SRV_CORE_ARGS,
@@ -107,6 +109,9 @@ struct srv_core_out {
 	size_t n_lease_rows;
 	/* Leases on: what the call changed (updates, hook commands, settlements). */
 	const struct srv_lease_out *leases;
+	/* The products whose books the call retired (book_retain_ms). */
+	char retired[SRV_CORE_RETIRED_MAX][MATCHING_PRODUCT_NAME_MAX + 1];
+	size_t n_retired;
 };
 
 struct srv_core_config {
@@ -121,6 +126,8 @@ struct srv_core_config {
 	uint32_t orders_burst;	     /* tokens of that bucket */
 	uint32_t fills_recent_max;   /* fills kept for QUERY_FILLS, all accounts */
 	uint32_t query_rows_max;     /* rows in one query answer */
+	int64_t book_retain_ms;	     /* a book is retired this long after its delivery
+				      * period ends; 0: never */
 	bool leases;		     /* hosts, workloads and leases (a hook is configured) */
 	struct srv_lease_config lease;
 };
@@ -170,7 +177,7 @@ SRV_CORE_MUST_USE int srv_core_handle(struct srv_core *c, const struct srv_reque
 
 /* Whether a book is halted (false for an unknown book). */
 bool srv_core_halted(const struct srv_core *c, uint32_t book);
-/* How many books there are (book numbers 0 .. n-1). */
+/* Book numbers are below this; a retired number has no name (NULL below). */
 uint32_t srv_core_book_count(const struct srv_core *c);
 
 /* The name of a book (for market data), or NULL. */

@@ -210,6 +210,10 @@ void srv_http_market(struct srv *s, const struct srv_out *o)
 		srv_market_halt(s->market, o->product, o->halted);
 		return;
 	}
+	if (o->kind == SRV_OUT_RETIRED) {
+		srv_market_retire(s->market, o->product);
+		return;
+	}
 	const struct srv_md *m = &o->u.md;
 	uint8_t side = m->side == MATCHING_BUY ? SRV_MARKET_SIDE_BUY : SRV_MARKET_SIDE_SELL;
 	if (m->kind == SRV_MD_LEVEL)

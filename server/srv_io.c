@@ -1366,6 +1366,7 @@ static void drain_out(struct srv *s)
 				srv_http_market(s, o);
 				break;
 			case SRV_OUT_HALT:
+			case SRV_OUT_RETIRED:
 				srv_http_market(s, o);
 				break;
 			case SRV_OUT_BLOB: {
@@ -1581,8 +1582,8 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	metric(b, "gridex_orders_resting", "Orders resting in all books.", "gauge",
 	       atomic_load(&m->orders_resting));
 	metric(b, "gridex_books",
-	       "Products with a book (at most books_max; a book is never given back: see "
-	       "docs/operations.md, Books).",
+	       "Products with a book (at most books_max; a book is retired book_retain_ms after "
+	       "its delivery hour: see docs/operations.md, Books).",
 	       "gauge", atomic_load(&m->books));
 	metric(b, "gridex_fills_total", "Fills.", "counter", atomic_load(&m->fills));
 	metric(b, "gridex_sequence", "Last sequence number.", "gauge", atomic_load(&m->sequence));

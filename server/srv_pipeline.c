@@ -752,6 +752,11 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 		o->u.md = out->md[i];
 		copy_name(o->product, srv_core_book_name(s->core, out->md[i].book));
 	}
+	for (size_t i = 0; i < out->n_retired && s->cfg.http_listen[0] != '\0'; i++) {
+		struct srv_out *o = stage_out(x);
+		o->kind = SRV_OUT_RETIRED;
+		copy_name(o->product, out->retired[i]);
+	}
 	srv_wjobs_of(out, (int64_t)seq, srv_mono_ms(), stage_wjob, x);
 	atomic_fetch_add_explicit(&s->m.fills, out->n_fills, memory_order_relaxed);
 	if (out->leases)
@@ -1025,7 +1030,7 @@ static void *core_main(void *arg)
 		atomic_store_explicit(&s->m.orders_resting,
 				      matching_order_count(srv_core_engine(s->core)),
 				      memory_order_relaxed);
-		atomic_store_explicit(&s->m.books, matching_book_count(srv_core_engine(s->core)),
+		atomic_store_explicit(&s->m.books, matching_book_live(srv_core_engine(s->core)),
 				      memory_order_relaxed);
 		stage_flush(&x);
 		if (snapshot_due(&x, seq))

@@ -54,6 +54,10 @@ void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNA
 		(long long)c->taker_bps, (long long)c->gate_lead_ms,
 		(long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
 		(long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
+	/* Only with books retired: journals written before retirement keep theirs. */
+	if (c->book_retain_ms != 0 && n > 0 && (size_t)n < sizeof(text))
+		n += snprintf(text + n, sizeof(text) - (size_t)n, " book_retain_ms=%lld",
+			      (long long)c->book_retain_ms);
 	/* Only with leases on: journals written with them off keep their fingerprint. */
 	if (c->hook[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
 		snprintf(text + n, sizeof(text) - (size_t)n,
@@ -314,10 +318,9 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 		uint8_t now[SRV_JOURNAL_SETTINGS_BYTES];
 		srv_settings_fingerprint(&s->cfg, now);
 		if (memcmp(now, rec->settings, sizeof(now)) != 0) {
-			r->error =
-				"the journal was written under other settings (fees, limits, "
-				"engine sizes, gate lead, expiry, operator, leases): restore them "
-				"(docs/durability.md)";
+			r->error = "the journal was written under other settings (fees, limits, "
+				   "engine sizes, gate lead, expiry, operator, leases, "
+				   "book_retain_ms): restore them (docs/durability.md)";
 			return -1;
 		}
 		if (srv_genesis_load(s, rec, &r->error) != 0)
@@ -478,8 +481,8 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 			free(data);
 			r->error =
 				"the newest snapshot was taken under other settings (fees, limits, "
-				"engine sizes, gate lead, expiry, operator, leases): restore them "
-				"(docs/durability.md)";
+				"engine sizes, gate lead, expiry, operator, leases, "
+				"book_retain_ms): restore them (docs/durability.md)";
 			rc = -1;
 			break;
 		}

@@ -34,6 +34,8 @@ struct racct {
 
 struct rpos {
 	int64_t offered, sold;
+	uint32_t account;
+	uint32_t next; /* the book's next position, or the next free one */
 };
 
 struct srv_risk {
@@ -43,6 +45,8 @@ struct srv_risk {
 	struct racct *acct;
 	int64_t *cap;
 	struct rpos *pos;
+	uint32_t *book_pos;	      /* each book's first position, NONE when none */
+	uint32_t pos_free, pos_fresh; /* positions given back (a list), never used from */
 	struct rorder *ord;
 	/* Free order slots: given back (a stack of nreleased) or never used
 	 * (from fresh on, their pages not yet mapped); nfree counts both. */
@@ -156,6 +160,7 @@ void srv_risk_config_default(struct srv_risk_config *cfg)
 		.orders_max = 1u << 20,
 		.positions_max = 1u << 20,
 		.capacities_max = 65536,
+		.books_max = 1024,
 		.open_orders_per_account_max = 10000,
 		.maker_bps = 0,
 		.taker_bps = 0,
@@ -173,6 +178,7 @@ void srv_risk_destroy(struct srv_risk *r)
 	free(r->acct);
 	free(r->cap);
 	free(r->pos);
+	free(r->book_pos);
 	free(r->ord);
 	free(r->free_orders);
 	free(r);
@@ -183,8 +189,9 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 	if (cfg->accounts_max < 1 || cfg->orders_max < 1 || cfg->positions_max < 1 ||
 	    cfg->capacities_max < 1 || cfg->accounts_max > (1u << 30) ||
 	    cfg->orders_max > (1u << 30) || cfg->positions_max > (1u << 30) ||
-	    cfg->capacities_max > (1u << 30) || cfg->open_orders_per_account_max < 1 ||
-	    cfg->maker_bps > LEDGER_BPS_MAX || cfg->taker_bps > LEDGER_BPS_MAX)
+	    cfg->capacities_max > (1u << 30) || cfg->books_max < 1 || cfg->books_max > (1u << 24) ||
+	    cfg->open_orders_per_account_max < 1 || cfg->maker_bps > LEDGER_BPS_MAX ||
+	    cfg->taker_bps > LEDGER_BPS_MAX)
 		return SRV_RISK_ARGS;
 	struct srv_risk *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -195,9 +202,10 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 	r->acct = calloc(cfg->accounts_max, sizeof(*r->acct));
 	r->cap = calloc(cfg->capacities_max, sizeof(*r->cap));
 	r->pos = calloc(cfg->positions_max, sizeof(*r->pos));
+	r->book_pos = malloc(cfg->books_max * sizeof(*r->book_pos));
 	r->ord = calloc(cfg->orders_max, sizeof(*r->ord));
 	r->free_orders = malloc(cfg->orders_max * sizeof(*r->free_orders));
-	if (!r->acct || !r->cap || !r->pos || !r->ord || !r->free_orders ||
+	if (!r->acct || !r->cap || !r->pos || !r->book_pos || !r->ord || !r->free_orders ||
 	    table_init(&r->accounts, cfg->accounts_max, false) ||
 	    table_init(&r->capacities, cfg->capacities_max, false) ||
 	    table_init(&r->positions, cfg->positions_max, true) ||
@@ -206,6 +214,8 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 		return SRV_RISK_NOMEM;
 	}
 	r->nfree = cfg->orders_max;
+	memset(r->book_pos, 0xff, cfg->books_max * sizeof(*r->book_pos));
+	r->pos_free = NONE;
 	*out = r;
 	return SRV_RISK_OK;
 }
@@ -333,10 +343,32 @@ static struct rpos *pos_get_or_add(struct srv_risk *r, uint32_t account, uint32_
 	struct rpos *p = pos_of(r, account, book);
 	if (p)
 		return p;
-	uint32_t i = r->positions.count;
+	uint32_t i = r->pos_free;
+	if (i != NONE)
+		r->pos_free = r->pos[i].next;
+	else
+		i = r->pos_fresh++;
 	table_put(&r->positions, pair(account, book), i);
-	r->pos[i] = (struct rpos){0};
+	r->pos[i] = (struct rpos){.account = account, .next = r->book_pos[book]};
+	r->book_pos[book] = i;
 	return &r->pos[i];
+}
+
+int srv_risk_forget_book(struct srv_risk *r, uint32_t book)
+{
+	if (book >= r->cfg.books_max)
+		return SRV_RISK_ARGS;
+	for (uint32_t i = r->book_pos[book]; i != NONE; i = r->pos[i].next)
+		if (r->pos[i].offered != 0)
+			return SRV_RISK_ARGS;
+	for (uint32_t i = r->book_pos[book], next; i != NONE; i = next) {
+		next = r->pos[i].next;
+		table_del(&r->positions, pair(r->pos[i].account, book));
+		r->pos[i].next = r->pos_free;
+		r->pos_free = i;
+	}
+	r->book_pos[book] = NONE;
+	return SRV_RISK_OK;
 }
 
 /* A free order slot; the caller checked that there is one. */
@@ -349,7 +381,7 @@ static uint32_t slot_take(struct srv_risk *r)
 
 int srv_risk_enter(struct srv_risk *r, const struct srv_risk_order *o)
 {
-	if (o->order_id == EMPTY || o->price < 1 || o->qty < 1 ||
+	if (o->order_id == EMPTY || o->price < 1 || o->qty < 1 || o->book >= r->cfg.books_max ||
 	    (o->side != MATCHING_BUY && o->side != MATCHING_SELL))
 		return SRV_RISK_ARGS;
 	struct racct *a = acct_of(r, o->account);
@@ -585,6 +617,7 @@ int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
 		uint64_t key = srv_snap_get_u64(in);
 		int64_t sold = srv_snap_get_i64(in);
 		if (key == EMPTY || key >> 32 == 0 || sold < 0 ||
+		    (uint32_t)key >= r->cfg.books_max ||
 		    pos_of(r, (uint32_t)(key >> 32), (uint32_t)key))
 			srv_snap_fail(in, "risk: a position is negative, repeated or of account 0");
 		else
@@ -605,6 +638,7 @@ int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
 		if (in->error)
 			break;
 		if (o.id == EMPTY || table_get(&r->orders, o.id) != NONE || a == NULL ||
+		    o.book >= r->cfg.books_max ||
 		    (o.side != MATCHING_BUY && o.side != MATCHING_SELL) || o.limit < 1 ||
 		    o.open < 1) {
 			srv_snap_fail(in, "risk: an order is repeated, unknown or out of range");
@@ -687,6 +721,14 @@ const char *srv_risk_check_invariants(const struct srv_risk *r)
 		if (offered != p->offered || p->sold < 0)
 			return "offered GPUs differ from open offers";
 	}
+	uint32_t chained = 0;
+	for (uint32_t b = 0; b < r->cfg.books_max; b++)
+		for (uint32_t i = r->book_pos[b]; i != NONE && chained <= r->positions.count;
+		     i = r->pos[i].next, chained++)
+			if (pos_of(r, r->pos[i].account, b) != &r->pos[i])
+				return "a book's position list holds another position";
+	if (chained != r->positions.count)
+		return "positions missing from their books' lists";
 	return NULL;
 }
 

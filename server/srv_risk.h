@@ -41,6 +41,7 @@ struct srv_risk_config {
 	uint32_t orders_max;	 /* open orders tracked, all accounts */
 	uint32_t positions_max;	 /* (account, product) pairs with offers or sales */
 	uint32_t capacities_max; /* (account, accelerator class) registrations */
+	uint32_t books_max;	 /* book numbers are below it (the engine's books_max) */
 	uint32_t open_orders_per_account_max;
 	uint32_t maker_bps, taker_bps; /* as the ledger charges them */
 };
@@ -114,6 +115,13 @@ void srv_risk_modify_end(struct srv_risk *r, bool rejected);
  * and release what it still held. Events of untracked orders are ignored.
  */
 void srv_risk_apply(struct srv_risk *r, const struct matching_event *ev);
+
+/*
+ * Forgets the positions of a book the engine retired, so that its number can
+ * serve another product. Errors: ARGS (a number not below books_max, or
+ * offers still open in the book; nothing changes then).
+ */
+SRV_RISK_MUST_USE int srv_risk_forget_book(struct srv_risk *r, uint32_t book);
 
 /* Tracked orders: how many, and one (price: its limit, qty: open) by id. */
 uint32_t srv_risk_order_count(const struct srv_risk *r);

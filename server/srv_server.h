@@ -99,6 +99,7 @@ enum srv_out_kind {
 	SRV_OUT_SUBSCRIBED, /* encoded snapshots to conn, then it joins topic (or leaves it) */
 	SRV_OUT_ACCT_BLOB,  /* encoded frames to every session of u.report.account */
 	SRV_OUT_HALT,	    /* product halted (halted) or resumed: the HTTP API's copy */
+	SRV_OUT_RETIRED,    /* product's book retired: the HTTP API's copy forgets it */
 };
 
 struct srv_out {

@@ -27,6 +27,7 @@ static struct srv_core *core;
 static struct srv_core_out out;
 static uint8_t pk[32], sk[64];
 static uint64_t nonce = 1;
+static int64_t retain_ms; /* book_retain_ms of the next core; 0: never */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -45,6 +46,7 @@ static struct srv_core *sized_core(uint32_t orders)
 	cfg.accounts_max = 8;
 	cfg.client_ids_max = orders;
 	cfg.operator_account = 3;
+	cfg.book_retain_ms = retain_ms;
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
@@ -77,6 +79,7 @@ static void teardown(void)
 {
 	srv_core_destroy(core);
 	srv_core_out_free(&out);
+	retain_ms = 0;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -702,6 +705,120 @@ START_TEST(full_pools_refuse_then_reuse_slots)
 }
 END_TEST
 
+/* A request handled at time t (it expires a second later). */
+static void handle_at(struct srv_request *r, int64_t t)
+{
+	r->expires_at_ms = t + 1000;
+	ck_assert_int_eq(srv_core_handle(core, r, t, &out), SRV_CORE_OK);
+}
+
+static struct srv_request order_in(const char *product, uint32_t account, uint64_t coid, int side,
+				   int64_t price)
+{
+	struct srv_request r = order(account, coid, side, price, 1);
+	strcpy(r.product, product);
+	return r;
+}
+
+#define END19 1795377600000LL /* 20:00Z: H19's delivery hour is over */
+
+/* Books are retired book_retain_ms after their delivery hour, and their numbers reused. */
+START_TEST(books_are_retired_after_delivery)
+{
+	static const char *const later[] = {"H100-80G/2026-11-22T20", "H100-80G/2026-11-22T21",
+					    "H100-80G/2026-11-22T22", "H100-80G/2026-11-22T23",
+					    "H100-80G/2026-11-23T00", "H100-80G/2026-11-23T01",
+					    "H100-80G/2026-11-23T02"};
+	teardown();
+	retain_ms = 1000;
+	setup();
+	/* A fill in H19 (book 0) and one in T21 (book 2); books_max (8) is then full. */
+	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 2000000, 2);
+	handle(&r);
+	r = order(2, 70, GRIDEX__V1__SIDE__SELL, 2000000, 1);
+	handle(&r);
+	ck_assert_uint_eq(out.n_fills, 1);
+	for (uint64_t i = 0; i < 7; i++) {
+		r = order_in(later[i], 1, 11 + i, GRIDEX__V1__SIDE__BUY, 1000000);
+		handle(&r);
+		ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	}
+	r = order_in(later[1], 2, 71, GRIDEX__V1__SIDE__SELL, 1000000);
+	handle(&r);
+	ck_assert_uint_eq(out.n_fills, 1);
+	r = order_in("H100-80G/2026-11-23T03", 1, 20, GRIDEX__V1__SIDE__BUY, 1000000);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	int64_t offered, sold;
+	srv_risk_position(srv_core_risk(core), 2, 0, &offered, &sold);
+	ck_assert_int_eq(offered + sold, 1);
+
+	/* H19 closes at its gate and goes book_retain_ms after its hour, not before. */
+	ck_assert_int_eq(srv_core_tick(core, GATE19, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_retired, 0);
+	ck_assert_int_eq(srv_core_tick(core, END19 + 999, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_retired, 0);
+	ck_assert_str_eq(srv_core_book_name(core, 0), H19);
+	ck_assert_int_eq(srv_core_tick(core, END19 + 1000, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_retired, 1);
+	ck_assert_str_eq(out.retired[0], H19);
+	ck_assert_ptr_null(srv_core_book_name(core, 0));
+	ck_assert_uint_eq(matching_book_live(srv_core_engine(core)), 7);
+	consistent(core);
+	srv_risk_position(srv_core_risk(core), 2, 0, &offered, &sold);
+	ck_assert_int_eq(offered + sold, 0);
+	/* Its fills are no longer answered; T21's still are. */
+	struct srv_request q = plain(2, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle_at(&q, END19 + 1000);
+	ck_assert_uint_eq(out.n_rows, 1);
+	ck_assert_str_eq(srv_core_book_name(core, out.rows[0].book), later[1]);
+	/* The next hour gets the number H19 had, with nothing of H19's. */
+	r = order_in("H100-80G/2026-11-23T03", 2, 72, GRIDEX__V1__SIDE__SELL, 3000000);
+	handle_at(&r, END19 + 1000);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	ck_assert_uint_eq(out.reports[1].book, 0);
+	srv_risk_position(srv_core_risk(core), 2, 0, &offered, &sold);
+	ck_assert_int_eq(offered, 1);
+	ck_assert_int_eq(sold, 0);
+	q = plain(2, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle_at(&q, END19 + 1000);
+	ck_assert_uint_eq(out.n_rows, 1);
+
+	/* T20 (book 1) goes too; a snapshot keeps the hole, and saves the same bytes again. */
+	ck_assert_int_eq(srv_core_tick(core, END19 + 3600000 + 1000, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_retired, 1);
+	ck_assert_str_eq(out.retired[0], later[0]);
+	struct srv_snap_w w = {0}, again = {0};
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	srv_core_destroy(core);
+	core = sized_core(256);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_core_load(core, &in) == 0, "%s", in.error);
+	consistent(core);
+	srv_core_save(core, &again);
+	ck_assert_uint_eq(again.len, w.len);
+	ck_assert(memcmp(again.p, w.p, w.len) == 0);
+	srv_snap_w_free(&w);
+	srv_snap_w_free(&again);
+	ck_assert_ptr_null(srv_core_book_name(core, 1));
+	ck_assert_str_eq(srv_core_book_name(core, 0), "H100-80G/2026-11-23T03");
+	q = plain(2, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle_at(&q, END19 + 3600000 + 1000);
+	ck_assert_uint_eq(out.n_rows, 1);
+	r = order_in("H100-80G/2026-11-23T04", 1, 21, GRIDEX__V1__SIDE__BUY, 1000000);
+	handle_at(&r, END19 + 3600000 + 1000);
+	ck_assert_uint_eq(out.reports[1].book, 1);
+	/* T21 goes on time after the load too. */
+	ck_assert_int_eq(srv_core_tick(core, END19 + 2 * 3600000 + 1000, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_retired, 1);
+	ck_assert_str_eq(out.retired[0], later[1]);
+	q = plain(2, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle_at(&q, END19 + 2 * 3600000 + 1000);
+	ck_assert_uint_eq(out.n_rows, 0);
+	consistent(core);
+}
+END_TEST
+
 START_TEST(market_data_rebuilds_the_book)
 {
 	struct model_level model[2][64] = {0}; /* side, price / 100000 */
@@ -791,6 +908,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, order_rate_is_limited_per_account);
 	tcase_add_test(tc, market_data_rebuilds_the_book);
 	tcase_add_test(tc, full_pools_refuse_then_reuse_slots);
+	tcase_add_test(tc, books_are_retired_after_delivery);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -702,24 +702,30 @@ START_TEST(queries_and_restart)
 			      strstr(text, "E,1,5,PARTIAL_FILL,") &&
 			      strstr(text, ",2000000,1,1,1,1\n"),
 		      "%s", text);
-	/* The journal replays only under the settings it was written with. */
+	/* The journal replays only under the settings it was written with: another fee, or
+	 * another book_retain_ms. */
 	char hex[65];
 	sodium_bin2hex(hex, sizeof(hex), srv.op_pk, 32);
-	snprintf(cmd, sizeof(cmd),
-		 "%s --tls-cert=%s/cert.pem --tls-key=%s/key.pem --database-url='%s' "
-		 "--listen=127.0.0.1:0 --metrics-listen= --journal-dir=%s/journal "
-		 "--operator-account=%u --operator-key=%s --maker-bps=10 --taker-bps=21 "
-		 "--log-file=%s/mismatch.log",
-		 GRIDEX_TEST_GRIDEXD, srv.dir, srv.dir, pgt.app_url, srv.dir, srv.op_account, hex,
-		 srv.dir);
-	int status = system(cmd);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
-	snprintf(cmd, sizeof(cmd), "%s/mismatch.log", srv.dir);
-	tf = fopen(cmd, "r");
-	got = fread(text, 1, sizeof(text) - 1, tf);
-	text[got] = '\0';
-	fclose(tf);
-	ck_assert_msg(strstr(text, "under other settings") != NULL, "%s", text);
+	static const char *const changed[] = {"--taker-bps=21",
+					      "--taker-bps=20 --book-retain-ms=3600000"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "%s --tls-cert=%s/cert.pem --tls-key=%s/key.pem --database-url='%s' "
+			 "--listen=127.0.0.1:0 --metrics-listen= --journal-dir=%s/journal "
+			 "--operator-account=%u --operator-key=%s --maker-bps=10 %s "
+			 "--log-file=%s/mismatch.log",
+			 GRIDEX_TEST_GRIDEXD, srv.dir, srv.dir, pgt.app_url, srv.dir,
+			 srv.op_account, hex, changed[i], srv.dir);
+		int status = system(cmd);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s", changed[i]);
+		snprintf(cmd, sizeof(cmd), "%s/mismatch.log", srv.dir);
+		tf = fopen(cmd, "r");
+		got = fread(text, 1, sizeof(text) - 1, tf);
+		text[got] = '\0';
+		fclose(tf);
+		ck_assert_msg(strstr(text, "under other settings") != NULL, "%s", text);
+		unlink(cmd);
+	}
 	/* A torn tail (half a record appended) is reported, then cut by the restart. */
 	snprintf(cmd, sizeof(cmd),
 		 "printf '\\100\\0\\0\\0abc' >> $(ls %s/journal/journal-* | tail -1) && %s "

@@ -657,6 +657,71 @@ START_TEST(the_api_over_tls)
 }
 END_TEST
 
+static const char *const retire_args[] = {"--http-listen=127.0.0.1:0", "--books-max=4",
+					  "--book-retain-ms=1", NULL};
+
+static void setup_retire(void)
+{
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	start(retire_args);
+}
+
+/* How many products the API lists, and whether name is one of them. */
+static size_t listed(const char *name, bool *there)
+{
+	json_t *j = get_ok("/api/v1/products");
+	json_t *list = json_object_get(j, "products");
+	size_t n = json_array_size(list);
+	*there = false;
+	for (size_t i = 0; i < n; i++)
+		*there |= strcmp(json_string_value(
+					 json_object_get(json_array_get(list, i), "product")),
+				 name) == 0;
+	json_decref(j);
+	return n;
+}
+
+/* Books of past hours are retired, in the engine and in the API, and their room serves
+ * new hours: four books at most, and ten past hours halted one after the other. */
+START_TEST(past_books_are_retired_and_their_room_reused)
+{
+	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2500000, 2);
+	order(&seller, 2, GRIDEX__V1__SIDE__SELL, 2500000, 1);
+	wait_metric("gridex_books", 1);
+	char past[64];
+	bool there;
+	for (int h = 1; h <= 10; h++) {
+		tproduct(past, sizeof(past), "H100-80G", -h);
+		ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__HALT, 0, past, 0,
+						  NULL, NULL),
+				 0);
+		wait_metric("gridex_books", 1);
+	}
+	/* The API forgot them too (its copy follows a moment later), and kept the trade. */
+	for (int i = 0; i < 500 && (listed(past, &there) != 1 || there); i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_uint_eq(listed(product, &there), 1);
+	ck_assert(there);
+	refused(cat("/api/v1/book?product=", past, ""), 404);
+	json_t *j = get_ok("/api/v1/trades?accelerator=H100-80G");
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "trades")), 1);
+	json_decref(j);
+	/* Three more hours ahead fill the four books; the open product stays. */
+	char next[64];
+	for (int h = 3; h <= 5; h++) {
+		tproduct(next, sizeof(next), "H100-80G", h);
+		ck_assert_int_eq(
+			tclient_answer(&buyer, tclient_order(&buyer, 10 + (uint64_t)h, next,
+							     GRIDEX__V1__SIDE__BUY, 1000000, 1)),
+			0);
+	}
+	wait_metric("gridex_books", 4);
+	order(&buyer, 20, GRIDEX__V1__SIDE__BUY, 2400000, 1);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -680,6 +745,11 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, an_http_port_holds_at_most_http_connections_max);
 	tcase_add_test(tc, an_address_holds_at_most_http_connections_per_ip_max);
 	tcase_add_test(tc, a_full_http_port_closes_its_oldest_connection_for_a_newcomer);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("retire");
+	tcase_add_checked_fixture(tc, setup_retire, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, past_books_are_retired_and_their_room_reused);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -335,6 +335,58 @@ static uint64_t rnd(void)
 	return z ^ (z >> 31);
 }
 
+/* A retired book's positions go, and their slots serve other positions. */
+START_TEST(retired_books_lose_their_positions)
+{
+	ck_assert_int_eq(srv_risk_add_cash(risk, 1, 1000000000), SRV_RISK_OK);
+	for (uint32_t a = 2; a <= 5; a++) {
+		ck_assert_int_eq(srv_risk_add_cash(risk, a, 0), SRV_RISK_OK);
+		ck_assert_int_eq(srv_risk_set_capacity(risk, a, 1, 8), SRV_RISK_OK);
+	}
+	uint64_t open;
+	for (uint32_t a = 2; a <= 5; a++)
+		ck_assert_int_eq(place(a, book19, MATCHING_SELL, MATCHING_GTC, 100, 2, &open),
+				 SRV_RISK_OK);
+	ck_assert_int_eq(place(2, book20, MATCHING_SELL, MATCHING_GTC, 100, 8, NULL), SRV_RISK_OK);
+	ck_assert_int_eq(place(1, book19, MATCHING_BUY, MATCHING_IOC, 100, 7, NULL), SRV_RISK_OK);
+	/* Account 5's offer still has one GPU open: nothing is forgotten. */
+	ck_assert_int_eq(srv_risk_forget_book(risk, book19), SRV_RISK_ARGS);
+	int64_t offered, sold;
+	srv_risk_position(risk, 5, book19, &offered, &sold);
+	ck_assert_int_eq(offered + sold, 2);
+	cancel(open);
+	ck_assert_int_eq(srv_risk_forget_book(risk, book19), SRV_RISK_OK);
+	ck_assert_ptr_null(srv_risk_check_invariants(risk));
+	for (uint32_t a = 2; a <= 5; a++) {
+		srv_risk_position(risk, a, book19, &offered, &sold);
+		ck_assert_int_eq(offered + sold, 0);
+	}
+	srv_risk_position(risk, 2, book20, &offered, &sold);
+	ck_assert_int_eq(offered, 8);
+	ck_assert_int_eq(srv_risk_forget_book(risk, 1024), SRV_RISK_ARGS);
+	/* Positions fill the table (64) again from the slots given back. */
+	for (uint32_t b = 2; b < 65; b++) {
+		struct srv_risk_order o = {.order_id = next_id++,
+					   .account = 3,
+					   .book = b,
+					   .class_id = 1,
+					   .side = MATCHING_SELL,
+					   .price = 100,
+					   .qty = 1};
+		ck_assert_int_eq(srv_risk_enter(risk, &o), SRV_RISK_OK);
+	}
+	struct srv_risk_order o = {.order_id = next_id++,
+				   .account = 3,
+				   .book = 65,
+				   .class_id = 1,
+				   .side = MATCHING_SELL,
+				   .price = 100,
+				   .qty = 1};
+	ck_assert_int_eq(srv_risk_enter(risk, &o), SRV_RISK_FULL);
+	ck_assert_ptr_null(srv_risk_check_invariants(risk));
+}
+END_TEST
+
 START_TEST(random_trading_never_overspends)
 {
 	int64_t start[6] = {0};
@@ -441,6 +493,7 @@ static Suite *risk_suite(void)
 	tcase_add_test(tc, ioc_remainders_and_rejects_release);
 	tcase_add_test(tc, modifies_reserve_release_and_undo);
 	tcase_add_test(tc, sellers_offer_only_their_capacity);
+	tcase_add_test(tc, retired_books_lose_their_positions);
 	tcase_add_test(tc, limits_and_bad_input);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("random");
