@@ -1749,6 +1749,11 @@ static void load_books(struct srv_core *c, struct srv_snap_r *in)
 	}
 }
 
+static bool book_live(uint32_t book, void *eng)
+{
+	return matching_book_product(eng, book) != NULL;
+}
+
 static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 {
 	uint32_t naccts = srv_snap_get_count(in, 25, c->cfg.accounts_max);
@@ -1846,6 +1851,8 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 	free(names);
 	if (!in->error && srv_risk_load(c->risk, in) != 0)
 		return -1;
+	if (!in->error && !srv_risk_positions_in(c->risk, book_live, c->eng))
+		srv_snap_fail(in, "core: a seller's position is in no book");
 	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
 	/* fills_recent_max may have changed: the newest that fit are kept. */
 	c->n_recent = srv_snap_get_u64(in);

@@ -676,6 +676,15 @@ int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in)
 	return in->error ? -1 : 0;
 }
 
+bool srv_risk_positions_in(const struct srv_risk *r, bool (*live)(uint32_t book, void *ctx),
+			   void *ctx)
+{
+	for (uint32_t b = 0; b < r->cfg.books_max; b++)
+		if (r->book_pos[b] != NONE && !live(b, ctx))
+			return false;
+	return true;
+}
+
 const char *srv_risk_check_invariants(const struct srv_risk *r)
 {
 	uint32_t tracked = 0;

@@ -137,6 +137,10 @@ struct srv_snap_r;
 void srv_risk_save(const struct srv_risk *r, struct srv_snap_w *w);
 SRV_RISK_MUST_USE int srv_risk_load(struct srv_risk *r, struct srv_snap_r *in);
 
+/* Whether every position is in a book that live(book, ctx) says exists (a snapshot's check). */
+bool srv_risk_positions_in(const struct srv_risk *r, bool (*live)(uint32_t book, void *ctx),
+			   void *ctx);
+
 /* Consistency of totals with the tracked orders (for tests); NULL when fine. */
 const char *srv_risk_check_invariants(const struct srv_risk *r);
 

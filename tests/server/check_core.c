@@ -819,6 +819,39 @@ START_TEST(books_are_retired_after_delivery)
 }
 END_TEST
 
+/* A snapshot whose risk holds a seller's position in a book no product has is refused. */
+START_TEST(a_snapshot_position_needs_its_book)
+{
+	uint32_t cls;
+	ck_assert_int_eq(srv_core_class_id(core, "H100-80G", &cls), SRV_CORE_OK);
+	struct srv_risk_order o = {.order_id = 999,
+				   .account = 2,
+				   .book = 5,
+				   .class_id = cls,
+				   .side = MATCHING_SELL,
+				   .price = 1,
+				   .qty = 1};
+	ck_assert_int_eq(srv_risk_enter(srv_core_risk(core), &o), SRV_RISK_OK);
+	struct matching_event gone = {.type = MATCHING_EV_REMOVED,
+				      .reason = MATCHING_R_CANCELLED,
+				      .side = MATCHING_SELL,
+				      .book = 5,
+				      .order_id = 999,
+				      .account = 2,
+				      .qty = 1};
+	srv_risk_apply(srv_core_risk(core), &gone);
+	ck_assert_uint_eq(srv_risk_order_count(srv_core_risk(core)), 0);
+	struct srv_snap_w w = {0};
+	srv_core_save(core, &w);
+	struct srv_core *loaded = sized_core(256);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_int_ne(srv_core_load(loaded, &in), 0);
+	ck_assert_str_eq(in.error, "core: a seller's position is in no book");
+	srv_core_destroy(loaded);
+	srv_snap_w_free(&w);
+}
+END_TEST
+
 START_TEST(market_data_rebuilds_the_book)
 {
 	struct model_level model[2][64] = {0}; /* side, price / 100000 */
@@ -909,6 +942,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, market_data_rebuilds_the_book);
 	tcase_add_test(tc, full_pools_refuse_then_reuse_slots);
 	tcase_add_test(tc, books_are_retired_after_delivery);
+	tcase_add_test(tc, a_snapshot_position_needs_its_book);
 	suite_add_tcase(s, tc);
 	return s;
 }
