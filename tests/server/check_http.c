@@ -719,6 +719,26 @@ START_TEST(past_books_are_retired_and_their_room_reused)
 	}
 	wait_metric("gridex_books", 4);
 	order(&buyer, 20, GRIDEX__V1__SIDE__BUY, 2400000, 1);
+	/* The same after a restart from the snapshot of the clean stop, and after one that
+	 * replays the whole journal (no snapshot): retirement replays as it happened. */
+	for (int restart = 0; restart < 2; restart++) {
+		tclient_close(&op);
+		tclient_close(&buyer);
+		tclient_close(&seller);
+		ck_assert_int_eq(tserver_stop(&srv), 0);
+		if (restart == 1) {
+			char cmd[512];
+			snprintf(cmd, sizeof(cmd), "rm -f %s/journal/snapshot-*", srv.dir);
+			ck_assert_int_eq(system(cmd), 0);
+		}
+		tserver_start(&srv, retire_args);
+		tclient_reconnect(&srv, &op, &buyer, &seller);
+		wait_metric("gridex_books", 4);
+		ck_assert_uint_eq(listed(product, &there), 4);
+		ck_assert(there);
+		refused(cat("/api/v1/book?product=", past, ""), 404);
+		order(&buyer, 21 + (uint64_t)restart, GRIDEX__V1__SIDE__BUY, 2300000, 1);
+	}
 }
 END_TEST
 
