@@ -112,7 +112,7 @@ static const struct key keys[] = {
 	    "how far in the future a signed request may expire"),
 	INT(orders_max, 1048576, 1, 268435456, "resting orders, all books"),
 	INT(levels_max, 1048576, 1, 268435456, "price levels, all books"),
-	INT(books_max, 1024, 1, 65536, "products (books), created on first use; ~32 KiB each"),
+	INT(books_max, 1024, 1, 65536, "products (books) live at once; ~32 KiB each"),
 	INT(price_max, 1000000000000, 1, INT64_C(1) << 62, "highest price, micro-units"),
 	INT(qty_max, 1000000, 1, INT64_C(1) << 40, "largest quantity, GPUs"),
 	INT(gate_lead_ms, 300000, 0, 86400000, "trading closes this long before delivery"),
