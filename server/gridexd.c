@@ -106,6 +106,8 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 	cc.client_ids_max = (uint32_t)c->orders_max;
 	cc.gate_lead_ms = c->gate_lead_ms;
 	cc.book_retain_ms = c->book_retain_ms;
+	cc.product_horizon_ms = c->product_horizon_ms;
+	cc.classes = c->classes;
 	cc.expiry_ahead_ms_max = c->expiry_ahead_ms_max;
 	cc.operator_account = (uint32_t)c->operator_account;
 	cc.orders_per_second = (uint32_t)c->orders_per_second;

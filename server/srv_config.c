@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "srv_core.h"
 #include "srv_cpus.h"
 
 struct key {
@@ -118,6 +119,12 @@ static const struct key keys[] = {
 	INT(gate_lead_ms, 300000, 0, 86400000, "trading closes this long before delivery"),
 	INT(book_retain_ms, 86400000, 0, INT64_C(315360000000),
 	    "a product's book is retired this long after its delivery hour ends; 0: never"),
+	INT(product_horizon_ms, 2678400000, 0, INT64_C(315360000000),
+	    "orders make no book for a delivery hour starting further ahead than this; 0: no "
+	    "limit"),
+	TEXT(classes, "",
+	     "comma-separated accelerator classes participants may trade and register hosts "
+	     "in; empty: any"),
 	INT(fills_recent_max, 65536, 1, 16777216, "fills kept for fill queries"),
 	INT(query_rows_max, 1000, 1, 100000, "rows in one query answer"),
 	TEXT(journal_dir, "",
@@ -344,6 +351,9 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 		why = "hook_retry_ms_max must be at least hook_retry_ms_min";
 	else if (c->hook[0] != '\0' && (c->hook[0] != '/' || access(c->hook, X_OK) != 0))
 		why = "hook must be the absolute path of an executable";
+	else if (!srv_core_classes_valid(c->classes))
+		why = "classes must be accelerator class names (1-31 of [A-Za-z0-9._-]) separated "
+		      "by commas, each once, 256 at most";
 	if (why) {
 		snprintf(err, err_len, "%s", why);
 		return false;

@@ -71,6 +71,8 @@ struct srv_config {
 	int64_t qty_max;
 	int64_t gate_lead_ms;
 	int64_t book_retain_ms;
+	int64_t product_horizon_ms;
+	char classes[SRV_CONFIG_TEXT_MAX];
 	int64_t fills_recent_max;
 	int64_t query_rows_max;
 	/* journal and ledger */

@@ -64,6 +64,9 @@ struct srv_core {
 	uint32_t *book_gen, *recent_gen;
 	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
 	uint32_t nclasses;
+	/* The classes setting: those participants may trade (none listed: any). */
+	char (*listed)[MATCHING_CLASS_NAME_MAX + 1];
+	uint32_t nlisted;
 	struct srv_leases *leases; /* NULL: leases off */
 };
 
@@ -119,7 +122,51 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->retire_at);
 	free(c->book_gen);
 	free(c->recent_gen);
+	free(c->listed);
 	free(c);
+}
+
+/*
+ * Splits a classes setting into out (max names, NULL: only checks it); the
+ * number of names, or -1 when the list is not valid.
+ */
+static int classes_parse(const char *list, char (*out)[MATCHING_CLASS_NAME_MAX + 1], int max)
+{
+	int n = 0;
+	const char *s = list ? list : "";
+	while (*s == ' ')
+		s++;
+	if (*s == '\0')
+		return 0;
+	for (;;) {
+		size_t len = strcspn(s, ",");
+		size_t end = len;
+		while (end > 0 && s[end - 1] == ' ')
+			end--;
+		struct matching_product p;
+		if (n == max || matching_product_parse(s, end, 0, &p) != MATCHING_OK ||
+		    p.period_start_ms != MATCHING_NO_PERIOD)
+			return -1;
+		for (int i = 0; out && i < n; i++)
+			if (strcmp(out[i], p.class_name) == 0)
+				return -1;
+		if (out)
+			memcpy(out[n], p.class_name, sizeof(out[n]));
+		n++;
+		if (s[len] == '\0')
+			return n;
+		s += len + 1;
+		while (*s == ' ')
+			s++;
+	}
+}
+
+bool srv_core_classes_valid(const char *list)
+{
+	char(*names)[MATCHING_CLASS_NAME_MAX + 1] = calloc(CLASSES_MAX, sizeof(*names));
+	bool ok = names && classes_parse(list, names, CLASSES_MAX) >= 0;
+	free(names);
+	return ok;
 }
 
 static uint32_t pow2_twice(uint32_t n)
@@ -137,7 +184,7 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	    cfg->expiry_ahead_ms_max < 1 || cfg->fills_recent_max < 1 ||
 	    cfg->fills_recent_max > (1u << 24) || cfg->query_rows_max < 1 ||
 	    cfg->query_rows_max > 100000 || (cfg->orders_per_second > 0 && cfg->orders_burst < 1) ||
-	    cfg->orders_burst > 1000000 || cfg->book_retain_ms < 0)
+	    cfg->orders_burst > 1000000 || cfg->book_retain_ms < 0 || cfg->product_horizon_ms < 0)
 		return SRV_CORE_ARGS;
 	struct srv_core *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -145,6 +192,7 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->cfg = *cfg;
 	c->next_oid = 1;
 	c->next_retire = INT64_MAX;
+	c->cfg.classes = NULL; /* copied into listed */
 	int rc = SRV_CORE_NOMEM;
 	struct srv_risk_config risk = cfg->risk;
 	risk.books_max = cfg->matching.books_max; /* risk keys positions by book */
@@ -186,6 +234,19 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 		goto fail;
 	for (uint32_t b = 0; b < cfg->matching.books_max; b++)
 		c->retire_at[b] = INT64_MAX;
+	int nlisted = classes_parse(cfg->classes, NULL, CLASSES_MAX);
+	if (nlisted < 0) {
+		rc = SRV_CORE_ARGS;
+		goto fail;
+	}
+	if (nlisted > 0) {
+		c->listed = calloc((size_t)nlisted, sizeof(*c->listed));
+		if (!c->listed || classes_parse(cfg->classes, c->listed, nlisted) != nlisted) {
+			rc = c->listed ? SRV_CORE_ARGS : SRV_CORE_NOMEM;
+			goto fail;
+		}
+		c->nlisted = (uint32_t)nlisted;
+	}
 	c->acct_mask = acap - 1;
 	/* Written in full, like the engine's id index (see matching_create). */
 	memset(c->by_oid, 0xff, (size_t)cap * sizeof(*c->by_oid));
@@ -336,6 +397,15 @@ static void retire_plan(struct srv_core *c, uint32_t book)
 		c->next_retire = at;
 }
 
+/* Whether participants may trade a class (and register hosts in it). */
+static bool class_listed(const struct srv_core *c, const char *class_name)
+{
+	for (uint32_t i = 0; i < c->nlisted; i++)
+		if (strcmp(c->listed[i], class_name) == 0)
+			return true;
+	return c->nlisted == 0;
+}
+
 /* The book of a product name, created on first use; false if the name is no product. */
 static bool book_of(struct srv_core *c, const char *name, uint32_t *book)
 {
@@ -385,6 +455,47 @@ static void retire_books(struct srv_core *c, int64_t now_ms, struct srv_core_out
 		if (at < c->next_retire)
 			c->next_retire = at;
 	}
+}
+
+/* Whether the listing rules below apply: off, orders make books as they always did. */
+static bool listing_on(const struct srv_core *c)
+{
+	return c->nlisted > 0 || c->cfg.product_horizon_ms > 0;
+}
+
+/*
+ * Whether a participant's order may name a product (with listing on): it has
+ * a book, or its class is in classes, its hour starts within
+ * product_horizon_ms and its gate has not passed (no book is made then). 0, or
+ * the reject reason.
+ */
+static uint8_t unlisted(const struct srv_core *c, const char *name)
+{
+	size_t len = strlen(name);
+	uint32_t book;
+	if (!listing_on(c) || matching_book_find(c->eng, name, len, &book) == MATCHING_OK)
+		return 0;
+	struct matching_product p;
+	int64_t now = matching_now(c->eng), until;
+	if (matching_product_parse(name, len, c->cfg.gate_lead_ms, &p) != MATCHING_OK ||
+	    !class_listed(c, p.class_name))
+		return GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT;
+	if (p.period_start_ms != MATCHING_NO_PERIOD && p.gate_ms <= now)
+		return GRIDEX__V1__REJECT_REASON__PRODUCT_CLOSED;
+	if (c->cfg.product_horizon_ms > 0 && p.period_start_ms != MATCHING_NO_PERIOD &&
+	    !__builtin_add_overflow(now, c->cfg.product_horizon_ms, &until) &&
+	    p.period_start_ms > until)
+		return GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT;
+	return 0;
+}
+
+/* The book a participant's order names, made if it may be (see unlisted()). */
+static uint8_t book_to_trade(struct srv_core *c, const char *name, uint32_t *book)
+{
+	uint8_t why = unlisted(c, name);
+	if (why)
+		return why;
+	return book_of(c, name, book) ? 0 : GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT;
 }
 
 int srv_core_halt(struct srv_core *c, const char *product, bool halted)
@@ -771,8 +882,9 @@ static bool workload_ready(const struct srv_core *c, const struct srv_request *r
 static void new_order(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
 {
 	uint32_t book;
-	if (!book_of(c, req->product, &book)) {
-		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	uint8_t unlisted = book_to_trade(c, req->product, &book);
+	if (unlisted) {
+		reject(out, req, unlisted);
 		return;
 	}
 	if (c->halted[book]) {
@@ -866,6 +978,23 @@ static void risk_release(struct srv_core *c, uint64_t first_oid, uint32_t n)
 static uint8_t basket_legs(struct srv_core *c, const struct srv_request *req,
 			   struct matching_basket *b)
 {
+	/* With listing on, every leg is checked before any book is made. */
+	struct matching_product parsed;
+	uint8_t why = unlisted(c, req->product);
+	if (why)
+		return why;
+	if (listing_on(c) && matching_product_parse(req->product, strlen(req->product),
+						    c->cfg.gate_lead_ms, &parsed) == MATCHING_OK)
+		for (uint32_t i = 1; i < req->hours; i++) {
+			char name[MATCHING_PRODUCT_NAME_MAX + 1];
+			if (matching_product_hour_name(&parsed, i, name) != MATCHING_OK)
+				return GRIDEX__V1__REJECT_REASON__BAD_BASKET;
+			why = unlisted(c, name);
+			if (why)
+				return why == GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT
+					       ? GRIDEX__V1__REJECT_REASON__BAD_BASKET
+					       : why;
+		}
 	uint32_t book0;
 	if (!book_of(c, req->product, &book0))
 		return GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT;
@@ -1220,7 +1349,7 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 	}
 	struct srv_host_spec spec;
 	uint32_t cls;
-	if (srv_request_host(req, &spec) != SRV_AUTH_OK ||
+	if (srv_request_host(req, &spec) != SRV_AUTH_OK || !class_listed(c, req->product) ||
 	    srv_core_class_id(c, req->product, &cls) != SRV_CORE_OK) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_HOST);
 		return;

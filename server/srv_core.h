@@ -128,6 +128,10 @@ struct srv_core_config {
 	uint32_t query_rows_max;     /* rows in one query answer */
 	int64_t book_retain_ms;	     /* a book is retired this long after its delivery
 				      * period ends; 0: never */
+	int64_t product_horizon_ms;  /* participants make no book for an hour starting
+				      * later than this ahead; 0: no limit */
+	const char *classes;	     /* comma-separated classes participants may trade and
+				      * register hosts in; NULL or "": any (copied) */
 	bool leases;		     /* hosts, workloads and leases (a hook is configured) */
 	struct srv_lease_config lease;
 };
@@ -148,6 +152,12 @@ void srv_core_out_caps_md(const struct srv_core *c, size_t *md, size_t *rows);
  */
 SRV_CORE_MUST_USE int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out);
 void srv_core_out_free(struct srv_core_out *out);
+
+/*
+ * Whether list is a valid `classes` setting: empty, or up to 256 accelerator
+ * class names separated by commas (spaces around them ignored), none twice.
+ */
+bool srv_core_classes_valid(const char *list);
 
 /* Operator set-up: keys, money and capacity (see srv_keys_register and srv_risk). */
 SRV_CORE_MUST_USE int srv_core_register(struct srv_core *c, uint32_t account,

@@ -41,7 +41,7 @@ struct recovery {
  * right only under the ones it was written with. */
 void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
 {
-	char text[1024];
+	char text[2048]; /* every text setting in it is below 512 bytes */
 	int n = snprintf(
 		text, sizeof(text),
 		"orders_max=%lld levels_max=%lld books_max=%lld price_max=%lld qty_max=%lld "
@@ -54,10 +54,15 @@ void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNA
 		(long long)c->taker_bps, (long long)c->gate_lead_ms,
 		(long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
 		(long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
-	/* Only with books retired: journals written before retirement keep theirs. */
+	/* Each only when set: journals written before they existed keep their fingerprint. */
 	if (c->book_retain_ms != 0 && n > 0 && (size_t)n < sizeof(text))
 		n += snprintf(text + n, sizeof(text) - (size_t)n, " book_retain_ms=%lld",
 			      (long long)c->book_retain_ms);
+	if (c->product_horizon_ms != 0 && n > 0 && (size_t)n < sizeof(text))
+		n += snprintf(text + n, sizeof(text) - (size_t)n, " product_horizon_ms=%lld",
+			      (long long)c->product_horizon_ms);
+	if (c->classes[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
+		n += snprintf(text + n, sizeof(text) - (size_t)n, " classes=%s", c->classes);
 	/* Only with leases on: journals written with them off keep their fingerprint. */
 	if (c->hook[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
 		snprintf(text + n, sizeof(text) - (size_t)n,

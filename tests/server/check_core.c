@@ -27,7 +27,9 @@ static struct srv_core *core;
 static struct srv_core_out out;
 static uint8_t pk[32], sk[64];
 static uint64_t nonce = 1;
-static int64_t retain_ms; /* book_retain_ms of the next core; 0: never */
+static int64_t retain_ms;	/* book_retain_ms of the next core; 0: never */
+static int64_t horizon_ms;	/* product_horizon_ms of the next core; 0: none */
+static const char *classes_cfg; /* classes of the next core; NULL: any */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -47,6 +49,8 @@ static struct srv_core *sized_core(uint32_t orders)
 	cfg.client_ids_max = orders;
 	cfg.operator_account = 3;
 	cfg.book_retain_ms = retain_ms;
+	cfg.product_horizon_ms = horizon_ms;
+	cfg.classes = classes_cfg;
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
@@ -79,7 +83,8 @@ static void teardown(void)
 {
 	srv_core_destroy(core);
 	srv_core_out_free(&out);
-	retain_ms = 0;
+	retain_ms = horizon_ms = 0;
+	classes_cfg = NULL;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -852,6 +857,56 @@ START_TEST(a_snapshot_position_needs_its_book)
 }
 END_TEST
 
+/* Participants make books only for listed classes, within the horizon, before the gate. */
+START_TEST(listing_limits_the_books_participants_make)
+{
+	teardown();
+	classes_cfg = " H100-80G ,A100-40G";
+	horizon_ms = 48 * 3600000LL;
+	setup();
+	struct matching_engine *eng = srv_core_engine(core);
+	struct srv_request r = order_in("B200/2026-11-22T19", 1, 10, GRIDEX__V1__SIDE__BUY, 100);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	r = order_in("H100-80G/2026-11-22T17", 1, 11, GRIDEX__V1__SIDE__BUY, 100);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__PRODUCT_CLOSED);
+	/* NOW is 2026-11-22T17:00Z: the hour starting 49 hours ahead is too far, 48 is not. */
+	r = order_in("H100-80G/2026-11-24T18", 1, 12, GRIDEX__V1__SIDE__BUY, 100);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	struct srv_request b = basket_of(1, 20, 100, 1, 3);
+	strcpy(b.product, "H100-80G/2026-11-24T16");
+	ck_assert_int_eq(refused(&b), GRIDEX__V1__REJECT_REASON__BAD_BASKET);
+	b = basket_of(1, 30, 100, 1, 2);
+	strcpy(b.product, "H100-80G/2026-11-22T17");
+	ck_assert_int_eq(refused(&b), GRIDEX__V1__REJECT_REASON__PRODUCT_CLOSED);
+	ck_assert_uint_eq(matching_book_live(eng), 0);
+	r = order_in("H100-80G/2026-11-24T17", 1, 13, GRIDEX__V1__SIDE__BUY, 100);
+	handle(&r);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	r = order_in("A100-40G/2026-11-22T19", 1, 14, GRIDEX__V1__SIDE__BUY, 100);
+	handle(&r);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	ck_assert_uint_eq(matching_book_live(eng), 2);
+	/* The operator is not limited. */
+	ck_assert_int_eq(srv_core_halt(core, "B200/2026-11-22T19", true), SRV_CORE_OK);
+	ck_assert_uint_eq(matching_book_live(eng), 3);
+	/* What a classes setting may be. */
+	ck_assert(srv_core_classes_valid(""));
+	ck_assert(srv_core_classes_valid(" A100 , H100-80G.sxm_5 "));
+	ck_assert(!srv_core_classes_valid("A100,,H100"));
+	ck_assert(!srv_core_classes_valid("A100, A100"));
+	ck_assert(!srv_core_classes_valid("A100/2026-11-22T19"));
+	ck_assert(!srv_core_classes_valid("A 100"));
+	ck_assert(!srv_core_classes_valid("A100,"));
+	char many[256 * 5 + 8] = "";
+	for (int i = 0; i < 257; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sC%d", i ? "," : "",
+			 i);
+	ck_assert(!srv_core_classes_valid(many));
+	*strrchr(many, ',') = '\0';
+	ck_assert(srv_core_classes_valid(many));
+}
+END_TEST
+
 START_TEST(market_data_rebuilds_the_book)
 {
 	struct model_level model[2][64] = {0}; /* side, price / 100000 */
@@ -943,6 +998,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, full_pools_refuse_then_reuse_slots);
 	tcase_add_test(tc, books_are_retired_after_delivery);
 	tcase_add_test(tc, a_snapshot_position_needs_its_book);
+	tcase_add_test(tc, listing_limits_the_books_participants_make);
 	suite_add_tcase(s, tc);
 	return s;
 }

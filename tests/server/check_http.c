@@ -688,6 +688,12 @@ START_TEST(past_books_are_retired_and_their_room_reused)
 	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2500000, 2);
 	order(&seller, 2, GRIDEX__V1__SIDE__SELL, 2500000, 1);
 	wait_metric("gridex_books", 1);
+	/* An hour beyond product_horizon_ms (31 days by default) makes no book. */
+	char far[64];
+	tproduct(far, sizeof(far), "H100-80G", 32 * 24);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_order(&buyer, 3, far, GRIDEX__V1__SIDE__BUY,
+							      1000000, 1)),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
 	char past[64];
 	bool there;
 	for (int h = 1; h <= 10; h++) {

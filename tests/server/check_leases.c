@@ -43,6 +43,7 @@ static const char *server_args[] = {arg_hook,
 				    arg_period,
 				    arg_deadline,
 				    "--hook-status-every-ms=300",
+				    "--classes=A100-40G, H200",
 				    "--hook-retry-ms-min=100",
 				    "--hook-retry-ms-max=400",
 				    "--hook-timeout-ms=3000",
@@ -170,7 +171,8 @@ static int request(struct tclient *c, Gridex__V1__Request *q)
 	return tclient_answer(c, tclient_send(c, q, c->sk));
 }
 
-static int register_host(const char *name, const char *const *devices, size_t n)
+/* REGISTER_HOST of a host in class cls. */
+static int register_host_in(const char *cls, const char *name, const char *const *devices, size_t n)
 {
 	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
 	ProtobufCBinaryData d[8];
@@ -179,11 +181,16 @@ static int register_host(const char *name, const char *const *devices, size_t n)
 					     .data = (uint8_t *)devices[i]};
 	q.type = GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST;
 	q.name = (ProtobufCBinaryData){.len = strlen(name), .data = (uint8_t *)name};
-	q.product = (ProtobufCBinaryData){.len = 8, .data = (uint8_t *)"A100-40G"};
+	q.product = (ProtobufCBinaryData){.len = strlen(cls), .data = (uint8_t *)cls};
 	q.vendor = (ProtobufCBinaryData){.len = 6, .data = (uint8_t *)"nvidia"};
 	q.n_devices = n;
 	q.devices = d;
 	return request(&seller, &q);
+}
+
+static int register_host(const char *name, const char *const *devices, size_t n)
+{
+	return register_host_in("A100-40G", name, devices, n);
 }
 
 static int set_workload(const char *json)
@@ -244,6 +251,9 @@ START_TEST(fill_to_workload_on_the_leased_gpu_and_paid)
 	const char *const devs[] = {"GPU-aaaa", "GPU-bbbb"};
 	ck_assert_int_eq(register_host("host-a", devs, 2), 0);
 	ck_assert_int_eq(register_host("host-a", devs, 2), 0); /* again: nothing more */
+	/* only the classes listed (A100-40G and H200 here) take hosts */
+	ck_assert_int_eq(register_host_in("B200", "host-b", devs, 2),
+			 GRIDEX__V1__REJECT_REASON__BAD_HOST);
 	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, 9, product,
 							       GRIDEX__V1__SIDE__SELL, PRICE, 3)),
 			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
