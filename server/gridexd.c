@@ -128,6 +128,15 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 			(long long)c->levels_max, (long long)c->books_max);
 		return -1;
 	}
+	/* The books the listed classes can hold at once: their hours from book_retain_ms
+	 * ago (plus the hour being delivered) to the horizon. */
+	int nclasses = srv_core_classes_count(c->classes);
+	int64_t hours = (c->book_retain_ms + c->product_horizon_ms) / 3600000 + 2;
+	if (nclasses > 0 && c->product_horizon_ms > 0 && c->book_retain_ms > 0 &&
+	    (int64_t)nclasses * hours > c->books_max)
+		srv_log(SRV_LOG_WARN, "books_max is below what the listed classes can hold",
+			"classes=%d hours=%lld books_max=%lld", nclasses, (long long)hours,
+			(long long)c->books_max);
 	if (c->operator_account != 0) {
 		uint8_t key[SRV_PUBLIC_KEY_BYTES];
 		size_t len = 0;

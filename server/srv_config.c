@@ -351,7 +351,7 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 		why = "hook_retry_ms_max must be at least hook_retry_ms_min";
 	else if (c->hook[0] != '\0' && (c->hook[0] != '/' || access(c->hook, X_OK) != 0))
 		why = "hook must be the absolute path of an executable";
-	else if (!srv_core_classes_valid(c->classes))
+	else if (srv_core_classes_count(c->classes) < 0)
 		why = "classes must be accelerator class names (1-31 of [A-Za-z0-9._-]) separated "
 		      "by commas, each once, 256 at most";
 	if (why) {

@@ -161,12 +161,12 @@ static int classes_parse(const char *list, char (*out)[MATCHING_CLASS_NAME_MAX +
 	}
 }
 
-bool srv_core_classes_valid(const char *list)
+int srv_core_classes_count(const char *list)
 {
 	char(*names)[MATCHING_CLASS_NAME_MAX + 1] = calloc(CLASSES_MAX, sizeof(*names));
-	bool ok = names && classes_parse(list, names, CLASSES_MAX) >= 0;
+	int n = names ? classes_parse(list, names, CLASSES_MAX) : -1;
 	free(names);
-	return ok;
+	return n;
 }
 
 static uint32_t pow2_twice(uint32_t n)

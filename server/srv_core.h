@@ -154,10 +154,11 @@ SRV_CORE_MUST_USE int srv_core_out_alloc(const struct srv_core *c, struct srv_co
 void srv_core_out_free(struct srv_core_out *out);
 
 /*
- * Whether list is a valid `classes` setting: empty, or up to 256 accelerator
- * class names separated by commas (spaces around them ignored), none twice.
+ * The number of classes of a `classes` setting, or -1 when it is not valid:
+ * empty (0), or up to 256 accelerator class names separated by commas (spaces
+ * around them ignored), none twice.
  */
-bool srv_core_classes_valid(const char *list);
+int srv_core_classes_count(const char *list);
 
 /* Operator set-up: keys, money and capacity (see srv_keys_register and srv_risk). */
 SRV_CORE_MUST_USE int srv_core_register(struct srv_core *c, uint32_t account,

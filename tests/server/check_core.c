@@ -890,20 +890,20 @@ START_TEST(listing_limits_the_books_participants_make)
 	ck_assert_int_eq(srv_core_halt(core, "B200/2026-11-22T19", true), SRV_CORE_OK);
 	ck_assert_uint_eq(matching_book_live(eng), 3);
 	/* What a classes setting may be. */
-	ck_assert(srv_core_classes_valid(""));
-	ck_assert(srv_core_classes_valid(" A100 , H100-80G.sxm_5 "));
-	ck_assert(!srv_core_classes_valid("A100,,H100"));
-	ck_assert(!srv_core_classes_valid("A100, A100"));
-	ck_assert(!srv_core_classes_valid("A100/2026-11-22T19"));
-	ck_assert(!srv_core_classes_valid("A 100"));
-	ck_assert(!srv_core_classes_valid("A100,"));
+	ck_assert_int_eq(srv_core_classes_count(""), 0);
+	ck_assert_int_eq(srv_core_classes_count(" A100 , H100-80G.sxm_5 "), 2);
+	ck_assert_int_eq(srv_core_classes_count("A100,,H100"), -1);
+	ck_assert_int_eq(srv_core_classes_count("A100, A100"), -1);
+	ck_assert_int_eq(srv_core_classes_count("A100/2026-11-22T19"), -1);
+	ck_assert_int_eq(srv_core_classes_count("A 100"), -1);
+	ck_assert_int_eq(srv_core_classes_count("A100,"), -1);
 	char many[256 * 5 + 8] = "";
 	for (int i = 0; i < 257; i++)
 		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sC%d", i ? "," : "",
 			 i);
-	ck_assert(!srv_core_classes_valid(many));
+	ck_assert_int_eq(srv_core_classes_count(many), -1);
 	*strrchr(many, ',') = '\0';
-	ck_assert(srv_core_classes_valid(many));
+	ck_assert_int_eq(srv_core_classes_count(many), 256);
 }
 END_TEST
 
