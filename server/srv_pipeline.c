@@ -235,6 +235,7 @@ static void *verifier_main(void *arg)
 		srv_log(SRV_LOG_ERROR, "verifier out of memory", NULL);
 		abort();
 	}
+	thread_started(s); /* named: tools that look at the threads once gridexd is ready see it */
 	size_t n;
 	while ((n = srv_queue_pop(&s->vin[lane], jobs, VERIFY_BATCH, -1)) > 0) {
 		size_t n_rej = 0;
@@ -1234,6 +1235,10 @@ int srv_pipeline_start(struct srv *s)
 	if (!s->verifiers || !args)
 		return -1;
 	atomic_store(&s->verifiers_alive, n);
+	if (pthread_mutex_init(&s->start_lock, NULL) != 0 ||
+	    pthread_cond_init(&s->start_cond, NULL) != 0)
+		return -1;
+	s->start_pending = 2 + n; /* journal, core and the verifiers */
 	for (int i = 0; i < n; i++) {
 		args[i] = (struct lane_arg){.s = s, .lane = (size_t)i};
 		if (pthread_create(&s->verifiers[i], NULL, verifier_main, &args[i]) != 0)
@@ -1242,10 +1247,6 @@ int srv_pipeline_start(struct srv *s)
 	}
 	if (s->cfg.hook[0] != '\0' && srv_provision_start(s) != 0)
 		return -1;
-	if (pthread_mutex_init(&s->start_lock, NULL) != 0 ||
-	    pthread_cond_init(&s->start_cond, NULL) != 0)
-		return -1;
-	s->start_pending = 2; /* journal, core */
 	if (pthread_create(&s->snap_thread, NULL, snapshot_main, s) != 0 ||
 	    pthread_create(&s->journal_thread, NULL, journal_main, s) != 0 ||
 	    pthread_create(&s->core_thread, NULL, core_main, s) != 0 ||
