@@ -300,6 +300,16 @@ json_t *srv_market_book(const struct srv_market *m, const char *product, uint32_
 			 "asks", levels(&p->asks, depth));
 }
 
+static bool in_scope(const struct srv_market *m, const struct trade *t, uint32_t prod,
+		     const char *cls)
+{
+	if (prod != UINT32_MAX)
+		return strcmp(t->product, m->p[prod].name) == 0;
+	size_t len = strlen(cls);
+	return strncmp(t->product, cls, len) == 0 &&
+	       (t->product[len] == '/' || t->product[len] == '\0');
+}
+
 /* Which trades an answer is about: one product, or every product of a class. */
 static bool scope(const struct srv_market *m, const char *product, const char *accelerator,
 		  uint32_t *prod, const char **cls, const char **why, bool *not_found)
@@ -323,19 +333,15 @@ static bool scope(const struct srv_market *m, const char *product, const char *a
 	for (uint32_t i = 0; i < m->n; i++)
 		if (m->p[i].live && strcmp(m->p[i].cls, accelerator) == 0)
 			return true;
-	*why = "no such accelerator class: none of its products has a book";
+	/* Or trades kept of its products, all of them retired since. */
+	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
+	for (uint64_t k = 0; k < kept; k++)
+		if (in_scope(m, &m->ring[(m->n_trades - 1 - k) % m->cfg.trades_kept], UINT32_MAX,
+			     accelerator))
+			return true;
+	*why = "no such accelerator class: none of its products has a book or a trade kept";
 	*not_found = true;
 	return false;
-}
-
-static bool in_scope(const struct srv_market *m, const struct trade *t, uint32_t prod,
-		     const char *cls)
-{
-	if (prod != UINT32_MAX)
-		return strcmp(t->product, m->p[prod].name) == 0;
-	size_t len = strlen(cls);
-	return strncmp(t->product, cls, len) == 0 &&
-	       (t->product[len] == '/' || t->product[len] == '\0');
 }
 
 json_t *srv_market_trades(const struct srv_market *m, const char *product, const char *accelerator,

@@ -218,6 +218,15 @@ START_TEST(retired_products_make_room)
 	t = srv_market_trades(m, P2, NULL, 10, &why, &nf);
 	ck_assert_uint_eq(json_array_size(json_object_get(t, "trades")), 1);
 	json_decref(t);
+	/* With every A100 hour retired, the class still answers from the trades kept. */
+	srv_market_retire(m, "A100/2026-11-23T12");
+	srv_market_retire(m, "A100/2026-11-23T13");
+	t = srv_market_candles(m, NULL, "A100", 3600000, 10, &why, &nf);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(num(json_array_get(json_object_get(t, "candles"), 0), "volume"), 4);
+	json_decref(t);
+	ck_assert_ptr_null(srv_market_trades(m, NULL, "A10", 10, &why, &nf));
+	ck_assert(nf);
 }
 END_TEST
 
