@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -951,12 +952,24 @@ static void conn_handshake(struct srv_conn *c)
 	conn_error(c);
 }
 
+/*
+ * Whether the socket is readable (POLLIN) or writable (POLLOUT) now. A deadline
+ * that passed while the loop was late (a busy thread, a loaded host) may come
+ * with the socket ready all the same: libevent then reports the timeout alone,
+ * and the client, which did send or read, is not closed for it.
+ */
+static bool socket_ready(evutil_socket_t fd, short events)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	return poll(&p, 1, 0) == 1 && (p.revents & events) != 0;
+}
+
 /* ev_rd: frames to read, or the idle timeout. */
 static void conn_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	struct srv_conn *c = arg;
-	if (what & EV_TIMEOUT) {
+	if ((what & EV_TIMEOUT) && !socket_ready(c->fd, POLLIN)) {
 		atomic_fetch_add(&c->s->m.closed_timeout, 1);
 		conn_close(c, "idle (idle_timeout_ms)");
 		return;
@@ -973,7 +986,7 @@ static void conn_wr_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	struct srv_conn *c = arg;
-	if (what & EV_TIMEOUT) {
+	if ((what & EV_TIMEOUT) && !socket_ready(c->fd, POLLOUT)) {
 		atomic_fetch_add(&c->s->m.closed_slow, 1);
 		conn_close(c, "client takes none of its replies (write_timeout_ms)");
 		return;

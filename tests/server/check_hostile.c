@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -597,6 +598,23 @@ START_TEST(pipelined_subscriptions_keep_their_limits_and_order)
 }
 END_TEST
 
+/* A request that arrives while gridexd's loop is late (the process stopped for longer
+ * than idle_timeout_ms) is read and answered: the loop sees the data and the passed
+ * deadline at once, and the data counts. */
+START_TEST(a_late_loop_reads_before_it_times_out)
+{
+	const char *args[] = {"--idle-timeout-ms=1000", NULL};
+	start(args);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	uint64_t n = tclient_order(&honest, 1, product, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	struct timespec nap = {.tv_sec = 1, .tv_nsec = 500000000};
+	nanosleep(&nap, NULL);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	ck_assert_int_eq(tclient_answer(&honest, n), 0);
+	stop();
+}
+END_TEST
+
 START_TEST(stalled_reader_is_closed_after_write_timeout)
 {
 	/* A client that stops reading holds its unread replies until write_timeout_ms
@@ -1157,6 +1175,68 @@ START_TEST(overflow_and_small_order_keys)
 }
 END_TEST
 
+/* The same for writes: a client that read all there was while gridexd was stopped for
+ * longer than write_timeout_ms is written to again, not closed. */
+START_TEST(a_late_loop_writes_before_it_times_out)
+{
+	const char *args[] = {"--out-buffer-soft-bytes=16384",
+			      "--out-buffer-hard-bytes=1073741824",
+			      "--sndbuf-bytes=8192",
+			      "--write-timeout-ms=1500",
+			      "--partial-frame-ms=600000",
+			      "--orders-per-second=0",
+			      NULL};
+	start(args);
+	struct tclient slow = {.rcvbuf = 4096};
+	size_t total, written = 0, have = 0;
+	uint8_t *out = pushing_client(&slow, 4, "slow", 20000, 0, &total), *in = malloc(1 << 20);
+	ck_assert_ptr_nonnull(in);
+	/* Answers pile up unread until gridexd's writes to this client block. */
+	for (int i = 0; i < 6; i++) {
+		write_some(slow.ssl, out, total, &written);
+		struct timespec nap = {.tv_nsec = 50000000};
+		nanosleep(&nap, NULL);
+	}
+	ck_assert_msg(written < total, "the server took all requests without pushing back");
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	/* Meanwhile the client reads all there is: the kernel empties gridexd's socket. */
+	int answers = 0;
+	for (int64_t end = mono_us() + 2000000; mono_us() < end;) {
+		int r = SSL_read(slow.ssl, in + have, 1024);
+		if (r > 0) {
+			have += (size_t)r;
+			answers += count_answers(in, &have);
+			continue;
+		}
+		ck_assert_int_eq(SSL_get_error(slow.ssl, r), SSL_ERROR_WANT_READ);
+		struct pollfd p = {.fd = slow.fd, .events = POLLIN};
+		poll(&p, 1, 50);
+	}
+	ck_assert_int_gt(answers, 0);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	/* Answers come again, and the connection stays. */
+	int after = 0;
+	for (int64_t end = mono_us() + 1000000; mono_us() < end;) {
+		int r = SSL_read(slow.ssl, in + have, 1024);
+		if (r > 0) {
+			have += (size_t)r;
+			after += count_answers(in, &have);
+			continue;
+		}
+		ck_assert_msg(SSL_get_error(slow.ssl, r) == SSL_ERROR_WANT_READ,
+			      "closed once gridexd went on: %s", tserver_log(&srv));
+		struct pollfd p = {.fd = slow.fd, .events = POLLIN};
+		poll(&p, 1, 50);
+	}
+	ck_assert_int_gt(after, 0);
+	ck_assert_int_eq(closed_slow_readers(), 0);
+	free(out);
+	free(in);
+	tclient_close(&slow);
+	stop();
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
@@ -1168,6 +1248,8 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, pipelined_burst_is_answered_once_read);
 	tcase_add_test(tc, burst_beyond_the_inflight_limit_is_answered);
 	tcase_add_test(tc, stalled_reader_is_closed_after_write_timeout);
+	tcase_add_test(tc, a_late_loop_reads_before_it_times_out);
+	tcase_add_test(tc, a_late_loop_writes_before_it_times_out);
 	tcase_add_test(tc, descriptor_exhaustion_pauses_accepting);
 	tcase_add_test(tc, failed_verifications_are_limited_per_address);
 	tcase_add_test(tc, send_and_close_is_counted_too);
