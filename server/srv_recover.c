@@ -325,7 +325,8 @@ static int replay_one(const struct srv_jrec *rec, void *ctx)
 		if (memcmp(now, rec->settings, sizeof(now)) != 0) {
 			r->error = "the journal was written under other settings (fees, limits, "
 				   "engine sizes, gate lead, expiry, operator, leases, "
-				   "book_retain_ms): restore them (docs/durability.md)";
+				   "book_retain_ms, product_horizon_ms, classes): restore them "
+				   "(docs/durability.md)";
 			return -1;
 		}
 		if (srv_genesis_load(s, rec, &r->error) != 0)
@@ -487,7 +488,8 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 			r->error =
 				"the newest snapshot was taken under other settings (fees, limits, "
 				"engine sizes, gate lead, expiry, operator, leases, "
-				"book_retain_ms): restore them (docs/durability.md)";
+				"book_retain_ms, product_horizon_ms, classes): restore them "
+				"(docs/durability.md)";
 			rc = -1;
 			break;
 		}
