@@ -1810,14 +1810,18 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	count_end(w, at, naccts);
 	srv_risk_save(c->risk, w);
 	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
-	uint64_t kept = c->n_recent < ring ? c->n_recent : ring, live = 0;
-	for (uint64_t i = 0; i < kept; i++)
-		live += recent_live(c, (c->n_recent - kept + i) % ring);
+	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
+	uint32_t live = 0;
 	srv_snap_u64(w, c->n_recent);
-	srv_snap_u32(w, (uint32_t)live); /* the fills of retired books are left out */
-	for (uint64_t i = 0; i < kept; i++)
-		if (recent_live(c, (c->n_recent - kept + i) % ring))
-			save_report(w, &c->recent[(c->n_recent - kept + i) % ring]);
+	at = count_begin(w); /* the fills of retired books are left out */
+	for (uint64_t i = 0; i < kept; i++) {
+		uint64_t slot = (c->n_recent - kept + i) % ring;
+		if (recent_live(c, slot)) {
+			save_report(w, &c->recent[slot]);
+			live++;
+		}
+	}
+	count_end(w, at, live);
 	srv_snap_u8(w, c->leases != NULL);
 	if (c->leases)
 		srv_leases_save(c->leases, w);
