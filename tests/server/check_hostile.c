@@ -1175,6 +1175,26 @@ START_TEST(overflow_and_small_order_keys)
 }
 END_TEST
 
+/* The answers c reads for us microseconds (the connection must stay open meanwhile),
+ * its bytes gathered in in (*have of them, a partial frame kept). */
+static int answers_for(struct tclient *c, uint8_t *in, size_t *have, int64_t us)
+{
+	int answers = 0;
+	for (int64_t end = mono_us() + us; mono_us() < end;) {
+		int r = SSL_read(c->ssl, in + *have, 1024);
+		if (r > 0) {
+			*have += (size_t)r;
+			answers += count_answers(in, have);
+			continue;
+		}
+		ck_assert_msg(SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ, "closed: %s",
+			      tserver_log(&srv));
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		poll(&p, 1, 50);
+	}
+	return answers;
+}
+
 /* The same for writes: a client that read all there was while gridexd was stopped for
  * longer than write_timeout_ms is written to again, not closed. */
 START_TEST(a_late_loop_writes_before_it_times_out)
@@ -1200,35 +1220,10 @@ START_TEST(a_late_loop_writes_before_it_times_out)
 	ck_assert_msg(written < total, "the server took all requests without pushing back");
 	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
 	/* Meanwhile the client reads all there is: the kernel empties gridexd's socket. */
-	int answers = 0;
-	for (int64_t end = mono_us() + 2000000; mono_us() < end;) {
-		int r = SSL_read(slow.ssl, in + have, 1024);
-		if (r > 0) {
-			have += (size_t)r;
-			answers += count_answers(in, &have);
-			continue;
-		}
-		ck_assert_int_eq(SSL_get_error(slow.ssl, r), SSL_ERROR_WANT_READ);
-		struct pollfd p = {.fd = slow.fd, .events = POLLIN};
-		poll(&p, 1, 50);
-	}
-	ck_assert_int_gt(answers, 0);
+	ck_assert_int_gt(answers_for(&slow, in, &have, 2000000), 0);
 	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
 	/* Answers come again, and the connection stays. */
-	int after = 0;
-	for (int64_t end = mono_us() + 1000000; mono_us() < end;) {
-		int r = SSL_read(slow.ssl, in + have, 1024);
-		if (r > 0) {
-			have += (size_t)r;
-			after += count_answers(in, &have);
-			continue;
-		}
-		ck_assert_msg(SSL_get_error(slow.ssl, r) == SSL_ERROR_WANT_READ,
-			      "closed once gridexd went on: %s", tserver_log(&srv));
-		struct pollfd p = {.fd = slow.fd, .events = POLLIN};
-		poll(&p, 1, 50);
-	}
-	ck_assert_int_gt(after, 0);
+	ck_assert_int_gt(answers_for(&slow, in, &have, 1000000), 0);
 	ck_assert_int_eq(closed_slow_readers(), 0);
 	free(out);
 	free(in);
