@@ -37,7 +37,10 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 					 s, h, d);
 			char name[32];
 			snprintf(name, sizeof(name), "s%u-h%u", s, h);
-			if (srv_leases_add_host(l, 100 + s, 0, name, &spec) != SRV_LEASE_OK)
+			uint32_t at;
+			bool added;
+			if (srv_leases_add_host(l, 100 + s, 0, name, &spec, &at, &added) !=
+			    SRV_LEASE_OK)
 				exit(1);
 		}
 	/* One GPU per fill, sellers in turn, hours filling up one after the other. */

@@ -169,6 +169,10 @@ static bool lease_fields_belong(const Gridex__V1__Request *q, bool order_fields)
 		return false;
 	if (q->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST)
 		return host_fields_ok(q);
+	if (q->type == GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST)
+		return q->name.len != 0 && chars_ok(&q->name, SRV_ACCOUNT_NAME_BYTES_MAX, false) &&
+		       q->product.len == 0 && q->vendor.len == 0 && q->n_devices == 0 &&
+		       q->workload.len == 0;
 	return q->name.len == 0 && q->product.len == 0 && q->vendor.len == 0 && q->n_devices == 0 &&
 	       srv_workload_ok(q->workload.data, q->workload.len);
 }
@@ -181,7 +185,8 @@ static bool fields_belong(const Gridex__V1__Request *q)
 	bool side_ok = q->side == GRIDEX__V1__SIDE__BUY || q->side == GRIDEX__V1__SIDE__SELL;
 	bool stp_ok = q->self_trade <= GRIDEX__V1__SELF_TRADE_PREVENTION__ALLOW;
 	if (q->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST ||
-	    q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD)
+	    q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD ||
+	    q->type == GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST)
 		return lease_fields_belong(q, order_fields);
 	if (q->vendor.len != 0 || q->n_devices != 0 || q->workload.len != 0)
 		return false;

@@ -1320,7 +1320,33 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 	}
 }
 
-/* REGISTER_HOST, SET_WORKLOAD and QUERY_LEASES. */
+/* WITHDRAW_HOST: by the host's seller, or the operator. Its devices no longer count in
+ * the seller's capacity (which stays at least 0; offers resting above it stay, and
+ * what they sell without devices is refunded as not_enough_devices). */
+static void withdraw_host(struct srv_core *c, const struct srv_request *req,
+			  struct srv_core_out *out)
+{
+	uint32_t by = req->account == c->cfg.operator_account ? 0 : req->account, h;
+	bool now;
+	if (srv_leases_withdraw_host(c->leases, by, req->name, &h, &now) != SRV_LEASE_OK) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_HOST);
+		return;
+	}
+	if (now) {
+		const struct srv_host_view *x = srv_leases_host(c->leases, h);
+		int64_t cap = srv_risk_capacity(c->risk, x->seller, x->cls);
+		int64_t left = cap > x->spec.n_devices ? cap - x->spec.n_devices : 0;
+		/* The seller has a capacity entry for the class unless the operator set it
+		 * to 0 (then it stays 0). */
+		int rc = cap > 0 ? srv_risk_set_capacity(c->risk, x->seller, x->cls, left)
+				 : SRV_RISK_OK;
+		assert(rc == SRV_RISK_OK); /* an existing entry is always set */
+		(void)rc;
+	}
+	ack(out, req);
+}
+
+/* REGISTER_HOST, WITHDRAW_HOST, SET_WORKLOAD and QUERY_LEASES. */
 static void lease_request(struct srv_core *c, const struct srv_request *req,
 			  struct srv_core_out *out)
 {
@@ -1347,6 +1373,10 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		ack(out, req);
 		return;
 	}
+	if (req->type == GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST) {
+		withdraw_host(c, req, out);
+		return;
+	}
 	struct srv_host_spec spec;
 	uint32_t cls;
 	if (srv_request_host(req, &spec) != SRV_AUTH_OK || !class_listed(c, req->product) ||
@@ -1354,16 +1384,23 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_HOST);
 		return;
 	}
-	/* A new host's devices are capacity the seller may offer (a host registered again
-	 * adds nothing); SET_CAPACITY can still change it. */
-	uint32_t before = srv_leases_host_count(c->leases);
+	/* A new host's devices (or those of a host back in service) are capacity the seller
+	 * may offer (a host registered again adds nothing); SET_CAPACITY can still change
+	 * it. */
+	uint32_t before = srv_leases_host_count(c->leases), h;
 	int64_t cap = srv_risk_capacity(c->risk, req->account, cls);
-	int rc = srv_leases_add_host(c->leases, req->account, cls, req->name, &spec);
-	if (rc == SRV_LEASE_OK && srv_leases_host_count(c->leases) > before &&
+	bool added;
+	int rc = srv_leases_add_host(c->leases, req->account, cls, req->name, &spec, &h, &added);
+	if (rc == SRV_LEASE_OK && added &&
 	    (cap > INT64_MAX - SRV_HOST_DEVICES_MAX ||
 	     srv_risk_set_capacity(c->risk, req->account, cls, cap + spec.n_devices) !=
 		     SRV_RISK_OK)) {
-		srv_leases_remove_last_host(c->leases);
+		bool again;
+		if (srv_leases_host_count(c->leases) > before)
+			srv_leases_remove_last_host(c->leases);
+		else if (srv_leases_withdraw_host(c->leases, 0, req->name, &h, &again) !=
+			 SRV_LEASE_OK)
+			assert(!"the host was just found by its name");
 		rc = SRV_LEASE_FULL;
 	}
 	if (rc != SRV_LEASE_OK) {
@@ -1538,6 +1575,7 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 		halt(c, req, out);
 		break;
 	case GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST:
+	case GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST:
 	case GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD:
 	case GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES:
 		lease_request(c, req, out);

@@ -11,6 +11,9 @@
 #define HOUR_MS	 INT64_C(3600000)
 #define NO_HOST	 UINT32_MAX
 #define NONE_DUE INT64_MAX
+/* In a snapshot's host record, the class's top bit: the host is withdrawn (older
+ * snapshots never set it: class numbers are small). */
+#define HOST_WITHDRAWN UINT32_C(0x80000000)
 
 /* A fill some lease still delivers: what its leases delivered so far. */
 struct ofill {
@@ -190,30 +193,84 @@ static bool same_spec(const struct srv_host_spec *a, const struct srv_host_spec 
 	return true;
 }
 
-int srv_leases_add_host(struct srv_leases *l, uint32_t seller, uint32_t cls, const char *name,
-			const struct srv_host_spec *spec)
+static uint32_t host_named(const struct srv_leases *l, const char *name)
 {
-	if (seller == 0 || name[0] == '\0' || strlen(name) > SRV_ACCOUNT_NAME_BYTES_MAX ||
-	    spec->n_devices == 0 || spec->n_devices > SRV_HOST_DEVICES_MAX)
-		return SRV_LEASE_ARGS;
+	for (uint32_t h = 0; h < l->n_hosts; h++)
+		if (strcmp(l->hosts[h].name, name) == 0)
+			return h;
+	return NO_HOST;
+}
+
+/* Whether a device of spec is held by a host other than self: one in service, or a
+ * withdrawn one whose live leases still run on its devices. */
+static bool devices_taken(const struct srv_leases *l, const struct srv_host_spec *spec,
+			  uint32_t self)
+{
 	for (uint32_t h = 0; h < l->n_hosts; h++) {
 		const struct srv_host_view *x = &l->hosts[h];
-		if (strcmp(x->name, name) == 0)
-			return x->seller == seller && x->cls == cls && same_spec(&x->spec, spec)
-				       ? SRV_LEASE_OK
-				       : SRV_LEASE_EXISTS;
+		if (h == self || (x->withdrawn && l->on_host[h].n == 0))
+			continue;
 		for (uint32_t i = 0; i < x->spec.n_devices; i++)
 			for (uint32_t j = 0; j < spec->n_devices; j++)
 				if (strcmp(x->spec.devices[i], spec->devices[j]) == 0)
-					return SRV_LEASE_EXISTS;
+					return true;
 	}
+	return false;
+}
+
+/* Registers a host, or (withdrawn: a snapshot's withdrawn host) adds it out of service. */
+static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const char *name,
+		    const struct srv_host_spec *spec, bool withdrawn, uint32_t *host, bool *added)
+{
+	*added = false;
+	if (seller == 0 || name[0] == '\0' || strlen(name) > SRV_ACCOUNT_NAME_BYTES_MAX ||
+	    spec->n_devices == 0 || spec->n_devices > SRV_HOST_DEVICES_MAX)
+		return SRV_LEASE_ARGS;
+	uint32_t h = host_named(l, name);
+	if (h != NO_HOST) {
+		struct srv_host_view *x = &l->hosts[h];
+		if (withdrawn || x->seller != seller || x->cls != cls || !same_spec(&x->spec, spec))
+			return SRV_LEASE_EXISTS;
+		*host = h;
+		if (!x->withdrawn)
+			return SRV_LEASE_OK;
+		if (devices_taken(l, spec, h))
+			return SRV_LEASE_EXISTS;
+		x->withdrawn = false; /* back in service */
+		*added = true;
+		return SRV_LEASE_OK;
+	}
+	if (!withdrawn && devices_taken(l, spec, NO_HOST))
+		return SRV_LEASE_EXISTS;
 	if (l->n_hosts == l->cfg.hosts_max)
 		return SRV_LEASE_FULL;
+	*host = l->n_hosts;
 	struct srv_host_view *x = &l->hosts[l->n_hosts++];
 	x->seller = seller;
 	x->cls = cls;
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	x->spec = *spec;
+	x->withdrawn = withdrawn;
+	*added = !withdrawn;
+	return SRV_LEASE_OK;
+}
+
+int srv_leases_add_host(struct srv_leases *l, uint32_t seller, uint32_t cls, const char *name,
+			const struct srv_host_spec *spec, uint32_t *host, bool *added)
+{
+	return host_put(l, seller, cls, name, spec, false, host, added);
+}
+
+int srv_leases_withdraw_host(struct srv_leases *l, uint32_t by, const char *name, uint32_t *host,
+			     bool *withdrawn)
+{
+	*withdrawn = false;
+	uint32_t h = host_named(l, name);
+	if (h == NO_HOST || (by != 0 && l->hosts[h].seller != by))
+		return SRV_LEASE_ARGS;
+	*host = h;
+	*withdrawn = !l->hosts[h].withdrawn;
+	l->hosts[h].withdrawn = true;
 	return SRV_LEASE_OK;
 }
 
@@ -588,7 +645,8 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	size_t n_cand = 0;
 	for (uint32_t h = 0; h < l->n_hosts; h++) {
 		l->occ[h] = 0;
-		if (l->hosts[h].seller != f->seller || l->hosts[h].cls != cls)
+		if (l->hosts[h].seller != f->seller || l->hosts[h].cls != cls ||
+		    l->hosts[h].withdrawn)
 			continue;
 		const struct host_leases *hl = &l->on_host[h];
 		for (uint32_t k = 0; k < hl->n; k++) {
@@ -622,7 +680,7 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	/* New leases, one per host with free devices. */
 	for (uint32_t h = 0; h < l->n_hosts && left > 0 && l->n_active < l->cfg.leases_max; h++) {
 		const struct srv_host_view *host = &l->hosts[h];
-		if (host->seller != f->seller || host->cls != cls)
+		if (host->seller != f->seller || host->cls != cls || host->withdrawn)
 			continue;
 		uint32_t mask;
 		uint32_t want = left > SRV_HOST_DEVICES_MAX ? SRV_HOST_DEVICES_MAX : (uint32_t)left;
@@ -817,7 +875,7 @@ void srv_leases_save(const struct srv_leases *l, struct srv_snap_w *w)
 	for (uint32_t h = 0; h < l->n_hosts; h++) {
 		const struct srv_host_view *x = &l->hosts[h];
 		srv_snap_u32(w, x->seller);
-		srv_snap_u32(w, x->cls);
+		srv_snap_u32(w, x->cls | (x->withdrawn ? HOST_WITHDRAWN : 0));
 		put_str(w, x->name);
 		put_str(w, x->spec.vendor);
 		srv_snap_u32(w, x->spec.n_devices);
@@ -898,15 +956,17 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 		struct srv_host_spec spec = {0};
 		char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 		uint32_t seller = srv_snap_get_u32(in), cls = srv_snap_get_u32(in);
+		bool withdrawn = (cls & HOST_WITHDRAWN) != 0, added;
+		uint32_t at;
 		get_str(in, name, SRV_ACCOUNT_NAME_BYTES_MAX);
 		get_str(in, spec.vendor, SRV_VENDOR_BYTES_MAX);
 		spec.n_devices = srv_snap_get_count(in, 4, SRV_HOST_DEVICES_MAX);
 		for (uint32_t i = 0; i < spec.n_devices; i++)
 			get_str(in, spec.devices[i], SRV_DEVICE_BYTES_MAX);
-		if (!in->error &&
-		    (!srv_vendor_ok(spec.vendor) ||
-		     srv_leases_add_host(l, seller, cls, name, &spec) != SRV_LEASE_OK ||
-		     l->n_hosts != h + 1))
+		if (!in->error && (!srv_vendor_ok(spec.vendor) ||
+				   host_put(l, seller, cls & ~HOST_WITHDRAWN, name, &spec,
+					    withdrawn, &at, &added) != SRV_LEASE_OK ||
+				   l->n_hosts != h + 1))
 			srv_snap_fail(in, "a host in the snapshot is invalid or repeated");
 	}
 	n = srv_snap_get_count(in, 8, UINT32_MAX);

@@ -90,6 +90,7 @@ struct srv_host_view {
 	uint32_t seller, cls;
 	char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 	struct srv_host_spec spec;
+	bool withdrawn; /* out of service: no new leases (its live ones go on) */
 };
 
 /* One call's results; the arrays belong to the lease book and last until its next call. */
@@ -124,15 +125,32 @@ void srv_leases_out_reset(struct srv_leases *l);
 const struct srv_lease_out *srv_leases_out(const struct srv_leases *l);
 
 /*
- * Registers a seller's host: its name (unique among all sellers), class and
- * devices (unique among all hosts). Registering the same host again is OK.
+ * Registers a seller's host: its name (unique among all hosts, withdrawn ones
+ * included), class and devices (none held by another host: one in service, or
+ * a withdrawn one with live leases). Registering the same host again is OK; a
+ * withdrawn host registered again with the same seller, class and devices is
+ * back in service. *host is its index; *added is true when its devices became
+ * available (a new host, or one back in service): the caller adds them to the
+ * seller's capacity, or undoes the call (srv_leases_remove_last_host for a new
+ * host, srv_leases_withdraw_host for one back in service).
  * Errors: EXISTS, FULL, ARGS.
  */
 __attribute__((warn_unused_result)) int srv_leases_add_host(struct srv_leases *l, uint32_t seller,
 							    uint32_t cls, const char *name,
-							    const struct srv_host_spec *spec);
+							    const struct srv_host_spec *spec,
+							    uint32_t *host, bool *added);
 /* Takes back the host just added (the caller could not record its capacity). */
 void srv_leases_remove_last_host(struct srv_leases *l);
+/*
+ * Takes a host out of service: no new lease (nor the extension of one) goes
+ * to it; its live leases run to their end. by: the host's seller, or 0 (any
+ * host). It keeps its index, name and devices (ended leases name them) and
+ * counts towards hosts_max. *withdrawn is true when it was in service until
+ * now. Errors: ARGS (no host of that name, or another seller's).
+ */
+__attribute__((warn_unused_result)) int srv_leases_withdraw_host(struct srv_leases *l, uint32_t by,
+								 const char *name, uint32_t *host,
+								 bool *withdrawn);
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host);
 uint32_t srv_leases_host_count(const struct srv_leases *l);
 

@@ -57,6 +57,7 @@ static const char usage_text[] =
 	"            fills [PRODUCT|CLASS]         recent fills\n"
 	"            leases                        the account's leases, as buyer or seller\n"
 	"leases      host NAME CLASS VENDOR UUID...  register a host and its devices (sellers)\n"
+	"            withdraw-host NAME            no new leases on it (its seller, the operator)\n"
 	"            workload JSON|@FILE           what runs on the GPUs you buy (buyers)\n"
 	"market      book PRODUCT [--depth=N]      depth by price level\n"
 	"            trades PRODUCT|CLASS [--count=N] [--seconds=S]   the trade tape, live\n"
@@ -604,6 +605,16 @@ static int cmd_host(struct cli *x)
 	return answer(x, nonce, 0, NULL);
 }
 
+static int cmd_withdraw_host(struct cli *x)
+{
+	need_args(x, 1, "NAME");
+	connect_server(x, true);
+	uint64_t nonce;
+	if (gridex_withdraw_host(x->c, x->args[0], &nonce))
+		die(x, "%s", gridex_client_error(x->c));
+	return answer(x, nonce, 0, NULL);
+}
+
 static int cmd_workload(struct cli *x)
 {
 	need_args(x, 1, "JSON or @FILE");
@@ -915,6 +926,8 @@ int main(int argc, char **argv)
 		rc = cmd_query(&x, GRIDEX_Q_LEASES);
 	else if (strcmp(cmd, "host") == 0)
 		rc = cmd_host(&x);
+	else if (strcmp(cmd, "withdraw-host") == 0)
+		rc = cmd_withdraw_host(&x);
 	else if (strcmp(cmd, "workload") == 0)
 		rc = cmd_workload(&x);
 	else if (strcmp(cmd, "book") == 0)

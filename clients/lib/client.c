@@ -531,6 +531,16 @@ int gridex_register_host(gridex_client *c, const char *name, const char *acceler
 	return send_request(c, &q, nonce);
 }
 
+int gridex_withdraw_host(gridex_client *c, const char *name, uint64_t *nonce)
+{
+	if (name == NULL || name[0] == '\0')
+		return fail(c, GRIDEX_ERR_ARGS, "a host needs a name");
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST;
+	q.name = text(name);
+	return send_request(c, &q, nonce);
+}
+
 int gridex_set_workload(gridex_client *c, const char *workload_json, uint64_t *nonce)
 {
 	if (workload_json == NULL || workload_json[0] == '\0')

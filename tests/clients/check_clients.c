@@ -486,6 +486,20 @@ START_TEST(cli_hosts_workloads_and_leases)
 			 0);
 	ck_assert_int_eq(cli("--account=3 --key=%s/c.pem leases", srv.dir), 0);
 	ck_assert_msg(strstr(out, "(none)") != NULL, "%s", out);
+	/* The seller's capacity, as if node-1 were all it had: 3 GPUs, 2 sold in that hour.
+	 * Withdrawn by another participant: refused. By its seller: its GPUs no longer count,
+	 * so an offer of 1 more is refused; registered again, the offer rests. */
+	ck_assert_int_eq(cli("--account=900 --key=%s capacity 2 H100-80G 3", op_key), 0);
+	ck_assert_int_eq(cli("--account=3 --key=%s/c.pem withdraw-host node-1", srv.dir), 1);
+	ck_assert_msg(strstr(out, "BAD_HOST") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--account=2 --key=%s withdraw-host", b_key), 2);
+	ck_assert_int_eq(cli("--account=2 --key=%s withdraw-host node-1", b_key), 0);
+	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 1 2.5 --id=2", b_key, product), 1);
+	ck_assert_msg(strstr(out, "INSUFFICIENT_CAPACITY") != NULL, "%s", out);
+	ck_assert_int_eq(
+		cli("--account=2 --key=%s host node-1 H100-80G nvidia GPU-1 GPU-2 GPU-3", b_key),
+		0);
+	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 1 2.5 --id=2", b_key, product), 0);
 }
 END_TEST
 

@@ -46,6 +46,7 @@ requests = {
     "workload": signed(type=pb.SET_WORKLOAD,
                        workload=b'{"command": ["/bin/job", "--x"], "env": {"A": "1"}}'),
     "leases": signed(type=pb.QUERY_LEASES),
+    "withdraw_host": signed(type=pb.WITHDRAW_HOST, name=b"node-1"),
 }
 # requests: a session of several requests, each with a two-byte length.
 session = b""

@@ -349,6 +349,47 @@ START_TEST(operator_requests_take_their_own_fields)
 }
 END_TEST
 
+START_TEST(host_requests_take_their_own_fields)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	ProtobufCBinaryData dev = {.len = 8, .data = (uint8_t *)"GPU-aaaa"};
+	q.account = 7;
+	q.nonce = 3;
+	q.type = GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST;
+	q.name = (ProtobufCBinaryData){.len = 6, .data = (uint8_t *)"node-1"};
+	q.product = (ProtobufCBinaryData){.len = 8, .data = (uint8_t *)"H100-80G"};
+	q.vendor = (ProtobufCBinaryData){.len = 6, .data = (uint8_t *)"nvidia"};
+	q.n_devices = 1;
+	q.devices = &dev;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	ck_assert_str_eq(r.name, "node-1");
+	/* WITHDRAW_HOST takes the name alone */
+	q.type = GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.n_devices = 0;
+	q.vendor.len = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED); /* a class */
+	q.product.len = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	ck_assert_uint_eq(r.type, GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST);
+	ck_assert_str_eq(r.name, "node-1");
+	q.target_account = 9;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.target_account = 0;
+	q.quantity = 1;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.quantity = 0;
+	static const char *const bad_names[] = {"", "a/b", "a b",
+						"0123456789012345678901234567890x"};
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		q.name.data = (uint8_t *)bad_names[i];
+		q.name.len = strlen(bad_names[i]);
+		ck_assert_msg(decode_with(&q, NULL, 0) == SRV_AUTH_MALFORMED, "accepted '%s'",
+			      bad_names[i]);
+	}
+}
+END_TEST
+
 START_TEST(keys_are_validated_at_registration)
 {
 	struct srv_keys *k;
@@ -445,6 +486,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, bodies_are_checked_field_by_field);
 	tcase_add_test(tc, each_request_type_takes_its_own_fields);
 	tcase_add_test(tc, operator_requests_take_their_own_fields);
+	tcase_add_test(tc, host_requests_take_their_own_fields);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("replay");
 	tcase_add_checked_fixture(tc, setup, NULL);

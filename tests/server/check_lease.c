@@ -59,6 +59,14 @@ static struct srv_host_spec spec_of(const char *prefix, uint32_t n)
 	return s;
 }
 
+static int add_host(struct srv_leases *b, uint32_t seller, uint32_t cls, const char *name,
+		    const struct srv_host_spec *spec)
+{
+	uint32_t h;
+	bool added;
+	return srv_leases_add_host(b, seller, cls, name, spec, &h, &added);
+}
+
 static struct ledger_fill fill(int64_t id, int64_t qty)
 {
 	return (struct ledger_fill){.fill_id = id,
@@ -91,16 +99,16 @@ static const struct srv_settlement *settled(int64_t fill_id)
 START_TEST(hosts_are_checked)
 {
 	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
 	/* the same name with other devices, or by another seller */
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &b), SRV_LEASE_EXISTS);
-	ck_assert_int_eq(srv_leases_add_host(l, 8, CLS, "host-a", &a), SRV_LEASE_EXISTS);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &b), SRV_LEASE_EXISTS);
+	ck_assert_int_eq(add_host(l, 8, CLS, "host-a", &a), SRV_LEASE_EXISTS);
 	/* a device another host has */
 	struct srv_host_spec c = spec_of("b", 2);
 	snprintf(c.devices[1], sizeof(c.devices[1]), "GPU-a-3");
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-c", &c), SRV_LEASE_EXISTS);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-c", &c), SRV_LEASE_EXISTS);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
 	ck_assert_uint_eq(srv_leases_host_count(l), 2);
 	ck_assert_int_eq(srv_leases_set_workload(l, BUYER, "{\"command\":[\"x\"]}"), SRV_LEASE_OK);
 	ck_assert_str_eq(srv_leases_workload(l, BUYER), "{\"command\":[\"x\"]}");
@@ -111,8 +119,8 @@ END_TEST
 START_TEST(fill_to_completed_lease_pays_the_seller)
 {
 	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
 	srv_leases_set_seq(l, 10);
 	srv_leases_out_reset(l);
 	struct ledger_fill f = fill(1, 5);
@@ -181,7 +189,7 @@ END_TEST
 START_TEST(no_devices_refunds_at_once)
 {
 	struct srv_host_spec a = spec_of("a", 2);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
 	srv_leases_out_reset(l);
 	struct ledger_fill f = fill(3, 3);
 	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
@@ -234,7 +242,7 @@ END_TEST
 START_TEST(failures_refund_what_was_not_delivered)
 {
 	struct srv_host_spec a = spec_of("a", 4);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
 	struct ledger_fill f1 = fill(1, 1), f2 = fill(2, 1);
 	srv_leases_fill(l, &f1, CLS, HOUR0, HOUR0 - H);
 	uint64_t id1 = O()->updates[0].id;
@@ -286,8 +294,8 @@ static struct srv_leases *reload(struct srv_snap_w *w)
 START_TEST(snapshots_reload_the_same_book)
 {
 	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 3);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
-	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
 	ck_assert_int_eq(srv_leases_set_workload(l, BUYER, "{\"command\":[\"run\"]}"),
 			 SRV_LEASE_OK);
 	for (int64_t i = 1; i <= 6; i++) {
@@ -329,6 +337,86 @@ START_TEST(snapshots_reload_the_same_book)
 		srv_leases_destroy(m);
 	}
 	srv_snap_w_free(&w);
+}
+END_TEST
+
+START_TEST(withdrawn_hosts_get_no_new_leases)
+{
+	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
+	uint32_t h;
+	bool added, now;
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a, &h, &added),
+			 SRV_LEASE_OK);
+	ck_assert(added);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b, &h, &added),
+			 SRV_LEASE_OK);
+	ck_assert(added && h == 1);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b, &h, &added),
+			 SRV_LEASE_OK);
+	ck_assert(!added); /* registered again: nothing new */
+	struct ledger_fill f1 = fill(1, 2);
+	srv_leases_fill(l, &f1, CLS, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].host, 0);
+	uint64_t id1 = O()->updates[0].id;
+	/* only its seller, or 0 (the operator), withdraws it */
+	ck_assert_int_eq(srv_leases_withdraw_host(l, 8, "host-a", &h, &now), SRV_LEASE_ARGS);
+	ck_assert_int_eq(srv_leases_withdraw_host(l, 0, "host-z", &h, &now), SRV_LEASE_ARGS);
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-a", &h, &now), SRV_LEASE_OK);
+	ck_assert(now && h == 0 && srv_leases_host(l, 0)->withdrawn);
+	ck_assert_int_eq(srv_leases_withdraw_host(l, 0, "host-a", &h, &now), SRV_LEASE_OK);
+	ck_assert(!now);
+	/* The buyer's next hour: not an extension of lease 1 on host-a, but host-b's two
+	 * devices, and one GPU without a device. */
+	srv_leases_out_reset(l);
+	struct ledger_fill f2 = fill(2, 3);
+	srv_leases_fill(l, &f2, CLS, HOUR0 + H, HOUR0 - H);
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_ne(O()->updates[0].id, id1);
+	ck_assert_uint_eq(O()->updates[0].host, 1);
+	ck_assert_int_eq(O()->updates[0].quantity, 2);
+	ck_assert_uint_eq(O()->updates[1].state, SRV_LEASE_CANCELLED);
+	ck_assert_str_eq(O()->updates[1].reason, "not_enough_devices");
+	ck_assert_int_eq(O()->updates[1].quantity, 1);
+	/* Its devices stay its own while lease 1 lives; the name always does. */
+	struct srv_host_spec c = spec_of("c", 2);
+	snprintf(c.devices[1], sizeof(c.devices[1]), "GPU-a-0");
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-c", &c), SRV_LEASE_EXISTS);
+	ck_assert_int_eq(add_host(l, 8, CLS, "host-a", &a), SRV_LEASE_EXISTS);
+	/* Lease 1 runs on: it starts and is paid as any other. */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0);
+	ck_assert_uint_eq(O()->n_cmds, 1);
+	ck_assert_uint_eq(O()->cmds[0].lease.id, id1);
+	srv_leases_event(l, id1, SRV_LEV_STARTED, "", HOUR0);
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + H);
+	ck_assert_int_eq(settled(1)->used, 2 * H);
+	/* Ended: its devices are free for another host, which then holds them. */
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-c", &c, &h, &added),
+			 SRV_LEASE_OK);
+	ck_assert(added && h == 2);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-a", &a, &h, &added),
+			 SRV_LEASE_EXISTS);
+	/* host-b withdrawn and registered again: back in service, its devices again new */
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-b", &h, &now), SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_add_host(l, SELLER, CLS, "host-b", &b, &h, &added),
+			 SRV_LEASE_OK);
+	ck_assert(added && h == 1 && !srv_leases_host(l, 1)->withdrawn);
+	ck_assert_uint_eq(srv_leases_host_count(l), 3);
+	/* A snapshot keeps host-a withdrawn. */
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	srv_snap_w_free(&w);
+	ck_assert(srv_leases_host(m, 0)->withdrawn);
+	ck_assert(!srv_leases_host(m, 1)->withdrawn && !srv_leases_host(m, 2)->withdrawn);
+	srv_leases_out_reset(m);
+	struct ledger_fill f3 = fill(3, 4);
+	srv_leases_fill(m, &f3, CLS, HOUR0 + 5 * H, HOUR0 + H);
+	const struct srv_lease_out *o = srv_leases_out(m);
+	ck_assert_uint_eq(o->n_updates, 2); /* host-b's 2, host-c's 2; none on host-a */
+	ck_assert_uint_eq(o->updates[0].host, 1);
+	ck_assert_uint_eq(o->updates[1].host, 2);
+	srv_leases_destroy(m);
 }
 END_TEST
 
@@ -378,6 +466,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, no_devices_refunds_at_once);
 	tcase_add_test(tc, failures_refund_what_was_not_delivered);
 	tcase_add_test(tc, snapshots_reload_the_same_book);
+	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
 	suite_add_tcase(s, tc);
 	return s;
 }

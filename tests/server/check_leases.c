@@ -193,6 +193,15 @@ static int register_host(const char *name, const char *const *devices, size_t n)
 	return register_host_in("A100-40G", name, devices, n);
 }
 
+/* WITHDRAW_HOST of host name, sent by c. */
+static int withdraw_host(struct tclient *c, const char *name)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST;
+	q.name = (ProtobufCBinaryData){.len = strlen(name), .data = (uint8_t *)name};
+	return request(c, &q);
+}
+
 static int set_workload(const char *json)
 {
 	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
@@ -355,6 +364,60 @@ START_TEST(failed_start_and_missing_devices_are_refunded)
 }
 END_TEST
 
+START_TEST(withdrawn_host_gets_no_leases)
+{
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
+					  "A100-40G", 0, NULL, NULL),
+			 0);
+	const char *const a[] = {"GPU-aaaa"}, *const b[] = {"GPU-bbbb"};
+	ck_assert_int_eq(register_host("host-a", a, 1), 0);
+	ck_assert_int_eq(register_host("host-b", b, 1), 0);
+	/* only the host's seller (or the operator) takes it out of service */
+	ck_assert_int_eq(withdraw_host(&buyer, "host-a"), GRIDEX__V1__REJECT_REASON__BAD_HOST);
+	ck_assert_int_eq(withdraw_host(&seller, "host-z"), GRIDEX__V1__REJECT_REASON__BAD_HOST);
+	ck_assert_int_eq(withdraw_host(&seller, "host-a"), 0);
+	ck_assert_int_eq(withdraw_host(&seller, "host-a"), 0); /* again: nothing more */
+	/* its device no longer counts: 1 GPU of capacity, across a restart too */
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	tserver_start(&srv, server_args);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
+	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, 9, product,
+							       GRIDEX__V1__SIDE__SELL, PRICE, 2)),
+			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
+	/* (a workload that fails at once: no process outlives the test) */
+	ck_assert_int_eq(set_workload("{\"command\": [\"/nonexistent/job\"]}"), 0);
+	/* the fill goes to host-b, though host-a was registered first */
+	trade(1, 1);
+	Gridex__V1__Lease *l = wait_lease(&seller, 0, GRIDEX__V1__LEASE_STATE__SCHEDULED);
+	ck_assert_int_eq((int)l->host.len, 6);
+	ck_assert_mem_eq(l->host.data, "host-b", 6);
+	ck_assert_mem_eq(l->devices[0].data, "GPU-bbbb", 8);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	/* registered again: back in service, its GPU offered once more */
+	ck_assert_int_eq(register_host("host-a", a, 1), 0);
+	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, 2, product,
+							       GRIDEX__V1__SIDE__SELL, PRICE, 1)),
+			 0);
+	/* the operator withdraws it: the resting offer stays, no more may be offered */
+	ck_assert_int_eq(withdraw_host(&op, "host-a"), 0);
+	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, 3, product,
+							       GRIDEX__V1__SIDE__SELL, PRICE, 1)),
+			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
+	/* what that offer sells has no device: host-a is out, host-b's is taken */
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_order(&buyer, 2, product,
+							      GRIDEX__V1__SIDE__BUY, PRICE, 1)),
+			 0);
+	l = wait_lease(&buyer, 0, GRIDEX__V1__LEASE_STATE__CANCELLED);
+	ck_assert_mem_eq(l->reason.data, "not_enough_devices", 18);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	wait_settled(1);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
 /* How many lines of the hook's call log start with prefix. */
 static int calls(const char *prefix)
 {
@@ -494,6 +557,7 @@ static Suite *leases_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, fill_to_workload_on_the_leased_gpu_and_paid);
 	tcase_add_test(tc, failed_start_and_missing_devices_are_refunded);
+	tcase_add_test(tc, withdrawn_host_gets_no_leases);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("hooks");
 	tcase_add_checked_fixture(tc, setup_hooks, teardown);

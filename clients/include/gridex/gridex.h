@@ -163,6 +163,11 @@ GRIDEX_MUST_USE int gridex_register_host(gridex_client *c, const char *name,
 					 uint64_t *nonce);
 GRIDEX_MUST_USE int gridex_set_workload(gridex_client *c, const char *workload_json,
 					uint64_t *nonce);
+/* Takes a host out of service (its seller, or the operator): no new leases go to it, its
+ * devices leave the seller's capacity, its live leases run to their end. Registering it
+ * again (the same class, vendor and devices) puts it back. Errors: ARGS, CLOSED, IO,
+ * TIMEOUT. */
+GRIDEX_MUST_USE int gridex_withdraw_host(gridex_client *c, const char *name, uint64_t *nonce);
 
 /* Only the exchange's operator account may send these. */
 GRIDEX_MUST_USE int gridex_operator(gridex_client *c, const struct gridex_operator_request *r,
