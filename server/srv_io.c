@@ -1633,6 +1633,14 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 			evbuffer_add_printf(b, "gridex_leases{state=\"%s\"} %llu\n",
 					    srv_lease_state_name(st),
 					    (unsigned long long)atomic_load(&m->leases[st]));
+		evbuffer_add_printf(
+			b,
+			"# HELP gridex_hosts Registered hosts (hosts_max counts both).\n"
+			"# TYPE gridex_hosts gauge\n"
+			"gridex_hosts{state=\"in_service\"} %llu\n"
+			"gridex_hosts{state=\"withdrawn\"} %llu\n",
+			(unsigned long long)atomic_load(&m->hosts[0]),
+			(unsigned long long)atomic_load(&m->hosts[1]));
 		evbuffer_add_printf(b, "# HELP gridex_hook_calls_total Provisioning hook calls by "
 				       "outcome.\n# TYPE gridex_hook_calls_total counter\n");
 		for (int o = SRV_HOOK_OK; o <= SRV_HOOK_SPAWN; o++)

@@ -61,7 +61,7 @@ struct srv_leases {
 	struct srv_lease_config cfg;
 	struct srv_host_view *hosts;
 	struct host_leases *on_host;
-	uint32_t n_hosts;
+	uint32_t n_hosts, n_withdrawn;
 	struct lease **live;
 	size_t n_live, cap_live; /* slots, gone ones included */
 	uint32_t n_active;	 /* live leases */
@@ -237,6 +237,7 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 		if (devices_taken(l, spec, h))
 			return SRV_LEASE_EXISTS;
 		x->withdrawn = false; /* back in service */
+		l->n_withdrawn--;
 		*added = true;
 		return SRV_LEASE_OK;
 	}
@@ -251,6 +252,7 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	x->spec = *spec;
 	x->withdrawn = withdrawn;
+	l->n_withdrawn += withdrawn;
 	*added = !withdrawn;
 	return SRV_LEASE_OK;
 }
@@ -270,14 +272,17 @@ int srv_leases_withdraw_host(struct srv_leases *l, uint32_t by, const char *name
 		return SRV_LEASE_ARGS;
 	*host = h;
 	*withdrawn = !l->hosts[h].withdrawn;
+	l->n_withdrawn += *withdrawn;
 	l->hosts[h].withdrawn = true;
 	return SRV_LEASE_OK;
 }
 
 void srv_leases_remove_last_host(struct srv_leases *l)
 {
-	if (l->n_hosts > 0)
-		memset(&l->hosts[--l->n_hosts], 0, sizeof(*l->hosts));
+	if (l->n_hosts == 0)
+		return;
+	l->n_withdrawn -= l->hosts[--l->n_hosts].withdrawn;
+	memset(&l->hosts[l->n_hosts], 0, sizeof(*l->hosts));
 }
 
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host)
@@ -288,6 +293,11 @@ const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t
 uint32_t srv_leases_host_count(const struct srv_leases *l)
 {
 	return l->n_hosts;
+}
+
+uint32_t srv_leases_withdrawn_count(const struct srv_leases *l)
+{
+	return l->n_withdrawn;
 }
 
 /* ---------- results ---------- */

@@ -152,7 +152,9 @@ __attribute__((warn_unused_result)) int srv_leases_withdraw_host(struct srv_leas
 								 const char *name, uint32_t *host,
 								 bool *withdrawn);
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host);
+/* Hosts registered (withdrawn ones included), and those withdrawn. */
 uint32_t srv_leases_host_count(const struct srv_leases *l);
+uint32_t srv_leases_withdrawn_count(const struct srv_leases *l);
 
 /*
  * Delivers a fill of class cls whose product hour starts at hour_ms: devices

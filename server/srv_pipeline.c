@@ -1033,6 +1033,13 @@ static void *core_main(void *arg)
 				      memory_order_relaxed);
 		atomic_store_explicit(&s->m.books, matching_book_live(srv_core_engine(s->core)),
 				      memory_order_relaxed);
+		const struct srv_leases *leases = srv_core_leases(s->core);
+		if (leases) {
+			uint32_t all = srv_leases_host_count(leases),
+				 out = srv_leases_withdrawn_count(leases);
+			atomic_store_explicit(&s->m.hosts[0], all - out, memory_order_relaxed);
+			atomic_store_explicit(&s->m.hosts[1], out, memory_order_relaxed);
+		}
 		stage_flush(&x);
 		if (snapshot_due(&x, seq))
 			take_snapshot(&x, seq, false);

@@ -184,6 +184,7 @@ struct srv_metrics {
 	atomic_uint_fast64_t snapshots, snapshot_pause_ms_last;
 	atomic_uint_fast64_t hook_calls[6]; /* by enum srv_hook_outcome */
 	atomic_uint_fast64_t leases[7];	    /* live, by enum srv_lease_state */
+	atomic_uint_fast64_t hosts[2];	    /* in service, withdrawn */
 	atomic_uint_fast64_t hook_pending;
 	/* Answers by stage and duration (the I/O thread; SYNC: the journal thread). */
 	atomic_uint_fast64_t stage_count[SRV_STAGES][SRV_STAGE_BUCKETS];

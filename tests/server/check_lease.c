@@ -365,6 +365,7 @@ START_TEST(withdrawn_hosts_get_no_new_leases)
 	ck_assert(now && h == 0 && srv_leases_host(l, 0)->withdrawn);
 	ck_assert_int_eq(srv_leases_withdraw_host(l, 0, "host-a", &h, &now), SRV_LEASE_OK);
 	ck_assert(!now);
+	ck_assert_uint_eq(srv_leases_withdrawn_count(l), 1);
 	/* The buyer's next hour: not an extension of lease 1 on host-a, but host-b's two
 	 * devices, and one GPU without a device. */
 	srv_leases_out_reset(l);
@@ -403,11 +404,13 @@ START_TEST(withdrawn_hosts_get_no_new_leases)
 			 SRV_LEASE_OK);
 	ck_assert(added && h == 1 && !srv_leases_host(l, 1)->withdrawn);
 	ck_assert_uint_eq(srv_leases_host_count(l), 3);
+	ck_assert_uint_eq(srv_leases_withdrawn_count(l), 1);
 	/* A snapshot keeps host-a withdrawn. */
 	struct srv_snap_w w = {0};
 	struct srv_leases *m = reload(&w);
 	srv_snap_w_free(&w);
 	ck_assert(srv_leases_host(m, 0)->withdrawn);
+	ck_assert_uint_eq(srv_leases_withdrawn_count(m), 1);
 	ck_assert(!srv_leases_host(m, 1)->withdrawn && !srv_leases_host(m, 2)->withdrawn);
 	srv_leases_out_reset(m);
 	struct ledger_fill f3 = fill(3, 4);

@@ -364,6 +364,18 @@ START_TEST(failed_start_and_missing_devices_are_refunded)
 }
 END_TEST
 
+/* gridex_hosts{state="in_service"} and {state="withdrawn"} are in and out. */
+static void hosts_are(double in, double out)
+{
+	int status;
+	const char *page = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	double got_in = tmetric(page, "gridex_hosts{state=\"in_service\"}"),
+	       got_out = tmetric(page, "gridex_hosts{state=\"withdrawn\"}");
+	ck_assert_msg(got_in == in && got_out == out, "gridex_hosts %g and %g, not %g and %g",
+		      got_in, got_out, in, out);
+}
+
 START_TEST(withdrawn_host_gets_no_leases)
 {
 	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, SELLER,
@@ -377,6 +389,7 @@ START_TEST(withdrawn_host_gets_no_leases)
 	ck_assert_int_eq(withdraw_host(&seller, "host-z"), GRIDEX__V1__REJECT_REASON__BAD_HOST);
 	ck_assert_int_eq(withdraw_host(&seller, "host-a"), 0);
 	ck_assert_int_eq(withdraw_host(&seller, "host-a"), 0); /* again: nothing more */
+	hosts_are(1, 1);
 	/* its device no longer counts: 1 GPU of capacity, across a restart too */
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	tclient_close(&op);
@@ -389,6 +402,7 @@ START_TEST(withdrawn_host_gets_no_leases)
 			 GRIDEX__V1__REJECT_REASON__INSUFFICIENT_CAPACITY);
 	/* (a workload that fails at once: no process outlives the test) */
 	ck_assert_int_eq(set_workload("{\"command\": [\"/nonexistent/job\"]}"), 0);
+	hosts_are(1, 1);
 	/* the fill goes to host-b, though host-a was registered first */
 	trade(1, 1);
 	Gridex__V1__Lease *l = wait_lease(&seller, 0, GRIDEX__V1__LEASE_STATE__SCHEDULED);
@@ -398,6 +412,7 @@ START_TEST(withdrawn_host_gets_no_leases)
 	gridex__v1__lease__free_unpacked(l, NULL);
 	/* registered again: back in service, its GPU offered once more */
 	ck_assert_int_eq(register_host("host-a", a, 1), 0);
+	hosts_are(2, 0);
 	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, 2, product,
 							       GRIDEX__V1__SIDE__SELL, PRICE, 1)),
 			 0);
