@@ -1387,21 +1387,18 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 	/* A new host's devices (or those of a host back in service) are capacity the seller
 	 * may offer (a host registered again adds nothing); SET_CAPACITY can still change
 	 * it. */
-	uint32_t before = srv_leases_host_count(c->leases), h;
 	int64_t cap = srv_risk_capacity(c->risk, req->account, cls);
-	bool added;
-	int rc = srv_leases_add_host(c->leases, req->account, cls, req->name, &spec, &h, &added);
-	if (rc == SRV_LEASE_OK && added &&
-	    (cap > INT64_MAX - SRV_HOST_DEVICES_MAX ||
-	     srv_risk_set_capacity(c->risk, req->account, cls, cap + spec.n_devices) !=
-		     SRV_RISK_OK)) {
-		bool again;
-		if (srv_leases_host_count(c->leases) > before)
-			srv_leases_remove_last_host(c->leases);
-		else if (srv_leases_withdraw_host(c->leases, 0, req->name, &h, &again) !=
-			 SRV_LEASE_OK)
-			assert(!"the host was just found by its name");
-		rc = SRV_LEASE_FULL;
+	uint32_t h = srv_leases_host_named(c->leases, req->name);
+	bool added, in_service = h != UINT32_MAX && !srv_leases_host(c->leases, h)->withdrawn;
+	int rc = !in_service && (cap > INT64_MAX - SRV_HOST_DEVICES_MAX ||
+				 !srv_risk_capacity_room(c->risk, req->account, cls))
+			 ? SRV_LEASE_FULL
+			 : srv_leases_add_host(c->leases, req->account, cls, req->name, &spec, &h,
+					       &added);
+	if (rc == SRV_LEASE_OK && added) {
+		int set = srv_risk_set_capacity(c->risk, req->account, cls, cap + spec.n_devices);
+		assert(set == SRV_RISK_OK); /* room was checked */
+		(void)set;
 	}
 	if (rc != SRV_LEASE_OK) {
 		reject(out, req,

@@ -61,6 +61,7 @@ struct srv_leases {
 	struct srv_lease_config cfg;
 	struct srv_host_view *hosts;
 	struct host_leases *on_host;
+	uint32_t *named; /* per host: ended leases in the ring that name it */
 	uint32_t n_hosts, n_withdrawn;
 	struct lease **live;
 	size_t n_live, cap_live; /* slots, gone ones included */
@@ -109,10 +110,11 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	l->hosts = calloc(cfg->hosts_max, sizeof(*l->hosts));
 	l->on_host = calloc(cfg->hosts_max, sizeof(*l->on_host));
 	l->occ = calloc(cfg->hosts_max, sizeof(*l->occ));
+	l->named = calloc(cfg->hosts_max, sizeof(*l->named));
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
 	l->next_id = 1;
 	l->next_due = NONE_DUE;
-	if (!l->hosts || !l->on_host || !l->occ || !l->ended) {
+	if (!l->hosts || !l->on_host || !l->occ || !l->named || !l->ended) {
 		srv_leases_destroy(l);
 		return SRV_LEASE_NOMEM;
 	}
@@ -138,6 +140,7 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->hosts);
 	free(l->on_host);
 	free(l->occ);
+	free(l->named);
 	free(l->cand);
 	free(l->live);
 	free(l->fills);
@@ -193,7 +196,7 @@ static bool same_spec(const struct srv_host_spec *a, const struct srv_host_spec 
 	return true;
 }
 
-static uint32_t host_named(const struct srv_leases *l, const char *name)
+uint32_t srv_leases_host_named(const struct srv_leases *l, const char *name)
 {
 	for (uint32_t h = 0; h < l->n_hosts; h++)
 		if (strcmp(l->hosts[h].name, name) == 0)
@@ -218,6 +221,15 @@ static bool devices_taken(const struct srv_leases *l, const struct srv_host_spec
 	return false;
 }
 
+/* The lowest withdrawn host that nothing names any more, or NO_HOST. */
+static uint32_t forgettable(const struct srv_leases *l)
+{
+	for (uint32_t h = 0; h < l->n_hosts; h++)
+		if (l->hosts[h].withdrawn && l->on_host[h].n == 0 && l->named[h] == 0)
+			return h;
+	return NO_HOST;
+}
+
 /* Registers a host, or (withdrawn: a snapshot's withdrawn host) adds it out of service. */
 static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const char *name,
 		    const struct srv_host_spec *spec, bool withdrawn, uint32_t *host, bool *added)
@@ -226,7 +238,7 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	if (seller == 0 || name[0] == '\0' || strlen(name) > SRV_ACCOUNT_NAME_BYTES_MAX ||
 	    spec->n_devices == 0 || spec->n_devices > SRV_HOST_DEVICES_MAX)
 		return SRV_LEASE_ARGS;
-	uint32_t h = host_named(l, name);
+	uint32_t h = srv_leases_host_named(l, name);
 	if (h != NO_HOST) {
 		struct srv_host_view *x = &l->hosts[h];
 		if (withdrawn || x->seller != seller || x->cls != cls || !same_spec(&x->spec, spec))
@@ -243,10 +255,15 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	}
 	if (!withdrawn && devices_taken(l, spec, NO_HOST))
 		return SRV_LEASE_EXISTS;
-	if (l->n_hosts == l->cfg.hosts_max)
+	if (l->n_hosts < l->cfg.hosts_max) {
+		h = l->n_hosts++;
+	} else if (withdrawn || (h = forgettable(l)) == NO_HOST) {
 		return SRV_LEASE_FULL;
-	*host = l->n_hosts;
-	struct srv_host_view *x = &l->hosts[l->n_hosts++];
+	} else {
+		l->n_withdrawn--; /* the withdrawn host whose place it takes */
+	}
+	*host = h;
+	struct srv_host_view *x = &l->hosts[h];
 	x->seller = seller;
 	x->cls = cls;
 	snprintf(x->name, sizeof(x->name), "%s", name);
@@ -267,7 +284,7 @@ int srv_leases_withdraw_host(struct srv_leases *l, uint32_t by, const char *name
 			     bool *withdrawn)
 {
 	*withdrawn = false;
-	uint32_t h = host_named(l, name);
+	uint32_t h = srv_leases_host_named(l, name);
 	if (h == NO_HOST || (by != 0 && l->hosts[h].seller != by))
 		return SRV_LEASE_ARGS;
 	*host = h;
@@ -275,14 +292,6 @@ int srv_leases_withdraw_host(struct srv_leases *l, uint32_t by, const char *name
 	l->n_withdrawn += *withdrawn;
 	l->hosts[h].withdrawn = true;
 	return SRV_LEASE_OK;
-}
-
-void srv_leases_remove_last_host(struct srv_leases *l)
-{
-	if (l->n_hosts == 0)
-		return;
-	l->n_withdrawn -= l->hosts[--l->n_hosts].withdrawn;
-	memset(&l->hosts[l->n_hosts], 0, sizeof(*l->hosts));
 }
 
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host)
@@ -417,7 +426,12 @@ static void set_state(struct srv_leases *l, struct lease *x, uint8_t state)
 /* The ring of ended leases that queries show. */
 static void keep_ended(struct srv_leases *l, const struct srv_lease_view *v)
 {
-	l->ended[l->n_ended % l->cfg.leases_kept] = *v;
+	struct srv_lease_view *slot = &l->ended[l->n_ended % l->cfg.leases_kept];
+	if (l->n_ended >= l->cfg.leases_kept && slot->host != NO_HOST)
+		l->named[slot->host]--;
+	*slot = *v;
+	if (v->host != NO_HOST)
+		l->named[v->host]++;
 	l->n_ended++;
 }
 
@@ -1067,6 +1081,8 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 		load_view(in, l, v);
 		if (!in->error && v->state < SRV_LEASE_COMPLETED)
 			srv_snap_fail(in, "an ended lease in the snapshot is still live");
+		if (!in->error && v->host != NO_HOST)
+			l->named[v->host]++;
 	}
 	if (in->error)
 		return -1;

@@ -129,29 +129,31 @@ const struct srv_lease_out *srv_leases_out(const struct srv_leases *l);
  * included), class and devices (none held by another host: one in service, or
  * a withdrawn one with live leases). Registering the same host again is OK; a
  * withdrawn host registered again with the same seller, class and devices is
- * back in service. *host is its index; *added is true when its devices became
- * available (a new host, or one back in service): the caller adds them to the
- * seller's capacity, or undoes the call (srv_leases_remove_last_host for a new
- * host, srv_leases_withdraw_host for one back in service).
+ * back in service. A new host takes the next index; when hosts_max hosts are
+ * registered, the lowest index of a withdrawn host that no live lease and no
+ * kept ended lease names (that host is then forgotten). *host is its index;
+ * *added is true when its devices became available (a new host, or one back
+ * in service): the caller adds them to the seller's capacity.
  * Errors: EXISTS, FULL, ARGS.
  */
 __attribute__((warn_unused_result)) int srv_leases_add_host(struct srv_leases *l, uint32_t seller,
 							    uint32_t cls, const char *name,
 							    const struct srv_host_spec *spec,
 							    uint32_t *host, bool *added);
-/* Takes back the host just added (the caller could not record its capacity). */
-void srv_leases_remove_last_host(struct srv_leases *l);
 /*
  * Takes a host out of service: no new lease (nor the extension of one) goes
  * to it; its live leases run to their end. by: the host's seller, or 0 (any
- * host). It keeps its index, name and devices (ended leases name them) and
- * counts towards hosts_max. *withdrawn is true when it was in service until
- * now. Errors: ARGS (no host of that name, or another seller's).
+ * host). It keeps its index, name and devices while leases name them, and
+ * counts towards hosts_max until a new host takes its place. *withdrawn is
+ * true when it was in service until now. Errors: ARGS (no host of that name,
+ * or another seller's).
  */
 __attribute__((warn_unused_result)) int srv_leases_withdraw_host(struct srv_leases *l, uint32_t by,
 								 const char *name, uint32_t *host,
 								 bool *withdrawn);
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host);
+/* The index of the host of that name, or UINT32_MAX. */
+uint32_t srv_leases_host_named(const struct srv_leases *l, const char *name);
 /* Hosts registered (withdrawn ones included), and those withdrawn. */
 uint32_t srv_leases_host_count(const struct srv_leases *l);
 uint32_t srv_leases_withdrawn_count(const struct srv_leases *l);

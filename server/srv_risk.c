@@ -266,6 +266,12 @@ int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_i
 	return SRV_RISK_OK;
 }
 
+bool srv_risk_capacity_room(const struct srv_risk *r, uint32_t account, uint32_t class_id)
+{
+	return r->capacities.count < r->capacities.max ||
+	       table_get(&r->capacities, pair(account, class_id)) != NONE;
+}
+
 int64_t srv_risk_capacity(const struct srv_risk *r, uint32_t account, uint32_t class_id)
 {
 	uint32_t i = table_get(&r->capacities, pair(account, class_id));

@@ -76,6 +76,10 @@ SRV_RISK_MUST_USE int srv_risk_add_cash(struct srv_risk *r, uint32_t account, in
 SRV_RISK_MUST_USE int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_id,
 					    int64_t gpus);
 
+/* Whether srv_risk_set_capacity of (account, class_id) can succeed: it has an entry, or
+ * the table has room for one. */
+bool srv_risk_capacity_room(const struct srv_risk *r, uint32_t account, uint32_t class_id);
+
 /* GPUs of a class the account may sell per delivery period (0 when none was set). */
 int64_t srv_risk_capacity(const struct srv_risk *r, uint32_t account, uint32_t class_id);
 

@@ -423,6 +423,67 @@ START_TEST(withdrawn_hosts_get_no_new_leases)
 }
 END_TEST
 
+/* Host i of test_full_table: one device, GPU-<i>-0. */
+static int add_nth(struct srv_leases *b, int i, uint32_t *h)
+{
+	char name[16], prefix[8];
+	snprintf(name, sizeof(name), "host-%d", i);
+	snprintf(prefix, sizeof(prefix), "%d", i);
+	struct srv_host_spec s = spec_of(prefix, 1);
+	bool added;
+	return srv_leases_add_host(b, SELLER, CLS, name, &s, h, &added);
+}
+
+START_TEST(full_table_reuses_a_forgotten_host)
+{
+	uint32_t h;
+	bool now;
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(add_nth(l, i, &h), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(l, 16, &h), SRV_LEASE_FULL);
+	/* A withdrawn host that nothing names: forgotten, its place taken. */
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-3", &h, &now), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(l, 16, &h), SRV_LEASE_OK);
+	ck_assert_uint_eq(h, 3);
+	ck_assert_str_eq(srv_leases_host(l, 3)->name, "host-16");
+	ck_assert_uint_eq(srv_leases_host_named(l, "host-3"), UINT32_MAX);
+	ck_assert_uint_eq(srv_leases_withdrawn_count(l), 0);
+	ck_assert_int_eq(add_nth(l, 3, &h), SRV_LEASE_FULL);
+	/* One that a live lease names keeps its place, and so does one that an ended lease
+	 * kept for queries names, until the ring has moved past it. */
+	struct ledger_fill f = fill(1, 1);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].host, 0);
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-0", &h, &now), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(l, 17, &h), SRV_LEASE_FULL);
+	srv_leases_tick(l, HOUR0);
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + 60000); /* not running in time: ended */
+	ck_assert_int_eq(settled(1)->used, 0);
+	ck_assert_int_eq(add_nth(l, 17, &h), SRV_LEASE_FULL);
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	srv_snap_w_free(&w);
+	ck_assert_int_eq(add_nth(m, 17, &h), SRV_LEASE_FULL);
+	srv_leases_destroy(m);
+	/* 64 more ended leases (a seller without hosts: cancelled) fill the ring */
+	for (int64_t i = 2; i < 2 + 64; i++) {
+		struct ledger_fill g = fill(i, 1);
+		g.seller = SELLER + 1;
+		srv_leases_fill(l, &g, CLS, HOUR0 + H, HOUR0);
+	}
+	ck_assert_int_eq(add_nth(l, 17, &h), SRV_LEASE_OK);
+	ck_assert_uint_eq(h, 0);
+	/* the same after a reload (the names of the ring are counted again) */
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-17", &h, &now), SRV_LEASE_OK);
+	m = reload(&w);
+	srv_snap_w_free(&w);
+	ck_assert_int_eq(add_nth(m, 18, &h), SRV_LEASE_OK);
+	ck_assert_uint_eq(h, 0);
+	srv_leases_destroy(m);
+}
+END_TEST
+
 START_TEST(workloads_and_vendors_are_checked)
 {
 	static const char *const good[] = {
@@ -470,6 +531,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, failures_refund_what_was_not_delivered);
 	tcase_add_test(tc, snapshots_reload_the_same_book);
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
+	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
 	suite_add_tcase(s, tc);
 	return s;
 }

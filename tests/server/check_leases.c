@@ -44,6 +44,7 @@ static const char *server_args[] = {arg_hook,
 				    arg_deadline,
 				    "--hook-status-every-ms=300",
 				    "--classes=A100-40G, H200",
+				    "--hosts-max=2",
 				    "--hook-retry-ms-min=100",
 				    "--hook-retry-ms-max=400",
 				    "--hook-timeout-ms=3000",
@@ -430,6 +431,16 @@ START_TEST(withdrawn_host_gets_no_leases)
 	gridex__v1__lease__free_unpacked(l, NULL);
 	wait_settled(1);
 	ck_assert_int_eq(pgtest_audit(), 0);
+	/* Both places of hosts_max (2) are taken. host-a, which no lease names, makes room
+	 * for a new host (and is forgotten: its name is free); host-b, which a lease names,
+	 * does not. */
+	const char *const c[] = {"GPU-cccc"}, *const d[] = {"GPU-dddd"};
+	ck_assert_int_eq(register_host("host-c", c, 1), 0);
+	hosts_are(2, 0);
+	ck_assert_int_eq(withdraw_host(&seller, "host-a"), GRIDEX__V1__REJECT_REASON__BAD_HOST);
+	ck_assert_int_eq(withdraw_host(&seller, "host-b"), 0);
+	ck_assert_int_eq(register_host("host-d", d, 1), GRIDEX__V1__REJECT_REASON__REGISTRY_FULL);
+	hosts_are(1, 1);
 }
 END_TEST
 

@@ -294,7 +294,14 @@ START_TEST(limits_and_bad_input)
 	cfg.accounts_max = 2;
 	cfg.orders_max = 3;
 	cfg.open_orders_per_account_max = 2;
+	cfg.capacities_max = 1;
 	setup_with(&cfg, 16);
+	/* One capacity entry: it can change, no other can be made. */
+	ck_assert(srv_risk_capacity_room(risk, 2, 1));
+	ck_assert_int_eq(srv_risk_set_capacity(risk, 2, 1, 4), SRV_RISK_OK);
+	ck_assert(srv_risk_capacity_room(risk, 2, 1));
+	ck_assert(!srv_risk_capacity_room(risk, 2, 2) && !srv_risk_capacity_room(risk, 1, 1));
+	ck_assert_int_eq(srv_risk_set_capacity(risk, 2, 2, 4), SRV_RISK_FULL);
 	ck_assert_int_eq(srv_risk_add_cash(risk, 1, INT64_MAX), SRV_RISK_OK);
 	ck_assert_int_eq(srv_risk_add_cash(risk, 1, 1), SRV_RISK_OVERFLOW);
 	ck_assert_int_eq(srv_risk_add_cash(risk, 2, 5), SRV_RISK_OK);
