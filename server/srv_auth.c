@@ -190,7 +190,8 @@ static bool fields_belong(const Gridex__V1__Request *q)
 		return lease_fields_belong(q, order_fields);
 	if (q->vendor.len != 0 || q->n_devices != 0 || q->workload.len != 0)
 		return false;
-	if (q->type >= GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT)
+	if (q->type >= GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT &&
+	    q->type <= GRIDEX__V1__REQUEST_TYPE__RESUME)
 		return operator_fields_belong(q, order_fields);
 	if (!no_operator_fields(q))
 		return false;
@@ -223,6 +224,7 @@ static bool fields_belong(const Gridex__V1__Request *q)
 		       q->target_client_order_id == 0 && q->hours == 0;
 	case GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE:
 	case GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES:
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS:
 		return q->product.len == 0 && !order_fields && q->client_order_id == 0 &&
 		       q->target_client_order_id == 0 && q->hours == 0;
 	default:

@@ -284,7 +284,9 @@ int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out)
 	out->md = srv_region_alloc(out->md_cap, sizeof(*out->md));
 	out->rows = srv_region_alloc(out->rows_cap, sizeof(*out->rows));
 	out->lease_rows = srv_region_alloc(out->rows_cap, sizeof(*out->lease_rows));
-	if (!out->reports || !out->fills || !out->md || !out->rows || !out->lease_rows) {
+	out->host_rows = srv_region_alloc(out->rows_cap, sizeof(*out->host_rows));
+	if (!out->reports || !out->fills || !out->md || !out->rows || !out->lease_rows ||
+	    !out->host_rows) {
 		srv_core_out_free(out);
 		return SRV_CORE_NOMEM;
 	}
@@ -300,6 +302,7 @@ void srv_core_out_free(struct srv_core_out *out)
 	srv_region_free(out->md, out->md_cap, sizeof(*out->md));
 	srv_region_free(out->rows, out->rows_cap, sizeof(*out->rows));
 	srv_region_free(out->lease_rows, out->rows_cap, sizeof(*out->lease_rows));
+	srv_region_free(out->host_rows, out->rows_cap, sizeof(*out->host_rows));
 	*out = (struct srv_core_out){0};
 }
 
@@ -1346,7 +1349,7 @@ static void withdraw_host(struct srv_core *c, const struct srv_request *req,
 	ack(out, req);
 }
 
-/* REGISTER_HOST, WITHDRAW_HOST, SET_WORKLOAD and QUERY_LEASES. */
+/* REGISTER_HOST, WITHDRAW_HOST, SET_WORKLOAD, QUERY_LEASES and QUERY_HOSTS. */
 static void lease_request(struct srv_core *c, const struct srv_request *req,
 			  struct srv_core_out *out)
 {
@@ -1361,6 +1364,15 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		/* The operator sees every lease. */
 		uint32_t whose = req->account == c->cfg.operator_account ? 0 : req->account;
 		out->n_lease_rows = srv_leases_of(c->leases, whose, out->lease_rows, out->rows_cap);
+		return;
+	}
+	if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS) {
+		ack(out, req);
+		struct srv_report *r = report(out, SRV_REPORT_RESULT, req->account);
+		r->nonce = req->nonce;
+		uint32_t whose = req->account == c->cfg.operator_account ? 0 : req->account;
+		out->n_host_rows =
+			srv_leases_hosts_of(c->leases, whose, out->host_rows, out->rows_cap);
 		return;
 	}
 	if (req->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD) {
@@ -1444,7 +1456,8 @@ static void settle_cash(struct srv_core *c, const struct srv_core_out *out)
 
 static void out_reset(struct srv_core *c, struct srv_core_out *out)
 {
-	out->n_reports = out->n_fills = out->n_md = out->n_rows = out->n_lease_rows = 0;
+	out->n_reports = out->n_fills = out->n_md = out->n_rows = out->n_lease_rows =
+		out->n_host_rows = 0;
 	out->n_retired = 0;
 	out->balance_available = out->balance_reserved = 0;
 	out->has_op = false;
@@ -1462,7 +1475,7 @@ static int out_check(const struct srv_core *c, const struct srv_core_out *out)
 	srv_core_out_caps_md(c, &nm, &nq);
 	if (out->reports_cap < nr || out->fills_cap < nf || out->md_cap < nm ||
 	    out->rows_cap < nq || !out->reports || !out->fills || !out->md || !out->rows ||
-	    !out->lease_rows)
+	    !out->lease_rows || !out->host_rows)
 		return SRV_CORE_ARGS;
 	return SRV_CORE_OK;
 }
@@ -1575,6 +1588,7 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 	case GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST:
 	case GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD:
 	case GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES:
+	case GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS:
 		lease_request(c, req, out);
 		break;
 	default:

@@ -107,6 +107,9 @@ struct srv_core_out {
 	/* QUERY_LEASES: its rows (rows_cap of them at most). */
 	struct srv_lease_view *lease_rows;
 	size_t n_lease_rows;
+	/* QUERY_HOSTS: its rows, host indices of the lease book (rows_cap at most). */
+	uint32_t *host_rows;
+	size_t n_host_rows;
 	/* Leases on: what the call changed (updates, hook commands, settlements). */
 	const struct srv_lease_out *leases;
 	/* The products whose books the call retired (book_retain_ms). */

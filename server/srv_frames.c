@@ -305,3 +305,49 @@ out:
 	free(devs);
 	return buf;
 }
+
+uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host_row *rows,
+			 size_t n, size_t *len)
+{
+	size_t k = n ? n : 1;
+	Gridex__V1__Host *msgs = calloc(k, sizeof(*msgs));
+	Gridex__V1__Host **ptrs = calloc(k, sizeof(*ptrs));
+	ProtobufCBinaryData *devs = calloc(k * SRV_HOST_DEVICES_MAX, sizeof(*devs));
+	uint8_t *buf = NULL;
+	if (!msgs || !ptrs || !devs)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		const struct srv_host_view *h = rows[i].host;
+		Gridex__V1__Host *m = &msgs[i];
+		gridex__v1__host__init(m);
+		m->name = text(h->name);
+		m->seller = h->seller;
+		m->accelerator = text(rows[i].accelerator);
+		m->vendor = text(h->spec.vendor);
+		m->devices = devs + i * SRV_HOST_DEVICES_MAX;
+		for (uint32_t d = 0; d < h->spec.n_devices; d++)
+			m->devices[d] = text(h->spec.devices[d]);
+		m->n_devices = h->spec.n_devices;
+		m->withdrawn = h->withdrawn;
+		m->live_leases = rows[i].live_leases;
+		ptrs[i] = m;
+	}
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
+	q.nonce = nonce;
+	q.account = account;
+	q.n_hosts = n;
+	q.hosts = ptrs;
+	f.result = &q;
+	size_t cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
+	buf = malloc(cap);
+	if (buf && (*len = pack(buf, cap, &f)) == 0) {
+		free(buf);
+		buf = NULL;
+	}
+out:
+	free(msgs);
+	free(ptrs);
+	free(devs);
+	return buf;
+}

@@ -78,4 +78,18 @@ uint8_t *srv_frame_leases(uint32_t account, uint64_t nonce, bool result,
 					void *ctx),
 			  void *ctx, size_t *len);
 
+/* One host of a QUERY_HOSTS answer: the lease book's view, its class's name, and how
+ * many live leases it has. */
+struct srv_host_row {
+	const struct srv_host_view *host;
+	const char *accelerator;
+	uint32_t live_leases;
+};
+
+/* A QUERY_HOSTS answer: one QueryResult (account, nonce) holding rows[0..n). Returns a
+ * malloc'ed buffer (header included) and its length in *len, or NULL when out of
+ * memory. */
+uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host_row *rows,
+			 size_t n, size_t *len);
+
 #endif

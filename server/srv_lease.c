@@ -304,6 +304,20 @@ uint32_t srv_leases_host_count(const struct srv_leases *l)
 	return l->n_hosts;
 }
 
+size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint32_t *out, size_t max)
+{
+	size_t n = 0;
+	for (uint32_t h = 0; h < l->n_hosts && n < max; h++)
+		if (seller == 0 || l->hosts[h].seller == seller)
+			out[n++] = h;
+	return n;
+}
+
+uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host)
+{
+	return host < l->n_hosts ? l->on_host[host].n : 0;
+}
+
 uint32_t srv_leases_withdrawn_count(const struct srv_leases *l)
 {
 	return l->n_withdrawn;

@@ -152,6 +152,11 @@ __attribute__((warn_unused_result)) int srv_leases_withdraw_host(struct srv_leas
 								 const char *name, uint32_t *host,
 								 bool *withdrawn);
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host);
+/* The hosts of a seller (0: every host) in index order, up to max; returns how many
+ * indices were written. */
+size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint32_t *out, size_t max);
+/* Live leases on a host. */
+uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host);
 /* The index of the host of that name, or UINT32_MAX. */
 uint32_t srv_leases_host_named(const struct srv_leases *l, const char *name);
 /* Hosts registered (withdrawn ones included), and those withdrawn. */

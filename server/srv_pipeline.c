@@ -82,6 +82,9 @@ const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1] = {
 	10000000,  25000000,   50000000,   100000000,  250000000,   500000000,
 	750000000, 1000000000, 2000000000, 5000000000, 10000000000, 30000000000};
 
+_Static_assert(GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS == SRV_REQUEST_TYPES - 1,
+	       "SRV_REQUEST_TYPES counts every RequestType");
+
 static void count_request(struct srv *s, uint32_t type, uint32_t reason)
 {
 	if (type < SRV_REQUEST_TYPES && reason < SRV_REASONS)
@@ -637,6 +640,28 @@ static void hookjob_of(struct srv_core *core, uint8_t kind, const struct srv_lea
 }
 
 /* Lease updates to buyer and seller, a lease query's answer, and the hook's jobs. */
+/* A QUERY_HOSTS answer. */
+static void emit_hosts(struct core_ctx *x, const struct srv_core_out *out, uint64_t conn,
+		       const struct srv_request *req)
+{
+	const struct srv_leases *l = srv_core_leases(x->s->core);
+	struct srv_host_row *rows = calloc(out->n_host_rows ? out->n_host_rows : 1, sizeof(*rows));
+	uint8_t *b = NULL;
+	size_t len = 0;
+	if (rows) {
+		for (size_t i = 0; i < out->n_host_rows; i++) {
+			const struct srv_host_view *h = srv_leases_host(l, out->host_rows[i]);
+			rows[i] = (struct srv_host_row){
+				.host = h,
+				.accelerator = srv_core_class_name(x->s->core, h->cls),
+				.live_leases = srv_leases_host_live(l, out->host_rows[i])};
+		}
+		b = srv_frame_hosts(req->account, req->nonce, rows, out->n_host_rows, &len);
+		free(rows);
+	}
+	stage_blob(x, SRV_OUT_BLOB, conn, req->account, b, len);
+}
+
 static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint64_t conn,
 			const struct srv_request *req)
 {
@@ -660,6 +685,9 @@ static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint
 					      out->n_lease_rows, lease_names, s->core, &len);
 		stage_blob(x, SRV_OUT_BLOB, conn, req->account, b, len);
 	}
+	if (req && req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS && out->n_reports > 0 &&
+	    out->reports[out->n_reports - 1].kind == SRV_REPORT_RESULT)
+		emit_hosts(x, out, conn, req);
 	if (lo->n_cmds > 0) {
 		struct srv_hookjob *jobs = malloc(lo->n_cmds * sizeof(*jobs));
 		if (jobs == NULL) {
@@ -713,8 +741,10 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 	uint32_t type = req ? req->type : 0; /* ticks have no request */
 	for (size_t i = 0; i < out->n_reports; i++) {
 		const struct srv_report *r = &out->reports[i];
-		if (r->kind == SRV_REPORT_RESULT && type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES)
-			continue; /* answered with its leases (emit_leases) */
+		if (r->kind == SRV_REPORT_RESULT &&
+		    (type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES ||
+		     type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS))
+			continue; /* answered with its leases or hosts (emit_leases) */
 		if (r->kind == SRV_REPORT_RESULT) {
 			size_t len = 0;
 			uint8_t *blob =

@@ -35,7 +35,7 @@
 #include "srv_cpus.h"
 #include "srv_queue.h"
 
-#define SRV_REQUEST_TYPES 18 /* RequestType values 0 .. 17 */
+#define SRV_REQUEST_TYPES 20 /* RequestType values 0 .. 19 */
 #define SRV_REASONS	  32 /* RejectReason values; 0 counts accepted requests */
 
 /* I/O -> verifier -> core. */

@@ -58,6 +58,7 @@ static const char usage_text[] =
 	"            leases                        the account's leases, as buyer or seller\n"
 	"leases      host NAME CLASS VENDOR UUID...  register a host and its devices (sellers)\n"
 	"            withdraw-host NAME            no new leases on it (its seller, the operator)\n"
+	"            hosts                         the account's hosts (the operator: all)\n"
 	"            workload JSON|@FILE           what runs on the GPUs you buy (buyers)\n"
 	"market      book PRODUCT [--depth=N]      depth by price level\n"
 	"            trades PRODUCT|CLASS [--count=N] [--seconds=S]   the trade tape, live\n"
@@ -593,6 +594,36 @@ static void print_leases(struct cli *x, const struct gridex_lease *l, size_t n)
 	}
 }
 
+static void print_hosts(struct cli *x, const struct gridex_host *h, size_t n)
+{
+	if (x->json) {
+		json_t *a = json_array();
+		for (size_t i = 0; a && i < n; i++) {
+			json_t *devs = json_array();
+			for (size_t d = 0; devs && d < h[i].n_devices; d++)
+				json_array_append_new(devs, json_string(h[i].devices[d]));
+			json_array_append_new(
+				a, json_pack("{s:s, s:I, s:s, s:s, s:o, s:b, s:I}", "name",
+					     h[i].name, "seller", (json_int_t)h[i].seller,
+					     "accelerator", h[i].accelerator, "vendor", h[i].vendor,
+					     "devices", devs, "withdrawn", (int)h[i].withdrawn,
+					     "live_leases", (json_int_t)h[i].live_leases));
+		}
+		print_json(a);
+		return;
+	}
+	if (n == 0)
+		printf("(none)\n");
+	for (size_t i = 0; i < n; i++) {
+		printf("host %s  %s %s  seller %u  %s  %u live lease(s)", h[i].name,
+		       h[i].accelerator, h[i].vendor, h[i].seller,
+		       h[i].withdrawn ? "WITHDRAWN" : "IN SERVICE", h[i].live_leases);
+		for (size_t d = 0; d < h[i].n_devices; d++)
+			printf("%s%s", d ? "," : " ", h[i].devices[d]);
+		printf("\n");
+	}
+}
+
 static int cmd_host(struct cli *x)
 {
 	if (x->nargs < 4)
@@ -641,7 +672,8 @@ static int cmd_workload(struct cli *x)
 
 static int cmd_query(struct cli *x, enum gridex_query q)
 {
-	if (x->nargs > (q == GRIDEX_Q_BALANCE || q == GRIDEX_Q_LEASES ? 0 : 1))
+	if (x->nargs >
+	    (q == GRIDEX_Q_BALANCE || q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS ? 0 : 1))
 		usage("too many arguments");
 	connect_server(x, true);
 	uint64_t nonce;
@@ -649,14 +681,20 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		die(x, "%s", gridex_client_error(x->c));
 	struct gridex_event r;
 	if (answer(x, nonce, 0, &r)) {
-		if (q == GRIDEX_Q_LEASES)
+		if (q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS)
 			fprintf(stderr,
-				"gridex: the server refused the lease query (LEASES_OFF: no "
-				"provisioning hook); fills are in `gridex fills`\n");
+				"gridex: the server refused the %s query (LEASES_OFF: no "
+				"provisioning hook); fills are in `gridex fills`\n",
+				q == GRIDEX_Q_LEASES ? "lease" : "host");
 		return 1;
 	}
 	if (q == GRIDEX_Q_LEASES) {
 		print_leases(x, r.leases, r.n_leases);
+		gridex_event_free(&r);
+		return 0;
+	}
+	if (q == GRIDEX_Q_HOSTS) {
+		print_hosts(x, r.hosts, r.n_hosts);
 		gridex_event_free(&r);
 		return 0;
 	}
@@ -926,6 +964,8 @@ int main(int argc, char **argv)
 		rc = cmd_query(&x, GRIDEX_Q_LEASES);
 	else if (strcmp(cmd, "host") == 0)
 		rc = cmd_host(&x);
+	else if (strcmp(cmd, "hosts") == 0)
+		rc = cmd_query(&x, GRIDEX_Q_HOSTS);
 	else if (strcmp(cmd, "withdraw-host") == 0)
 		rc = cmd_withdraw_host(&x);
 	else if (strcmp(cmd, "workload") == 0)

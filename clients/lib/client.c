@@ -497,8 +497,9 @@ int gridex_modify(gridex_client *c, uint64_t client_order_id, int64_t price, int
 
 int gridex_query(gridex_client *c, enum gridex_query which, const char *scope, uint64_t *nonce)
 {
-	if (which < GRIDEX_Q_ORDERS || which > GRIDEX_Q_LEASES ||
-	    (scope && (which == GRIDEX_Q_BALANCE || which == GRIDEX_Q_LEASES)))
+	if (((which < GRIDEX_Q_ORDERS || which > GRIDEX_Q_LEASES) && which != GRIDEX_Q_HOSTS) ||
+	    (scope &&
+	     (which == GRIDEX_Q_BALANCE || which == GRIDEX_Q_LEASES || which == GRIDEX_Q_HOSTS)))
 		return fail(c, GRIDEX_ERR_ARGS, "unknown query, or a scope where none is taken");
 	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
 	q.type = (Gridex__V1__RequestType)which;
@@ -735,6 +736,19 @@ static void lease_of(struct gridex_lease *l, const Gridex__V1__Lease *m)
 		memcpy(l->fill_ids, m->fill_ids, l->n_fills * sizeof(*l->fill_ids));
 }
 
+static void host_of(struct gridex_host *h, const Gridex__V1__Host *m)
+{
+	*h = (struct gridex_host){
+		.seller = m->seller, .withdrawn = m->withdrawn, .live_leases = m->live_leases};
+	copy_bytes(h->name, sizeof(h->name), &m->name);
+	copy_bytes(h->accelerator, sizeof(h->accelerator), &m->accelerator);
+	copy_bytes(h->vendor, sizeof(h->vendor), &m->vendor);
+	h->n_devices =
+		m->n_devices < GRIDEX_LEASE_DEVICES_MAX ? m->n_devices : GRIDEX_LEASE_DEVICES_MAX;
+	for (size_t i = 0; i < h->n_devices; i++)
+		copy_bytes(h->devices[i], sizeof(h->devices[i]), &m->devices[i]);
+}
+
 /* Turns one ServerFrame into an event. */
 static int event_of(const Gridex__V1__ServerFrame *f, struct gridex_event *ev)
 {
@@ -798,6 +812,12 @@ static int event_of(const Gridex__V1__ServerFrame *f, struct gridex_event *ev)
 		for (size_t i = 0; i < r->n_leases; i++)
 			lease_of(&ev->leases[i], r->leases[i]);
 		ev->n_leases = r->n_leases;
+		ev->hosts = calloc(r->n_hosts ? r->n_hosts : 1, sizeof(*ev->hosts));
+		if (ev->hosts == NULL)
+			return GRIDEX_ERR_NOMEM;
+		for (size_t i = 0; i < r->n_hosts; i++)
+			host_of(&ev->hosts[i], r->hosts[i]);
+		ev->n_hosts = r->n_hosts;
 	} else if (f->lease) {
 		ev->kind = GRIDEX_EV_LEASE;
 		lease_of(&ev->lease, f->lease);
@@ -815,10 +835,12 @@ void gridex_event_free(struct gridex_event *ev)
 	free(ev->asks);
 	free(ev->rows);
 	free(ev->leases);
+	free(ev->hosts);
 	ev->bids = ev->asks = NULL;
 	ev->rows = NULL;
 	ev->leases = NULL;
-	ev->n_bids = ev->n_asks = ev->n_rows = ev->n_leases = 0;
+	ev->hosts = NULL;
+	ev->n_bids = ev->n_asks = ev->n_rows = ev->n_leases = ev->n_hosts = 0;
 }
 
 int gridex_event_decode(const uint8_t *body, size_t len, struct gridex_event *ev)

@@ -421,6 +421,10 @@ START_TEST(cli_end_to_end)
 	ck_assert_msg(strstr(out, "NOT_AUTHORIZED") != NULL, "%s", out);
 	ck_assert_int_eq(cli("leases"), 1);
 	ck_assert_msg(strstr(out, "LEASES_OFF") != NULL, "%s", out);
+	ck_assert_int_eq(cli("hosts"), 1);
+	ck_assert_msg(strstr(out, "LEASES_OFF") != NULL, "%s", out);
+	ck_assert_int_eq(cli("withdraw-host node-1"), 1);
+	ck_assert_msg(strstr(out, "LEASES_OFF") != NULL, "%s", out);
 	ck_assert_int_eq(cli("bid %s 2 2,5", product), 2);
 	ck_assert_msg(strstr(out, "at most 6 decimals") != NULL, "%s", out);
 	ck_assert_int_eq(cli("bid %s 2", product), 2);
@@ -496,10 +500,25 @@ START_TEST(cli_hosts_workloads_and_leases)
 	ck_assert_int_eq(cli("--account=2 --key=%s withdraw-host node-1", b_key), 0);
 	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 1 2.5 --id=2", b_key, product), 1);
 	ck_assert_msg(strstr(out, "INSUFFICIENT_CAPACITY") != NULL, "%s", out);
+	/* Hosts are listed to their seller and the operator, no one else. */
+	ck_assert_int_eq(cli("--account=2 --key=%s hosts", b_key), 0);
+	ck_assert_msg(strstr(out, "host node-1  H100-80G nvidia  seller 2  WITHDRAWN  1 live "
+				  "lease(s) GPU-1,GPU-2,GPU-3\n"),
+		      "%s", out);
+	ck_assert_int_eq(cli("--account=900 --key=%s hosts --json", op_key), 0);
+	ck_assert_msg(strstr(out, "\"name\":\"node-1\"") && strstr(out, "\"withdrawn\":true") &&
+			      strstr(out, "\"live_leases\":1") &&
+			      strstr(out, "\"devices\":[\"GPU-1\",\"GPU-2\",\"GPU-3\"]"),
+		      "%s", out);
+	ck_assert_int_eq(cli("--account=1 --key=%s hosts", a_key), 0);
+	ck_assert_msg(strstr(out, "(none)") != NULL, "%s", out);
+	ck_assert_int_eq(cli("--account=1 --key=%s hosts node-1", a_key), 2);
 	ck_assert_int_eq(
 		cli("--account=2 --key=%s host node-1 H100-80G nvidia GPU-1 GPU-2 GPU-3", b_key),
 		0);
 	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 1 2.5 --id=2", b_key, product), 0);
+	ck_assert_int_eq(cli("--account=2 --key=%s hosts", b_key), 0);
+	ck_assert_msg(strstr(out, "host node-1  H100-80G nvidia  seller 2  IN SERVICE"), "%s", out);
 }
 END_TEST
 

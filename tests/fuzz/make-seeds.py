@@ -47,6 +47,7 @@ requests = {
                        workload=b'{"command": ["/bin/job", "--x"], "env": {"A": "1"}}'),
     "leases": signed(type=pb.QUERY_LEASES),
     "withdraw_host": signed(type=pb.WITHDRAW_HOST, name=b"node-1"),
+    "hosts": signed(type=pb.QUERY_HOSTS),
 }
 # requests: a session of several requests, each with a two-byte length.
 session = b""
@@ -94,6 +95,10 @@ frames = [
 frames.append(pb.ServerFrame(snapshot=pb.BookSnapshot(
     product=H19, sequence=1,
     bids=[pb.PriceLevel(price=2, quantity=1), pb.PriceLevel(price=5, quantity=1)])))
+# A QUERY_HOSTS answer.
+frames.append(pb.ServerFrame(result=pb.QueryResult(nonce=8, hosts=[
+    pb.Host(name=b"node-1", seller=2, accelerator=b"H100-80G", vendor=b"nvidia",
+            devices=[b"GPU-0", b"GPU-1"], withdrawn=True, live_leases=1)])))
 feed = b""
 for i, f in enumerate(frames):
     b = f.SerializeToString()

@@ -373,6 +373,19 @@ START_TEST(host_requests_take_their_own_fields)
 	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
 	ck_assert_uint_eq(r.type, GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST);
 	ck_assert_str_eq(r.name, "node-1");
+	/* QUERY_HOSTS takes nothing */
+	q.type = GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.name.len = 0;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	q.product = (ProtobufCBinaryData){.len = 8, .data = (uint8_t *)"H100-80G"};
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.product.len = 0;
+	q.target_account = 3;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q.target_account = 0;
+	q.type = GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST;
+	q.name = (ProtobufCBinaryData){.len = 6, .data = (uint8_t *)"node-1"};
 	q.target_account = 9;
 	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
 	q.target_account = 0;

@@ -441,6 +441,25 @@ START_TEST(withdrawn_host_gets_no_leases)
 	ck_assert_int_eq(withdraw_host(&seller, "host-b"), 0);
 	ck_assert_int_eq(register_host("host-d", d, 1), GRIDEX__V1__REJECT_REASON__REGISTRY_FULL);
 	hosts_are(1, 1);
+	/* QUERY_HOSTS: host-c in host-a's place, first */
+	Gridex__V1__QueryResult *q = tclient_query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS);
+	ck_assert_uint_eq(q->n_hosts, 2);
+	ck_assert_int_eq((int)q->hosts[0]->name.len, 6);
+	ck_assert_mem_eq(q->hosts[0]->name.data, "host-c", 6);
+	ck_assert_mem_eq(q->hosts[0]->accelerator.data, "A100-40G", 8);
+	ck_assert_uint_eq(q->hosts[0]->n_devices, 1);
+	ck_assert_mem_eq(q->hosts[0]->devices[0].data, "GPU-cccc", 8);
+	ck_assert(!q->hosts[0]->withdrawn);
+	ck_assert_uint_eq(q->hosts[0]->seller, SELLER);
+	ck_assert_mem_eq(q->hosts[1]->name.data, "host-b", 6);
+	ck_assert(q->hosts[1]->withdrawn);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	q = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS);
+	ck_assert_uint_eq(q->n_hosts, 0);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	q = tclient_query(&op, GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS);
+	ck_assert_uint_eq(q->n_hosts, 2);
+	gridex__v1__query_result__free_unpacked(q, NULL);
 }
 END_TEST
 

@@ -129,7 +129,8 @@ enum gridex_query {
 	GRIDEX_Q_ORDERS = 6,
 	GRIDEX_Q_BALANCE = 7,
 	GRIDEX_Q_FILLS = 8,
-	GRIDEX_Q_LEASES = 9
+	GRIDEX_Q_LEASES = 9,
+	GRIDEX_Q_HOSTS = 19 /* the account's hosts (the operator: every host) */
 };
 /* The answer is an ACK, then a RESULT event with the same nonce. */
 GRIDEX_MUST_USE int gridex_query(gridex_client *c, enum gridex_query q, const char *scope,
@@ -235,6 +236,17 @@ struct gridex_lease {
 	uint64_t sequence;
 };
 
+/* A registered host, in the RESULT of GRIDEX_Q_HOSTS. */
+struct gridex_host {
+	char name[32];
+	uint32_t seller;
+	char accelerator[32], vendor[16];
+	char devices[GRIDEX_LEASE_DEVICES_MAX][64];
+	size_t n_devices;
+	bool withdrawn;	      /* out of service: no new leases */
+	uint32_t live_leases; /* leases on it that have not ended */
+};
+
 struct gridex_report {
 	uint32_t account;
 	uint64_t client_order_id, order_id;
@@ -275,6 +287,8 @@ struct gridex_event {
 	struct gridex_lease lease;	      /* LEASE */
 	struct gridex_lease *leases;	      /* RESULT of a lease query */
 	size_t n_leases;
+	struct gridex_host *hosts; /* RESULT of a host query */
+	size_t n_hosts;
 	bool has_balance;	     /* RESULT of a balance query */
 	int64_t available, reserved; /* RESULT */
 };
