@@ -1082,6 +1082,11 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 	for (size_t i = 0; i < l->n_fills && !in->error; i++)
 		if (l->fills[i]->open != 0)
 			srv_snap_fail(in, "an open fill in the snapshot has parts missing");
+	/* A withdrawn host's devices are another host's only once its leases have ended. */
+	for (uint32_t h = 0; h < l->n_hosts && !in->error; h++)
+		if (l->hosts[h].withdrawn && l->on_host[h].n > 0 &&
+		    devices_taken(l, &l->hosts[h].spec, h))
+			srv_snap_fail(in, "a device in the snapshot is on two hosts at once");
 	/* Both counts were taken down to zero: count the parts again. */
 	for (size_t i = 0; i < l->n_live && !in->error; i++)
 		for (uint32_t p = 0; p < l->live[i]->n_parts; p++)

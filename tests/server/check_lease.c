@@ -484,6 +484,34 @@ START_TEST(full_table_reuses_a_forgotten_host)
 }
 END_TEST
 
+/* A snapshot in which a withdrawn host with a live lease shares a device with another
+ * host (which registration never allows) is refused. */
+START_TEST(snapshot_refuses_a_device_on_two_hosts)
+{
+	struct srv_host_spec a = spec_of("a", 1), x = spec_of("x", 1);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-x", &x), SRV_LEASE_OK);
+	struct ledger_fill f = fill(1, 1);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	uint32_t h;
+	bool now;
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-a", &h, &now), SRV_LEASE_OK);
+	struct srv_snap_w w = {0};
+	srv_leases_save(l, &w);
+	size_t at = 0;
+	while (at + 7 <= w.len && memcmp(w.p + at, "GPU-x-0", 7) != 0)
+		at++;
+	ck_assert_uint_lt(at + 7, w.len + 1);
+	memcpy(w.p + at, "GPU-a-0", 7);
+	struct srv_leases *m = book();
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_int_eq(srv_leases_load(m, &in), -1);
+	ck_assert_str_eq(in.error, "a device in the snapshot is on two hosts at once");
+	srv_leases_destroy(m);
+	srv_snap_w_free(&w);
+}
+END_TEST
+
 START_TEST(workloads_and_vendors_are_checked)
 {
 	static const char *const good[] = {
@@ -532,6 +560,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, snapshots_reload_the_same_book);
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
+	tcase_add_test(tc, snapshot_refuses_a_device_on_two_hosts);
 	suite_add_tcase(s, tc);
 	return s;
 }
