@@ -318,6 +318,29 @@ uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host)
 	return host < l->n_hosts ? l->on_host[host].n : 0;
 }
 
+const char *srv_leases_check_hosts(const struct srv_leases *l)
+{
+	uint32_t withdrawn = 0;
+	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
+	for (uint32_t h = 0; h < l->n_hosts; h++) {
+		const struct srv_host_view *x = &l->hosts[h];
+		withdrawn += x->withdrawn;
+		if (srv_leases_host_named(l, x->name) != h)
+			return "two hosts have one name";
+		if ((!x->withdrawn || l->on_host[h].n > 0) && devices_taken(l, &x->spec, h))
+			return "a device is held by two hosts";
+		uint32_t named = 0;
+		for (uint64_t i = 0; i < kept; i++)
+			named += l->ended[(l->n_ended - 1 - i) % l->cfg.leases_kept].host == h;
+		if (named != l->named[h])
+			return "a host's count of the ended leases that name it is wrong";
+		for (uint32_t k = 0; k < l->on_host[h].n; k++)
+			if (l->on_host[h].l[k]->v.host != h)
+				return "a host lists a lease of another host";
+	}
+	return withdrawn == l->n_withdrawn ? NULL : "the count of withdrawn hosts is wrong";
+}
+
 uint32_t srv_leases_withdrawn_count(const struct srv_leases *l)
 {
 	return l->n_withdrawn;

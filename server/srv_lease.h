@@ -200,6 +200,9 @@ void srv_leases_resume(struct srv_leases *l);
 size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_lease_view *out,
 		     size_t max);
 
+/* Checks the host table's invariants (tests, fuzzing): NULL, or what is wrong. */
+const char *srv_leases_check_hosts(const struct srv_leases *l);
+
 /* Live leases by state (index: enum srv_lease_state; 0 unused), for metrics. */
 void srv_leases_counts(const struct srv_leases *l, uint64_t counts[7]);
 

@@ -97,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			if (out.n_reports == 0 || out.n_reports > out.reports_cap ||
 			    out.n_fills > out.fills_cap || out.n_md > out.md_cap ||
-			    out.n_rows > out.rows_cap || out.n_lease_rows > out.rows_cap)
+			    out.n_rows > out.rows_cap || out.n_lease_rows > out.rows_cap ||
+			    out.n_host_rows > out.rows_cap)
 				abort();
 			/* Every settlement delivers a share of its fill, no more. */
 			for (size_t i = 0; out.leases && i < out.leases->n_settles; i++) {
@@ -108,6 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *why = matching_check_invariants(srv_core_engine(c));
 			if (why == NULL)
 				why = srv_risk_check_invariants(srv_core_risk(c));
+			if (why == NULL)
+				why = srv_leases_check_hosts(srv_core_leases(c));
 			if (why) {
 				fprintf(stderr, "invariant: %s\n", why);
 				abort();

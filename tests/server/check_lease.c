@@ -419,6 +419,8 @@ START_TEST(withdrawn_hosts_get_no_new_leases)
 	ck_assert_uint_eq(o->n_updates, 2); /* host-b's 2, host-c's 2; none on host-a */
 	ck_assert_uint_eq(o->updates[0].host, 1);
 	ck_assert_uint_eq(o->updates[1].host, 2);
+	ck_assert_ptr_null(srv_leases_check_hosts(m));
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
 	srv_leases_destroy(m);
 }
 END_TEST
@@ -474,6 +476,7 @@ START_TEST(full_table_reuses_a_forgotten_host)
 	}
 	ck_assert_int_eq(add_nth(l, 17, &h), SRV_LEASE_OK);
 	ck_assert_uint_eq(h, 0);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
 	/* the same after a reload (the names of the ring are counted again) */
 	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-17", &h, &now), SRV_LEASE_OK);
 	m = reload(&w);
