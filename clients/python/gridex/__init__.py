@@ -9,6 +9,8 @@ from .client import (
     Event,
     ExecutionReport,
     GridexError,
+    Host,
+    Lease,
     Level,
     QueryResult,
     Reject,
@@ -22,6 +24,6 @@ from .prices import format_price, parse_price
 
 __all__ = [
     "Ack", "BookSnapshot", "BookUpdate", "Client", "Event", "ExecutionReport", "GridexError",
-    "KeyFileError", "Level", "QueryResult", "Reject", "Rejected", "Side", "TimeInForce", "Trade",
+    "Host", "KeyFileError", "Lease", "Level", "QueryResult", "Reject", "Rejected", "Side", "TimeInForce", "Trade",
     "format_price", "keygen", "load_signing_key", "parse_price", "public_key",
 ]

@@ -9,6 +9,7 @@ events(). wait_answer() and the order helpers wait for the ACK or REJECT.
 from __future__ import annotations
 
 import enum
+import json
 import socket
 import ssl
 import struct
@@ -121,6 +122,41 @@ class Trade:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A lease of the account as buyer or seller (docs/provisioning.md)."""
+
+    lease_id: int
+    buyer: int
+    seller: int
+    host: str
+    accelerator: str
+    vendor: str
+    devices: list[str]
+    quantity: int  # GPUs
+    start_ms: int  # the delivery window
+    end_ms: int
+    state: str  # SCHEDULED, STARTING, RUNNING, COMPLETED, FAILED_DELIVERY, CANCELLED
+    reason: str  # FAILED_DELIVERY, CANCELLED: why
+    running_ms: int  # 0: not yet
+    ended_ms: int  # 0: not yet
+    fill_ids: list[int]
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Host:
+    """A registered host, in the result of query_hosts()."""
+
+    name: str
+    seller: int
+    accelerator: str
+    vendor: str
+    devices: list[str]
+    withdrawn: bool  # out of service: no new leases
+    live_leases: int
+
+
+@dataclass(frozen=True)
 class QueryResult:
     account: int
     nonce: int
@@ -128,9 +164,11 @@ class QueryResult:
     fills: list[ExecutionReport] = field(default_factory=list)
     available: Optional[int] = None
     reserved: Optional[int] = None
+    leases: list[Lease] = field(default_factory=list)
+    hosts: list[Host] = field(default_factory=list)
 
 
-Event = Union[Ack, Reject, ExecutionReport, BookSnapshot, BookUpdate, Trade, QueryResult]
+Event = Union[Ack, Reject, ExecutionReport, BookSnapshot, BookUpdate, Trade, QueryResult, Lease]
 
 
 def _text(b: bytes) -> str:
@@ -155,6 +193,39 @@ def _report(e: "pb.ExecutionReport") -> ExecutionReport:
         fee=e.fee,
         sequence=e.sequence,
         time_ms=e.time_ms,
+    )
+
+
+def _lease(m: "pb.Lease") -> Lease:
+    return Lease(
+        lease_id=m.lease_id,
+        buyer=m.buyer,
+        seller=m.seller,
+        host=_text(m.host),
+        accelerator=_text(m.accelerator),
+        vendor=_text(m.vendor),
+        devices=[_text(d) for d in m.devices],
+        quantity=m.quantity,
+        start_ms=m.start_ms,
+        end_ms=m.end_ms,
+        state=pb.LeaseState.Name(m.state) if m.state in pb.LeaseState.values() else "UNKNOWN",
+        reason=_text(m.reason),
+        running_ms=m.running_ms,
+        ended_ms=m.ended_ms,
+        fill_ids=list(m.fill_ids),
+        sequence=m.sequence,
+    )
+
+
+def _host(m: "pb.Host") -> Host:
+    return Host(
+        name=_text(m.name),
+        seller=m.seller,
+        accelerator=_text(m.accelerator),
+        vendor=_text(m.vendor),
+        devices=[_text(d) for d in m.devices],
+        withdrawn=m.withdrawn,
+        live_leases=m.live_leases,
     )
 
 
@@ -191,7 +262,11 @@ def _event(f: "pb.ServerFrame") -> Event:
             fills=[_report(o) for o in r.fills],
             available=bal.available if bal else None,
             reserved=bal.reserved if bal else None,
+            leases=[_lease(m) for m in r.leases],
+            hosts=[_host(m) for m in r.hosts],
         )
+    if f.HasField("lease"):
+        return _lease(f.lease)
     raise GridexError("the server sent a frame this client cannot read")
 
 
@@ -343,6 +418,45 @@ class Client:
 
     def query_balance(self) -> int:
         return self._send(pb.Request(type=pb.QUERY_BALANCE))
+
+    # -- leases (a server with a provisioning hook: docs/provisioning.md) --
+
+    def set_workload(self, command: list[str], env: Optional[dict[str, str]] = None) -> int:
+        """What runs on the GPUs this account buys; needed before it may bid."""
+        if not command or not all(isinstance(a, str) for a in command):
+            raise ValueError("a workload's command is a non-empty list of strings")
+        workload: dict[str, object] = {"command": list(command)}
+        if env:
+            workload["env"] = dict(env)
+        text = json.dumps(workload, separators=(",", ":"))
+        return self._send(pb.Request(type=pb.SET_WORKLOAD, workload=text.encode("utf-8")))
+
+    def register_host(
+        self, name: str, accelerator_class: str, vendor: str, devices: list[str]
+    ) -> int:
+        """A seller's host: its class, vendor (nvidia, amd, ascend, cambricon) and 1-16
+        device UUIDs; registering it again after withdraw_host() puts it back."""
+        if not 1 <= len(devices) <= 16:
+            raise ValueError("a host has 1-16 devices")
+        return self._send(
+            pb.Request(
+                type=pb.REGISTER_HOST,
+                name=name.encode("ascii"),
+                product=accelerator_class.encode("ascii"),
+                vendor=vendor.encode("ascii"),
+                devices=[d.encode("ascii") for d in devices],
+            )
+        )
+
+    def withdraw_host(self, name: str) -> int:
+        """Takes a host out of service (its seller, or the operator): no new leases."""
+        return self._send(pb.Request(type=pb.WITHDRAW_HOST, name=name.encode("ascii")))
+
+    def query_leases(self) -> int:
+        return self._send(pb.Request(type=pb.QUERY_LEASES))
+
+    def query_hosts(self) -> int:
+        return self._send(pb.Request(type=pb.QUERY_HOSTS))
 
     # -- operator requests (only the exchange's operator account may send them) --
 

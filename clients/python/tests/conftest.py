@@ -47,7 +47,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(request):
+    # A test module may name more gridexd arguments in GRIDEXD_ARGS.
     base = os.environ.get("GRIDEX_TEST_DATABASE_URL")
     if not base:
         pytest.skip("GRIDEX_TEST_DATABASE_URL is not set (./scripts/test sets it)")
@@ -76,7 +77,7 @@ def server():
          "--metrics-listen=", f"--ready-file={tmp}/ready", f"--journal-dir={tmp}/journal",
          "--operator-account=500",
          f"--operator-key={op_pub.hex()}", "--maker-bps=10", "--taker-bps=20",
-         "--batch-ms-max=5"],
+         "--batch-ms-max=5", *getattr(request.module, "GRIDEXD_ARGS", [])],
         stdout=log, stderr=log,
     )
     try:
