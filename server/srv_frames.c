@@ -49,6 +49,20 @@ static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
 	return WIRE_HEADER_BYTES + n;
 }
 
+/* A ServerFrame holding q, packed into a new buffer (NULL: out of memory or too big). */
+static uint8_t *pack_result(Gridex__V1__QueryResult *q, size_t *len)
+{
+	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
+	f.result = q;
+	size_t cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
+	uint8_t *buf = malloc(cap);
+	if (buf && (*len = pack(buf, cap, &f)) == 0) {
+		free(buf);
+		buf = NULL;
+	}
+	return buf;
+}
+
 static ProtobufCBinaryData text(const char *s)
 {
 	return (ProtobufCBinaryData){.len = s ? strlen(s) : 0, .data = (uint8_t *)s};
@@ -208,14 +222,7 @@ uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
 		q.n_orders = n_rows;
 		q.orders = ptrs;
 	}
-	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
-	f.result = &q;
-	size_t cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
-	buf = malloc(cap);
-	if (buf && (*len = pack(buf, cap, &f)) == 0) {
-		free(buf);
-		buf = NULL;
-	}
+	buf = pack_result(&q, len);
 out:
 	free(reports);
 	free(ptrs);
@@ -332,19 +339,12 @@ uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host
 		m->live_leases = rows[i].live_leases;
 		ptrs[i] = m;
 	}
-	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
 	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
 	q.nonce = nonce;
 	q.account = account;
 	q.n_hosts = n;
 	q.hosts = ptrs;
-	f.result = &q;
-	size_t cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
-	buf = malloc(cap);
-	if (buf && (*len = pack(buf, cap, &f)) == 0) {
-		free(buf);
-		buf = NULL;
-	}
+	buf = pack_result(&q, len);
 out:
 	free(msgs);
 	free(ptrs);

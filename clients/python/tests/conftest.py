@@ -7,6 +7,7 @@ Meson test passes: GRIDEX_TEST_GRIDEXD, GRIDEX_TEST_ADMIN, GRIDEX_TEST_MIGRATION
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import tempfile
@@ -17,6 +18,27 @@ from dataclasses import dataclass
 import pytest
 
 import gridex
+
+
+def product(hours_ahead: int) -> str:
+    """The H100-80G product hours_ahead hours from now."""
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours_ahead)
+    return t.strftime("H100-80G/%Y-%m-%dT%H")
+
+
+def register_traders(server: "Server", capacity: int | None):
+    """Registers alice (1, funded) and bob (2, with capacity H100-80G GPUs when given);
+    returns a connected client of each."""
+    keys = {}
+    for account, name in ((1, "alice"), (2, "bob")):
+        path = os.path.join(server.dir, f"{name}.pem")
+        op = server.operator
+        op.wait_answer(op.register(account, name, gridex.keygen(path)))
+        keys[account] = path
+    server.operator.wait_answer(server.operator.deposit(1, gridex.parse_price("1000")))
+    if capacity is not None:
+        server.operator.wait_answer(server.operator.set_capacity(2, "H100-80G", capacity))
+    return server.client(1, keys[1]), server.client(2, keys[2])
 
 
 def _db_url(base: str, db: str, user: str) -> str:

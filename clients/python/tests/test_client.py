@@ -6,32 +6,19 @@ reconnects, key files and prices."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 
 import pytest
+from conftest import product, register_traders
 
 import gridex
 from gridex import Side
 
 
-def product(hours_ahead: int) -> str:
-    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours_ahead)
-    return t.strftime("H100-80G/%Y-%m-%dT%H")
-
-
 @pytest.fixture(scope="module")
 def traders(server):
-    keys = {}
-    for account, name in ((1, "alice"), (2, "bob")):
-        path = os.path.join(server.dir, f"{name}.pem")
-        op = server.operator
-        op.wait_answer(op.register(account, name, gridex.keygen(path)))
-        keys[account] = path
-    server.operator.wait_answer(server.operator.deposit(1, gridex.parse_price("1000")))
-    server.operator.wait_answer(server.operator.set_capacity(2, "H100-80G", 50))
-    buyer, seller = server.client(1, keys[1]), server.client(2, keys[2])
+    buyer, seller = register_traders(server, capacity=50)
     yield buyer, seller
     buyer.close()
     seller.close()

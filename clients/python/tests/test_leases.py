@@ -7,10 +7,8 @@ delivery window is two hours ahead."""
 
 from __future__ import annotations
 
-import datetime
-import os
-
 import pytest
+from conftest import product, register_traders
 
 import gridex
 from gridex import Side
@@ -18,21 +16,10 @@ from gridex import Side
 GRIDEXD_ARGS = ["--hook=/bin/true"]
 
 
-def product(hours_ahead: int) -> str:
-    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours_ahead)
-    return t.strftime("H100-80G/%Y-%m-%dT%H")
-
-
 @pytest.fixture(scope="module")
 def traders(server):
-    keys = {}
-    for account, name in ((1, "alice"), (2, "bob")):
-        path = os.path.join(server.dir, f"{name}.pem")
-        op = server.operator
-        op.wait_answer(op.register(account, name, gridex.keygen(path)))
-        keys[account] = path
-    server.operator.wait_answer(server.operator.deposit(1, gridex.parse_price("1000")))
-    buyer, seller = server.client(1, keys[1]), server.client(2, keys[2])
+    # No capacity: the seller's host gives it.
+    buyer, seller = register_traders(server, capacity=None)
     yield buyer, seller
     buyer.close()
     seller.close()
