@@ -3,7 +3,10 @@
  * The lease book's cost per fill (server/srv_lease.c, run by the core thread
  * for every fill with leases on): with L live leases already booked, M more
  * fills of one GPU each get their device and lease. Prints fills/s and the
- * latency of one fill (p50, p99, max) for each L.
+ * latency of one fill (p50, p99, max) for each L; and, first, what one
+ * REGISTER_HOST costs the core with every host of the table registered (16
+ * devices each): a new host (refused: the table is full) and one registered
+ * again.
  * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
  *                     [--live=L1,L2,...]
  */
@@ -17,6 +20,32 @@
 #include "srv_lease.h"
 
 #define HOUR INT64_C(3600000)
+
+/* REGISTER_HOST against a full table of n hosts: a new host, and host 0 again. */
+static void registrations(struct srv_leases *l, uint32_t n)
+{
+	struct srv_host_spec fresh = {.vendor = "nvidia", .n_devices = 16};
+	for (uint32_t d = 0; d < 16; d++)
+		snprintf(fresh.devices[d], sizeof(fresh.devices[d]), "GPU-new-%u", d);
+	const struct srv_host_view *h0 = srv_leases_host(l, 0);
+	enum { TRIES = 1000 };
+	int64_t t[2];
+	for (int k = 0; k < 2; k++) {
+		int64_t a = bench_now_ns();
+		for (int i = 0; i < TRIES; i++) {
+			uint32_t at;
+			bool added;
+			int rc = k == 0 ? srv_leases_add_host(l, 100, 0, "new", &fresh, &at, &added)
+					: srv_leases_add_host(l, h0->seller, h0->cls, h0->name,
+							      &h0->spec, &at, &added);
+			if (rc != (k == 0 ? SRV_LEASE_FULL : SRV_LEASE_OK))
+				exit(1);
+		}
+		t[k] = bench_now_ns() - a;
+	}
+	printf("hosts=%u register_new_full_us=%.2f register_again_us=%.2f\n", n,
+	       (double)t[0] / TRIES / 1e3, (double)t[1] / TRIES / 1e3);
+}
 
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 {
@@ -43,6 +72,8 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 			    SRV_LEASE_OK)
 				exit(1);
 		}
+	if (live == 0)
+		registrations(l, sellers * hosts);
 	/* One GPU per fill, sellers in turn, hours filling up one after the other. */
 	long per_hour = (long)sellers * hosts * 16;
 	int64_t t0 = INT64_C(1795366800000);
