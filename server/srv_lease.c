@@ -348,6 +348,10 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	if (seller == 0 || name[0] == '\0' || strlen(name) > SRV_ACCOUNT_NAME_BYTES_MAX ||
 	    spec->n_devices == 0 || spec->n_devices > SRV_HOST_DEVICES_MAX)
 		return SRV_LEASE_ARGS;
+	for (uint32_t i = 0; i < spec->n_devices; i++) /* requests are checked; snapshots too */
+		for (uint32_t j = 0; j < i; j++)
+			if (strcmp(spec->devices[i], spec->devices[j]) == 0)
+				return SRV_LEASE_ARGS;
 	uint32_t h = srv_leases_host_named(l, name);
 	if (h != NO_HOST) {
 		struct srv_host_view *x = &l->hosts[h];

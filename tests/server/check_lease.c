@@ -104,6 +104,10 @@ START_TEST(hosts_are_checked)
 	/* the same name with other devices, or by another seller */
 	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &b), SRV_LEASE_EXISTS);
 	ck_assert_int_eq(add_host(l, 8, CLS, "host-a", &a), SRV_LEASE_EXISTS);
+	/* one device twice */
+	struct srv_host_spec twice = spec_of("t", 2);
+	snprintf(twice.devices[1], sizeof(twice.devices[1]), "GPU-t-0");
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-t", &twice), SRV_LEASE_ARGS);
 	/* a device another host has */
 	struct srv_host_spec c = spec_of("b", 2);
 	snprintf(c.devices[1], sizeof(c.devices[1]), "GPU-a-3");
