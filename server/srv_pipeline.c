@@ -639,7 +639,6 @@ static void hookjob_of(struct srv_core *core, uint8_t kind, const struct srv_lea
 	snprintf(j->workload, sizeof(j->workload), "%s", w ? w : "");
 }
 
-/* Lease updates to buyer and seller, a lease query's answer, and the hook's jobs. */
 /* A QUERY_HOSTS answer. */
 static void emit_hosts(struct core_ctx *x, const struct srv_core_out *out, uint64_t conn,
 		       const struct srv_request *req)
@@ -662,6 +661,8 @@ static void emit_hosts(struct core_ctx *x, const struct srv_core_out *out, uint6
 	stage_blob(x, SRV_OUT_BLOB, conn, req->account, b, len);
 }
 
+/* Lease updates to buyer and seller, a lease or host query's answer, and the hook's
+ * jobs. */
 static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint64_t conn,
 			const struct srv_request *req)
 {
