@@ -684,8 +684,9 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		if (q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS)
 			fprintf(stderr,
 				"gridex: the server refused the %s query (LEASES_OFF: no "
-				"provisioning hook); fills are in `gridex fills`\n",
-				q == GRIDEX_Q_LEASES ? "lease" : "host");
+				"provisioning hook)%s\n",
+				q == GRIDEX_Q_LEASES ? "lease" : "host",
+				q == GRIDEX_Q_LEASES ? "; fills are in `gridex fills`" : "");
 		return 1;
 	}
 	if (q == GRIDEX_Q_LEASES) {
