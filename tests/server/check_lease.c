@@ -437,7 +437,7 @@ END_TEST
 /* Host i of test_full_table: one device, GPU-<i>-0. */
 static int add_nth(struct srv_leases *b, int i, uint32_t *h)
 {
-	char name[16], prefix[8];
+	char name[24], prefix[16];
 	snprintf(name, sizeof(name), "host-%d", i);
 	snprintf(prefix, sizeof(prefix), "%d", i);
 	struct srv_host_spec s = spec_of(prefix, 1);
