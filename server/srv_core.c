@@ -1323,13 +1323,20 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 	}
 }
 
+/* Whose leases and hosts an account's lease requests reach: its own, or (0) every one's
+ * for the operator. */
+static uint32_t own_or_every(const struct srv_core *c, uint32_t account)
+{
+	return account == c->cfg.operator_account ? 0 : account;
+}
+
 /* WITHDRAW_HOST: by the host's seller, or the operator. Its devices no longer count in
  * the seller's capacity (which stays at least 0; offers resting above it stay, and
  * what they sell without devices is refunded as not_enough_devices). */
 static void withdraw_host(struct srv_core *c, const struct srv_request *req,
 			  struct srv_core_out *out)
 {
-	uint32_t by = req->account == c->cfg.operator_account ? 0 : req->account, h;
+	uint32_t by = own_or_every(c, req->account), h;
 	bool now;
 	if (srv_leases_withdraw_host(c->leases, by, req->name, &h, &now) != SRV_LEASE_OK) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_HOST);
@@ -1357,22 +1364,18 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		reject(out, req, GRIDEX__V1__REJECT_REASON__LEASES_OFF);
 		return;
 	}
-	if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES) {
+	if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES ||
+	    req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS) {
 		ack(out, req);
 		struct srv_report *r = report(out, SRV_REPORT_RESULT, req->account);
 		r->nonce = req->nonce;
-		/* The operator sees every lease. */
-		uint32_t whose = req->account == c->cfg.operator_account ? 0 : req->account;
-		out->n_lease_rows = srv_leases_of(c->leases, whose, out->lease_rows, out->rows_cap);
-		return;
-	}
-	if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS) {
-		ack(out, req);
-		struct srv_report *r = report(out, SRV_REPORT_RESULT, req->account);
-		r->nonce = req->nonce;
-		uint32_t whose = req->account == c->cfg.operator_account ? 0 : req->account;
-		out->n_host_rows =
-			srv_leases_hosts_of(c->leases, whose, out->host_rows, out->rows_cap);
+		uint32_t whose = own_or_every(c, req->account);
+		if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES)
+			out->n_lease_rows =
+				srv_leases_of(c->leases, whose, out->lease_rows, out->rows_cap);
+		else
+			out->n_host_rows = srv_leases_hosts_of(c->leases, whose, out->host_rows,
+							       out->rows_cap);
 		return;
 	}
 	if (req->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD) {
