@@ -10,6 +10,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,19 @@ struct recovery {
 	const char *error;
 };
 
+/* Appends to text (cap bytes, *n of them written so far) while it has room. */
+__attribute__((format(printf, 4, 5))) static void text_append(char *text, size_t cap, int *n,
+							      const char *fmt, ...)
+{
+	if (*n <= 0 || (size_t)*n >= cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int k = vsnprintf(text + *n, cap - (size_t)*n, fmt, ap);
+	va_end(ap);
+	*n = k < 0 ? -1 : *n + k;
+}
+
 /* The settings that decide what the core does with an input: a journal replays
  * right only under the ones it was written with. */
 void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
@@ -55,24 +69,24 @@ void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNA
 		(long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
 		(long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
 	/* Each only when set: journals written before they existed keep their fingerprint. */
-	if (c->book_retain_ms != 0 && n > 0 && (size_t)n < sizeof(text))
-		n += snprintf(text + n, sizeof(text) - (size_t)n, " book_retain_ms=%lld",
-			      (long long)c->book_retain_ms);
-	if (c->product_horizon_ms != 0 && n > 0 && (size_t)n < sizeof(text))
-		n += snprintf(text + n, sizeof(text) - (size_t)n, " product_horizon_ms=%lld",
-			      (long long)c->product_horizon_ms);
-	if (c->classes[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
-		n += snprintf(text + n, sizeof(text) - (size_t)n, " classes=%s", c->classes);
+	if (c->book_retain_ms != 0)
+		text_append(text, sizeof(text), &n, " book_retain_ms=%lld",
+			    (long long)c->book_retain_ms);
+	if (c->product_horizon_ms != 0)
+		text_append(text, sizeof(text), &n, " product_horizon_ms=%lld",
+			    (long long)c->product_horizon_ms);
+	if (c->classes[0] != '\0')
+		text_append(text, sizeof(text), &n, " classes=%s", c->classes);
 	/* Only with leases on: journals written with them off keep their fingerprint. */
-	if (c->hook[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
-		snprintf(text + n, sizeof(text) - (size_t)n,
-			 " leases=1 hosts_max=%lld leases_max=%lld leases_kept=%lld "
-			 "lease_start_lead_ms=%lld lease_start_deadline_ms=%lld "
-			 "delivery_period_ms=%lld delivery_shift_ms=%lld",
-			 (long long)c->hosts_max, (long long)c->leases_max,
-			 (long long)c->leases_kept, (long long)c->lease_start_lead_ms,
-			 (long long)c->lease_start_deadline_ms, (long long)c->delivery_period_ms,
-			 (long long)c->delivery_shift_ms);
+	if (c->hook[0] != '\0')
+		text_append(text, sizeof(text), &n,
+			    " leases=1 hosts_max=%lld leases_max=%lld leases_kept=%lld "
+			    "lease_start_lead_ms=%lld lease_start_deadline_ms=%lld "
+			    "delivery_period_ms=%lld delivery_shift_ms=%lld",
+			    (long long)c->hosts_max, (long long)c->leases_max,
+			    (long long)c->leases_kept, (long long)c->lease_start_lead_ms,
+			    (long long)c->lease_start_deadline_ms, (long long)c->delivery_period_ms,
+			    (long long)c->delivery_shift_ms);
 	crypto_generichash(out, SRV_JOURNAL_SETTINGS_BYTES, (const uint8_t *)text, strlen(text),
 			   NULL, 0);
 }
