@@ -6,9 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "srv_snapshot.h"
+#include "srv_tindex.h"
 
 #define HOUR_MS	 INT64_C(3600000)
 #define NO_HOST	 UINT32_MAX
@@ -41,20 +40,6 @@ struct lease {
 	bool gone;	    /* ended: freed when live[] is compacted */
 };
 
-/*
- * An index of text keys that live in the host table (host names; device UUIDs)
- * to a uint32 value: open addressing with linear probing, SipHash with a
- * random key (participants choose the texts), deletion by backward shift. A
- * slot holds value + 1 (0: empty); text() gives a value's key. It only speeds
- * up lookups: nothing decided depends on where an entry sits.
- */
-struct tindex {
-	uint32_t *slot;
-	uint32_t mask;
-	unsigned char key[crypto_shorthash_KEYBYTES];
-	const char *(*text)(const struct srv_leases *l, uint32_t v);
-};
-
 /* The live leases of one host (any order): what the hour of a fill finds taken. */
 struct host_leases {
 	struct lease **l;
@@ -79,8 +64,8 @@ struct srv_leases {
 	struct host_leases *on_host;
 	uint32_t *named; /* per host: ended leases in the ring that name it */
 	uint32_t n_hosts, n_withdrawn;
-	struct tindex names;   /* host name -> host */
-	struct tindex devices; /* UUID -> host << 4 | device, of hosts that hold theirs */
+	struct srv_tindex names;   /* host name -> host */
+	struct srv_tindex devices; /* UUID -> host << 4 | device, of hosts that hold theirs */
 	struct lease **live;
 	size_t n_live, cap_live; /* slots, gone ones included */
 	uint32_t n_active;	 /* live leases */
@@ -102,80 +87,20 @@ struct srv_leases {
 	size_t cap_updates, cap_cmds, cap_settles;
 };
 
-/* ---------- text indexes ---------- */
+/* ---------- the host table's indexes ---------- */
 
-static const char *name_text(const struct srv_leases *l, uint32_t host)
+static const char *name_text(const void *ctx, uint32_t host)
 {
+	const struct srv_leases *l = ctx;
 	return l->hosts[host].name;
 }
 
 _Static_assert(SRV_HOST_DEVICES_MAX == 16, "device entries are host << 4 | device");
 
-static const char *device_text(const struct srv_leases *l, uint32_t v)
+static const char *device_text(const void *ctx, uint32_t v)
 {
+	const struct srv_leases *l = ctx;
 	return l->hosts[v >> 4].spec.devices[v & 15];
-}
-
-static bool tindex_init(struct tindex *ix, uint64_t max,
-			const char *(*text)(const struct srv_leases *, uint32_t))
-{
-	uint64_t cap = 16;
-	while (cap < 2 * max)
-		cap <<= 1;
-	ix->slot = calloc(cap, sizeof(*ix->slot));
-	ix->mask = (uint32_t)(cap - 1);
-	ix->text = text;
-	randombytes_buf(ix->key, sizeof(ix->key));
-	return ix->slot != NULL;
-}
-
-static uint32_t tindex_home(const struct tindex *ix, const char *s)
-{
-	uint64_t h;
-	crypto_shorthash((unsigned char *)&h, (const unsigned char *)s, strlen(s), ix->key);
-	return (uint32_t)h & ix->mask;
-}
-
-/* The slot of s: its entry, or the empty slot where it would go. */
-static uint32_t tindex_pos(const struct srv_leases *l, const struct tindex *ix, const char *s)
-{
-	uint32_t i = tindex_home(ix, s);
-	while (ix->slot[i] != 0 && strcmp(ix->text(l, ix->slot[i] - 1), s) != 0)
-		i = (i + 1) & ix->mask;
-	return i;
-}
-
-/* s's value, or NO_HOST. */
-static uint32_t tindex_get(const struct srv_leases *l, const struct tindex *ix, const char *s)
-{
-	uint32_t i = tindex_pos(l, ix, s);
-	return ix->slot[i] ? ix->slot[i] - 1 : NO_HOST;
-}
-
-/* Enters v under its text (the table has room: sized for every host's keys). */
-static void tindex_put(const struct srv_leases *l, struct tindex *ix, uint32_t v)
-{
-	ix->slot[tindex_pos(l, ix, ix->text(l, v))] = v + 1;
-}
-
-/* Removes s; the entries after it in its run move back where their home lets them. */
-static void tindex_del(const struct srv_leases *l, struct tindex *ix, const char *s)
-{
-	uint32_t i = tindex_pos(l, ix, s);
-	if (ix->slot[i] == 0)
-		return;
-	for (uint32_t j = i;;) {
-		j = (j + 1) & ix->mask;
-		if (ix->slot[j] == 0)
-			break;
-		uint32_t k = tindex_home(ix, ix->text(l, ix->slot[j] - 1));
-		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stays) {
-			ix->slot[i] = ix->slot[j];
-			i = j;
-		}
-	}
-	ix->slot[i] = 0;
 }
 
 void srv_lease_config_default(struct srv_lease_config *cfg)
@@ -208,9 +133,9 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
 	l->next_id = 1;
 	l->next_due = NONE_DUE;
-	bool indexed = tindex_init(&l->names, cfg->hosts_max, name_text) &&
-		       tindex_init(&l->devices, (uint64_t)cfg->hosts_max * SRV_HOST_DEVICES_MAX,
-				   device_text);
+	bool indexed = srv_tindex_init(&l->names, cfg->hosts_max, name_text, l) &&
+		       srv_tindex_init(&l->devices, (uint64_t)cfg->hosts_max * SRV_HOST_DEVICES_MAX,
+				       device_text, l);
 	if (!l->hosts || !l->on_host || !l->occ || !l->named || !l->ended || !indexed) {
 		srv_leases_destroy(l);
 		return SRV_LEASE_NOMEM;
@@ -238,8 +163,8 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->on_host);
 	free(l->occ);
 	free(l->named);
-	free(l->names.slot);
-	free(l->devices.slot);
+	srv_tindex_free(&l->names);
+	srv_tindex_free(&l->devices);
 	free(l->cand);
 	free(l->live);
 	free(l->fills);
@@ -297,7 +222,7 @@ static bool same_spec(const struct srv_host_spec *a, const struct srv_host_spec 
 
 uint32_t srv_leases_host_named(const struct srv_leases *l, const char *name)
 {
-	return tindex_get(l, &l->names, name);
+	return srv_tindex_get(&l->names, name);
 }
 
 /* A host holds its devices while it is in service, and while it is withdrawn but live
@@ -312,7 +237,7 @@ static bool devices_taken(const struct srv_leases *l, const struct srv_host_spec
 			  uint32_t self)
 {
 	for (uint32_t i = 0; i < spec->n_devices; i++) {
-		uint32_t v = tindex_get(l, &l->devices, spec->devices[i]);
+		uint32_t v = srv_tindex_get(&l->devices, spec->devices[i]);
 		if (v != NO_HOST && v >> 4 != self)
 			return true;
 	}
@@ -322,13 +247,13 @@ static bool devices_taken(const struct srv_leases *l, const struct srv_host_spec
 static void hold_devices(struct srv_leases *l, uint32_t h)
 {
 	for (uint32_t d = 0; d < l->hosts[h].spec.n_devices; d++)
-		tindex_put(l, &l->devices, h << 4 | d);
+		srv_tindex_put(&l->devices, h << 4 | d);
 }
 
 static void release_devices(struct srv_leases *l, uint32_t h)
 {
 	for (uint32_t d = 0; d < l->hosts[h].spec.n_devices; d++)
-		tindex_del(l, &l->devices, l->hosts[h].spec.devices[d]);
+		srv_tindex_del(&l->devices, l->hosts[h].spec.devices[d]);
 }
 
 /* The lowest withdrawn host that nothing names any more, or NO_HOST. */
@@ -376,7 +301,7 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 		return SRV_LEASE_FULL;
 	} else {
 		l->n_withdrawn--; /* the withdrawn host whose place it takes (holding nothing) */
-		tindex_del(l, &l->names, l->hosts[h].name);
+		srv_tindex_del(&l->names, l->hosts[h].name);
 	}
 	*host = h;
 	struct srv_host_view *x = &l->hosts[h];
@@ -386,7 +311,7 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	x->spec = *spec;
 	x->withdrawn = withdrawn;
 	l->n_withdrawn += withdrawn;
-	tindex_put(l, &l->names, h);
+	srv_tindex_put(&l->names, h);
 	if (!withdrawn)
 		hold_devices(l, h);
 	*added = !withdrawn;
@@ -449,7 +374,7 @@ const char *srv_leases_check_hosts(const struct srv_leases *l)
 		if (srv_leases_host_named(l, x->name) != h)
 			return "a host is not found by its name (or two hosts have one)";
 		for (uint32_t d = 0; d < x->spec.n_devices; d++) {
-			uint32_t v = tindex_get(l, &l->devices, x->spec.devices[d]);
+			uint32_t v = srv_tindex_get(&l->devices, x->spec.devices[d]);
 			if (holds(l, h) ? v != (h << 4 | d) : v >> 4 == h)
 				return "the device index does not say which host holds a device";
 		}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "matching.h"
+#include "srv_tindex.h"
 
 __extension__ typedef unsigned __int128 u128;
 
@@ -39,13 +40,18 @@ struct trade {
 struct srv_market {
 	struct srv_market_config cfg;
 	struct product *p;
-	uint32_t n;	    /* slots used so far; retired ones are on the free list */
-	uint32_t free_head; /* UINT32_MAX: none */
-	uint32_t *index;    /* open addressing: product number + 1, 0 empty */
-	uint32_t mask;
+	uint32_t n;		 /* slots used so far; retired ones are on the free list */
+	uint32_t free_head;	 /* UINT32_MAX: none */
+	struct srv_tindex index; /* product name -> its number */
 	struct trade *ring;
 	uint64_t n_trades; /* ever; the ring holds the last trades_kept */
 };
+
+static const char *product_name(const void *ctx, uint32_t i)
+{
+	const struct srv_market *m = ctx;
+	return m->p[i].name;
+}
 
 int srv_market_create(const struct srv_market_config *cfg, struct srv_market **out)
 {
@@ -58,14 +64,9 @@ int srv_market_create(const struct srv_market_config *cfg, struct srv_market **o
 		return -1;
 	m->cfg = *cfg;
 	m->free_head = UINT32_MAX;
-	uint32_t cap = 1;
-	while (cap < 2 * cfg->products_max)
-		cap <<= 1;
-	m->mask = cap - 1;
 	m->p = calloc(cfg->products_max, sizeof(*m->p));
-	m->index = calloc(cap, sizeof(*m->index));
 	m->ring = calloc(cfg->trades_kept, sizeof(*m->ring));
-	if (!m->p || !m->index || !m->ring) {
+	if (!m->p || !srv_tindex_init(&m->index, cfg->products_max, product_name, m) || !m->ring) {
 		srv_market_destroy(m);
 		return -1;
 	}
@@ -82,26 +83,17 @@ void srv_market_destroy(struct srv_market *m)
 		free(m->p[i].asks.l);
 	}
 	free(m->p);
-	free(m->index);
+	srv_tindex_free(&m->index);
 	free(m->ring);
 	free(m);
-}
-
-static uint32_t hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
 }
 
 /* The product's number, or UINT32_MAX; adds it when add (and there is room). */
 static uint32_t product_of(struct srv_market *m, const char *name, bool add)
 {
-	uint32_t h = hash(name) & m->mask;
-	for (; m->index[h] != 0; h = (h + 1) & m->mask)
-		if (strcmp(m->p[m->index[h] - 1].name, name) == 0)
-			return m->index[h] - 1;
+	uint32_t known = srv_tindex_get(&m->index, name);
+	if (known != UINT32_MAX)
+		return known;
 	struct matching_product mp;
 	if (!add || (m->free_head == UINT32_MAX && m->n == m->cfg.products_max) ||
 	    matching_product_parse(name, strlen(name), m->cfg.gate_lead_ms, &mp) != MATCHING_OK)
@@ -118,31 +110,17 @@ static uint32_t product_of(struct srv_market *m, const char *name, bool add)
 	memcpy(p->cls, mp.class_name, sizeof(p->cls));
 	p->delivery_ms = mp.period_start_ms;
 	p->gate_ms = mp.gate_ms;
-	m->index[h] = i + 1;
+	srv_tindex_put(&m->index, i);
 	return i;
 }
 
 void srv_market_retire(struct srv_market *m, const char *product)
 {
-	uint32_t i = hash(product) & m->mask;
-	while (m->index[i] != 0 && strcmp(m->p[m->index[i] - 1].name, product) != 0)
-		i = (i + 1) & m->mask;
-	if (m->index[i] == 0)
+	uint32_t i = srv_tindex_get(&m->index, product);
+	if (i == UINT32_MAX)
 		return; /* never seen here: it had no levels, trades or halt */
-	struct product *p = &m->p[m->index[i] - 1];
-	/* Out of the index by backward shift, keeping probe chains whole. */
-	for (uint32_t j = i;;) {
-		j = (j + 1) & m->mask;
-		if (m->index[j] == 0)
-			break;
-		uint32_t k = hash(m->p[m->index[j] - 1].name) & m->mask;
-		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stays) {
-			m->index[i] = m->index[j];
-			i = j;
-		}
-	}
-	m->index[i] = 0;
+	struct product *p = &m->p[i];
+	srv_tindex_del(&m->index, product);
 	free(p->bids.l);
 	free(p->asks.l);
 	*p = (struct product){.next_free = m->free_head};
