@@ -271,7 +271,17 @@ void srv_core_out_caps_md(const struct srv_core *c, size_t *md, size_t *rows)
 {
 	/* A trade per fill plus a level per touched level. */
 	*md = c->batch.cap + c->touched_cap;
-	*rows = c->cfg.query_rows_max;
+	/* One row more than an answer holds tells that there are more. */
+	*rows = (size_t)c->cfg.query_rows_max + 1;
+}
+
+/* A query's n rows, cut to query_rows_max (and said so) when its one row more was found. */
+static size_t rows_kept(struct srv_core_out *out, size_t n)
+{
+	if (n < out->rows_cap)
+		return n;
+	out->rows_cut = true;
+	return out->rows_cap - 1;
 }
 
 int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out)
@@ -1321,6 +1331,7 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 		break;
 	}
 	}
+	out->n_rows = rows_kept(out, out->n_rows);
 }
 
 /* Whose leases and hosts an account's lease requests reach: its own, or (0) every one's
@@ -1372,10 +1383,12 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		uint32_t whose = own_or_every(c, req->account);
 		if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES)
 			out->n_lease_rows =
-				srv_leases_of(c->leases, whose, out->lease_rows, out->rows_cap);
+				rows_kept(out, srv_leases_of(c->leases, whose, out->lease_rows,
+							     out->rows_cap));
 		else
-			out->n_host_rows = srv_leases_hosts_of(c->leases, whose, out->host_rows,
-							       out->rows_cap);
+			out->n_host_rows =
+				rows_kept(out, srv_leases_hosts_of(c->leases, whose, out->host_rows,
+								   out->rows_cap));
 		return;
 	}
 	if (req->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD) {
@@ -1461,6 +1474,7 @@ static void out_reset(struct srv_core *c, struct srv_core_out *out)
 {
 	out->n_reports = out->n_fills = out->n_md = out->n_rows = out->n_lease_rows =
 		out->n_host_rows = 0;
+	out->rows_cut = false;
 	out->n_retired = 0;
 	out->balance_available = out->balance_reserved = 0;
 	out->has_op = false;

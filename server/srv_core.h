@@ -101,6 +101,8 @@ struct srv_core_out {
 	/* A query's rows (orders or fills, as execution reports) and balance. */
 	struct srv_report *rows;
 	size_t n_rows, rows_cap;
+	/* More rows (of any query) matched than query_rows_max: the answer says it is cut. */
+	bool rows_cut;
 	int64_t balance_available, balance_reserved;
 	struct srv_ledger_op op; /* valid when has_op */
 	bool has_op;

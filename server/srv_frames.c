@@ -49,6 +49,45 @@ static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
 	return WIRE_HEADER_BYTES + n;
 }
 
+/* Bytes of n as a varint. */
+static size_t varint_bytes(size_t n)
+{
+	size_t b = 1;
+	for (; n >= 0x80; n >>= 7)
+		b++;
+	return b;
+}
+
+/* A query answer being filled with rows, in the bytes of its frame body. */
+struct fit {
+	size_t max;   /* the frame body's limit */
+	size_t bytes; /* the QueryResult's so far */
+};
+
+/* Starts a fit for q (its nonce, account and balances set): counted with truncated set,
+ * so that setting it at the end never passes the limit. */
+static void fit_begin(struct fit *f, Gridex__V1__QueryResult *q, const struct srv_answer *a)
+{
+	q->nonce = a->nonce;
+	q->account = a->account;
+	q->truncated = true;
+	f->bytes = gridex__v1__query_result__get_packed_size(q);
+	q->truncated = false;
+	f->max = a->bytes_max;
+}
+
+/* Whether a row of n bytes still fits in the frame (it is then counted). Each row is a
+ * repeated field of QueryResult (a one-byte tag, a length), and the QueryResult is
+ * ServerFrame.result (the same). */
+static bool fit_row(struct fit *f, size_t n)
+{
+	size_t q = f->bytes + 1 + varint_bytes(n) + n;
+	if (1 + varint_bytes(q) + q > f->max)
+		return false;
+	f->bytes = q;
+	return true;
+}
+
 /* A ServerFrame holding q, packed into a new buffer (NULL: out of memory or too big). */
 static uint8_t *pack_result(Gridex__V1__QueryResult *q, size_t *len)
 {
@@ -189,7 +228,7 @@ size_t srv_frame_snapshot(uint8_t *buf, size_t cap, const char *product, uint64_
 	return out;
 }
 
-uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
+uint8_t *srv_frame_result(const struct srv_answer *a, uint32_t query_type,
 			  const struct srv_report *rows, size_t n_rows, int64_t available,
 			  int64_t reserved, const char *currency,
 			  const char *(*product)(uint32_t book, void *ctx), void *ctx, size_t *len)
@@ -199,27 +238,33 @@ uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
 	uint8_t *buf = NULL;
 	if (!reports || !ptrs)
 		goto out;
-	for (size_t i = 0; i < n_rows; i++) {
-		gridex__v1__execution_report__init(&reports[i]);
-		fill_report(&reports[i], &rows[i], product(rows[i].book, ctx), 0, 0);
-		ptrs[i] = &reports[i];
-	}
 	Gridex__V1__Balance bal = GRIDEX__V1__BALANCE__INIT;
 	Gridex__V1__Balance *balp = &bal;
 	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
-	q.nonce = nonce;
-	q.account = account;
 	if (query_type == GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE) {
 		bal.currency = text(currency);
 		bal.available = available;
 		bal.reserved = reserved;
 		q.n_balances = 1;
 		q.balances = &balp;
-	} else if (query_type == GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS) {
-		q.n_fills = n_rows;
+		n_rows = 0;
+	}
+	struct fit f;
+	fit_begin(&f, &q, a);
+	size_t n = 0;
+	for (; n < n_rows; n++) {
+		gridex__v1__execution_report__init(&reports[n]);
+		fill_report(&reports[n], &rows[n], product(rows[n].book, ctx), 0, 0);
+		if (!fit_row(&f, gridex__v1__execution_report__get_packed_size(&reports[n])))
+			break;
+		ptrs[n] = &reports[n];
+	}
+	q.truncated = a->cut || n < n_rows;
+	if (query_type == GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS) {
+		q.n_fills = n;
 		q.fills = ptrs;
-	} else {
-		q.n_orders = n_rows;
+	} else if (query_type != GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE) {
+		q.n_orders = n;
 		q.orders = ptrs;
 	}
 	buf = pack_result(&q, len);
@@ -255,8 +300,7 @@ static void fill_lease(Gridex__V1__Lease *m, ProtobufCBinaryData *devs,
 	m->quantity = v->quantity;
 }
 
-uint8_t *srv_frame_leases(uint32_t account, uint64_t nonce, bool result,
-			  const struct srv_lease_view *views, size_t n,
+uint8_t *srv_frame_leases(const struct srv_answer *a, const struct srv_lease_view *views, size_t n,
 			  void (*names)(const struct srv_lease_view *v, struct srv_lease_names *out,
 					void *ctx),
 			  void *ctx, size_t *len)
@@ -269,17 +313,25 @@ uint8_t *srv_frame_leases(uint32_t account, uint64_t nonce, bool result,
 	uint8_t *buf = NULL;
 	if (!msgs || !ptrs || !nms || !devs)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		names(&views[i], &nms[i], ctx);
-		fill_lease(&msgs[i], devs + i * SRV_HOST_DEVICES_MAX, &views[i], &nms[i]);
-		ptrs[i] = &msgs[i];
+	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
+	struct fit fit = {0};
+	if (a)
+		fit_begin(&fit, &q, a);
+	size_t rows = 0;
+	for (; rows < n; rows++) {
+		names(&views[rows], &nms[rows], ctx);
+		fill_lease(&msgs[rows], devs + rows * SRV_HOST_DEVICES_MAX, &views[rows],
+			   &nms[rows]);
+		if (a && !fit_row(&fit, gridex__v1__lease__get_packed_size(&msgs[rows])))
+			break;
+		ptrs[rows] = &msgs[rows];
 	}
 	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
-	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
 	size_t cap = 0;
+	bool result = a != NULL;
 	if (result) {
-		q.nonce = nonce;
-		q.account = account;
+		q.truncated = a->cut || rows < n;
+		n = rows;
 		q.n_leases = n;
 		q.leases = ptrs;
 		f.result = &q;
@@ -313,8 +365,8 @@ out:
 	return buf;
 }
 
-uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host_row *rows,
-			 size_t n, size_t *len)
+uint8_t *srv_frame_hosts(const struct srv_answer *a, const struct srv_host_row *rows, size_t n,
+			 size_t *len)
 {
 	size_t k = n ? n : 1;
 	Gridex__V1__Host *msgs = calloc(k, sizeof(*msgs));
@@ -323,7 +375,11 @@ uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host
 	uint8_t *buf = NULL;
 	if (!msgs || !ptrs || !devs)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
+	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
+	struct fit f;
+	fit_begin(&f, &q, a);
+	size_t i = 0;
+	for (; i < n; i++) {
 		const struct srv_host_view *h = rows[i].host;
 		Gridex__V1__Host *m = &msgs[i];
 		gridex__v1__host__init(m);
@@ -337,12 +393,12 @@ uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host
 		m->n_devices = h->spec.n_devices;
 		m->withdrawn = h->withdrawn;
 		m->live_leases = rows[i].live_leases;
+		if (!fit_row(&f, gridex__v1__host__get_packed_size(m)))
+			break;
 		ptrs[i] = m;
 	}
-	Gridex__V1__QueryResult q = GRIDEX__V1__QUERY_RESULT__INIT;
-	q.nonce = nonce;
-	q.account = account;
-	q.n_hosts = n;
+	q.truncated = a->cut || i < n;
+	q.n_hosts = i;
 	q.hosts = ptrs;
 	buf = pack_result(&q, len);
 out:

@@ -3,7 +3,8 @@
  * The frames gridexd exchanges with clients, as pure functions: splitting a
  * ClientFrame into its one field without unpacking what is signed, and
  * encoding every ServerFrame (4-byte length prefix included) into a
- * caller's buffer. No allocation except srv_frame_result(), no I/O.
+ * caller's buffer. No allocation except the query answers and lease frames,
+ * no I/O.
  */
 #ifndef GRIDEX_SRV_FRAMES_H
 #define GRIDEX_SRV_FRAMES_H
@@ -49,12 +50,25 @@ size_t srv_frame_snapshot(uint8_t *buf, size_t cap, const char *product, uint64_
 size_t srv_frame_snapshot_bound(const char *product, size_t n_levels);
 
 /*
- * A QueryResult for a query's nonce: rows (orders or fills) as execution
- * reports named by product(book, ctx), and for balance queries one Balance.
- * Returns a malloc'ed frame (header included) and its length in *len, or
- * NULL when out of memory.
+ * Who a query answer (a QueryResult) goes to, and how it is cut: its rows are
+ * the first ones that fit in a frame body of bytes_max, and it is marked
+ * truncated when that left any out, or when cut (the core found more rows
+ * than query_rows_max).
  */
-uint8_t *srv_frame_result(uint32_t account, uint64_t nonce, uint32_t query_type,
+struct srv_answer {
+	uint32_t account;
+	uint64_t nonce;
+	bool cut;
+	size_t bytes_max; /* at most WIRE_FRAME_BYTES_CEILING */
+};
+
+/*
+ * A query's answer: rows (orders or fills) as execution reports named by
+ * product(book, ctx), and for balance queries one Balance. Returns a
+ * malloc'ed frame (header included) and its length in *len, or NULL when out
+ * of memory.
+ */
+uint8_t *srv_frame_result(const struct srv_answer *a, uint32_t query_type,
 			  const struct srv_report *rows, size_t n_rows, int64_t available,
 			  int64_t reserved, const char *currency,
 			  const char *(*product)(uint32_t book, void *ctx), void *ctx, size_t *len);
@@ -67,13 +81,12 @@ struct srv_lease_names {
 };
 
 /*
- * Leases as ServerFrames: with result, one QueryResult (account, nonce) holding
- * views[0..n); without, one frame per view with its Lease, back to back. names()
- * resolves each view. Returns a malloc'ed buffer (headers included) and its
+ * Leases as ServerFrames: with an answer a, one QueryResult holding views[0..n)
+ * (cut as a says); without (NULL), one frame per view with its Lease, back to
+ * back. names() resolves each view. Returns a malloc'ed buffer (headers included) and its
  * length in *len, or NULL when out of memory.
  */
-uint8_t *srv_frame_leases(uint32_t account, uint64_t nonce, bool result,
-			  const struct srv_lease_view *views, size_t n,
+uint8_t *srv_frame_leases(const struct srv_answer *a, const struct srv_lease_view *views, size_t n,
 			  void (*names)(const struct srv_lease_view *v, struct srv_lease_names *out,
 					void *ctx),
 			  void *ctx, size_t *len);
@@ -86,10 +99,9 @@ struct srv_host_row {
 	uint32_t live_leases;
 };
 
-/* A QUERY_HOSTS answer: one QueryResult (account, nonce) holding rows[0..n). Returns a
- * malloc'ed buffer (header included) and its length in *len, or NULL when out of
- * memory. */
-uint8_t *srv_frame_hosts(uint32_t account, uint64_t nonce, const struct srv_host_row *rows,
-			 size_t n, size_t *len);
+/* A QUERY_HOSTS answer holding rows[0..n) (cut as a says). Returns a malloc'ed buffer
+ * (header included) and its length in *len, or NULL when out of memory. */
+uint8_t *srv_frame_hosts(const struct srv_answer *a, const struct srv_host_row *rows, size_t n,
+			 size_t *len);
 
 #endif

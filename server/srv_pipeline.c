@@ -639,6 +639,16 @@ static void hookjob_of(struct srv_core *core, uint8_t kind, const struct srv_lea
 	snprintf(j->workload, sizeof(j->workload), "%s", w ? w : "");
 }
 
+/* Who a query's answer goes to, and how it is cut. */
+static struct srv_answer answer_of(const struct srv *s, const struct srv_core_out *out,
+				   uint32_t account, uint64_t nonce)
+{
+	return (struct srv_answer){.account = account,
+				   .nonce = nonce,
+				   .cut = out->rows_cut,
+				   .bytes_max = (size_t)s->cfg.query_bytes_max};
+}
+
 /* A QUERY_HOSTS answer. */
 static void emit_hosts(struct core_ctx *x, const struct srv_core_out *out, uint64_t conn,
 		       const struct srv_request *req)
@@ -655,7 +665,8 @@ static void emit_hosts(struct core_ctx *x, const struct srv_core_out *out, uint6
 				.accelerator = srv_core_class_name(x->s->core, h->cls),
 				.live_leases = srv_leases_host_live(l, out->host_rows[i])};
 		}
-		b = srv_frame_hosts(req->account, req->nonce, rows, out->n_host_rows, &len);
+		struct srv_answer a = answer_of(x->s, out, req->account, req->nonce);
+		b = srv_frame_hosts(&a, rows, out->n_host_rows, &len);
 		free(rows);
 	}
 	stage_blob(x, SRV_OUT_BLOB, conn, req->account, b, len);
@@ -672,7 +683,7 @@ static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint
 	for (size_t i = 0; i < lo->n_updates; i++) {
 		const struct srv_lease_view *v = &lo->updates[i];
 		/* One frame for both parties (the I/O frees each item's copy). */
-		uint8_t *b = srv_frame_leases(0, 0, false, v, 1, lease_names, s->core, &len);
+		uint8_t *b = srv_frame_leases(NULL, v, 1, lease_names, s->core, &len);
 		uint8_t *c = b && v->seller != v->buyer ? malloc(len) : NULL;
 		if (c)
 			memcpy(c, b, len);
@@ -682,8 +693,9 @@ static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint
 	}
 	if (req && req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES && out->n_reports > 0 &&
 	    out->reports[out->n_reports - 1].kind == SRV_REPORT_RESULT) {
-		uint8_t *b = srv_frame_leases(req->account, req->nonce, true, out->lease_rows,
-					      out->n_lease_rows, lease_names, s->core, &len);
+		struct srv_answer a = answer_of(s, out, req->account, req->nonce);
+		uint8_t *b = srv_frame_leases(&a, out->lease_rows, out->n_lease_rows, lease_names,
+					      s->core, &len);
 		stage_blob(x, SRV_OUT_BLOB, conn, req->account, b, len);
 	}
 	if (req && req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS && out->n_reports > 0 &&
@@ -748,10 +760,10 @@ static void emit(struct core_ctx *x, uint64_t conn, const struct srv_request *re
 			continue; /* answered with its leases or hosts (emit_leases) */
 		if (r->kind == SRV_REPORT_RESULT) {
 			size_t len = 0;
-			uint8_t *blob =
-				srv_frame_result(r->account, r->nonce, type, out->rows, out->n_rows,
-						 out->balance_available, out->balance_reserved,
-						 s->cfg.currency, book_name, s->core, &len);
+			struct srv_answer a = answer_of(s, out, r->account, r->nonce);
+			uint8_t *blob = srv_frame_result(
+				&a, type, out->rows, out->n_rows, out->balance_available,
+				out->balance_reserved, s->cfg.currency, book_name, s->core, &len);
 			if (blob == NULL) {
 				srv_log(SRV_LOG_ERROR, "query result out of memory", NULL);
 				continue;

@@ -689,17 +689,14 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 				q == GRIDEX_Q_LEASES ? "; fills are in `gridex fills`" : "");
 		return 1;
 	}
+	size_t shown = r.n_rows;
 	if (q == GRIDEX_Q_LEASES) {
 		print_leases(x, r.leases, r.n_leases);
-		gridex_event_free(&r);
-		return 0;
-	}
-	if (q == GRIDEX_Q_HOSTS) {
+		shown = r.n_leases;
+	} else if (q == GRIDEX_Q_HOSTS) {
 		print_hosts(x, r.hosts, r.n_hosts);
-		gridex_event_free(&r);
-		return 0;
-	}
-	if (q == GRIDEX_Q_BALANCE) {
+		shown = r.n_hosts;
+	} else if (q == GRIDEX_Q_BALANCE) {
 		char avail[32], held[32];
 		gridex_format_price(r.available, avail, sizeof(avail));
 		gridex_format_price(r.reserved, held, sizeof(held));
@@ -720,6 +717,12 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		for (size_t i = 0; i < r.n_rows; i++)
 			print_report(x, &r.rows[i]);
 	}
+	/* On stderr, so that the JSON on stdout stays the list it always is. */
+	if (r.truncated)
+		fprintf(stderr,
+			"gridex: the server sent the first %zu rows only (it cuts answers at "
+			"query_rows_max rows and query_bytes_max bytes)\n",
+			shown);
 	gridex_event_free(&r);
 	return 0;
 }

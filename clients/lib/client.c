@@ -797,6 +797,7 @@ static int event_of(const Gridex__V1__ServerFrame *f, struct gridex_event *ev)
 		ev->kind = GRIDEX_EV_RESULT;
 		ev->account = r->account;
 		ev->nonce = r->nonce;
+		ev->truncated = r->truncated;
 		if (r->n_balances > 0) {
 			ev->has_balance = true;
 			ev->available = r->balances[0]->available;

@@ -78,7 +78,7 @@ static void op(gridex_client *o, struct gridex_operator_request r)
 }
 
 /* Extra settings of the next setup (a hook turns leases on). */
-static const char *extra_args[4] = {"--maker-bps=10", "--taker-bps=20", NULL, NULL};
+static const char *extra_args[5] = {"--maker-bps=10", "--taker-bps=20", NULL, NULL, NULL};
 
 /* gridexd with an operator key file; participants 1 and 2 registered and funded. */
 static void setup(void)
@@ -529,6 +529,49 @@ static void setup_leases(void)
 	extra_args[2] = NULL;
 }
 
+/* gridexd with leases on and query_rows_max = 2: every answer past two rows is cut, and
+ * the CLI says so on stderr. */
+static void setup_cut(void)
+{
+	extra_args[2] = "--hook=/bin/true";
+	extra_args[3] = "--query-rows-max=2";
+	setup();
+	extra_args[2] = extra_args[3] = NULL;
+}
+
+static const char cut_note[] = "gridex: the server sent the first 2 rows only";
+
+START_TEST(cli_says_when_an_answer_is_cut)
+{
+	for (int h = 1; h <= 3; h++)
+		ck_assert_int_eq(cli("--account=2 --key=%s host node-%d H100-80G nvidia GPU-%d",
+				     b_key, h, h),
+				 0);
+	ck_assert_int_eq(cli("--account=2 --key=%s hosts", b_key), 0);
+	ck_assert_msg(strstr(out, "host node-1 ") && strstr(out, "host node-2 ") &&
+			      !strstr(out, "host node-3 ") && strstr(out, cut_note),
+		      "%s", out);
+	ck_assert_int_eq(
+		cli("--account=1 --key=%s workload '{\"command\": [\"/bin/true\"]}'", a_key), 0);
+	for (int id = 1; id <= 3; id++) {
+		ck_assert_int_eq(
+			cli("--account=1 --key=%s bid %s 1 2.5 --id=%d", a_key, product, id), 0);
+		ck_assert_int_eq(cli("--account=1 --key=%s orders", a_key), 0);
+		ck_assert_msg((strstr(out, cut_note) != NULL) == (id == 3), "%d: %s", id, out);
+	}
+	ck_assert_int_eq(cli("--account=1 --key=%s orders --json", a_key), 0);
+	ck_assert_msg(strstr(out, cut_note) && strstr(out, "\"client_order_id\""), "%s", out);
+	/* Three fills, three leases: two of each are listed. */
+	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 3 2.5 --id=1", b_key, product), 0);
+	ck_assert_int_eq(cli("--account=1 --key=%s fills", a_key), 0);
+	ck_assert_msg(strstr(out, cut_note) != NULL, "%s", out);
+	ck_assert_int_eq(cli("--account=1 --key=%s leases", a_key), 0);
+	ck_assert_msg(strstr(out, "lease 2 ") && strstr(out, cut_note), "%s", out);
+	ck_assert_int_eq(cli("--account=1 --key=%s account", a_key), 0);
+	ck_assert_msg(strstr(out, cut_note) == NULL, "%s", out);
+}
+END_TEST
+
 START_TEST(examples_buyer_and_seller_trade)
 {
 	/* The seller offers 8 GPUs for each of the next 6 hours; the buyer takes 8 for 4 hours
@@ -573,6 +616,11 @@ static Suite *clients_suite(void)
 	tcase_add_checked_fixture(tc, setup_leases, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, cli_hosts_workloads_and_leases);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("cut");
+	tcase_add_checked_fixture(tc, setup_cut, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, cli_says_when_an_answer_is_cut);
 	suite_add_tcase(s, tc);
 	return s;
 }

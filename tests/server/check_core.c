@@ -30,6 +30,7 @@ static uint64_t nonce = 1;
 static int64_t retain_ms;	/* book_retain_ms of the next core; 0: never */
 static int64_t horizon_ms;	/* product_horizon_ms of the next core; 0: none */
 static const char *classes_cfg; /* classes of the next core; NULL: any */
+static uint32_t rows_max;	/* query_rows_max of the next core; 0: the default */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -51,6 +52,8 @@ static struct srv_core *sized_core(uint32_t orders)
 	cfg.book_retain_ms = retain_ms;
 	cfg.product_horizon_ms = horizon_ms;
 	cfg.classes = classes_cfg;
+	if (rows_max)
+		cfg.query_rows_max = rows_max;
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
@@ -85,6 +88,7 @@ static void teardown(void)
 	srv_core_out_free(&out);
 	retain_ms = horizon_ms = 0;
 	classes_cfg = NULL;
+	rows_max = 0;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -500,6 +504,41 @@ START_TEST(queries_answer_from_the_core)
 	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
 	ck_assert_int_eq(out.balance_reserved, a.reserved);
 	ck_assert_int_gt(a.reserved, 2 * 2500000);
+}
+END_TEST
+
+/* More rows than query_rows_max: the first ones, and the answer says it is cut. */
+START_TEST(queries_say_when_they_are_cut)
+{
+	teardown();
+	rows_max = 2;
+	setup();
+	for (uint64_t id = 1; id <= 3; id++) {
+		struct srv_request r = order(1, id, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+		handle(&r);
+		struct srv_request q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+		handle(&q);
+		ck_assert_uint_eq(out.n_rows, id < 2 ? id : 2);
+		ck_assert(out.rows_cut == (id > 2));
+	}
+	/* The next answer starts uncut. */
+	struct srv_request q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	handle(&q);
+	ck_assert(!out.rows_cut);
+	/* Fills, newest first: two of three. */
+	struct srv_request ask = order(2, 70, GRIDEX__V1__SIDE__SELL, 1000000, 3);
+	handle(&ask);
+	ck_assert_uint_eq(out.n_fills, 3);
+	q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle(&q);
+	ck_assert_uint_eq(out.n_rows, 2);
+	ck_assert(out.rows_cut);
+	ck_assert_uint_eq(out.rows[0].client_order_id, 3);
+	ck_assert_uint_eq(out.rows[1].client_order_id, 2);
+	q = plain(2, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	handle(&q);
+	ck_assert_uint_eq(out.n_rows, 0);
+	ck_assert(!out.rows_cut);
 }
 END_TEST
 
@@ -992,6 +1031,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, baskets_fill_every_hour_or_nothing);
 	tcase_add_test(tc, small_out_is_refused);
 	tcase_add_test(tc, queries_answer_from_the_core);
+	tcase_add_test(tc, queries_say_when_they_are_cut);
 	tcase_add_test(tc, operator_requests);
 	tcase_add_test(tc, order_rate_is_limited_per_account);
 	tcase_add_test(tc, market_data_rebuilds_the_book);

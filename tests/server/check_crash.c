@@ -220,6 +220,7 @@ static void verify(void)
 	for (int c = 0; c < CLIENTS; c++) {
 		Gridex__V1__QueryResult *orders = query(c, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
 		Gridex__V1__QueryResult *fills = query(c, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+		ck_assert(!orders->truncated && !fills->truncated); /* every row is here */
 		static int64_t live[ORDERS_MAX], filled[ORDERS_MAX];
 		memset(live, -1, sizeof(live));
 		memset(filled, 0, sizeof(filled));

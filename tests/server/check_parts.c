@@ -55,6 +55,15 @@ START_TEST(settings_have_bounds)
 	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "4096", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
 	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "8388608", err, sizeof(err)));
+	/* A query answer must fit in what a client may leave unread. */
+	ck_assert(srv_config_set(&c, "query_bytes_max", "16777216", err, sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "query_bytes_max") != NULL, "%s", err);
+	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "16777216", err, sizeof(err)));
+	ck_assert(srv_config_check(&c, err, sizeof(err)));
+	ck_assert(!srv_config_set(&c, "query_bytes_max", "16777217", err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "query_bytes_max", "4194304", err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "out_buffer_hard_bytes", "8388608", err, sizeof(err)));
 	/* Bearer tokens: 16 or more token characters. */
 	ck_assert(srv_config_set(&c, "metrics_token", "short", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
@@ -250,6 +259,188 @@ START_TEST(server_frames_decode)
 }
 END_TEST
 
+/* ---------- query answers cut to fit ---------- */
+
+static const char *product_of(uint32_t book, void *ctx)
+{
+	(void)book;
+	(void)ctx;
+	return "H100-80G/2026-01-01T00";
+}
+
+/* A query answer's frame: its length fits max (header aside), and it decodes. */
+static Gridex__V1__QueryResult *answer_in(const uint8_t *buf, size_t len, size_t max)
+{
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_le(len, 4 + max);
+	ck_assert_uint_eq(
+		((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]) + 4,
+		len);
+	Gridex__V1__ServerFrame *f = gridex__v1__server_frame__unpack(NULL, len - 4, buf + 4);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(f->result);
+	Gridex__V1__QueryResult *q = f->result;
+	f->result = NULL;
+	gridex__v1__server_frame__free_unpacked(f, NULL);
+	return q;
+}
+
+/* Order rows: the first ones that fit in bytes_max, and not one more. */
+static size_t orders_fitting(struct srv_report *rows, size_t n, size_t max, bool cut,
+			     bool *truncated)
+{
+	struct srv_answer a = {.account = 7, .nonce = 99, .cut = cut, .bytes_max = max};
+	size_t len;
+	uint8_t *b = srv_frame_result(&a, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, rows, n, 0, 0,
+				      "USD", product_of, NULL, &len);
+	Gridex__V1__QueryResult *q = answer_in(b, len, max);
+	ck_assert_uint_eq(q->nonce, 99);
+	ck_assert_uint_eq(q->account, 7);
+	size_t k = q->n_orders;
+	for (size_t i = 0; i < k; i++)
+		ck_assert_uint_eq(q->orders[i]->client_order_id, rows[i].client_order_id);
+	*truncated = q->truncated;
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	free(b);
+	return k;
+}
+
+START_TEST(query_answers_are_cut_to_fit)
+{
+	enum { N = 3000 };
+	static struct srv_report rows[N];
+	for (size_t i = 0; i < N; i++)
+		rows[i] = (struct srv_report){.kind = SRV_REPORT_EXEC,
+					      .account = 7,
+					      .client_order_id = 1000000 + i,
+					      .order_id = 5000000 + i,
+					      .price = 2500000,
+					      .leaves_quantity = 8};
+	bool t;
+	/* All fit: not truncated, unless the core found more than query_rows_max. */
+	ck_assert_uint_eq(orders_fitting(rows, 10, 65536, false, &t), 10);
+	ck_assert(!t);
+	ck_assert_uint_eq(orders_fitting(rows, 10, 65536, true, &t), 10);
+	ck_assert(t);
+	/* Cut by bytes: the first k rows, and k + 1 would not have fitted. */
+	size_t k = orders_fitting(rows, N, 65536, false, &t);
+	ck_assert(t);
+	ck_assert_uint_gt(k, 500);
+	ck_assert_uint_lt(k, N);
+	struct srv_answer all = {.account = 7, .nonce = 99, .bytes_max = 16u << 20};
+	size_t len;
+	uint8_t *b = srv_frame_result(&all, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, rows, k + 1, 0,
+				      0, "USD", product_of, NULL, &len);
+	ck_assert_uint_gt(len - 4, 65536);
+	free(b);
+	/* The limit is exact: k rows and the truncated flag (2 bytes) in k's size + 2, not
+	 * in one byte less. */
+	b = srv_frame_result(&all, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, rows, k, 0, 0, "USD",
+			     product_of, NULL, &len);
+	size_t exact = len - 4;
+	free(b);
+	ck_assert_uint_eq(orders_fitting(rows, N, exact + 2, false, &t), k);
+	ck_assert_uint_eq(orders_fitting(rows, N, exact + 1, false, &t), k - 1);
+	/* A balance has no rows to cut. */
+	struct srv_answer a = {.account = 7, .nonce = 1, .bytes_max = 65536};
+	b = srv_frame_result(&a, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE, rows, N, 123, 45, "USD",
+			     product_of, NULL, &len);
+	Gridex__V1__QueryResult *q = answer_in(b, len, 65536);
+	ck_assert_uint_eq(q->n_balances, 1);
+	ck_assert_int_eq(q->balances[0]->available, 123);
+	ck_assert_uint_eq(q->n_orders, 0);
+	ck_assert(!q->truncated);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	free(b);
+}
+END_TEST
+
+static void names_of(const struct srv_lease_view *v, struct srv_lease_names *out, void *ctx)
+{
+	(void)v;
+	(void)ctx;
+	static const char *dev = "GPU-00000000-1111-2222-3333-444444444444";
+	*out = (struct srv_lease_names){.host = "node-1",
+					.accelerator = "H100-80G",
+					.vendor = "nvidia",
+					.n_devices = SRV_HOST_DEVICES_MAX};
+	for (size_t d = 0; d < SRV_HOST_DEVICES_MAX; d++)
+		out->devices[d] = dev;
+}
+
+START_TEST(lease_and_host_answers_are_cut_to_fit)
+{
+	enum { N = 200 };
+	static struct srv_lease_view views[N];
+	for (size_t i = 0; i < N; i++) {
+		views[i] = (struct srv_lease_view){
+			.id = i + 1, .buyer = 1, .seller = 2, .n_fills = SRV_LEASE_VIEW_FILLS};
+		for (size_t f = 0; f < SRV_LEASE_VIEW_FILLS; f++)
+			views[i].fill_ids[f] = UINT64_MAX - f;
+	}
+	struct srv_answer a = {.account = 7, .nonce = 3, .bytes_max = 65536};
+	size_t len;
+	uint8_t *b = srv_frame_leases(&a, views, N, names_of, NULL, &len);
+	Gridex__V1__QueryResult *q = answer_in(b, len, 65536);
+	ck_assert(q->truncated);
+	ck_assert_uint_gt(q->n_leases, 10);
+	ck_assert_uint_lt(q->n_leases, N);
+	for (size_t i = 0; i < q->n_leases; i++)
+		ck_assert_uint_eq(q->leases[i]->lease_id, i + 1);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	free(b);
+	/* Without an answer: one Lease frame per view, none cut. */
+	b = srv_frame_leases(NULL, views, 3, names_of, NULL, &len);
+	ck_assert_ptr_nonnull(b);
+	size_t at = 0;
+	for (int i = 0; i < 3; i++) {
+		size_t body = (size_t)b[at] << 24 | (size_t)b[at + 1] << 16 |
+			      (size_t)b[at + 2] << 8 | b[at + 3];
+		Gridex__V1__ServerFrame *f =
+			gridex__v1__server_frame__unpack(NULL, body, b + at + 4);
+		ck_assert_ptr_nonnull(f);
+		ck_assert_uint_eq(f->lease->lease_id, (uint64_t)i + 1);
+		gridex__v1__server_frame__free_unpacked(f, NULL);
+		at += 4 + body;
+	}
+	ck_assert_uint_eq(at, len);
+	free(b);
+	/* Hosts, cut the same way. */
+	enum { H = 400 };
+	static struct srv_host_view hosts[H];
+	static struct srv_host_row hrows[H];
+	for (size_t i = 0; i < H; i++) {
+		hosts[i] = (struct srv_host_view){.seller = 2};
+		snprintf(hosts[i].name, sizeof(hosts[i].name), "node-%zu", i);
+		strcpy(hosts[i].spec.vendor, "nvidia");
+		hosts[i].spec.n_devices = SRV_HOST_DEVICES_MAX;
+		for (size_t d = 0; d < SRV_HOST_DEVICES_MAX; d++)
+			snprintf(hosts[i].spec.devices[d], sizeof(hosts[i].spec.devices[d]),
+				 "GPU-%08zu-1111-2222-3333-%012zu", i, d);
+		hrows[i] = (struct srv_host_row){.host = &hosts[i], .accelerator = "H100-80G"};
+	}
+	b = srv_frame_hosts(&a, hrows, H, &len);
+	q = answer_in(b, len, 65536);
+	ck_assert(q->truncated);
+	ck_assert_uint_gt(q->n_hosts, 10);
+	ck_assert_uint_lt(q->n_hosts, H);
+	char last[32];
+	snprintf(last, sizeof(last), "node-%zu", q->n_hosts - 1);
+	ck_assert_uint_eq(q->hosts[q->n_hosts - 1]->name.len, strlen(last));
+	ck_assert(memcmp(q->hosts[q->n_hosts - 1]->name.data, last, strlen(last)) == 0);
+	ck_assert_uint_eq(q->hosts[0]->n_devices, SRV_HOST_DEVICES_MAX);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	free(b);
+	a.cut = true;
+	b = srv_frame_hosts(&a, hrows, 2, &len);
+	q = answer_in(b, len, 65536);
+	ck_assert(q->truncated);
+	ck_assert_uint_eq(q->n_hosts, 2);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+	free(b);
+}
+END_TEST
+
 /* ---------- the queue ---------- */
 
 static struct srv_queue q;
@@ -404,6 +595,8 @@ static Suite *parts_suite(void)
 	tcase_add_test(tc, per_address_limits_count_ipv6_by_its_64);
 	tcase_add_test(tc, client_frames_split_strictly);
 	tcase_add_test(tc, server_frames_decode);
+	tcase_add_test(tc, query_answers_are_cut_to_fit);
+	tcase_add_test(tc, lease_and_host_answers_are_cut_to_fit);
 	tcase_add_test(tc, queue_moves_everything_once_in_order);
 	tcase_add_test(tc, queue_emptied_starts_at_its_first_slot);
 	tcase_add_test(tc, queue_ring_grows_only_as_deep_as_the_backlog);

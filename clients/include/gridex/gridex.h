@@ -289,6 +289,9 @@ struct gridex_event {
 	size_t n_leases;
 	struct gridex_host *hosts; /* RESULT of a host query */
 	size_t n_hosts;
+	/* RESULT: the rows are the first ones only (the server's query_rows_max or
+	 * query_bytes_max left the others out). */
+	bool truncated;
 	bool has_balance;	     /* RESULT of a balance query */
 	int64_t available, reserved; /* RESULT */
 };

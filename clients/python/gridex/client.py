@@ -166,6 +166,9 @@ class QueryResult:
     reserved: Optional[int] = None
     leases: list[Lease] = field(default_factory=list)
     hosts: list[Host] = field(default_factory=list)
+    # The rows are the first ones only: the server's query_rows_max or
+    # query_bytes_max left the others out.
+    truncated: bool = False
 
 
 Event = Union[Ack, Reject, ExecutionReport, BookSnapshot, BookUpdate, Trade, QueryResult, Lease]
@@ -264,6 +267,7 @@ def _event(f: "pb.ServerFrame") -> Event:
             reserved=bal.reserved if bal else None,
             leases=[_lease(m) for m in r.leases],
             hosts=[_host(m) for m in r.hosts],
+            truncated=r.truncated,
         )
     if f.HasField("lease"):
         return _lease(f.lease)

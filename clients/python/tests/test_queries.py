@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Query answers cut to fit, against a real gridexd with query_bytes_max at its
+least (64 KiB): an account with 2,500 resting bids gets the first ones that
+fit, marked truncated; an answer that fits is not marked."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import product, register_traders
+
+from gridex import Ack, Side
+
+GRIDEXD_ARGS = ["--query-bytes-max=65536", "--query-rows-max=5000", "--orders-per-second=0"]
+
+BIDS = 2500
+
+
+@pytest.fixture(scope="module")
+def buyer(server):
+    buyer, seller = register_traders(server, capacity=None)
+    seller.close()
+    yield buyer
+    buyer.close()
+
+
+def test_an_answer_that_fits_is_whole(buyer):
+    p = product(3)
+    for i in range(1, 4):
+        buyer.wait_answer(buyer.new_order(p, Side.BUY, 10_000, 1, client_order_id=i))
+    r = buyer.query(buyer.query_orders(p))
+    assert sorted(o.client_order_id for o in r.orders) == [1, 2, 3]
+    assert not r.truncated
+    assert not buyer.query(buyer.query_balance()).truncated
+
+
+def test_a_large_answer_is_cut_to_the_bytes(buyer):
+    p = product(4)
+    # Sent back to back; every one acknowledged.
+    nonces = [buyer.new_order(p, Side.BUY, 10_000, 1, client_order_id=100 + i) for i in range(BIDS)]
+    _, seen = buyer.wait_answer(nonces[-1], timeout=60)
+    assert sum(isinstance(e, Ack) for e in seen) == BIDS - 1
+    r = buyer.query(buyer.query_orders())
+    assert r.truncated
+    # About 43 bytes a row: 1,523 of the 2,503 here.
+    assert 1000 < len(r.orders) < BIDS
+    assert len({o.client_order_id for o in r.orders}) == len(r.orders)
+    # The product's own three still come back whole when asked for alone.
+    r = buyer.query(buyer.query_orders(product(3)))
+    assert (len(r.orders), r.truncated) == (3, False)
