@@ -97,9 +97,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			if (out.n_reports == 0 || out.n_reports > out.reports_cap ||
 			    out.n_fills > out.fills_cap || out.n_md > out.md_cap ||
-			    out.n_rows > out.rows_cap || out.n_lease_rows > out.rows_cap ||
-			    out.n_host_rows > out.rows_cap)
-				abort();
+			    out.n_rows > 32 || out.n_lease_rows > 32 || out.n_host_rows > 32 ||
+			    (out.rows_cut && out.n_rows + out.n_lease_rows + out.n_host_rows != 32))
+				abort(); /* at most query_rows_max rows, all of them when cut */
 			/* Every settlement delivers a share of its fill, no more. */
 			for (size_t i = 0; out.leases && i < out.leases->n_settles; i++) {
 				const struct srv_settlement *st = &out.leases->settles[i];
