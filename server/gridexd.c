@@ -112,6 +112,8 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 	cc.operator_account = (uint32_t)c->operator_account;
 	cc.orders_per_second = (uint32_t)c->orders_per_second;
 	cc.orders_burst = (uint32_t)c->orders_burst;
+	cc.queries_per_second = (uint32_t)c->queries_per_second;
+	cc.queries_burst = (uint32_t)c->queries_burst;
 	cc.fills_recent_max = (uint32_t)c->fills_recent_max;
 	cc.query_rows_max = (uint32_t)c->query_rows_max;
 	cc.leases = c->hook[0] != '\0';

@@ -106,6 +106,10 @@ static const struct key keys[] = {
 	INT(orders_per_second, 1000, 0, 1000000,
 	    "order-changing requests per account and second; 0: unlimited"),
 	INT(orders_burst, 2000, 1, 1000000, "burst of that rate"),
+	INT(queries_per_second, 20, 0, 1000000,
+	    "queries per participant account and second (the operator's are not limited); 0: "
+	    "unlimited"),
+	INT(queries_burst, 40, 1, 1000000, "burst of that rate"),
 	INT(open_orders_per_account_max, 10000, 1, 16777216, "resting orders per account"),
 	INT(maker_bps, 0, 0, 10000, "fee of the resting side, basis points of the notional"),
 	INT(taker_bps, 0, 0, 10000, "fee of the incoming side"),
@@ -128,7 +132,8 @@ static const struct key keys[] = {
 	INT(fills_recent_max, 65536, 1, 16777216, "fills kept for fill queries"),
 	INT(query_rows_max, 1000, 1, 100000, "rows in one query answer"),
 	INT(query_bytes_max, 4194304, 65536, 16777216,
-	    "bytes of one query answer; its rows are cut to fit, and it says so"),
+	    "bytes of one query answer (and at most out_buffer_hard_bytes); its rows are cut to "
+	    "fit, and it says so"),
 	TEXT(journal_dir, "",
 	     "directory of the journal, the durable record of every input (required)"),
 	INT(journal_segment_bytes, 268435456, 4096, INT64_C(1) << 40,
@@ -336,9 +341,6 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 		why = "database_url is required (or set GRIDEX_DATABASE_URL)";
 	else if (c->out_buffer_hard_bytes < c->out_buffer_soft_bytes)
 		why = "out_buffer_hard_bytes must be at least out_buffer_soft_bytes";
-	else if (c->query_bytes_max > c->out_buffer_hard_bytes)
-		why = "query_bytes_max must be at most out_buffer_hard_bytes (a client is closed "
-		      "before it could read a larger answer)";
 	else if (c->frame_bytes_max < c->body_bytes_max + 128)
 		why = "frame_bytes_max must leave room for a body of body_bytes_max and its "
 		      "envelope";

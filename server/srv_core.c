@@ -38,10 +38,13 @@ struct srv_core {
 	uint32_t *by_oid, *by_client;
 	uint32_t mask;
 	/* Each registered account's first live order (pool slot or NONE), its
-	 * name and its order-rate bucket (milli-tokens, refilled from last_ms). */
+	 * name, its order-rate bucket (milli-tokens, refilled from last_ms) and its
+	 * query-rate bucket (the same; not in snapshots: queries change nothing else,
+	 * so replaying them answered or refused leaves the same core). */
 	uint32_t *acct_keys, *acct_head; /* key 0 = empty */
 	char (*acct_name)[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 	int64_t *acct_tokens, *acct_last_ms;
+	int64_t *acct_qtokens, *acct_qlast_ms;
 	uint32_t acct_mask;
 	/* Market data: sequences per book, and the levels the current call touched. */
 	uint64_t *level_seq, *trade_seq;
@@ -88,6 +91,8 @@ void srv_core_config_default(struct srv_core_config *cfg)
 					.expiry_ahead_ms_max = 60000,
 					.orders_per_second = 1000,
 					.orders_burst = 2000,
+					.queries_per_second = 20,
+					.queries_burst = 40,
 					.fills_recent_max = 65536,
 					.query_rows_max = 1000};
 	matching_config_default(&cfg->matching);
@@ -113,6 +118,8 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->acct_name);
 	free(c->acct_tokens);
 	free(c->acct_last_ms);
+	free(c->acct_qtokens);
+	free(c->acct_qlast_ms);
 	free(c->level_seq);
 	free(c->trade_seq);
 	free(c->touched);
@@ -184,7 +191,9 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	    cfg->expiry_ahead_ms_max < 1 || cfg->fills_recent_max < 1 ||
 	    cfg->fills_recent_max > (1u << 24) || cfg->query_rows_max < 1 ||
 	    cfg->query_rows_max > 100000 || (cfg->orders_per_second > 0 && cfg->orders_burst < 1) ||
-	    cfg->orders_burst > 1000000 || cfg->book_retain_ms < 0 || cfg->product_horizon_ms < 0)
+	    cfg->orders_burst > 1000000 ||
+	    (cfg->queries_per_second > 0 && cfg->queries_burst < 1) ||
+	    cfg->queries_burst > 1000000 || cfg->book_retain_ms < 0 || cfg->product_horizon_ms < 0)
 		return SRV_CORE_ARGS;
 	struct srv_core *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -218,6 +227,8 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->acct_name = calloc(acap, sizeof(*c->acct_name));
 	c->acct_tokens = calloc(acap, sizeof(*c->acct_tokens));
 	c->acct_last_ms = calloc(acap, sizeof(*c->acct_last_ms));
+	c->acct_qtokens = calloc(acap, sizeof(*c->acct_qtokens));
+	c->acct_qlast_ms = calloc(acap, sizeof(*c->acct_qlast_ms));
 	c->level_seq = calloc(cfg->matching.books_max, sizeof(*c->level_seq));
 	c->trade_seq = calloc(cfg->matching.books_max, sizeof(*c->trade_seq));
 	c->retire_at = malloc(cfg->matching.books_max * sizeof(*c->retire_at));
@@ -229,8 +240,9 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->recent = calloc(2 * (size_t)cfg->fills_recent_max, sizeof(*c->recent));
 	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
 	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head || !c->acct_name ||
-	    !c->acct_tokens || !c->acct_last_ms || !c->level_seq || !c->trade_seq || !c->touched ||
-	    !c->recent || !c->retire_at || !c->book_gen || !c->recent_gen)
+	    !c->acct_tokens || !c->acct_last_ms || !c->acct_qtokens || !c->acct_qlast_ms ||
+	    !c->level_seq || !c->trade_seq || !c->touched || !c->recent || !c->retire_at ||
+	    !c->book_gen || !c->recent_gen)
 		goto fail;
 	for (uint32_t b = 0; b < cfg->matching.books_max; b++)
 		c->retire_at[b] = INT64_MAX;
@@ -1524,6 +1536,27 @@ int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
 	return SRV_CORE_OK;
 }
 
+/* Takes one token of a bucket of burst tokens refilled at rate a second (in
+ * milli-tokens, refilled from *last_ms); false when it is empty. */
+static bool take_token(int64_t *tokens, int64_t *last_ms, uint32_t rate, uint32_t burst,
+		       int64_t now_ms)
+{
+	int64_t full = (int64_t)burst * 1000;
+	int64_t elapsed = now_ms - *last_ms;
+	if (*last_ms == 0 || elapsed > full) /* first use, or long idle: full */
+		*tokens = full;
+	else if (elapsed > 0)
+		*tokens += elapsed * rate;
+	if (*tokens > full)
+		*tokens = full;
+	if (elapsed > 0 || *last_ms == 0)
+		*last_ms = now_ms;
+	if (*tokens < 1000)
+		return false;
+	*tokens -= 1000;
+	return true;
+}
+
 /* Takes one token of the account's order-rate bucket; false when it is empty. */
 static bool rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
 {
@@ -1531,20 +1564,26 @@ static bool rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
 		return true;
 	uint32_t h = acct_slot(c, account);
 	assert(c->acct_keys[h] == account);
-	int64_t full = (int64_t)c->cfg.orders_burst * 1000;
-	int64_t elapsed = now_ms - c->acct_last_ms[h];
-	if (c->acct_last_ms[h] == 0 || elapsed > full) /* first use, or long idle: full */
-		c->acct_tokens[h] = full;
-	else if (elapsed > 0)
-		c->acct_tokens[h] += elapsed * c->cfg.orders_per_second;
-	if (c->acct_tokens[h] > full)
-		c->acct_tokens[h] = full;
-	if (elapsed > 0 || c->acct_last_ms[h] == 0)
-		c->acct_last_ms[h] = now_ms;
-	if (c->acct_tokens[h] < 1000)
-		return false;
-	c->acct_tokens[h] -= 1000;
-	return true;
+	return take_token(&c->acct_tokens[h], &c->acct_last_ms[h], c->cfg.orders_per_second,
+			  c->cfg.orders_burst, now_ms);
+}
+
+static bool is_query(uint32_t type)
+{
+	return (type >= GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS &&
+		type <= GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES) ||
+	       type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS;
+}
+
+/* The same for queries of a participant (the operator's are not limited). */
+static bool query_rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
+{
+	if (c->cfg.queries_per_second == 0 || account == c->cfg.operator_account)
+		return true;
+	uint32_t h = acct_slot(c, account);
+	assert(c->acct_keys[h] == account);
+	return take_token(&c->acct_qtokens[h], &c->acct_qlast_ms[h], c->cfg.queries_per_second,
+			  c->cfg.queries_burst, now_ms);
 }
 
 static bool is_operator_request(uint32_t type)
@@ -1561,8 +1600,9 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 		reject(out, req, GRIDEX__V1__REJECT_REASON__NOT_AUTHORIZED);
 		return;
 	}
-	if (req->type <= GRIDEX__V1__REQUEST_TYPE__NEW_BASKET &&
-	    !rate_ok(c, req->account, now_ms)) {
+	if ((req->type <= GRIDEX__V1__REQUEST_TYPE__NEW_BASKET &&
+	     !rate_ok(c, req->account, now_ms)) ||
+	    (is_query(req->type) && !query_rate_ok(c, req->account, now_ms))) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
 		return;
 	}

@@ -129,6 +129,8 @@ struct srv_core_config {
 	uint32_t operator_account;   /* may send operator requests; 0: nobody */
 	uint32_t orders_per_second;  /* per account, requests that change orders */
 	uint32_t orders_burst;	     /* tokens of that bucket */
+	uint32_t queries_per_second; /* per participant account, QUERY_* requests */
+	uint32_t queries_burst;	     /* tokens of that bucket */
 	uint32_t fills_recent_max;   /* fills kept for QUERY_FILLS, all accounts */
 	uint32_t query_rows_max;     /* rows in one query answer */
 	int64_t book_retain_ms;	     /* a book is retired this long after its delivery

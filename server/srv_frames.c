@@ -35,10 +35,10 @@ int srv_client_frame_split(const uint8_t *buf, size_t len, int *field, const uin
 	return -1;
 }
 
-/* Packs a ServerFrame after a length header; 0 when it does not fit. */
-static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
+/* Packs a ServerFrame of body bytes (its packed size) after a length header; 0 when it
+ * does not fit. */
+static size_t pack_sized(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f, size_t body)
 {
-	size_t body = gridex__v1__server_frame__get_packed_size(f);
 	if (body == 0 || body > WIRE_FRAME_BYTES_CEILING || cap < WIRE_HEADER_BYTES + body)
 		return 0;
 	int rc = wire_frame_header(body, buf);
@@ -47,6 +47,12 @@ static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
 	size_t n = gridex__v1__server_frame__pack(f, buf + WIRE_HEADER_BYTES);
 	assert(n == body);
 	return WIRE_HEADER_BYTES + n;
+}
+
+/* Packs a ServerFrame after a length header; 0 when it does not fit. */
+static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
+{
+	return pack_sized(buf, cap, f, gridex__v1__server_frame__get_packed_size(f));
 }
 
 /* Bytes of n as a varint. */
@@ -93,9 +99,9 @@ static uint8_t *pack_result(Gridex__V1__QueryResult *q, size_t *len)
 {
 	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
 	f.result = q;
-	size_t cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
-	uint8_t *buf = malloc(cap);
-	if (buf && (*len = pack(buf, cap, &f)) == 0) {
+	size_t body = gridex__v1__server_frame__get_packed_size(&f);
+	uint8_t *buf = malloc(WIRE_HEADER_BYTES + body);
+	if (buf && (*len = pack_sized(buf, WIRE_HEADER_BYTES + body, &f, body)) == 0) {
 		free(buf);
 		buf = NULL;
 	}

@@ -18,6 +18,7 @@
 #include "srv_log.h"
 #include "srv_server.h"
 #include "srv_snapshot.h"
+#include "wire.h"
 
 #define BATCH 64 /* items moved per queue lock */
 /* A verifier passes on what it verified after at most this many requests: a request
@@ -639,14 +640,15 @@ static void hookjob_of(struct srv_core *core, uint8_t kind, const struct srv_lea
 	snprintf(j->workload, sizeof(j->workload), "%s", w ? w : "");
 }
 
-/* Who a query's answer goes to, and how it is cut. */
+/* Who a query's answer goes to, and how it is cut: to query_bytes_max, and never past
+ * what the client may leave unread (the frame, its length prefix included). */
 static struct srv_answer answer_of(const struct srv *s, const struct srv_core_out *out,
 				   uint32_t account, uint64_t nonce)
 {
-	return (struct srv_answer){.account = account,
-				   .nonce = nonce,
-				   .cut = out->rows_cut,
-				   .bytes_max = (size_t)s->cfg.query_bytes_max};
+	int64_t unread = s->cfg.out_buffer_hard_bytes - WIRE_HEADER_BYTES;
+	int64_t max = s->cfg.query_bytes_max < unread ? s->cfg.query_bytes_max : unread;
+	return (struct srv_answer){
+		.account = account, .nonce = nonce, .cut = out->rows_cut, .bytes_max = (size_t)max};
 }
 
 /* A QUERY_HOSTS answer. */

@@ -31,6 +31,7 @@ static int64_t retain_ms;	/* book_retain_ms of the next core; 0: never */
 static int64_t horizon_ms;	/* product_horizon_ms of the next core; 0: none */
 static const char *classes_cfg; /* classes of the next core; NULL: any */
 static uint32_t rows_max;	/* query_rows_max of the next core; 0: the default */
+static uint32_t queries_rate;	/* queries_per_second (burst 2) of the next; 0: default */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -54,6 +55,10 @@ static struct srv_core *sized_core(uint32_t orders)
 	cfg.classes = classes_cfg;
 	if (rows_max)
 		cfg.query_rows_max = rows_max;
+	if (queries_rate) {
+		cfg.queries_per_second = queries_rate;
+		cfg.queries_burst = 2;
+	}
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
@@ -88,7 +93,7 @@ static void teardown(void)
 	srv_core_out_free(&out);
 	retain_ms = horizon_ms = 0;
 	classes_cfg = NULL;
-	rows_max = 0;
+	rows_max = queries_rate = 0;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -539,6 +544,56 @@ START_TEST(queries_say_when_they_are_cut)
 	handle(&q);
 	ck_assert_uint_eq(out.n_rows, 0);
 	ck_assert(!out.rows_cut);
+}
+END_TEST
+
+/* The reject reason of a request of account at time t; 0: acknowledged. */
+static int reason_at(uint32_t account, uint32_t type, int64_t t)
+{
+	struct srv_request q = plain(account, type);
+	q.expires_at_ms = t + 1000;
+	ck_assert_int_eq(srv_core_handle(core, &q, t, &out), SRV_CORE_OK);
+	ck_assert_uint_ge(out.n_reports, 1);
+	return out.reports[0].kind == SRV_REPORT_ACK ? 0 : out.reports[0].reason;
+}
+
+/* queries_per_second: a bucket per participant, apart from the order bucket; the
+ * operator's queries are not counted. */
+START_TEST(queries_are_rate_limited)
+{
+	teardown();
+	queries_rate = 1;
+	setup();
+	static const uint32_t types[] = {
+		GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE,
+		GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS, GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES,
+		GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		/* A burst of 2, then one a second (leases are off: answered LEASES_OFF). */
+		int64_t t = NOW + 10000 * (int64_t)i;
+		ck_assert_int_ne(reason_at(1, types[i], t),
+				 GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+		ck_assert_int_ne(reason_at(1, types[i], t),
+				 GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+		ck_assert_int_eq(reason_at(1, types[i], t),
+				 GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	}
+	int64_t t = NOW + 40000;
+	/* Orders have their own bucket; so does every other account. */
+	struct srv_request r = order(1, 10, GRIDEX__V1__SIDE__BUY, 1000, 1);
+	r.expires_at_ms = t + 1000;
+	ck_assert_int_eq(srv_core_handle(core, &r, t, &out), SRV_CORE_OK);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_int_eq(reason_at(2, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, t), 0);
+	/* Account 1's bucket, emptied at t (the last burst), has one more a second later. */
+	ck_assert_int_eq(reason_at(1, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, t + 999),
+			 GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(1, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, t + 1000), 0);
+	ck_assert_int_eq(reason_at(1, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, t + 1000),
+			 GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	/* The operator's are not limited. */
+	for (int k = 0; k < 10; k++)
+		ck_assert_int_eq(reason_at(3, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE, t), 0);
 }
 END_TEST
 
@@ -1032,6 +1087,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, small_out_is_refused);
 	tcase_add_test(tc, queries_answer_from_the_core);
 	tcase_add_test(tc, queries_say_when_they_are_cut);
+	tcase_add_test(tc, queries_are_rate_limited);
 	tcase_add_test(tc, operator_requests);
 	tcase_add_test(tc, order_rate_is_limited_per_account);
 	tcase_add_test(tc, market_data_rebuilds_the_book);

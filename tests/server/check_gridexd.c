@@ -257,8 +257,9 @@ START_TEST(sequence_follows_arrival_order)
 	tclient_close(&buyer);
 	tclient_close(&seller);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
-	static const char *const four[] = {"--maker-bps=10", "--taker-bps=20",
-					   "--verifier-threads=4", "--orders-per-second=0", NULL};
+	static const char *const four[] = {"--maker-bps=10",	     "--taker-bps=20",
+					   "--verifier-threads=4",   "--orders-per-second=0",
+					   "--queries-per-second=0", NULL};
 	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	tserver_start(&srv, four);
 	connect_all();
@@ -487,13 +488,15 @@ END_TEST
 
 START_TEST(order_rate_limit)
 {
-	/* Its own server: one request per second, a burst of 3. */
+	/* Its own server: one order request per second, a burst of 3; one query per second,
+	 * a burst of 2. */
 	tclient_close(&op);
 	tclient_close(&buyer);
 	tclient_close(&seller);
 	ck_assert_int_eq(tserver_stop(&srv), 0);
 	tserver_forget_journal(&srv); /* other core settings: a new journal */
-	static const char *const slow[] = {"--orders-per-second=1", "--orders-burst=3", NULL};
+	static const char *const slow[] = {"--orders-per-second=1", "--orders-burst=3",
+					   "--queries-per-second=1", "--queries-burst=2", NULL};
 	tserver_start(&srv, slow);
 	connect_all();
 	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
@@ -509,6 +512,22 @@ START_TEST(order_rate_limit)
 	}
 	ck_assert_int_ge(limited, 1);
 	ck_assert_int_le(limited, 2);
+	/* Queries have their own bucket: two at once, then about one a second; the
+	 * operator's are not limited. */
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE;
+	limited = 0;
+	for (int i = 0; i < 4; i++) {
+		q.nonce = 0;
+		int r = tclient_answer(&seller, tclient_send(&seller, &q, seller.sk));
+		ck_assert(r == 0 || r == GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+		limited += r == GRIDEX__V1__REJECT_REASON__RATE_LIMITED;
+	}
+	ck_assert_int_ge(limited, 1);
+	ck_assert_int_le(limited, 2);
+	for (int i = 0; i < 10; i++)
+		gridex__v1__query_result__free_unpacked(
+			query(&op, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
 }
 END_TEST
 

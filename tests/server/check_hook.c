@@ -120,7 +120,7 @@ START_TEST(request_environment_and_result)
 		      "%s", env);
 	/* Its own process group. */
 	char pid[32];
-	snprintf(pid, sizeof(pid), "%s", slurp("pid"));
+	snprintf(pid, sizeof(pid), "%.31s", slurp("pid"));
 	ck_assert_str_eq(slurp("pgid"), pid);
 }
 END_TEST
