@@ -55,9 +55,13 @@ struct srv_core {
 	} * touched;
 	size_t n_touched, touched_cap;
 	int64_t now_ms; /* of the current call, for trade times */
-	/* The most recent fills as their reports (both sides), a ring for QUERY_FILLS. */
+	/* The most recent fills as their reports (both sides), a ring for QUERY_FILLS.
+	 * Each account's are linked newest first: acct_recent (per account) and
+	 * recent_prev (per slot) hold a report's number (its n_recent then) + 1, 0 for
+	 * none; a number that has left the ring ends the list. */
 	struct srv_report *recent;
-	uint64_t n_recent;  /* ever added; the ring holds the last fills_recent_max */
+	uint64_t n_recent; /* ever added; the ring holds the last fills_recent_max */
+	uint64_t *recent_prev, *acct_recent;
 	bool *halted;	    /* per book */
 	uint32_t *class_of; /* per book */
 	/* Retirement (book_retain_ms): when each book goes (INT64_MAX: never), the
@@ -124,6 +128,8 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->trade_seq);
 	free(c->touched);
 	free(c->recent);
+	free(c->recent_prev);
+	free(c->acct_recent);
 	free(c->halted);
 	free(c->class_of);
 	free(c->retire_at);
@@ -238,11 +244,13 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->touched_cap = c->batch.cap + 2 + MATCHING_BASKET_LEGS_MAX;
 	c->touched = calloc(c->touched_cap, sizeof(*c->touched));
 	c->recent = calloc(2 * (size_t)cfg->fills_recent_max, sizeof(*c->recent));
+	c->recent_prev = calloc(2 * (size_t)cfg->fills_recent_max, sizeof(*c->recent_prev));
+	c->acct_recent = calloc(acap, sizeof(*c->acct_recent));
 	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
 	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head || !c->acct_name ||
 	    !c->acct_tokens || !c->acct_last_ms || !c->acct_qtokens || !c->acct_qlast_ms ||
 	    !c->level_seq || !c->trade_seq || !c->touched || !c->recent || !c->retire_at ||
-	    !c->book_gen || !c->recent_gen)
+	    !c->book_gen || !c->recent_gen || !c->recent_prev || !c->acct_recent)
 		goto fail;
 	for (uint32_t b = 0; b < cfg->matching.books_max; b++)
 		c->retire_at[b] = INT64_MAX;
@@ -788,12 +796,22 @@ static uint8_t other_side(uint8_t side)
 	return side == MATCHING_BUY ? MATCHING_SELL : MATCHING_BUY;
 }
 
+/* Links the report in slot at, number n, first in its account's list. */
+static void link_recent(struct srv_core *c, uint64_t at, uint64_t n)
+{
+	uint32_t h = acct_slot(c, c->recent[at].account);
+	assert(c->acct_keys[h] == c->recent[at].account); /* fills are of registered accounts */
+	c->recent_prev[at] = c->acct_recent[h];
+	c->acct_recent[h] = n + 1;
+}
+
 /* Keeps a fill's report for QUERY_FILLS (the ring forgets the oldest). */
 static void remember_fill(struct srv_core *c, const struct srv_report *r)
 {
 	uint64_t at = c->n_recent % (2 * (uint64_t)c->cfg.fills_recent_max);
 	c->recent[at] = *r;
 	c->recent_gen[at] = c->book_gen[r->book];
+	link_recent(c, at, c->n_recent);
 	c->n_recent++;
 }
 
@@ -1330,14 +1348,16 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 		}
 		break;
 	}
-	default: { /* QUERY_FILLS, newest first */
+	default: { /* QUERY_FILLS, newest first: the account's list, while in the ring */
 		uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
-		uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
-		for (uint64_t i = 0; i < kept && out->n_rows < out->rows_cap; i++) {
-			uint64_t at = (c->n_recent - 1 - i) % ring;
+		uint64_t oldest = c->n_recent > ring ? c->n_recent - ring : 0;
+		uint32_t h = acct_slot(c, req->account);
+		uint64_t n = c->acct_keys[h] == req->account ? c->acct_recent[h] : 0;
+		for (; n > oldest && out->n_rows < out->rows_cap;
+		     n = c->recent_prev[(n - 1) % ring]) {
+			uint64_t at = (n - 1) % ring;
 			const struct srv_report *f = &c->recent[at];
-			if (f->account == req->account && recent_live(c, at) &&
-			    in_scope(c, f->book, book, cls))
+			if (recent_live(c, at) && in_scope(c, f->book, book, cls))
 				out->rows[out->n_rows++] = *f;
 		}
 		break;
@@ -2104,8 +2124,15 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 		load_report(in, &r);
 		if (!in->error && matching_book_product(c->eng, r.book) == NULL)
 			srv_snap_fail(in, "core: a recent fill names no product");
-		if (i >= saved - kept)
-			c->recent[(c->n_recent - saved + i) % ring] = r;
+		if (!in->error && i >= saved - kept) {
+			uint64_t n = c->n_recent - saved + i, at = n % ring;
+			c->recent[at] = r;
+			uint32_t h = acct_slot(c, r.account);
+			if (r.account == 0 || c->acct_keys[h] != r.account)
+				srv_snap_fail(in, "core: a recent fill of an unknown account");
+			else
+				link_recent(c, at, n);
+		}
 	}
 	if ((srv_snap_get_u8(in) != 0) != (c->leases != NULL))
 		srv_snap_fail(in, "core: the snapshot was taken with leases on and this core has "

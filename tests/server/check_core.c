@@ -32,6 +32,7 @@ static int64_t horizon_ms;	/* product_horizon_ms of the next core; 0: none */
 static const char *classes_cfg; /* classes of the next core; NULL: any */
 static uint32_t rows_max;	/* query_rows_max of the next core; 0: the default */
 static uint32_t queries_rate;	/* queries_per_second (burst 2) of the next; 0: default */
+static uint32_t fills_kept;	/* fills_recent_max of the next core; 0: the default */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -55,6 +56,8 @@ static struct srv_core *sized_core(uint32_t orders)
 	cfg.classes = classes_cfg;
 	if (rows_max)
 		cfg.query_rows_max = rows_max;
+	if (fills_kept)
+		cfg.fills_recent_max = fills_kept;
 	if (queries_rate) {
 		cfg.queries_per_second = queries_rate;
 		cfg.queries_burst = 2;
@@ -93,7 +96,7 @@ static void teardown(void)
 	srv_core_out_free(&out);
 	retain_ms = horizon_ms = 0;
 	classes_cfg = NULL;
-	rows_max = queries_rate = 0;
+	rows_max = queries_rate = fills_kept = 0;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -819,6 +822,99 @@ static struct srv_request order_in(const char *product, uint32_t account, uint64
 	return r;
 }
 
+/* The fill reports the core keeps, in order, as a model of its ring. */
+static struct srv_report kept_model[64];
+static size_t n_kept_model;
+
+static void keep_fills_of_out(void)
+{
+	for (size_t i = 0; i < out.n_reports; i++)
+		if (out.reports[i].kind == SRV_REPORT_EXEC && out.reports[i].fill_id != 0) {
+			ck_assert_uint_lt(n_kept_model, 64);
+			kept_model[n_kept_model++] = out.reports[i];
+		}
+}
+
+/* QUERY_FILLS of account (scope: a product or ""), against the model: the account's
+ * reports among the last ring of them, newest first. */
+static void fills_as_modelled(uint32_t account, const char *scope, size_t ring)
+{
+	struct srv_request q = plain(account, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	strcpy(q.product, scope);
+	handle(&q);
+	size_t n = 0;
+	for (size_t k = n_kept_model; k > 0 && k + ring > n_kept_model; k--) {
+		const struct srv_report *m = &kept_model[k - 1];
+		if (m->account != account ||
+		    (scope[0] && strcmp(srv_core_book_name(core, m->book), scope) != 0))
+			continue;
+		ck_assert_uint_lt(n, out.n_rows);
+		ck_assert_uint_eq(out.rows[n].fill_id, m->fill_id);
+		ck_assert_uint_eq(out.rows[n].client_order_id, m->client_order_id);
+		ck_assert_int_eq(out.rows[n].side, m->side);
+		n++;
+	}
+	ck_assert_uint_eq(out.n_rows, n);
+}
+
+/* Each account's recent fills are linked: a query reads its own, newest first, as far
+ * as the ring (2 x fills_recent_max reports) still holds them, and after a snapshot. */
+START_TEST(fills_query_reads_the_accounts_own)
+{
+	teardown();
+	fills_kept = 3;
+	setup();
+	static const char *const products[] = {"H100-80G/2026-11-22T19", "H100-80G/2026-11-22T20",
+					       "H100-80G/2026-11-22T21"};
+	n_kept_model = 0;
+	uint64_t coid = 100;
+	for (int i = 0; i < 12; i++) {
+		const char *p = products[i % 3];
+		/* Who rests and who takes alternates; account 3 never trades. */
+		bool bid_rests = i % 2 == 0;
+		struct srv_request first =
+			order_in(p, bid_rests ? 1 : 2, coid++,
+				 bid_rests ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL,
+				 1000000 + 1000 * i);
+		handle(&first);
+		keep_fills_of_out();
+		struct srv_request second =
+			order_in(p, bid_rests ? 2 : 1, coid++,
+				 bid_rests ? GRIDEX__V1__SIDE__SELL : GRIDEX__V1__SIDE__BUY,
+				 1000000 + 1000 * i);
+		handle(&second);
+		keep_fills_of_out();
+		for (uint32_t a = 1; a <= 3; a++)
+			fills_as_modelled(a, "", 6);
+		fills_as_modelled(1, products[1], 6);
+	}
+	ck_assert_uint_eq(n_kept_model, 24);
+	/* After a snapshot, into a core keeping fewer: the newest that fit. */
+	struct srv_snap_w w = {0};
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	fills_kept = 2;
+	struct srv_core *loaded = sized_core(256);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
+	srv_snap_w_free(&w);
+	srv_core_destroy(core);
+	core = loaded;
+	for (uint32_t a = 1; a <= 3; a++)
+		fills_as_modelled(a, "", 4);
+	/* And on from there: new fills first, the loaded ones after, while they fit. */
+	struct srv_request bid = order_in(products[0], 1, coid++, GRIDEX__V1__SIDE__BUY, 1500000);
+	handle(&bid);
+	keep_fills_of_out();
+	struct srv_request ask = order_in(products[0], 2, coid++, GRIDEX__V1__SIDE__SELL, 1500000);
+	handle(&ask);
+	keep_fills_of_out();
+	ck_assert_uint_eq(n_kept_model, 26);
+	for (uint32_t a = 1; a <= 3; a++)
+		fills_as_modelled(a, "", 4);
+}
+END_TEST
+
 #define END19 1795377600000LL /* 20:00Z: H19's delivery hour is over */
 
 /* Books are retired book_retain_ms after their delivery hour, and their numbers reused. */
@@ -1088,6 +1184,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, queries_answer_from_the_core);
 	tcase_add_test(tc, queries_say_when_they_are_cut);
 	tcase_add_test(tc, queries_are_rate_limited);
+	tcase_add_test(tc, fills_query_reads_the_accounts_own);
 	tcase_add_test(tc, operator_requests);
 	tcase_add_test(tc, order_rate_is_limited_per_account);
 	tcase_add_test(tc, market_data_rebuilds_the_book);

@@ -236,6 +236,9 @@ static struct srv_core *new_core(void)
 	cfg.accounts_max = 8;
 	cfg.client_ids_max = 512;
 	cfg.operator_account = 7;
+	cfg.fills_recent_max = 64; /* the ring of recent fills wraps */
+	/* Query-rate buckets are not in snapshots: a restored core starts them full. */
+	cfg.queries_per_second = 0;
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	return c;
