@@ -332,29 +332,26 @@ uint8_t *srv_frame_leases(const struct srv_answer *a, const struct srv_lease_vie
 			break;
 		ptrs[rows] = &msgs[rows];
 	}
+	if (a) {
+		q.truncated = a->cut || rows < n;
+		q.n_leases = rows;
+		q.leases = ptrs;
+		buf = pack_result(&q, len);
+		goto out;
+	}
+	/* Lease updates: a frame each, back to back. */
 	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
 	size_t cap = 0;
-	bool result = a != NULL;
-	if (result) {
-		q.truncated = a->cut || rows < n;
-		n = rows;
-		q.n_leases = n;
-		q.leases = ptrs;
-		f.result = &q;
-		cap = WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
-	} else {
-		for (size_t i = 0; i < n; i++) {
-			f.lease = ptrs[i];
-			cap += WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
-		}
+	for (size_t i = 0; i < n; i++) {
+		f.lease = ptrs[i];
+		cap += WIRE_HEADER_BYTES + gridex__v1__server_frame__get_packed_size(&f);
 	}
 	buf = malloc(cap ? cap : 1);
 	if (buf == NULL)
 		goto out;
 	*len = 0;
-	for (size_t i = 0; i < (result ? 1 : n); i++) {
-		if (!result)
-			f.lease = ptrs[i];
+	for (size_t i = 0; i < n; i++) {
+		f.lease = ptrs[i];
 		size_t m = pack(buf + *len, cap - *len, &f);
 		if (m == 0) {
 			free(buf);
