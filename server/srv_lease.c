@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "srv_lease.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,9 @@ struct srv_leases {
 	struct host_leases *on_host;
 	uint32_t *named; /* per host: ended leases in the ring that name it */
 	uint32_t n_hosts, n_withdrawn;
+	/* Every host, ordered by seller, then by place: a seller's hosts in the order
+	 * fills use them, found without looking at the other sellers'. */
+	uint32_t *by_seller;
 	struct srv_tindex names;   /* host name -> host */
 	struct srv_tindex devices; /* UUID -> host << 4 | device, of hosts that hold theirs */
 	struct lease **live;
@@ -103,6 +107,47 @@ static const char *device_text(const void *ctx, uint32_t v)
 	return l->hosts[v >> 4].spec.devices[v & 15];
 }
 
+/* The first position in by_seller[0..n) of a host at or after (seller, host). */
+static uint32_t seller_at(const struct srv_leases *l, uint32_t n, uint32_t seller, uint32_t host)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2, m = l->by_seller[mid];
+		uint32_t s = l->hosts[m].seller;
+		if (s < seller || (s == seller && m < host))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Adds host (its seller set) to by_seller, which holds n hosts. */
+static void seller_add(struct srv_leases *l, uint32_t n, uint32_t host)
+{
+	uint32_t at = seller_at(l, n, l->hosts[host].seller, host);
+	memmove(l->by_seller + at + 1, l->by_seller + at, (n - at) * sizeof(*l->by_seller));
+	l->by_seller[at] = host;
+}
+
+/* Removes host (its seller still set) from by_seller, which holds n hosts. */
+static void seller_remove(struct srv_leases *l, uint32_t n, uint32_t host)
+{
+	uint32_t at = seller_at(l, n, l->hosts[host].seller, host);
+	assert(at < n && l->by_seller[at] == host);
+	memmove(l->by_seller + at, l->by_seller + at + 1, (n - at - 1) * sizeof(*l->by_seller));
+}
+
+/* The positions [*first, return) of by_seller holding seller's hosts. */
+static uint32_t seller_range(const struct srv_leases *l, uint32_t seller, uint32_t *first)
+{
+	*first = seller_at(l, l->n_hosts, seller, 0);
+	uint32_t end = *first;
+	while (end < l->n_hosts && l->hosts[l->by_seller[end]].seller == seller)
+		end++;
+	return end;
+}
+
 void srv_lease_config_default(struct srv_lease_config *cfg)
 {
 	*cfg = (struct srv_lease_config){.hosts_max = 4096,
@@ -130,13 +175,15 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	l->on_host = calloc(cfg->hosts_max, sizeof(*l->on_host));
 	l->occ = calloc(cfg->hosts_max, sizeof(*l->occ));
 	l->named = calloc(cfg->hosts_max, sizeof(*l->named));
+	l->by_seller = calloc(cfg->hosts_max, sizeof(*l->by_seller));
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
 	l->next_id = 1;
 	l->next_due = NONE_DUE;
 	bool indexed = srv_tindex_init(&l->names, cfg->hosts_max, name_text, l) &&
 		       srv_tindex_init(&l->devices, (uint64_t)cfg->hosts_max * SRV_HOST_DEVICES_MAX,
 				       device_text, l);
-	if (!l->hosts || !l->on_host || !l->occ || !l->named || !l->ended || !indexed) {
+	if (!l->hosts || !l->on_host || !l->occ || !l->named || !l->by_seller || !l->ended ||
+	    !indexed) {
 		srv_leases_destroy(l);
 		return SRV_LEASE_NOMEM;
 	}
@@ -163,6 +210,7 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->on_host);
 	free(l->occ);
 	free(l->named);
+	free(l->by_seller);
 	srv_tindex_free(&l->names);
 	srv_tindex_free(&l->devices);
 	free(l->cand);
@@ -302,10 +350,12 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	} else {
 		l->n_withdrawn--; /* the withdrawn host whose place it takes (holding nothing) */
 		srv_tindex_del(&l->names, l->hosts[h].name);
+		seller_remove(l, l->n_hosts, h);
 	}
 	*host = h;
 	struct srv_host_view *x = &l->hosts[h];
 	x->seller = seller;
+	seller_add(l, l->n_hosts - 1, h);
 	x->cls = cls;
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	x->spec = *spec;
@@ -353,9 +403,14 @@ uint32_t srv_leases_host_count(const struct srv_leases *l)
 size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint32_t *out, size_t max)
 {
 	size_t n = 0;
-	for (uint32_t h = 0; h < l->n_hosts && n < max; h++)
-		if (seller == 0 || l->hosts[h].seller == seller)
+	if (seller == 0) {
+		for (uint32_t h = 0; h < l->n_hosts && n < max; h++)
 			out[n++] = h;
+		return n;
+	}
+	uint32_t i, end = seller_range(l, seller, &i);
+	for (; i < end && n < max; i++)
+		out[n++] = l->by_seller[i];
 	return n;
 }
 
@@ -368,6 +423,13 @@ const char *srv_leases_check_hosts(const struct srv_leases *l)
 {
 	uint32_t withdrawn = 0;
 	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
+	for (uint32_t i = 0; i < l->n_hosts; i++) {
+		uint32_t h = l->by_seller[i], prev = i ? l->by_seller[i - 1] : 0;
+		if (h >= l->n_hosts ||
+		    (i > 0 && (l->hosts[prev].seller > l->hosts[h].seller ||
+			       (l->hosts[prev].seller == l->hosts[h].seller && prev >= h))))
+			return "the hosts by seller are not every host once, by seller and place";
+	}
 	for (uint32_t h = 0; h < l->n_hosts; h++) {
 		const struct srv_host_view *x = &l->hosts[h];
 		withdrawn += x->withdrawn;
@@ -755,10 +817,11 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	/* The seller's hosts of this class: the devices their live leases hold in this
 	 * hour, and the buyer's scheduled leases of the hour before (to extend). */
 	size_t n_cand = 0;
-	for (uint32_t h = 0; h < l->n_hosts; h++) {
+	uint32_t first, end = seller_range(l, f->seller, &first);
+	for (uint32_t i = first; i < end; i++) {
+		uint32_t h = l->by_seller[i];
 		l->occ[h] = 0;
-		if (l->hosts[h].seller != f->seller || l->hosts[h].cls != cls ||
-		    l->hosts[h].withdrawn)
+		if (l->hosts[h].cls != cls || l->hosts[h].withdrawn)
 			continue;
 		const struct host_leases *hl = &l->on_host[h];
 		for (uint32_t k = 0; k < hl->n; k++) {
@@ -789,10 +852,11 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		view_of(x, &v);
 		update(l, &v);
 	}
-	/* New leases, one per host with free devices. */
-	for (uint32_t h = 0; h < l->n_hosts && left > 0 && l->n_active < l->cfg.leases_max; h++) {
+	/* New leases, one per host with free devices, in the order of the table. */
+	for (uint32_t i = first; i < end && left > 0 && l->n_active < l->cfg.leases_max; i++) {
+		uint32_t h = l->by_seller[i];
 		const struct srv_host_view *host = &l->hosts[h];
-		if (host->seller != f->seller || host->cls != cls || host->withdrawn)
+		if (host->cls != cls || host->withdrawn)
 			continue;
 		uint32_t mask;
 		uint32_t want = left > SRV_HOST_DEVICES_MAX ? SRV_HOST_DEVICES_MAX : (uint32_t)left;

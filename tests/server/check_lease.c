@@ -496,6 +496,85 @@ START_TEST(full_table_reuses_a_forgotten_host)
 }
 END_TEST
 
+/* The hosts of seller, as srv_leases_hosts_of() lists them, written "h,h,...". */
+static const char *hosts_of(struct srv_leases *b, uint32_t seller)
+{
+	static char text[128];
+	uint32_t hs[16];
+	size_t n = srv_leases_hosts_of(b, seller, hs, 16), at = 0;
+	text[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%u", i ? "," : "", hs[i]);
+	return text;
+}
+
+/* The hosts the leases of the last call are on, written "h,h,...". */
+static const char *hosts_leased(void)
+{
+	static char text[128];
+	size_t at = 0;
+	text[0] = '\0';
+	for (size_t i = 0; i < O()->n_updates; i++)
+		at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%u", i ? "," : "",
+				       O()->updates[i].host);
+	return text;
+}
+
+static void fill_of(uint32_t seller, int64_t id, int64_t qty)
+{
+	struct ledger_fill f = fill(id, qty);
+	f.seller = seller;
+	srv_leases_out_reset(l);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+}
+
+/* Each seller's hosts are found apart from the others', in the order of the table, also
+ * when a host of another seller takes a forgotten host's place, and after a reload. */
+START_TEST(sellers_hosts_in_table_order)
+{
+	static const struct {
+		uint32_t seller;
+		const char *name;
+		uint32_t devices;
+	} hs[] = {{7, "a0", 2}, {8, "b0", 2}, {5, "c0", 1}, {7, "a1", 2}, {8, "b1", 2}};
+	for (size_t i = 0; i < 5; i++) {
+		struct srv_host_spec s = spec_of(hs[i].name, hs[i].devices);
+		ck_assert_int_eq(add_host(l, hs[i].seller, CLS, hs[i].name, &s), SRV_LEASE_OK);
+		ck_assert_ptr_null(srv_leases_check_hosts(l));
+	}
+	ck_assert_str_eq(hosts_of(l, 7), "0,3");
+	ck_assert_str_eq(hosts_of(l, 8), "1,4");
+	ck_assert_str_eq(hosts_of(l, 5), "2");
+	ck_assert_str_eq(hosts_of(l, 6), "");
+	ck_assert_str_eq(hosts_of(l, 0), "0,1,2,3,4");
+	fill_of(7, 1, 4);
+	ck_assert_str_eq(hosts_leased(), "0,3");
+	fill_of(8, 2, 3);
+	ck_assert_str_eq(hosts_leased(), "1,4");
+	/* A full table: seller 9's host takes the place of seller 5's, withdrawn. */
+	uint32_t h;
+	for (int i = 5; i < 16; i++)
+		ck_assert_int_eq(add_nth(l, i, &h), SRV_LEASE_OK);
+	bool now;
+	ck_assert_int_eq(srv_leases_withdraw_host(l, 5, "c0", &h, &now), SRV_LEASE_OK);
+	struct srv_host_spec d = spec_of("d0", 1);
+	ck_assert_int_eq(add_host(l, 9, CLS, "d0", &d), SRV_LEASE_OK);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	ck_assert_str_eq(hosts_of(l, 5), "");
+	ck_assert_str_eq(hosts_of(l, 9), "2");
+	ck_assert_str_eq(hosts_of(l, 7), "0,3,5,6,7,8,9,10,11,12,13,14,15");
+	fill_of(9, 3, 1);
+	ck_assert_str_eq(hosts_leased(), "2");
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	srv_snap_w_free(&w);
+	ck_assert_ptr_null(srv_leases_check_hosts(m));
+	ck_assert_str_eq(hosts_of(m, 9), "2");
+	ck_assert_str_eq(hosts_of(m, 8), "1,4");
+	srv_leases_destroy(m);
+}
+END_TEST
+
 /* A snapshot in which a withdrawn host with a live lease shares a device with another
  * host (which registration never allows) is refused. */
 START_TEST(snapshot_refuses_a_device_on_two_hosts)
@@ -572,6 +651,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, snapshots_reload_the_same_book);
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
+	tcase_add_test(tc, sellers_hosts_in_table_order);
 	tcase_add_test(tc, snapshot_refuses_a_device_on_two_hosts);
 	suite_add_tcase(s, tc);
 	return s;
