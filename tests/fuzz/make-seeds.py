@@ -99,6 +99,10 @@ frames.append(pb.ServerFrame(snapshot=pb.BookSnapshot(
 frames.append(pb.ServerFrame(result=pb.QueryResult(nonce=8, hosts=[
     pb.Host(name=b"node-1", seller=2, accelerator=b"H100-80G", vendor=b"nvidia",
             devices=[b"GPU-0", b"GPU-1"], withdrawn=True, live_leases=1)])))
+# An answer cut short: its first rows, marked truncated.
+frames.append(pb.ServerFrame(result=pb.QueryResult(nonce=9, truncated=True, orders=[
+    pb.ExecutionReport(account=1, client_order_id=3, order_id=4, product=H19, side=pb.BUY,
+                       price=2, leaves_quantity=1)])))
 feed = b""
 for i, f in enumerate(frames):
     b = f.SerializeToString()
