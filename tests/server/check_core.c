@@ -826,8 +826,10 @@ static struct srv_request order_in(const char *product, uint32_t account, uint64
 static struct srv_report kept_model[64];
 static size_t n_kept_model;
 
-static void keep_fills_of_out(void)
+/* Handles r and adds the fill reports it made to the model. */
+static void handle_kept(struct srv_request r)
 {
+	handle(&r);
 	for (size_t i = 0; i < out.n_reports; i++)
 		if (out.reports[i].kind == SRV_REPORT_EXEC && out.reports[i].fill_id != 0) {
 			ck_assert_uint_lt(n_kept_model, 64);
@@ -871,19 +873,12 @@ START_TEST(fills_query_reads_the_accounts_own)
 	for (int i = 0; i < 12; i++) {
 		const char *p = products[i % 3];
 		/* Who rests and who takes alternates; account 3 never trades. */
-		bool bid_rests = i % 2 == 0;
-		struct srv_request first =
-			order_in(p, bid_rests ? 1 : 2, coid++,
-				 bid_rests ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL,
-				 1000000 + 1000 * i);
-		handle(&first);
-		keep_fills_of_out();
-		struct srv_request second =
-			order_in(p, bid_rests ? 2 : 1, coid++,
-				 bid_rests ? GRIDEX__V1__SIDE__SELL : GRIDEX__V1__SIDE__BUY,
-				 1000000 + 1000 * i);
-		handle(&second);
-		keep_fills_of_out();
+		for (int k = 0; k < 2; k++) {
+			bool buy = (k == 0) == (i % 2 == 0); /* account 1 buys, 2 sells */
+			handle_kept(order_in(p, buy ? 1 : 2, coid++,
+					     buy ? GRIDEX__V1__SIDE__BUY : GRIDEX__V1__SIDE__SELL,
+					     1000000 + 1000 * i));
+		}
 		for (uint32_t a = 1; a <= 3; a++)
 			fills_as_modelled(a, "", 6);
 		fills_as_modelled(1, products[1], 6);
@@ -903,12 +898,8 @@ START_TEST(fills_query_reads_the_accounts_own)
 	for (uint32_t a = 1; a <= 3; a++)
 		fills_as_modelled(a, "", 4);
 	/* And on from there: new fills first, the loaded ones after, while they fit. */
-	struct srv_request bid = order_in(products[0], 1, coid++, GRIDEX__V1__SIDE__BUY, 1500000);
-	handle(&bid);
-	keep_fills_of_out();
-	struct srv_request ask = order_in(products[0], 2, coid++, GRIDEX__V1__SIDE__SELL, 1500000);
-	handle(&ask);
-	keep_fills_of_out();
+	handle_kept(order_in(products[0], 1, coid++, GRIDEX__V1__SIDE__BUY, 1500000));
+	handle_kept(order_in(products[0], 2, coid++, GRIDEX__V1__SIDE__SELL, 1500000));
 	ck_assert_uint_eq(n_kept_model, 26);
 	for (uint32_t a = 1; a <= 3; a++)
 		fills_as_modelled(a, "", 4);
