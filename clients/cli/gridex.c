@@ -36,6 +36,7 @@ struct cli {
 		*opt_count, *opt_seconds;
 	bool opt_all;
 	gridex_client *c;
+	int refused; /* the reason of the last request the server refused */
 };
 
 static const char usage_text[] =
@@ -381,6 +382,7 @@ static int answer(struct cli *x, uint64_t nonce, int wait_ms, struct gridex_even
 			continue;
 		}
 		if (ev.kind == GRIDEX_EV_REJECT && ev.nonce == nonce) {
+			x->refused = ev.reason;
 			if (x->json)
 				print_json(json_pack("{s:s, s:s, s:s}", "event", "REJECTED",
 						     "reason", gridex_reject_name(ev.reason),
@@ -681,7 +683,8 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		die(x, "%s", gridex_client_error(x->c));
 	struct gridex_event r;
 	if (answer(x, nonce, 0, &r)) {
-		if (q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS)
+		if ((q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS) &&
+		    strcmp(gridex_reject_name(x->refused), "LEASES_OFF") == 0)
 			fprintf(stderr,
 				"gridex: the server refused the %s query (LEASES_OFF: no "
 				"provisioning hook)%s\n",

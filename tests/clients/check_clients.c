@@ -78,7 +78,7 @@ static void op(gridex_client *o, struct gridex_operator_request r)
 }
 
 /* Extra settings of the next setup (a hook turns leases on). */
-static const char *extra_args[5] = {"--maker-bps=10", "--taker-bps=20", NULL, NULL, NULL};
+static const char *extra_args[8] = {"--maker-bps=10", "--taker-bps=20"};
 
 /* gridexd with an operator key file; participants 1 and 2 registered and funded. */
 static void setup(void)
@@ -530,13 +530,15 @@ static void setup_leases(void)
 }
 
 /* gridexd with leases on and query_rows_max = 2: every answer past two rows is cut, and
- * the CLI says so on stderr. */
+ * the CLI says so on stderr. Queries: one a second, a burst of 10. */
 static void setup_cut(void)
 {
 	extra_args[2] = "--hook=/bin/true";
 	extra_args[3] = "--query-rows-max=2";
+	extra_args[4] = "--queries-per-second=1";
+	extra_args[5] = "--queries-burst=10";
 	setup();
-	extra_args[2] = extra_args[3] = NULL;
+	extra_args[2] = extra_args[3] = extra_args[4] = extra_args[5] = NULL;
 }
 
 static const char cut_note[] = "gridex: the server sent the first 2 rows only";
@@ -569,6 +571,13 @@ START_TEST(cli_says_when_an_answer_is_cut)
 	ck_assert_msg(strstr(out, "lease 2 ") && strstr(out, cut_note), "%s", out);
 	ck_assert_int_eq(cli("--account=1 --key=%s account", a_key), 0);
 	ck_assert_msg(strstr(out, cut_note) == NULL, "%s", out);
+	/* Past the query limit: refused as such, not taken for a server without leases. */
+	int i = 0;
+	while (i++ < 30 && cli("--account=1 --key=%s leases", a_key) == 0)
+		;
+	ck_assert_msg(strstr(out, "gridex: refused: RATE_LIMITED") &&
+			      !strstr(out, "provisioning hook"),
+		      "%s", out);
 }
 END_TEST
 
