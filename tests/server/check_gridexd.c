@@ -528,6 +528,20 @@ START_TEST(order_rate_limit)
 	for (int i = 0; i < 10; i++)
 		gridex__v1__query_result__free_unpacked(
 			query(&op, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
+	/* The query settings are not in the journal's fingerprint: the same journal goes on
+	 * under others, and they apply (no query limit now). */
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	static const char *const other[] = {"--orders-per-second=1",   "--orders-burst=3",
+					    "--queries-per-second=0",  "--query-rows-max=10",
+					    "--query-bytes-max=65536", NULL};
+	tserver_start(&srv, other);
+	connect_all();
+	for (int i = 0; i < 5; i++)
+		gridex__v1__query_result__free_unpacked(
+			query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
 }
 END_TEST
 
