@@ -94,9 +94,13 @@ static bool fit_row(struct fit *f, size_t n)
 	return true;
 }
 
-/* A ServerFrame holding q, packed into a new buffer (NULL: out of memory or too big). */
-static uint8_t *pack_result(Gridex__V1__QueryResult *q, size_t *len)
+/* A query's answer q holding kept of its n rows, marked truncated when that left some
+ * out or the core cut them (a->cut), as a ServerFrame packed into a new buffer (NULL:
+ * out of memory or too big). */
+static uint8_t *pack_answer(Gridex__V1__QueryResult *q, const struct srv_answer *a, size_t kept,
+			    size_t n, size_t *len)
 {
+	q->truncated = a->cut || kept < n;
 	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
 	f.result = q;
 	size_t body = gridex__v1__server_frame__get_packed_size(&f);
@@ -265,7 +269,6 @@ uint8_t *srv_frame_result(const struct srv_answer *a, uint32_t query_type,
 			break;
 		ptrs[n] = &reports[n];
 	}
-	q.truncated = a->cut || n < n_rows;
 	if (query_type == GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS) {
 		q.n_fills = n;
 		q.fills = ptrs;
@@ -273,7 +276,7 @@ uint8_t *srv_frame_result(const struct srv_answer *a, uint32_t query_type,
 		q.n_orders = n;
 		q.orders = ptrs;
 	}
-	buf = pack_result(&q, len);
+	buf = pack_answer(&q, a, n, n_rows, len);
 out:
 	free(reports);
 	free(ptrs);
@@ -333,10 +336,9 @@ uint8_t *srv_frame_leases(const struct srv_answer *a, const struct srv_lease_vie
 		ptrs[rows] = &msgs[rows];
 	}
 	if (a) {
-		q.truncated = a->cut || rows < n;
 		q.n_leases = rows;
 		q.leases = ptrs;
-		buf = pack_result(&q, len);
+		buf = pack_answer(&q, a, rows, n, len);
 		goto out;
 	}
 	/* Lease updates: a frame each, back to back. */
@@ -400,10 +402,9 @@ uint8_t *srv_frame_hosts(const struct srv_answer *a, const struct srv_host_row *
 			break;
 		ptrs[i] = m;
 	}
-	q.truncated = a->cut || i < n;
 	q.n_hosts = i;
 	q.hosts = ptrs;
-	buf = pack_result(&q, len);
+	buf = pack_answer(&q, a, i, n, len);
 out:
 	free(msgs);
 	free(ptrs);
