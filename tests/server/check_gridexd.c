@@ -72,13 +72,19 @@ static void setup(void)
 	market();
 }
 
-static void teardown(void)
+/* Closes the three clients and stops gridexd, which must exit cleanly. */
+static void stop_all(void)
 {
 	tclient_close(&op);
 	tclient_close(&buyer);
 	tclient_close(&seller);
 	int status = tserver_stop(&srv);
 	ck_assert_msg(status == 0, "gridexd exit status %d: %s", status, tserver_log(&srv));
+}
+
+static void teardown(void)
+{
+	stop_all();
 	pgtest_teardown();
 }
 
@@ -188,10 +194,7 @@ END_TEST
  * reuse the id and be refused for ever). */
 START_TEST(one_input_never_spans_two_batches)
 {
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	static const char *const tiny[] = {"--maker-bps=10", "--taker-bps=20",
 					   "--batch-fills-max=2", NULL};
 	tserver_start(&srv, tiny);
@@ -253,10 +256,7 @@ static int threads_named(pid_t pid, const char *name)
  * for a nonce that fell out of the window. */
 START_TEST(sequence_follows_arrival_order)
 {
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	static const char *const four[] = {"--maker-bps=10",	     "--taker-bps=20",
 					   "--verifier-threads=4",   "--orders-per-second=0",
 					   "--queries-per-second=0", NULL};
@@ -306,10 +306,7 @@ START_TEST(single_file_journal_is_adopted)
 {
 	uint64_t n = tclient_order(&buyer, 8, product, GRIDEX__V1__SIDE__BUY, 1500000, 2);
 	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd),
 		 "cd %s/journal && [ $(ls journal-* | wc -l) = 1 ] && rm -f snapshot-* && "
@@ -490,10 +487,7 @@ START_TEST(order_rate_limit)
 {
 	/* Its own server: one order request per second, a burst of 3; one query per second,
 	 * a burst of 2. */
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	static const char *const slow[] = {"--orders-per-second=1", "--orders-burst=3",
 					   "--queries-per-second=1", "--queries-burst=2", NULL};
@@ -530,10 +524,7 @@ START_TEST(order_rate_limit)
 			query(&op, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
 	/* The query settings are not in the journal's fingerprint: the same journal goes on
 	 * under others, and they apply (no query limit now). */
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	static const char *const other[] = {"--orders-per-second=1",   "--orders-burst=3",
 					    "--queries-per-second=0",  "--query-rows-max=10",
 					    "--query-bytes-max=65536", NULL};
@@ -705,10 +696,7 @@ START_TEST(queries_and_restart)
 			 0);
 	available -= 1000000;
 	/* Restart: participants, keys and balances come back from the ledger. */
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	ck_assert_int_eq(balance(BUYER), available);
 	/* The journal tools, offline: statistics, and a replay into events. */
 	char cmd[4096];
@@ -799,10 +787,7 @@ END_TEST
 
 START_TEST(slow_reader_is_dropped_others_trade_on)
 {
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	static const char *const small[] = {"--out-buffer-soft-bytes=4096",
 					    "--out-buffer-hard-bytes=16384",
@@ -878,10 +863,7 @@ static bool closed_within(int fd, int ms)
 
 START_TEST(connection_limits)
 {
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	static const char *const tight[] = {"--handshake-timeout-ms=1500", "--partial-frame-ms=300",
 					    "--idle-timeout-ms=2500", "--max-unauth-per-ip=5",
@@ -966,10 +948,7 @@ START_TEST(one_writer_per_ledger)
 	ck_assert_msg(strstr(err, "writer lock") != NULL, "%s", err);
 	/* Stopped, gridexd's journal still owns the balances: gridex-admin still refuses
 	 * (a deposit the journal did not see would make the server's balances wrong). */
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 	snprintf(cmd, sizeof(cmd), "%s --database='%s' deposit %d 5 2>%s/admin.err",
 		 GRIDEX_TEST_ADMIN, pgt.app_url, BUYER, srv.dir);
 	rc = system(cmd);
@@ -1242,10 +1221,7 @@ START_TEST(verifiers_are_pinned)
 	ck_assert_str_eq(thread_cpus("gx-verify-1"), all);
 	ck_assert_msg(strstr(tserver_log(&srv), "verifier_cpus=none ") != NULL, "%s",
 		      tserver_log(&srv));
-	tclient_close(&op);
-	tclient_close(&buyer);
-	tclient_close(&seller);
-	ck_assert_int_eq(tserver_stop(&srv), 0);
+	stop_all();
 
 	/* A list of one CPU: both verifiers on it, the other threads where they were. */
 	char arg[64];
