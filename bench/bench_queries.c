@@ -8,6 +8,8 @@
  *   - QUERY_FILLS by an account with no fills (the whole ring is read);
  *   - QUERY_FILLS by the buyer of every fill (its newest query_rows_max);
  *   - QUERY_ORDERS by the account with the resting bids;
+ *   - the second pages of both, and of QUERY_ORDERS when the cursor's order
+ *     has gone (the account's orders are walked to the first older one);
  *   - packing an answer of query_rows_max order rows.
  * Usage: bench-queries [--fills=N (fills_recent_max)] [--orders=N] [--rows=N]
  */
@@ -55,16 +57,30 @@ static struct srv_request order(uint32_t account, uint64_t coid, int side, int64
 	return r;
 }
 
-/* Microseconds per call of one query type by account, over n calls. */
-static double time_query(uint32_t account, uint32_t type, int n, size_t *rows)
+/* Microseconds per call of one query type by account (asking for the page after
+ * cursor), over n calls. */
+static double time_page(uint32_t account, uint32_t type, uint64_t cursor, int n, size_t *rows)
 {
 	int64_t t0 = bench_now_ns();
 	for (int i = 0; i < n; i++) {
-		struct srv_request q = {.account = account, .type = type};
+		struct srv_request q = {.account = account, .type = type, .cursor = cursor};
 		handle(&q);
 	}
 	*rows = out.n_rows;
 	return (double)(bench_now_ns() - t0) / n / 1e3;
+}
+
+static double time_query(uint32_t account, uint32_t type, int n, size_t *rows)
+{
+	return time_page(account, type, 0, n, rows);
+}
+
+/* The cursor of the page after the one a query of account asks for now. */
+static uint64_t next_page(uint32_t account, uint32_t type)
+{
+	size_t n;
+	time_query(account, type, 1, &n);
+	return out.rows_cut ? out.cursors[n - 1] : 0;
 }
 
 static const char *book_name(uint32_t book, void *ctx)
@@ -132,10 +148,13 @@ int main(int argc, char **argv)
 		}
 	}
 	/* orders resting bids of account 3, below the offers. */
+	uint64_t first_oid = 0;
 	for (long i = 0; i < orders; i++) {
 		struct srv_request bid = order(3, (uint64_t)(1 + i), GRIDEX__V1__SIDE__BUY, 1);
 		bid.price = 1000000;
 		handle(&bid);
+		if (i == 0)
+			first_oid = out.reports[1].order_id;
 	}
 	printf("set-up: %ld fills, %ld resting orders in %.3f s\n", fills, orders,
 	       (double)(bench_now_ns() - t0) / 1e9);
@@ -149,9 +168,24 @@ int main(int argc, char **argv)
 	       us, n);
 	us = time_query(3, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE, 2000, &n);
 	printf("core QUERY_BALANCE:                                   %9.1f us\n", us);
+	/* Second pages: where they start is found from the cursor. */
+	uint64_t cur = next_page(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	us = time_page(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS, cur, 200, &n);
+	printf("core QUERY_FILLS, buyer of every fill, second page:   %9.1f us  rows=%zu\n", us, n);
+	cur = next_page(3, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	us = time_page(3, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, cur, 200, &n);
+	printf("core QUERY_ORDERS, second page:                       %9.1f us  rows=%zu\n", us, n);
+	/* The worst start: the cursor's order has gone, and every other is newer. */
+	struct srv_request cancel = {.account = 3,
+				     .type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
+				     .target_client_order_id = 1};
+	handle(&cancel);
+	us = time_page(3, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, first_oid, 200, &n);
+	printf("core QUERY_ORDERS, the cursor's order gone (a walk):  %9.1f us  rows=%zu\n", us, n);
 	/* The pipeline thread's part: the answer of the last QUERY_ORDERS, packed. */
 	time_query(3, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, 1, &n);
-	struct srv_answer a = {.account = 3, .nonce = 1, .bytes_max = 4u << 20};
+	struct srv_answer a = {
+		.account = 3, .nonce = 1, .bytes_max = 4u << 20, .cursors = out.cursors};
 	int64_t p0 = bench_now_ns();
 	size_t bytes = 0;
 	for (int i = 0; i < 200; i++) {

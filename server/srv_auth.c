@@ -184,6 +184,11 @@ static bool fields_belong(const Gridex__V1__Request *q)
 			    q->price != 0 || q->quantity != 0 || q->expire_ms != 0;
 	bool side_ok = q->side == GRIDEX__V1__SIDE__BUY || q->side == GRIDEX__V1__SIDE__SELL;
 	bool stp_ok = q->self_trade <= GRIDEX__V1__SELF_TRADE_PREVENTION__ALLOW;
+	if (q->cursor != 0 && q->type != GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS &&
+	    q->type != GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS &&
+	    q->type != GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES &&
+	    q->type != GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS)
+		return false;
 	if (q->type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST ||
 	    q->type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD ||
 	    q->type == GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST)
@@ -258,6 +263,7 @@ static int decode_body(const uint8_t *body, size_t len, struct srv_request *out)
 	out->target_client_order_id = q->target_client_order_id;
 	out->hours = q->hours;
 	out->target_account = q->target_account;
+	out->cursor = q->cursor;
 	memset(out->public_key, 0, sizeof(out->public_key));
 	if (q->public_key.len == SRV_PUBLIC_KEY_BYTES)
 		memcpy(out->public_key, q->public_key.data, SRV_PUBLIC_KEY_BYTES);

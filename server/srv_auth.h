@@ -74,7 +74,8 @@ struct srv_request {
 	uint8_t public_key[SRV_PUBLIC_KEY_BYTES]; /* REGISTER_ACCOUNT */
 	int64_t amount;				  /* DEPOSIT, WITHDRAW */
 	char name[SRV_ACCOUNT_NAME_BYTES_MAX +
-		  1]; /* REGISTER_ACCOUNT, REGISTER_HOST; "" when absent */
+		  1];	 /* REGISTER_ACCOUNT, REGISTER_HOST; "" when absent */
+	uint64_t cursor; /* QUERY_ORDERS, QUERY_FILLS, QUERY_LEASES, QUERY_HOSTS; 0: first page */
 	/* The signed bytes exactly as received: the domain, its NUL, the body. */
 	uint8_t signed_bytes[SRV_SIGN_DOMAIN_BYTES + SRV_BODY_BYTES_CEILING];
 	size_t signed_len;

@@ -315,8 +315,9 @@ int srv_core_out_alloc(const struct srv_core *c, struct srv_core_out *out)
 	out->rows = srv_region_alloc(out->rows_cap, sizeof(*out->rows));
 	out->lease_rows = srv_region_alloc(out->rows_cap, sizeof(*out->lease_rows));
 	out->host_rows = srv_region_alloc(out->rows_cap, sizeof(*out->host_rows));
+	out->cursors = srv_region_alloc(out->rows_cap, sizeof(*out->cursors));
 	if (!out->reports || !out->fills || !out->md || !out->rows || !out->lease_rows ||
-	    !out->host_rows) {
+	    !out->host_rows || !out->cursors) {
 		srv_core_out_free(out);
 		return SRV_CORE_NOMEM;
 	}
@@ -333,6 +334,7 @@ void srv_core_out_free(struct srv_core_out *out)
 	srv_region_free(out->rows, out->rows_cap, sizeof(*out->rows));
 	srv_region_free(out->lease_rows, out->rows_cap, sizeof(*out->lease_rows));
 	srv_region_free(out->host_rows, out->rows_cap, sizeof(*out->host_rows));
+	srv_region_free(out->cursors, out->rows_cap, sizeof(*out->cursors));
 	*out = (struct srv_core_out){0};
 }
 
@@ -1307,11 +1309,52 @@ static bool in_scope(const struct srv_core *c, uint32_t b, uint32_t book, uint32
 	return (book == NONE || b == book) && (cls == NONE || c->class_of[b] == cls);
 }
 
+/* Where a page of an account's orders resumes (the list is newest first, so in falling
+ * ids): after the order with id cursor, or when that one has gone, at the first with a
+ * lower id. */
+static uint32_t orders_after(struct srv_core *c, uint32_t account, uint32_t head, uint64_t cursor)
+{
+	const struct corder *o = find_oid(c, cursor);
+	if (o != NULL && o->account == account)
+		return o->acct_next;
+	while (head != NONE && c->pool[head].oid >= cursor)
+		head = c->pool[head].acct_next;
+	return head;
+}
+
+/* Where a page of an account's fills resumes: the report its list has after report
+ * number cursor (0: none, the rest left the ring). False when cursor names no report of
+ * the account's: one not made yet, or another account's, which would walk that
+ * account's list. */
+static bool fills_after(const struct srv_core *c, uint32_t account, uint64_t cursor, uint64_t *n)
+{
+	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+	uint64_t oldest = c->n_recent > ring ? c->n_recent - ring : 0;
+	*n = 0;
+	if (cursor > c->n_recent)
+		return false;
+	if (cursor <= oldest)
+		return true;
+	uint64_t at = (cursor - 1) % ring;
+	if (c->recent[at].account != account)
+		return false;
+	*n = c->recent_prev[at];
+	return true;
+}
+
 static void query(struct srv_core *c, const struct srv_request *req, struct srv_core_out *out)
 {
 	uint32_t book, cls;
 	if (!scope_of(c, req->product, &book, &cls)) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+		return;
+	}
+	uint32_t h = acct_slot(c, req->account);
+	bool known = c->acct_keys[h] == req->account;
+	uint64_t fill = known ? c->acct_recent[h] : 0; /* the newest report of the account's */
+	if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS && req->cursor != 0 &&
+	    !fills_after(c, req->account, req->cursor, &fill)) {
+		reject(out, req, GRIDEX__V1__REJECT_REASON__BAD_CURSOR);
 		return;
 	}
 	ack(out, req);
@@ -1326,12 +1369,14 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 		}
 		break;
 	case GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS: {
-		uint32_t h = acct_slot(c, req->account);
-		uint32_t s = c->acct_keys[h] == req->account ? c->acct_head[h] : NONE;
+		uint32_t s = known ? c->acct_head[h] : NONE;
+		if (req->cursor != 0)
+			s = orders_after(c, req->account, s, req->cursor);
 		for (; s != NONE && out->n_rows < out->rows_cap; s = c->pool[s].acct_next) {
 			const struct corder *o = &c->pool[s];
 			if (!in_scope(c, o->book, book, cls))
 				continue;
+			out->cursors[out->n_rows] = o->oid;
 			struct srv_report *row = &out->rows[out->n_rows++];
 			*row = (struct srv_report){
 				.kind = SRV_REPORT_EXEC,
@@ -1351,14 +1396,14 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 	default: { /* QUERY_FILLS, newest first: the account's list, while in the ring */
 		uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
 		uint64_t oldest = c->n_recent > ring ? c->n_recent - ring : 0;
-		uint32_t h = acct_slot(c, req->account);
-		uint64_t n = c->acct_keys[h] == req->account ? c->acct_recent[h] : 0;
-		for (; n > oldest && out->n_rows < out->rows_cap;
+		for (uint64_t n = fill; n > oldest && out->n_rows < out->rows_cap;
 		     n = c->recent_prev[(n - 1) % ring]) {
 			uint64_t at = (n - 1) % ring;
 			const struct srv_report *f = &c->recent[at];
-			if (recent_live(c, at) && in_scope(c, f->book, book, cls))
+			if (recent_live(c, at) && in_scope(c, f->book, book, cls)) {
+				out->cursors[out->n_rows] = n;
 				out->rows[out->n_rows++] = *f;
+			}
 		}
 		break;
 	}
@@ -1414,12 +1459,13 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 		r->nonce = req->nonce;
 		uint32_t whose = own_or_every(c, req->account);
 		if (req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES)
-			out->n_lease_rows =
-				rows_kept(out, srv_leases_of(c->leases, whose, out->lease_rows,
-							     out->rows_cap));
+			out->n_lease_rows = rows_kept(
+				out, srv_leases_of(c->leases, whose, req->cursor, out->lease_rows,
+						   out->cursors, out->rows_cap));
 		else
 			out->n_host_rows =
-				rows_kept(out, srv_leases_hosts_of(c->leases, whose, out->host_rows,
+				rows_kept(out, srv_leases_hosts_of(c->leases, whose, req->cursor,
+								   out->host_rows, out->cursors,
 								   out->rows_cap));
 		return;
 	}
@@ -1524,7 +1570,7 @@ static int out_check(const struct srv_core *c, const struct srv_core_out *out)
 	srv_core_out_caps_md(c, &nm, &nq);
 	if (out->reports_cap < nr || out->fills_cap < nf || out->md_cap < nm ||
 	    out->rows_cap < nq || !out->reports || !out->fills || !out->md || !out->rows ||
-	    !out->lease_rows || !out->host_rows)
+	    !out->lease_rows || !out->host_rows || !out->cursors)
 		return SRV_CORE_ARGS;
 	return SRV_CORE_OK;
 }

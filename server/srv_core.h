@@ -103,6 +103,9 @@ struct srv_core_out {
 	size_t n_rows, rows_cap;
 	/* More rows (of any query) matched than query_rows_max: the answer says it is cut. */
 	bool rows_cut;
+	/* Each row's cursor (rows_cap of them): the Request.cursor that asks for the rows
+	 * after it. */
+	uint64_t *cursors;
 	int64_t balance_available, balance_reserved;
 	struct srv_ledger_op op; /* valid when has_op */
 	bool has_op;

@@ -56,7 +56,7 @@ static size_t pack(uint8_t *buf, size_t cap, const Gridex__V1__ServerFrame *f)
 }
 
 /* Bytes of n as a varint. */
-static size_t varint_bytes(size_t n)
+static size_t varint_bytes(uint64_t n)
 {
 	size_t b = 1;
 	for (; n >= 0x80; n >>= 7)
@@ -66,29 +66,30 @@ static size_t varint_bytes(size_t n)
 
 /* A query answer being filled with rows, in the bytes of its frame body. */
 struct fit {
-	size_t max;   /* the frame body's limit */
-	size_t bytes; /* the QueryResult's so far */
+	size_t max;		 /* the frame body's limit */
+	size_t bytes;		 /* the QueryResult's so far */
+	const uint64_t *cursors; /* each row's (NULL: none) */
 };
 
-/* Starts a fit for q (its nonce, account and balances set): counted with truncated set,
- * so that setting it at the end never passes the limit. */
+/* Starts a fit for q (its nonce, account and balances set). */
 static void fit_begin(struct fit *f, Gridex__V1__QueryResult *q, const struct srv_answer *a)
 {
 	q->nonce = a->nonce;
 	q->account = a->account;
-	q->truncated = true;
 	f->bytes = gridex__v1__query_result__get_packed_size(q);
-	q->truncated = false;
 	f->max = a->bytes_max;
+	f->cursors = a->cursors;
 }
 
-/* Whether a row of n bytes still fits in the frame (it is then counted). Each row is a
+/* Whether row i, of n bytes, still fits in the frame (it is then counted). Each row is a
  * repeated field of QueryResult (a one-byte tag, a length), and the QueryResult is
- * ServerFrame.result (the same). */
-static bool fit_row(struct fit *f, size_t n)
+ * ServerFrame.result (the same). The row must leave room for what an answer cut after it
+ * ends with: truncated (2 bytes) and next, its cursor (a tag and a varint). */
+static bool fit_row(struct fit *f, size_t i, size_t n)
 {
 	size_t q = f->bytes + 1 + varint_bytes(n) + n;
-	if (1 + varint_bytes(q) + q > f->max)
+	size_t end = q + 2 + (f->cursors && f->cursors[i] ? 1 + varint_bytes(f->cursors[i]) : 0);
+	if (1 + varint_bytes(end) + end > f->max)
 		return false;
 	f->bytes = q;
 	return true;
@@ -101,6 +102,8 @@ static uint8_t *pack_answer(Gridex__V1__QueryResult *q, const struct srv_answer 
 			    size_t n, size_t *len)
 {
 	q->truncated = a->cut || kept < n;
+	/* No row fitted: there is no cursor that would get past the first. */
+	q->next = q->truncated && kept > 0 && a->cursors ? a->cursors[kept - 1] : 0;
 	Gridex__V1__ServerFrame f = GRIDEX__V1__SERVER_FRAME__INIT;
 	f.result = q;
 	size_t body = gridex__v1__server_frame__get_packed_size(&f);
@@ -265,7 +268,7 @@ uint8_t *srv_frame_result(const struct srv_answer *a, uint32_t query_type,
 	for (; n < n_rows; n++) {
 		gridex__v1__execution_report__init(&reports[n]);
 		fill_report(&reports[n], &rows[n], product(rows[n].book, ctx), 0, 0);
-		if (!fit_row(&f, gridex__v1__execution_report__get_packed_size(&reports[n])))
+		if (!fit_row(&f, n, gridex__v1__execution_report__get_packed_size(&reports[n])))
 			break;
 		ptrs[n] = &reports[n];
 	}
@@ -331,7 +334,7 @@ uint8_t *srv_frame_leases(const struct srv_answer *a, const struct srv_lease_vie
 		names(&views[rows], &nms[rows], ctx);
 		fill_lease(&msgs[rows], devs + rows * SRV_HOST_DEVICES_MAX, &views[rows],
 			   &nms[rows]);
-		if (a && !fit_row(&fit, gridex__v1__lease__get_packed_size(&msgs[rows])))
+		if (a && !fit_row(&fit, rows, gridex__v1__lease__get_packed_size(&msgs[rows])))
 			break;
 		ptrs[rows] = &msgs[rows];
 	}
@@ -398,7 +401,7 @@ uint8_t *srv_frame_hosts(const struct srv_answer *a, const struct srv_host_row *
 		m->n_devices = h->spec.n_devices;
 		m->withdrawn = h->withdrawn;
 		m->live_leases = rows[i].live_leases;
-		if (!fit_row(&f, gridex__v1__host__get_packed_size(m)))
+		if (!fit_row(&f, i, gridex__v1__host__get_packed_size(m)))
 			break;
 		ptrs[i] = m;
 	}

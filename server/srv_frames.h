@@ -53,13 +53,15 @@ size_t srv_frame_snapshot_bound(const char *product, size_t n_levels);
  * Who a query answer (a QueryResult) goes to, and how it is cut: its rows are
  * the first ones that fit in a frame body of bytes_max, and it is marked
  * truncated when that left any out, or when cut (the core found more rows
- * than query_rows_max).
+ * than query_rows_max). A truncated answer's next is the cursor of its last
+ * row (cursors: one per row, NULL when the query has no rows).
  */
 struct srv_answer {
 	uint32_t account;
 	uint64_t nonce;
 	bool cut;
 	size_t bytes_max; /* at most WIRE_FRAME_BYTES_CEILING */
+	const uint64_t *cursors;
 };
 
 /*

@@ -400,17 +400,24 @@ uint32_t srv_leases_host_count(const struct srv_leases *l)
 	return l->n_hosts;
 }
 
-size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint32_t *out, size_t max)
+size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint64_t cursor,
+			   uint32_t *out, uint64_t *cursors, size_t max)
 {
+	/* A host's cursor is its index + 1: the rows after it are those at higher indices. */
+	uint32_t from = cursor < l->n_hosts ? (uint32_t)cursor : l->n_hosts;
 	size_t n = 0;
 	if (seller == 0) {
-		for (uint32_t h = 0; h < l->n_hosts && n < max; h++)
+		for (uint32_t h = from; h < l->n_hosts && n < max; h++) {
+			cursors[n] = (uint64_t)h + 1;
 			out[n++] = h;
+		}
 		return n;
 	}
 	uint32_t i, end = seller_range(l, seller, &i);
-	for (; i < end && n < max; i++)
+	for (i = seller_at(l, end, seller, from); i < end && n < max; i++) {
+		cursors[n] = (uint64_t)l->by_seller[i] + 1;
 		out[n++] = l->by_seller[i];
+	}
 	return n;
 }
 
@@ -899,21 +906,46 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 
 /* ---------- queries ---------- */
 
-size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_lease_view *out,
-		     size_t max)
+/* The number of entries of live[] with an id below id (live[] is in id order). */
+static size_t live_below(const struct srv_leases *l, uint64_t id)
+{
+	size_t lo = 0, hi = l->n_live;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->live[mid]->v.id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+size_t srv_leases_of(const struct srv_leases *l, uint32_t account, uint64_t cursor,
+		     struct srv_lease_view *out, uint64_t *cursors, size_t max)
 {
 	size_t n = 0;
-	for (size_t i = l->n_live; i-- > 0 && n < max;) {
-		const struct lease *x = l->live[i];
-		if (!x->gone && (account == 0 || x->v.buyer == account || x->v.seller == account))
+	/* Ended leases are walked down from number end - 1 (ended[number % leases_kept]). */
+	uint64_t end = l->n_ended;
+	if (cursor & SRV_LEASE_CURSOR_ENDED) {
+		if ((cursor & ~SRV_LEASE_CURSOR_ENDED) < end)
+			end = cursor & ~SRV_LEASE_CURSOR_ENDED;
+	} else {
+		for (size_t i = cursor ? live_below(l, cursor) : l->n_live; i-- > 0 && n < max;) {
+			const struct lease *x = l->live[i];
+			if (x->gone ||
+			    (account != 0 && x->v.buyer != account && x->v.seller != account))
+				continue;
+			cursors[n] = x->v.id;
 			view_of(x, &out[n++]);
+		}
 	}
-	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
-	for (uint64_t i = 0; i < kept && n < max; i++) {
-		const struct srv_lease_view *v =
-			&l->ended[(l->n_ended - 1 - i) % l->cfg.leases_kept];
-		if (account == 0 || v->buyer == account || v->seller == account)
-			out[n++] = *v;
+	uint64_t first = l->n_ended > l->cfg.leases_kept ? l->n_ended - l->cfg.leases_kept : 0;
+	for (uint64_t e = end; e > first && n < max; e--) {
+		const struct srv_lease_view *v = &l->ended[(e - 1) % l->cfg.leases_kept];
+		if (account != 0 && v->buyer != account && v->seller != account)
+			continue;
+		cursors[n] = SRV_LEASE_CURSOR_ENDED | (e - 1);
+		out[n++] = *v;
 	}
 	return n;
 }

@@ -152,9 +152,11 @@ __attribute__((warn_unused_result)) int srv_leases_withdraw_host(struct srv_leas
 								 const char *name, uint32_t *host,
 								 bool *withdrawn);
 const struct srv_host_view *srv_leases_host(const struct srv_leases *l, uint32_t host);
-/* The hosts of a seller (0: every host) in index order, up to max; returns how many
- * indices were written. */
-size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint32_t *out, size_t max);
+/* The hosts of a seller (0: every host) in index order, up to max, from the one after
+ * cursor (0: from the first); returns how many indices were written to out, and each
+ * one's cursor to cursors. */
+size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint64_t cursor,
+			   uint32_t *out, uint64_t *cursors, size_t max);
 /* Live leases on a host. */
 uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host);
 /* The index of the host of that name, or UINT32_MAX. */
@@ -195,10 +197,13 @@ const char *srv_leases_workload(const struct srv_leases *l, uint32_t account);
 void srv_leases_resume(struct srv_leases *l);
 
 /* The leases of an account as buyer or seller (account 0: every lease), live ones first
- * (newest first), then ended ones newest first; up to max. Returns how many were
- * written. */
-size_t srv_leases_of(const struct srv_leases *l, uint32_t account, struct srv_lease_view *out,
-		     size_t max);
+ * (newest first), then ended ones newest first; up to max, from the one after cursor (0:
+ * from the first). Returns how many were written to out, and each one's cursor to
+ * cursors: a live lease's is its id, an ended one's SRV_LEASE_CURSOR_ENDED | the number
+ * of its ending (0 for the first lease that ended). */
+#define SRV_LEASE_CURSOR_ENDED (UINT64_C(1) << 63)
+size_t srv_leases_of(const struct srv_leases *l, uint32_t account, uint64_t cursor,
+		     struct srv_lease_view *out, uint64_t *cursors, size_t max);
 
 /* Checks the host table's invariants (tests, fuzzing): NULL, or what is wrong. */
 const char *srv_leases_check_hosts(const struct srv_leases *l);

@@ -85,6 +85,8 @@ const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1] = {
 
 _Static_assert(GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS == SRV_REQUEST_TYPES - 1,
 	       "SRV_REQUEST_TYPES counts every RequestType");
+_Static_assert(GRIDEX__V1__REJECT_REASON__BAD_CURSOR == SRV_REASONS - 1,
+	       "SRV_REASONS counts every RejectReason");
 
 static void count_request(struct srv *s, uint32_t type, uint32_t reason)
 {
@@ -647,8 +649,11 @@ static struct srv_answer answer_of(const struct srv *s, const struct srv_core_ou
 {
 	int64_t unread = s->cfg.out_buffer_hard_bytes - WIRE_HEADER_BYTES;
 	int64_t max = s->cfg.query_bytes_max < unread ? s->cfg.query_bytes_max : unread;
-	return (struct srv_answer){
-		.account = account, .nonce = nonce, .cut = out->rows_cut, .bytes_max = (size_t)max};
+	return (struct srv_answer){.account = account,
+				   .nonce = nonce,
+				   .cut = out->rows_cut,
+				   .bytes_max = (size_t)max,
+				   .cursors = out->cursors};
 }
 
 /* A QUERY_HOSTS answer. */

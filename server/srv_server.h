@@ -36,7 +36,7 @@
 #include "srv_queue.h"
 
 #define SRV_REQUEST_TYPES 20 /* RequestType values 0 .. 19 */
-#define SRV_REASONS	  32 /* RejectReason values; 0 counts accepted requests */
+#define SRV_REASONS	  33 /* RejectReason values; 0 counts accepted requests */
 
 /* I/O -> verifier -> core. */
 enum srv_job_kind {

@@ -14,6 +14,7 @@
 
 #include <sodium.h>
 
+#include "gridex.pb-c.h"
 #include "srv_auth.h"
 #include "srv_core.h"
 #include "srv_risk.h"
@@ -68,6 +69,27 @@ static struct srv_core *make_core(void)
 	return c;
 }
 
+/* Whether an answer's rows come in the order their cursors resume: orders and fills in
+ * falling cursors, leases live ones (ids) then ended ones (SRV_LEASE_CURSOR_ENDED | their
+ * ending) each falling, hosts in rising ones. */
+static bool cursors_ordered(const struct srv_core_out *out, uint32_t type)
+{
+	size_t n = out->n_rows + out->n_lease_rows + out->n_host_rows;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t c = out->cursors[i], before = i ? out->cursors[i - 1] : 0;
+		if (type == GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS && c != out->rows[i].order_id)
+			return false;
+		if (type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS
+			    ? c != (uint64_t)out->host_rows[i] + 1 || (i && c <= before)
+			    : c == 0 || (i && c >= before && (c ^ before) >> 63 == 0))
+			return false;
+		if (type == GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES && i &&
+		    (before & SRV_LEASE_CURSOR_ENDED) && !(c & SRV_LEASE_CURSOR_ENDED))
+			return false;
+	}
+	return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool init;
@@ -100,6 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    out.n_rows > 32 || out.n_lease_rows > 32 || out.n_host_rows > 32 ||
 			    (out.rows_cut && out.n_rows + out.n_lease_rows + out.n_host_rows != 32))
 				abort(); /* at most query_rows_max rows, all of them when cut */
+			if (!cursors_ordered(&out, r.type))
+				abort();
 			/* Every settlement delivers a share of its fill, no more. */
 			for (size_t i = 0; out.leases && i < out.leases->n_settles; i++) {
 				const struct srv_settlement *st = &out.leases->settles[i];

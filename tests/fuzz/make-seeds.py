@@ -48,6 +48,10 @@ requests = {
     "leases": signed(type=pb.QUERY_LEASES),
     "withdraw_host": signed(type=pb.WITHDRAW_HOST, name=b"node-1"),
     "hosts": signed(type=pb.QUERY_HOSTS),
+    # Pages after the first: an order id, a fill report's number, an ended lease's.
+    "orders_page": signed(type=pb.QUERY_ORDERS, cursor=2),
+    "fills_page": signed(type=pb.QUERY_FILLS, cursor=3),
+    "leases_page": signed(type=pb.QUERY_LEASES, cursor=(1 << 63) | 1),
 }
 # requests: a session of several requests, each with a two-byte length.
 session = b""
@@ -100,7 +104,7 @@ frames.append(pb.ServerFrame(result=pb.QueryResult(nonce=8, hosts=[
     pb.Host(name=b"node-1", seller=2, accelerator=b"H100-80G", vendor=b"nvidia",
             devices=[b"GPU-0", b"GPU-1"], withdrawn=True, live_leases=1)])))
 # An answer cut short: its first rows, marked truncated.
-frames.append(pb.ServerFrame(result=pb.QueryResult(nonce=9, truncated=True, orders=[
+frames.append(pb.ServerFrame(result=pb.QueryResult(nonce=9, truncated=True, next=4, orders=[
     pb.ExecutionReport(account=1, client_order_id=3, order_id=4, product=H19, side=pb.BUY,
                        price=2, leaves_quantity=1)])))
 feed = b""

@@ -272,6 +272,31 @@ START_TEST(each_request_type_takes_its_own_fields)
 	q = new_order();
 	q.target_account = 5;
 	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	/* A cursor belongs to the four queries that come in pages. */
+	q = new_order();
+	q.cursor = 5;
+	ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+	q = (Gridex__V1__Request)GRIDEX__V1__REQUEST__INIT;
+	q.account = 7;
+	q.nonce = 3;
+	q.cursor = UINT64_MAX;
+	static const Gridex__V1__RequestType paged[] = {
+		GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS,
+		GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES, GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS};
+	for (size_t i = 0; i < sizeof(paged) / sizeof(paged[0]); i++) {
+		q.type = paged[i];
+		ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+		ck_assert_uint_eq(r.cursor, UINT64_MAX);
+	}
+	static const Gridex__V1__RequestType others[] = {GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE,
+							 GRIDEX__V1__REQUEST_TYPE__CANCEL_ALL};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		q.type = others[i];
+		q.cursor = 1;
+		ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_MALFORMED);
+		q.cursor = 0;
+		ck_assert_int_eq(decode_with(&q, NULL, 0), SRV_AUTH_OK);
+	}
 }
 END_TEST
 

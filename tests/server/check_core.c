@@ -33,6 +33,7 @@ static const char *classes_cfg; /* classes of the next core; NULL: any */
 static uint32_t rows_max;	/* query_rows_max of the next core; 0: the default */
 static uint32_t queries_rate;	/* queries_per_second (burst 2) of the next; 0: default */
 static uint32_t fills_kept;	/* fills_recent_max of the next core; 0: the default */
+static bool queries_free;	/* queries_per_second 0 (no limit) in the next core */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -62,6 +63,8 @@ static struct srv_core *sized_core(uint32_t orders)
 		cfg.queries_per_second = queries_rate;
 		cfg.queries_burst = 2;
 	}
+	if (queries_free)
+		cfg.queries_per_second = 0;
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
@@ -97,6 +100,7 @@ static void teardown(void)
 	retain_ms = horizon_ms = 0;
 	classes_cfg = NULL;
 	rows_max = queries_rate = fills_kept = 0;
+	queries_free = false;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -550,6 +554,125 @@ START_TEST(queries_say_when_they_are_cut)
 }
 END_TEST
 
+static struct srv_request cancel_of(uint32_t account, uint64_t coid);
+
+/* Every row of a query of account (scope: a product, a class or ""), page after page,
+ * each asked with the cursor of the last row of the one before, into rows (up to max).
+ * Returns how many rows; *pages: how many answers. */
+static size_t all_pages(uint32_t account, uint32_t type, const char *scope, struct srv_report *rows,
+			size_t max, size_t *pages)
+{
+	uint64_t cursor = 0;
+	size_t n = 0;
+	for (*pages = 1;; ++*pages) {
+		struct srv_request q = plain(account, type);
+		strcpy(q.product, scope);
+		q.cursor = cursor;
+		handle(&q);
+		ck_assert_msg(out.reports[0].kind == SRV_REPORT_ACK, "page %zu refused: %d", *pages,
+			      out.reports[0].reason);
+		for (size_t i = 0; i < out.n_rows; i++) {
+			ck_assert_uint_lt(n, max);
+			rows[n++] = out.rows[i];
+		}
+		if (!out.rows_cut)
+			return n;
+		ck_assert_uint_gt(out.n_rows, 0);
+		cursor = out.cursors[out.n_rows - 1];
+	}
+}
+
+/* The client order ids of rows, written "id,id,...". */
+static const char *coids_of(const struct srv_report *rows, size_t n)
+{
+	static char text[256];
+	size_t at = 0;
+	text[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%llu", i ? "," : "",
+				       (unsigned long long)rows[i].client_order_id);
+	return text;
+}
+
+/* The client order ids of a query's answer, asked with cursor. */
+static const char *page_of(uint32_t account, uint32_t type, uint64_t cursor)
+{
+	struct srv_request q = plain(account, type);
+	q.cursor = cursor;
+	handle(&q);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	return coids_of(out.rows, out.n_rows);
+}
+
+/* A cut answer's last row gives the cursor of the next page: orders resume below the
+ * last one's id, also when it has gone; fills below the last one's report, and a
+ * cursor of another account's fills is refused. */
+START_TEST(queries_come_in_pages)
+{
+	teardown();
+	rows_max = 2;
+	setup();
+	const uint32_t orders = GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS;
+	for (uint64_t id = 1; id <= 5; id++) {
+		struct srv_request r =
+			order(1, id, GRIDEX__V1__SIDE__BUY, 1000000 + (int64_t)id, 1);
+		handle(&r);
+	}
+	struct srv_report rows[16];
+	size_t pages;
+	size_t n = all_pages(1, orders, "", rows, 16, &pages);
+	ck_assert_str_eq(coids_of(rows, n), "5,4,3,2,1");
+	ck_assert_uint_eq(pages, 3);
+	ck_assert_str_eq(page_of(1, orders, 0), "5,4");
+	uint64_t cursor = out.cursors[1];
+	ck_assert_uint_eq(cursor, out.rows[1].order_id);
+	/* Between pages: the cursor's order cancelled, another modified, a new one. */
+	struct srv_request r = cancel_of(1, 4);
+	handle(&r);
+	r = order(1, 6, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	handle(&r);
+	r = (struct srv_request){.account = 1,
+				 .nonce = nonce++,
+				 .expires_at_ms = NOW + 1000,
+				 .type = GRIDEX__V1__REQUEST_TYPE__MODIFY,
+				 .target_client_order_id = 3,
+				 .price = 900000,
+				 .quantity = 2};
+	handle(&r);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	ck_assert_str_eq(page_of(1, orders, cursor), "3,2");
+	ck_assert(out.rows_cut);
+	ck_assert_str_eq(page_of(1, orders, out.cursors[1]), "1");
+	ck_assert(!out.rows_cut);
+	/* Another account's cursor reads only its own orders. */
+	r = order(2, 70, GRIDEX__V1__SIDE__SELL, 5000000, 1);
+	handle(&r);
+	ck_assert_str_eq(page_of(2, orders, cursor), "");
+	ck_assert_str_eq(page_of(2, orders, UINT64_MAX), "70");
+	/* Fills: account 2 sells into bids 5, 2 and 1 (the best three). */
+	r = order(2, 71, GRIDEX__V1__SIDE__SELL, 900000, 3);
+	handle(&r);
+	ck_assert_uint_eq(out.n_fills, 3);
+	const uint32_t fills = GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS;
+	n = all_pages(1, fills, "", rows, 16, &pages);
+	ck_assert_str_eq(coids_of(rows, n), "1,2,5");
+	ck_assert_uint_eq(pages, 2);
+	ck_assert_str_eq(page_of(1, fills, 0), "1,2");
+	uint64_t fill_cursor = out.cursors[1];
+	ck_assert_str_eq(page_of(1, fills, fill_cursor), "5");
+	/* Account 2's own fills are the other side of the same three: its cursor is of
+	 * its own reports, and account 1's is refused. */
+	n = all_pages(2, fills, "", rows, 16, &pages);
+	ck_assert_str_eq(coids_of(rows, n), "71,71,71");
+	struct srv_request q = plain(2, fills);
+	q.cursor = fill_cursor;
+	ck_assert_int_eq(refused(&q), GRIDEX__V1__REJECT_REASON__BAD_CURSOR);
+	q = plain(1, fills);
+	q.cursor = 1000; /* no report has that number yet */
+	ck_assert_int_eq(refused(&q), GRIDEX__V1__REJECT_REASON__BAD_CURSOR);
+}
+END_TEST
+
 /* The reject reason of a request of account at time t; 0: acknowledged. */
 static int reason_at(uint32_t account, uint32_t type, int64_t t)
 {
@@ -841,30 +964,33 @@ static void handle_kept(struct srv_request r)
  * reports among the last ring of them, newest first. */
 static void fills_as_modelled(uint32_t account, const char *scope, size_t ring)
 {
-	struct srv_request q = plain(account, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
-	strcpy(q.product, scope);
-	handle(&q);
+	struct srv_report rows[64];
+	size_t pages, got = all_pages(account, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS, scope, rows,
+				      64, &pages);
 	size_t n = 0;
 	for (size_t k = n_kept_model; k > 0 && k + ring > n_kept_model; k--) {
 		const struct srv_report *m = &kept_model[k - 1];
 		if (m->account != account ||
 		    (scope[0] && strcmp(srv_core_book_name(core, m->book), scope) != 0))
 			continue;
-		ck_assert_uint_lt(n, out.n_rows);
-		ck_assert_uint_eq(out.rows[n].fill_id, m->fill_id);
-		ck_assert_uint_eq(out.rows[n].client_order_id, m->client_order_id);
-		ck_assert_int_eq(out.rows[n].side, m->side);
+		ck_assert_uint_lt(n, got);
+		ck_assert_uint_eq(rows[n].fill_id, m->fill_id);
+		ck_assert_uint_eq(rows[n].client_order_id, m->client_order_id);
+		ck_assert_int_eq(rows[n].side, m->side);
 		n++;
 	}
-	ck_assert_uint_eq(out.n_rows, n);
+	ck_assert_uint_eq(got, n);
 }
 
 /* Each account's recent fills are linked: a query reads its own, newest first, as far
- * as the ring (2 x fills_recent_max reports) still holds them, and after a snapshot. */
+ * as the ring (2 x fills_recent_max reports) still holds them, and after a snapshot;
+ * in pages of two, and a cursor whose report left the ring has nothing after it. */
 START_TEST(fills_query_reads_the_accounts_own)
 {
 	teardown();
 	fills_kept = 3;
+	rows_max = 2;
+	queries_free = true;
 	setup();
 	static const char *const products[] = {"H100-80G/2026-11-22T19", "H100-80G/2026-11-22T20",
 					       "H100-80G/2026-11-22T21"};
@@ -881,9 +1007,25 @@ START_TEST(fills_query_reads_the_accounts_own)
 		}
 		for (uint32_t a = 1; a <= 3; a++)
 			fills_as_modelled(a, "", 6);
-		fills_as_modelled(1, products[1], 6);
+		if (i > 0) /* its book is made by the second pair */
+			fills_as_modelled(1, products[1], 6);
 	}
 	ck_assert_uint_eq(n_kept_model, 24);
+	struct srv_request q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	handle(&q);
+	ck_assert(out.rows_cut);
+	uint64_t cursor = out.cursors[1];
+	for (int k = 0; k < 3; k++) { /* three fills: six reports, a whole ring */
+		handle_kept(order_in(products[0], 1, coid++, GRIDEX__V1__SIDE__BUY, 900000));
+		handle_kept(order_in(products[0], 2, coid++, GRIDEX__V1__SIDE__SELL, 900000));
+	}
+	ck_assert_uint_eq(n_kept_model, 30);
+	q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
+	q.cursor = cursor;
+	handle(&q);
+	ck_assert_msg(out.reports[0].kind == SRV_REPORT_ACK, "refused: %d", out.reports[0].reason);
+	ck_assert_uint_eq(out.n_rows, 0);
+	ck_assert(!out.rows_cut);
 	/* After a snapshot, into a core keeping fewer: the newest that fit. */
 	struct srv_snap_w w = {0};
 	srv_core_save(core, &w);
@@ -900,7 +1042,7 @@ START_TEST(fills_query_reads_the_accounts_own)
 	/* And on from there: new fills first, the loaded ones after, while they fit. */
 	handle_kept(order_in(products[0], 1, coid++, GRIDEX__V1__SIDE__BUY, 1500000));
 	handle_kept(order_in(products[0], 2, coid++, GRIDEX__V1__SIDE__SELL, 1500000));
-	ck_assert_uint_eq(n_kept_model, 26);
+	ck_assert_uint_eq(n_kept_model, 32);
 	for (uint32_t a = 1; a <= 3; a++)
 		fills_as_modelled(a, "", 4);
 }
@@ -1174,6 +1316,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, small_out_is_refused);
 	tcase_add_test(tc, queries_answer_from_the_core);
 	tcase_add_test(tc, queries_say_when_they_are_cut);
+	tcase_add_test(tc, queries_come_in_pages);
 	tcase_add_test(tc, queries_are_rate_limited);
 	tcase_add_test(tc, fills_query_reads_the_accounts_own);
 	tcase_add_test(tc, operator_requests);

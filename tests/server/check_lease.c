@@ -179,10 +179,11 @@ START_TEST(fill_to_completed_lease_pays_the_seller)
 	ck_assert_uint_eq(O()->n_settles, 1);
 	/* both are in the account's leases, newest first, ended */
 	struct srv_lease_view rows[8];
-	ck_assert_uint_eq(srv_leases_of(l, BUYER, rows, 8), 2);
+	uint64_t cursors[8];
+	ck_assert_uint_eq(srv_leases_of(l, BUYER, 0, rows, cursors, 8), 2);
 	ck_assert_uint_eq(rows[0].id, idb);
-	ck_assert_uint_eq(srv_leases_of(l, SELLER, rows, 8), 2);
-	ck_assert_uint_eq(srv_leases_of(l, 3, rows, 8), 0);
+	ck_assert_uint_eq(srv_leases_of(l, SELLER, 0, rows, cursors, 8), 2);
+	ck_assert_uint_eq(srv_leases_of(l, 3, 0, rows, cursors, 8), 0);
 	/* late outcomes change nothing */
 	srv_leases_out_reset(l);
 	srv_leases_event(l, ida, SRV_LEV_STOPPED, "x", HOUR0 + H + 10);
@@ -496,17 +497,87 @@ START_TEST(full_table_reuses_a_forgotten_host)
 }
 END_TEST
 
-/* The hosts of seller, as srv_leases_hosts_of() lists them, written "h,h,...". */
+/* The hosts of seller, as srv_leases_hosts_of() lists them in pages of two, written
+ * "h,h,...". */
 static const char *hosts_of(struct srv_leases *b, uint32_t seller)
 {
 	static char text[128];
-	uint32_t hs[16];
-	size_t n = srv_leases_hosts_of(b, seller, hs, 16), at = 0;
+	uint32_t hs[2];
+	uint64_t cursors[2], cursor = 0;
+	size_t at = 0;
 	text[0] = '\0';
-	for (size_t i = 0; i < n; i++)
-		at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%u", i ? "," : "", hs[i]);
-	return text;
+	for (;;) {
+		size_t n = srv_leases_hosts_of(b, seller, cursor, hs, cursors, 2);
+		for (size_t i = 0; i < n; i++) {
+			ck_assert_uint_eq(cursors[i], (uint64_t)hs[i] + 1);
+			at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%u", at ? "," : "",
+					       hs[i]);
+		}
+		if (n < 2)
+			return text;
+		cursor = cursors[n - 1];
+	}
 }
+
+/* The leases of account, as srv_leases_of() lists them in pages of per rows from
+ * cursor, written "id,id,...". */
+static const char *leases_paged(uint32_t account, uint64_t cursor, size_t per)
+{
+	static char text[256];
+	struct srv_lease_view rows[16];
+	uint64_t cursors[16];
+	size_t at = 0;
+	text[0] = '\0';
+	for (;;) {
+		size_t n = srv_leases_of(l, account, cursor, rows, cursors, per);
+		for (size_t i = 0; i < n; i++)
+			at += (size_t)snprintf(text + at, sizeof(text) - at, "%s%llu",
+					       at ? "," : "", (unsigned long long)rows[i].id);
+		if (n < per)
+			return text;
+		cursor = cursors[n - 1];
+	}
+}
+
+/* Leases come page by page: live ones newest first, then ended ones; a page resumes
+ * after the last row of the one before, also when leases ended in between. */
+START_TEST(leases_in_pages)
+{
+	struct srv_host_spec a = spec_of("a", 3);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	/* Leases 1-3 live; 4 (the second GPU of fill 3) and 5 without a device, ended. */
+	for (int64_t id = 1; id <= 4; id++) {
+		struct ledger_fill f = fill(id, id == 3 ? 2 : 1);
+		srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	}
+	ck_assert_str_eq(leases_paged(BUYER, 0, 16), "3,2,1,5,4");
+	for (size_t per = 1; per <= 5; per++) {
+		ck_assert_str_eq(leases_paged(BUYER, 0, per), "3,2,1,5,4");
+		ck_assert_str_eq(leases_paged(SELLER, 0, per), "3,2,1,5,4");
+		ck_assert_str_eq(leases_paged(0, 0, per), "3,2,1,5,4");
+		ck_assert_str_eq(leases_paged(3, 0, per), "");
+	}
+	struct srv_lease_view rows[2];
+	uint64_t cursors[2];
+	ck_assert_uint_eq(srv_leases_of(l, BUYER, 0, rows, cursors, 2), 2);
+	ck_assert_uint_eq(cursors[1], 2);
+	/* Ended cursors count endings; one past the last is the same as the last. */
+	ck_assert_str_eq(leases_paged(BUYER, SRV_LEASE_CURSOR_ENDED | 1000, 16), "5,4");
+	ck_assert_str_eq(leases_paged(BUYER, SRV_LEASE_CURSOR_ENDED | 1, 16), "4");
+	ck_assert_str_eq(leases_paged(BUYER, SRV_LEASE_CURSOR_ENDED | 0, 16), "");
+	/* Leases 1-3 end (started, never running) before the next page: it holds the ended
+	 * ones, lease 3 again (it ended after the first page showed it). */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + H + 5);
+	ck_assert_str_eq(leases_paged(BUYER, cursors[1], 1), "1,5,4");
+	srv_leases_tick(l, HOUR0 + H + 60005); /* the start deadline passes */
+	const char *now = leases_paged(BUYER, SRV_LEASE_CURSOR_ENDED | 1000, 16);
+	ck_assert_uint_eq(strlen(now), strlen("3,2,1,5,4"));
+	char all[32];
+	snprintf(all, sizeof(all), "%s", now);
+	ck_assert_str_eq(leases_paged(BUYER, cursors[1], 1), all);
+}
+END_TEST
 
 /* The hosts the leases of the last call are on, written "h,h,...". */
 static const char *hosts_leased(void)
@@ -652,6 +723,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
 	tcase_add_test(tc, sellers_hosts_in_table_order);
+	tcase_add_test(tc, leases_in_pages);
 	tcase_add_test(tc, snapshot_refuses_a_device_on_two_hosts);
 	suite_add_tcase(s, tc);
 	return s;

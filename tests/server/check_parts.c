@@ -278,11 +278,16 @@ static Gridex__V1__QueryResult *answer_in(const uint8_t *buf, size_t len, size_t
 	return q;
 }
 
-/* Order rows: the first ones that fit in bytes_max, and not one more. */
+/* Order rows: the first ones that fit in bytes_max, and not one more. Each row's cursor
+ * is its order id; a truncated answer's next is its last row's. */
 static size_t orders_fitting(struct srv_report *rows, size_t n, size_t max, bool cut,
 			     bool *truncated)
 {
-	struct srv_answer a = {.account = 7, .nonce = 99, .cut = cut, .bytes_max = max};
+	static uint64_t cursors[3000];
+	for (size_t i = 0; i < n; i++)
+		cursors[i] = rows[i].order_id;
+	struct srv_answer a = {
+		.account = 7, .nonce = 99, .cut = cut, .bytes_max = max, .cursors = cursors};
 	size_t len;
 	uint8_t *b = srv_frame_result(&a, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, rows, n, 0, 0,
 				      "USD", product_of, NULL, &len);
@@ -293,6 +298,7 @@ static size_t orders_fitting(struct srv_report *rows, size_t n, size_t max, bool
 	for (size_t i = 0; i < k; i++)
 		ck_assert_uint_eq(q->orders[i]->client_order_id, rows[i].client_order_id);
 	*truncated = q->truncated;
+	ck_assert_uint_eq(q->next, q->truncated ? rows[k - 1].order_id : 0);
 	gridex__v1__query_result__free_unpacked(q, NULL);
 	free(b);
 	return k;
@@ -326,14 +332,15 @@ START_TEST(query_answers_are_cut_to_fit)
 				      0, "USD", product_of, NULL, &len);
 	ck_assert_uint_gt(len - 4, 65536);
 	free(b);
-	/* The limit is exact: k rows and the truncated flag (2 bytes) in k's size + 2, not
-	 * in one byte less. */
+	/* The limit is exact: k rows, the truncated flag (2 bytes) and next (a tag and the
+	 * 4-byte varint of order id 5,000,000 + k - 1) in k's size + 7, not in one byte
+	 * less. */
 	b = srv_frame_result(&all, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS, rows, k, 0, 0, "USD",
 			     product_of, NULL, &len);
 	size_t exact = len - 4;
 	free(b);
-	ck_assert_uint_eq(orders_fitting(rows, N, exact + 2, false, &t), k);
-	ck_assert_uint_eq(orders_fitting(rows, N, exact + 1, false, &t), k - 1);
+	ck_assert_uint_eq(orders_fitting(rows, N, exact + 7, false, &t), k);
+	ck_assert_uint_eq(orders_fitting(rows, N, exact + 6, false, &t), k - 1);
 	/* A balance has no rows to cut. */
 	struct srv_answer a = {.account = 7, .nonce = 1, .bytes_max = 65536};
 	b = srv_frame_result(&a, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE, rows, N, 123, 45, "USD",
@@ -371,7 +378,12 @@ START_TEST(lease_and_host_answers_are_cut_to_fit)
 		for (size_t f = 0; f < SRV_LEASE_VIEW_FILLS; f++)
 			views[i].fill_ids[f] = UINT64_MAX - f;
 	}
-	struct srv_answer a = {.account = 7, .nonce = 3, .bytes_max = 65536};
+	/* Row i's cursor is i + 1 here (the core's are its lease id, or its host's index
+	 * + 1). */
+	static uint64_t cursors[400];
+	for (size_t i = 0; i < 400; i++)
+		cursors[i] = i + 1;
+	struct srv_answer a = {.account = 7, .nonce = 3, .bytes_max = 65536, .cursors = cursors};
 	size_t len;
 	uint8_t *b = srv_frame_leases(&a, views, N, names_of, NULL, &len);
 	Gridex__V1__QueryResult *q = answer_in(b, len, 65536);
@@ -380,6 +392,7 @@ START_TEST(lease_and_host_answers_are_cut_to_fit)
 	ck_assert_uint_lt(q->n_leases, N);
 	for (size_t i = 0; i < q->n_leases; i++)
 		ck_assert_uint_eq(q->leases[i]->lease_id, i + 1);
+	ck_assert_uint_eq(q->next, q->n_leases);
 	gridex__v1__query_result__free_unpacked(q, NULL);
 	free(b);
 	/* Without an answer: one Lease frame per view, none cut. */
@@ -422,6 +435,7 @@ START_TEST(lease_and_host_answers_are_cut_to_fit)
 	ck_assert_uint_eq(q->hosts[q->n_hosts - 1]->name.len, strlen(last));
 	ck_assert(memcmp(q->hosts[q->n_hosts - 1]->name.data, last, strlen(last)) == 0);
 	ck_assert_uint_eq(q->hosts[0]->n_devices, SRV_HOST_DEVICES_MAX);
+	ck_assert_uint_eq(q->next, q->n_hosts);
 	gridex__v1__query_result__free_unpacked(q, NULL);
 	free(b);
 	a.cut = true;
@@ -429,6 +443,7 @@ START_TEST(lease_and_host_answers_are_cut_to_fit)
 	q = answer_in(b, len, 65536);
 	ck_assert(q->truncated);
 	ck_assert_uint_eq(q->n_hosts, 2);
+	ck_assert_uint_eq(q->next, 2);
 	gridex__v1__query_result__free_unpacked(q, NULL);
 	free(b);
 }
