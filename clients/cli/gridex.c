@@ -36,7 +36,8 @@ struct cli {
 		*opt_count, *opt_seconds;
 	bool opt_all;
 	gridex_client *c;
-	int refused; /* the reason of the last request the server refused */
+	int refused;	    /* the reason of the last request the server refused */
+	bool quiet_limited; /* answer() leaves RATE_LIMITED to the caller, unprinted */
 };
 
 static const char usage_text[] =
@@ -383,6 +384,11 @@ static int answer(struct cli *x, uint64_t nonce, int wait_ms, struct gridex_even
 		}
 		if (ev.kind == GRIDEX_EV_REJECT && ev.nonce == nonce) {
 			x->refused = ev.reason;
+			if (x->quiet_limited &&
+			    strcmp(gridex_reject_name(ev.reason), "RATE_LIMITED") == 0) {
+				gridex_event_free(&ev);
+				return 1;
+			}
 			if (x->json)
 				print_json(json_pack("{s:s, s:s, s:s}", "event", "REJECTED",
 						     "reason", gridex_reject_name(ev.reason),
@@ -552,11 +558,12 @@ static int cmd_modify(struct cli *x)
 	return answer(x, nonce, 300, NULL);
 }
 
-static void print_leases(struct cli *x, const struct gridex_lease *l, size_t n)
+/* Leases as text, or (json set) as objects appended to json. */
+static void print_leases(json_t *json, const struct gridex_lease *l, size_t n)
 {
-	if (x->json) {
-		json_t *a = json_array();
-		for (size_t i = 0; a && i < n; i++) {
+	if (json) {
+		json_t *a = json;
+		for (size_t i = 0; i < n; i++) {
 			json_t *devs = json_array(), *fills = json_array();
 			for (size_t d = 0; devs && d < l[i].n_devices; d++)
 				json_array_append_new(devs, json_string(l[i].devices[d]));
@@ -578,11 +585,8 @@ static void print_leases(struct cli *x, const struct gridex_lease *l, size_t n)
 					  "running_ms", (json_int_t)l[i].running_ms, "ended_ms",
 					  (json_int_t)l[i].ended_ms, "fill_ids", fills));
 		}
-		print_json(a);
 		return;
 	}
-	if (n == 0)
-		printf("(none)\n");
 	for (size_t i = 0; i < n; i++) {
 		printf("lease %" PRIu64 "  %s%s%s  buyer %u seller %u  %s %" PRId64 " GPU(s)",
 		       l[i].lease_id, gridex_lease_state_name(l[i].state),
@@ -596,11 +600,12 @@ static void print_leases(struct cli *x, const struct gridex_lease *l, size_t n)
 	}
 }
 
-static void print_hosts(struct cli *x, const struct gridex_host *h, size_t n)
+/* Hosts as text, or (json set) as objects appended to json. */
+static void print_hosts(json_t *json, const struct gridex_host *h, size_t n)
 {
-	if (x->json) {
-		json_t *a = json_array();
-		for (size_t i = 0; a && i < n; i++) {
+	if (json) {
+		json_t *a = json;
+		for (size_t i = 0; i < n; i++) {
 			json_t *devs = json_array();
 			for (size_t d = 0; devs && d < h[i].n_devices; d++)
 				json_array_append_new(devs, json_string(h[i].devices[d]));
@@ -611,11 +616,8 @@ static void print_hosts(struct cli *x, const struct gridex_host *h, size_t n)
 					     "devices", devs, "withdrawn", (int)h[i].withdrawn,
 					     "live_leases", (json_int_t)h[i].live_leases));
 		}
-		print_json(a);
 		return;
 	}
-	if (n == 0)
-		printf("(none)\n");
 	for (size_t i = 0; i < n; i++) {
 		printf("host %s  %s %s  seller %u  %s  %u live lease(s)", h[i].name,
 		       h[i].accelerator, h[i].vendor, h[i].seller,
@@ -672,34 +674,44 @@ static int cmd_workload(struct cli *x)
 	return answer(x, nonce, 0, NULL);
 }
 
+/* One page of a query's answer into *r. For a page after the first, while the server
+ * says RATE_LIMITED (the pages before used up the account's queries), asks again every
+ * 100 ms until the timeout. Non-zero: refused (printed), x->refused says why. */
+static int query_page(struct cli *x, enum gridex_query q, const char *scope, uint64_t cursor,
+		      struct gridex_event *r)
+{
+	int64_t waited_ms = 0;
+	for (;;) {
+		uint64_t nonce;
+		if (gridex_query_page(x->c, q, scope, cursor, &nonce))
+			die(x, "%s", gridex_client_error(x->c));
+		x->quiet_limited = cursor != 0 && waited_ms < x->timeout_ms;
+		int rc = answer(x, nonce, 0, r);
+		x->quiet_limited = false;
+		if (rc == 0 || cursor == 0 ||
+		    strcmp(gridex_reject_name(x->refused), "RATE_LIMITED") != 0 ||
+		    waited_ms >= x->timeout_ms)
+			return rc;
+		struct timespec pause = {.tv_nsec = 100 * 1000000L};
+		nanosleep(&pause, NULL);
+		waited_ms += 100;
+	}
+}
+
 static int cmd_query(struct cli *x, enum gridex_query q)
 {
 	if (x->nargs >
 	    (q == GRIDEX_Q_BALANCE || q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS ? 0 : 1))
 		usage("too many arguments");
 	connect_server(x, true);
-	uint64_t nonce;
-	if (gridex_query(x->c, q, x->nargs ? x->args[0] : NULL, &nonce))
-		die(x, "%s", gridex_client_error(x->c));
-	struct gridex_event r;
-	if (answer(x, nonce, 0, &r)) {
-		if ((q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS) &&
-		    strcmp(gridex_reject_name(x->refused), "LEASES_OFF") == 0)
-			fprintf(stderr,
-				"gridex: the server refused the %s query (LEASES_OFF: no "
-				"provisioning hook)%s\n",
-				q == GRIDEX_Q_LEASES ? "lease" : "host",
-				q == GRIDEX_Q_LEASES ? "; fills are in `gridex fills`" : "");
-		return 1;
-	}
-	size_t shown = r.n_rows;
-	if (q == GRIDEX_Q_LEASES) {
-		print_leases(x, r.leases, r.n_leases);
-		shown = r.n_leases;
-	} else if (q == GRIDEX_Q_HOSTS) {
-		print_hosts(x, r.hosts, r.n_hosts);
-		shown = r.n_hosts;
-	} else if (q == GRIDEX_Q_BALANCE) {
+	const char *scope = x->nargs ? x->args[0] : NULL;
+	if (q == GRIDEX_Q_BALANCE) {
+		uint64_t nonce;
+		struct gridex_event r;
+		if (gridex_query(x->c, q, NULL, &nonce))
+			die(x, "%s", gridex_client_error(x->c));
+		if (answer(x, nonce, 0, &r))
+			return 1;
 		char avail[32], held[32];
 		gridex_format_price(r.available, avail, sizeof(avail));
 		gridex_format_price(r.reserved, held, sizeof(held));
@@ -709,24 +721,60 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		else
 			printf("account %u\navailable      %s\nheld for bids  %s\n", r.account,
 			       avail, held);
-	} else if (x->json) {
-		json_t *a = json_array();
-		for (size_t i = 0; a && i < r.n_rows; i++)
-			json_array_append_new(a, report_json(&r.rows[i]));
-		print_json(a);
-	} else {
-		if (r.n_rows == 0)
-			printf("(none)\n");
-		for (size_t i = 0; i < r.n_rows; i++)
-			print_report(x, &r.rows[i]);
+		gridex_event_free(&r);
+		return 0;
 	}
+	/* Every page, each asked with the cursor the one before gave; JSON as one list. */
+	json_t *all = x->json ? json_array() : NULL;
+	size_t shown = 0;
+	uint64_t cursor = 0;
+	bool more = true, cut = false;
+	while (more) {
+		struct gridex_event r;
+		if (query_page(x, q, scope, cursor, &r)) {
+			if (cursor == 0 && (q == GRIDEX_Q_LEASES || q == GRIDEX_Q_HOSTS) &&
+			    strcmp(gridex_reject_name(x->refused), "LEASES_OFF") == 0)
+				fprintf(stderr,
+					"gridex: the server refused the %s query (LEASES_OFF: no "
+					"provisioning hook)%s\n",
+					q == GRIDEX_Q_LEASES ? "lease" : "host",
+					q == GRIDEX_Q_LEASES ? "; fills are in `gridex fills`"
+							     : "");
+			else if (cursor != 0)
+				fprintf(stderr, "gridex: stopped after %zu rows\n", shown);
+			json_decref(all);
+			return 1;
+		}
+		if (q == GRIDEX_Q_LEASES) {
+			print_leases(all, r.leases, r.n_leases);
+			shown += r.n_leases;
+		} else if (q == GRIDEX_Q_HOSTS) {
+			print_hosts(all, r.hosts, r.n_hosts);
+			shown += r.n_hosts;
+		} else {
+			for (size_t i = 0; i < r.n_rows; i++) {
+				if (all)
+					json_array_append_new(all, report_json(&r.rows[i]));
+				else
+					print_report(x, &r.rows[i]);
+			}
+			shown += r.n_rows;
+		}
+		more = r.truncated && r.next != 0;
+		cut = r.truncated && r.next == 0;
+		cursor = r.next;
+		gridex_event_free(&r);
+	}
+	if (all)
+		print_json(all);
+	else if (shown == 0)
+		printf("(none)\n");
 	/* On stderr, so that the JSON on stdout stays the list it always is. */
-	if (r.truncated)
+	if (cut)
 		fprintf(stderr,
-			"gridex: the server sent the first %zu rows only (it cuts answers at "
-			"query_rows_max rows and query_bytes_max bytes)\n",
+			"gridex: the server sent the first %zu rows only (a row did not fit in "
+			"its query_bytes_max)\n",
 			shown);
-	gridex_event_free(&r);
 	return 0;
 }
 

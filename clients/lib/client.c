@@ -495,16 +495,25 @@ int gridex_modify(gridex_client *c, uint64_t client_order_id, int64_t price, int
 	return send_request(c, &q, nonce);
 }
 
-int gridex_query(gridex_client *c, enum gridex_query which, const char *scope, uint64_t *nonce)
+int gridex_query_page(gridex_client *c, enum gridex_query which, const char *scope, uint64_t cursor,
+		      uint64_t *nonce)
 {
 	if (((which < GRIDEX_Q_ORDERS || which > GRIDEX_Q_LEASES) && which != GRIDEX_Q_HOSTS) ||
 	    (scope &&
 	     (which == GRIDEX_Q_BALANCE || which == GRIDEX_Q_LEASES || which == GRIDEX_Q_HOSTS)))
 		return fail(c, GRIDEX_ERR_ARGS, "unknown query, or a scope where none is taken");
+	if (cursor != 0 && which == GRIDEX_Q_BALANCE)
+		return fail(c, GRIDEX_ERR_ARGS, "a balance does not come in pages");
 	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
 	q.type = (Gridex__V1__RequestType)which;
 	q.product = text(scope);
+	q.cursor = cursor;
 	return send_request(c, &q, nonce);
+}
+
+int gridex_query(gridex_client *c, enum gridex_query which, const char *scope, uint64_t *nonce)
+{
+	return gridex_query_page(c, which, scope, 0, nonce);
 }
 
 int gridex_register_host(gridex_client *c, const char *name, const char *accelerator,
@@ -798,6 +807,7 @@ static int event_of(const Gridex__V1__ServerFrame *f, struct gridex_event *ev)
 		ev->account = r->account;
 		ev->nonce = r->nonce;
 		ev->truncated = r->truncated;
+		ev->next = r->next;
 		if (r->n_balances > 0) {
 			ev->has_balance = true;
 			ev->available = r->balances[0]->available;

@@ -530,20 +530,27 @@ static void setup_leases(void)
 }
 
 /* gridexd with leases on and query_rows_max = 2: every answer past two rows is cut, and
- * the CLI says so on stderr. Queries: one a second, a burst of 10. */
+ * the CLI asks for the pages after the first. Queries: one a second, a burst of 20. */
 static void setup_cut(void)
 {
 	extra_args[2] = "--hook=/bin/true";
 	extra_args[3] = "--query-rows-max=2";
 	extra_args[4] = "--queries-per-second=1";
-	extra_args[5] = "--queries-burst=10";
+	extra_args[5] = "--queries-burst=20";
 	setup();
 	extra_args[2] = extra_args[3] = extra_args[4] = extra_args[5] = NULL;
 }
 
-static const char cut_note[] = "gridex: the server sent the first 2 rows only";
+/* How many times text occurs in out. */
+static int count_of(const char *text)
+{
+	int n = 0;
+	for (const char *s = out; (s = strstr(s, text)) != NULL; s += strlen(text))
+		n++;
+	return n;
+}
 
-START_TEST(cli_says_when_an_answer_is_cut)
+START_TEST(cli_follows_the_pages_of_an_answer)
 {
 	for (int h = 1; h <= 3; h++)
 		ck_assert_int_eq(cli("--account=2 --key=%s host node-%d H100-80G nvidia GPU-%d",
@@ -551,30 +558,43 @@ START_TEST(cli_says_when_an_answer_is_cut)
 				 0);
 	ck_assert_int_eq(cli("--account=2 --key=%s hosts", b_key), 0);
 	ck_assert_msg(strstr(out, "host node-1 ") && strstr(out, "host node-2 ") &&
-			      !strstr(out, "host node-3 ") && strstr(out, cut_note),
+			      strstr(out, "host node-3 ") && count_of("host node-") == 3 &&
+			      !strstr(out, "gridex:"),
 		      "%s", out);
 	ck_assert_int_eq(
 		cli("--account=1 --key=%s workload '{\"command\": [\"/bin/true\"]}'", a_key), 0);
-	for (int id = 1; id <= 3; id++) {
+	for (int id = 1; id <= 8; id++) {
 		ck_assert_int_eq(
 			cli("--account=1 --key=%s bid %s 1 2.5 --id=%d", a_key, product, id), 0);
+		if (id != 1 && id != 3 && id != 8)
+			continue;
 		ck_assert_int_eq(cli("--account=1 --key=%s orders", a_key), 0);
-		ck_assert_msg((strstr(out, cut_note) != NULL) == (id == 3), "%d: %s", id, out);
+		ck_assert_msg(count_of("NEW ") == id && !strstr(out, "gridex:"), "%d: %s", id, out);
 	}
+	/* JSON: one list of the rows of all four pages. */
 	ck_assert_int_eq(cli("--account=1 --key=%s orders --json", a_key), 0);
-	ck_assert_msg(strstr(out, cut_note) && strstr(out, "\"client_order_id\""), "%s", out);
-	/* Three fills, three leases: two of each are listed. */
+	ck_assert_msg(out[0] == '[' && count_of("[") == 1 && count_of("\"client_order_id\"") == 8,
+		      "%s", out);
+	/* Three fills, three leases: all of each, in two pages. */
 	ck_assert_int_eq(cli("--account=2 --key=%s offer %s 3 2.5 --id=1", b_key, product), 0);
 	ck_assert_int_eq(cli("--account=1 --key=%s fills", a_key), 0);
-	ck_assert_msg(strstr(out, cut_note) != NULL, "%s", out);
+	ck_assert_msg(count_of(" last 1 @ ") == 3, "%s", out);
 	ck_assert_int_eq(cli("--account=1 --key=%s leases", a_key), 0);
-	ck_assert_msg(strstr(out, "lease 2 ") && strstr(out, cut_note), "%s", out);
-	ck_assert_int_eq(cli("--account=1 --key=%s account", a_key), 0);
-	ck_assert_msg(strstr(out, cut_note) == NULL, "%s", out);
-	/* Past the query limit: refused as such, not taken for a server without leases. */
+	ck_assert_msg(strstr(out, "lease 1 ") && strstr(out, "lease 2 ") &&
+			      strstr(out, "lease 3 ") && count_of("lease ") == 3,
+		      "%s", out);
+	/* The account's queries used up, then one more a second later (and less than two):
+	 * the five open orders' three pages wait for the server to allow each after the
+	 * first; a first page is refused as such, not taken for a server without leases. */
 	int i = 0;
-	while (i++ < 30 && cli("--account=1 --key=%s leases", a_key) == 0)
+	while (i++ < 40 && cli("--account=1 --key=%s account", a_key) == 0)
 		;
+	ck_assert_msg(strstr(out, "gridex: refused: RATE_LIMITED"), "%s", out);
+	struct timespec second = {.tv_sec = 1, .tv_nsec = 100000000};
+	nanosleep(&second, NULL);
+	ck_assert_int_eq(cli("--account=1 --key=%s orders", a_key), 0);
+	ck_assert_msg(count_of("NEW ") == 5 && !strstr(out, "gridex:"), "%s", out);
+	ck_assert_int_ne(cli("--account=1 --key=%s leases", a_key), 0);
 	ck_assert_msg(strstr(out, "gridex: refused: RATE_LIMITED") &&
 			      !strstr(out, "provisioning hook"),
 		      "%s", out);
@@ -629,7 +649,7 @@ static Suite *clients_suite(void)
 	tc = tcase_create("cut");
 	tcase_add_checked_fixture(tc, setup_cut, teardown);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, cli_says_when_an_answer_is_cut);
+	tcase_add_test(tc, cli_follows_the_pages_of_an_answer);
 	suite_add_tcase(s, tc);
 	return s;
 }

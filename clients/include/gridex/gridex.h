@@ -135,6 +135,13 @@ enum gridex_query {
 /* The answer is an ACK, then a RESULT event with the same nonce. */
 GRIDEX_MUST_USE int gridex_query(gridex_client *c, enum gridex_query q, const char *scope,
 				 uint64_t *nonce);
+/*
+ * The page of an answer after the one whose RESULT had truncated set: cursor is that
+ * RESULT's next (0 asks for the first page, as gridex_query() does). Orders, fills,
+ * leases and hosts come in pages; a balance does not.
+ */
+GRIDEX_MUST_USE int gridex_query_page(gridex_client *c, enum gridex_query q, const char *scope,
+				      uint64_t cursor, uint64_t *nonce);
 
 enum gridex_op {
 	GRIDEX_OP_REGISTER = 10, /* account, name, public_key */
@@ -290,8 +297,10 @@ struct gridex_event {
 	struct gridex_host *hosts; /* RESULT of a host query */
 	size_t n_hosts;
 	/* RESULT: the rows are the first ones only (the server's query_rows_max or
-	 * query_bytes_max left the others out). */
+	 * query_bytes_max left the others out); next is the cursor that asks for the rest
+	 * (gridex_query_page()), 0 when there is none to ask for. */
 	bool truncated;
+	uint64_t next;
 	bool has_balance;	     /* RESULT of a balance query */
 	int64_t available, reserved; /* RESULT */
 };

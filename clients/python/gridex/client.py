@@ -15,7 +15,7 @@ import ssl
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import nacl.signing
 
@@ -167,8 +167,11 @@ class QueryResult:
     leases: list[Lease] = field(default_factory=list)
     hosts: list[Host] = field(default_factory=list)
     # The rows are the first ones only: the server's query_rows_max or
-    # query_bytes_max left the others out.
+    # query_bytes_max left the others out. next is the cursor that asks for the
+    # rest (the query_* methods' cursor; query_pages() follows it), 0 when there
+    # is none to ask for.
     truncated: bool = False
+    next: int = 0
 
 
 Event = Union[Ack, Reject, ExecutionReport, BookSnapshot, BookUpdate, Trade, QueryResult, Lease]
@@ -268,6 +271,7 @@ def _event(f: "pb.ServerFrame") -> Event:
             leases=[_lease(m) for m in r.leases],
             hosts=[_host(m) for m in r.hosts],
             truncated=r.truncated,
+            next=r.next,
         )
     if f.HasField("lease"):
         return _lease(f.lease)
@@ -414,11 +418,17 @@ class Client:
             )
         )
 
-    def query_orders(self, scope: Optional[str] = None) -> int:
-        return self._send(pb.Request(type=pb.QUERY_ORDERS, product=(scope or "").encode("ascii")))
+    # Orders, fills, leases and hosts come in pages: cursor is the next of the
+    # QueryResult before (0: the first page).
+    def query_orders(self, scope: Optional[str] = None, cursor: int = 0) -> int:
+        return self._send(
+            pb.Request(type=pb.QUERY_ORDERS, product=(scope or "").encode("ascii"), cursor=cursor)
+        )
 
-    def query_fills(self, scope: Optional[str] = None) -> int:
-        return self._send(pb.Request(type=pb.QUERY_FILLS, product=(scope or "").encode("ascii")))
+    def query_fills(self, scope: Optional[str] = None, cursor: int = 0) -> int:
+        return self._send(
+            pb.Request(type=pb.QUERY_FILLS, product=(scope or "").encode("ascii"), cursor=cursor)
+        )
 
     def query_balance(self) -> int:
         return self._send(pb.Request(type=pb.QUERY_BALANCE))
@@ -456,11 +466,11 @@ class Client:
         """Takes a host out of service (its seller, or the operator): no new leases."""
         return self._send(pb.Request(type=pb.WITHDRAW_HOST, name=name.encode("ascii")))
 
-    def query_leases(self) -> int:
-        return self._send(pb.Request(type=pb.QUERY_LEASES))
+    def query_leases(self, cursor: int = 0) -> int:
+        return self._send(pb.Request(type=pb.QUERY_LEASES, cursor=cursor))
 
-    def query_hosts(self) -> int:
-        return self._send(pb.Request(type=pb.QUERY_HOSTS))
+    def query_hosts(self, cursor: int = 0) -> int:
+        return self._send(pb.Request(type=pb.QUERY_HOSTS, cursor=cursor))
 
     # -- operator requests (only the exchange's operator account may send them) --
 
@@ -565,6 +575,21 @@ class Client:
             if isinstance(ev, Ack) and ev.nonce == nonce:
                 return ev, seen
             seen.append(ev)
+
+    def query_pages(
+        self, ask: Callable[[int], int], timeout: float = 10.0
+    ) -> Iterator[QueryResult]:
+        """Every page of an answer, first to last: ask(cursor) sends the query
+        (for example lambda c: client.query_orders(cursor=c)), first with 0,
+        then with each page's next. Each page counts against the account's
+        queries_per_second; a refusal raises Rejected."""
+        cursor = 0
+        while True:
+            page = self.query(ask(cursor), timeout)
+            yield page
+            if not page.truncated or page.next == 0:
+                return
+            cursor = page.next
 
     def query(self, nonce: int, timeout: float = 10.0) -> QueryResult:
         """The result of a query sent with query_*()."""

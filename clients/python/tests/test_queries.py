@@ -47,3 +47,26 @@ def test_a_large_answer_is_cut_to_the_bytes(buyer):
     # The product's own three still come back whole when asked for alone.
     r = buyer.query(buyer.query_orders(product(3)))
     assert (len(r.orders), r.truncated) == (3, False)
+
+
+def test_pages_bring_every_row_once(buyer):
+    # The 2,503 bids of the two tests above, in two pages cut to the bytes;
+    # bids placed and cancelled between pages do not break the walk.
+    first = buyer.query(buyer.query_orders())
+    assert first.truncated and first.next == first.orders[-1].order_id
+    buyer.wait_answer(buyer.new_order(product(4), Side.BUY, 10_000, 1, client_order_id=9000))
+    buyer.wait_answer(buyer.cancel(first.orders[-1].client_order_id))
+    rest = buyer.query(buyer.query_orders(cursor=first.next))
+    assert not rest.truncated and rest.next == 0
+    seen = [o.client_order_id for o in first.orders + rest.orders]
+    assert len(seen) == len(set(seen)) == BIDS + 3
+    assert 9000 not in seen
+    # query_pages() follows the cursors: now one order less, one more.
+    pages = list(buyer.query_pages(lambda c: buyer.query_orders(cursor=c)))
+    assert len(pages) == 2
+    rows = [o.client_order_id for p in pages for o in p.orders]
+    assert len(rows) == len(set(rows)) == BIDS + 3
+    assert 9000 in rows and first.orders[-1].client_order_id not in rows
+    # Newest first: in falling order ids.
+    ids = [o.order_id for p in pages for o in p.orders]
+    assert ids == sorted(ids, reverse=True)
