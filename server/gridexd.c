@@ -118,6 +118,7 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 	cc.query_rows_max = (uint32_t)c->query_rows_max;
 	cc.leases = c->hook[0] != '\0';
 	cc.lease.hosts_max = (uint32_t)c->hosts_max;
+	cc.lease.hosts_per_seller_max = (uint32_t)c->hosts_per_seller_max;
 	cc.lease.leases_max = (uint32_t)c->leases_max;
 	cc.lease.leases_kept = (uint32_t)c->leases_kept;
 	cc.lease.start_lead_ms = c->lease_start_lead_ms;

@@ -2,12 +2,17 @@
 #include "srv_config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "srv_core.h"
 #include "srv_cpus.h"
+#include "srv_journal.h"
 
 struct key {
 	const char *name;
@@ -162,6 +167,8 @@ static const struct key keys[] = {
 	INT(hook_status_every_ms, 60000, 100, 86400000,
 	    "how often a running lease's status is asked (one that ended early is refunded)"),
 	INT(hosts_max, 4096, 1, 1000000, "registered hosts, all sellers"),
+	INT(hosts_per_seller_max, 1024, 0, 1000000,
+	    "registered hosts of one seller, withdrawn ones included; 0: no limit but hosts_max"),
 	INT(leases_max, 100000, 1, 10000000,
 	    "live leases; GPUs of a fill beyond it are refunded at once (lease_table_full)"),
 	INT(leases_kept, 65536, 1, 10000000, "ended leases kept for lease queries"),
@@ -390,4 +397,61 @@ void srv_config_print(FILE *out, const struct srv_config *c)
 				(long long)k->max);
 		}
 	}
+}
+
+/* Appends to text (cap bytes, *n of them written so far) while it has room. */
+__attribute__((format(printf, 4, 5))) static void text_append(char *text, size_t cap, int *n,
+							      const char *fmt, ...)
+{
+	if (*n <= 0 || (size_t)*n >= cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int k = vsnprintf(text + *n, cap - (size_t)*n, fmt, ap);
+	va_end(ap);
+	*n = k < 0 ? -1 : *n + k;
+}
+
+/* The settings that decide what the core does with an input: a journal replays
+ * right only under the ones it was written with. */
+void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
+{
+	char text[2048]; /* every text setting in it is below 512 bytes */
+	int n = snprintf(
+		text, sizeof(text),
+		"orders_max=%lld levels_max=%lld books_max=%lld price_max=%lld qty_max=%lld "
+		"accounts_max=%lld open_orders_per_account_max=%lld maker_bps=%lld "
+		"taker_bps=%lld gate_lead_ms=%lld expiry_ahead_ms_max=%lld "
+		"operator_account=%lld orders_per_second=%lld orders_burst=%lld currency=%s",
+		(long long)c->orders_max, (long long)c->levels_max, (long long)c->books_max,
+		(long long)c->price_max, (long long)c->qty_max, (long long)c->accounts_max,
+		(long long)c->open_orders_per_account_max, (long long)c->maker_bps,
+		(long long)c->taker_bps, (long long)c->gate_lead_ms,
+		(long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
+		(long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
+	/* Each only when set: journals written before they existed keep their fingerprint. */
+	if (c->book_retain_ms != 0)
+		text_append(text, sizeof(text), &n, " book_retain_ms=%lld",
+			    (long long)c->book_retain_ms);
+	if (c->product_horizon_ms != 0)
+		text_append(text, sizeof(text), &n, " product_horizon_ms=%lld",
+			    (long long)c->product_horizon_ms);
+	if (c->classes[0] != '\0')
+		text_append(text, sizeof(text), &n, " classes=%s", c->classes);
+	/* Only with leases on: journals written with them off keep their fingerprint. */
+	if (c->hook[0] != '\0')
+		text_append(text, sizeof(text), &n,
+			    " leases=1 hosts_max=%lld leases_max=%lld leases_kept=%lld "
+			    "lease_start_lead_ms=%lld lease_start_deadline_ms=%lld "
+			    "delivery_period_ms=%lld delivery_shift_ms=%lld",
+			    (long long)c->hosts_max, (long long)c->leases_max,
+			    (long long)c->leases_kept, (long long)c->lease_start_lead_ms,
+			    (long long)c->lease_start_deadline_ms, (long long)c->delivery_period_ms,
+			    (long long)c->delivery_shift_ms);
+	/* Only when set: journals written before it existed keep their fingerprint. */
+	if (c->hook[0] != '\0' && c->hosts_per_seller_max != 0)
+		text_append(text, sizeof(text), &n, " hosts_per_seller_max=%lld",
+			    (long long)c->hosts_per_seller_max);
+	crypto_generichash(out, SRV_JOURNAL_SETTINGS_BYTES, (const uint8_t *)text, strlen(text),
+			   NULL, 0);
 }

@@ -96,6 +96,7 @@ struct srv_config {
 	int64_t hook_retry_ms_max;
 	int64_t hook_status_every_ms;
 	int64_t hosts_max;
+	int64_t hosts_per_seller_max;
 	int64_t leases_max;
 	int64_t leases_kept;
 	int64_t lease_start_lead_ms;
@@ -137,5 +138,9 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len);
 
 /* Every key with its bounds and meaning; with values when c is not NULL. */
 void srv_config_print(FILE *out, const struct srv_config *c);
+
+/* The settings a journal and its snapshots must be replayed under (BLAKE2b, 16 bytes:
+ * SRV_JOURNAL_SETTINGS_BYTES). */
+void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[16]);
 
 #endif

@@ -1508,8 +1508,9 @@ static void lease_request(struct srv_core *c, const struct srv_request *req,
 	}
 	if (rc != SRV_LEASE_OK) {
 		reject(out, req,
-		       rc == SRV_LEASE_FULL ? GRIDEX__V1__REJECT_REASON__REGISTRY_FULL
-					    : GRIDEX__V1__REJECT_REASON__BAD_HOST);
+		       rc == SRV_LEASE_FULL || rc == SRV_LEASE_SELLER_FULL
+			       ? GRIDEX__V1__REJECT_REASON__REGISTRY_FULL
+			       : GRIDEX__V1__REJECT_REASON__BAD_HOST);
 		return;
 	}
 	ack(out, req);

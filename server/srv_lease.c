@@ -151,6 +151,7 @@ static uint32_t seller_range(const struct srv_leases *l, uint32_t seller, uint32
 void srv_lease_config_default(struct srv_lease_config *cfg)
 {
 	*cfg = (struct srv_lease_config){.hosts_max = 4096,
+					 .hosts_per_seller_max = 1024,
 					 .leases_max = 100000,
 					 .leases_kept = 65536,
 					 .start_lead_ms = 0,
@@ -161,7 +162,8 @@ void srv_lease_config_default(struct srv_lease_config *cfg)
 
 int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **out)
 {
-	if (cfg->hosts_max == 0 || cfg->hosts_max > 1000000 || cfg->leases_max == 0 ||
+	if (cfg->hosts_max == 0 || cfg->hosts_max > 1000000 ||
+	    cfg->hosts_per_seller_max > 1000000 || cfg->leases_max == 0 ||
 	    cfg->leases_max > 10000000 || cfg->leases_kept == 0 || cfg->leases_kept > 10000000 ||
 	    cfg->start_lead_ms < 0 || cfg->start_deadline_ms < 0 || cfg->period_ms < 1 ||
 	    cfg->period_ms > HOUR_MS * 24 || cfg->shift_ms < -HOUR_MS * 24 * 366 ||
@@ -304,12 +306,29 @@ static void release_devices(struct srv_leases *l, uint32_t h)
 		srv_tindex_del(&l->devices, l->hosts[h].spec.devices[d]);
 }
 
+static bool can_forget(const struct srv_leases *l, uint32_t h)
+{
+	return l->hosts[h].withdrawn && l->on_host[h].n == 0 && l->named[h] == 0;
+}
+
 /* The lowest withdrawn host that nothing names any more, or NO_HOST. */
 static uint32_t forgettable(const struct srv_leases *l)
 {
 	for (uint32_t h = 0; h < l->n_hosts; h++)
-		if (l->hosts[h].withdrawn && l->on_host[h].n == 0 && l->named[h] == 0)
+		if (can_forget(l, h))
 			return h;
+	return NO_HOST;
+}
+
+/* The place of a new host of seller, when the seller already has hosts_per_seller_max:
+ * the lowest of its own withdrawn hosts that nothing names any more, or NO_HOST. */
+static uint32_t sellers_forgettable(const struct srv_leases *l, uint32_t seller, bool *at_limit)
+{
+	uint32_t i, end = seller_range(l, seller, &i);
+	*at_limit = l->cfg.hosts_per_seller_max != 0 && end - i >= l->cfg.hosts_per_seller_max;
+	for (; *at_limit && i < end; i++) /* in index order */
+		if (can_forget(l, l->by_seller[i]))
+			return l->by_seller[i];
 	return NO_HOST;
 }
 
@@ -343,11 +362,20 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 	}
 	if (!withdrawn && devices_taken(l, spec, NO_HOST))
 		return SRV_LEASE_EXISTS;
-	if (l->n_hosts < l->cfg.hosts_max) {
+	/* A seller at hosts_per_seller_max takes the place of one of its own withdrawn
+	 * hosts; others take the next place, or any withdrawn host's when the table is
+	 * full. */
+	bool at_limit, fresh = false;
+	h = sellers_forgettable(l, seller, &at_limit);
+	if (at_limit && (withdrawn || h == NO_HOST))
+		return SRV_LEASE_SELLER_FULL;
+	if (!at_limit && l->n_hosts < l->cfg.hosts_max) {
 		h = l->n_hosts++;
-	} else if (withdrawn || (h = forgettable(l)) == NO_HOST) {
+		fresh = true;
+	} else if (!at_limit && (withdrawn || (h = forgettable(l)) == NO_HOST)) {
 		return SRV_LEASE_FULL;
-	} else {
+	}
+	if (!fresh) {
 		l->n_withdrawn--; /* the withdrawn host whose place it takes (holding nothing) */
 		srv_tindex_del(&l->names, l->hosts[h].name);
 		seller_remove(l, l->n_hosts, h);

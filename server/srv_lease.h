@@ -48,13 +48,14 @@ enum srv_hook_cmd_kind {
 };
 
 struct srv_lease_config {
-	uint32_t hosts_max;	   /* registered hosts, all sellers */
-	uint32_t leases_max;	   /* live leases (not ended) */
-	uint32_t leases_kept;	   /* ended leases kept for QUERY_LEASES */
-	int64_t start_lead_ms;	   /* start is called this long before the window */
-	int64_t start_deadline_ms; /* not running this long after the window starts: failed */
-	int64_t period_ms;	   /* the delivery window of one product hour */
-	int64_t shift_ms;	   /* added to every window's start (tests, demonstrations) */
+	uint32_t hosts_max;	       /* registered hosts, all sellers */
+	uint32_t hosts_per_seller_max; /* registered hosts of one seller; 0: no limit */
+	uint32_t leases_max;	       /* live leases (not ended) */
+	uint32_t leases_kept;	       /* ended leases kept for QUERY_LEASES */
+	int64_t start_lead_ms;	       /* start is called this long before the window */
+	int64_t start_deadline_ms;     /* not running this long after the window starts: failed */
+	int64_t period_ms;	       /* the delivery window of one product hour */
+	int64_t shift_ms;	       /* added to every window's start (tests, demonstrations) */
 };
 
 /* A lease as buyer, seller and operators see it (a copy). */
@@ -107,8 +108,9 @@ enum srv_lease_status {
 	SRV_LEASE_OK = 0,
 	SRV_LEASE_ARGS,
 	SRV_LEASE_NOMEM,
-	SRV_LEASE_FULL,	  /* hosts_max hosts */
-	SRV_LEASE_EXISTS, /* a host of that name that differs, or a device another host has */
+	SRV_LEASE_FULL,	       /* hosts_max hosts */
+	SRV_LEASE_SELLER_FULL, /* hosts_per_seller_max hosts of the seller */
+	SRV_LEASE_EXISTS,      /* a host of that name that differs, or a device another host has */
 };
 
 struct srv_leases;

@@ -38,59 +38,6 @@ struct recovery {
 	const char *error;
 };
 
-/* Appends to text (cap bytes, *n of them written so far) while it has room. */
-__attribute__((format(printf, 4, 5))) static void text_append(char *text, size_t cap, int *n,
-							      const char *fmt, ...)
-{
-	if (*n <= 0 || (size_t)*n >= cap)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	int k = vsnprintf(text + *n, cap - (size_t)*n, fmt, ap);
-	va_end(ap);
-	*n = k < 0 ? -1 : *n + k;
-}
-
-/* The settings that decide what the core does with an input: a journal replays
- * right only under the ones it was written with. */
-void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNAL_SETTINGS_BYTES])
-{
-	char text[2048]; /* every text setting in it is below 512 bytes */
-	int n = snprintf(
-		text, sizeof(text),
-		"orders_max=%lld levels_max=%lld books_max=%lld price_max=%lld qty_max=%lld "
-		"accounts_max=%lld open_orders_per_account_max=%lld maker_bps=%lld "
-		"taker_bps=%lld gate_lead_ms=%lld expiry_ahead_ms_max=%lld "
-		"operator_account=%lld orders_per_second=%lld orders_burst=%lld currency=%s",
-		(long long)c->orders_max, (long long)c->levels_max, (long long)c->books_max,
-		(long long)c->price_max, (long long)c->qty_max, (long long)c->accounts_max,
-		(long long)c->open_orders_per_account_max, (long long)c->maker_bps,
-		(long long)c->taker_bps, (long long)c->gate_lead_ms,
-		(long long)c->expiry_ahead_ms_max, (long long)c->operator_account,
-		(long long)c->orders_per_second, (long long)c->orders_burst, c->currency);
-	/* Each only when set: journals written before they existed keep their fingerprint. */
-	if (c->book_retain_ms != 0)
-		text_append(text, sizeof(text), &n, " book_retain_ms=%lld",
-			    (long long)c->book_retain_ms);
-	if (c->product_horizon_ms != 0)
-		text_append(text, sizeof(text), &n, " product_horizon_ms=%lld",
-			    (long long)c->product_horizon_ms);
-	if (c->classes[0] != '\0')
-		text_append(text, sizeof(text), &n, " classes=%s", c->classes);
-	/* Only with leases on: journals written with them off keep their fingerprint. */
-	if (c->hook[0] != '\0')
-		text_append(text, sizeof(text), &n,
-			    " leases=1 hosts_max=%lld leases_max=%lld leases_kept=%lld "
-			    "lease_start_lead_ms=%lld lease_start_deadline_ms=%lld "
-			    "delivery_period_ms=%lld delivery_shift_ms=%lld",
-			    (long long)c->hosts_max, (long long)c->leases_max,
-			    (long long)c->leases_kept, (long long)c->lease_start_lead_ms,
-			    (long long)c->lease_start_deadline_ms, (long long)c->delivery_period_ms,
-			    (long long)c->delivery_shift_ms);
-	crypto_generichash(out, SRV_JOURNAL_SETTINGS_BYTES, (const uint8_t *)text, strlen(text),
-			   NULL, 0);
-}
-
 static int add_participant(struct srv *s, uint32_t id, const char *name, const uint8_t key[32],
 			   int64_t balance, const char **error)
 {

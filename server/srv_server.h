@@ -334,9 +334,6 @@ int srv_genesis_load(struct srv *s, const struct srv_jrec *genesis, const char *
 int srv_replay_apply(struct srv_core *c, const struct srv_jrec *rec, struct srv_request *req,
 		     struct srv_core_out *out, const char **error);
 
-/* The settings a journal and its snapshots must be replayed under (BLAKE2b, 16 bytes). */
-void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[16]);
-
 /* A journal segment: journal_dir/journal-<first> or journal_dir/archive/journal-<first>. */
 struct srv_segment {
 	uint64_t first;

@@ -22,8 +22,10 @@
 #include <sodium.h>
 
 #include "gridex.pb-c.h"
+#include "srv_config.h"
 #include "srv_core.h"
 #include "srv_journal.h"
+#include "srv_server.h"
 #include "srv_snapshot.h"
 #include "tap.h"
 
@@ -609,6 +611,42 @@ START_TEST(snapshot_refuses_damage)
 }
 END_TEST
 
+/* Whether two settings replay the same journal. */
+static bool same_fingerprint(const struct srv_config *a, const struct srv_config *b)
+{
+	uint8_t fa[SRV_JOURNAL_SETTINGS_BYTES], fb[SRV_JOURNAL_SETTINGS_BYTES];
+	srv_settings_fingerprint(a, fa);
+	srv_settings_fingerprint(b, fb);
+	return memcmp(fa, fb, sizeof(fa)) == 0;
+}
+
+/* hosts_per_seller_max decides what REGISTER_HOST does, so with leases on it is in the
+ * fingerprint; 0 (no limit) leaves the fingerprint a journal had before it existed, and
+ * without leases it is not there at all. */
+START_TEST(lease_rules_are_in_the_fingerprint)
+{
+	struct srv_config a, b;
+	srv_config_default(&a);
+	srv_config_default(&b);
+	ck_assert_int_eq(a.hosts_per_seller_max, 1024);
+	b.hosts_per_seller_max = 7;
+	ck_assert(same_fingerprint(&a, &b));
+	snprintf(a.hook, sizeof(a.hook), "/bin/true");
+	snprintf(b.hook, sizeof(b.hook), "/bin/true");
+	ck_assert(!same_fingerprint(&a, &b));
+	b.hosts_per_seller_max = 1024;
+	ck_assert(same_fingerprint(&a, &b));
+	b.hosts_per_seller_max = 0;
+	ck_assert(!same_fingerprint(&a, &b));
+	/* 0 is the fingerprint of the same settings before the limit existed: hosts_max
+	 * still counts (it is in it), the limit is not. */
+	a.hosts_per_seller_max = 0;
+	ck_assert(same_fingerprint(&a, &b));
+	b.hosts_max = 8;
+	ck_assert(!same_fingerprint(&a, &b));
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
 	Suite *s = suite_create("server-journal");
@@ -620,6 +658,7 @@ static Suite *journal_suite(void)
 	tcase_add_test(tc, replay_rebuilds_the_live_core);
 	tcase_add_test(tc, snapshot_continues_like_the_live_core);
 	tcase_add_test(tc, snapshot_refuses_damage);
+	tcase_add_test(tc, lease_rules_are_in_the_fingerprint);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -26,6 +26,7 @@
 #define CLS    0
 
 static struct srv_leases *l;
+static uint32_t per_seller; /* hosts_per_seller_max of the next books; 0: the default */
 
 /* Small tables: the snapshot tests make thousands of books. */
 static struct srv_leases *book(void)
@@ -34,6 +35,8 @@ static struct srv_leases *book(void)
 	srv_lease_config_default(&cfg);
 	cfg.start_deadline_ms = 60000;
 	cfg.hosts_max = 16;
+	if (per_seller)
+		cfg.hosts_per_seller_max = per_seller;
 	cfg.leases_max = 64;
 	cfg.leases_kept = 64;
 	struct srv_leases *b;
@@ -48,6 +51,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+	per_seller = 0;
 	srv_leases_destroy(l);
 }
 
@@ -646,6 +650,57 @@ START_TEST(sellers_hosts_in_table_order)
 }
 END_TEST
 
+/* hosts_per_seller_max: a seller at its limit registers a new host only in the place of
+ * one of its own withdrawn hosts that nothing names any more; other sellers are not
+ * held back; a host back in service is not a new one. */
+START_TEST(a_seller_has_at_most_its_share)
+{
+	srv_leases_destroy(l);
+	per_seller = 3;
+	l = book();
+	uint32_t h;
+	bool now;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(add_nth(l, i, &h), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(l, 3, &h), SRV_LEASE_SELLER_FULL);
+	struct srv_host_spec b = spec_of("b", 1);
+	ck_assert_int_eq(add_host(l, 8, CLS, "b0", &b), SRV_LEASE_OK);
+	ck_assert_str_eq(hosts_of(l, 8), "3");
+	/* host-1, withdrawn and named by nothing, makes room: host-3 takes its place. */
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-1", &h, &now), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(l, 3, &h), SRV_LEASE_OK);
+	ck_assert_uint_eq(h, 1);
+	ck_assert_uint_eq(srv_leases_host_named(l, "host-1"), UINT32_MAX);
+	ck_assert_str_eq(hosts_of(l, SELLER), "0,1,2");
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	/* host-0 is leased, then withdrawn: a lease names it, so it makes no room. */
+	fill_of(SELLER, 1, 1);
+	ck_assert_str_eq(hosts_leased(), "0");
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-0", &h, &now), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(l, 4, &h), SRV_LEASE_SELLER_FULL);
+	/* Back in service: not a new host. */
+	ck_assert_int_eq(add_nth(l, 0, &h), SRV_LEASE_OK);
+	ck_assert_uint_eq(h, 0);
+	/* The same after a reload; without a limit (0), up to hosts_max. */
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	ck_assert_int_eq(add_nth(m, 4, &h), SRV_LEASE_SELLER_FULL);
+	srv_leases_destroy(m);
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	cfg.hosts_max = 16;
+	cfg.hosts_per_seller_max = 0;
+	ck_assert_int_eq(srv_leases_create(&cfg, &m), SRV_LEASE_OK);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_int_eq(srv_leases_load(m, &in), 0);
+	for (int i = 4; i < 16; i++)
+		ck_assert_int_eq(add_nth(m, i, &h), SRV_LEASE_OK);
+	ck_assert_int_eq(add_nth(m, 16, &h), SRV_LEASE_FULL);
+	srv_leases_destroy(m);
+	srv_snap_w_free(&w);
+}
+END_TEST
+
 /* A snapshot in which a withdrawn host with a live lease shares a device with another
  * host (which registration never allows) is refused. */
 START_TEST(snapshot_refuses_a_device_on_two_hosts)
@@ -724,6 +779,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
 	tcase_add_test(tc, sellers_hosts_in_table_order);
 	tcase_add_test(tc, leases_in_pages);
+	tcase_add_test(tc, a_seller_has_at_most_its_share);
 	tcase_add_test(tc, snapshot_refuses_a_device_on_two_hosts);
 	suite_add_tcase(s, tc);
 	return s;
