@@ -456,7 +456,7 @@ uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host)
 
 const char *srv_leases_check_hosts(const struct srv_leases *l)
 {
-	uint32_t withdrawn = 0;
+	uint32_t withdrawn = 0, run = 0;
 	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
 	for (uint32_t i = 0; i < l->n_hosts; i++) {
 		uint32_t h = l->by_seller[i], prev = i ? l->by_seller[i - 1] : 0;
@@ -464,6 +464,9 @@ const char *srv_leases_check_hosts(const struct srv_leases *l)
 		    (i > 0 && (l->hosts[prev].seller > l->hosts[h].seller ||
 			       (l->hosts[prev].seller == l->hosts[h].seller && prev >= h))))
 			return "the hosts by seller are not every host once, by seller and place";
+		run = i > 0 && l->hosts[prev].seller == l->hosts[h].seller ? run + 1 : 1;
+		if (l->cfg.hosts_per_seller_max != 0 && run > l->cfg.hosts_per_seller_max)
+			return "a seller has more than hosts_per_seller_max hosts";
 	}
 	for (uint32_t h = 0; h < l->n_hosts; h++) {
 		const struct srv_host_view *x = &l->hosts[h];

@@ -48,6 +48,7 @@ static struct srv_core *make_core(void)
 	 * 2 hours ahead): fills become leases that start, fail and are refunded. */
 	cfg.leases = true;
 	cfg.lease.hosts_max = 8;
+	cfg.lease.hosts_per_seller_max = 3;
 	cfg.lease.leases_max = 64;
 	cfg.lease.leases_kept = 64;
 	cfg.lease.start_deadline_ms = 500;

@@ -119,6 +119,26 @@ static struct srv_request order(uint32_t account, uint64_t coid, int side, int64
 	return r;
 }
 
+static struct srv_request cancel_of(uint32_t account, uint64_t coid)
+{
+	return (struct srv_request){.account = account,
+				    .nonce = nonce++,
+				    .expires_at_ms = NOW + 1000,
+				    .type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
+				    .target_client_order_id = coid};
+}
+
+static struct srv_request modify_of(uint32_t account, uint64_t coid, int64_t price, int64_t qty)
+{
+	return (struct srv_request){.account = account,
+				    .nonce = nonce++,
+				    .expires_at_ms = NOW + 1000,
+				    .type = GRIDEX__V1__REQUEST_TYPE__MODIFY,
+				    .target_client_order_id = coid,
+				    .price = price,
+				    .quantity = qty};
+}
+
 static void handle(const struct srv_request *r)
 {
 	ck_assert_int_eq(srv_core_handle(core, r, NOW, &out), SRV_CORE_OK);
@@ -266,13 +286,7 @@ START_TEST(cancels_and_modifies)
 	handle(&b1);
 	handle(&b2);
 	/* Modify b2 up to 1,000,000 x 3: ACK, REPLACED. */
-	struct srv_request m = {.account = 1,
-				.nonce = nonce++,
-				.expires_at_ms = NOW + 1000,
-				.type = GRIDEX__V1__REQUEST_TYPE__MODIFY,
-				.target_client_order_id = 11,
-				.price = 1000000,
-				.quantity = 3};
+	struct srv_request m = modify_of(1, 11, 1000000, 3);
 	handle(&m);
 	ck_assert_uint_eq(out.n_reports, 2);
 	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__REPLACED);
@@ -554,8 +568,6 @@ START_TEST(queries_say_when_they_are_cut)
 }
 END_TEST
 
-static struct srv_request cancel_of(uint32_t account, uint64_t coid);
-
 /* Every row of a query of account (scope: a product, a class or ""), page after page,
  * each asked with the cursor of the last row of the one before, into rows (up to max).
  * Returns how many rows; *pages: how many answers. */
@@ -631,13 +643,7 @@ START_TEST(queries_come_in_pages)
 	handle(&r);
 	r = order(1, 6, GRIDEX__V1__SIDE__BUY, 1000000, 1);
 	handle(&r);
-	r = (struct srv_request){.account = 1,
-				 .nonce = nonce++,
-				 .expires_at_ms = NOW + 1000,
-				 .type = GRIDEX__V1__REQUEST_TYPE__MODIFY,
-				 .target_client_order_id = 3,
-				 .price = 900000,
-				 .quantity = 2};
+	r = modify_of(1, 3, 900000, 2);
 	handle(&r);
 	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
 	ck_assert_str_eq(page_of(1, orders, cursor), "3,2");
@@ -852,15 +858,6 @@ struct model_level {
 	int64_t qty;
 	uint32_t orders;
 };
-
-static struct srv_request cancel_of(uint32_t account, uint64_t coid)
-{
-	return (struct srv_request){.account = account,
-				    .nonce = nonce++,
-				    .expires_at_ms = NOW + 1000,
-				    .type = GRIDEX__V1__REQUEST_TYPE__CANCEL,
-				    .target_client_order_id = coid};
-}
 
 /* Whether c, its engine and its risk agree with themselves. */
 static void consistent(struct srv_core *c)

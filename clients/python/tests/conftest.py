@@ -41,6 +41,16 @@ def register_traders(server: "Server", capacity: int | None):
     return server.client(1, keys[1]), server.client(2, keys[2])
 
 
+@pytest.fixture(scope="module")
+def traders(server):
+    """register_traders() without capacity (on a server with a hook, a seller's
+    hosts give it), closed after the module."""
+    buyer, seller = register_traders(server, capacity=None)
+    yield buyer, seller
+    buyer.close()
+    seller.close()
+
+
 def _db_url(base: str, db: str, user: str) -> str:
     u = urllib.parse.urlsplit(base)
     q = [(k, v) for k, v in urllib.parse.parse_qsl(u.query) if k != "user"] + [("user", user)]

@@ -7,19 +7,9 @@ names, its new host takes that place, and the withdrawn host is forgotten."""
 from __future__ import annotations
 
 import pytest
-from conftest import register_traders
-
 import gridex
 
 GRIDEXD_ARGS = ["--hook=/bin/true", "--hosts-per-seller-max=2"]
-
-
-@pytest.fixture(scope="module")
-def traders(server):
-    buyer, seller = register_traders(server, capacity=None)
-    yield buyer, seller
-    buyer.close()
-    seller.close()
 
 
 def test_a_seller_holds_at_most_its_share(traders):

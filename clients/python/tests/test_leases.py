@@ -8,21 +8,12 @@ delivery window is two hours ahead."""
 from __future__ import annotations
 
 import pytest
-from conftest import product, register_traders
+from conftest import product
 
 import gridex
 from gridex import Side
 
 GRIDEXD_ARGS = ["--hook=/bin/true"]
-
-
-@pytest.fixture(scope="module")
-def traders(server):
-    # No capacity: the seller's host gives it.
-    buyer, seller = register_traders(server, capacity=None)
-    yield buyer, seller
-    buyer.close()
-    seller.close()
 
 
 def lease_events(client, state):
