@@ -21,7 +21,9 @@
 
 #define HOUR INT64_C(3600000)
 
-/* REGISTER_HOST against a full table of n hosts: a new host, and host 0 again. */
+/* REGISTER_HOST against a full table of n hosts, every seller at hosts_per_seller_max:
+ * a new host of a seller with none (the table is full), of seller 100 (at its limit),
+ * and host 0 again. */
 static void registrations(struct srv_leases *l, uint32_t n)
 {
 	struct srv_host_spec fresh = {.vendor = "nvidia", .n_devices = 16};
@@ -29,22 +31,29 @@ static void registrations(struct srv_leases *l, uint32_t n)
 		snprintf(fresh.devices[d], sizeof(fresh.devices[d]), "GPU-new-%u", d);
 	const struct srv_host_view *h0 = srv_leases_host(l, 0);
 	enum { TRIES = 1000 };
-	int64_t t[2];
-	for (int k = 0; k < 2; k++) {
+	static const int want[3] = {SRV_LEASE_FULL, SRV_LEASE_SELLER_FULL, SRV_LEASE_OK};
+	int64_t t[3];
+	for (int k = 0; k < 3; k++) {
 		int64_t a = bench_now_ns();
 		for (int i = 0; i < TRIES; i++) {
 			uint32_t at;
 			bool added;
-			int rc = k == 0 ? srv_leases_add_host(l, 100, 0, "new", &fresh, &at, &added)
-					: srv_leases_add_host(l, h0->seller, h0->cls, h0->name,
-							      &h0->spec, &at, &added);
-			if (rc != (k == 0 ? SRV_LEASE_FULL : SRV_LEASE_OK))
+			int rc = k < 2 ? srv_leases_add_host(l, k == 0 ? 99 : 100, 0, "new", &fresh,
+							     &at, &added)
+				       : srv_leases_add_host(l, h0->seller, h0->cls, h0->name,
+							     &h0->spec, &at, &added);
+			if (rc != want[k]) {
+				fprintf(stderr, "bench-leases: registration %d answered %d\n", k,
+					rc);
 				exit(1);
+			}
 		}
 		t[k] = bench_now_ns() - a;
 	}
-	printf("hosts=%u register_new_full_us=%.2f register_again_us=%.2f\n", n,
-	       (double)t[0] / TRIES / 1e3, (double)t[1] / TRIES / 1e3);
+	printf("hosts=%u register_new_full_us=%.2f register_new_seller_full_us=%.2f "
+	       "register_again_us=%.2f\n",
+	       n, (double)t[0] / TRIES / 1e3, (double)t[1] / TRIES / 1e3,
+	       (double)t[2] / TRIES / 1e3);
 }
 
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
@@ -52,6 +61,7 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 	struct srv_lease_config cfg;
 	srv_lease_config_default(&cfg);
 	cfg.hosts_max = sellers * hosts;
+	cfg.hosts_per_seller_max = hosts;
 	cfg.leases_max = (uint32_t)(live + fills + 16);
 	struct srv_leases *l;
 	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
@@ -69,8 +79,10 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 			uint32_t at;
 			bool added;
 			if (srv_leases_add_host(l, 100 + s, 0, name, &spec, &at, &added) !=
-			    SRV_LEASE_OK)
+			    SRV_LEASE_OK) {
+				fprintf(stderr, "bench-leases: host %s not registered\n", name);
 				exit(1);
+			}
 		}
 	if (live == 0)
 		registrations(l, sellers * hosts);

@@ -298,6 +298,7 @@ START_TEST(library_refuses_bad_input)
 		      gridex_client_error(m));
 	ck_assert_int_eq(gridex_subscribe(m, "", false), GRIDEX_ERR_ARGS);
 	ck_assert_int_eq(gridex_query(a, GRIDEX_Q_BALANCE, "H100-80G", NULL), GRIDEX_ERR_ARGS);
+	ck_assert_int_eq(gridex_query_page(a, GRIDEX_Q_BALANCE, NULL, 5, NULL), GRIDEX_ERR_ARGS);
 	/* Options and key files. */
 	struct gridex_options opt;
 	gridex_options_default(&opt);
