@@ -71,6 +71,7 @@ struct srv_core {
 	uint32_t *book_gen, *recent_gen;
 	char classes[CLASSES_MAX][MATCHING_CLASS_NAME_MAX + 1];
 	uint32_t nclasses;
+	uint32_t class_books[CLASSES_MAX]; /* live books of each class */
 	/* The classes setting: those participants may trade (none listed: any). */
 	char (*listed)[MATCHING_CLASS_NAME_MAX + 1];
 	uint32_t nlisted;
@@ -211,6 +212,7 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	int rc = SRV_CORE_NOMEM;
 	struct srv_risk_config risk = cfg->risk;
 	risk.books_max = cfg->matching.books_max; /* risk keys positions by book */
+	risk.classes_max = CLASSES_MAX;		  /* and capacities by class */
 	if (matching_create(&cfg->matching, &c->eng) != MATCHING_OK ||
 	    srv_risk_create(&risk, &c->risk) != SRV_RISK_OK ||
 	    srv_keys_create(cfg->accounts_max, &c->keys) != SRV_AUTH_OK ||
@@ -405,16 +407,34 @@ static uint32_t class_find(const struct srv_core *c, const char *class_name)
 	return NONE;
 }
 
+/*
+ * The lowest class number nothing uses any more, or NONE: no book of the class lives,
+ * and no account has a capacity entry for it. Hosts, leases and sales all come with a
+ * capacity entry (a host adds its devices to one; selling needs capacity), and entries
+ * stay, so a class that ever had any of them is never given back. What is left are the
+ * classes orders alone made, once their books are retired.
+ */
+static uint32_t class_unused(const struct srv_core *c)
+{
+	for (uint32_t k = 0; k < c->nclasses; k++)
+		if (c->class_books[k] == 0 && !srv_risk_class_has_capacity(c->risk, k))
+			return k;
+	return NONE;
+}
+
 int srv_core_class_id(struct srv_core *c, const char *class_name, uint32_t *id)
 {
 	*id = class_find(c, class_name);
 	if (*id != NONE)
 		return SRV_CORE_OK;
 	size_t len = strlen(class_name);
-	if (c->nclasses == CLASSES_MAX || len == 0 || len > MATCHING_CLASS_NAME_MAX)
+	if (len == 0 || len > MATCHING_CLASS_NAME_MAX)
 		return SRV_CORE_FULL;
-	memcpy(c->classes[c->nclasses], class_name, len + 1);
-	*id = c->nclasses++;
+	if (c->nclasses < CLASSES_MAX)
+		*id = c->nclasses++;
+	else if ((*id = class_unused(c)) == NONE)
+		return SRV_CORE_FULL;
+	memcpy(c->classes[*id], class_name, len + 1);
 	return SRV_CORE_OK;
 }
 
@@ -454,6 +474,7 @@ static bool book_of(struct srv_core *c, const char *name, uint32_t *book)
 	    matching_book_create(c->eng, &p, book) != MATCHING_OK)
 		return false;
 	c->class_of[*book] = cls;
+	c->class_books[cls]++;
 	retire_plan(c, *book);
 	return true;
 }
@@ -482,6 +503,7 @@ static void retire_books(struct srv_core *c, int64_t now_ms, struct srv_core_out
 			(void)rc;
 			c->retire_at[b] = INT64_MAX;
 			c->halted[b] = false;
+			c->class_books[c->class_of[b]]--;
 			c->class_of[b] = 0;
 			c->level_seq[b] = c->trade_seq[b] = 0;
 			c->book_gen[b]++;
@@ -2034,6 +2056,7 @@ static void load_books(struct srv_core *c, struct srv_snap_r *in)
 		}
 		c->halted[b] = halted;
 		c->class_of[b] = cls;
+		c->class_books[cls]++;
 		retire_plan(c, b);
 		for (uint8_t side = MATCHING_BUY; side <= MATCHING_SELL && !in->error; side++) {
 			uint32_t n = srv_snap_get_count(in, 38, c->cfg.matching.orders_max);

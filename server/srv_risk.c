@@ -51,6 +51,7 @@ struct srv_risk {
 	/* Free order slots: given back (a stack of nreleased) or never used
 	 * (from fresh on, their pages not yet mapped); nfree counts both. */
 	uint32_t *free_orders, nfree, nreleased, fresh;
+	uint32_t *class_entries; /* capacity entries per class (classes_max) */
 	/* A modify between begin and end: the order and its state before. */
 	uint64_t modifying;
 	struct rorder saved;
@@ -161,6 +162,7 @@ void srv_risk_config_default(struct srv_risk_config *cfg)
 		.positions_max = 1u << 20,
 		.capacities_max = 65536,
 		.books_max = 1024,
+		.classes_max = 256,
 		.open_orders_per_account_max = 10000,
 		.maker_bps = 0,
 		.taker_bps = 0,
@@ -181,6 +183,7 @@ void srv_risk_destroy(struct srv_risk *r)
 	free(r->book_pos);
 	free(r->ord);
 	free(r->free_orders);
+	free(r->class_entries);
 	free(r);
 }
 
@@ -190,6 +193,7 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 	    cfg->capacities_max < 1 || cfg->accounts_max > (1u << 30) ||
 	    cfg->orders_max > (1u << 30) || cfg->positions_max > (1u << 30) ||
 	    cfg->capacities_max > (1u << 30) || cfg->books_max < 1 || cfg->books_max > (1u << 24) ||
+	    cfg->classes_max < 1 || cfg->classes_max > (1u << 24) ||
 	    cfg->open_orders_per_account_max < 1 || cfg->maker_bps > LEDGER_BPS_MAX ||
 	    cfg->taker_bps > LEDGER_BPS_MAX)
 		return SRV_RISK_ARGS;
@@ -205,8 +209,9 @@ int srv_risk_create(const struct srv_risk_config *cfg, struct srv_risk **out)
 	r->book_pos = malloc(cfg->books_max * sizeof(*r->book_pos));
 	r->ord = calloc(cfg->orders_max, sizeof(*r->ord));
 	r->free_orders = malloc(cfg->orders_max * sizeof(*r->free_orders));
+	r->class_entries = calloc(cfg->classes_max, sizeof(*r->class_entries));
 	if (!r->acct || !r->cap || !r->pos || !r->book_pos || !r->ord || !r->free_orders ||
-	    table_init(&r->accounts, cfg->accounts_max, false) ||
+	    !r->class_entries || table_init(&r->accounts, cfg->accounts_max, false) ||
 	    table_init(&r->capacities, cfg->capacities_max, false) ||
 	    table_init(&r->positions, cfg->positions_max, true) ||
 	    table_init(&r->orders, cfg->orders_max, false)) {
@@ -253,7 +258,7 @@ int srv_risk_add_cash(struct srv_risk *r, uint32_t account, int64_t delta)
 
 int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_id, int64_t gpus)
 {
-	if (gpus < 0)
+	if (gpus < 0 || class_id >= r->cfg.classes_max)
 		return SRV_RISK_ARGS;
 	uint32_t i = table_get(&r->capacities, pair(account, class_id));
 	if (i == NONE) {
@@ -261,6 +266,7 @@ int srv_risk_set_capacity(struct srv_risk *r, uint32_t account, uint32_t class_i
 			return SRV_RISK_FULL;
 		i = r->capacities.count;
 		table_put(&r->capacities, pair(account, class_id), i);
+		r->class_entries[class_id]++;
 	}
 	r->cap[i] = gpus;
 	return SRV_RISK_OK;
@@ -270,6 +276,11 @@ bool srv_risk_capacity_room(const struct srv_risk *r, uint32_t account, uint32_t
 {
 	return r->capacities.count < r->capacities.max ||
 	       table_get(&r->capacities, pair(account, class_id)) != NONE;
+}
+
+bool srv_risk_class_has_capacity(const struct srv_risk *r, uint32_t class_id)
+{
+	return class_id < r->cfg.classes_max && r->class_entries[class_id] > 0;
 }
 
 int64_t srv_risk_capacity(const struct srv_risk *r, uint32_t account, uint32_t class_id)

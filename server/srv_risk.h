@@ -42,6 +42,7 @@ struct srv_risk_config {
 	uint32_t positions_max;	 /* (account, product) pairs with offers or sales */
 	uint32_t capacities_max; /* (account, accelerator class) registrations */
 	uint32_t books_max;	 /* book numbers are below it (the engine's books_max) */
+	uint32_t classes_max;	 /* class numbers are below it (the server's) */
 	uint32_t open_orders_per_account_max;
 	uint32_t maker_bps, taker_bps; /* as the ledger charges them */
 };
@@ -82,6 +83,10 @@ bool srv_risk_capacity_room(const struct srv_risk *r, uint32_t account, uint32_t
 
 /* GPUs of a class the account may sell per delivery period (0 when none was set). */
 int64_t srv_risk_capacity(const struct srv_risk *r, uint32_t account, uint32_t class_id);
+
+/* Whether any account has a capacity entry for the class (entries, once made, stay: a
+ * capacity set to 0 keeps its entry). */
+bool srv_risk_class_has_capacity(const struct srv_risk *r, uint32_t class_id);
 
 /* The account's state. Errors: UNKNOWN_ACCOUNT. */
 SRV_RISK_MUST_USE int srv_risk_account(const struct srv_risk *r, uint32_t account,

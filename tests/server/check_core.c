@@ -1227,6 +1227,93 @@ START_TEST(listing_limits_the_books_participants_make)
 }
 END_TEST
 
+/* The class names of a core, 0 .. 255, written "name,name,...". */
+static const char *class_names(struct srv_core *c)
+{
+	static char text[256 * 12];
+	size_t at = 0;
+	for (uint32_t k = 0; k < 256; k++)
+		at += (size_t)snprintf(text + at, sizeof(text) - at, "%s,",
+				       srv_core_class_name(c, k));
+	return text;
+}
+
+/* When all 256 class numbers are taken, a new class takes the lowest one nothing uses
+ * any more: no book of it lives and nobody has capacity in it (orders alone made it).
+ * Classes with live books or capacity keep theirs; retired books free theirs; a
+ * snapshot carries the names, and the loaded core gives the next one the same number. */
+START_TEST(unused_classes_are_given_back)
+{
+	teardown();
+	retain_ms = 1000;
+	setup();
+	struct matching_engine *eng = srv_core_engine(core);
+	/* Class 0 is H100-80G (account 2 has capacity in it), then K1 .. K255: books for
+	 * the first 8 classes (books_max), the others made by refused orders. */
+	struct srv_request r = order(1, 1, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	handle(&r);
+	char name[64];
+	for (int k = 1; k < 256; k++) {
+		snprintf(name, sizeof(name), "K%d/2026-11-22T19", k);
+		r = order_in(name, 1, 100 + (uint64_t)k, GRIDEX__V1__SIDE__BUY, 1000000);
+		handle(&r);
+		ck_assert_int_eq(out.reports[0].kind, k < 8 ? SRV_REPORT_ACK : SRV_REPORT_REJECT);
+		snprintf(name, sizeof(name), "K%d", k);
+		ck_assert_str_eq(srv_core_class_name(core, (uint32_t)k), name);
+	}
+	ck_assert_uint_eq(matching_book_live(eng), 8);
+	/* K9 gets a capacity entry (even 0: a seller registered in it). */
+	uint32_t cls;
+	ck_assert_int_eq(srv_core_class_id(core, "K9", &cls), SRV_CORE_OK);
+	ck_assert_uint_eq(cls, 9);
+	ck_assert_int_eq(srv_risk_set_capacity(srv_core_risk(core), 2, 9, 0), SRV_RISK_OK);
+	/* Full: NEW1 takes 8, the lowest without a book or capacity; K8 is gone. */
+	r = order_in("NEW1/2026-11-22T19", 1, 500, GRIDEX__V1__SIDE__BUY, 1000000);
+	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	ck_assert_str_eq(srv_core_class_name(core, 8), "NEW1");
+	struct srv_request q = plain(1, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	strcpy(q.product, "K8");
+	ck_assert_int_eq(refused(&q), GRIDEX__V1__REJECT_REASON__UNKNOWN_PRODUCT);
+	ck_assert_str_eq(srv_core_class_name(core, 1), "K1");
+	ck_assert_str_eq(srv_core_class_name(core, 9), "K9");
+	/* The H19 books close and retire: K1 .. K7 have no book now; H100-80G keeps its
+	 * number (capacity), and so does K9. NEW2 takes 1. */
+	ck_assert_int_eq(srv_core_tick(core, GATE19, &out), SRV_CORE_OK);
+	ck_assert_int_eq(srv_core_tick(core, END19 + 1000, &out), SRV_CORE_OK);
+	ck_assert_uint_eq(out.n_retired, 8);
+	r = order_in("NEW2/2026-11-23T10", 1, 501, GRIDEX__V1__SIDE__BUY, 1000000);
+	handle_at(&r, END19 + 1000);
+	ck_assert_int_eq(out.reports[1].exec_type, GRIDEX__V1__EXEC_TYPE__NEW);
+	ck_assert_str_eq(srv_core_class_name(core, 0), "H100-80G");
+	ck_assert_str_eq(srv_core_class_name(core, 1), "NEW2");
+	ck_assert_str_eq(srv_core_class_name(core, 9), "K9");
+	/* NEW2's book keeps 1: NEW3 takes 2. */
+	ck_assert_int_eq(srv_core_class_id(core, "NEW3", &cls), SRV_CORE_OK);
+	ck_assert_uint_eq(cls, 2);
+	consistent(core);
+	/* Through a snapshot: the same names, and the same number for the next class. */
+	struct srv_snap_w w = {0};
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	struct srv_core *loaded = sized_core(256);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
+	srv_snap_w_free(&w);
+	char names[256 * 12];
+	snprintf(names, sizeof(names), "%s", class_names(core));
+	ck_assert_str_eq(class_names(loaded), names);
+	uint32_t cls2;
+	ck_assert_int_eq(srv_core_class_id(core, "NEW4", &cls), SRV_CORE_OK);
+	ck_assert_int_eq(srv_core_class_id(loaded, "NEW4", &cls2), SRV_CORE_OK);
+	/* (NEW3 got no book: its number is the lowest unused again.) */
+	ck_assert_uint_eq(cls, 2);
+	ck_assert_uint_eq(cls2, 2);
+	snprintf(names, sizeof(names), "%s", class_names(core));
+	ck_assert_str_eq(class_names(loaded), names);
+	srv_core_destroy(loaded);
+}
+END_TEST
+
 START_TEST(market_data_rebuilds_the_book)
 {
 	struct model_level model[2][64] = {0}; /* side, price / 100000 */
@@ -1323,6 +1410,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, books_are_retired_after_delivery);
 	tcase_add_test(tc, a_snapshot_position_needs_its_book);
 	tcase_add_test(tc, listing_limits_the_books_participants_make);
+	tcase_add_test(tc, unused_classes_are_given_back);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -296,8 +296,15 @@ START_TEST(limits_and_bad_input)
 	cfg.open_orders_per_account_max = 2;
 	cfg.capacities_max = 1;
 	setup_with(&cfg, 16);
-	/* One capacity entry: it can change, no other can be made. */
+	/* One capacity entry: it can change, no other can be made. Its class has capacity
+	 * from then on, also at 0; class numbers are below classes_max. */
 	ck_assert(srv_risk_capacity_room(risk, 2, 1));
+	ck_assert(!srv_risk_class_has_capacity(risk, 1));
+	ck_assert_int_eq(srv_risk_set_capacity(risk, 2, 256, 4), SRV_RISK_ARGS);
+	ck_assert_int_eq(srv_risk_set_capacity(risk, 2, 1, 4), SRV_RISK_OK);
+	ck_assert_int_eq(srv_risk_set_capacity(risk, 2, 1, 0), SRV_RISK_OK);
+	ck_assert(srv_risk_class_has_capacity(risk, 1) && !srv_risk_class_has_capacity(risk, 2));
+	ck_assert(!srv_risk_class_has_capacity(risk, 256));
 	ck_assert_int_eq(srv_risk_set_capacity(risk, 2, 1, 4), SRV_RISK_OK);
 	ck_assert(srv_risk_capacity_room(risk, 2, 1));
 	ck_assert(!srv_risk_capacity_room(risk, 2, 2) && !srv_risk_capacity_room(risk, 1, 1));
