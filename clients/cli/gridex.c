@@ -762,8 +762,13 @@ static int cmd_query(struct cli *x, enum gridex_query q)
 		}
 		more = r.truncated && r.next != 0;
 		cut = r.truncated && r.next == 0;
+		bool again = more && r.next == cursor;
 		cursor = r.next;
 		gridex_event_free(&r);
+		if (again) {
+			json_decref(all);
+			die(x, "the server sent the same page cursor twice (%" PRIu64 ")", cursor);
+		}
 	}
 	if (all)
 		print_json(all);

@@ -589,6 +589,8 @@ class Client:
             yield page
             if not page.truncated or page.next == 0:
                 return
+            if page.next == cursor:
+                raise GridexError(f"the server sent the same page cursor twice ({cursor})")
             cursor = page.next
 
     def query(self, nonce: int, timeout: float = 10.0) -> QueryResult:

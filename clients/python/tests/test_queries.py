@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from conftest import product, register_traders
 
+import gridex
 from gridex import Ack, Side
 
 GRIDEXD_ARGS = ["--query-bytes-max=65536", "--query-rows-max=5000", "--orders-per-second=0"]
@@ -70,3 +71,18 @@ def test_pages_bring_every_row_once(buyer):
     # Newest first: in falling order ids.
     ids = [o.order_id for p in pages for o in p.orders]
     assert ids == sorted(ids, reverse=True)
+
+
+def test_pages_stop_at_a_cursor_sent_twice(monkeypatch):
+    # A server that answers every page with the same cursor would be asked
+    # forever; query_pages() stops at the second time. (No server: query()
+    # is replaced by one that always answers the same truncated page.)
+    c = gridex.Client()
+    monkeypatch.setattr(c, "query", lambda nonce, timeout=10.0: gridex.QueryResult(
+        account=1, nonce=nonce, truncated=True, next=5))
+    asked = []
+    pages = c.query_pages(lambda cursor: asked.append(cursor) or len(asked))
+    assert next(pages).next == 5 and next(pages).next == 5
+    with pytest.raises(gridex.GridexError, match="same page cursor twice"):
+        next(pages)
+    assert asked == [0, 5]
