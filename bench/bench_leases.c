@@ -6,9 +6,12 @@
  * latency of one fill (p50, p99, max) for each L; and, first, what one
  * REGISTER_HOST costs the core with every host of the table registered (16
  * devices each): a new host (refused: the table is full) and one registered
- * again.
+ * again. With --workloads=N instead: N accounts' workloads set, then the
+ * lookup every buy order and lease start makes (an account with one, and one
+ * without).
  * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
  *                     [--live=L1,L2,...]
+ *        bench-leases --workloads=N
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +57,37 @@ static void registrations(struct srv_leases *l, uint32_t n)
 	       "register_again_us=%.2f\n",
 	       n, (double)t[0] / TRIES / 1e3, (double)t[1] / TRIES / 1e3,
 	       (double)t[2] / TRIES / 1e3);
+}
+
+/* Workloads of accounts 1 .. n: each set once, then the lookup every buy order and every
+ * lease start makes, of the last account set and of one without a workload. */
+static void workloads(uint32_t n)
+{
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	struct srv_leases *l;
+	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK)
+		exit(1);
+	int64_t a = bench_now_ns();
+	for (uint32_t i = 1; i <= n; i++)
+		if (srv_leases_set_workload(l, i, "{\"command\": [\"/opt/job\"]}") !=
+		    SRV_LEASE_OK) {
+			fprintf(stderr, "bench-leases: workload %u not set\n", i);
+			exit(1);
+		}
+	int64_t set = bench_now_ns() - a;
+	enum { TRIES = 20000 };
+	int64_t t[2];
+	for (int k = 0; k < 2; k++) {
+		a = bench_now_ns();
+		for (int i = 0; i < TRIES; i++)
+			if ((srv_leases_workload(l, k == 0 ? n : n + 1) != NULL) != (k == 0))
+				exit(1);
+		t[k] = bench_now_ns() - a;
+	}
+	printf("workloads=%u set_us=%.3f lookup_us=%.3f missing_us=%.3f\n", n,
+	       (double)set / n / 1e3, (double)t[0] / TRIES / 1e3, (double)t[1] / TRIES / 1e3);
+	srv_leases_destroy(l);
 }
 
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
@@ -129,6 +163,7 @@ int main(int argc, char **argv)
 	uint32_t sellers = 10, hosts = 10;
 	long fills = 20000;
 	const char *lives = "0,1000,10000,100000";
+	long n_workloads = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "--sellers=", 10) == 0)
 			sellers = (uint32_t)atol(argv[i] + 10);
@@ -138,11 +173,21 @@ int main(int argc, char **argv)
 			fills = atol(argv[i] + 8);
 		else if (strncmp(argv[i], "--live=", 7) == 0)
 			lives = argv[i] + 7;
+		else if (strncmp(argv[i], "--workloads=", 12) == 0)
+			n_workloads = atol(argv[i] + 12);
 		else {
 			fprintf(stderr, "usage: bench-leases [--sellers=N] [--hosts=N] [--fills=M] "
-					"[--live=L1,L2,...]\n");
+					"[--live=L1,L2,...] [--workloads=N]\n");
 			return 2;
 		}
+	}
+	if (n_workloads < 0 || n_workloads > 10000000) {
+		fprintf(stderr, "bench-leases: --workloads is 0 to 10,000,000\n");
+		return 2;
+	}
+	if (n_workloads > 0) {
+		workloads((uint32_t)n_workloads);
+		return 0;
 	}
 	if (sellers < 1 || hosts < 1 || fills < 1 || sellers * hosts > 100000) {
 		fprintf(stderr, "bench-leases: sellers, hosts and fills must be at least 1\n");

@@ -77,8 +77,13 @@ struct srv_leases {
 	size_t n_fills, cap_fills, n_open;
 	struct srv_lease_view *ended; /* ring of the last leases_kept */
 	uint64_t n_ended;
+	/* Workloads in the order they were first set (snapshots keep it), and an index
+	 * by account: wl_slots holds a workload's index + 1, 0 when empty, and is at
+	 * most half full. Every buy order and every lease start looks one up. */
 	struct workload *workloads;
-	size_t n_workloads;
+	size_t n_workloads, cap_workloads;
+	uint32_t *wl_slots;
+	size_t wl_mask;
 	uint64_t next_id;
 	uint64_t seq; /* of the input being handled: stamped on every change */
 	int64_t next_due;
@@ -208,6 +213,7 @@ void srv_leases_destroy(struct srv_leases *l)
 	for (size_t i = 0; i < l->n_workloads; i++)
 		free(l->workloads[i].text);
 	free(l->workloads);
+	free(l->wl_slots);
 	free(l->hosts);
 	free(l->on_host);
 	free(l->occ);
@@ -995,6 +1001,43 @@ const char *srv_lease_state_name(uint8_t state)
 
 /* ---------- workloads ---------- */
 
+/* The slot of account's workload in wl_slots, or the empty one where it would go. Account
+ * ids are the operator's, not chosen by participants: a multiplicative hash does. */
+static size_t workload_slot(const struct srv_leases *l, uint32_t account)
+{
+	size_t h = (size_t)((account * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & l->wl_mask;
+	while (l->wl_slots[h] != 0 && l->workloads[l->wl_slots[h] - 1].account != account)
+		h = (h + 1) & l->wl_mask;
+	return h;
+}
+
+/* Room for one more workload: in the array, and in the index (which doubles before it
+ * is half full). */
+static bool workload_room(struct srv_leases *l)
+{
+	if (l->n_workloads == l->cap_workloads) {
+		size_t cap = l->cap_workloads ? 2 * l->cap_workloads : 64;
+		struct workload *w = realloc(l->workloads, cap * sizeof(*w));
+		if (w == NULL)
+			return false;
+		l->workloads = w;
+		l->cap_workloads = cap;
+	}
+	size_t size = l->wl_slots ? l->wl_mask + 1 : 0;
+	if (2 * (l->n_workloads + 1) <= size)
+		return true;
+	size = size ? 2 * size : 128;
+	uint32_t *slots = calloc(size, sizeof(*slots));
+	if (slots == NULL)
+		return false;
+	free(l->wl_slots);
+	l->wl_slots = slots;
+	l->wl_mask = size - 1;
+	for (size_t i = 0; i < l->n_workloads; i++)
+		l->wl_slots[workload_slot(l, l->workloads[i].account)] = (uint32_t)i + 1;
+	return true;
+}
+
 int srv_leases_set_workload(struct srv_leases *l, uint32_t account, const char *text)
 {
 	size_t len = strlen(text);
@@ -1003,28 +1046,25 @@ int srv_leases_set_workload(struct srv_leases *l, uint32_t account, const char *
 	char *copy = strdup(text);
 	if (copy == NULL)
 		return SRV_LEASE_NOMEM;
-	for (size_t i = 0; i < l->n_workloads; i++)
-		if (l->workloads[i].account == account) {
-			free(l->workloads[i].text);
-			l->workloads[i].text = copy;
-			return SRV_LEASE_OK;
-		}
-	struct workload *w = realloc(l->workloads, (l->n_workloads + 1) * sizeof(*w));
-	if (w == NULL) {
+	uint32_t at = l->wl_slots ? l->wl_slots[workload_slot(l, account)] : 0;
+	if (at != 0) {
+		free(l->workloads[at - 1].text);
+		l->workloads[at - 1].text = copy;
+		return SRV_LEASE_OK;
+	}
+	if (l->n_workloads >= UINT32_MAX - 1 || !workload_room(l)) {
 		free(copy);
 		return SRV_LEASE_NOMEM;
 	}
-	l->workloads = w;
-	l->workloads[l->n_workloads++] = (struct workload){.account = account, .text = copy};
+	l->workloads[l->n_workloads] = (struct workload){.account = account, .text = copy};
+	l->wl_slots[workload_slot(l, account)] = (uint32_t)++l->n_workloads;
 	return SRV_LEASE_OK;
 }
 
 const char *srv_leases_workload(const struct srv_leases *l, uint32_t account)
 {
-	for (size_t i = 0; i < l->n_workloads; i++)
-		if (l->workloads[i].account == account)
-			return l->workloads[i].text;
-	return NULL;
+	uint32_t at = l->wl_slots ? l->wl_slots[workload_slot(l, account)] : 0;
+	return at ? l->workloads[at - 1].text : NULL;
 }
 
 /* ---------- snapshots ---------- */

@@ -440,6 +440,36 @@ START_TEST(withdrawn_hosts_get_no_new_leases)
 END_TEST
 
 /* Host i of test_full_table: one device, GPU-<i>-0. */
+/* Each account's workload, among many: set, replaced, looked up (every buy order does),
+ * and through a snapshot in the order they were first set. */
+START_TEST(workloads_of_many_accounts)
+{
+	char text[64];
+	/* Accounts spread and in clusters (ids that differ only in high bits). */
+	for (uint32_t i = 1; i <= 3000; i++) {
+		uint32_t account = i % 2 ? i : i << 20;
+		snprintf(text, sizeof(text), "{\"command\":[\"job-%u\"]}", i);
+		ck_assert_int_eq(srv_leases_set_workload(l, account, text), SRV_LEASE_OK);
+	}
+	ck_assert_int_eq(srv_leases_set_workload(l, 2u << 20, "{\"command\":[\"again\"]}"),
+			 SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_set_workload(l, 0, "{\"command\":[\"x\"]}"), SRV_LEASE_ARGS);
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	srv_snap_w_free(&w);
+	for (uint32_t i = 1; i <= 3000; i++) {
+		uint32_t account = i % 2 ? i : i << 20;
+		snprintf(text, sizeof(text), "{\"command\":[\"job-%u\"]}", i);
+		if (i == 2)
+			snprintf(text, sizeof(text), "{\"command\":[\"again\"]}");
+		ck_assert_str_eq(srv_leases_workload(l, account), text);
+		ck_assert_str_eq(srv_leases_workload(m, account), text);
+		ck_assert_ptr_null(srv_leases_workload(l, i % 2 ? i << 20 : i));
+	}
+	srv_leases_destroy(m);
+}
+END_TEST
+
 static int add_nth(struct srv_leases *b, int i, uint32_t *h)
 {
 	char name[24], prefix[16];
@@ -780,6 +810,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, sellers_hosts_in_table_order);
 	tcase_add_test(tc, leases_in_pages);
 	tcase_add_test(tc, a_seller_has_at_most_its_share);
+	tcase_add_test(tc, workloads_of_many_accounts);
 	tcase_add_test(tc, snapshot_refuses_a_device_on_two_hosts);
 	suite_add_tcase(s, tc);
 	return s;
