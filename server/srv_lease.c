@@ -143,14 +143,12 @@ static void seller_remove(struct srv_leases *l, uint32_t n, uint32_t host)
 	memmove(l->by_seller + at, l->by_seller + at + 1, (n - at - 1) * sizeof(*l->by_seller));
 }
 
-/* The positions [*first, return) of by_seller holding seller's hosts. */
+/* The positions [*first, return) of by_seller holding seller's hosts (two binary
+ * searches: host indices are below NO_HOST). */
 static uint32_t seller_range(const struct srv_leases *l, uint32_t seller, uint32_t *first)
 {
 	*first = seller_at(l, l->n_hosts, seller, 0);
-	uint32_t end = *first;
-	while (end < l->n_hosts && l->hosts[l->by_seller[end]].seller == seller)
-		end++;
-	return end;
+	return seller_at(l, l->n_hosts, seller, NO_HOST);
 }
 
 void srv_lease_config_default(struct srv_lease_config *cfg)
@@ -447,8 +445,8 @@ size_t srv_leases_hosts_of(const struct srv_leases *l, uint32_t seller, uint64_t
 		}
 		return n;
 	}
-	uint32_t i, end = seller_range(l, seller, &i);
-	for (i = seller_at(l, end, seller, from); i < end && n < max; i++) {
+	uint32_t end = seller_at(l, l->n_hosts, seller, NO_HOST);
+	for (uint32_t i = seller_at(l, end, seller, from); i < end && n < max; i++) {
 		cursors[n] = (uint64_t)l->by_seller[i] + 1;
 		out[n++] = l->by_seller[i];
 	}
