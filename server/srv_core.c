@@ -829,10 +829,24 @@ static void link_recent(struct srv_core *c, uint64_t at, uint64_t n)
 	c->acct_recent[h] = n + 1;
 }
 
+/* Slots of the recent-fills ring: each fill is kept for both sides. */
+static uint64_t recent_slots(const struct srv_core *c)
+{
+	return 2 * (uint64_t)c->cfg.fills_recent_max;
+}
+
+/* The number of the newest report that has left the ring, 0 when none has (report
+ * numbers n start at 1; report n is in slot (n - 1) % recent_slots()). */
+static uint64_t recent_left(const struct srv_core *c)
+{
+	uint64_t ring = recent_slots(c);
+	return c->n_recent > ring ? c->n_recent - ring : 0;
+}
+
 /* Keeps a fill's report for QUERY_FILLS (the ring forgets the oldest). */
 static void remember_fill(struct srv_core *c, const struct srv_report *r)
 {
-	uint64_t at = c->n_recent % (2 * (uint64_t)c->cfg.fills_recent_max);
+	uint64_t at = c->n_recent % recent_slots(c);
 	c->recent[at] = *r;
 	c->recent_gen[at] = c->book_gen[r->book];
 	link_recent(c, at, c->n_recent);
@@ -1350,14 +1364,12 @@ static uint32_t orders_after(struct srv_core *c, uint32_t account, uint32_t head
  * account's list. */
 static bool fills_after(const struct srv_core *c, uint32_t account, uint64_t cursor, uint64_t *n)
 {
-	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
-	uint64_t oldest = c->n_recent > ring ? c->n_recent - ring : 0;
 	*n = 0;
 	if (cursor > c->n_recent)
 		return false;
-	if (cursor <= oldest)
+	if (cursor <= recent_left(c))
 		return true;
-	uint64_t at = (cursor - 1) % ring;
+	uint64_t at = (cursor - 1) % recent_slots(c);
 	if (c->recent[at].account != account)
 		return false;
 	*n = c->recent_prev[at];
@@ -1416,8 +1428,7 @@ static void query(struct srv_core *c, const struct srv_request *req, struct srv_
 		break;
 	}
 	default: { /* QUERY_FILLS, newest first: the account's list, while in the ring */
-		uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
-		uint64_t oldest = c->n_recent > ring ? c->n_recent - ring : 0;
+		uint64_t ring = recent_slots(c), oldest = recent_left(c);
 		for (uint64_t n = fill; n > oldest && out->n_rows < out->rows_cap;
 		     n = c->recent_prev[(n - 1) % ring]) {
 			uint64_t at = (n - 1) % ring;
@@ -2004,7 +2015,7 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	}
 	count_end(w, at, naccts);
 	srv_risk_save(c->risk, w);
-	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+	uint64_t ring = recent_slots(c);
 	uint64_t kept = c->n_recent < ring ? c->n_recent : ring;
 	uint32_t live = 0;
 	srv_snap_u64(w, c->n_recent);
@@ -2182,7 +2193,7 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 		return -1;
 	if (!in->error && !srv_risk_positions_in(c->risk, book_live, c->eng))
 		srv_snap_fail(in, "core: a seller's position is in no book");
-	uint64_t ring = 2 * (uint64_t)c->cfg.fills_recent_max;
+	uint64_t ring = recent_slots(c);
 	/* fills_recent_max may have changed: the newest that fit are kept. */
 	c->n_recent = srv_snap_get_u64(in);
 	uint32_t saved = srv_snap_get_count(in, REPORT_BYTES, UINT32_MAX);
