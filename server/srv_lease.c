@@ -16,6 +16,9 @@
 /* In a snapshot's host record, the class's top bit: the host is withdrawn (older
  * snapshots never set it: class numbers are small). */
 #define HOST_WITHDRAWN UINT32_C(0x80000000)
+/* The most hours one lease covers: a fill of the hour after its last starts a new lease
+ * then (and snapshots refuse a lease of more). */
+#define PARTS_MAX (24u * 366u)
 
 /* A fill some lease still delivers: what its leases delivered so far. */
 struct ofill {
@@ -37,11 +40,25 @@ struct lease {
 	int64_t first_hour, last_hour; /* product hours (period starts) it covers */
 	struct part *parts;
 	uint32_t n_parts, cap_parts;
-	uint32_t host_slot; /* in its host's list */
-	bool gone;	    /* ended: freed when live[] is compacted */
+	uint32_t host_slot;	   /* in its host's list */
+	struct lease *next_ending; /* the next lease of its host whose last hour is its own */
+	bool gone;		   /* ended: freed when live[] is compacted */
 };
 
-/* The live leases of one host (any order): what the hour of a fill finds taken. */
+/*
+ * One host in one product hour that live leases cover: the devices they hold then,
+ * and the leases whose last hour it is (those a fill of the next hour may extend; at
+ * most one per device). What a fill looks up instead of every lease of a host.
+ */
+struct hour_entry {
+	int64_t hour;
+	uint32_t host;	      /* NO_HOST: an empty slot */
+	uint32_t taken;	      /* devices */
+	struct lease *ending; /* through lease.next_ending */
+};
+
+/* The live leases of one host (any order): whether a withdrawn host still holds its
+ * devices, and what a host's checks read. */
 struct host_leases {
 	struct lease **l;
 	uint32_t n, cap;
@@ -89,6 +106,10 @@ struct srv_leases {
 	int64_t next_due;
 	uint64_t counts[7]; /* live leases by state */
 	uint32_t *occ;	    /* per host: devices taken in the hour being filled */
+	/* The hours index: open addressing with linear probing, at most half full;
+	 * an entry is removed (the run after it shifted back) once it holds nothing. */
+	struct hour_entry *hours;
+	size_t hours_mask, n_hours;
 	struct lease **cand;
 	size_t cap_cand;
 	/* results of the current call */
@@ -215,6 +236,7 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->hosts);
 	free(l->on_host);
 	free(l->occ);
+	free(l->hours);
 	free(l->named);
 	free(l->by_seller);
 	srv_tindex_free(&l->names);
@@ -245,6 +267,135 @@ static void *grow(void *p, size_t *cap, size_t need, size_t item)
 	}
 	*cap = n;
 	return q;
+}
+
+/* ---------- the hours index ---------- */
+
+static size_t hour_hash(uint32_t host, int64_t hour)
+{
+	uint64_t k = (uint64_t)hour ^ (uint64_t)host * UINT64_C(0x9e3779b97f4a7c15);
+	k ^= k >> 31;
+	k *= UINT64_C(0xbf58476d1ce4e5b9);
+	k ^= k >> 29;
+	return (size_t)k;
+}
+
+static struct hour_entry *hour_find(const struct srv_leases *l, uint32_t host, int64_t hour)
+{
+	if (l->hours == NULL)
+		return NULL;
+	for (size_t i = hour_hash(host, hour) & l->hours_mask;; i = (i + 1) & l->hours_mask) {
+		struct hour_entry *e = &l->hours[i];
+		if (e->host == NO_HOST)
+			return NULL;
+		if (e->host == host && e->hour == hour)
+			return e;
+	}
+}
+
+static struct hour_entry *hour_place(struct hour_entry *t, size_t mask, const struct hour_entry *e)
+{
+	size_t i = hour_hash(e->host, e->hour) & mask;
+	while (t[i].host != NO_HOST)
+		i = (i + 1) & mask;
+	t[i] = *e;
+	return &t[i];
+}
+
+/* The entry of host in hour, made empty when there is none (never NULL). */
+static struct hour_entry *hour_get(struct srv_leases *l, uint32_t host, int64_t hour)
+{
+	struct hour_entry *e = hour_find(l, host, hour);
+	if (e != NULL)
+		return e;
+	size_t cap = l->hours ? l->hours_mask + 1 : 0;
+	if (2 * (l->n_hours + 1) > cap) {
+		size_t n = cap ? cap * 2 : 256;
+		struct hour_entry *t = malloc(n * sizeof(*t));
+		if (t == NULL) {
+			fputs("gridexd: the lease book is out of memory\n", stderr);
+			abort();
+		}
+		for (size_t i = 0; i < n; i++)
+			t[i].host = NO_HOST;
+		for (size_t i = 0; i < cap; i++)
+			if (l->hours[i].host != NO_HOST)
+				hour_place(t, n - 1, &l->hours[i]);
+		free(l->hours);
+		l->hours = t;
+		l->hours_mask = n - 1;
+	}
+	struct hour_entry fresh = {.hour = hour, .host = host};
+	l->n_hours++;
+	return hour_place(l->hours, l->hours_mask, &fresh);
+}
+
+/* Removes e when it holds nothing: the entries of its run that hash at or before the
+ * gap move back into it, so that no lookup stops short of them. */
+static void hour_drop_if_empty(struct srv_leases *l, struct hour_entry *e)
+{
+	if (e->taken != 0 || e->ending != NULL)
+		return;
+	size_t mask = l->hours_mask, gap = (size_t)(e - l->hours);
+	l->hours[gap].host = NO_HOST;
+	l->n_hours--;
+	for (size_t j = (gap + 1) & mask; l->hours[j].host != NO_HOST; j = (j + 1) & mask) {
+		size_t home = hour_hash(l->hours[j].host, l->hours[j].hour) & mask;
+		/* j's entry stays when its home lies after the gap (cyclically): nearer j */
+		if (((j - home) & mask) < ((j - gap) & mask))
+			continue;
+		l->hours[gap] = l->hours[j];
+		l->hours[j].host = NO_HOST;
+		gap = j;
+	}
+}
+
+/* x's devices are taken in its last hour, which it ends with. */
+static void hours_add_last(struct srv_leases *l, struct lease *x)
+{
+	struct hour_entry *e = hour_get(l, x->v.host, x->last_hour);
+	e->taken |= x->v.devmask;
+	x->next_ending = e->ending;
+	e->ending = x;
+}
+
+/* x no longer ends with its last hour (its devices stay taken then). */
+static void hours_unlink_last(struct srv_leases *l, struct lease *x)
+{
+	struct hour_entry *e = hour_get(l, x->v.host, x->last_hour); /* it has one */
+	struct lease **p = &e->ending;
+	while (*p != x)
+		p = &(*p)->next_ending;
+	*p = x->next_ending;
+	x->next_ending = NULL;
+}
+
+/* x's devices are free again in every hour it covered. */
+static void hours_remove(struct srv_leases *l, struct lease *x)
+{
+	hours_unlink_last(l, x);
+	int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1; /* at most PARTS_MAX */
+	for (int64_t k = 0; k < n; k++) {
+		struct hour_entry *e = hour_get(l, x->v.host, x->first_hour + k * HOUR_MS);
+		e->taken &= ~x->v.devmask;
+		hour_drop_if_empty(l, e);
+	}
+}
+
+/* While loading: x's devices taken in every hour it covers, or false when another lease
+ * holds one of them in one of those hours. */
+static bool hours_load(struct srv_leases *l, struct lease *x)
+{
+	int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1; /* checked: at most PARTS_MAX */
+	for (int64_t k = 0; k < n; k++) {
+		struct hour_entry *e = hour_get(l, x->v.host, x->first_hour + k * HOUR_MS);
+		if ((e->taken & x->v.devmask) != 0)
+			return false;
+		if (k + 1 < n)
+			e->taken |= x->v.devmask;
+	}
+	hours_add_last(l, x);
+	return true;
 }
 
 void srv_leases_set_seq(struct srv_leases *l, uint64_t seq)
@@ -458,6 +609,47 @@ uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host)
 	return host < l->n_hosts ? l->on_host[host].n : 0;
 }
 
+/* The hours index holds exactly the devices and last hours of the live leases. */
+static const char *check_hours(const struct srv_leases *l)
+{
+	uint64_t bits = 0, ending = 0, used = 0, want_bits = 0, live = 0;
+	for (size_t i = 0; l->hours != NULL && i <= l->hours_mask; i++) {
+		const struct hour_entry *e = &l->hours[i];
+		if (e->host == NO_HOST)
+			continue;
+		used++;
+		if (hour_find(l, e->host, e->hour) != e || (e->taken == 0 && e->ending == NULL))
+			return "an entry of the hours index is empty or not found by its key";
+		bits += (uint64_t)__builtin_popcount(e->taken);
+		for (const struct lease *x = e->ending; x != NULL && ending <= l->n_active;
+		     x = x->next_ending, ending++)
+			if (x->gone || x->v.host != e->host || x->last_hour != e->hour)
+				return "the hours index lists a lease under an hour it does not "
+				       "end with";
+	}
+	if (used != l->n_hours)
+		return "the hours index's count of entries is wrong";
+	for (size_t i = 0; i < l->n_live; i++) {
+		const struct lease *x = l->live[i];
+		if (x->gone)
+			continue;
+		live++;
+		int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1;
+		if (n != x->n_parts)
+			return "a live lease does not have one part per hour it covers";
+		for (int64_t k = 0; k < n; k++) {
+			const struct hour_entry *e =
+				hour_find(l, x->v.host, x->first_hour + k * HOUR_MS);
+			if (e == NULL || (e->taken & x->v.devmask) != x->v.devmask)
+				return "a live lease's devices are not taken in an hour it covers";
+		}
+		want_bits += (uint64_t)__builtin_popcount(x->v.devmask) * (uint64_t)n;
+	}
+	if (bits != want_bits || ending != live || live != l->n_active)
+		return "the hours index holds devices or leases that no live lease has";
+	return NULL;
+}
+
 const char *srv_leases_check_hosts(const struct srv_leases *l)
 {
 	uint32_t withdrawn = 0, run = 0;
@@ -491,7 +683,9 @@ const char *srv_leases_check_hosts(const struct srv_leases *l)
 			if (l->on_host[h].l[k]->v.host != h)
 				return "a host lists a lease of another host";
 	}
-	return withdrawn == l->n_withdrawn ? NULL : "the count of withdrawn hosts is wrong";
+	if (withdrawn != l->n_withdrawn)
+		return "the count of withdrawn hosts is wrong";
+	return check_hours(l);
 }
 
 uint32_t srv_leases_withdrawn_count(const struct srv_leases *l)
@@ -695,6 +889,7 @@ static void end_lease(struct srv_leases *l, size_t i, uint8_t state, const char 
 	if (started)
 		command(l, SRV_HCMD_STOP, &v);
 	keep_ended(l, &v);
+	hours_remove(l, x);
 	host_del(l, x);
 	free(x->parts);
 	x->parts = NULL;
@@ -857,7 +1052,8 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	struct ofill *o = fill_new(l, f);
 	int64_t left = f->qty;
 	/* The seller's hosts of this class: the devices their live leases hold in this
-	 * hour, and the buyer's scheduled leases of the hour before (to extend). */
+	 * hour, and the buyer's scheduled leases that end with the hour before (to extend,
+	 * unless one already covers PARTS_MAX hours). */
 	size_t n_cand = 0;
 	uint32_t first, end = seller_range(l, f->seller, &first);
 	for (uint32_t i = first; i < end; i++) {
@@ -865,19 +1061,18 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		l->occ[h] = 0;
 		if (l->hosts[h].cls != cls || l->hosts[h].withdrawn)
 			continue;
-		const struct host_leases *hl = &l->on_host[h];
-		for (uint32_t k = 0; k < hl->n; k++) {
-			struct lease *x = hl->l[k];
-			if (x->first_hour <= hour_ms && hour_ms <= x->last_hour)
-				l->occ[h] |= x->v.devmask;
-			else if (x->v.buyer == f->buyer && x->v.state == SRV_LEASE_SCHEDULED &&
-				 x->last_hour == hour_ms - HOUR_MS) {
+		const struct hour_entry *e = hour_find(l, h, hour_ms);
+		if (e != NULL)
+			l->occ[h] = e->taken;
+		e = hour_find(l, h, hour_ms - HOUR_MS);
+		for (struct lease *x = e ? e->ending : NULL; x != NULL; x = x->next_ending)
+			if (x->v.buyer == f->buyer && x->v.state == SRV_LEASE_SCHEDULED &&
+			    x->n_parts < PARTS_MAX) {
 				l->cand = grow(l->cand, &l->cap_cand, n_cand + 1, sizeof(*l->cand));
 				l->cand[n_cand++] = x;
 			}
-		}
 	}
-	/* Oldest first: the same choice whatever order the hosts' lists are in. */
+	/* Oldest first: the same choice whatever order the index lists them in. */
 	if (n_cand > 1)
 		qsort(l->cand, n_cand, sizeof(*l->cand), by_id);
 	for (size_t c = 0; c < n_cand && left > 0; c++) {
@@ -885,7 +1080,9 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		if (x->v.quantity > left || (l->occ[x->v.host] & x->v.devmask) != 0)
 			continue;
 		l->occ[x->v.host] |= x->v.devmask;
+		hours_unlink_last(l, x);
 		x->last_hour = hour_ms;
+		hours_add_last(l, x);
 		x->v.end_ms = we;
 		x->v.seq = l->seq;
 		add_part(x, o, ws, we);
@@ -913,6 +1110,7 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		x->v.devmask = mask;
 		l->counts[SRV_LEASE_SCHEDULED]++;
 		host_add(l, x);
+		hours_add_last(l, x);
 		add_part(x, o, ws, we);
 		left -= got;
 		struct srv_lease_view v;
@@ -1204,8 +1402,6 @@ void srv_leases_save(const struct srv_leases *l, struct srv_snap_w *w)
 		save_view(w, &l->ended[i % l->cfg.leases_kept]);
 }
 
-#define PARTS_MAX (24u * 366u) /* a year of hours in one lease */
-
 /* An open fill by id, while loading (fills[] has no holes then, in id order). */
 static struct ofill *fill_by_id(const struct srv_leases *l, uint64_t id)
 {
@@ -1293,7 +1489,11 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 		uint32_t np = srv_snap_get_count(in, 24, PARTS_MAX);
 		if (in->error)
 			break;
+		/* One part per hour it covers (each fill of the lease adds one hour). */
+		int64_t span;
 		if (v.state > SRV_LEASE_RUNNING || np == 0 || v.n_fills != 0 || first > last ||
+		    __builtin_sub_overflow(last, first, &span) || span % HOUR_MS != 0 ||
+		    span / HOUR_MS + 1 != np ||
 		    (l->n_live > 0 && v.id <= l->live[l->n_live - 1]->v.id)) {
 			srv_snap_fail(in, "a live lease in the snapshot is invalid");
 			break;
@@ -1304,6 +1504,11 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 		x->last_hour = last;
 		l->counts[v.state]++;
 		host_add(l, x);
+		if (!hours_load(l, x)) {
+			srv_snap_fail(
+				in, "two live leases in the snapshot hold one device in one hour");
+			break;
+		}
 		for (uint32_t p = 0; p < np && !in->error; p++) {
 			uint64_t fid = srv_snap_get_u64(in);
 			int64_t ws = srv_snap_get_i64(in), we = srv_snap_get_i64(in);

@@ -354,6 +354,177 @@ START_TEST(snapshots_reload_the_same_book)
 }
 END_TEST
 
+/* A lease ended early frees its devices in every hour it covered; one of more than a
+ * year of hours is not extended further (a snapshot could not hold it). */
+START_TEST(hours_of_a_lease_are_taken_and_given_back)
+{
+	struct srv_host_spec a = spec_of("a", 1);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	for (int64_t i = 0; i < 3; i++) {
+		struct ledger_fill f = fill(1 + i, 1);
+		srv_leases_out_reset(l);
+		srv_leases_fill(l, &f, CLS, HOUR0 + i * H, HOUR0 - H);
+		ck_assert_uint_eq(O()->updates[0].id, 1); /* extended */
+	}
+	struct ledger_fill other = fill(4, 1);
+	other.buyer = BUYER + 1;
+	srv_leases_out_reset(l);
+	srv_leases_fill(l, &other, CLS, HOUR0 + H, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_CANCELLED);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	srv_leases_tick(l, HOUR0);
+	srv_leases_event(l, 1, SRV_LEV_FAILED, "device_unhealthy", HOUR0 + 10);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	/* its later hours are free again: the device, not a refund */
+	for (int64_t i = 1; i < 3; i++) {
+		other.fill_id = 4 + i;
+		srv_leases_out_reset(l);
+		srv_leases_fill(l, &other, CLS, HOUR0 + i * H, HOUR0 + 20);
+		ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_SCHEDULED);
+		ck_assert_uint_eq(O()->updates[0].devmask, 1);
+		ck_assert_int_eq(O()->updates[0].start_ms, HOUR0 + H);
+	}
+	srv_leases_destroy(l);
+
+	/* 24 * 366 hours in one lease, then a new one on the same device */
+	l = book();
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	int64_t year = 24 * 366;
+	for (int64_t i = 0; i <= year; i++) {
+		struct ledger_fill f = fill(1 + i, 1);
+		srv_leases_out_reset(l);
+		srv_leases_fill(l, &f, CLS, HOUR0 + i * H, HOUR0 - H);
+		ck_assert_uint_eq(O()->n_updates, 1);
+		ck_assert_uint_eq(O()->updates[0].id, i < year ? 1 : 2);
+	}
+	ck_assert_int_eq(O()->updates[0].start_ms, HOUR0 + year * H);
+	ck_assert_uint_eq(O()->updates[0].devmask, 1);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	ck_assert_ptr_null(srv_leases_check_hosts(m));
+	/* the reloaded book extends the second lease, as the first would */
+	struct ledger_fill f = fill(year + 2, 1);
+	srv_leases_out_reset(m);
+	srv_leases_fill(m, &f, CLS, HOUR0 + (year + 1) * H, HOUR0 - H);
+	ck_assert_uint_eq(srv_leases_out(m)->updates[0].id, 2);
+	srv_leases_destroy(m);
+	srv_snap_w_free(&w);
+}
+END_TEST
+
+/* Fills, clock and hook outcomes at random over few devices and hours: after each, the
+ * hours index holds exactly what the live leases take (srv_leases_check_hosts), and a
+ * snapshot reloads to the same book. */
+START_TEST(hours_index_follows_random_leases)
+{
+	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2), c = spec_of("c", 3);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS + 1, "host-c", &c), SRV_LEASE_OK);
+	srand(20261207);
+	int64_t now = HOUR0 - 2 * H, id = 1;
+	uint64_t extended = 0, freed = 0, started[64], last_id = 0;
+	size_t n_started = 0;
+	for (int step = 0; step < 4000; step++) {
+		srv_leases_out_reset(l);
+		int what = rand() % 10;
+		if (what < 6) {
+			struct ledger_fill f = fill(id++, 1 + rand() % 4);
+			f.buyer = BUYER + (uint32_t)(rand() % 2);
+			int64_t hour = HOUR0 + (now - HOUR0) / H * H + (rand() % 4) * H;
+			srv_leases_fill(l, &f, (uint32_t)(rand() % 4 == 0), hour, now);
+			uint64_t seen = last_id; /* a lease seen before the fill: extended */
+			for (size_t i = 0; i < O()->n_updates; i++) {
+				const struct srv_lease_view *v = &O()->updates[i];
+				extended += v->id <= seen && v->state == SRV_LEASE_SCHEDULED;
+				last_id = v->id > last_id ? v->id : last_id;
+			}
+		} else if (what < 8) {
+			now += rand() % (20 * 60000);
+			srv_leases_tick(l, now);
+			/* the hook answers most starts at once: started, or failed */
+			size_t n_cmds = O()->n_cmds;
+			for (size_t i = 0; i < n_cmds; i++) {
+				const struct srv_hook_cmd *cmd = &O()->cmds[i];
+				if (cmd->kind != SRV_HCMD_START || rand() % 4 == 0)
+					continue;
+				bool ok = rand() % 3 != 0;
+				srv_leases_event(l, cmd->lease.id,
+						 ok ? SRV_LEV_STARTED : SRV_LEV_FAILED, "", now);
+				freed += !ok;
+				if (ok)
+					started[n_started++ % 64] = cmd->lease.id;
+			}
+		} else if (n_started > 0) {
+			/* a workload that stops before its window's end */
+			uint64_t counts[7], after[7];
+			srv_leases_counts(l, counts);
+			uint64_t lease =
+				started[(size_t)rand() % (n_started < 64 ? n_started : 64)];
+			srv_leases_event(l, lease, SRV_LEV_STOPPED, "", now);
+			srv_leases_counts(l, after);
+			freed += after[SRV_LEASE_RUNNING] < counts[SRV_LEASE_RUNNING];
+		}
+		const char *why = srv_leases_check_hosts(l);
+		ck_assert_msg(why == NULL, "step %d: %s", step, why);
+		if (step % 500 == 499) {
+			struct srv_snap_w w = {0};
+			struct srv_leases *m = reload(&w);
+			ck_assert_ptr_null(srv_leases_check_hosts(m));
+			srv_leases_destroy(m);
+			srv_snap_w_free(&w);
+		}
+	}
+	/* the walk took every path: extensions, and leases ended early */
+	ck_assert_uint_gt(freed, 100);
+	ck_assert_uint_gt(extended, 100);
+}
+END_TEST
+
+/* Thousands of leases over a hundred hours, then the clock ends them hour by hour:
+ * the index grows several times and most of its entries are removed again. */
+START_TEST(hours_index_grows_and_empties)
+{
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	cfg.hosts_max = 16;
+	cfg.leases_max = 20000;
+	cfg.leases_kept = 64;
+	struct srv_leases *b;
+	ck_assert_int_eq(srv_leases_create(&cfg, &b), SRV_LEASE_OK);
+	for (int h = 0; h < 16; h++) {
+		char name[16];
+		snprintf(name, sizeof(name), "h%d", h);
+		struct srv_host_spec s = spec_of(name, 4);
+		ck_assert_int_eq(add_host(b, SELLER, CLS, name, &s), SRV_LEASE_OK);
+	}
+	srand(7);
+	for (int64_t i = 1; i <= 6000; i++) {
+		struct ledger_fill f = fill(i, 1 + rand() % 8);
+		f.buyer = BUYER + (uint32_t)(rand() % 4);
+		srv_leases_out_reset(b);
+		srv_leases_fill(b, &f, CLS, HOUR0 + (rand() % 125) * H, HOUR0 - H);
+		if (i % 500 == 0)
+			ck_assert_ptr_null(srv_leases_check_hosts(b));
+	}
+	uint64_t counts[7];
+	srv_leases_counts(b, counts);
+	ck_assert_uint_gt(counts[SRV_LEASE_SCHEDULED], 2000);
+	for (int64_t t = HOUR0; t <= HOUR0 + 126 * H; t += H / 2) {
+		srv_leases_out_reset(b);
+		srv_leases_tick(b, t);
+		const char *why = srv_leases_check_hosts(b);
+		ck_assert_msg(why == NULL, "at %lld: %s", (long long)t, why);
+	}
+	srv_leases_counts(b, counts);
+	ck_assert_uint_eq(counts[SRV_LEASE_SCHEDULED] + counts[SRV_LEASE_STARTING] +
+				  counts[SRV_LEASE_RUNNING],
+			  0);
+	srv_leases_destroy(b);
+}
+END_TEST
+
 START_TEST(withdrawn_hosts_get_no_new_leases)
 {
 	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
@@ -759,6 +930,56 @@ START_TEST(snapshot_refuses_a_device_on_two_hosts)
 }
 END_TEST
 
+/* Refused: two live leases of one device in one hour, and a lease covering more hours
+ * than it has parts. */
+START_TEST(snapshot_refuses_a_device_leased_twice)
+{
+	struct srv_host_spec a = spec_of("a", 2);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	struct ledger_fill f1 = fill(1, 1), f2 = fill(2, 1);
+	f2.buyer = BUYER + 1;
+	srv_leases_fill(l, &f1, CLS, HOUR0, HOUR0 - H);
+	srv_leases_fill(l, &f2, CLS, HOUR0, HOUR0 - H);
+	struct srv_snap_w w = {0};
+	srv_leases_save(l, &w);
+	/* lease 2: id, buyer, seller, host 0, class 0, devices 0x2 (little-endian) */
+	uint8_t want[28] = {2};
+	want[8] = BUYER + 1;
+	want[12] = SELLER;
+	want[24] = 2;
+	size_t at = 0;
+	while (at + sizeof(want) <= w.len && memcmp(w.p + at, want, sizeof(want)) != 0)
+		at++;
+	ck_assert_uint_le(at + sizeof(want), w.len);
+	struct srv_leases *m = book();
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_int_eq(srv_leases_load(m, &in), 0); /* as saved */
+	srv_leases_destroy(m);
+	w.p[at + 24] = 1;
+	m = book();
+	in = (struct srv_snap_r){.p = w.p, .len = w.len};
+	ck_assert_int_eq(srv_leases_load(m, &in), -1);
+	ck_assert_str_eq(in.error, "two live leases in the snapshot hold one device in one hour");
+	srv_leases_destroy(m);
+	w.p[at + 24] = 2;
+	/* lease 2 covering the hour before too, with the one part of one hour */
+	uint8_t hours[16];
+	for (int i = 0; i < 16; i++)
+		hours[i] = (uint8_t)((uint64_t)HOUR0 >> (8 * (i % 8)));
+	while (at + 16 <= w.len && memcmp(w.p + at, hours, 16) != 0)
+		at++;
+	ck_assert_uint_le(at + 16, w.len);
+	for (int i = 0; i < 8; i++)
+		w.p[at + (size_t)i] = (uint8_t)((uint64_t)(HOUR0 - H) >> (8 * i));
+	m = book();
+	in = (struct srv_snap_r){.p = w.p, .len = w.len};
+	ck_assert_int_eq(srv_leases_load(m, &in), -1);
+	ck_assert_str_eq(in.error, "a live lease in the snapshot is invalid");
+	srv_leases_destroy(m);
+	srv_snap_w_free(&w);
+}
+END_TEST
+
 START_TEST(workloads_and_vendors_are_checked)
 {
 	static const char *const good[] = {
@@ -806,12 +1027,16 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, failures_refund_what_was_not_delivered);
 	tcase_add_test(tc, snapshots_reload_the_same_book);
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
+	tcase_add_test(tc, hours_of_a_lease_are_taken_and_given_back);
+	tcase_add_test(tc, hours_index_follows_random_leases);
+	tcase_add_test(tc, hours_index_grows_and_empties);
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
 	tcase_add_test(tc, sellers_hosts_in_table_order);
 	tcase_add_test(tc, leases_in_pages);
 	tcase_add_test(tc, a_seller_has_at_most_its_share);
 	tcase_add_test(tc, workloads_of_many_accounts);
 	tcase_add_test(tc, snapshot_refuses_a_device_on_two_hosts);
+	tcase_add_test(tc, snapshot_refuses_a_device_leased_twice);
 	suite_add_tcase(s, tc);
 	return s;
 }
