@@ -3,10 +3,11 @@
  * The lease book's cost per fill (server/srv_lease.c, run by the core thread
  * for every fill with leases on): with L live leases already booked, M more
  * fills of one GPU each get their device and lease. Prints fills/s and the
- * latency of one fill (p50, p99, max) for each L; and, first, what one
- * REGISTER_HOST costs the core with every host of the table registered (16
- * devices each): a new host (refused: the table is full) and one registered
- * again. With --workloads=N instead: N accounts' workloads set, then the
+ * latency of one fill (p50, p99, max) for each L, then what the clock costs at
+ * the first booked hour's start (its leases start) and right after (nothing
+ * due); and, first, what one REGISTER_HOST costs the core with every host of
+ * the table registered (16 devices each): a new host (refused: the table is
+ * full) and one registered again. With --workloads=N instead: N accounts' workloads set, then the
  * lookup every buy order and lease start makes (an account with one, and one
  * without).
  * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
@@ -146,14 +147,25 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 		}
 	}
 	double secs = (double)(bench_now_ns() - start) / 1e9;
+	/* The clock at the first hour's start: a scan of every live lease for those due. */
+	srv_leases_out_reset(l);
+	int64_t ta = bench_now_ns();
+	srv_leases_tick(l, t0 + HOUR);
+	int64_t tick_ns = bench_now_ns() - ta;
+	size_t started = srv_leases_out(l)->n_cmds;
+	srv_leases_out_reset(l);
+	ta = bench_now_ns();
+	srv_leases_tick(l, t0 + HOUR + 1000);
+	int64_t tick2_ns = bench_now_ns() - ta;
 	qsort(lat, (size_t)fills, sizeof(*lat), bench_cmp_i64);
 	uint64_t counts[7];
 	srv_leases_counts(l, counts);
 	printf("live=%ld hosts=%u fills=%ld fills_per_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f "
-	       "scheduled=%llu\n",
+	       "scheduled=%llu tick_starting_%zu_us=%.1f tick_none_due_us=%.1f\n",
 	       live, sellers * hosts, fills, (double)fills / secs, lat[fills / 2] / 1e3,
 	       lat[fills * 99 / 100] / 1e3, lat[fills - 1] / 1e3,
-	       (unsigned long long)counts[SRV_LEASE_SCHEDULED]);
+	       (unsigned long long)counts[SRV_LEASE_SCHEDULED], started, tick_ns / 1e3,
+	       tick2_ns / 1e3);
 	free(lat);
 	srv_leases_destroy(l);
 }

@@ -20,6 +20,12 @@
  * then (and snapshots refuse a lease of more). */
 #define PARTS_MAX (24u * 366u)
 
+struct due {
+	int64_t at;
+	uint64_t id; /* x's: the order of equal times */
+	struct lease *x;
+};
+
 /* A fill some lease still delivers: what its leases delivered so far. */
 struct ofill {
 	struct ledger_fill f;
@@ -73,8 +79,8 @@ struct workload {
  * Live leases are individually allocated; live[] holds them in creation (= id)
  * order, ended ones marked gone until live[] is compacted (when they are
  * many): lookups by id are binary searches and nothing moves a lease. Open fills likewise, in
- * fills[] in fill-id order. Every scan of all live leases happens only when the
- * clock reaches the earliest due time (next_due, a lower bound).
+ * fills[] in fill-id order. The clock finds the leases due (to start, to be running
+ * by their deadline, to end) in a heap of due times, not by a scan.
  */
 struct srv_leases {
 	struct srv_lease_config cfg;
@@ -103,7 +109,12 @@ struct srv_leases {
 	size_t wl_mask;
 	uint64_t next_id;
 	uint64_t seq; /* of the input being handled: stamped on every change */
-	int64_t next_due;
+	/* Min-heap of (due time, lease id): every live lease with a due time has an entry
+	 * at the time due_of() gives now; entries of ended leases, and of times a lease
+	 * has left behind, are dropped when they come to the top, and those of ended
+	 * leases before live[] is compacted (which frees them). */
+	struct due *dues;
+	size_t n_dues, cap_dues;
 	uint64_t counts[7]; /* live leases by state */
 	uint32_t *occ;	    /* per host: devices taken in the hour being filled */
 	/* The hours index: open addressing with linear probing, at most half full;
@@ -204,7 +215,6 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	l->by_seller = calloc(cfg->hosts_max, sizeof(*l->by_seller));
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
 	l->next_id = 1;
-	l->next_due = NONE_DUE;
 	bool indexed = srv_tindex_init(&l->names, cfg->hosts_max, name_text, l) &&
 		       srv_tindex_init(&l->devices, (uint64_t)cfg->hosts_max * SRV_HOST_DEVICES_MAX,
 				       device_text, l);
@@ -237,6 +247,7 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->on_host);
 	free(l->occ);
 	free(l->hours);
+	free(l->dues);
 	free(l->named);
 	free(l->by_seller);
 	srv_tindex_free(&l->names);
@@ -609,85 +620,6 @@ uint32_t srv_leases_host_live(const struct srv_leases *l, uint32_t host)
 	return host < l->n_hosts ? l->on_host[host].n : 0;
 }
 
-/* The hours index holds exactly the devices and last hours of the live leases. */
-static const char *check_hours(const struct srv_leases *l)
-{
-	uint64_t bits = 0, ending = 0, used = 0, want_bits = 0, live = 0;
-	for (size_t i = 0; l->hours != NULL && i <= l->hours_mask; i++) {
-		const struct hour_entry *e = &l->hours[i];
-		if (e->host == NO_HOST)
-			continue;
-		used++;
-		if (hour_find(l, e->host, e->hour) != e || (e->taken == 0 && e->ending == NULL))
-			return "an entry of the hours index is empty or not found by its key";
-		bits += (uint64_t)__builtin_popcount(e->taken);
-		for (const struct lease *x = e->ending; x != NULL && ending <= l->n_active;
-		     x = x->next_ending, ending++)
-			if (x->gone || x->v.host != e->host || x->last_hour != e->hour)
-				return "the hours index lists a lease under an hour it does not "
-				       "end with";
-	}
-	if (used != l->n_hours)
-		return "the hours index's count of entries is wrong";
-	for (size_t i = 0; i < l->n_live; i++) {
-		const struct lease *x = l->live[i];
-		if (x->gone)
-			continue;
-		live++;
-		int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1;
-		if (n != x->n_parts)
-			return "a live lease does not have one part per hour it covers";
-		for (int64_t k = 0; k < n; k++) {
-			const struct hour_entry *e =
-				hour_find(l, x->v.host, x->first_hour + k * HOUR_MS);
-			if (e == NULL || (e->taken & x->v.devmask) != x->v.devmask)
-				return "a live lease's devices are not taken in an hour it covers";
-		}
-		want_bits += (uint64_t)__builtin_popcount(x->v.devmask) * (uint64_t)n;
-	}
-	if (bits != want_bits || ending != live || live != l->n_active)
-		return "the hours index holds devices or leases that no live lease has";
-	return NULL;
-}
-
-const char *srv_leases_check_hosts(const struct srv_leases *l)
-{
-	uint32_t withdrawn = 0, run = 0;
-	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
-	for (uint32_t i = 0; i < l->n_hosts; i++) {
-		uint32_t h = l->by_seller[i], prev = i ? l->by_seller[i - 1] : 0;
-		if (h >= l->n_hosts ||
-		    (i > 0 && (l->hosts[prev].seller > l->hosts[h].seller ||
-			       (l->hosts[prev].seller == l->hosts[h].seller && prev >= h))))
-			return "the hosts by seller are not every host once, by seller and place";
-		run = i > 0 && l->hosts[prev].seller == l->hosts[h].seller ? run + 1 : 1;
-		if (l->cfg.hosts_per_seller_max != 0 && run > l->cfg.hosts_per_seller_max)
-			return "a seller has more than hosts_per_seller_max hosts";
-	}
-	for (uint32_t h = 0; h < l->n_hosts; h++) {
-		const struct srv_host_view *x = &l->hosts[h];
-		withdrawn += x->withdrawn;
-		if (srv_leases_host_named(l, x->name) != h)
-			return "a host is not found by its name (or two hosts have one)";
-		for (uint32_t d = 0; d < x->spec.n_devices; d++) {
-			uint32_t v = srv_tindex_get(&l->devices, x->spec.devices[d]);
-			if (holds(l, h) ? v != (h << 4 | d) : v >> 4 == h)
-				return "the device index does not say which host holds a device";
-		}
-		uint32_t named = 0;
-		for (uint64_t i = 0; i < kept; i++)
-			named += l->ended[(l->n_ended - 1 - i) % l->cfg.leases_kept].host == h;
-		if (named != l->named[h])
-			return "a host's count of the ended leases that name it is wrong";
-		for (uint32_t k = 0; k < l->on_host[h].n; k++)
-			if (l->on_host[h].l[k]->v.host != h)
-				return "a host lists a lease of another host";
-	}
-	if (withdrawn != l->n_withdrawn)
-		return "the count of withdrawn hosts is wrong";
-	return check_hours(l);
-}
-
 uint32_t srv_leases_withdrawn_count(const struct srv_leases *l)
 {
 	return l->n_withdrawn;
@@ -793,11 +725,52 @@ static int64_t due_of(const struct srv_leases *l, const struct lease *x)
 	}
 }
 
-static void due_at_most(struct srv_leases *l, const struct lease *x)
+static bool due_before(const struct due *a, const struct due *b)
 {
-	int64_t d = due_of(l, x);
-	if (d < l->next_due)
-		l->next_due = d;
+	return a->at < b->at || (a->at == b->at && a->id < b->id);
+}
+
+/* x is due at due_of(x) (called whenever that changes). */
+static void due_push(struct srv_leases *l, const struct lease *x)
+{
+	struct due d = {.at = due_of(l, x), .id = x->v.id, .x = (struct lease *)x};
+	if (d.at == NONE_DUE)
+		return;
+	l->dues = grow(l->dues, &l->cap_dues, l->n_dues + 1, sizeof(*l->dues));
+	size_t i = l->n_dues++;
+	while (i > 0 && due_before(&d, &l->dues[(i - 1) / 2])) {
+		l->dues[i] = l->dues[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	l->dues[i] = d;
+}
+
+/* Moves entry i down to its place below. */
+static void due_sift(struct srv_leases *l, size_t i)
+{
+	struct due d = l->dues[i];
+	size_t n = l->n_dues;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && due_before(&l->dues[c + 1], &l->dues[c]))
+			c++;
+		if (!due_before(&l->dues[c], &d))
+			break;
+		l->dues[i] = l->dues[c];
+		i = c;
+	}
+	l->dues[i] = d;
+}
+
+static struct due due_pop(struct srv_leases *l)
+{
+	struct due top = l->dues[0];
+	l->dues[0] = l->dues[--l->n_dues];
+	if (l->n_dues > 0)
+		due_sift(l, 0);
+	return top;
 }
 
 static void set_state(struct srv_leases *l, struct lease *x, uint8_t state)
@@ -861,10 +834,9 @@ static size_t live_find(const struct srv_leases *l, uint64_t id)
  * their parts is open, the hook is told to stop (unless it never started), and
  * the lease leaves the live table.
  */
-static void end_lease(struct srv_leases *l, size_t i, uint8_t state, const char *reason,
+static void end_lease(struct srv_leases *l, struct lease *x, uint8_t state, const char *reason,
 		      int64_t now_ms)
 {
-	struct lease *x = l->live[i];
 	bool started = x->v.state != SRV_LEASE_SCHEDULED;
 	l->counts[x->v.state]--; /* counts hold live leases only */
 	x->v.state = state;
@@ -903,7 +875,16 @@ static void compact_live(struct srv_leases *l)
 {
 	if (l->n_live <= 64 || l->n_live <= 2 * (size_t)l->n_active)
 		return;
+	/* First the heap loses its entries of ended leases (they point to them), and is
+	 * made a heap again from the bottom up. */
 	size_t k = 0;
+	for (size_t i = 0; i < l->n_dues; i++)
+		if (!l->dues[i].x->gone)
+			l->dues[k++] = l->dues[i];
+	l->n_dues = k;
+	for (size_t i = k / 2; i-- > 0;)
+		due_sift(l, i);
+	k = 0;
 	for (size_t i = 0; i < l->n_live; i++) {
 		if (l->live[i]->gone)
 			free(l->live[i]);
@@ -913,36 +894,48 @@ static void compact_live(struct srv_leases *l)
 	l->n_live = k;
 }
 
+static int by_id(const void *pa, const void *pb)
+{
+	uint64_t a = (*(struct lease *const *)pa)->v.id, b = (*(struct lease *const *)pb)->v.id;
+	return a < b ? -1 : a > b;
+}
+
 void srv_leases_tick(struct srv_leases *l, int64_t now_ms)
 {
-	if (now_ms < l->next_due)
+	if (l->n_dues == 0 || l->dues[0].at > now_ms)
 		return;
-	l->next_due = NONE_DUE;
-	for (size_t i = 0; i < l->n_live; i++) {
-		struct lease *x = l->live[i];
-		if (x->gone)
-			continue;
-		if (now_ms >= due_of(l, x)) {
-			struct srv_lease_view v;
-			switch (x->v.state) {
-			case SRV_LEASE_SCHEDULED:
-				set_state(l, x, SRV_LEASE_STARTING);
-				x->v.seq = l->seq;
-				view_of(x, &v);
-				update(l, &v);
-				command(l, SRV_HCMD_START, &v);
-				break; /* its deadline is checked on a later tick */
-			case SRV_LEASE_STARTING:
-				end_lease(l, i, SRV_LEASE_FAILED, "not_running_in_time", now_ms);
-				continue;
-			case SRV_LEASE_RUNNING:
-				end_lease(l, i, SRV_LEASE_COMPLETED, "", x->v.end_ms);
-				continue;
-			default:
-				break;
-			}
+	/* The leases due, in id order (as their updates and commands go out). */
+	size_t n = 0;
+	while (l->n_dues > 0 && l->dues[0].at <= now_ms) {
+		struct due d = due_pop(l);
+		if (d.x->gone || due_of(l, d.x) != d.at)
+			continue; /* ended, or due at another time now */
+		l->cand = grow(l->cand, &l->cap_cand, n + 1, sizeof(*l->cand));
+		l->cand[n++] = d.x;
+	}
+	if (n > 1)
+		qsort(l->cand, n, sizeof(*l->cand), by_id);
+	for (size_t k = 0; k < n; k++) {
+		struct lease *x = l->cand[k];
+		struct srv_lease_view v;
+		switch (x->v.state) {
+		case SRV_LEASE_SCHEDULED:
+			set_state(l, x, SRV_LEASE_STARTING);
+			x->v.seq = l->seq;
+			view_of(x, &v);
+			update(l, &v);
+			command(l, SRV_HCMD_START, &v);
+			due_push(l, x); /* its deadline, checked on a later tick */
+			break;
+		case SRV_LEASE_STARTING:
+			end_lease(l, x, SRV_LEASE_FAILED, "not_running_in_time", now_ms);
+			break;
+		case SRV_LEASE_RUNNING:
+			end_lease(l, x, SRV_LEASE_COMPLETED, "", x->v.end_ms);
+			break;
+		default: /* ended already: due twice at this time (a deadline's stale entry) */
+			break;
 		}
-		due_at_most(l, x);
 	}
 	compact_live(l);
 }
@@ -961,12 +954,12 @@ void srv_leases_event(struct srv_leases *l, uint64_t id, uint8_t kind, const cha
 		struct srv_lease_view v;
 		view_of(x, &v);
 		update(l, &v);
-		due_at_most(l, x);
+		due_push(l, x);
 	} else if (kind == SRV_LEV_FAILED && x->v.state == SRV_LEASE_STARTING) {
-		end_lease(l, i, SRV_LEASE_FAILED, code[0] ? code : "start_failed", now_ms);
+		end_lease(l, x, SRV_LEASE_FAILED, code[0] ? code : "start_failed", now_ms);
 	} else if (kind == SRV_LEV_STOPPED && x->v.state == SRV_LEASE_RUNNING &&
 		   now_ms < x->v.end_ms) {
-		end_lease(l, i, SRV_LEASE_FAILED, code[0] ? code : "stopped_early", now_ms);
+		end_lease(l, x, SRV_LEASE_FAILED, code[0] ? code : "stopped_early", now_ms);
 	}
 	compact_live(l);
 }
@@ -1022,12 +1015,6 @@ static struct srv_lease_view new_view(struct srv_leases *l, const struct ledger_
 				       .end_ms = we,
 				       .state = state,
 				       .seq = l->seq};
-}
-
-static int by_id(const void *pa, const void *pb)
-{
-	uint64_t a = (*(struct lease *const *)pa)->v.id, b = (*(struct lease *const *)pb)->v.id;
-	return a < b ? -1 : a > b;
 }
 
 static struct lease *lease_new(struct srv_leases *l)
@@ -1116,7 +1103,7 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		struct srv_lease_view v;
 		view_of(x, &v);
 		update(l, &v);
-		due_at_most(l, x);
+		due_push(l, x);
 	}
 	if (left > 0) {
 		/* No devices for these GPUs: a lease that ends before it begins. */
@@ -1553,8 +1540,120 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 	}
 	if (in->error)
 		return -1;
-	l->next_due = NONE_DUE;
 	for (size_t i = 0; i < l->n_live; i++)
-		due_at_most(l, l->live[i]);
+		due_push(l, l->live[i]);
 	return 0;
+}
+
+/* ---------- checks (tests, fuzzing) ---------- */
+
+/* The hours index holds exactly the devices and last hours of the live leases. */
+static const char *check_hours(const struct srv_leases *l)
+{
+	uint64_t bits = 0, ending = 0, used = 0, want_bits = 0, live = 0;
+	for (size_t i = 0; l->hours != NULL && i <= l->hours_mask; i++) {
+		const struct hour_entry *e = &l->hours[i];
+		if (e->host == NO_HOST)
+			continue;
+		used++;
+		if (hour_find(l, e->host, e->hour) != e || (e->taken == 0 && e->ending == NULL))
+			return "an entry of the hours index is empty or not found by its key";
+		bits += (uint64_t)__builtin_popcount(e->taken);
+		for (const struct lease *x = e->ending; x != NULL && ending <= l->n_active;
+		     x = x->next_ending, ending++)
+			if (x->gone || x->v.host != e->host || x->last_hour != e->hour)
+				return "the hours index lists a lease under an hour it does not "
+				       "end with";
+	}
+	if (used != l->n_hours)
+		return "the hours index's count of entries is wrong";
+	for (size_t i = 0; i < l->n_live; i++) {
+		const struct lease *x = l->live[i];
+		if (x->gone)
+			continue;
+		live++;
+		int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1;
+		if (n != x->n_parts)
+			return "a live lease does not have one part per hour it covers";
+		for (int64_t k = 0; k < n; k++) {
+			const struct hour_entry *e =
+				hour_find(l, x->v.host, x->first_hour + k * HOUR_MS);
+			if (e == NULL || (e->taken & x->v.devmask) != x->v.devmask)
+				return "a live lease's devices are not taken in an hour it covers";
+		}
+		want_bits += (uint64_t)__builtin_popcount(x->v.devmask) * (uint64_t)n;
+	}
+	if (bits != want_bits || ending != live || live != l->n_active)
+		return "the hours index holds devices or leases that no live lease has";
+	return NULL;
+}
+
+static int due_cmp(const void *pa, const void *pb)
+{
+	const struct due *a = pa, *b = pb;
+	if (a->id != b->id)
+		return a->id < b->id ? -1 : 1;
+	return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* The due times are a heap, and every live lease due at some time has its entry. */
+static const char *check_dues(const struct srv_leases *l)
+{
+	for (size_t i = 1; i < l->n_dues; i++)
+		if (due_before(&l->dues[i], &l->dues[(i - 1) / 2]))
+			return "the heap of due times is out of order";
+	struct due *sorted = malloc((l->n_dues + 1) * sizeof(*sorted));
+	if (sorted == NULL)
+		return "out of memory checking the due times";
+	if (l->n_dues > 0)
+		memcpy(sorted, l->dues, l->n_dues * sizeof(*sorted));
+	qsort(sorted, l->n_dues, sizeof(*sorted), due_cmp);
+	const char *why = NULL;
+	for (size_t i = 0; i < l->n_live && why == NULL; i++) {
+		const struct lease *x = l->live[i];
+		struct due d = {.at = x->gone ? NONE_DUE : due_of(l, x), .id = x->v.id};
+		if (d.at != NONE_DUE && !bsearch(&d, sorted, l->n_dues, sizeof(*sorted), due_cmp))
+			why = "a live lease is not in the heap of due times at its due time";
+	}
+	free(sorted);
+	return why;
+}
+
+const char *srv_leases_check_hosts(const struct srv_leases *l)
+{
+	uint32_t withdrawn = 0, run = 0;
+	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
+	for (uint32_t i = 0; i < l->n_hosts; i++) {
+		uint32_t h = l->by_seller[i], prev = i ? l->by_seller[i - 1] : 0;
+		if (h >= l->n_hosts ||
+		    (i > 0 && (l->hosts[prev].seller > l->hosts[h].seller ||
+			       (l->hosts[prev].seller == l->hosts[h].seller && prev >= h))))
+			return "the hosts by seller are not every host once, by seller and place";
+		run = i > 0 && l->hosts[prev].seller == l->hosts[h].seller ? run + 1 : 1;
+		if (l->cfg.hosts_per_seller_max != 0 && run > l->cfg.hosts_per_seller_max)
+			return "a seller has more than hosts_per_seller_max hosts";
+	}
+	for (uint32_t h = 0; h < l->n_hosts; h++) {
+		const struct srv_host_view *x = &l->hosts[h];
+		withdrawn += x->withdrawn;
+		if (srv_leases_host_named(l, x->name) != h)
+			return "a host is not found by its name (or two hosts have one)";
+		for (uint32_t d = 0; d < x->spec.n_devices; d++) {
+			uint32_t v = srv_tindex_get(&l->devices, x->spec.devices[d]);
+			if (holds(l, h) ? v != (h << 4 | d) : v >> 4 == h)
+				return "the device index does not say which host holds a device";
+		}
+		uint32_t named = 0;
+		for (uint64_t i = 0; i < kept; i++)
+			named += l->ended[(l->n_ended - 1 - i) % l->cfg.leases_kept].host == h;
+		if (named != l->named[h])
+			return "a host's count of the ended leases that name it is wrong";
+		for (uint32_t k = 0; k < l->on_host[h].n; k++)
+			if (l->on_host[h].l[k]->v.host != h)
+				return "a host lists a lease of another host";
+	}
+	if (withdrawn != l->n_withdrawn)
+		return "the count of withdrawn hosts is wrong";
+	const char *why = check_hours(l);
+	return why ? why : check_dues(l);
 }

@@ -525,6 +525,32 @@ START_TEST(hours_index_grows_and_empties)
 }
 END_TEST
 
+/* A start deadline as long as the window: a running lease is due at its end twice over
+ * (its deadline's time and its end's), and ends once. */
+START_TEST(a_lease_due_twice_at_once_ends_once)
+{
+	srv_leases_destroy(l);
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	cfg.hosts_max = 16;
+	cfg.start_deadline_ms = H;
+	ck_assert_int_eq(srv_leases_create(&cfg, &l), SRV_LEASE_OK);
+	struct srv_host_spec a = spec_of("a", 2);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	struct ledger_fill f = fill(1, 1);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	srv_leases_tick(l, HOUR0);
+	srv_leases_event(l, 1, SRV_LEV_STARTED, "", HOUR0 + 5);
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + H);
+	ck_assert_uint_eq(O()->n_updates, 1);
+	ck_assert_uint_eq(O()->updates[0].state, SRV_LEASE_COMPLETED);
+	ck_assert_uint_eq(O()->n_settles, 1);
+	ck_assert_int_eq(settled(1)->used, H - 5);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+}
+END_TEST
+
 START_TEST(withdrawn_hosts_get_no_new_leases)
 {
 	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2);
@@ -1030,6 +1056,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, hours_of_a_lease_are_taken_and_given_back);
 	tcase_add_test(tc, hours_index_follows_random_leases);
 	tcase_add_test(tc, hours_index_grows_and_empties);
+	tcase_add_test(tc, a_lease_due_twice_at_once_ends_once);
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
 	tcase_add_test(tc, sellers_hosts_in_table_order);
 	tcase_add_test(tc, leases_in_pages);
