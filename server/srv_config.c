@@ -166,6 +166,8 @@ static const struct key keys[] = {
 	INT(hook_retry_ms_max, 60000, 10, 3600000, "longest pause between retries"),
 	INT(hook_status_every_ms, 60000, 100, 86400000,
 	    "how often a running lease's status is asked (one that ended early is refunded)"),
+	INT(hook_calls_max, 16, 1, 256,
+	    "hook calls at once, for different hosts (one host's run one at a time)"),
 	INT(hosts_max, 4096, 1, 1000000, "registered hosts, all sellers"),
 	INT(hosts_per_seller_max, 1024, 0, 1000000,
 	    "registered hosts of one seller, withdrawn ones included; 0: no limit but hosts_max"),

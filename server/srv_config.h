@@ -95,6 +95,7 @@ struct srv_config {
 	int64_t hook_retry_ms_min;
 	int64_t hook_retry_ms_max;
 	int64_t hook_status_every_ms;
+	int64_t hook_calls_max;
 	int64_t hosts_max;
 	int64_t hosts_per_seller_max;
 	int64_t leases_max;

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The hook dispatcher (docs/provisioning.md): the one thread that runs the
- * provisioning hook. The core hands it start and stop jobs; it calls the hook
- * (srv_hook_call: its own process, a timeout, a clean environment), retries
- * failed calls with doubling pauses under the same lease id, asks running
- * leases for their status, and hands what it learned back as lease events,
- * which the journal thread journals before the core acts on them: a restart
- * replays them exactly.
+ * The hook dispatcher (docs/provisioning.md): the thread that decides which
+ * provisioning hook calls to make, and hook_calls_max caller threads that make
+ * them (srv_hook_call: its own process, a timeout, a clean environment). The
+ * core hands it start and stop jobs; it calls the hook, retries failed calls
+ * with doubling pauses under the same lease id, asks running leases for their
+ * status, and hands what it learned back as lease events, which the journal
+ * thread journals before the core acts on them: a restart replays them exactly.
+ *
+ * Calls for different hosts run at once, up to hook_calls_max; one host's run
+ * one at a time, in the order their jobs came (a stop before the start of the
+ * next lease on the same devices). A reconcile runs alone: it waits for the
+ * calls before it, and nothing after it starts until it is done.
  *
  * A job is durable before it is called: it follows from journaled inputs (the
  * tick that made a lease STARTING, the input that ended it), and start-up
@@ -27,16 +32,44 @@
 #include "srv_lease.h"
 #include "srv_log.h"
 #include "srv_server.h"
+#include "srv_tindex.h"
 
 struct work {
 	struct srv_hookjob job;
 	uint32_t attempt;
 	int64_t next_ms; /* monotonic: when to call */
+	uint64_t no;	 /* which call's result is its own */
+	bool running;	 /* its call is in flight */
 };
 
 struct watch {
 	struct srv_hookjob job; /* the start job of a running lease */
 	int64_t next_ms;	/* monotonic: next status call */
+	uint64_t no;
+	bool running;
+};
+
+/* One hook call: the dispatcher fills it in (READY), its caller thread makes it
+ * (RUNNING) and hands it back (DONE); the dispatcher takes the result (FREE). */
+enum { CALL_FREE, CALL_READY, CALL_RUNNING, CALL_DONE };
+
+struct call {
+	int state;
+	bool status; /* of a watch, else of a work */
+	uint64_t no; /* the work's or watch's */
+	uint64_t lease_id;
+	uint32_t attempt;
+	const char *op;
+	json_t *req;
+	int outcome;
+	struct srv_hook_result res;
+};
+
+struct caller {
+	struct srv_provision *p;
+	struct call *call;
+	pthread_t thread;
+	bool started;
 };
 
 struct srv_provision {
@@ -49,11 +82,24 @@ struct srv_provision {
 	struct srv_lease_event *events; /* dispatcher -> journal */
 	size_t n_events, cap_events;
 	bool stop;
+	/* the calls (under lock for their state; their other fields belong to whoever
+	 * the state says), and the callers that make them */
+	struct call *calls;
+	struct caller *callers;
+	size_t n_calls;
+	pthread_cond_t call_cond; /* a call is READY, or the callers are to stop */
+	bool callers_stop;
 	/* the dispatcher's own */
 	struct work *work;
 	size_t n_work, cap_work;
 	struct watch *watch;
 	size_t n_watch, cap_watch;
+	uint64_t next_no;
+	size_t n_running;	 /* calls not FREE */
+	bool reconciling;	 /* a reconcile is in flight */
+	struct srv_tindex busy;	 /* hosts that may not get a call now (one pass) */
+	const char **busy_hosts; /* their names (the index's values) */
+	size_t n_busy, max_busy;
 	struct srv_hook_limits limits;
 };
 
@@ -188,87 +234,102 @@ static void watch_add(struct srv_provision *p, const struct srv_hookjob *j)
 {
 	unwatch(p, j->lease_id);
 	p->watch = grow(p->watch, &p->cap_watch, p->n_watch + 1, sizeof(*p->watch));
-	p->watch[p->n_watch++] = (struct watch){
-		.job = *j, .next_ms = srv_mono_ms() + p->s->cfg.hook_status_every_ms};
+	p->watch[p->n_watch++] =
+		(struct watch){.job = *j,
+			       .next_ms = srv_mono_ms() + p->s->cfg.hook_status_every_ms,
+			       .no = p->next_no++};
 }
 
-/* A new job replaces a waiting one of the same lease (a stop ends a start's retries). */
+/* A new job replaces a waiting one of the same lease (a stop ends a start's retries);
+ * one whose call is in flight stays, and the new one waits for it (the same host). */
 static void accept_job(struct srv_provision *p, const struct srv_hookjob *j)
 {
 	if (j->kind == SRV_HJ_STOP)
 		unwatch(p, j->lease_id);
 	for (size_t i = 0; i < p->n_work; i++)
 		if (j->kind != SRV_HJ_RECONCILE && p->work[i].job.kind != SRV_HJ_RECONCILE &&
-		    p->work[i].job.lease_id == j->lease_id) {
+		    p->work[i].job.lease_id == j->lease_id && !p->work[i].running) {
 			free(p->work[i].job.leases);
-			p->work[i] = (struct work){.job = *j, .attempt = 1, .next_ms = 0};
+			p->work[i] = (struct work){
+				.job = *j, .attempt = 1, .next_ms = 0, .no = p->next_no++};
 			return;
 		}
 	p->work = grow(p->work, &p->cap_work, p->n_work + 1, sizeof(*p->work));
-	p->work[p->n_work++] = (struct work){.job = *j, .attempt = 1, .next_ms = 0};
+	p->work[p->n_work++] =
+		(struct work){.job = *j, .attempt = 1, .next_ms = 0, .no = p->next_no++};
 }
 
-/* Runs a due job; true when it is done (false: retry it later). */
-static bool run_job(struct srv_provision *p, struct work *w)
+/* Whether a stop of lease_id waits (a start that succeeds then is not watched). */
+static bool stop_waits(const struct srv_provision *p, uint64_t lease_id)
+{
+	for (size_t i = 0; i < p->n_work; i++)
+		if (p->work[i].job.kind == SRV_HJ_STOP && p->work[i].job.lease_id == lease_id)
+			return true;
+	return false;
+}
+
+static const char *op_of(const struct srv_hookjob *j)
+{
+	return j->kind == SRV_HJ_START ? "start" : j->kind == SRV_HJ_STOP ? "stop" : "reconcile";
+}
+
+/* The request of a job's call (NULL when out of memory). */
+static json_t *job_request(const struct srv *s, const struct work *w)
+{
+	const struct srv_hookjob *j = &w->job;
+	if (j->kind != SRV_HJ_RECONCILE)
+		return lease_request(s, j, op_of(j), w->attempt);
+	json_t *list = json_array();
+	for (size_t i = 0; list && i < j->n_leases; i++)
+		json_array_append_new(list, lease_request(s, &j->leases[i], "start", 1));
+	return json_pack("{s:i, s:s, s:i, s:o}", "version", SRV_HOOK_VERSION, "op", "reconcile",
+			 "attempt", (int)w->attempt, "leases", list);
+}
+
+/* What a job's call came to: done (it leaves the list), or retried after a pause. */
+static void job_done(struct srv_provision *p, size_t i, int out, const struct srv_hook_result *res)
 {
 	struct srv *s = p->s;
+	struct work *w = &p->work[i];
 	const struct srv_hookjob *j = &w->job;
-	const char *op = j->kind == SRV_HJ_START  ? "start"
-			 : j->kind == SRV_HJ_STOP ? "stop"
-						  : "reconcile";
-	json_t *req;
-	if (j->kind == SRV_HJ_RECONCILE) {
-		json_t *list = json_array();
-		for (size_t i = 0; list && i < j->n_leases; i++)
-			json_array_append_new(list, lease_request(s, &j->leases[i], "start", 1));
-		req = json_pack("{s:i, s:s, s:i, s:o}", "version", SRV_HOOK_VERSION, "op",
-				"reconcile", "attempt", (int)w->attempt, "leases", list);
-	} else {
-		req = lease_request(s, j, op, w->attempt);
-	}
-	if (req == NULL) {
-		srv_log(SRV_LOG_ERROR, "hook request out of memory", NULL);
-		return false;
-	}
-	struct srv_hook_result res;
-	int out = call(p, op, req, j->lease_id, w->attempt, &res);
-	json_decref(req);
-	bool final = out == SRV_HOOK_FAILED && (srv_hook_code_is_final(res.code) || !res.retryable);
+	bool final =
+		out == SRV_HOOK_FAILED && (srv_hook_code_is_final(res->code) || !res->retryable);
 	bool done = out == SRV_HOOK_OK;
 	if (j->kind == SRV_HJ_START && out == SRV_HOOK_OK) {
 		post(p, j->lease_id, SRV_LEV_STARTED, "");
-		watch_add(p, j);
+		if (!stop_waits(p, j->lease_id))
+			watch_add(p, j);
 	} else if (j->kind == SRV_HJ_START && final) {
-		post(p, j->lease_id, SRV_LEV_FAILED, res.code);
+		post(p, j->lease_id, SRV_LEV_FAILED, res->code);
 		done = true;
 	} else if (j->kind != SRV_HJ_START && final) {
 		/* A stop or reconcile the hook refuses for good: only an operator can help. */
 		srv_log(SRV_LOG_ERROR, "hook refused a call for good: giving up",
-			"op=%s lease_id=%" PRIu64 " code=%s", op, j->lease_id, res.code);
+			"op=%s lease_id=%" PRIu64 " code=%s", op_of(j), j->lease_id, res->code);
 		done = true;
 	}
-	srv_hook_result_free(&res);
-	return done;
+	if (j->kind == SRV_HJ_RECONCILE)
+		p->reconciling = false;
+	w->running = false;
+	if (done) {
+		free(w->job.leases);
+		memmove(w, w + 1, (p->n_work - i - 1) * sizeof(*w));
+		p->n_work--;
+	} else {
+		w->next_ms = srv_mono_ms() + backoff(s, w->attempt);
+		w->attempt++;
+	}
 }
 
-/* Asks a running lease how it is; one that ended before its window did is reported. */
-static void check_status(struct srv_provision *p, size_t i)
+/* What a status call came to: a lease that ended before its window did is reported. */
+static void status_done(struct srv_provision *p, size_t i, int out,
+			const struct srv_hook_result *res)
 {
-	struct srv *s = p->s;
 	struct watch *wt = &p->watch[i];
-	if (srv_now_ms() >= wt->job.end_ms) {
-		p->watch[i] = p->watch[--p->n_watch]; /* the core stops it at the window's end */
-		return;
-	}
-	json_t *req = lease_request(s, &wt->job, "status", 1);
-	struct srv_hook_result res;
-	int out = req ? call(p, "status", req, wt->job.lease_id, 1, &res) : -1;
-	json_decref(req);
-	if (out < 0)
-		return;
+	wt->running = false;
+	wt->next_ms = srv_mono_ms() + p->s->cfg.hook_status_every_ms;
 	const char *state =
-		out == SRV_HOOK_OK ? json_string_value(json_object_get(res.json, "state")) : NULL;
-	wt->next_ms = srv_mono_ms() + s->cfg.hook_status_every_ms;
+		out == SRV_HOOK_OK ? json_string_value(json_object_get(res->json, "state")) : NULL;
 	if (state && strcmp(state, "running") != 0 && srv_now_ms() < wt->job.end_ms) {
 		char code[32];
 		snprintf(code, sizeof(code), "ended_%s", state);
@@ -278,74 +339,310 @@ static void check_status(struct srv_provision *p, size_t i)
 		post(p, wt->job.lease_id, SRV_LEV_STOPPED, code);
 		p->watch[i] = p->watch[--p->n_watch];
 	}
-	srv_hook_result_free(&res);
+}
+
+/* A call handed back: its result goes to its job or watch (one that has gone since is
+ * left alone). */
+static void call_done(struct srv_provision *p, struct call *c)
+{
+	if (c->status) {
+		for (size_t i = 0; i < p->n_watch; i++)
+			if (p->watch[i].no == c->no) {
+				status_done(p, i, c->outcome, &c->res);
+				break;
+			}
+	} else {
+		for (size_t i = 0; i < p->n_work; i++)
+			if (p->work[i].no == c->no) {
+				job_done(p, i, c->outcome, &c->res);
+				break;
+			}
+	}
+	json_decref(c->req);
+	srv_hook_result_free(&c->res);
+	c->req = NULL;
+	p->n_running--;
+}
+
+/* ---------- which calls to make ---------- */
+
+static const char *busy_text(const void *ctx, uint32_t v)
+{
+	const struct srv_provision *p = ctx;
+	return p->busy_hosts[v];
+}
+
+/* Marks host as taken for the rest of this pass: false when the table of such hosts is
+ * full (the pass ends there). */
+static bool busy_add(struct srv_provision *p, const char *host)
+{
+	if (srv_tindex_get(&p->busy, host) != UINT32_MAX)
+		return true;
+	if (p->n_busy == p->max_busy)
+		return false;
+	p->busy_hosts[p->n_busy] = host;
+	srv_tindex_put(&p->busy, (uint32_t)p->n_busy++);
+	return true;
+}
+
+static bool is_busy(const struct srv_provision *p, const char *host)
+{
+	return srv_tindex_get(&p->busy, host) != UINT32_MAX;
+}
+
+static void busy_clear(struct srv_provision *p)
+{
+	for (size_t i = 0; i < p->n_busy; i++)
+		srv_tindex_del(&p->busy, p->busy_hosts[i]);
+	p->n_busy = 0;
+}
+
+/* Hands a call to a free caller; false when none is free. */
+static bool give(struct srv_provision *p, bool status, uint64_t no, uint64_t lease_id,
+		 uint32_t attempt, const char *op, json_t *req)
+{
+	for (size_t i = 0; i < p->n_calls; i++) {
+		struct call *c = &p->calls[i];
+		if (c->state != CALL_FREE)
+			continue;
+		c->status = status;
+		c->no = no;
+		c->lease_id = lease_id;
+		c->attempt = attempt;
+		c->op = op;
+		c->req = req;
+		pthread_mutex_lock(&p->lock);
+		c->state = CALL_READY;
+		pthread_cond_broadcast(&p->call_cond);
+		pthread_mutex_unlock(&p->lock);
+		p->n_running++;
+		return true;
+	}
+	return false;
+}
+
+/* The earliest time a job or status call not yet due will be (at most a second from
+ * now). What is due but waits for a call in flight is woken by its result. */
+static int64_t next_due(const struct srv_provision *p, int64_t now)
+{
+	int64_t due = now + 1000;
+	for (size_t i = 0; i < p->n_work; i++)
+		if (!p->work[i].running && p->work[i].next_ms > now && p->work[i].next_ms < due)
+			due = p->work[i].next_ms;
+	for (size_t i = 0; i < p->n_watch; i++)
+		if (!p->watch[i].running && p->watch[i].next_ms > now && p->watch[i].next_ms < due)
+			due = p->watch[i].next_ms;
+	return due;
+}
+
+/* Starts the calls that are due and may run now: jobs in the order they came, then
+ * status calls, each only for a host without a call in flight or an earlier job
+ * waiting. Returns when to look again (unless a result or a job comes first). */
+static int64_t schedule(struct srv_provision *p)
+{
+	struct srv *s = p->s;
+	int64_t now = srv_mono_ms();
+	if (p->reconciling || p->n_running == p->n_calls)
+		return next_due(p, now);
+	bool full = false;
+	for (size_t i = 0; i < p->n_work && !full; i++) /* calls in flight: their hosts */
+		if (p->work[i].running && p->work[i].job.kind != SRV_HJ_RECONCILE)
+			full = !busy_add(p, p->work[i].job.host);
+	for (size_t i = 0; i < p->n_watch && !full; i++)
+		if (p->watch[i].running)
+			full = !busy_add(p, p->watch[i].job.host);
+	for (size_t i = 0; i < p->n_work && !full && p->n_running < p->n_calls; i++) {
+		struct work *w = &p->work[i];
+		if (w->running || w->next_ms > now)
+			continue;
+		if (w->job.kind == SRV_HJ_RECONCILE) {
+			/* alone: once the calls before it are done, and nothing after it */
+			full = true;
+			if (p->n_running > 0)
+				break;
+		} else if (is_busy(p, w->job.host)) {
+			continue; /* waits for that host's call */
+		} else if (!busy_add(p, w->job.host)) {
+			break;
+		}
+		json_t *req = job_request(s, w);
+		if (req == NULL) {
+			srv_log(SRV_LOG_ERROR, "hook request out of memory", NULL);
+			w->next_ms = now + backoff(s, w->attempt);
+			w->attempt++;
+			continue;
+		}
+		if (!give(p, false, w->no, w->job.lease_id, w->attempt, op_of(&w->job), req)) {
+			json_decref(req);
+			break;
+		}
+		w->running = true;
+		if (w->job.kind == SRV_HJ_RECONCILE)
+			p->reconciling = true;
+	}
+	for (size_t i = 0; i < p->n_watch && !full && p->n_running < p->n_calls;) {
+		struct watch *wt = &p->watch[i];
+		if (!wt->running && wt->next_ms <= now && srv_now_ms() >= wt->job.end_ms) {
+			p->watch[i] = p->watch[--p->n_watch]; /* the core stops it at its end */
+			continue;
+		}
+		i++;
+		if (wt->running || wt->next_ms > now || is_busy(p, wt->job.host))
+			continue;
+		if (!busy_add(p, wt->job.host))
+			break;
+		json_t *req = lease_request(s, &wt->job, "status", 1);
+		if (req == NULL || !give(p, true, wt->no, wt->job.lease_id, 1, "status", req)) {
+			json_decref(req);
+			break;
+		}
+		wt->running = true;
+	}
+	busy_clear(p);
+	return next_due(p, now);
+}
+
+/* ---------- the threads ---------- */
+
+static void *caller_main(void *arg)
+{
+	struct caller *me = arg;
+	struct srv_provision *p = me->p;
+	struct call *c = me->call;
+	srv_thread_name("gx-hook-call");
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		while (c->state != CALL_READY && !p->callers_stop)
+			pthread_cond_wait(&p->call_cond, &p->lock);
+		if (c->state != CALL_READY) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		c->state = CALL_RUNNING;
+		pthread_mutex_unlock(&p->lock);
+		c->outcome = call(p, c->op, c->req, c->lease_id, c->attempt, &c->res);
+		pthread_mutex_lock(&p->lock);
+		c->state = CALL_DONE;
+		pthread_cond_signal(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+/* Takes the results handed back (under p->lock). */
+static size_t take_done(struct srv_provision *p, struct call **done)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < p->n_calls; i++)
+		if (p->calls[i].state == CALL_DONE)
+			done[n++] = &p->calls[i];
+	return n;
 }
 
 static void *provision_main(void *arg)
 {
 	struct srv_provision *p = arg;
 	struct srv *s = p->s;
+	struct call **done = calloc(p->n_calls, sizeof(*done));
+	if (done == NULL) {
+		srv_log(SRV_LOG_ERROR, "hook dispatcher out of memory", NULL);
+		abort();
+	}
 	srv_thread_name("gx-hooks");
+	int64_t due = srv_mono_ms();
 	for (;;) {
-		/* Wait for a job, or until the next call is due. */
-		int64_t now = srv_mono_ms(), due = now + 1000;
-		for (size_t i = 0; i < p->n_work; i++)
-			if (p->work[i].next_ms < due)
-				due = p->work[i].next_ms;
-		for (size_t i = 0; i < p->n_watch; i++)
-			if (p->watch[i].next_ms < due)
-				due = p->watch[i].next_ms;
+		/* Wait for a job, a result, or until the next call is due. */
+		int64_t now = srv_mono_ms();
 		pthread_mutex_lock(&p->lock);
-		if (p->n_inbox == 0 && !p->stop && due > now) {
+		size_t n_done = take_done(p, done);
+		if (p->n_inbox == 0 && !p->stop && n_done == 0 && due > now) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			int64_t ns = ts.tv_nsec + (due - now) * 1000000;
 			ts.tv_sec += ns / 1000000000;
 			ts.tv_nsec = ns % 1000000000;
 			pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+			n_done = take_done(p, done);
 		}
 		bool stop = p->stop;
 		for (size_t i = 0; i < p->n_inbox; i++)
 			accept_job(p, &p->inbox[i]);
 		p->n_inbox = 0;
 		pthread_mutex_unlock(&p->lock);
+		/* The new jobs came first: a start whose stop came with them is not watched. */
+		for (size_t i = 0; i < n_done; i++) {
+			call_done(p, done[i]);
+			pthread_mutex_lock(&p->lock);
+			done[i]->state = CALL_FREE;
+			pthread_mutex_unlock(&p->lock);
+		}
 		if (stop)
 			break;
-		/* Due jobs in arrival order: a stop comes before the start of the next lease on
-		 * the same devices. */
-		for (size_t i = 0; i < p->n_work;) {
-			struct work *w = &p->work[i];
-			if (w->next_ms > srv_mono_ms()) {
-				i++;
-				continue;
-			}
-			if (run_job(p, w)) {
-				free(w->job.leases);
-				memmove(w, w + 1, (p->n_work - i - 1) * sizeof(*w));
-				p->n_work--;
-			} else {
-				w->next_ms = srv_mono_ms() + backoff(s, w->attempt);
-				w->attempt++;
-				i++;
-			}
-			pthread_mutex_lock(&p->lock);
-			bool more = p->n_inbox > 0 || p->stop;
-			pthread_mutex_unlock(&p->lock);
-			if (more)
-				break; /* a stop may have replaced a job: take the inbox first */
-		}
-		for (size_t i = 0; i < p->n_watch;) {
-			size_t before = p->n_watch;
-			if (p->watch[i].next_ms <= srv_mono_ms())
-				check_status(p, i);
-			if (p->n_watch == before)
-				i++;
-		}
+		due = schedule(p);
 		atomic_store(&s->m.hook_pending, p->n_work);
 	}
+	/* Stopping: calls not begun are dropped (the next start calls them again), calls
+	 * in flight are waited for. */
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->n_calls; i++)
+		if (p->calls[i].state == CALL_READY) {
+			p->calls[i].state = CALL_DONE;
+			p->calls[i].outcome = -1;
+		}
+	for (;;) {
+		size_t busy = 0;
+		for (size_t i = 0; i < p->n_calls; i++)
+			busy += p->calls[i].state == CALL_RUNNING;
+		if (busy == 0)
+			break;
+		pthread_cond_wait(&p->cond, &p->lock);
+	}
+	p->callers_stop = true;
+	pthread_cond_broadcast(&p->call_cond);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < p->n_calls; i++) {
+		struct call *c = &p->calls[i];
+		if (c->state == CALL_DONE && c->outcome >= 0)
+			call_done(p, c);
+		else if (c->state == CALL_DONE) {
+			json_decref(c->req);
+			p->n_running--;
+		}
+		c->state = CALL_FREE;
+	}
+	free(done);
+	return NULL;
+}
+
+static void provision_free(struct srv_provision *p)
+{
+	for (size_t i = 0; i < p->n_inbox; i++)
+		free(p->inbox[i].leases);
 	for (size_t i = 0; i < p->n_work; i++)
 		free(p->work[i].job.leases);
-	return NULL;
+	free(p->inbox);
+	free(p->events);
+	free(p->work);
+	free(p->watch);
+	free(p->calls);
+	free(p->callers);
+	free(p->busy_hosts);
+	srv_tindex_free(&p->busy);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->call_cond);
+	free(p);
+}
+
+/* Stops and joins the callers started so far (the dispatcher is not running). */
+static void callers_join(struct srv_provision *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->callers_stop = true;
+	pthread_cond_broadcast(&p->call_cond);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < p->n_calls; i++)
+		if (p->callers[i].started)
+			pthread_join(p->callers[i].thread, NULL);
 }
 
 int srv_provision_start(struct srv *s)
@@ -359,10 +656,33 @@ int srv_provision_start(struct srv *s)
 	p->limits.kill_grace_ms = s->cfg.hook_kill_grace_ms;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->call_cond, NULL);
+	p->n_calls = (size_t)s->cfg.hook_calls_max;
+	/* Hosts with a call in flight or an earlier job waiting: at most those of the
+	 * table, and of the calls in flight for hosts no longer in it. */
+	p->max_busy = (size_t)s->cfg.hosts_max + p->n_calls;
+	p->calls = calloc(p->n_calls, sizeof(*p->calls));
+	p->callers = calloc(p->n_calls, sizeof(*p->callers));
+	p->busy_hosts = calloc(p->max_busy, sizeof(*p->busy_hosts));
+	if (!p->calls || !p->callers || !p->busy_hosts ||
+	    !srv_tindex_init(&p->busy, p->max_busy, busy_text, p)) {
+		provision_free(p);
+		return -1;
+	}
+	for (size_t i = 0; i < p->n_calls; i++) {
+		p->callers[i] = (struct caller){.p = p, .call = &p->calls[i]};
+		if (pthread_create(&p->callers[i].thread, NULL, caller_main, &p->callers[i]) != 0) {
+			callers_join(p);
+			provision_free(p);
+			return -1;
+		}
+		p->callers[i].started = true;
+	}
 	s->prov = p;
 	if (pthread_create(&p->thread, NULL, provision_main, p) != 0) {
 		s->prov = NULL;
-		free(p);
+		callers_join(p);
+		provision_free(p);
 		return -1;
 	}
 	return 0;
@@ -378,17 +698,11 @@ void srv_provision_stop(struct srv *s)
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	pthread_join(p->thread, NULL);
-	for (size_t i = 0; i < p->n_inbox; i++)
-		free(p->inbox[i].leases);
+	for (size_t i = 0; i < p->n_calls; i++)
+		pthread_join(p->callers[i].thread, NULL);
 	if (p->n_work > 0 || p->n_inbox > 0)
 		srv_log(SRV_LOG_INFO, "hook calls left for the next start", "pending=%zu",
 			p->n_work + p->n_inbox);
-	free(p->inbox);
-	free(p->events);
-	free(p->work);
-	free(p->watch);
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->cond);
-	free(p);
 	s->prov = NULL;
+	provision_free(p);
 }

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -916,6 +917,13 @@ int main(int argc, char **argv)
 	if (mkdir(cfg.state_dir, 0700) != 0 && errno != EEXIST)
 		return fail("internal", true, "cannot create %s: %s", cfg.state_dir,
 			    strerror(errno));
+	/* One call at a time per state directory, held until exit: gridexd calls the hook
+	 * for several hosts at once, and they may share a machine. */
+	char lock_path[600];
+	snprintf(lock_path, sizeof(lock_path), "%s/lock", cfg.state_dir);
+	int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock < 0 || flock(lock, LOCK_EX) != 0)
+		return fail("internal", true, "cannot lock %s: %s", lock_path, strerror(errno));
 	if (!state_load())
 		return fail("internal", true, "the state file in %s is damaged", cfg.state_dir);
 	json_error_t je;

@@ -9,15 +9,17 @@
  * are refused with the contract's codes; a workload found on a device it
  * does not hold is stopped and reported; reconcile stops what should not
  * run and starts what should; the state survives the agent (a new process
- * each call); with systemd pinning, the transient unit allows the leased
- * device nodes only.
+ * each call), and calls sharing its directory take turns; with systemd
+ * pinning, the transient unit allows the leased device nodes only.
  */
 #define _DEFAULT_SOURCE /* mknod, S_IFCHR */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -294,6 +296,33 @@ START_TEST(reconcile_and_stop)
 }
 END_TEST
 
+/* Calls that share a state directory run one after another: while another holds its
+ * lock, a call waits (here past its timeout), and runs once the lock is free. */
+START_TEST(calls_sharing_the_state_take_turns)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/state", dir);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/state/lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX), 0);
+	struct srv_hook_result r;
+	lim.timeout_ms = 700;
+	lim.kill_grace_ms = 100;
+	ck_assert_int_eq(
+		call("status", json_pack("{s:i, s:s}", "version", 1, "lease_id", "L-9"), &r),
+		SRV_HOOK_TIMEOUT);
+	srv_hook_result_free(&r);
+	close(fd);
+	ck_assert_int_eq(
+		call("status", json_pack("{s:i, s:s}", "version", 1, "lease_id", "L-9"), &r),
+		SRV_HOOK_OK);
+	ck_assert_str_eq(state_of(&r), "unknown");
+	srv_hook_result_free(&r);
+}
+END_TEST
+
 START_TEST(systemd_unit_allows_the_leased_nodes_only)
 {
 	configure("systemd");
@@ -441,6 +470,7 @@ static Suite *provider_suite(void)
 	tcase_add_test(tc, device_allow_list);
 	tcase_add_test(tc, workload_on_a_foreign_device_is_stopped);
 	tcase_add_test(tc, reconcile_and_stop);
+	tcase_add_test(tc, calls_sharing_the_state_take_turns);
 	tcase_add_test(tc, systemd_unit_allows_the_leased_nodes_only);
 	suite_add_tcase(s, tc);
 	return s;

@@ -10,6 +10,7 @@
  * buyer gets the rest back, in the ledger (audited) and in the server. A
  * workload that cannot start ends in failed delivery and a full refund; a
  * seller without a free device gives a cancelled lease and a refund at once.
+ * Hook calls for different hosts run at once, one host's one after another.
  * Windows last seconds here (delivery_period_ms, delivery_shift_ms).
  */
 #include <signal.h>
@@ -136,6 +137,25 @@ static void setup_agent(void)
 		 "\"$id\" \"$st\"\n",
 		 dir, dir, dir);
 	write_file("badhook", text, 0755);
+	/* A hook whose starts take their time: each marks its host busy (a second call for
+	 * the same host at once is logged "overlap"), logs "begin", and waits for a second
+	 * start to have begun (a call that waits 2 s in vain is logged "alone"). */
+	snprintf(text, sizeof(text),
+		 "#!/bin/sh\nreq=$(cat)\nd=%s\n"
+		 "id=$(echo \"$req\" | sed -n 's/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
+		 "host=$(echo \"$req\" | sed -n 's/.*\"host\":\"\\([^\"]*\\)\".*/\\1/p')\n"
+		 "if [ \"$1\" = start ]; then\n"
+		 " mkdir $d/busy.$host 2>/dev/null || echo \"overlap $host\" >> $d/calls\n"
+		 " echo \"begin $id $host\" >> $d/calls\n"
+		 " n=0; while [ $(grep -c '^begin' $d/calls) -lt 2 ]; do\n"
+		 "  n=$((n+1)); [ $n -gt 40 ] && { echo \"alone $id\" >> $d/calls; break; }\n"
+		 "  sleep 0.05; done\n"
+		 " sleep 0.3; echo \"start $id $host\" >> $d/calls; rmdir $d/busy.$host\n"
+		 "fi\n"
+		 "printf '{\"version\":1,\"ok\":true,\"lease_id\":\"%%s\",\"state\":\"running\"}' "
+		 "\"$id\"\n",
+		 dir);
+	write_file("slowhook", text, 0755);
 	snprintf(arg_hook, sizeof(arg_hook), "--hook=%s/%s", dir, hook_file);
 
 	int64_t hour_ms;
@@ -575,6 +595,56 @@ START_TEST(ended_early_is_refunded_for_the_rest)
 }
 END_TEST
 
+/* The line number of the first line of the hook's call log that starts with prefix, or 0. */
+static int line_of(const char *prefix)
+{
+	char *text = read_file("calls");
+	int n = 1;
+	for (char *line = text; line && *line; n++) {
+		if (strncmp(line, prefix, strlen(prefix)) == 0)
+			return n;
+		char *nl = strchr(line, '\n');
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+/* Three leases start at once, two on host-a and one on host-b: host-b's start runs
+ * beside host-a's first, host-a's second waits for its first. */
+START_TEST(hook_calls_run_at_once_one_per_host)
+{
+	const char *const a[] = {"GPU-aaaa", "GPU-bbbb"}, *const b[] = {"GPU-cccc"};
+	ck_assert_int_eq(register_host("host-a", a, 2), 0);
+	ck_assert_int_eq(register_host("host-b", b, 1), 0);
+	ck_assert_int_eq(set_workload("{\"command\": [\"/bin/true\"]}"), 0);
+	for (uint64_t i = 1; i <= 3; i++)
+		trade(i, 1); /* leases 1 and 2 on host-a's two devices, 3 on host-b */
+	Gridex__V1__Lease *l = wait_lease(&buyer, 2, GRIDEX__V1__LEASE_STATE__RUNNING);
+	gridex__v1__lease__free_unpacked(l, NULL);
+	wait_calls("start L-", 3);
+	ck_assert_msg(calls("overlap") == 0, "two calls for one host at once: %s",
+		      read_file("calls"));
+	ck_assert_msg(calls("alone") == 0, "a call ran alone: %s", read_file("calls"));
+	ck_assert_int_gt(line_of("begin L-000000000002"), line_of("start L-000000000001"));
+	ck_assert_int_lt(line_of("begin L-000000000003"), line_of("start L-000000000001"));
+	Gridex__V1__QueryResult *q = tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES);
+	ck_assert_uint_eq(q->n_leases, 3);
+	for (size_t i = 0; i < q->n_leases; i++)
+		ck_assert_int_eq(q->leases[i]->state, GRIDEX__V1__LEASE_STATE__RUNNING);
+	gridex__v1__query_result__free_unpacked(q, NULL);
+}
+END_TEST
+
+/* The slow hook, windows of 6 s starting 3 s after set-up, 5 s to get running. */
+static void setup_slow(void)
+{
+	hook_file = "slowhook";
+	period = 6000;
+	deadline_ms = 5000;
+	lead_ms = 3000;
+	setup_agent();
+}
+
 /* The misbehaving hook, windows of 6 s starting 3 s after set-up, 5 s to get running. */
 static void setup_hooks(void)
 {
@@ -610,6 +680,11 @@ static Suite *leases_suite(void)
 	tcase_add_test(tc, misbehaving_hook_is_retried_then_refunded);
 	tcase_add_test(tc, restart_between_recorded_and_called_calls_again);
 	tcase_add_test(tc, ended_early_is_refunded_for_the_rest);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("calls");
+	tcase_add_checked_fixture(tc, setup_slow, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, hook_calls_run_at_once_one_per_host);
 	suite_add_tcase(s, tc);
 	return s;
 }
