@@ -1649,6 +1649,8 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 					    (unsigned long long)atomic_load(&m->hook_calls[o]));
 		metric(b, "gridex_hook_jobs_pending", "Hook calls waiting (due or to retry).",
 		       "gauge", atomic_load(&m->hook_pending));
+		metric(b, "gridex_hook_calls_in_flight", "Hook calls being made.", "gauge",
+		       atomic_load(&m->hook_in_flight));
 	}
 	metric(b, "gridex_snapshot_pause_ms_last",
 	       "How long the core paused to serialize the last snapshot.", "gauge",

@@ -578,7 +578,11 @@ static void *provision_main(void *arg)
 		if (stop)
 			break;
 		due = schedule(p);
-		atomic_store(&s->m.hook_pending, p->n_work);
+		size_t jobs_running = 0;
+		for (size_t i = 0; i < p->n_work; i++)
+			jobs_running += p->work[i].running;
+		atomic_store(&s->m.hook_pending, p->n_work - jobs_running);
+		atomic_store(&s->m.hook_in_flight, p->n_running);
 	}
 	/* Stopping: calls not begun are dropped (the next start calls them again), calls
 	 * in flight are waited for. */

@@ -182,10 +182,11 @@ struct srv_metrics {
 	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
 	atomic_uint_fast64_t journal_syncs, journal_records, journal_sync_ms_last;
 	atomic_uint_fast64_t snapshots, snapshot_pause_ms_last;
-	atomic_uint_fast64_t hook_calls[6]; /* by enum srv_hook_outcome */
-	atomic_uint_fast64_t leases[7];	    /* live, by enum srv_lease_state */
-	atomic_uint_fast64_t hosts[2];	    /* in service, withdrawn */
-	atomic_uint_fast64_t hook_pending;
+	atomic_uint_fast64_t hook_calls[6];  /* by enum srv_hook_outcome */
+	atomic_uint_fast64_t leases[7];	     /* live, by enum srv_lease_state */
+	atomic_uint_fast64_t hosts[2];	     /* in service, withdrawn */
+	atomic_uint_fast64_t hook_pending;   /* jobs waiting or to retry, not in flight */
+	atomic_uint_fast64_t hook_in_flight; /* hook calls being made */
 	/* Answers by stage and duration (the I/O thread; SYNC: the journal thread). */
 	atomic_uint_fast64_t stage_count[SRV_STAGES][SRV_STAGE_BUCKETS];
 	atomic_uint_fast64_t stage_sum_ns[SRV_STAGES];

@@ -619,6 +619,17 @@ START_TEST(hook_calls_run_at_once_one_per_host)
 	ck_assert_int_eq(set_workload("{\"command\": [\"/bin/true\"]}"), 0);
 	for (uint64_t i = 1; i <= 3; i++)
 		trade(i, 1); /* leases 1 and 2 on host-a's two devices, 3 on host-b */
+	/* the metrics see two calls in flight, never more (host-a's second waits) */
+	double most = 0;
+	for (int i = 0; i < 1000 && calls("start L-") < 3; i++) {
+		int status;
+		const char *page = thttp_get(srv.metrics_port, "/metrics", &status);
+		double n = tmetric(page, "gridex_hook_calls_in_flight");
+		most = n > most ? n : most;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(most == 2, "at most %.0f hook calls in flight", most);
 	Gridex__V1__Lease *l = wait_lease(&buyer, 2, GRIDEX__V1__LEASE_STATE__RUNNING);
 	gridex__v1__lease__free_unpacked(l, NULL);
 	wait_calls("start L-", 3);
