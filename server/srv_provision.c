@@ -54,9 +54,11 @@ struct watch {
 enum { CALL_FREE, CALL_READY, CALL_RUNNING, CALL_DONE };
 
 struct call {
-	int state;
-	bool status; /* of a watch, else of a work */
-	uint64_t no; /* the work's or watch's */
+	int state; /* under lock */
+	bool used; /* the dispatcher's: given and not yet taken back */
+	char host[SRV_ACCOUNT_NAME_BYTES_MAX + 1]; /* "" for a reconcile */
+	bool status;				   /* of a watch, else of a work */
+	uint64_t no;				   /* the work's or watch's */
 	uint64_t lease_id;
 	uint32_t attempt;
 	const char *op;
@@ -398,13 +400,15 @@ static void busy_clear(struct srv_provision *p)
 }
 
 /* Hands a call to a free caller; false when none is free. */
-static bool give(struct srv_provision *p, bool status, uint64_t no, uint64_t lease_id,
-		 uint32_t attempt, const char *op, json_t *req)
+static bool give(struct srv_provision *p, const char *host, bool status, uint64_t no,
+		 uint64_t lease_id, uint32_t attempt, const char *op, json_t *req)
 {
 	for (size_t i = 0; i < p->n_calls; i++) {
 		struct call *c = &p->calls[i];
-		if (c->state != CALL_FREE)
+		if (c->used)
 			continue;
+		c->used = true;
+		snprintf(c->host, sizeof(c->host), "%s", host);
 		c->status = status;
 		c->no = no;
 		c->lease_id = lease_id;
@@ -445,12 +449,10 @@ static int64_t schedule(struct srv_provision *p)
 	if (p->reconciling || p->n_running == p->n_calls)
 		return next_due(p, now);
 	bool full = false;
-	for (size_t i = 0; i < p->n_work && !full; i++) /* calls in flight: their hosts */
-		if (p->work[i].running && p->work[i].job.kind != SRV_HJ_RECONCILE)
-			full = !busy_add(p, p->work[i].job.host);
-	for (size_t i = 0; i < p->n_watch && !full; i++)
-		if (p->watch[i].running)
-			full = !busy_add(p, p->watch[i].job.host);
+	/* The hosts of the calls in flight (also of those whose job or watch has gone). */
+	for (size_t i = 0; i < p->n_calls && !full; i++)
+		if (p->calls[i].used && p->calls[i].host[0] != '\0')
+			full = !busy_add(p, p->calls[i].host);
 	for (size_t i = 0; i < p->n_work && !full && p->n_running < p->n_calls; i++) {
 		struct work *w = &p->work[i];
 		if (w->running || w->next_ms > now)
@@ -472,7 +474,8 @@ static int64_t schedule(struct srv_provision *p)
 			w->attempt++;
 			continue;
 		}
-		if (!give(p, false, w->no, w->job.lease_id, w->attempt, op_of(&w->job), req)) {
+		if (!give(p, w->job.host, false, w->no, w->job.lease_id, w->attempt, op_of(&w->job),
+			  req)) {
 			json_decref(req);
 			break;
 		}
@@ -492,7 +495,8 @@ static int64_t schedule(struct srv_provision *p)
 		if (!busy_add(p, wt->job.host))
 			break;
 		json_t *req = lease_request(s, &wt->job, "status", 1);
-		if (req == NULL || !give(p, true, wt->no, wt->job.lease_id, 1, "status", req)) {
+		if (req == NULL ||
+		    !give(p, wt->job.host, true, wt->no, wt->job.lease_id, 1, "status", req)) {
 			json_decref(req);
 			break;
 		}
@@ -574,6 +578,7 @@ static void *provision_main(void *arg)
 			pthread_mutex_lock(&p->lock);
 			done[i]->state = CALL_FREE;
 			pthread_mutex_unlock(&p->lock);
+			done[i]->used = false;
 		}
 		if (stop)
 			break;
@@ -612,6 +617,7 @@ static void *provision_main(void *arg)
 			p->n_running--;
 		}
 		c->state = CALL_FREE;
+		c->used = false;
 	}
 	free(done);
 	return NULL;

@@ -139,7 +139,8 @@ static void setup_agent(void)
 	write_file("badhook", text, 0755);
 	/* A hook whose starts take their time: each marks its host busy (a second call for
 	 * the same host at once is logged "overlap"), logs "begin", and waits for a second
-	 * start to have begun (a call that waits 2 s in vain is logged "alone"). */
+	 * start to have begun (a call that waits 2 s in vain is logged "alone"); host-a's
+	 * then take longer than host-b's, so that host-b's ends while host-a's runs. */
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nreq=$(cat)\nd=%s\n"
 		 "id=$(echo \"$req\" | sed -n 's/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
@@ -150,7 +151,8 @@ static void setup_agent(void)
 		 " n=0; while [ $(grep -c '^begin' $d/calls) -lt 2 ]; do\n"
 		 "  n=$((n+1)); [ $n -gt 40 ] && { echo \"alone $id\" >> $d/calls; break; }\n"
 		 "  sleep 0.05; done\n"
-		 " sleep 0.3; echo \"start $id $host\" >> $d/calls; rmdir $d/busy.$host\n"
+		 " if [ $host = host-a ]; then sleep 0.6; else sleep 0.1; fi\n"
+		 " echo \"start $id $host\" >> $d/calls; rmdir $d/busy.$host\n"
 		 "fi\n"
 		 "printf '{\"version\":1,\"ok\":true,\"lease_id\":\"%%s\",\"state\":\"running\"}' "
 		 "\"$id\"\n",
