@@ -361,6 +361,12 @@ static void hour_drop_if_empty(struct srv_leases *l, struct hour_entry *e)
 	}
 }
 
+/* The product hours x covers (at most PARTS_MAX: extensions stop there, loads check it). */
+static int64_t hours_covered(const struct lease *x)
+{
+	return (x->last_hour - x->first_hour) / HOUR_MS + 1;
+}
+
 /* x's devices are taken in its last hour, which it ends with. */
 static void hours_add_last(struct srv_leases *l, struct lease *x)
 {
@@ -385,7 +391,7 @@ static void hours_unlink_last(struct srv_leases *l, struct lease *x)
 static void hours_remove(struct srv_leases *l, struct lease *x)
 {
 	hours_unlink_last(l, x);
-	int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1; /* at most PARTS_MAX */
+	int64_t n = hours_covered(x);
 	for (int64_t k = 0; k < n; k++) {
 		struct hour_entry *e = hour_get(l, x->v.host, x->first_hour + k * HOUR_MS);
 		e->taken &= ~x->v.devmask;
@@ -397,7 +403,7 @@ static void hours_remove(struct srv_leases *l, struct lease *x)
  * holds one of them in one of those hours. */
 static bool hours_load(struct srv_leases *l, struct lease *x)
 {
-	int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1; /* checked: at most PARTS_MAX */
+	int64_t n = hours_covered(x);
 	for (int64_t k = 0; k < n; k++) {
 		struct hour_entry *e = hour_get(l, x->v.host, x->first_hour + k * HOUR_MS);
 		if ((e->taken & x->v.devmask) != 0)
@@ -1572,7 +1578,7 @@ static const char *check_hours(const struct srv_leases *l)
 		if (x->gone)
 			continue;
 		live++;
-		int64_t n = (x->last_hour - x->first_hour) / HOUR_MS + 1;
+		int64_t n = hours_covered(x);
 		if (n != x->n_parts)
 			return "a live lease does not have one part per hour it covers";
 		for (int64_t k = 0; k < n; k++) {

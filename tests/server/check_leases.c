@@ -648,33 +648,32 @@ START_TEST(hook_calls_run_at_once_one_per_host)
 }
 END_TEST
 
-/* The slow hook, windows of 6 s starting 3 s after set-up, 5 s to get running. */
-static void setup_slow(void)
+/* A server with hook file `hook`: windows of window_ms starting lead ms after set-up,
+ * deadline ms to get running. */
+static void setup_with(const char *hook, int window_ms, int deadline, int lead)
 {
-	hook_file = "slowhook";
-	period = 6000;
-	deadline_ms = 5000;
-	lead_ms = 3000;
+	hook_file = hook;
+	period = window_ms;
+	deadline_ms = deadline;
+	lead_ms = lead;
 	setup_agent();
 }
 
-/* The misbehaving hook, windows of 6 s starting 3 s after set-up, 5 s to get running. */
+/* The slow hook, windows of 6 s starting 3 s after set-up, 5 s to get running. */
+static void setup_slow(void)
+{
+	setup_with("slowhook", 6000, 5000, 3000);
+}
+
+/* The misbehaving hook, with the same windows. */
 static void setup_hooks(void)
 {
-	hook_file = "badhook";
-	period = 6000;
-	deadline_ms = 5000;
-	lead_ms = 3000;
-	setup_agent();
+	setup_with("badhook", 6000, 5000, 3000);
 }
 
 static void setup(void)
 {
-	hook_file = "hook";
-	period = PERIOD;
-	deadline_ms = 3000;
-	lead_ms = 5000;
-	setup_agent();
+	setup_with("hook", PERIOD, 3000, 5000);
 }
 
 static Suite *leases_suite(void)
