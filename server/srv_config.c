@@ -171,6 +171,10 @@ static const struct key keys[] = {
 	INT(hosts_max, 4096, 1, 1000000, "registered hosts, all sellers"),
 	INT(hosts_per_seller_max, 1024, 0, 1000000,
 	    "registered hosts of one seller, withdrawn ones included; 0: no limit but hosts_max"),
+	INT(lease_requests_per_second, 10, 0, 1000000,
+	    "REGISTER_HOST, WITHDRAW_HOST and SET_WORKLOAD per participant account and second (the "
+	    "operator's are not limited); 0: unlimited"),
+	INT(lease_requests_burst, 1024, 1, 1000000, "burst of that rate"),
 	INT(leases_max, 100000, 1, 10000000,
 	    "live leases; GPUs of a fill beyond it are refunded at once (lease_table_full)"),
 	INT(leases_kept, 65536, 1, 10000000, "ended leases kept for lease queries"),
@@ -454,6 +458,11 @@ void srv_settings_fingerprint(const struct srv_config *c, uint8_t out[SRV_JOURNA
 	if (c->hook[0] != '\0' && c->hosts_per_seller_max != 0)
 		text_append(text, sizeof(text), &n, " hosts_per_seller_max=%lld",
 			    (long long)c->hosts_per_seller_max);
+	if (c->hook[0] != '\0' && c->lease_requests_per_second != 0)
+		text_append(text, sizeof(text), &n,
+			    " lease_requests_per_second=%lld lease_requests_burst=%lld",
+			    (long long)c->lease_requests_per_second,
+			    (long long)c->lease_requests_burst);
 	crypto_generichash(out, SRV_JOURNAL_SETTINGS_BYTES, (const uint8_t *)text, strlen(text),
 			   NULL, 0);
 }

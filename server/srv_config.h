@@ -98,6 +98,8 @@ struct srv_config {
 	int64_t hook_calls_max;
 	int64_t hosts_max;
 	int64_t hosts_per_seller_max;
+	int64_t lease_requests_per_second;
+	int64_t lease_requests_burst;
 	int64_t leases_max;
 	int64_t leases_kept;
 	int64_t lease_start_lead_ms;

@@ -45,6 +45,7 @@ struct srv_core {
 	char (*acct_name)[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 	int64_t *acct_tokens, *acct_last_ms;
 	int64_t *acct_qtokens, *acct_qlast_ms;
+	int64_t *acct_ltokens, *acct_llast_ms; /* lease_requests_per_second's buckets */
 	uint32_t acct_mask;
 	/* Market data: sequences per book, and the levels the current call touched. */
 	uint64_t *level_seq, *trade_seq;
@@ -98,6 +99,8 @@ void srv_core_config_default(struct srv_core_config *cfg)
 					.orders_burst = 2000,
 					.queries_per_second = 20,
 					.queries_burst = 40,
+					.lease_requests_per_second = 10,
+					.lease_requests_burst = 1024,
 					.fills_recent_max = 65536,
 					.query_rows_max = 1000};
 	matching_config_default(&cfg->matching);
@@ -124,6 +127,8 @@ void srv_core_destroy(struct srv_core *c)
 	free(c->acct_tokens);
 	free(c->acct_last_ms);
 	free(c->acct_qtokens);
+	free(c->acct_ltokens);
+	free(c->acct_llast_ms);
 	free(c->acct_qlast_ms);
 	free(c->level_seq);
 	free(c->trade_seq);
@@ -200,7 +205,10 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	    cfg->query_rows_max > 100000 || (cfg->orders_per_second > 0 && cfg->orders_burst < 1) ||
 	    cfg->orders_burst > 1000000 ||
 	    (cfg->queries_per_second > 0 && cfg->queries_burst < 1) ||
-	    cfg->queries_burst > 1000000 || cfg->book_retain_ms < 0 || cfg->product_horizon_ms < 0)
+	    cfg->queries_burst > 1000000 ||
+	    (cfg->lease_requests_per_second > 0 && cfg->lease_requests_burst < 1) ||
+	    cfg->lease_requests_burst > 1000000 || cfg->book_retain_ms < 0 ||
+	    cfg->product_horizon_ms < 0)
 		return SRV_CORE_ARGS;
 	struct srv_core *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -237,6 +245,8 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	c->acct_last_ms = calloc(acap, sizeof(*c->acct_last_ms));
 	c->acct_qtokens = calloc(acap, sizeof(*c->acct_qtokens));
 	c->acct_qlast_ms = calloc(acap, sizeof(*c->acct_qlast_ms));
+	c->acct_ltokens = calloc(acap, sizeof(*c->acct_ltokens));
+	c->acct_llast_ms = calloc(acap, sizeof(*c->acct_llast_ms));
 	c->level_seq = calloc(cfg->matching.books_max, sizeof(*c->level_seq));
 	c->trade_seq = calloc(cfg->matching.books_max, sizeof(*c->trade_seq));
 	c->retire_at = malloc(cfg->matching.books_max * sizeof(*c->retire_at));
@@ -251,8 +261,9 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	if (!c->batch.events || !c->pool || !c->free_slots || !c->by_oid || !c->by_client ||
 	    !c->halted || !c->class_of || !c->acct_keys || !c->acct_head || !c->acct_name ||
 	    !c->acct_tokens || !c->acct_last_ms || !c->acct_qtokens || !c->acct_qlast_ms ||
-	    !c->level_seq || !c->trade_seq || !c->touched || !c->recent || !c->retire_at ||
-	    !c->book_gen || !c->recent_gen || !c->recent_prev || !c->acct_recent)
+	    !c->acct_ltokens || !c->acct_llast_ms || !c->level_seq || !c->trade_seq ||
+	    !c->touched || !c->recent || !c->retire_at || !c->book_gen || !c->recent_gen ||
+	    !c->recent_prev || !c->acct_recent)
 		goto fail;
 	for (uint32_t b = 0; b < cfg->matching.books_max; b++)
 		c->retire_at[b] = INT64_MAX;
@@ -1686,6 +1697,27 @@ static bool query_rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
 			  c->cfg.queries_burst, now_ms);
 }
 
+/* REGISTER_HOST, WITHDRAW_HOST and SET_WORKLOAD: the requests that change the lease book. */
+static bool is_lease_change(uint32_t type)
+{
+	return type == GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST ||
+	       type == GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST ||
+	       type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD;
+}
+
+/* The same for those, with leases on (the operator's are not limited). Their bucket is in
+ * snapshots, as the order bucket is: what it refuses changes what replay does. */
+static bool lease_rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
+{
+	if (c->cfg.lease_requests_per_second == 0 || c->leases == NULL ||
+	    account == c->cfg.operator_account)
+		return true;
+	uint32_t h = acct_slot(c, account);
+	assert(c->acct_keys[h] == account);
+	return take_token(&c->acct_ltokens[h], &c->acct_llast_ms[h],
+			  c->cfg.lease_requests_per_second, c->cfg.lease_requests_burst, now_ms);
+}
+
 static bool is_operator_request(uint32_t type)
 {
 	return type >= GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT &&
@@ -1702,7 +1734,8 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 	}
 	if ((req->type <= GRIDEX__V1__REQUEST_TYPE__NEW_BASKET &&
 	     !rate_ok(c, req->account, now_ms)) ||
-	    (is_query(req->type) && !query_rate_ok(c, req->account, now_ms))) {
+	    (is_query(req->type) && !query_rate_ok(c, req->account, now_ms)) ||
+	    (is_lease_change(req->type) && !lease_rate_ok(c, req->account, now_ms))) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
 		return;
 	}
@@ -1998,6 +2031,8 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 		put_text(w, c->acct_name[h]);
 		srv_snap_i64(w, c->acct_tokens[h]);
 		srv_snap_i64(w, c->acct_last_ms[h]);
+		srv_snap_i64(w, c->acct_ltokens[h]);
+		srv_snap_i64(w, c->acct_llast_ms[h]);
 		uint32_t last = NONE, n = 0;
 		for (uint32_t s = c->acct_head[h]; s != NONE; s = c->pool[s].acct_next, n++)
 			last = s;
@@ -2102,6 +2137,7 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 		char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 		get_text(in, name, SRV_ACCOUNT_NAME_BYTES_MAX);
 		int64_t tokens = srv_snap_get_i64(in), last_ms = srv_snap_get_i64(in);
+		int64_t ltokens = srv_snap_get_i64(in), llast_ms = srv_snap_get_i64(in);
 		uint32_t n = srv_snap_get_count(in, 45, c->cfg.client_ids_max);
 		if (in->error)
 			return;
@@ -2110,7 +2146,8 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 			     (c->acct_head[h] == NONE && c->acct_name[h][0] == '\0' &&
 			      c->acct_last_ms[h] == 0); /* the operator's, registered already */
 		if (srv_keys_lookup(c->keys, account) == NULL || !fresh || tokens < 0 ||
-		    tokens > (int64_t)c->cfg.orders_burst * 1000 || last_ms < 0) {
+		    tokens > (int64_t)c->cfg.orders_burst * 1000 || last_ms < 0 || ltokens < 0 ||
+		    ltokens > (int64_t)c->cfg.lease_requests_burst * 1000 || llast_ms < 0) {
 			srv_snap_fail(in, "core: an account is unknown, repeated or out of range");
 			return;
 		}
@@ -2118,6 +2155,8 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 		c->acct_head[h] = NONE;
 		c->acct_tokens[h] = tokens;
 		c->acct_last_ms[h] = last_ms;
+		c->acct_ltokens[h] = ltokens;
+		c->acct_llast_ms[h] = llast_ms;
 		/* Names are checked for repeats once all are in (srv_core_set_name scans every
 		 * account: quadratic over a registry). */
 		memcpy(c->acct_name[h], name, strlen(name) + 1);

@@ -144,6 +144,9 @@ struct srv_core_config {
 				      * register hosts in; NULL or "": any (copied) */
 	bool leases;		     /* hosts, workloads and leases (a hook is configured) */
 	struct srv_lease_config lease;
+	/* Per participant account, REGISTER_HOST, WITHDRAW_HOST and SET_WORKLOAD; 0: none. */
+	uint32_t lease_requests_per_second;
+	uint32_t lease_requests_burst; /* tokens of that bucket */
 };
 
 struct srv_core;

@@ -42,6 +42,8 @@ static struct srv_core *make_core(void)
 	cfg.operator_account = 4;
 	cfg.orders_per_second = 50;
 	cfg.orders_burst = 100;
+	cfg.lease_requests_per_second = 5; /* reachable in a run */
+	cfg.lease_requests_burst = 20;
 	cfg.fills_recent_max = 64;
 	cfg.query_rows_max = 32;
 	/* Leases on, with windows of 2 s that begin 5 s after the start (products are

@@ -34,6 +34,9 @@ static uint32_t rows_max;	/* query_rows_max of the next core; 0: the default */
 static uint32_t queries_rate;	/* queries_per_second (burst 2) of the next; 0: default */
 static uint32_t fills_kept;	/* fills_recent_max of the next core; 0: the default */
 static bool queries_free;	/* queries_per_second 0 (no limit) in the next core */
+static bool leases_on;		/* the next core has leases (a small lease book) */
+static uint32_t lease_rate;	/* lease_requests_per_second of the next; 0: default */
+static uint32_t lease_burst;	/* and its burst */
 
 /* A core for at most `orders` orders, with the operator (account 3) registered. */
 static struct srv_core *sized_core(uint32_t orders)
@@ -65,6 +68,14 @@ static struct srv_core *sized_core(uint32_t orders)
 	}
 	if (queries_free)
 		cfg.queries_per_second = 0;
+	cfg.leases = leases_on;
+	cfg.lease.hosts_max = 16;
+	cfg.lease.leases_max = 64;
+	cfg.lease.leases_kept = 64;
+	if (lease_rate) {
+		cfg.lease_requests_per_second = lease_rate;
+		cfg.lease_requests_burst = lease_burst;
+	}
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	ck_assert_int_eq(srv_core_register(c, 3, pk), SRV_CORE_OK);
@@ -100,7 +111,8 @@ static void teardown(void)
 	retain_ms = horizon_ms = 0;
 	classes_cfg = NULL;
 	rows_max = queries_rate = fills_kept = 0;
-	queries_free = false;
+	queries_free = leases_on = false;
+	lease_rate = lease_burst = 0;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -726,6 +738,87 @@ START_TEST(queries_are_rate_limited)
 	/* The operator's are not limited. */
 	for (int k = 0; k < 10; k++)
 		ck_assert_int_eq(reason_at(3, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE, t), 0);
+}
+END_TEST
+
+/* lease_requests_per_second: REGISTER_HOST, WITHDRAW_HOST and SET_WORKLOAD share a bucket
+ * per participant, apart from orders and queries; the operator's are not counted; the
+ * bucket goes through a snapshot, and a snapshot's bucket fuller than the burst is refused. */
+START_TEST(lease_requests_are_rate_limited)
+{
+	teardown();
+	leases_on = true;
+	lease_rate = 1;
+	lease_burst = 2;
+	setup();
+	const uint32_t reg = GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST,
+		       wd = GRIDEX__V1__REQUEST_TYPE__WITHDRAW_HOST,
+		       wl = GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD;
+	/* A burst of 2 whatever the type (these carry no host or workload: refused for
+	 * that, but counted), then none. */
+	int64_t t = NOW;
+	ck_assert_int_eq(reason_at(1, reg, t), GRIDEX__V1__REJECT_REASON__BAD_HOST);
+	ck_assert_int_ne(reason_at(1, wd, t), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(1, wl, t), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(1, reg, t), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	/* Orders, queries, other accounts and the operator are not held back by it. */
+	ck_assert_int_eq(reason_at(1, GRIDEX__V1__REQUEST_TYPE__CANCEL, t),
+			 GRIDEX__V1__REJECT_REASON__UNKNOWN_ORDER);
+	ck_assert_int_eq(reason_at(1, GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS, t), 0);
+	ck_assert_int_eq(reason_at(2, wl, t), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	for (int k = 0; k < 10; k++)
+		ck_assert_int_ne(reason_at(3, wd, t), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	/* One token a second. */
+	ck_assert_int_eq(reason_at(1, wl, t + 999), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(1, wl, t + 1000), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	ck_assert_int_eq(reason_at(1, wl, t + 1000), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+
+	/* Through a snapshot: still empty at t + 1000, one token at t + 2000. */
+	struct srv_snap_w w = {0};
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	struct srv_core *loaded = sized_core(256);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
+	srv_core_destroy(core);
+	core = loaded;
+	ck_assert_int_eq(reason_at(1, wl, t + 1500), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(1, wl, t + 2000), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	/* Account 2 kept one token at t; 1.5 s later it has two (the burst), not 1.5. */
+	ck_assert_int_eq(reason_at(2, wl, t + 1500), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	ck_assert_int_eq(reason_at(2, wl, t + 1500), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	ck_assert_int_eq(reason_at(2, wl, t + 1500), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	srv_snap_w_free(&w);
+
+	/* A bucket of 4 with 3 tokens left does not load into a core whose burst is 2. */
+	teardown();
+	leases_on = true;
+	lease_rate = 1;
+	lease_burst = 4;
+	setup();
+	ck_assert_int_eq(reason_at(1, wl, t), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	lease_burst = 2;
+	loaded = sized_core(256);
+	in = (struct srv_snap_r){.p = w.p, .len = w.len};
+	ck_assert_int_ne(srv_core_load(loaded, &in), 0);
+	ck_assert_str_eq(in.error, "core: an account is unknown, repeated or out of range");
+	srv_core_destroy(loaded);
+	srv_snap_w_free(&w);
+}
+END_TEST
+
+/* Without leases, lease requests are refused LEASES_OFF and take no token. */
+START_TEST(lease_requests_without_leases_take_no_token)
+{
+	teardown();
+	lease_rate = 1;
+	lease_burst = 1;
+	setup();
+	for (int k = 0; k < 5; k++)
+		ck_assert_int_eq(reason_at(1, GRIDEX__V1__REQUEST_TYPE__REGISTER_HOST, NOW),
+				 GRIDEX__V1__REJECT_REASON__LEASES_OFF);
 }
 END_TEST
 
@@ -1402,6 +1495,8 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, queries_say_when_they_are_cut);
 	tcase_add_test(tc, queries_come_in_pages);
 	tcase_add_test(tc, queries_are_rate_limited);
+	tcase_add_test(tc, lease_requests_are_rate_limited);
+	tcase_add_test(tc, lease_requests_without_leases_take_no_token);
 	tcase_add_test(tc, fills_query_reads_the_accounts_own);
 	tcase_add_test(tc, operator_requests);
 	tcase_add_test(tc, order_rate_is_limited_per_account);

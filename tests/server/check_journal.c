@@ -622,7 +622,7 @@ static bool same_fingerprint(const struct srv_config *a, const struct srv_config
 
 /* hosts_per_seller_max decides what REGISTER_HOST does, so with leases on it is in the
  * fingerprint; 0 (no limit) leaves the fingerprint a journal had before it existed, and
- * without leases it is not there at all. */
+ * without leases it is not there at all. lease_requests_per_second likewise. */
 START_TEST(lease_rules_are_in_the_fingerprint)
 {
 	struct srv_config a, b;
@@ -643,6 +643,27 @@ START_TEST(lease_rules_are_in_the_fingerprint)
 	a.hosts_per_seller_max = 0;
 	ck_assert(same_fingerprint(&a, &b));
 	b.hosts_max = 8;
+	ck_assert(!same_fingerprint(&a, &b));
+
+	/* So is lease_requests_per_second with its burst, the same way. */
+	srv_config_default(&a);
+	srv_config_default(&b);
+	ck_assert_int_eq(a.lease_requests_per_second, 10);
+	b.lease_requests_per_second = 3;
+	b.lease_requests_burst = 3;
+	ck_assert(same_fingerprint(&a, &b)); /* no hook */
+	snprintf(a.hook, sizeof(a.hook), "/bin/true");
+	snprintf(b.hook, sizeof(b.hook), "/bin/true");
+	ck_assert(!same_fingerprint(&a, &b));
+	b.lease_requests_per_second = a.lease_requests_per_second;
+	ck_assert(!same_fingerprint(&a, &b)); /* the burst */
+	b.lease_requests_burst = a.lease_requests_burst;
+	ck_assert(same_fingerprint(&a, &b));
+	/* 0: as before the limit existed, whatever the burst. */
+	a.lease_requests_per_second = b.lease_requests_per_second = 0;
+	b.lease_requests_burst = 3;
+	ck_assert(same_fingerprint(&a, &b));
+	b.lease_requests_per_second = 10;
 	ck_assert(!same_fingerprint(&a, &b));
 }
 END_TEST
