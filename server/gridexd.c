@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <sodium.h>
@@ -155,6 +156,25 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 		}
 	}
 	return 0;
+}
+
+/* libevent's own warnings and errors, as lines of gridexd's log (they went to stderr
+ * in a format of their own). The text is libevent's: quotes and control characters
+ * in it are replaced so that the line stays one logfmt line. */
+static void libevent_log(int severity, const char *text)
+{
+	char detail[256];
+	size_t n = 0;
+	for (; text[n] != '\0' && n + 1 < sizeof(detail); n++)
+		detail[n] = text[n] == '"' || text[n] == '\\' || (unsigned char)text[n] < 0x20
+				    ? '\''
+				    : text[n];
+	detail[n] = '\0';
+	enum srv_log_level level = severity == EVENT_LOG_ERR	? SRV_LOG_ERROR
+				   : severity == EVENT_LOG_WARN ? SRV_LOG_WARN
+				   : severity == EVENT_LOG_MSG	? SRV_LOG_INFO
+								: SRV_LOG_DEBUG;
+	srv_log(level, "libevent", "detail=\"%s\"", detail);
 }
 
 static void raise_fd_limit(int64_t want)
@@ -398,6 +418,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(libevent_log);
 	/* the order port's connections, the HTTP ports' (API and /metrics), and the rest:
 	 * journal, snapshots, the ledger's connections, listeners, the log */
 	raise_fd_limit(s.cfg.max_connections + 2 * s.cfg.http_connections_max + 64);

@@ -435,17 +435,19 @@ static void sub_drop(struct srv *s, struct srv_conn *c, uint32_t i)
 	c->subs[i] = c->subs[--c->n_subs];
 }
 
-/* Frees the TLS session, socket, events and buffers of a connection. */
+/* Frees the TLS session, events, socket and buffers of a connection. The events go
+ * before the socket: deleting an event of a closed descriptor fails (libevent warns
+ * "Bad file descriptor"), and another thread may have been given that number meanwhile. */
 static void conn_release(struct srv_conn *c)
 {
 	if (c->ssl)
 		SSL_free(c->ssl);
-	if (c->fd >= 0)
-		evutil_closesocket(c->fd);
 	if (c->ev_rd)
 		event_free(c->ev_rd);
 	if (c->ev_wr)
 		event_free(c->ev_wr);
+	if (c->fd >= 0)
+		evutil_closesocket(c->fd);
 	if (c->in)
 		evbuffer_free(c->in);
 	if (c->out)

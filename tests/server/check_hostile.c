@@ -530,6 +530,44 @@ static void gauge_is(const char *name, long want)
 	ck_assert_msg(v == want, "%s is %ld, not %ld", name, v, want);
 }
 
+/* A client that leaves with its answers still queued: the server is still reading it
+ * (its output is below out_buffer_soft_bytes) while it waits for the socket to take
+ * more, so both of the connection's events are in place when the client goes. They are
+ * deleted before the socket is closed: tserver_stop() finds no libevent warning ("Epoll MOD ...
+ * Bad file descriptor" when the socket went first). */
+START_TEST(a_client_gone_with_answers_queued)
+{
+	const char *args[] = {"--out-buffer-soft-bytes=1048576", "--out-buffer-hard-bytes=4194304",
+			      "--sndbuf-bytes=8192", "--orders-per-second=0", NULL};
+	start(args);
+	for (uint32_t account = 2; account <= 4; account++) {
+		struct tclient c = {.rcvbuf = 4096};
+		registered_client(&c, account,
+				  account == 2	 ? "gone-2"
+				  : account == 3 ? "gone-3"
+						 : "gone-4");
+		accepted_once(&c);
+		size_t total;
+		uint8_t *out = signed_cancels(&c, 2000, 0, &total);
+		ck_assert(tclient_write(&c, out, total));
+		free(out);
+		/* Answered (about 80 KB, beyond what the two sockets buffer), then gone. */
+		const char *answered =
+			"gridex_requests_total{type=\"CANCEL\",result=\"UNKNOWN_ORDER\"}";
+		long want = 2000 * ((long)account - 1), v = 0;
+		for (int i = 0; i < 1000 && (v = metric_value(answered, false)) != want; i++) {
+			struct timespec ts = {.tv_nsec = 10000000};
+			nanosleep(&ts, NULL);
+		}
+		ck_assert_int_eq(v, want);
+		tclient_close(&c);
+		gauge_is("gridex_connections", 2);
+	}
+	ck_assert_int_gt(median_ack_us(5), 0);
+	stop();
+}
+END_TEST
+
 START_TEST(pipelined_subscriptions_keep_their_limits_and_order)
 {
 	static const char *const args[] = {"--subscriptions-per-conn-max=2", "--topics-max=8",
@@ -1240,6 +1278,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, overflow_and_small_order_keys);
 	tcase_add_test(tc, trickled_header_is_cut_off);
 	tcase_add_test(tc, pipelined_flood_that_never_reads);
+	tcase_add_test(tc, a_client_gone_with_answers_queued);
 	tcase_add_test(tc, pipelined_burst_is_answered_once_read);
 	tcase_add_test(tc, burst_beyond_the_inflight_limit_is_answered);
 	tcase_add_test(tc, stalled_reader_is_closed_after_write_timeout);

@@ -216,6 +216,10 @@ int tserver_stop(struct tserver *t)
 	int status = 0;
 	ck_assert_int_eq(waitpid(t->pid, &status, 0), t->pid);
 	t->pid = 0;
+	/* Whatever the test did, libevent had nothing to complain of (an event of a closed
+	 * socket, say). */
+	const char *warned = tserver_log_line(t, "msg=\"libevent\"");
+	ck_assert_msg(warned == NULL, "%s", warned);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -243,6 +247,26 @@ const char *tserver_log(const struct tserver *t)
 	}
 	buf[n] = '\0';
 	return buf;
+}
+
+const char *tserver_log_line(const struct tserver *t, const char *text)
+{
+	static char line[256];
+	char path[128];
+	snprintf(path, sizeof(path), "%s/log", t->dir);
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "no log at %s", path);
+	char *buf = NULL;
+	size_t cap = 0;
+	const char *found = NULL;
+	while (found == NULL && getline(&buf, &cap, f) > 0)
+		if (strstr(buf, text) != NULL) {
+			snprintf(line, sizeof(line), "%s", buf);
+			found = line;
+		}
+	free(buf);
+	fclose(f);
+	return found;
 }
 
 void tclient_keys(struct tclient *c, uint32_t account)

@@ -42,13 +42,17 @@ double tmetric(const char *page, const char *name);
 
 /* Starts gridexd (path GRIDEX_TEST_GRIDEXD) on pgt's database with extra --key=value args. */
 void tserver_start(struct tserver *t, const char *const *extra);
-/* SIGTERM and wait; returns the exit status. */
+/* SIGTERM and wait; returns the exit status. Fails the test when the server's log has a
+ * libevent warning or error. */
 int tserver_stop(struct tserver *t);
 /* Removes the stopped server's journal: the next start begins a new one from the
  * ledger (what a restart under other core settings needs). */
 void tserver_forget_journal(struct tserver *t);
 /* The server's log (for failure messages); static buffer. */
 const char *tserver_log(const struct tserver *t);
+/* The first line of the server's whole log that contains text (cut to 255 bytes), or
+ * NULL. */
+const char *tserver_log_line(const struct tserver *t, const char *text);
 
 struct tclient {
 	int fd;
