@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "srv_hook.h"
+#include "srv_idmap.h"
 #include "srv_lease.h"
 #include "srv_log.h"
 #include "srv_server.h"
@@ -42,11 +43,20 @@ struct work {
 	bool running;	 /* its call is in flight */
 };
 
+/* A running lease whose status is asked: a slot of a table that keeps its place (the
+ * call in flight names it), found by lease id through by_lease, due through the heap. */
 struct watch {
 	struct srv_hookjob job; /* the start job of a running lease */
-	int64_t next_ms;	/* monotonic: next status call */
+	uint64_t no;		/* 0: the slot is free */
+};
+
+/* When the watch in slot is due: a watch has exactly one entry while its status call is
+ * not in flight, none while it is; an entry whose watch has gone (its slot free, or
+ * another watch's: another no) is dropped when it reaches the top. */
+struct due {
+	int64_t at; /* monotonic */
 	uint64_t no;
-	bool running;
+	uint32_t slot;
 };
 
 /* One hook call: the dispatcher fills it in (READY), its caller thread makes it
@@ -59,6 +69,7 @@ struct call {
 	char host[SRV_ACCOUNT_NAME_BYTES_MAX + 1]; /* "" for a reconcile */
 	bool status;				   /* of a watch, else of a work */
 	uint64_t no;				   /* the work's or watch's */
+	uint32_t slot;				   /* the watch's */
 	uint64_t lease_id;
 	uint32_t attempt;
 	const char *op;
@@ -94,8 +105,15 @@ struct srv_provision {
 	/* the dispatcher's own */
 	struct work *work;
 	size_t n_work, cap_work;
-	struct watch *watch;
+	struct watch *watch; /* slots; those below n_watch are used or in free_slots */
 	size_t n_watch, cap_watch;
+	uint32_t *free_slots;
+	size_t n_free, cap_free;
+	struct srv_idmap by_lease; /* lease id -> slot */
+	struct due *due;	   /* a min-heap by time, then number */
+	size_t n_due, cap_due;
+	struct due *held; /* due entries a pass put aside (their host busy) */
+	size_t cap_held;
 	uint64_t next_no;
 	size_t n_running;	 /* calls not FREE */
 	bool reconciling;	 /* a reconcile is in flight */
@@ -221,26 +239,89 @@ static int call(struct srv_provision *p, const char *op, const json_t *req, uint
 	return out;
 }
 
-/* ---------- the jobs ---------- */
+/* ---------- the watches ---------- */
+
+static bool due_before(const struct due *a, const struct due *b)
+{
+	return a->at < b->at || (a->at == b->at && a->no < b->no);
+}
+
+static void due_push(struct srv_provision *p, struct due d)
+{
+	p->due = grow(p->due, &p->cap_due, p->n_due + 1, sizeof(*p->due));
+	size_t i = p->n_due++;
+	for (; i > 0 && due_before(&d, &p->due[(i - 1) / 2]); i = (i - 1) / 2)
+		p->due[i] = p->due[(i - 1) / 2];
+	p->due[i] = d;
+}
+
+static struct due due_pop(struct srv_provision *p)
+{
+	struct due top = p->due[0], last = p->due[--p->n_due];
+	size_t i = 0;
+	for (size_t c = 1; c < p->n_due; i = c, c = 2 * i + 1) {
+		if (c + 1 < p->n_due && due_before(&p->due[c + 1], &p->due[c]))
+			c++;
+		if (!due_before(&p->due[c], &last))
+			break;
+		p->due[i] = p->due[c];
+	}
+	if (p->n_due > 0)
+		p->due[i] = last;
+	return top;
+}
+
+/* The time of the first entry whose watch is still there (the others at the top are
+ * dropped), or INT64_MAX. */
+static int64_t watch_first(struct srv_provision *p)
+{
+	while (p->n_due > 0 && p->watch[p->due[0].slot].no != p->due[0].no)
+		due_pop(p);
+	return p->n_due > 0 ? p->due[0].at : INT64_MAX;
+}
+
+static void watch_due(struct srv_provision *p, uint32_t slot)
+{
+	due_push(p, (struct due){.at = srv_mono_ms() + p->s->cfg.hook_status_every_ms,
+				 .no = p->watch[slot].no,
+				 .slot = slot});
+}
+
+/* Frees a watch's slot (a call in flight for it finds another number there). */
+static void unwatch_slot(struct srv_provision *p, uint32_t slot)
+{
+	srv_idmap_del(&p->by_lease, p->watch[slot].job.lease_id);
+	p->watch[slot].no = 0;
+	p->free_slots = grow(p->free_slots, &p->cap_free, p->n_free + 1, sizeof(*p->free_slots));
+	p->free_slots[p->n_free++] = slot;
+}
 
 static void unwatch(struct srv_provision *p, uint64_t lease_id)
 {
-	for (size_t i = 0; i < p->n_watch; i++)
-		if (p->watch[i].job.lease_id == lease_id) {
-			p->watch[i] = p->watch[--p->n_watch];
-			return;
-		}
+	uint32_t slot = srv_idmap_get(&p->by_lease, lease_id);
+	if (slot != UINT32_MAX)
+		unwatch_slot(p, slot);
 }
 
 static void watch_add(struct srv_provision *p, const struct srv_hookjob *j)
 {
 	unwatch(p, j->lease_id);
-	p->watch = grow(p->watch, &p->cap_watch, p->n_watch + 1, sizeof(*p->watch));
-	p->watch[p->n_watch++] =
-		(struct watch){.job = *j,
-			       .next_ms = srv_mono_ms() + p->s->cfg.hook_status_every_ms,
-			       .no = p->next_no++};
+	uint32_t slot;
+	if (p->n_free > 0) {
+		slot = p->free_slots[--p->n_free];
+	} else {
+		p->watch = grow(p->watch, &p->cap_watch, p->n_watch + 1, sizeof(*p->watch));
+		slot = (uint32_t)p->n_watch++;
+	}
+	if (!srv_idmap_put(&p->by_lease, j->lease_id, slot)) {
+		srv_log(SRV_LOG_ERROR, "hook dispatcher out of memory", NULL);
+		abort();
+	}
+	p->watch[slot] = (struct watch){.job = *j, .no = p->next_no++};
+	watch_due(p, slot);
 }
+
+/* ---------- the jobs ---------- */
 
 /* A new job replaces a waiting one of the same lease (a stop ends a start's retries);
  * one whose call is in flight stays, and the new one waits for it (the same host). */
@@ -324,12 +405,10 @@ static void job_done(struct srv_provision *p, size_t i, int out, const struct sr
 }
 
 /* What a status call came to: a lease that ended before its window did is reported. */
-static void status_done(struct srv_provision *p, size_t i, int out,
+static void status_done(struct srv_provision *p, uint32_t slot, int out,
 			const struct srv_hook_result *res)
 {
-	struct watch *wt = &p->watch[i];
-	wt->running = false;
-	wt->next_ms = srv_mono_ms() + p->s->cfg.hook_status_every_ms;
+	struct watch *wt = &p->watch[slot];
 	const char *state =
 		out == SRV_HOOK_OK ? json_string_value(json_object_get(res->json, "state")) : NULL;
 	if (state && strcmp(state, "running") != 0 && srv_now_ms() < wt->job.end_ms) {
@@ -339,8 +418,10 @@ static void status_done(struct srv_provision *p, size_t i, int out,
 			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
 				*c = '_';
 		post(p, wt->job.lease_id, SRV_LEV_STOPPED, code);
-		p->watch[i] = p->watch[--p->n_watch];
+		unwatch_slot(p, slot);
+		return;
 	}
+	watch_due(p, slot);
 }
 
 /* A call handed back: its result goes to its job or watch (one that has gone since is
@@ -348,11 +429,8 @@ static void status_done(struct srv_provision *p, size_t i, int out,
 static void call_done(struct srv_provision *p, struct call *c)
 {
 	if (c->status) {
-		for (size_t i = 0; i < p->n_watch; i++)
-			if (p->watch[i].no == c->no) {
-				status_done(p, i, c->outcome, &c->res);
-				break;
-			}
+		if (p->watch[c->slot].no == c->no)
+			status_done(p, c->slot, c->outcome, &c->res);
 	} else {
 		for (size_t i = 0; i < p->n_work; i++)
 			if (p->work[i].no == c->no) {
@@ -400,7 +478,7 @@ static void busy_clear(struct srv_provision *p)
 }
 
 /* Hands a call to a free caller; false when none is free. */
-static bool give(struct srv_provision *p, const char *host, bool status, uint64_t no,
+static bool give(struct srv_provision *p, const char *host, bool status, uint64_t no, uint32_t slot,
 		 uint64_t lease_id, uint32_t attempt, const char *op, json_t *req)
 {
 	for (size_t i = 0; i < p->n_calls; i++) {
@@ -411,6 +489,7 @@ static bool give(struct srv_provision *p, const char *host, bool status, uint64_
 		snprintf(c->host, sizeof(c->host), "%s", host);
 		c->status = status;
 		c->no = no;
+		c->slot = slot;
 		c->lease_id = lease_id;
 		c->attempt = attempt;
 		c->op = op;
@@ -426,16 +505,16 @@ static bool give(struct srv_provision *p, const char *host, bool status, uint64_
 }
 
 /* The earliest time a job or status call not yet due will be (at most a second from
- * now). What is due but waits for a call in flight is woken by its result. */
-static int64_t next_due(const struct srv_provision *p, int64_t now)
+ * now), given the first status call not yet due. What is due but waits for a call in
+ * flight is woken by its result. */
+static int64_t next_due(const struct srv_provision *p, int64_t now, int64_t watch_next)
 {
 	int64_t due = now + 1000;
 	for (size_t i = 0; i < p->n_work; i++)
 		if (!p->work[i].running && p->work[i].next_ms > now && p->work[i].next_ms < due)
 			due = p->work[i].next_ms;
-	for (size_t i = 0; i < p->n_watch; i++)
-		if (!p->watch[i].running && p->watch[i].next_ms > now && p->watch[i].next_ms < due)
-			due = p->watch[i].next_ms;
+	if (watch_next > now && watch_next < due)
+		due = watch_next;
 	return due;
 }
 
@@ -447,7 +526,7 @@ static int64_t schedule(struct srv_provision *p)
 	struct srv *s = p->s;
 	int64_t now = srv_mono_ms();
 	if (p->reconciling || p->n_running == p->n_calls)
-		return next_due(p, now);
+		return next_due(p, now, watch_first(p));
 	bool full = false;
 	/* The hosts of the calls in flight (also of those whose job or watch has gone). */
 	for (size_t i = 0; i < p->n_calls && !full; i++)
@@ -474,8 +553,8 @@ static int64_t schedule(struct srv_provision *p)
 			w->attempt++;
 			continue;
 		}
-		if (!give(p, w->job.host, false, w->no, w->job.lease_id, w->attempt, op_of(&w->job),
-			  req)) {
+		if (!give(p, w->job.host, false, w->no, 0, w->job.lease_id, w->attempt,
+			  op_of(&w->job), req)) {
 			json_decref(req);
 			break;
 		}
@@ -483,27 +562,35 @@ static int64_t schedule(struct srv_provision *p)
 		if (w->job.kind == SRV_HJ_RECONCILE)
 			p->reconciling = true;
 	}
-	for (size_t i = 0; i < p->n_watch && !full && p->n_running < p->n_calls;) {
-		struct watch *wt = &p->watch[i];
-		if (!wt->running && wt->next_ms <= now && srv_now_ms() >= wt->job.end_ms) {
-			p->watch[i] = p->watch[--p->n_watch]; /* the core stops it at its end */
+	/* The status calls due, from the heap: those of a busy host are put aside for this
+	 * pass, so a pass reads only the watches due, however many leases run. */
+	size_t n_held = 0;
+	while (!full && p->n_running < p->n_calls && watch_first(p) <= now) {
+		struct due d = due_pop(p);
+		struct watch *wt = &p->watch[d.slot];
+		if (srv_now_ms() >= wt->job.end_ms) {
+			unwatch_slot(p, d.slot); /* the core stops it at its end */
 			continue;
 		}
-		i++;
-		if (wt->running || wt->next_ms > now || is_busy(p, wt->job.host))
+		p->held = grow(p->held, &p->cap_held, n_held + 1, sizeof(*p->held));
+		p->held[n_held++] = d;
+		if (is_busy(p, wt->job.host))
 			continue;
 		if (!busy_add(p, wt->job.host))
 			break;
 		json_t *req = lease_request(s, &wt->job, "status", 1);
-		if (req == NULL ||
-		    !give(p, wt->job.host, true, wt->no, wt->job.lease_id, 1, "status", req)) {
+		if (req == NULL || !give(p, wt->job.host, true, wt->no, d.slot, wt->job.lease_id, 1,
+					 "status", req)) {
 			json_decref(req);
 			break;
 		}
-		wt->running = true;
+		n_held--; /* in flight: its next entry comes with its result */
 	}
+	int64_t watch_next = watch_first(p);
+	for (size_t i = 0; i < n_held; i++)
+		due_push(p, p->held[i]);
 	busy_clear(p);
-	return next_due(p, now);
+	return next_due(p, now, watch_next);
 }
 
 /* ---------- the threads ---------- */
@@ -633,6 +720,10 @@ static void provision_free(struct srv_provision *p)
 	free(p->events);
 	free(p->work);
 	free(p->watch);
+	free(p->free_slots);
+	srv_idmap_free(&p->by_lease);
+	free(p->due);
+	free(p->held);
 	free(p->calls);
 	free(p->callers);
 	free(p->busy_hosts);
@@ -661,6 +752,7 @@ int srv_provision_start(struct srv *s)
 	if (p == NULL)
 		return -1;
 	p->s = s;
+	p->next_no = 1; /* a watch's 0 marks a free slot */
 	srv_hook_limits_default(&p->limits);
 	p->limits.timeout_ms = s->cfg.hook_timeout_ms;
 	p->limits.kill_grace_ms = s->cfg.hook_kill_grace_ms;

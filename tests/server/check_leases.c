@@ -140,7 +140,8 @@ static void setup_agent(void)
 	/* A hook whose starts take their time: each marks its host busy (a second call for
 	 * the same host at once is logged "overlap"), logs "begin", and waits for a second
 	 * start to have begun (a call that waits 2 s in vain is logged "alone"); host-a's
-	 * then take longer than host-b's, so that host-b's ends while host-a's runs. */
+	 * then take longer than host-b's, so that host-b's ends while host-a's runs. A
+	 * status call marks its host busy too, logs "status", and takes 50 ms. */
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nreq=$(cat)\nd=%s\n"
 		 "id=$(echo \"$req\" | sed -n 's/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
@@ -153,6 +154,9 @@ static void setup_agent(void)
 		 "  sleep 0.05; done\n"
 		 " if [ $host = host-a ]; then sleep 0.6; else sleep 0.1; fi\n"
 		 " echo \"start $id $host\" >> $d/calls; rmdir $d/busy.$host\n"
+		 "elif [ \"$1\" = status ]; then\n"
+		 " mkdir $d/busy.$host 2>/dev/null || echo \"overlap $host\" >> $d/calls\n"
+		 " echo \"status $id $host\" >> $d/calls; sleep 0.05; rmdir $d/busy.$host\n"
 		 "fi\n"
 		 "printf '{\"version\":1,\"ok\":true,\"lease_id\":\"%%s\",\"state\":\"running\"}' "
 		 "\"$id\"\n",
@@ -505,8 +509,10 @@ static void wait_calls(const char *prefix, int n)
 		struct timespec ts = {.tv_nsec = 10000000};
 		nanosleep(&ts, NULL);
 	}
-	ck_assert_msg(calls(prefix) >= n, "%d calls \"%s\": %s", calls(prefix), prefix,
-		      tserver_log(&srv));
+	const char *log = tserver_log(&srv);
+	size_t len = strlen(log);
+	ck_assert_msg(calls(prefix) >= n, "%d calls \"%s\": ...%s", calls(prefix), prefix,
+		      log + (len > 1500 ? len - 1500 : 0)); /* a failure message's room */
 }
 
 static void one_host_and_trade(void)
@@ -645,6 +651,13 @@ START_TEST(hook_calls_run_at_once_one_per_host)
 	for (size_t i = 0; i < q->n_leases; i++)
 		ck_assert_int_eq(q->leases[i]->state, GRIDEX__V1__LEASE_STATE__RUNNING);
 	gridex__v1__query_result__free_unpacked(q, NULL);
+	/* Every running lease's status is asked again and again (every 300 ms), host-a's
+	 * two one after the other. */
+	wait_calls("status L-000000000001", 3);
+	wait_calls("status L-000000000002", 3);
+	wait_calls("status L-000000000003", 3);
+	ck_assert_msg(calls("overlap") == 0, "two calls for one host at once: %s",
+		      read_file("calls"));
 }
 END_TEST
 

@@ -20,6 +20,7 @@
 #include "srv_config.h"
 #include "srv_cpus.h"
 #include "srv_frames.h"
+#include "srv_idmap.h"
 #include "srv_queue.h"
 #include "tap.h"
 
@@ -465,6 +466,58 @@ static void *producer(void *arg)
 	return NULL;
 }
 
+/* The id map against a model through random puts and deletes of few ids (long runs,
+ * runs that wrap past the table's end, growth), then emptied. */
+START_TEST(idmap_follows_a_model)
+{
+	enum { IDS = 400 };
+	static uint32_t model[IDS + 1];	 /* UINT32_MAX: absent */
+	uint64_t big = UINT64_MAX - IDS; /* and ids far from the small ones */
+	struct srv_idmap m = {0};
+	for (int i = 0; i <= IDS; i++)
+		model[i] = UINT32_MAX;
+	ck_assert_uint_eq(srv_idmap_get(&m, 5), UINT32_MAX);
+	ck_assert(!srv_idmap_del(&m, 5));
+	srand(7);
+	size_t n = 0;
+	for (int step = 0; step < 200000; step++) {
+		int k = 1 + rand() % IDS;
+		uint64_t id = k % 2 ? (uint64_t)k : big + (uint64_t)k;
+		/* more puts than deletes for the first half, then fewer: the map grows and
+		 * empties */
+		bool put = rand() % 100 < (step < 100000 ? 60 : 35);
+		if (put) {
+			uint32_t v = (uint32_t)rand();
+			ck_assert(srv_idmap_put(&m, id, v));
+			n += model[k] == UINT32_MAX;
+			model[k] = v;
+		} else {
+			ck_assert(srv_idmap_del(&m, id) == (model[k] != UINT32_MAX));
+			n -= model[k] != UINT32_MAX;
+			model[k] = UINT32_MAX;
+		}
+		ck_assert_uint_eq(m.n, n);
+		ck_assert_uint_le(2 * m.n, m.cap);
+		if (step % 997 == 0)
+			for (int j = 1; j <= IDS; j++)
+				ck_assert_uint_eq(
+					srv_idmap_get(&m, j % 2 ? (uint64_t)j : big + (uint64_t)j),
+					model[j]);
+	}
+	for (int j = 1; j <= IDS; j++) {
+		uint64_t id = j % 2 ? (uint64_t)j : big + (uint64_t)j;
+		ck_assert(srv_idmap_del(&m, id) == (model[j] != UINT32_MAX));
+		for (int k = j + 1; k <= IDS; k += 37)
+			ck_assert_uint_eq(
+				srv_idmap_get(&m, k % 2 ? (uint64_t)k : big + (uint64_t)k),
+				model[k]);
+	}
+	ck_assert_uint_eq(m.n, 0);
+	ck_assert_uint_eq(srv_idmap_get(&m, 0), UINT32_MAX);
+	srv_idmap_free(&m);
+}
+END_TEST
+
 START_TEST(queue_moves_everything_once_in_order)
 {
 	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 37), 0); /* odd size: wraps */
@@ -605,6 +658,7 @@ static Suite *parts_suite(void)
 	tcase_add_test(tc, server_frames_decode);
 	tcase_add_test(tc, query_answers_are_cut_to_fit);
 	tcase_add_test(tc, lease_and_host_answers_are_cut_to_fit);
+	tcase_add_test(tc, idmap_follows_a_model);
 	tcase_add_test(tc, queue_moves_everything_once_in_order);
 	tcase_add_test(tc, queue_emptied_starts_at_its_first_slot);
 	tcase_add_test(tc, queue_ring_grows_only_as_deep_as_the_backlog);
