@@ -35,12 +35,16 @@
 #include "srv_server.h"
 #include "srv_tindex.h"
 
+/* A job in the list, in the order the jobs came. One that is done stays as a gap
+ * (gone) until the list is compacted, so that removing it moves nothing. */
 struct work {
 	struct srv_hookjob job;
 	uint32_t attempt;
-	int64_t next_ms; /* monotonic: when to call */
+	int64_t next_ms; /* monotonic: when to call (0: at once) */
 	uint64_t no;	 /* which call's result is its own */
+	uint32_t call;	 /* the call in flight, when running */
 	bool running;	 /* its call is in flight */
+	bool gone;	 /* done */
 };
 
 /* A running lease whose status is asked: a slot of a table that keeps its place (the
@@ -105,7 +109,12 @@ struct srv_provision {
 	/* the dispatcher's own */
 	struct work *work;
 	size_t n_work, cap_work;
-	struct watch *watch; /* slots; those below n_watch are used or in free_slots */
+	size_t work_head;	   /* the first place not gone, or n_work */
+	size_t n_gone, n_live;	   /* places gone, and jobs in the list */
+	size_t n_jobs_running;	   /* jobs whose call is in flight */
+	size_t n_timed;		   /* jobs with a next_ms (none: next_due reads none) */
+	struct srv_idmap of_lease; /* lease id -> its jobs in the list (when any) */
+	struct watch *watch;	   /* slots; those below n_watch are used or in free_slots */
 	size_t n_watch, cap_watch;
 	uint32_t *free_slots;
 	size_t n_free, cap_free;
@@ -323,32 +332,93 @@ static void watch_add(struct srv_provision *p, const struct srv_hookjob *j)
 
 /* ---------- the jobs ---------- */
 
+/* How many jobs of lease_id are in the list (a reconcile's, lease id 0, are not counted). */
+static uint32_t jobs_of(const struct srv_provision *p, uint64_t lease_id)
+{
+	uint32_t n = srv_idmap_get(&p->of_lease, lease_id);
+	return n == UINT32_MAX ? 0 : n;
+}
+
+static void jobs_of_add(struct srv_provision *p, uint64_t lease_id, int d)
+{
+	if (lease_id == 0)
+		return;
+	uint32_t n = jobs_of(p, lease_id) + (uint32_t)d;
+	if (n == 0)
+		srv_idmap_del(&p->of_lease, lease_id);
+	else if (!srv_idmap_put(&p->of_lease, lease_id, n)) {
+		srv_log(SRV_LOG_ERROR, "hook dispatcher out of memory", NULL);
+		abort();
+	}
+}
+
+static void set_next(struct srv_provision *p, struct work *w, int64_t ms)
+{
+	p->n_timed += (w->next_ms == 0) - (ms == 0);
+	w->next_ms = ms;
+}
+
 /* A new job replaces a waiting one of the same lease (a stop ends a start's retries);
  * one whose call is in flight stays, and the new one waits for it (the same host). */
 static void accept_job(struct srv_provision *p, const struct srv_hookjob *j)
 {
 	if (j->kind == SRV_HJ_STOP)
 		unwatch(p, j->lease_id);
-	for (size_t i = 0; i < p->n_work; i++)
-		if (j->kind != SRV_HJ_RECONCILE && p->work[i].job.kind != SRV_HJ_RECONCILE &&
-		    p->work[i].job.lease_id == j->lease_id && !p->work[i].running) {
-			free(p->work[i].job.leases);
-			p->work[i] = (struct work){
-				.job = *j, .attempt = 1, .next_ms = 0, .no = p->next_no++};
-			return;
+	if (j->kind != SRV_HJ_RECONCILE && jobs_of(p, j->lease_id) > 0)
+		for (size_t i = p->work_head; i < p->n_work; i++) {
+			struct work *w = &p->work[i];
+			if (!w->gone && w->job.kind != SRV_HJ_RECONCILE &&
+			    w->job.lease_id == j->lease_id && !w->running) {
+				free(w->job.leases);
+				set_next(p, w, 0);
+				*w = (struct work){
+					.job = *j, .attempt = 1, .next_ms = 0, .no = p->next_no++};
+				return;
+			}
 		}
 	p->work = grow(p->work, &p->cap_work, p->n_work + 1, sizeof(*p->work));
 	p->work[p->n_work++] =
 		(struct work){.job = *j, .attempt = 1, .next_ms = 0, .no = p->next_no++};
+	p->n_live++;
+	jobs_of_add(p, j->lease_id, 1);
 }
 
-/* Whether a stop of lease_id waits (a start that succeeds then is not watched). */
+/* Whether a stop of lease_id waits (a start that succeeds then is not watched), asked by
+ * a start of the lease that is in the list. */
 static bool stop_waits(const struct srv_provision *p, uint64_t lease_id)
 {
-	for (size_t i = 0; i < p->n_work; i++)
-		if (p->work[i].job.kind == SRV_HJ_STOP && p->work[i].job.lease_id == lease_id)
+	if (jobs_of(p, lease_id) < 2)
+		return false;
+	for (size_t i = p->work_head; i < p->n_work; i++)
+		if (!p->work[i].gone && p->work[i].job.kind == SRV_HJ_STOP &&
+		    p->work[i].job.lease_id == lease_id)
 			return true;
 	return false;
+}
+
+/* The list without the places gone at its head; compacted (calls in flight told their
+ * job's new place) once at least half of it and 64 places are gone. */
+static void work_trim(struct srv_provision *p)
+{
+	while (p->work_head < p->n_work && p->work[p->work_head].gone)
+		p->work_head++;
+	if (p->work_head == p->n_work) {
+		p->n_work = p->work_head = p->n_gone = 0;
+		return;
+	}
+	if (p->n_gone < 64 || 2 * p->n_gone < p->n_work)
+		return;
+	size_t n = 0;
+	for (size_t i = p->work_head; i < p->n_work; i++) {
+		if (p->work[i].gone)
+			continue;
+		p->work[n] = p->work[i];
+		if (p->work[n].running)
+			p->calls[p->work[n].call].slot = (uint32_t)n;
+		n++;
+	}
+	p->n_work = n;
+	p->work_head = p->n_gone = 0;
 }
 
 static const char *op_of(const struct srv_hookjob *j)
@@ -394,12 +464,18 @@ static void job_done(struct srv_provision *p, size_t i, int out, const struct sr
 	if (j->kind == SRV_HJ_RECONCILE)
 		p->reconciling = false;
 	w->running = false;
+	p->n_jobs_running--;
 	if (done) {
 		free(w->job.leases);
-		memmove(w, w + 1, (p->n_work - i - 1) * sizeof(*w));
-		p->n_work--;
+		w->job.leases = NULL;
+		set_next(p, w, 0);
+		jobs_of_add(p, w->job.lease_id, -1);
+		w->gone = true;
+		p->n_gone++;
+		p->n_live--;
+		work_trim(p);
 	} else {
-		w->next_ms = srv_mono_ms() + backoff(s, w->attempt);
+		set_next(p, w, srv_mono_ms() + backoff(s, w->attempt));
 		w->attempt++;
 	}
 }
@@ -431,12 +507,8 @@ static void call_done(struct srv_provision *p, struct call *c)
 	if (c->status) {
 		if (p->watch[c->slot].no == c->no)
 			status_done(p, c->slot, c->outcome, &c->res);
-	} else {
-		for (size_t i = 0; i < p->n_work; i++)
-			if (p->work[i].no == c->no) {
-				job_done(p, i, c->outcome, &c->res);
-				break;
-			}
+	} else if (c->slot < p->n_work && !p->work[c->slot].gone && p->work[c->slot].no == c->no) {
+		job_done(p, c->slot, c->outcome, &c->res);
 	}
 	json_decref(c->req);
 	srv_hook_result_free(&c->res);
@@ -477,9 +549,10 @@ static void busy_clear(struct srv_provision *p)
 	p->n_busy = 0;
 }
 
-/* Hands a call to a free caller; false when none is free. */
-static bool give(struct srv_provision *p, const char *host, bool status, uint64_t no, uint32_t slot,
-		 uint64_t lease_id, uint32_t attempt, const char *op, json_t *req)
+/* Hands a call to a free caller; NULL when none is free. */
+static struct call *give(struct srv_provision *p, const char *host, bool status, uint64_t no,
+			 uint32_t slot, uint64_t lease_id, uint32_t attempt, const char *op,
+			 json_t *req)
 {
 	for (size_t i = 0; i < p->n_calls; i++) {
 		struct call *c = &p->calls[i];
@@ -499,9 +572,9 @@ static bool give(struct srv_provision *p, const char *host, bool status, uint64_
 		pthread_cond_broadcast(&p->call_cond);
 		pthread_mutex_unlock(&p->lock);
 		p->n_running++;
-		return true;
+		return c;
 	}
-	return false;
+	return NULL;
 }
 
 /* The earliest time a job or status call not yet due will be (at most a second from
@@ -510,8 +583,9 @@ static bool give(struct srv_provision *p, const char *host, bool status, uint64_
 static int64_t next_due(const struct srv_provision *p, int64_t now, int64_t watch_next)
 {
 	int64_t due = now + 1000;
-	for (size_t i = 0; i < p->n_work; i++)
-		if (!p->work[i].running && p->work[i].next_ms > now && p->work[i].next_ms < due)
+	for (size_t i = p->work_head; p->n_timed > 0 && i < p->n_work; i++)
+		if (!p->work[i].gone && !p->work[i].running && p->work[i].next_ms > now &&
+		    p->work[i].next_ms < due)
 			due = p->work[i].next_ms;
 	if (watch_next > now && watch_next < due)
 		due = watch_next;
@@ -532,9 +606,9 @@ static int64_t schedule(struct srv_provision *p)
 	for (size_t i = 0; i < p->n_calls && !full; i++)
 		if (p->calls[i].used && p->calls[i].host[0] != '\0')
 			full = !busy_add(p, p->calls[i].host);
-	for (size_t i = 0; i < p->n_work && !full && p->n_running < p->n_calls; i++) {
+	for (size_t i = p->work_head; i < p->n_work && !full && p->n_running < p->n_calls; i++) {
 		struct work *w = &p->work[i];
-		if (w->running || w->next_ms > now)
+		if (w->gone || w->running || w->next_ms > now)
 			continue;
 		if (w->job.kind == SRV_HJ_RECONCILE) {
 			/* alone: once the calls before it are done, and nothing after it */
@@ -549,16 +623,19 @@ static int64_t schedule(struct srv_provision *p)
 		json_t *req = job_request(s, w);
 		if (req == NULL) {
 			srv_log(SRV_LOG_ERROR, "hook request out of memory", NULL);
-			w->next_ms = now + backoff(s, w->attempt);
+			set_next(p, w, now + backoff(s, w->attempt));
 			w->attempt++;
 			continue;
 		}
-		if (!give(p, w->job.host, false, w->no, 0, w->job.lease_id, w->attempt,
-			  op_of(&w->job), req)) {
+		struct call *c = give(p, w->job.host, false, w->no, (uint32_t)i, w->job.lease_id,
+				      w->attempt, op_of(&w->job), req);
+		if (c == NULL) {
 			json_decref(req);
 			break;
 		}
+		w->call = (uint32_t)(c - p->calls);
 		w->running = true;
+		p->n_jobs_running++;
 		if (w->job.kind == SRV_HJ_RECONCILE)
 			p->reconciling = true;
 	}
@@ -579,8 +656,8 @@ static int64_t schedule(struct srv_provision *p)
 		if (!busy_add(p, wt->job.host))
 			break;
 		json_t *req = lease_request(s, &wt->job, "status", 1);
-		if (req == NULL || !give(p, wt->job.host, true, wt->no, d.slot, wt->job.lease_id, 1,
-					 "status", req)) {
+		if (req == NULL || give(p, wt->job.host, true, wt->no, d.slot, wt->job.lease_id, 1,
+					"status", req) == NULL) {
 			json_decref(req);
 			break;
 		}
@@ -670,10 +747,7 @@ static void *provision_main(void *arg)
 		if (stop)
 			break;
 		due = schedule(p);
-		size_t jobs_running = 0;
-		for (size_t i = 0; i < p->n_work; i++)
-			jobs_running += p->work[i].running;
-		atomic_store(&s->m.hook_pending, p->n_work - jobs_running);
+		atomic_store(&s->m.hook_pending, p->n_live - p->n_jobs_running);
 		atomic_store(&s->m.hook_in_flight, p->n_running);
 	}
 	/* Stopping: calls not begun are dropped (the next start calls them again), calls
@@ -715,13 +789,14 @@ static void provision_free(struct srv_provision *p)
 	for (size_t i = 0; i < p->n_inbox; i++)
 		free(p->inbox[i].leases);
 	for (size_t i = 0; i < p->n_work; i++)
-		free(p->work[i].job.leases);
+		free(p->work[i].job.leases); /* NULL once gone */
 	free(p->inbox);
 	free(p->events);
 	free(p->work);
 	free(p->watch);
 	free(p->free_slots);
 	srv_idmap_free(&p->by_lease);
+	srv_idmap_free(&p->of_lease);
 	free(p->due);
 	free(p->held);
 	free(p->calls);
@@ -802,9 +877,9 @@ void srv_provision_stop(struct srv *s)
 	pthread_join(p->thread, NULL);
 	for (size_t i = 0; i < p->n_calls; i++)
 		pthread_join(p->callers[i].thread, NULL);
-	if (p->n_work > 0 || p->n_inbox > 0)
+	if (p->n_live > 0 || p->n_inbox > 0)
 		srv_log(SRV_LOG_INFO, "hook calls left for the next start", "pending=%zu",
-			p->n_work + p->n_inbox);
+			p->n_live + p->n_inbox);
 	s->prov = NULL;
 	provision_free(p);
 }

@@ -37,15 +37,15 @@
 
 /* What a test case runs with: the hook (file in dir), the window, the deadline. */
 static const char *hook_file = "hook";
-static int period = PERIOD, deadline_ms = 3000, lead_ms = 5000;
-static char arg_hook[160], arg_shift[64], arg_period[64], arg_deadline[64];
+static int period = PERIOD, deadline_ms = 3000, lead_ms = 5000, hosts_max = 2;
+static char arg_hook[160], arg_shift[64], arg_period[64], arg_deadline[64], arg_hosts[64];
 static const char *server_args[] = {arg_hook,
 				    arg_shift,
 				    arg_period,
 				    arg_deadline,
+				    arg_hosts,
 				    "--hook-status-every-ms=300",
 				    "--classes=A100-40G, H200",
-				    "--hosts-max=2",
 				    "--hook-retry-ms-min=100",
 				    "--hook-retry-ms-max=400",
 				    "--hook-timeout-ms=3000",
@@ -173,6 +173,7 @@ static void setup_agent(void)
 		 (long long)(now_ms() + lead_ms - hour_ms));
 	snprintf(arg_period, sizeof(arg_period), "--delivery-period-ms=%d", period);
 	snprintf(arg_deadline, sizeof(arg_deadline), "--lease-start-deadline-ms=%d", deadline_ms);
+	snprintf(arg_hosts, sizeof(arg_hosts), "--hosts-max=%d", hosts_max);
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	tserver_start(&srv, server_args);
@@ -191,6 +192,7 @@ static void teardown(void)
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	ck_assert_int_eq(system(cmd), 0);
+	hosts_max = 2;
 }
 
 static int request(struct tclient *c, Gridex__V1__Request *q)
@@ -503,16 +505,22 @@ static int calls(const char *prefix)
 	return n;
 }
 
+/* The last 1,500 bytes of the server's log: what a failure message has room for. */
+static const char *log_tail(void)
+{
+	const char *log = tserver_log(&srv);
+	size_t len = strlen(log);
+	return log + (len > 1500 ? len - 1500 : 0);
+}
+
 static void wait_calls(const char *prefix, int n)
 {
 	for (int i = 0; i < 2000 && calls(prefix) < n; i++) {
 		struct timespec ts = {.tv_nsec = 10000000};
 		nanosleep(&ts, NULL);
 	}
-	const char *log = tserver_log(&srv);
-	size_t len = strlen(log);
 	ck_assert_msg(calls(prefix) >= n, "%d calls \"%s\": ...%s", calls(prefix), prefix,
-		      log + (len > 1500 ? len - 1500 : 0)); /* a failure message's room */
+		      log_tail());
 }
 
 static void one_host_and_trade(void)
@@ -661,6 +669,53 @@ START_TEST(hook_calls_run_at_once_one_per_host)
 }
 END_TEST
 
+/* 96 leases of one GPU on 12 hosts start at once, one host's after another: the
+ * dispatcher's list of jobs gets gaps where other hosts' starts are done while the first
+ * hosts' wait, and is compacted while calls are in flight (a call must still find its
+ * job). Every lease runs, its start called once. */
+START_TEST(many_starts_each_called_once)
+{
+	enum { HOSTS = 12, GPUS = 8 };
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, BUYER, NULL,
+					  (int64_t)HOSTS * GPUS * PRICE, NULL, NULL),
+			 0);
+	char names[HOSTS * GPUS][16];
+	const char *devs[GPUS];
+	for (int h = 0; h < HOSTS; h++) {
+		for (int g = 0; g < GPUS; g++) {
+			snprintf(names[h * GPUS + g], sizeof(names[0]), "GPU-%02d-%d", h, g);
+			devs[g] = names[h * GPUS + g];
+		}
+		char host[16];
+		snprintf(host, sizeof(host), "host-%02d", h);
+		ck_assert_int_eq(register_host(host, devs, GPUS), 0);
+	}
+	ck_assert_int_eq(set_workload("{\"command\": [\"/bin/true\"]}"), 0);
+	for (uint64_t i = 1; i <= HOSTS * GPUS; i++)
+		trade(i, 1);
+	int running = 0;
+	for (int t = 0; t < 300 && running < HOSTS * GPUS; t++) { /* within queries_per_second */
+		Gridex__V1__QueryResult *q =
+			tclient_query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_LEASES);
+		ck_assert_uint_eq(q->n_leases, HOSTS * GPUS);
+		running = 0;
+		for (size_t i = 0; i < q->n_leases; i++)
+			running += q->leases[i]->state == GRIDEX__V1__LEASE_STATE__RUNNING;
+		gridex__v1__query_result__free_unpacked(q, NULL);
+		struct timespec ts = {.tv_nsec = 100000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(running == HOSTS * GPUS, "%d of %d leases running: ...%s", running,
+		      HOSTS * GPUS, log_tail());
+	ck_assert_int_eq(calls("start "), HOSTS * GPUS);
+	for (int i = 1; i <= HOSTS * GPUS; i++) {
+		char line[40];
+		snprintf(line, sizeof(line), "start L-%012d 1", i);
+		ck_assert_int_eq(calls(line), 1);
+	}
+}
+END_TEST
+
 /* A server with hook file `hook`: windows of window_ms starting lead ms after set-up,
  * deadline ms to get running. */
 static void setup_with(const char *hook, int window_ms, int deadline, int lead)
@@ -676,6 +731,13 @@ static void setup_with(const char *hook, int window_ms, int deadline, int lead)
 static void setup_slow(void)
 {
 	setup_with("slowhook", 6000, 5000, 3000);
+}
+
+/* The misbehaving hook, with the same windows, and room for 16 hosts. */
+static void setup_many(void)
+{
+	hosts_max = 16;
+	setup_with("badhook", 6000, 5000, 3000);
 }
 
 /* The misbehaving hook, with the same windows. */
@@ -710,6 +772,11 @@ static Suite *leases_suite(void)
 	tcase_add_checked_fixture(tc, setup_slow, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, hook_calls_run_at_once_one_per_host);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("many");
+	tcase_add_checked_fixture(tc, setup_many, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, many_starts_each_called_once);
 	suite_add_tcase(s, tc);
 	return s;
 }
