@@ -1705,12 +1705,17 @@ static bool is_lease_change(uint32_t type)
 	       type == GRIDEX__V1__REQUEST_TYPE__SET_WORKLOAD;
 }
 
+/* Whether lease_requests_per_second applies: leases on and the limit set. */
+static bool lease_limited(const struct srv_core *c)
+{
+	return c->leases != NULL && c->cfg.lease_requests_per_second != 0;
+}
+
 /* The same for those, with leases on (the operator's are not limited). Their bucket is in
  * snapshots, as the order bucket is: what it refuses changes what replay does. */
 static bool lease_rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
 {
-	if (c->cfg.lease_requests_per_second == 0 || c->leases == NULL ||
-	    account == c->cfg.operator_account)
+	if (!lease_limited(c) || account == c->cfg.operator_account)
 		return true;
 	uint32_t h = acct_slot(c, account);
 	assert(c->acct_keys[h] == account);
@@ -2031,8 +2036,6 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 		put_text(w, c->acct_name[h]);
 		srv_snap_i64(w, c->acct_tokens[h]);
 		srv_snap_i64(w, c->acct_last_ms[h]);
-		srv_snap_i64(w, c->acct_ltokens[h]);
-		srv_snap_i64(w, c->acct_llast_ms[h]);
 		uint32_t last = NONE, n = 0;
 		for (uint32_t s = c->acct_head[h]; s != NONE; s = c->pool[s].acct_next, n++)
 			last = s;
@@ -2066,6 +2069,45 @@ void srv_core_save(const struct srv_core *c, struct srv_snap_w *w)
 	srv_snap_u8(w, c->leases != NULL);
 	if (c->leases)
 		srv_leases_save(c->leases, w);
+	/* The lease-request buckets in use, last: a snapshot written before they existed
+	 * (or with the limit off) has none, and loads unchanged; the limit is in the
+	 * settings fingerprint, so a snapshot is loaded only under the one it was written
+	 * with. */
+	if (lease_limited(c)) {
+		at = count_begin(w);
+		uint32_t used = 0;
+		for (uint32_t h = 0; h <= c->acct_mask; h++)
+			if (c->acct_keys[h] != 0 && c->acct_llast_ms[h] != 0) {
+				srv_snap_u32(w, c->acct_keys[h]);
+				srv_snap_i64(w, c->acct_ltokens[h]);
+				srv_snap_i64(w, c->acct_llast_ms[h]);
+				used++;
+			}
+		count_end(w, at, used);
+	}
+}
+
+/* The buckets srv_core_save wrote last: each of a known account, once, in range. */
+static void load_lease_buckets(struct srv_core *c, struct srv_snap_r *in)
+{
+	uint32_t n = srv_snap_get_count(in, 20, c->cfg.accounts_max);
+	for (uint32_t i = 0; i < n && !in->error; i++) {
+		uint32_t account = srv_snap_get_u32(in);
+		int64_t tokens = srv_snap_get_i64(in), last_ms = srv_snap_get_i64(in);
+		if (in->error)
+			return;
+		uint32_t h = acct_slot(c, account);
+		if (account == 0 || c->acct_keys[h] != account || c->acct_llast_ms[h] != 0 ||
+		    tokens < 0 || tokens > (int64_t)c->cfg.lease_requests_burst * 1000 ||
+		    last_ms <= 0) {
+			srv_snap_fail(in,
+				      "core: a lease-request bucket is of an unknown or repeated "
+				      "account, or out of range");
+			return;
+		}
+		c->acct_ltokens[h] = tokens;
+		c->acct_llast_ms[h] = last_ms;
+	}
 }
 
 static void load_books(struct srv_core *c, struct srv_snap_r *in)
@@ -2137,7 +2179,6 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 		char name[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 		get_text(in, name, SRV_ACCOUNT_NAME_BYTES_MAX);
 		int64_t tokens = srv_snap_get_i64(in), last_ms = srv_snap_get_i64(in);
-		int64_t ltokens = srv_snap_get_i64(in), llast_ms = srv_snap_get_i64(in);
 		uint32_t n = srv_snap_get_count(in, 45, c->cfg.client_ids_max);
 		if (in->error)
 			return;
@@ -2146,8 +2187,7 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 			     (c->acct_head[h] == NONE && c->acct_name[h][0] == '\0' &&
 			      c->acct_last_ms[h] == 0); /* the operator's, registered already */
 		if (srv_keys_lookup(c->keys, account) == NULL || !fresh || tokens < 0 ||
-		    tokens > (int64_t)c->cfg.orders_burst * 1000 || last_ms < 0 || ltokens < 0 ||
-		    ltokens > (int64_t)c->cfg.lease_requests_burst * 1000 || llast_ms < 0) {
+		    tokens > (int64_t)c->cfg.orders_burst * 1000 || last_ms < 0) {
 			srv_snap_fail(in, "core: an account is unknown, repeated or out of range");
 			return;
 		}
@@ -2155,8 +2195,6 @@ static void load_accounts(struct srv_core *c, struct srv_snap_r *in)
 		c->acct_head[h] = NONE;
 		c->acct_tokens[h] = tokens;
 		c->acct_last_ms[h] = last_ms;
-		c->acct_ltokens[h] = ltokens;
-		c->acct_llast_ms[h] = llast_ms;
 		/* Names are checked for repeats once all are in (srv_core_set_name scans every
 		 * account: quadratic over a registry). */
 		memcpy(c->acct_name[h], name, strlen(name) + 1);
@@ -2259,6 +2297,8 @@ int srv_core_load(struct srv_core *c, struct srv_snap_r *in)
 				  "them off, or the reverse");
 	if (!in->error && c->leases && srv_leases_load(c->leases, in) != 0)
 		return -1;
+	if (!in->error && lease_limited(c))
+		load_lease_buckets(c, in);
 	if (in->error)
 		return -1;
 	/* The three views of the open orders agree. */

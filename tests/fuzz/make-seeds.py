@@ -153,7 +153,7 @@ def snapshot():
     b += u32(2) + b"".join(u32(a) + u64(5) + u64(0) + keys[a] for a in (1, 2))
     b += u32(2)
     for a, side, price, qty in ((1, 0, 2000000, 4), (2, 1, 2500000, 3)):
-        b += u32(a) + text(b"trader%d" % a) + i64(0) * 4  # order and lease buckets
+        b += u32(a) + text(b"trader%d" % a) + i64(0) + i64(0)
         b += u32(1) + u64(a) + u64(10 + a) + u32(0) + u8(side) + i64(price) + i64(qty) + i64(0)
     b += u32(2) + u32(1) + i64(10**12) + u32(2) + i64(0)  # risk: cash
     b += u32(1) + u64(2 << 32) + i64(100)  # capacity of account 2, class 0

@@ -803,7 +803,8 @@ START_TEST(lease_requests_are_rate_limited)
 	loaded = sized_core(256);
 	in = (struct srv_snap_r){.p = w.p, .len = w.len};
 	ck_assert_int_ne(srv_core_load(loaded, &in), 0);
-	ck_assert_str_eq(in.error, "core: an account is unknown, repeated or out of range");
+	ck_assert_str_eq(in.error, "core: a lease-request bucket is of an unknown or repeated "
+				   "account, or out of range");
 	srv_core_destroy(loaded);
 	srv_snap_w_free(&w);
 }
