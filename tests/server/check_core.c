@@ -104,6 +104,21 @@ static void setup(void)
 	setup_sized(256);
 }
 
+/* core through a snapshot into a new core for `orders` orders (made under the settings of
+ * the next core), which takes its place. */
+static void reload_core(uint32_t orders)
+{
+	struct srv_snap_w w = {0};
+	srv_core_save(core, &w);
+	ck_assert(!w.failed);
+	struct srv_core *loaded = sized_core(orders);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
+	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
+	srv_snap_w_free(&w);
+	srv_core_destroy(core);
+	core = loaded;
+}
+
 static void teardown(void)
 {
 	srv_core_destroy(core);
@@ -774,21 +789,13 @@ START_TEST(lease_requests_are_rate_limited)
 	ck_assert_int_eq(reason_at(1, wl, t + 1000), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
 
 	/* Through a snapshot: still empty at t + 1000, one token at t + 2000. */
-	struct srv_snap_w w = {0};
-	srv_core_save(core, &w);
-	ck_assert(!w.failed);
-	struct srv_core *loaded = sized_core(256);
-	struct srv_snap_r in = {.p = w.p, .len = w.len};
-	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
-	srv_core_destroy(core);
-	core = loaded;
+	reload_core(256);
 	ck_assert_int_eq(reason_at(1, wl, t + 1500), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
 	ck_assert_int_eq(reason_at(1, wl, t + 2000), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
 	/* Account 2 kept one token at t; 1.5 s later it has two (the burst), not 1.5. */
 	ck_assert_int_eq(reason_at(2, wl, t + 1500), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
 	ck_assert_int_eq(reason_at(2, wl, t + 1500), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
 	ck_assert_int_eq(reason_at(2, wl, t + 1500), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
-	srv_snap_w_free(&w);
 
 	/* A bucket of 4 with 3 tokens left does not load into a core whose burst is 2. */
 	teardown();
@@ -797,11 +804,12 @@ START_TEST(lease_requests_are_rate_limited)
 	lease_burst = 4;
 	setup();
 	ck_assert_int_eq(reason_at(1, wl, t), GRIDEX__V1__REJECT_REASON__BAD_WORKLOAD);
+	struct srv_snap_w w = {0};
 	srv_core_save(core, &w);
 	ck_assert(!w.failed);
 	lease_burst = 2;
-	loaded = sized_core(256);
-	in = (struct srv_snap_r){.p = w.p, .len = w.len};
+	struct srv_core *loaded = sized_core(256);
+	struct srv_snap_r in = {.p = w.p, .len = w.len};
 	ck_assert_int_ne(srv_core_load(loaded, &in), 0);
 	ck_assert_str_eq(in.error, "core: a lease-request bucket is of an unknown or repeated "
 				   "account, or out of range");
@@ -984,16 +992,8 @@ START_TEST(full_pools_refuse_then_reuse_slots)
 	consistent(core);
 
 	/* A snapshot into a new core of the same size: full, then a slot again. */
-	struct srv_snap_w w = {0};
-	srv_core_save(core, &w);
-	ck_assert(!w.failed);
-	struct srv_core *loaded = sized_core(4);
-	struct srv_snap_r in = {.p = w.p, .len = w.len};
-	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
-	srv_snap_w_free(&w);
-	consistent(loaded);
-	srv_core_destroy(core);
-	core = loaded;
+	reload_core(4);
+	consistent(core);
 	r = order(1, 15, GRIDEX__V1__SIDE__BUY, 400000, 1);
 	ck_assert_int_eq(refused(&r), GRIDEX__V1__REJECT_REASON__TOO_MANY_ORDERS);
 	for (uint64_t coid = 14; coid >= 12; coid -= 2) {
@@ -1118,16 +1118,8 @@ START_TEST(fills_query_reads_the_accounts_own)
 	ck_assert_uint_eq(out.n_rows, 0);
 	ck_assert(!out.rows_cut);
 	/* After a snapshot, into a core keeping fewer: the newest that fit. */
-	struct srv_snap_w w = {0};
-	srv_core_save(core, &w);
-	ck_assert(!w.failed);
 	fills_kept = 2;
-	struct srv_core *loaded = sized_core(256);
-	struct srv_snap_r in = {.p = w.p, .len = w.len};
-	ck_assert_msg(srv_core_load(loaded, &in) == 0, "%s", in.error);
-	srv_snap_w_free(&w);
-	srv_core_destroy(core);
-	core = loaded;
+	reload_core(256);
 	for (uint32_t a = 1; a <= 3; a++)
 		fills_as_modelled(a, "", 4);
 	/* And on from there: new fills first, the loaded ones after, while they fit. */
