@@ -30,6 +30,8 @@ uint32_t srv_idmap_get(const struct srv_idmap *m, uint64_t id)
 
 bool srv_idmap_put(struct srv_idmap *m, uint64_t id, uint32_t val)
 {
+	if (id == 0)
+		return false;
 	if ((m->n + 1) * 2 > m->cap) {
 		size_t cap = m->cap ? 2 * m->cap : 64;
 		struct srv_idmap_entry *e = calloc(cap, sizeof(*e));

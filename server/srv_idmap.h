@@ -24,8 +24,8 @@ struct srv_idmap {
 
 /* id's value, or UINT32_MAX when it is not there. */
 uint32_t srv_idmap_get(const struct srv_idmap *m, uint64_t id);
-/* Puts id (nonzero) with val, in place of its value when it is there; false when out of
- * memory (m unchanged). */
+/* Puts id with val, in place of its value when it is there; false when out of memory or
+ * id is 0 (m unchanged). */
 bool srv_idmap_put(struct srv_idmap *m, uint64_t id, uint32_t val);
 /* Removes id; whether it was there. */
 bool srv_idmap_del(struct srv_idmap *m, uint64_t id);

@@ -513,6 +513,8 @@ START_TEST(idmap_follows_a_model)
 				model[k]);
 	}
 	ck_assert_uint_eq(m.n, 0);
+	ck_assert(!srv_idmap_put(&m, 0, 1)); /* 0 marks an empty place */
+	ck_assert_uint_eq(m.n, 0);
 	ck_assert_uint_eq(srv_idmap_get(&m, 0), UINT32_MAX);
 	srv_idmap_free(&m);
 }
