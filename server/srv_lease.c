@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "srv_dues.h"
 #include "srv_snapshot.h"
 #include "srv_tindex.h"
 
@@ -19,12 +20,6 @@
 /* The most hours one lease covers: a fill of the hour after its last starts a new lease
  * then (and snapshots refuse a lease of more). */
 #define PARTS_MAX (24u * 366u)
-
-struct due {
-	int64_t at;
-	uint64_t id; /* x's: the order of equal times */
-	struct lease *x;
-};
 
 /* A fill some lease still delivers: what its leases delivered so far. */
 struct ofill {
@@ -113,10 +108,9 @@ struct srv_leases {
 	 * at the time due_of() gives now; entries of ended leases, and of times a lease
 	 * has left behind, are dropped when they come to the top, and those of ended
 	 * leases before live[] is compacted (which frees them). */
-	struct due *dues;
-	size_t n_dues, cap_dues;
-	uint64_t counts[7]; /* live leases by state */
-	uint32_t *occ;	    /* per host: devices taken in the hour being filled */
+	struct srv_dues dues; /* key: the lease id; of.ptr: the lease */
+	uint64_t counts[7];   /* live leases by state */
+	uint32_t *occ;	      /* per host: devices taken in the hour being filled */
 	/* The hours index: open addressing with linear probing, at most half full;
 	 * an entry is removed (the run after it shifted back) once it holds nothing. */
 	struct hour_entry *hours;
@@ -247,7 +241,7 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->on_host);
 	free(l->occ);
 	free(l->hours);
-	free(l->dues);
+	srv_dues_free(&l->dues);
 	free(l->named);
 	free(l->by_seller);
 	srv_tindex_free(&l->names);
@@ -731,53 +725,17 @@ static int64_t due_of(const struct srv_leases *l, const struct lease *x)
 	}
 }
 
-static bool due_before(const struct due *a, const struct due *b)
-{
-	return a->at < b->at || (a->at == b->at && a->id < b->id);
-}
-
 /* x is due at due_of(x) (called whenever that changes). */
 static void due_push(struct srv_leases *l, const struct lease *x)
 {
-	struct due d = {.at = due_of(l, x), .id = x->v.id, .x = (struct lease *)x};
-	if (d.at == NONE_DUE)
-		return;
-	l->dues = grow(l->dues, &l->cap_dues, l->n_dues + 1, sizeof(*l->dues));
-	size_t i = l->n_dues++;
-	while (i > 0 && due_before(&d, &l->dues[(i - 1) / 2])) {
-		l->dues[i] = l->dues[(i - 1) / 2];
-		i = (i - 1) / 2;
+	struct srv_due d = {.at = due_of(l, x), .key = x->v.id, .of.ptr = (struct lease *)x};
+	if (d.at != NONE_DUE && !srv_dues_push(&l->dues, d)) {
+		fputs("gridexd: the lease book is out of memory\n", stderr);
+		abort();
 	}
-	l->dues[i] = d;
 }
 
 /* Moves entry i down to its place below. */
-static void due_sift(struct srv_leases *l, size_t i)
-{
-	struct due d = l->dues[i];
-	size_t n = l->n_dues;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && due_before(&l->dues[c + 1], &l->dues[c]))
-			c++;
-		if (!due_before(&l->dues[c], &d))
-			break;
-		l->dues[i] = l->dues[c];
-		i = c;
-	}
-	l->dues[i] = d;
-}
-
-static struct due due_pop(struct srv_leases *l)
-{
-	struct due top = l->dues[0];
-	l->dues[0] = l->dues[--l->n_dues];
-	if (l->n_dues > 0)
-		due_sift(l, 0);
-	return top;
-}
 
 static void set_state(struct srv_leases *l, struct lease *x, uint8_t state)
 {
@@ -884,12 +842,11 @@ static void compact_live(struct srv_leases *l)
 	/* First the heap loses its entries of ended leases (they point to them), and is
 	 * made a heap again from the bottom up. */
 	size_t k = 0;
-	for (size_t i = 0; i < l->n_dues; i++)
-		if (!l->dues[i].x->gone)
-			l->dues[k++] = l->dues[i];
-	l->n_dues = k;
-	for (size_t i = k / 2; i-- > 0;)
-		due_sift(l, i);
+	for (size_t i = 0; i < l->dues.n; i++)
+		if (!((struct lease *)l->dues.e[i].of.ptr)->gone)
+			l->dues.e[k++] = l->dues.e[i];
+	l->dues.n = k;
+	srv_dues_heapify(&l->dues);
 	k = 0;
 	for (size_t i = 0; i < l->n_live; i++) {
 		if (l->live[i]->gone)
@@ -908,16 +865,17 @@ static int by_id(const void *pa, const void *pb)
 
 void srv_leases_tick(struct srv_leases *l, int64_t now_ms)
 {
-	if (l->n_dues == 0 || l->dues[0].at > now_ms)
+	if (l->dues.n == 0 || l->dues.e[0].at > now_ms)
 		return;
 	/* The leases due, in id order (as their updates and commands go out). */
 	size_t n = 0;
-	while (l->n_dues > 0 && l->dues[0].at <= now_ms) {
-		struct due d = due_pop(l);
-		if (d.x->gone || due_of(l, d.x) != d.at)
+	while (l->dues.n > 0 && l->dues.e[0].at <= now_ms) {
+		struct srv_due d = srv_dues_pop(&l->dues);
+		struct lease *x = d.of.ptr;
+		if (x->gone || due_of(l, x) != d.at)
 			continue; /* ended, or due at another time now */
 		l->cand = grow(l->cand, &l->cap_cand, n + 1, sizeof(*l->cand));
-		l->cand[n++] = d.x;
+		l->cand[n++] = x;
 	}
 	if (n > 1)
 		qsort(l->cand, n, sizeof(*l->cand), by_id);
@@ -1596,29 +1554,28 @@ static const char *check_hours(const struct srv_leases *l)
 
 static int due_cmp(const void *pa, const void *pb)
 {
-	const struct due *a = pa, *b = pb;
-	if (a->id != b->id)
-		return a->id < b->id ? -1 : 1;
+	const struct srv_due *a = pa, *b = pb;
+	if (a->key != b->key)
+		return a->key < b->key ? -1 : 1;
 	return a->at < b->at ? -1 : a->at > b->at;
 }
 
 /* The due times are a heap, and every live lease due at some time has its entry. */
 static const char *check_dues(const struct srv_leases *l)
 {
-	for (size_t i = 1; i < l->n_dues; i++)
-		if (due_before(&l->dues[i], &l->dues[(i - 1) / 2]))
-			return "the heap of due times is out of order";
-	struct due *sorted = malloc((l->n_dues + 1) * sizeof(*sorted));
+	if (!srv_dues_ordered(&l->dues))
+		return "the heap of due times is out of order";
+	struct srv_due *sorted = malloc((l->dues.n + 1) * sizeof(*sorted));
 	if (sorted == NULL)
 		return "out of memory checking the due times";
-	if (l->n_dues > 0)
-		memcpy(sorted, l->dues, l->n_dues * sizeof(*sorted));
-	qsort(sorted, l->n_dues, sizeof(*sorted), due_cmp);
+	if (l->dues.n > 0)
+		memcpy(sorted, l->dues.e, l->dues.n * sizeof(*sorted));
+	qsort(sorted, l->dues.n, sizeof(*sorted), due_cmp);
 	const char *why = NULL;
 	for (size_t i = 0; i < l->n_live && why == NULL; i++) {
 		const struct lease *x = l->live[i];
-		struct due d = {.at = x->gone ? NONE_DUE : due_of(l, x), .id = x->v.id};
-		if (d.at != NONE_DUE && !bsearch(&d, sorted, l->n_dues, sizeof(*sorted), due_cmp))
+		struct srv_due d = {.at = x->gone ? NONE_DUE : due_of(l, x), .key = x->v.id};
+		if (d.at != NONE_DUE && !bsearch(&d, sorted, l->dues.n, sizeof(*sorted), due_cmp))
 			why = "a live lease is not in the heap of due times at its due time";
 	}
 	free(sorted);

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "srv_dues.h"
 #include "srv_hook.h"
 #include "srv_idmap.h"
 #include "srv_lease.h"
@@ -52,15 +53,6 @@ struct work {
 struct watch {
 	struct srv_hookjob job; /* the start job of a running lease */
 	uint64_t no;		/* 0: the slot is free */
-};
-
-/* When the watch in slot is due: a watch has exactly one entry while its status call is
- * not in flight, none while it is; an entry whose watch has gone (its slot free, or
- * another watch's: another no) is dropped when it reaches the top. */
-struct due {
-	int64_t at; /* monotonic */
-	uint64_t no;
-	uint32_t slot;
 };
 
 /* One hook call: the dispatcher fills it in (READY), its caller thread makes it
@@ -119,9 +111,12 @@ struct srv_provision {
 	uint32_t *free_slots;
 	size_t n_free, cap_free;
 	struct srv_idmap by_lease; /* lease id -> slot */
-	struct due *due;	   /* a min-heap by time, then number */
-	size_t n_due, cap_due;
-	struct due *held; /* due entries a pass put aside (their host busy) */
+	/* When each watch is due (monotonic; key: its no, of.slot: its slot): a watch has
+	 * exactly one entry while its status call is not in flight, none while it is; an
+	 * entry whose watch has gone (its slot free, or another watch's: another no) is
+	 * dropped when it reaches the top. */
+	struct srv_dues due;
+	struct srv_due *held; /* due entries a pass put aside (their host busy) */
 	size_t cap_held;
 	uint64_t next_no;
 	size_t n_running;	 /* calls not FREE */
@@ -250,50 +245,28 @@ static int call(struct srv_provision *p, const char *op, const json_t *req, uint
 
 /* ---------- the watches ---------- */
 
-static bool due_before(const struct due *a, const struct due *b)
-{
-	return a->at < b->at || (a->at == b->at && a->no < b->no);
-}
-
-static void due_push(struct srv_provision *p, struct due d)
-{
-	p->due = grow(p->due, &p->cap_due, p->n_due + 1, sizeof(*p->due));
-	size_t i = p->n_due++;
-	for (; i > 0 && due_before(&d, &p->due[(i - 1) / 2]); i = (i - 1) / 2)
-		p->due[i] = p->due[(i - 1) / 2];
-	p->due[i] = d;
-}
-
-static struct due due_pop(struct srv_provision *p)
-{
-	struct due top = p->due[0], last = p->due[--p->n_due];
-	size_t i = 0;
-	for (size_t c = 1; c < p->n_due; i = c, c = 2 * i + 1) {
-		if (c + 1 < p->n_due && due_before(&p->due[c + 1], &p->due[c]))
-			c++;
-		if (!due_before(&p->due[c], &last))
-			break;
-		p->due[i] = p->due[c];
-	}
-	if (p->n_due > 0)
-		p->due[i] = last;
-	return top;
-}
-
 /* The time of the first entry whose watch is still there (the others at the top are
  * dropped), or INT64_MAX. */
 static int64_t watch_first(struct srv_provision *p)
 {
-	while (p->n_due > 0 && p->watch[p->due[0].slot].no != p->due[0].no)
-		due_pop(p);
-	return p->n_due > 0 ? p->due[0].at : INT64_MAX;
+	while (p->due.n > 0 && p->watch[p->due.e[0].of.slot].no != p->due.e[0].key)
+		srv_dues_pop(&p->due);
+	return p->due.n > 0 ? p->due.e[0].at : INT64_MAX;
+}
+
+static void due_push(struct srv_provision *p, struct srv_due d)
+{
+	if (!srv_dues_push(&p->due, d)) {
+		srv_log(SRV_LOG_ERROR, "hook dispatcher out of memory", NULL);
+		abort();
+	}
 }
 
 static void watch_due(struct srv_provision *p, uint32_t slot)
 {
-	due_push(p, (struct due){.at = srv_mono_ms() + p->s->cfg.hook_status_every_ms,
-				 .no = p->watch[slot].no,
-				 .slot = slot});
+	due_push(p, (struct srv_due){.at = srv_mono_ms() + p->s->cfg.hook_status_every_ms,
+				     .key = p->watch[slot].no,
+				     .of.slot = slot});
 }
 
 /* Frees a watch's slot (a call in flight for it finds another number there). */
@@ -643,10 +616,10 @@ static int64_t schedule(struct srv_provision *p)
 	 * pass, so a pass reads only the watches due, however many leases run. */
 	size_t n_held = 0;
 	while (!full && p->n_running < p->n_calls && watch_first(p) <= now) {
-		struct due d = due_pop(p);
-		struct watch *wt = &p->watch[d.slot];
+		struct srv_due d = srv_dues_pop(&p->due);
+		struct watch *wt = &p->watch[d.of.slot];
 		if (srv_now_ms() >= wt->job.end_ms) {
-			unwatch_slot(p, d.slot); /* the core stops it at its end */
+			unwatch_slot(p, d.of.slot); /* the core stops it at its end */
 			continue;
 		}
 		p->held = grow(p->held, &p->cap_held, n_held + 1, sizeof(*p->held));
@@ -656,8 +629,8 @@ static int64_t schedule(struct srv_provision *p)
 		if (!busy_add(p, wt->job.host))
 			break;
 		json_t *req = lease_request(s, &wt->job, "status", 1);
-		if (req == NULL || give(p, wt->job.host, true, wt->no, d.slot, wt->job.lease_id, 1,
-					"status", req) == NULL) {
+		if (req == NULL || give(p, wt->job.host, true, wt->no, d.of.slot, wt->job.lease_id,
+					1, "status", req) == NULL) {
 			json_decref(req);
 			break;
 		}
@@ -797,7 +770,7 @@ static void provision_free(struct srv_provision *p)
 	free(p->free_slots);
 	srv_idmap_free(&p->by_lease);
 	srv_idmap_free(&p->of_lease);
-	free(p->due);
+	srv_dues_free(&p->due);
 	free(p->held);
 	free(p->calls);
 	free(p->callers);

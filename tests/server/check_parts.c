@@ -19,6 +19,7 @@
 #include "srv_addr.h"
 #include "srv_config.h"
 #include "srv_cpus.h"
+#include "srv_dues.h"
 #include "srv_frames.h"
 #include "srv_idmap.h"
 #include "srv_queue.h"
@@ -520,6 +521,53 @@ START_TEST(idmap_follows_a_model)
 }
 END_TEST
 
+/* The due-times heap: entries come out by time, equal times by key, through random
+ * pushes and pops, and after entries are removed in place and the heap is made again. */
+START_TEST(dues_come_out_in_order)
+{
+	struct srv_dues h = {0};
+	srand(11);
+	uint64_t key = 1;
+	int64_t last_at = INT64_MIN;
+	uint64_t last_key = 0;
+	for (int step = 0; step < 100000; step++) {
+		if (h.n == 0 || rand() % 100 < 55) {
+			/* few distinct times: many ties */
+			struct srv_due d = {.at = last_at == INT64_MIN ? rand() % 50
+								       : last_at + rand() % 50,
+					    .key = key++};
+			d.of.slot = (uint32_t)d.key;
+			ck_assert(srv_dues_push(&h, d));
+			continue;
+		}
+		struct srv_due d = srv_dues_pop(&h);
+		ck_assert_uint_eq(d.of.slot, (uint32_t)d.key);
+		/* pushes are never due before the last one out, so what comes out is in order */
+		ck_assert(d.at > last_at || (d.at == last_at && d.key > last_key));
+		last_at = d.at;
+		last_key = d.key;
+		ck_assert(srv_dues_ordered(&h));
+	}
+	/* Every other entry removed in place, the heap made again: the rest come out in
+	 * order. */
+	size_t k = 0;
+	for (size_t i = 0; i < h.n; i++)
+		if (h.e[i].key % 2 == 0)
+			h.e[k++] = h.e[i];
+	h.n = k;
+	srv_dues_heapify(&h);
+	ck_assert(srv_dues_ordered(&h));
+	struct srv_due prev = {.at = INT64_MIN};
+	while (h.n > 0) {
+		struct srv_due d = srv_dues_pop(&h);
+		ck_assert_uint_eq(d.key % 2, 0);
+		ck_assert(d.at > prev.at || (d.at == prev.at && d.key > prev.key));
+		prev = d;
+	}
+	srv_dues_free(&h);
+}
+END_TEST
+
 START_TEST(queue_moves_everything_once_in_order)
 {
 	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 37), 0); /* odd size: wraps */
@@ -661,6 +709,7 @@ static Suite *parts_suite(void)
 	tcase_add_test(tc, query_answers_are_cut_to_fit);
 	tcase_add_test(tc, lease_and_host_answers_are_cut_to_fit);
 	tcase_add_test(tc, idmap_follows_a_model);
+	tcase_add_test(tc, dues_come_out_in_order);
 	tcase_add_test(tc, queue_moves_everything_once_in_order);
 	tcase_add_test(tc, queue_emptied_starts_at_its_first_slot);
 	tcase_add_test(tc, queue_ring_grows_only_as_deep_as_the_backlog);
