@@ -751,33 +751,31 @@ static void setup(void)
 	setup_with("hook", PERIOD, 3000, 5000);
 }
 
+/* A case of s whose tests run between fixture (a server) and teardown, 120 s each. */
+static TCase *case_of(Suite *s, const char *name, void (*fixture)(void))
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_checked_fixture(tc, fixture, teardown);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 static Suite *leases_suite(void)
 {
 	Suite *s = suite_create("leases");
-	TCase *tc = tcase_create("leases");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	TCase *tc = case_of(s, "leases", setup);
 	tcase_add_test(tc, fill_to_workload_on_the_leased_gpu_and_paid);
 	tcase_add_test(tc, failed_start_and_missing_devices_are_refunded);
 	tcase_add_test(tc, withdrawn_host_gets_no_leases);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("hooks");
-	tcase_add_checked_fixture(tc, setup_hooks, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = case_of(s, "hooks", setup_hooks);
 	tcase_add_test(tc, misbehaving_hook_is_retried_then_refunded);
 	tcase_add_test(tc, restart_between_recorded_and_called_calls_again);
 	tcase_add_test(tc, ended_early_is_refunded_for_the_rest);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("calls");
-	tcase_add_checked_fixture(tc, setup_slow, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = case_of(s, "calls", setup_slow);
 	tcase_add_test(tc, hook_calls_run_at_once_one_per_host);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("many");
-	tcase_add_checked_fixture(tc, setup_many, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = case_of(s, "many", setup_many);
 	tcase_add_test(tc, many_starts_each_called_once);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
