@@ -28,6 +28,9 @@
  * the one before, and a slow sync (milliseconds, on a busy disk) must not leave more
  * behind than the next one can take. */
 #define JOURNAL_BATCH 1024
+/* A core step that sends at least this many hook commands (an hour's start, mostly)
+ * says so in the log, with the time the core took for it. */
+#define LEASE_COMMANDS_LOGGED 16
 
 int64_t srv_now_ms(void)
 {
@@ -518,6 +521,7 @@ struct core_ctx {
 	int64_t snap_mono;    /* when */
 	int64_t last_time_ms; /* the journaled time of the last input handled */
 	struct srv_stamps t;  /* of the request being answered */
+	int64_t step_ns;      /* when the core began the input it handles */
 };
 
 static void stage_flush(struct core_ctx *x)
@@ -544,9 +548,18 @@ static struct srv_wjob *stage_w(struct core_ctx *x)
 	return &x->wjobs[x->n_wjobs++];
 }
 
+/* src (NULL: "") into dst of size bytes, cut to fit, without snprintf's formatting: a hook
+ * job copies up to 20 names, and thousands of jobs may be written in one step. */
+static void copy_text(char *dst, size_t size, const char *src)
+{
+	size_t n = src ? strnlen(src, size - 1) : 0;
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+}
+
 static void copy_name(char dst[MATCHING_PRODUCT_NAME_MAX + 1], const char *src)
 {
-	snprintf(dst, MATCHING_PRODUCT_NAME_MAX + 1, "%s", src ? src : "");
+	copy_text(dst, MATCHING_PRODUCT_NAME_MAX + 1, src);
 }
 
 static const char *book_name(uint32_t book, void *ctx)
@@ -632,14 +645,14 @@ static void hookjob_of(struct srv_core *core, uint8_t kind, const struct srv_lea
 	j->lease_id = v->id;
 	j->start_ms = v->start_ms;
 	j->end_ms = v->end_ms;
-	snprintf(j->host, sizeof(j->host), "%s", nm.host);
-	snprintf(j->accelerator, sizeof(j->accelerator), "%s", nm.accelerator);
-	snprintf(j->vendor, sizeof(j->vendor), "%s", nm.vendor);
+	copy_text(j->host, sizeof(j->host), nm.host);
+	copy_text(j->accelerator, sizeof(j->accelerator), nm.accelerator);
+	copy_text(j->vendor, sizeof(j->vendor), nm.vendor);
 	j->n_devices = (uint32_t)nm.n_devices;
 	for (size_t d = 0; d < nm.n_devices; d++)
-		snprintf(j->devices[d], sizeof(j->devices[d]), "%s", nm.devices[d]);
+		copy_text(j->devices[d], sizeof(j->devices[d]), nm.devices[d]);
 	const char *w = srv_leases_workload(srv_core_leases(core), v->buyer);
-	snprintf(j->workload, sizeof(j->workload), "%s", w ? w : "");
+	copy_text(j->workload, sizeof(j->workload), w);
 }
 
 /* Who a query's answer goes to, and how it is cut: to query_bytes_max, and never past
@@ -708,19 +721,20 @@ static void emit_leases(struct core_ctx *x, const struct srv_core_out *out, uint
 	if (req && req->type == GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS && out->n_reports > 0 &&
 	    out->reports[out->n_reports - 1].kind == SRV_REPORT_RESULT)
 		emit_hosts(x, out, conn, req);
-	if (lo->n_cmds > 0) {
-		struct srv_hookjob *jobs = malloc(lo->n_cmds * sizeof(*jobs));
-		if (jobs == NULL) {
-			srv_log(SRV_LOG_ERROR, "hook jobs out of memory", NULL);
-			abort();
-		}
-		for (size_t i = 0; i < lo->n_cmds; i++)
-			hookjob_of(s->core,
-				   lo->cmds[i].kind == SRV_HCMD_START ? SRV_HJ_START : SRV_HJ_STOP,
-				   &lo->cmds[i].lease, &jobs[i]);
-		srv_provision_submit(s, jobs, lo->n_cmds);
-		free(jobs);
+	/* Each job is written in place, in the dispatcher's blocks (none without a hook). */
+	struct srv_hookjob *j;
+	size_t starts = 0;
+	for (size_t i = 0; i < lo->n_cmds && (j = srv_provision_job(s)) != NULL; i++) {
+		bool start = lo->cmds[i].kind == SRV_HCMD_START;
+		starts += start;
+		hookjob_of(s->core, start ? SRV_HJ_START : SRV_HJ_STOP, &lo->cmds[i].lease, j);
 	}
+	srv_provision_flush(s);
+	if (lo->n_cmds >= LEASE_COMMANDS_LOGGED && s->prov != NULL)
+		srv_log(SRV_LOG_INFO, "lease commands",
+			"starts=%zu stops=%zu updates=%zu core_ms=%.1f", starts,
+			lo->n_cmds - starts, lo->n_updates,
+			(double)(srv_mono_ns() - x->step_ns) / 1e6);
 	uint64_t counts[7];
 	srv_leases_counts(srv_core_leases(s->core), counts);
 	for (int i = 0; i < 7; i++)
@@ -736,19 +750,20 @@ static void resume_leases(struct core_ctx *x)
 	srv_core_lease_resume(s->core, &x->out);
 	const struct srv_lease_out *lo = x->out.leases;
 	size_t n = lo->n_cmds;
-	struct srv_hookjob *jobs = malloc((n + 1) * sizeof(*jobs));
-	struct srv_hookjob *list = malloc((n ? n : 1) * sizeof(*list));
-	if (jobs == NULL || list == NULL) {
-		srv_log(SRV_LOG_ERROR, "hook jobs out of memory", NULL);
-		abort();
+	struct srv_hookjob *r = srv_provision_job(s);
+	if (r != NULL) {
+		struct srv_hookjob *list = malloc((n ? n : 1) * sizeof(*list));
+		if (list == NULL) {
+			srv_log(SRV_LOG_ERROR, "hook jobs out of memory", NULL);
+			abort();
+		}
+		for (size_t i = 0; i < n; i++)
+			hookjob_of(s->core, SRV_HJ_START, &lo->cmds[i].lease, &list[i]);
+		*r = (struct srv_hookjob){.kind = SRV_HJ_RECONCILE, .leases = list, .n_leases = n};
+		for (size_t i = 0; i < n; i++)
+			*srv_provision_job(s) = list[i];
+		srv_provision_flush(s);
 	}
-	for (size_t i = 0; i < n; i++) {
-		hookjob_of(s->core, SRV_HJ_START, &lo->cmds[i].lease, &list[i]);
-		jobs[i + 1] = list[i];
-	}
-	jobs[0] = (struct srv_hookjob){.kind = SRV_HJ_RECONCILE, .leases = list, .n_leases = n};
-	srv_provision_submit(s, jobs, n + 1);
-	free(jobs);
 	srv_log(SRV_LOG_INFO, "leases resumed", "running_or_starting=%zu", n);
 }
 
@@ -1040,6 +1055,7 @@ static void *core_main(void *arg)
 		 * the journal through this same code rebuilds exactly this state. */
 		for (size_t i = 0; i < n; i++) {
 			const struct srv_job *job = &jobs[i];
+			x.step_ns = srv_mono_ns();
 			if (job->kind == SRV_JOB_SUBSCRIBE) {
 				subscribe(&x, job);
 				continue;

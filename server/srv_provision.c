@@ -81,13 +81,30 @@ struct caller {
 	bool started;
 };
 
+/* Jobs from the core come in blocks: the core fills one of its own without the lock,
+ * and a block changes hands whole once full (or at the end of the core's step), so that
+ * neither thread holds the lock while jobs (2 KB each) are written or read, however
+ * many leases start at once. The dispatcher gives emptied blocks back for reuse: when
+ * thousands of leases start at once the core writes into pages already in memory. */
+#define JOB_BLOCK	 64
+#define SPARE_BLOCKS_MAX 32 /* blocks kept for reuse (about 4 MB): their pages stay in */
+
+struct job_block {
+	struct job_block *next;
+	size_t n;
+	struct srv_hookjob jobs[JOB_BLOCK];
+};
+
 struct srv_provision {
 	struct srv *s;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct srv_hookjob *inbox; /* core -> dispatcher */
-	size_t n_inbox, cap_inbox;
+	struct job_block *filling;	     /* the core's own */
+	struct job_block *in_head, *in_tail; /* core -> dispatcher, oldest first */
+	size_t n_in;			     /* jobs in them */
+	struct job_block *spare;	     /* emptied by the dispatcher, for the core */
+	size_t n_spare;
 	struct srv_lease_event *events; /* dispatcher -> journal */
 	size_t n_events, cap_events;
 	bool stop;
@@ -143,17 +160,67 @@ static void *grow(void *p, size_t *cap, size_t need, size_t item)
 	return q;
 }
 
-void srv_provision_submit(struct srv *s, const struct srv_hookjob *jobs, size_t n)
+/* Under the lock: the core's block, when it holds jobs, to the dispatcher. */
+static void hand_over(struct srv_provision *p)
+{
+	struct job_block *b = p->filling;
+	if (b == NULL || b->n == 0)
+		return;
+	b->next = NULL;
+	if (p->in_tail)
+		p->in_tail->next = b;
+	else
+		p->in_head = b;
+	p->in_tail = b;
+	p->n_in += b->n;
+	p->filling = NULL;
+	pthread_cond_signal(&p->cond);
+}
+
+struct srv_hookjob *srv_provision_job(struct srv *s)
 {
 	struct srv_provision *p = s->prov;
-	if (p == NULL || n == 0)
+	if (p == NULL)
+		return NULL;
+	if (p->filling == NULL || p->filling->n == JOB_BLOCK) {
+		pthread_mutex_lock(&p->lock);
+		hand_over(p);
+		struct job_block *b = p->spare;
+		if (b) {
+			p->spare = b->next;
+			p->n_spare--;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (b == NULL && (b = malloc(sizeof(*b))) == NULL) {
+			srv_log(SRV_LOG_ERROR, "hook dispatcher out of memory", NULL);
+			abort();
+		}
+		b->n = 0;
+		p->filling = b;
+	}
+	return &p->filling->jobs[p->filling->n++];
+}
+
+void srv_provision_flush(struct srv *s)
+{
+	struct srv_provision *p = s->prov;
+	if (p == NULL || p->filling == NULL || p->filling->n == 0)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->inbox = grow(p->inbox, &p->cap_inbox, p->n_inbox + n, sizeof(*p->inbox));
-	memcpy(p->inbox + p->n_inbox, jobs, n * sizeof(*jobs));
-	p->n_inbox += n;
-	pthread_cond_signal(&p->cond);
+	hand_over(p);
 	pthread_mutex_unlock(&p->lock);
+}
+
+/* Frees a list of blocks and the RECONCILE lists of their jobs. */
+static void blocks_free(struct job_block *b, bool jobs_too)
+{
+	while (b) {
+		struct job_block *next = b->next;
+		for (size_t i = 0; jobs_too && i < b->n; i++)
+			free(b->jobs[i].leases);
+		free(b);
+		b = next;
+	}
 }
 
 size_t srv_provision_events(struct srv *s, struct srv_lease_event *out, size_t max)
@@ -695,7 +762,7 @@ static void *provision_main(void *arg)
 		int64_t now = srv_mono_ms();
 		pthread_mutex_lock(&p->lock);
 		size_t n_done = take_done(p, done);
-		if (p->n_inbox == 0 && !p->stop && n_done == 0 && due > now) {
+		if (p->in_head == NULL && !p->stop && n_done == 0 && due > now) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			int64_t ns = ts.tv_nsec + (due - now) * 1000000;
@@ -705,11 +772,28 @@ static void *provision_main(void *arg)
 			n_done = take_done(p, done);
 		}
 		bool stop = p->stop;
-		for (size_t i = 0; i < p->n_inbox; i++)
-			accept_job(p, &p->inbox[i]);
-		p->n_inbox = 0;
+		struct job_block *in = p->in_head;
+		p->in_head = p->in_tail = NULL;
+		p->n_in = 0;
 		pthread_mutex_unlock(&p->lock);
 		/* The new jobs came first: a start whose stop came with them is not watched. */
+		if (in) {
+			for (struct job_block *b = in; b; b = b->next)
+				for (size_t i = 0; i < b->n; i++)
+					accept_job(p, &b->jobs[i]);
+			/* Back to the core, up to SPARE_BLOCKS_MAX; the rest freed. */
+			pthread_mutex_lock(&p->lock);
+			struct job_block *b = in;
+			while (b && p->n_spare < SPARE_BLOCKS_MAX) {
+				struct job_block *next = b->next;
+				b->next = p->spare;
+				p->spare = b;
+				p->n_spare++;
+				b = next;
+			}
+			pthread_mutex_unlock(&p->lock);
+			blocks_free(b, false);
+		}
 		for (size_t i = 0; i < n_done; i++) {
 			call_done(p, done[i]);
 			pthread_mutex_lock(&p->lock);
@@ -759,11 +843,11 @@ static void *provision_main(void *arg)
 
 static void provision_free(struct srv_provision *p)
 {
-	for (size_t i = 0; i < p->n_inbox; i++)
-		free(p->inbox[i].leases);
+	blocks_free(p->filling, true);
+	blocks_free(p->in_head, true);
+	blocks_free(p->spare, false);
 	for (size_t i = 0; i < p->n_work; i++)
 		free(p->work[i].job.leases); /* NULL once gone */
-	free(p->inbox);
 	free(p->events);
 	free(p->work);
 	free(p->watch);
@@ -850,9 +934,10 @@ void srv_provision_stop(struct srv *s)
 	pthread_join(p->thread, NULL);
 	for (size_t i = 0; i < p->n_calls; i++)
 		pthread_join(p->callers[i].thread, NULL);
-	if (p->n_live > 0 || p->n_inbox > 0)
+	size_t filling = p->filling ? p->filling->n : 0;
+	if (p->n_live > 0 || p->n_in > 0 || filling > 0)
 		srv_log(SRV_LOG_INFO, "hook calls left for the next start", "pending=%zu",
-			p->n_live + p->n_inbox);
+			p->n_live + p->n_in + filling);
 	s->prov = NULL;
 	provision_free(p);
 }

@@ -352,8 +352,11 @@ int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j);
 
 /* srv_provision.c: the hook dispatcher thread (leases on). */
 __attribute__((warn_unused_result)) int srv_provision_start(struct srv *s);
-/* Hands jobs to the dispatcher (the core thread); it owns RECONCILE lists from here. */
-void srv_provision_submit(struct srv *s, const struct srv_hookjob *jobs, size_t n);
+/* The core thread's hook jobs: srv_provision_job() gives the next place to fill (NULL
+ * without a hook), in a block of the core's own; srv_provision_flush() hands the jobs
+ * filled to the dispatcher, which owns RECONCILE lists from there. */
+struct srv_hookjob *srv_provision_job(struct srv *s);
+void srv_provision_flush(struct srv *s);
 /* Outcomes for the journal, oldest first, up to max; 0 when none (the journal thread). */
 size_t srv_provision_events(struct srv *s, struct srv_lease_event *out, size_t max);
 /* Stops the dispatcher (calls in progress finish) and frees it. */

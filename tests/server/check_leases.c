@@ -366,6 +366,8 @@ START_TEST(fill_to_workload_on_the_leased_gpu_and_paid)
 	ck_assert_uint_eq(q->leases[0]->n_fill_ids, 1);
 	gridex__v1__query_result__free_unpacked(q, NULL);
 	ck_assert_int_eq(pgtest_audit(), 0);
+	/* one command at a time: no step of the core is worth a line */
+	ck_assert_ptr_null(tserver_log_line(&srv, "msg=\"lease commands\""));
 }
 END_TEST
 
@@ -713,6 +715,20 @@ START_TEST(many_starts_each_called_once)
 		snprintf(line, sizeof(line), "start L-%012d 1", i);
 		ck_assert_int_eq(calls(line), 1);
 	}
+	/* The window's opening started them in one step of the core (the trades were made
+	 * before it), and the log says so, with the core's time for it. */
+	const char *line = tserver_log_line(&srv, "msg=\"lease commands\" ");
+	const char *at = line ? strstr(line, "msg=") : NULL;
+	int starts = 0, stops = -1, updates = 0;
+	double core_ms = -1;
+	ck_assert_msg(
+		at && sscanf(at, "msg=\"lease commands\" starts=%d stops=%d updates=%d core_ms=%lf",
+			     &starts, &stops, &updates, &core_ms) == 4,
+		"no lease commands line: ...%s", log_tail());
+	ck_assert_int_eq(starts, HOSTS * GPUS);
+	ck_assert_int_eq(stops, 0);
+	ck_assert_int_eq(updates, HOSTS * GPUS);
+	ck_assert(core_ms >= 0);
 }
 END_TEST
 
