@@ -164,12 +164,7 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 static void libevent_log(int severity, const char *text)
 {
 	char detail[256];
-	size_t n = 0;
-	for (; text[n] != '\0' && n + 1 < sizeof(detail); n++)
-		detail[n] = text[n] == '"' || text[n] == '\\' || (unsigned char)text[n] < 0x20
-				    ? '\''
-				    : text[n];
-	detail[n] = '\0';
+	srv_log_value(detail, sizeof(detail), text);
 	enum srv_log_level level = severity == EVENT_LOG_ERR	? SRV_LOG_ERROR
 				   : severity == EVENT_LOG_WARN ? SRV_LOG_WARN
 				   : severity == EVENT_LOG_MSG	? SRV_LOG_INFO

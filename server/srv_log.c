@@ -35,6 +35,18 @@ bool srv_log_open(const char *path, const char *level)
 	return true;
 }
 
+const char *srv_log_value(char *dst, size_t size, const char *src)
+{
+	size_t n = 0;
+	for (; src && src[n] != '\0' && n + 1 < size; n++) {
+		unsigned char c = (unsigned char)src[n];
+		bool plain = c >= 0x20 && c != 0x7f && c != '"' && c != '\\';
+		dst[n] = plain ? (char)c : '\'';
+	}
+	dst[n] = '\0';
+	return dst;
+}
+
 bool srv_log_due(int64_t *last_ms, int64_t now)
 {
 	if (*last_ms != 0 && now - *last_ms < 10000)
@@ -86,6 +98,9 @@ void srv_log(enum srv_log_level level, const char *msg, const char *fmt, ...)
 		va_start(ap, fmt);
 		int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 		va_end(ap);
+		for (char *c = line + n; m > 0 && *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 		if (m > 0)
 			n += m;
 	}

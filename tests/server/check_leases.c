@@ -121,8 +121,9 @@ static void setup_agent(void)
 		 "#!/bin/sh\necho \"$1\" >> %s/calls\nexec %s --config=%s/config.json \"$@\"\n",
 		 dir, GRIDEX_TEST_PROVIDER, dir);
 	write_file("hook", text, 0755);
-	/* A hook that misbehaves as the file "mode" says (ok, garbage, crash, hang), logs
-	 * each call with its lease and attempt, and answers status from "status". */
+	/* A hook that misbehaves as the file "mode" says (ok, garbage, crash, hang, forge: a
+	 * failure whose message holds a quote and a line of its own), logs each call with its
+	 * lease and attempt, and answers status from "status". */
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nreq=$(cat)\nid=$(echo \"$req\" | sed -n "
 		 "'s/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
@@ -130,6 +131,9 @@ static void setup_agent(void)
 		 "echo \"$1 $id $at\" >> %s/calls\nmode=$(cat %s/mode 2>/dev/null || echo ok)\n"
 		 "if [ \"$1\" = start ]; then case $mode in\n"
 		 " garbage) echo 'not json'; exit 0;;\n crash) kill -9 $$;;\n"
+		 " forge) echo hook-stderr >&2; printf '%%s' '{\"version\":1,\"ok\":false,"
+		 "\"error\":{\"code\":\"x\","
+		 "\"message\":\"a\\\"b\\nts=forged\",\"retryable\":true}}'; exit 1;;\n"
 		 " hang) exec sleep 8;;\n esac; fi\n"
 		 "st=running; [ \"$1\" = status ] && st=$(cat %s/status 2>/dev/null || echo "
 		 "running)\n"
@@ -535,12 +539,15 @@ static void one_host_and_trade(void)
 
 START_TEST(misbehaving_hook_is_retried_then_refunded)
 {
-	write_file("mode", "garbage\n", 0644);
+	write_file("mode", "forge\n", 0644);
 	one_host_and_trade();
-	/* garbage, then crashes: each retried under the same lease id, attempts counting up */
+	/* a failure, garbage, then crashes: each retried under the same lease id, attempts
+	 * counting up */
 	wait_calls("start L-000000000001 2", 1);
+	write_file("mode", "garbage\n", 0644);
+	wait_calls("start L-000000000001 3", 1);
 	write_file("mode", "crash\n", 0644);
-	wait_calls("start L-000000000001", 4);
+	wait_calls("start L-000000000001", 5);
 	Gridex__V1__Lease *l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__FAILED_DELIVERY);
 	ck_assert_int_eq((int)l->reason.len, 19);
 	ck_assert_mem_eq(l->reason.data, "not_running_in_time", 19);
@@ -548,6 +555,17 @@ START_TEST(misbehaving_hook_is_retried_then_refunded)
 	gridex__v1__lease__free_unpacked(l, NULL);
 	ck_assert_ptr_nonnull(strstr(tserver_log(&srv), "outcome=bad_output"));
 	ck_assert_ptr_nonnull(strstr(tserver_log(&srv), "outcome=crashed"));
+	/* the hook's message is a quoted value of one line: its quote and its line break
+	 * are replaced, so it cannot end the value or add a line of its own */
+	const char *line = tserver_log_line(&srv, "code=x ");
+	ck_assert_ptr_nonnull(line);
+	ck_assert_ptr_nonnull(strstr(line, "level=warn msg=\"hook call failed\" op=start"));
+	ck_assert_ptr_nonnull(strstr(line, " message=\"a'b'ts=forged\"\n"));
+	/* what it wrote to stderr is shown the same way */
+	line = tserver_log_line(&srv, "msg=\"hook log\"");
+	ck_assert_ptr_nonnull(line);
+	ck_assert_ptr_nonnull(strstr(
+		line, " op=start lease=L-000000000001 bytes=12 dropped=0 text=\"hook-stderr'\"\n"));
 	wait_calls("stop L-000000000001", 1); /* cleaned up on the hook's side */
 	wait_settled(1);
 	ck_assert_int_eq(ledger_balance(BUYER), CASH);
@@ -599,6 +617,11 @@ START_TEST(ended_early_is_refunded_for_the_rest)
 	gridex__v1__lease__free_unpacked(l, NULL);
 	write_file("status", "failed\n", 0644); /* the workload died */
 	l = wait_lease(&buyer, 1, GRIDEX__V1__LEASE_STATE__FAILED_DELIVERY);
+	/* status calls answered "running" were logged at debug; the one that told of the end
+	 * at info */
+	const char *line = tserver_log_line(&srv, "op=status");
+	ck_assert_msg(line && strstr(line, "level=info") && strstr(line, " state=\"failed\"\n"),
+		      "status line: %s", line ? line : "none");
 	ck_assert_int_eq((int)l->reason.len, 12);
 	ck_assert_mem_eq(l->reason.data, "ended_failed", 12);
 	ck_assert_int_lt(l->ended_ms, l->end_ms);
@@ -668,6 +691,9 @@ START_TEST(hook_calls_run_at_once_one_per_host)
 	wait_calls("status L-000000000003", 3);
 	ck_assert_msg(calls("overlap") == 0, "two calls for one host at once: %s",
 		      read_file("calls"));
+	/* each answered "running": logged at debug, below the log's level */
+	ck_assert_ptr_null(tserver_log_line(&srv, "op=status"));
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "msg=\"hook call done\" op=start"));
 }
 END_TEST
 

@@ -22,6 +22,7 @@
 #include "srv_dues.h"
 #include "srv_frames.h"
 #include "srv_idmap.h"
+#include "srv_log.h"
 #include "srv_queue.h"
 #include "tap.h"
 
@@ -696,6 +697,37 @@ START_TEST(queue_pop_times_out)
 }
 END_TEST
 
+/* Whatever a value holds, a log line is one line; a quoted value from outside keeps its
+ * quotes. */
+START_TEST(log_lines_stay_lines)
+{
+	char path[] = "/tmp/gridex-log-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert(srv_log_open(path, "info"));
+	srv_log(SRV_LOG_INFO, "raw", "v=\"%s\"", "a\nts=forged\x7f\tb");
+	char v[16];
+	srv_log(SRV_LOG_INFO, "quoted", "v=\"%s\" n=%d",
+		srv_log_value(v, sizeof(v), "q\"b\\c\nd\x01 and more than fits"), 7);
+	srv_log(SRV_LOG_INFO, "none", "v=\"%s\"", srv_log_value(v, sizeof(v), NULL));
+	srv_log(SRV_LOG_DEBUG, "below the level", NULL);
+	srv_log_close();
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	char lines[4][256];
+	int n = 0;
+	while (n < 4 && fgets(lines[n], sizeof(lines[n]), f))
+		n++;
+	fclose(f);
+	unlink(path);
+	ck_assert_int_eq(n, 3);
+	ck_assert_ptr_nonnull(strstr(lines[0], "level=info msg=\"raw\" v=\"a?ts=forged??b\"\n"));
+	ck_assert_ptr_nonnull(strstr(lines[1], "msg=\"quoted\" v=\"q'b'c'd' and mo\" n=7\n"));
+	ck_assert_ptr_nonnull(strstr(lines[2], "msg=\"none\" v=\"\"\n"));
+}
+END_TEST
+
 static Suite *parts_suite(void)
 {
 	Suite *s = suite_create("server-parts");
@@ -714,6 +746,7 @@ static Suite *parts_suite(void)
 	tcase_add_test(tc, queue_emptied_starts_at_its_first_slot);
 	tcase_add_test(tc, queue_ring_grows_only_as_deep_as_the_backlog);
 	tcase_add_test(tc, queue_pop_times_out);
+	tcase_add_test(tc, log_lines_stay_lines);
 	suite_add_tcase(s, tc);
 	return s;
 }
