@@ -116,7 +116,7 @@ int main(int argc, char **argv)
 	cfg.risk.taker_bps = 20;
 	cfg.client_ids_max = (uint32_t)(fills + orders + 16);
 	cfg.orders_per_second = 0;
-	cfg.queries_per_second = 0;
+	cfg.queries_per_second = cfg.query_rows_per_second = 0;
 	cfg.fills_recent_max = (uint32_t)fills;
 	cfg.query_rows_max = (uint32_t)rows;
 	cfg.operator_account = 9;

@@ -115,6 +115,8 @@ int srv_core_make(struct srv *s, int64_t start_ms)
 	cc.orders_burst = (uint32_t)c->orders_burst;
 	cc.queries_per_second = (uint32_t)c->queries_per_second;
 	cc.queries_burst = (uint32_t)c->queries_burst;
+	cc.query_rows_per_second = (uint32_t)c->query_rows_per_second;
+	cc.query_rows_burst = (uint32_t)c->query_rows_burst;
 	cc.lease_requests_per_second = (uint32_t)c->lease_requests_per_second;
 	cc.lease_requests_burst = (uint32_t)c->lease_requests_burst;
 	cc.fills_recent_max = (uint32_t)c->fills_recent_max;

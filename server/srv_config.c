@@ -115,6 +115,10 @@ static const struct key keys[] = {
 	    "queries per participant account and second (the operator's are not limited); 0: "
 	    "unlimited"),
 	INT(queries_burst, 40, 1, 1000000, "burst of that rate"),
+	INT(query_rows_per_second, 100000, 0, 100000000,
+	    "rows of query answers per second, all participants together, a query counting "
+	    "as 32 rows more; 0: unlimited"),
+	INT(query_rows_burst, 100000, 32, 100000000, "burst of that rate"),
 	INT(open_orders_per_account_max, 10000, 1, 16777216, "resting orders per account"),
 	INT(maker_bps, 0, 0, 10000, "fee of the resting side, basis points of the notional"),
 	INT(taker_bps, 0, 0, 10000, "fee of the incoming side"),

@@ -77,6 +77,8 @@ struct srv_config {
 	int64_t query_rows_max;
 	int64_t queries_per_second;
 	int64_t queries_burst;
+	int64_t query_rows_per_second;
+	int64_t query_rows_burst;
 	int64_t query_bytes_max;
 	/* journal and ledger */
 	char journal_dir[SRV_CONFIG_TEXT_MAX];

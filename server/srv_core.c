@@ -47,6 +47,9 @@ struct srv_core {
 	int64_t *acct_qtokens, *acct_qlast_ms;
 	int64_t *acct_ltokens, *acct_llast_ms; /* lease_requests_per_second's buckets */
 	uint32_t acct_mask;
+	/* query_rows_per_second's bucket, shared by all participants (milli-rows; not in
+	 * snapshots either) */
+	int64_t qrows_tokens, qrows_last_ms;
 	/* Market data: sequences per book, and the levels the current call touched. */
 	uint64_t *level_seq, *trade_seq;
 	struct touched {
@@ -99,6 +102,8 @@ void srv_core_config_default(struct srv_core_config *cfg)
 					.orders_burst = 2000,
 					.queries_per_second = 20,
 					.queries_burst = 40,
+					.query_rows_per_second = 100000,
+					.query_rows_burst = 100000,
 					.lease_requests_per_second = 10,
 					.lease_requests_burst = 1024,
 					.fills_recent_max = 65536,
@@ -205,7 +210,9 @@ int srv_core_create(const struct srv_core_config *cfg, struct srv_core **out)
 	    cfg->query_rows_max > 100000 || (cfg->orders_per_second > 0 && cfg->orders_burst < 1) ||
 	    cfg->orders_burst > 1000000 ||
 	    (cfg->queries_per_second > 0 && cfg->queries_burst < 1) ||
-	    cfg->queries_burst > 1000000 ||
+	    cfg->queries_burst > 1000000 || cfg->query_rows_per_second > 100000000 ||
+	    (cfg->query_rows_per_second > 0 && cfg->query_rows_burst < SRV_QUERY_ROWS_BASE) ||
+	    cfg->query_rows_burst > 100000000 ||
 	    (cfg->lease_requests_per_second > 0 && cfg->lease_requests_burst < 1) ||
 	    cfg->lease_requests_burst > 1000000 || cfg->book_retain_ms < 0 ||
 	    cfg->product_horizon_ms < 0)
@@ -1647,10 +1654,8 @@ int srv_core_tick(struct srv_core *c, int64_t now_ms, struct srv_core_out *out)
 	return SRV_CORE_OK;
 }
 
-/* Takes one token of a bucket of burst tokens refilled at rate a second (in
- * milli-tokens, refilled from *last_ms); false when it is empty. */
-static bool take_token(int64_t *tokens, int64_t *last_ms, uint32_t rate, uint32_t burst,
-		       int64_t now_ms)
+/* Refills a bucket of burst tokens at rate a second (in milli-tokens, from *last_ms). */
+static void refill(int64_t *tokens, int64_t *last_ms, uint32_t rate, uint32_t burst, int64_t now_ms)
 {
 	int64_t full = (int64_t)burst * 1000;
 	int64_t elapsed = now_ms - *last_ms;
@@ -1662,6 +1667,13 @@ static bool take_token(int64_t *tokens, int64_t *last_ms, uint32_t rate, uint32_
 		*tokens = full;
 	if (elapsed > 0 || *last_ms == 0)
 		*last_ms = now_ms;
+}
+
+/* Takes one token of such a bucket; false when it is empty. */
+static bool take_token(int64_t *tokens, int64_t *last_ms, uint32_t rate, uint32_t burst,
+		       int64_t now_ms)
+{
+	refill(tokens, last_ms, rate, burst, now_ms);
 	if (*tokens < 1000)
 		return false;
 	*tokens -= 1000;
@@ -1695,6 +1707,28 @@ static bool query_rate_ok(struct srv_core *c, uint32_t account, int64_t now_ms)
 	assert(c->acct_keys[h] == account);
 	return take_token(&c->acct_qtokens[h], &c->acct_qlast_ms[h], c->cfg.queries_per_second,
 			  c->cfg.queries_burst, now_ms);
+}
+
+/* Whether a participant's query comes under query_rows_per_second. */
+static bool rows_limited(const struct srv_core *c, const struct srv_request *req)
+{
+	return c->cfg.query_rows_per_second != 0 && is_query(req->type) &&
+	       req->account != c->cfg.operator_account;
+}
+
+/* Whether the shared bucket holds a query's base cost; it is charged once the query is
+ * answered (query_rows_charge), and may then go below empty: the next queries wait. */
+static bool query_rows_ok(struct srv_core *c, int64_t now_ms)
+{
+	refill(&c->qrows_tokens, &c->qrows_last_ms, c->cfg.query_rows_per_second,
+	       c->cfg.query_rows_burst, now_ms);
+	return c->qrows_tokens >= (int64_t)SRV_QUERY_ROWS_BASE * 1000;
+}
+
+static void query_rows_charge(struct srv_core *c, const struct srv_core_out *out)
+{
+	size_t rows = out->n_rows + out->n_lease_rows + out->n_host_rows;
+	c->qrows_tokens -= ((int64_t)SRV_QUERY_ROWS_BASE + (int64_t)rows) * 1000;
 }
 
 /* REGISTER_HOST, WITHDRAW_HOST and SET_WORKLOAD: the requests that change the lease book. */
@@ -1740,6 +1774,7 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 	if ((req->type <= GRIDEX__V1__REQUEST_TYPE__NEW_BASKET &&
 	     !rate_ok(c, req->account, now_ms)) ||
 	    (is_query(req->type) && !query_rate_ok(c, req->account, now_ms)) ||
+	    (rows_limited(c, req) && !query_rows_ok(c, now_ms)) ||
 	    (is_lease_change(req->type) && !lease_rate_ok(c, req->account, now_ms))) {
 		reject(out, req, GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
 		return;
@@ -1790,6 +1825,8 @@ static void dispatch(struct srv_core *c, const struct srv_request *req, int64_t 
 		reject(out, req, GRIDEX__V1__REJECT_REASON__MALFORMED);
 		break;
 	}
+	if (rows_limited(c, req))
+		query_rows_charge(c, out);
 }
 
 int srv_core_lease_event(struct srv_core *c, uint64_t lease_id, uint8_t kind, const char *code,

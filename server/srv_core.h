@@ -122,6 +122,10 @@ struct srv_core_out {
 	size_t n_retired;
 };
 
+/* What one query counts as under query_rows_per_second beyond the rows it answers: about
+ * what its request, nonce and frame cost the core next to packing one row. */
+#define SRV_QUERY_ROWS_BASE 32
+
 struct srv_core_config {
 	struct matching_config matching;
 	struct srv_risk_config risk;
@@ -134,15 +138,19 @@ struct srv_core_config {
 	uint32_t orders_burst;	     /* tokens of that bucket */
 	uint32_t queries_per_second; /* per participant account, QUERY_* requests */
 	uint32_t queries_burst;	     /* tokens of that bucket */
-	uint32_t fills_recent_max;   /* fills kept for QUERY_FILLS, all accounts */
-	uint32_t query_rows_max;     /* rows in one query answer */
-	int64_t book_retain_ms;	     /* a book is retired this long after its delivery
-				      * period ends; 0: never */
-	int64_t product_horizon_ms;  /* participants make no book for an hour starting
-				      * later than this ahead; 0: no limit */
-	const char *classes;	     /* comma-separated classes participants may trade and
-				      * register hosts in; NULL or "": any (copied) */
-	bool leases;		     /* hosts, workloads and leases (a hook is configured) */
+	/* All participants' queries together, in rows answered per second (a query counts
+	 * as SRV_QUERY_ROWS_BASE rows more): what queries may take of the core thread. */
+	uint32_t query_rows_per_second; /* 0: unlimited */
+	uint32_t query_rows_burst;
+	uint32_t fills_recent_max;  /* fills kept for QUERY_FILLS, all accounts */
+	uint32_t query_rows_max;    /* rows in one query answer */
+	int64_t book_retain_ms;	    /* a book is retired this long after its delivery
+				     * period ends; 0: never */
+	int64_t product_horizon_ms; /* participants make no book for an hour starting
+				     * later than this ahead; 0: no limit */
+	const char *classes;	    /* comma-separated classes participants may trade and
+				     * register hosts in; NULL or "": any (copied) */
+	bool leases;		    /* hosts, workloads and leases (a hook is configured) */
 	struct srv_lease_config lease;
 	/* Per participant account, REGISTER_HOST, WITHDRAW_HOST and SET_WORKLOAD; 0: none. */
 	uint32_t lease_requests_per_second;

@@ -44,6 +44,8 @@ static struct srv_core *make_core(void)
 	cfg.orders_burst = 100;
 	cfg.lease_requests_per_second = 5; /* reachable in a run */
 	cfg.lease_requests_burst = 20;
+	cfg.query_rows_per_second = 200; /* the shared bucket owes rows, and refuses */
+	cfg.query_rows_burst = 100;
 	cfg.fills_recent_max = 64;
 	cfg.query_rows_max = 32;
 	/* Leases on, with windows of 2 s that begin 5 s after the start (products are

@@ -33,7 +33,9 @@ static const char *classes_cfg; /* classes of the next core; NULL: any */
 static uint32_t rows_max;	/* query_rows_max of the next core; 0: the default */
 static uint32_t queries_rate;	/* queries_per_second (burst 2) of the next; 0: default */
 static uint32_t fills_kept;	/* fills_recent_max of the next core; 0: the default */
-static bool queries_free;	/* queries_per_second 0 (no limit) in the next core */
+static bool queries_free;	/* no query limit (per account or shared) in the next core */
+static uint32_t qrows_rate;	/* query_rows_per_second of the next; 0: default */
+static uint32_t qrows_burst;	/* and its burst */
 static bool leases_on;		/* the next core has leases (a small lease book) */
 static uint32_t lease_rate;	/* lease_requests_per_second of the next; 0: default */
 static uint32_t lease_burst;	/* and its burst */
@@ -67,7 +69,11 @@ static struct srv_core *sized_core(uint32_t orders)
 		cfg.queries_burst = 2;
 	}
 	if (queries_free)
-		cfg.queries_per_second = 0;
+		cfg.queries_per_second = cfg.query_rows_per_second = 0;
+	if (qrows_rate) {
+		cfg.query_rows_per_second = qrows_rate;
+		cfg.query_rows_burst = qrows_burst;
+	}
 	cfg.leases = leases_on;
 	cfg.lease.hosts_max = 16;
 	cfg.lease.leases_max = 64;
@@ -127,7 +133,7 @@ static void teardown(void)
 	classes_cfg = NULL;
 	rows_max = queries_rate = fills_kept = 0;
 	queries_free = leases_on = false;
-	lease_rate = lease_burst = 0;
+	lease_rate = lease_burst = qrows_rate = qrows_burst = 0;
 }
 
 static struct srv_request order(uint32_t account, uint64_t coid, int side, int64_t price,
@@ -753,6 +759,54 @@ START_TEST(queries_are_rate_limited)
 	/* The operator's are not limited. */
 	for (int k = 0; k < 10; k++)
 		ck_assert_int_eq(reason_at(3, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE, t), 0);
+}
+END_TEST
+
+/* query_rows_per_second: one bucket of rows for all participants' queries; a query is
+ * answered while it holds SRV_QUERY_ROWS_BASE rows, and then costs that many more than
+ * the rows it answered, going below empty if need be. The operator's are not counted,
+ * orders never. */
+START_TEST(query_rows_are_shared)
+{
+	teardown();
+	qrows_rate = 1000;
+	qrows_burst = 100;
+	setup();
+	ck_assert_int_eq(SRV_QUERY_ROWS_BASE, 32);
+	const uint32_t orders = GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS,
+		       balance = GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE;
+	for (uint64_t id = 1; id <= 10; id++) {
+		struct srv_request r =
+			order(1, id, GRIDEX__V1__SIDE__BUY, 1000000 + (int64_t)id, 1);
+		handle(&r);
+		ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	}
+	int64_t t = NOW + 1000;			      /* full: 100 rows */
+	ck_assert_int_eq(reason_at(1, orders, t), 0); /* 10 rows: 100 - 42 = 58 */
+	ck_assert_uint_eq(out.n_rows, 10);
+	ck_assert_int_eq(reason_at(2, orders, t), 0); /* no rows: 26 */
+	ck_assert_uint_eq(out.n_rows, 0);
+	ck_assert_int_eq(reason_at(2, orders, t), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(1, balance, t), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	/* not the operator's queries, nor orders */
+	for (int k = 0; k < 10; k++)
+		ck_assert_int_eq(reason_at(3, orders, t), 0);
+	struct srv_request r = order(1, 11, GRIDEX__V1__SIDE__BUY, 1000000, 1);
+	r.expires_at_ms = t + 1000;
+	ck_assert_int_eq(srv_core_handle(core, &r, t, &out), SRV_CORE_OK);
+	ck_assert_int_eq(out.reports[0].kind, SRV_REPORT_ACK);
+	/* a row a millisecond: 31 rows at t + 5, 32 at t + 6 */
+	ck_assert_int_eq(reason_at(2, orders, t + 5), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(2, orders, t + 6), 0); /* 0 */
+	/* a query with more rows than are left is answered, and the bucket owes them */
+	ck_assert_int_eq(reason_at(1, orders, t + 38), 0); /* 11 rows: 32 - 43 = -11 */
+	ck_assert_uint_eq(out.n_rows, 11);
+	ck_assert_int_eq(reason_at(2, orders, t + 80), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	ck_assert_int_eq(reason_at(2, orders, t + 81), 0);
+	/* idle, it fills up to its burst and no further: 100 rows, two queries of 11 */
+	ck_assert_int_eq(reason_at(1, orders, t + 60000), 0);
+	ck_assert_int_eq(reason_at(1, orders, t + 60000), 0);
+	ck_assert_int_eq(reason_at(2, orders, t + 60000), GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
 }
 END_TEST
 
@@ -1488,6 +1542,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, queries_say_when_they_are_cut);
 	tcase_add_test(tc, queries_come_in_pages);
 	tcase_add_test(tc, queries_are_rate_limited);
+	tcase_add_test(tc, query_rows_are_shared);
 	tcase_add_test(tc, lease_requests_are_rate_limited);
 	tcase_add_test(tc, lease_requests_without_leases_take_no_token);
 	tcase_add_test(tc, fills_query_reads_the_accounts_own);

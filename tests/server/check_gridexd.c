@@ -257,9 +257,13 @@ static int threads_named(pid_t pid, const char *name)
 START_TEST(sequence_follows_arrival_order)
 {
 	stop_all();
-	static const char *const four[] = {"--maker-bps=10",	     "--taker-bps=20",
-					   "--verifier-threads=4",   "--orders-per-second=0",
-					   "--queries-per-second=0", NULL};
+	static const char *const four[] = {"--maker-bps=10",
+					   "--taker-bps=20",
+					   "--verifier-threads=4",
+					   "--orders-per-second=0",
+					   "--queries-per-second=0",
+					   "--query-rows-per-second=0",
+					   NULL};
 	tserver_forget_journal(&srv); /* other core settings: a new journal */
 	tserver_start(&srv, four);
 	connect_all();
@@ -533,6 +537,26 @@ START_TEST(order_rate_limit)
 	for (int i = 0; i < 5; i++)
 		gridex__v1__query_result__free_unpacked(
 			query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
+	/* query_rows_per_second: one bucket for every participant's queries. 63 rows hold
+	 * one balance query (32 rows, and none answered) and not two; the operator's are
+	 * not counted. */
+	stop_all();
+	static const char *const shared[] = {"--orders-per-second=1",  "--orders-burst=3",
+					     "--queries-per-second=0", "--query-rows-per-second=1",
+					     "--query-rows-burst=63",  NULL};
+	tserver_start(&srv, shared);
+	connect_all();
+	q.nonce = 0;
+	q.expires_at_ms = 0;
+	ck_assert_int_eq(tclient_answer(&seller, tclient_send(&seller, &q, seller.sk)), 0);
+	q.nonce = 0;
+	q.account = 0; /* the buyer's own */
+	q.expires_at_ms = 0;
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)),
+			 GRIDEX__V1__REJECT_REASON__RATE_LIMITED);
+	for (int i = 0; i < 5; i++)
+		gridex__v1__query_result__free_unpacked(
+			query(&op, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE), NULL);
 }
 END_TEST
 

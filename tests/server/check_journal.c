@@ -240,7 +240,7 @@ static struct srv_core *new_core(void)
 	cfg.operator_account = 7;
 	cfg.fills_recent_max = 64; /* the ring of recent fills wraps */
 	/* Query-rate buckets are not in snapshots: a restored core starts them full. */
-	cfg.queries_per_second = 0;
+	cfg.queries_per_second = cfg.query_rows_per_second = 0;
 	struct srv_core *c;
 	ck_assert_int_eq(srv_core_create(&cfg, &c), SRV_CORE_OK);
 	return c;
