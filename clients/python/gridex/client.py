@@ -582,7 +582,8 @@ class Client:
         """Every page of an answer, first to last: ask(cursor) sends the query
         (for example lambda c: client.query_orders(cursor=c)), first with 0,
         then with each page's next. Each page counts against the account's
-        queries_per_second; a refusal raises Rejected."""
+        queries_per_second and the shared query_rows_per_second; a refusal
+        raises Rejected."""
         cursor = 0
         while True:
             page = self.query(ask(cursor), timeout)
