@@ -735,8 +735,6 @@ static void due_push(struct srv_leases *l, const struct lease *x)
 	}
 }
 
-/* Moves entry i down to its place below. */
-
 static void set_state(struct srv_leases *l, struct lease *x, uint8_t state)
 {
 	l->counts[x->v.state]--;

@@ -65,7 +65,7 @@ struct call {
 	char host[SRV_ACCOUNT_NAME_BYTES_MAX + 1]; /* "" for a reconcile */
 	bool status;				   /* of a watch, else of a work */
 	uint64_t no;				   /* the work's or watch's */
-	uint32_t slot;				   /* the watch's */
+	uint32_t slot;				   /* the watch's, or the work's place */
 	uint64_t lease_id;
 	uint32_t attempt;
 	const char *op;
@@ -105,7 +105,6 @@ struct srv_provision {
 	pthread_cond_t cond;
 	struct job_block *filling;	     /* the core's own */
 	struct job_block *in_head, *in_tail; /* core -> dispatcher, oldest first */
-	size_t n_in;			     /* jobs in them */
 	struct job_block *spare;	     /* emptied by the dispatcher, for the core */
 	size_t n_spare;
 	struct srv_lease_event *events; /* dispatcher -> journal */
@@ -175,7 +174,6 @@ static void hand_over(struct srv_provision *p)
 	else
 		p->in_head = b;
 	p->in_tail = b;
-	p->n_in += b->n;
 	p->filling = NULL;
 	pthread_cond_signal(&p->cond);
 }
@@ -199,6 +197,7 @@ struct srv_hookjob *srv_provision_job(struct srv *s)
 			abort();
 		}
 		b->n = 0;
+		b->next = NULL; /* a spare one still names the next spare */
 		p->filling = b;
 	}
 	return &p->filling->jobs[p->filling->n++];
@@ -212,6 +211,15 @@ void srv_provision_flush(struct srv *s)
 	pthread_mutex_lock(&p->lock);
 	hand_over(p);
 	pthread_mutex_unlock(&p->lock);
+}
+
+/* The jobs in a list of blocks. */
+static size_t jobs_in(const struct job_block *b)
+{
+	size_t n = 0;
+	for (; b; b = b->next)
+		n += b->n;
+	return n;
 }
 
 /* Frees a list of blocks and the RECONCILE lists of their jobs. */
@@ -791,7 +799,6 @@ static void *provision_main(void *arg)
 		bool stop = p->stop;
 		struct job_block *in = p->in_head;
 		p->in_head = p->in_tail = NULL;
-		p->n_in = 0;
 		pthread_mutex_unlock(&p->lock);
 		/* The new jobs came first: a start whose stop came with them is not watched. */
 		if (in) {
@@ -951,10 +958,9 @@ void srv_provision_stop(struct srv *s)
 	pthread_join(p->thread, NULL);
 	for (size_t i = 0; i < p->n_calls; i++)
 		pthread_join(p->callers[i].thread, NULL);
-	size_t filling = p->filling ? p->filling->n : 0;
-	if (p->n_live > 0 || p->n_in > 0 || filling > 0)
-		srv_log(SRV_LOG_INFO, "hook calls left for the next start", "pending=%zu",
-			p->n_live + p->n_in + filling);
+	size_t left = p->n_live + jobs_in(p->filling) + jobs_in(p->in_head);
+	if (left > 0)
+		srv_log(SRV_LOG_INFO, "hook calls left for the next start", "pending=%zu", left);
 	s->prov = NULL;
 	provision_free(p);
 }
