@@ -196,15 +196,29 @@ static pid_t spawn(const char *path, const char *op, int in, int out, int err, i
 int srv_hook_call(const char *path, const char *op, const json_t *request,
 		  const struct srv_hook_limits *lim, struct srv_hook_result *r)
 {
+	char *req = json_dumps(request, JSON_COMPACT);
+	if (req == NULL) {
+		*r = (struct srv_hook_result){.exit_status = -1};
+		outcome(r, SRV_HOOK_SPAWN, true, "spawn",
+			"cannot prepare the call: request not serializable");
+		return r->outcome;
+	}
+	int out = srv_hook_call_text(path, op, req, strlen(req), lim, r);
+	free(req);
+	return out;
+}
+
+int srv_hook_call_text(const char *path, const char *op, const char *req, size_t req_len,
+		       const struct srv_hook_limits *lim, struct srv_hook_result *r)
+{
 	*r = (struct srv_hook_result){.exit_status = -1};
 	int64_t t0 = mono_ms();
-	char *req = json_dumps(request, JSON_COMPACT);
 	int p_in[2] = {-1, -1}, p_out[2] = {-1, -1}, p_err[2] = {-1, -1};
 	char *res = NULL;
-	if (req == NULL || pipe2(p_in, O_CLOEXEC) != 0 || pipe2(p_out, O_CLOEXEC) != 0 ||
+	if (pipe2(p_in, O_CLOEXEC) != 0 || pipe2(p_out, O_CLOEXEC) != 0 ||
 	    pipe2(p_err, O_CLOEXEC) != 0) {
 		outcome(r, SRV_HOOK_SPAWN, true, "spawn", "cannot prepare the call: %s",
-			req ? strerror(errno) : "request not serializable");
+			strerror(errno));
 		goto out;
 	}
 	int error;
@@ -221,7 +235,7 @@ int srv_hook_call(const char *path, const char *op, const json_t *request,
 		int fd = i == 0 ? p_in[1] : i == 1 ? p_out[0] : p_err[0];
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	}
-	size_t req_len = strlen(req), req_off = 0, res_len = 0;
+	size_t req_off = 0, res_len = 0;
 	res = malloc(lim->stdout_bytes_max + 1);
 	r->log = malloc(lim->stderr_bytes_max + 1);
 	int64_t deadline = t0 + lim->timeout_ms;
@@ -318,7 +332,6 @@ out:
 	close_fd(&p_out[1]);
 	close_fd(&p_err[0]);
 	close_fd(&p_err[1]);
-	free(req);
 	free(res);
 	r->elapsed_ms = mono_ms() - t0;
 	return r->outcome;

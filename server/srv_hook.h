@@ -61,6 +61,9 @@ void srv_hook_limits_default(struct srv_hook_limits *l);
  */
 int srv_hook_call(const char *path, const char *op, const json_t *request,
 		  const struct srv_hook_limits *limits, struct srv_hook_result *out);
+/* The same with the request already serialized: req_len bytes of req. */
+int srv_hook_call_text(const char *path, const char *op, const char *req, size_t req_len,
+		       const struct srv_hook_limits *limits, struct srv_hook_result *out);
 void srv_hook_result_free(struct srv_hook_result *r);
 
 /*

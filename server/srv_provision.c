@@ -49,10 +49,17 @@ struct work {
 };
 
 /* A running lease whose status is asked: a slot of a table that keeps its place (the
- * call in flight names it), found by lease id through by_lease, due through the heap. */
+ * call in flight names it), found by lease id through by_lease, due through the heap.
+ * It keeps what its calls need, not the start job (about 2 KB): the status request,
+ * serialized once when the lease started running (the same each time: attempt 1), and
+ * what the dispatcher reads of the lease. */
 struct watch {
-	struct srv_hookjob job; /* the start job of a running lease */
-	uint64_t no;		/* 0: the slot is free */
+	uint64_t no; /* 0: the slot is free */
+	uint64_t lease_id;
+	int64_t end_ms;
+	char *req; /* the status request, compact JSON (malloc'ed) */
+	size_t req_len;
+	char host[SRV_ACCOUNT_NAME_BYTES_MAX + 1];
 };
 
 /* One hook call: the dispatcher fills it in (READY), its caller thread makes it
@@ -69,7 +76,9 @@ struct call {
 	uint64_t lease_id;
 	uint32_t attempt;
 	const char *op;
-	json_t *req;
+	json_t *req; /* a job's request, or NULL */
+	char *text;  /* a status call's request, serialized (malloc'ed), or NULL */
+	size_t text_len;
 	int outcome;
 	struct srv_hook_result res;
 };
@@ -91,6 +100,9 @@ struct caller {
  * thousands of leases start at once the core writes into pages already in memory. */
 #define JOB_BLOCK	 64
 #define SPARE_BLOCKS_MAX 32 /* blocks kept for reuse (about 4 MB): their pages stay in */
+
+/* The job list's places kept while it is empty (about 2 MB); a longer list is freed. */
+#define WORK_KEPT 1024
 
 struct job_block {
 	struct job_block *next;
@@ -302,11 +314,12 @@ static int64_t backoff(const struct srv *s, uint32_t attempt)
  * any) and counts it. A status call answered "running" changes nothing and is logged at
  * debug: at 100,000 running leases asked once a minute, info would get 1,667 such lines
  * a second. */
-static int call(struct srv_provision *p, const char *op, const json_t *req, uint64_t lease_id,
-		uint32_t attempt, struct srv_hook_result *res)
+static int call(struct srv_provision *p, const char *op, const json_t *req, const char *req_text,
+		size_t req_len, uint64_t lease_id, uint32_t attempt, struct srv_hook_result *res)
 {
 	struct srv *s = p->s;
-	int out = srv_hook_call(s->cfg.hook, op, req, &p->limits, res);
+	int out = req_text ? srv_hook_call_text(s->cfg.hook, op, req_text, req_len, &p->limits, res)
+			   : srv_hook_call(s->cfg.hook, op, req, &p->limits, res);
 	atomic_fetch_add(&s->m.hook_calls[out], 1);
 	char id[24];
 	lease_name(lease_id, id);
@@ -364,8 +377,10 @@ static void watch_due(struct srv_provision *p, uint32_t slot)
 /* Frees a watch's slot (a call in flight for it finds another number there). */
 static void unwatch_slot(struct srv_provision *p, uint32_t slot)
 {
-	srv_idmap_del(&p->by_lease, p->watch[slot].job.lease_id);
+	srv_idmap_del(&p->by_lease, p->watch[slot].lease_id);
 	p->watch[slot].no = 0;
+	free(p->watch[slot].req);
+	p->watch[slot].req = NULL;
 	p->free_slots = grow(p->free_slots, &p->cap_free, p->n_free + 1, sizeof(*p->free_slots));
 	p->free_slots[p->n_free++] = slot;
 }
@@ -377,7 +392,9 @@ static void unwatch(struct srv_provision *p, uint64_t lease_id)
 		unwatch_slot(p, slot);
 }
 
-static void watch_add(struct srv_provision *p, const struct srv_hookjob *j)
+/* Watches the lease of a start job that succeeded; req: that start's request (the
+ * call's, done with: it becomes the status request). */
+static void watch_add(struct srv_provision *p, const struct srv_hookjob *j, json_t *req)
 {
 	unwatch(p, j->lease_id);
 	uint32_t slot;
@@ -387,11 +404,21 @@ static void watch_add(struct srv_provision *p, const struct srv_hookjob *j)
 		p->watch = grow(p->watch, &p->cap_watch, p->n_watch + 1, sizeof(*p->watch));
 		slot = (uint32_t)p->n_watch++;
 	}
-	if (!srv_idmap_put(&p->by_lease, j->lease_id, slot)) {
+	char *text = NULL;
+	if (json_object_set_new(req, "op", json_string("status")) == 0 &&
+	    json_object_set_new(req, "attempt", json_integer(1)) == 0)
+		text = json_dumps(req, JSON_COMPACT);
+	if (text == NULL || !srv_idmap_put(&p->by_lease, j->lease_id, slot)) {
 		srv_log(SRV_LOG_ERROR, "hook dispatcher out of memory", NULL);
 		abort();
 	}
-	p->watch[slot] = (struct watch){.job = *j, .no = p->next_no++};
+	struct watch *wt = &p->watch[slot];
+	*wt = (struct watch){.no = p->next_no++,
+			     .lease_id = j->lease_id,
+			     .end_ms = j->end_ms,
+			     .req = text,
+			     .req_len = strlen(text)};
+	memcpy(wt->host, j->host, sizeof(wt->host));
 	watch_due(p, slot);
 }
 
@@ -469,6 +496,13 @@ static void work_trim(struct srv_provision *p)
 		p->work_head++;
 	if (p->work_head == p->n_work) {
 		p->n_work = p->work_head = p->n_gone = 0;
+		/* An hour's start may have grown the list to thousands of jobs (2 KB each):
+		 * once it is empty, its pages go back. */
+		if (p->cap_work > WORK_KEPT) {
+			free(p->work);
+			p->work = NULL;
+			p->cap_work = 0;
+		}
 		return;
 	}
 	if (p->n_gone < 64 || 2 * p->n_gone < p->n_work)
@@ -505,7 +539,8 @@ static json_t *job_request(const struct srv *s, const struct work *w)
 }
 
 /* What a job's call came to: done (it leaves the list), or retried after a pause. */
-static void job_done(struct srv_provision *p, size_t i, int out, const struct srv_hook_result *res)
+static void job_done(struct srv_provision *p, size_t i, int out, const struct srv_hook_result *res,
+		     json_t *req)
 {
 	struct srv *s = p->s;
 	struct work *w = &p->work[i];
@@ -516,7 +551,7 @@ static void job_done(struct srv_provision *p, size_t i, int out, const struct sr
 	if (j->kind == SRV_HJ_START && out == SRV_HOOK_OK) {
 		post(p, j->lease_id, SRV_LEV_STARTED, "");
 		if (!stop_waits(p, j->lease_id))
-			watch_add(p, j);
+			watch_add(p, j, req);
 	} else if (j->kind == SRV_HJ_START && final) {
 		post(p, j->lease_id, SRV_LEV_FAILED, res->code);
 		done = true;
@@ -552,13 +587,13 @@ static void status_done(struct srv_provision *p, uint32_t slot, int out,
 	struct watch *wt = &p->watch[slot];
 	const char *state =
 		out == SRV_HOOK_OK ? json_string_value(json_object_get(res->json, "state")) : NULL;
-	if (state && strcmp(state, "running") != 0 && srv_now_ms() < wt->job.end_ms) {
+	if (state && strcmp(state, "running") != 0 && srv_now_ms() < wt->end_ms) {
 		char code[32];
 		snprintf(code, sizeof(code), "ended_%s", state);
 		for (char *c = code; *c; c++)
 			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
 				*c = '_';
-		post(p, wt->job.lease_id, SRV_LEV_STOPPED, code);
+		post(p, wt->lease_id, SRV_LEV_STOPPED, code);
 		unwatch_slot(p, slot);
 		return;
 	}
@@ -573,11 +608,13 @@ static void call_done(struct srv_provision *p, struct call *c)
 		if (p->watch[c->slot].no == c->no)
 			status_done(p, c->slot, c->outcome, &c->res);
 	} else if (c->slot < p->n_work && !p->work[c->slot].gone && p->work[c->slot].no == c->no) {
-		job_done(p, c->slot, c->outcome, &c->res);
+		job_done(p, c->slot, c->outcome, &c->res, c->req);
 	}
 	json_decref(c->req);
+	free(c->text);
 	srv_hook_result_free(&c->res);
 	c->req = NULL;
+	c->text = NULL;
 	p->n_running--;
 }
 
@@ -617,7 +654,7 @@ static void busy_clear(struct srv_provision *p)
 /* Hands a call to a free caller; NULL when none is free. */
 static struct call *give(struct srv_provision *p, const char *host, bool status, uint64_t no,
 			 uint32_t slot, uint64_t lease_id, uint32_t attempt, const char *op,
-			 json_t *req)
+			 json_t *req, char *text, size_t text_len)
 {
 	for (size_t i = 0; i < p->n_calls; i++) {
 		struct call *c = &p->calls[i];
@@ -632,6 +669,8 @@ static struct call *give(struct srv_provision *p, const char *host, bool status,
 		c->attempt = attempt;
 		c->op = op;
 		c->req = req;
+		c->text = text;
+		c->text_len = text_len;
 		pthread_mutex_lock(&p->lock);
 		c->state = CALL_READY;
 		pthread_cond_broadcast(&p->call_cond);
@@ -693,7 +732,7 @@ static int64_t schedule(struct srv_provision *p)
 			continue;
 		}
 		struct call *c = give(p, w->job.host, false, w->no, (uint32_t)i, w->job.lease_id,
-				      w->attempt, op_of(&w->job), req);
+				      w->attempt, op_of(&w->job), req, NULL, 0);
 		if (c == NULL) {
 			json_decref(req);
 			break;
@@ -710,20 +749,23 @@ static int64_t schedule(struct srv_provision *p)
 	while (!full && p->n_running < p->n_calls && watch_first(p) <= now) {
 		struct srv_due d = srv_dues_pop(&p->due);
 		struct watch *wt = &p->watch[d.of.slot];
-		if (srv_now_ms() >= wt->job.end_ms) {
+		if (srv_now_ms() >= wt->end_ms) {
 			unwatch_slot(p, d.of.slot); /* the core stops it at its end */
 			continue;
 		}
 		p->held = grow(p->held, &p->cap_held, n_held + 1, sizeof(*p->held));
 		p->held[n_held++] = d;
-		if (is_busy(p, wt->job.host))
+		if (is_busy(p, wt->host))
 			continue;
-		if (!busy_add(p, wt->job.host))
+		if (!busy_add(p, wt->host))
 			break;
-		json_t *req = lease_request(s, &wt->job, "status", 1);
-		if (req == NULL || give(p, wt->job.host, true, wt->no, d.of.slot, wt->job.lease_id,
-					1, "status", req) == NULL) {
-			json_decref(req);
+		/* The call gets its own copy: the watch may go while the call is in flight. */
+		char *text = malloc(wt->req_len + 1);
+		if (text != NULL)
+			memcpy(text, wt->req, wt->req_len + 1);
+		if (text == NULL || give(p, wt->host, true, wt->no, d.of.slot, wt->lease_id, 1,
+					 "status", NULL, text, wt->req_len) == NULL) {
+			free(text);
 			break;
 		}
 		n_held--; /* in flight: its next entry comes with its result */
@@ -753,7 +795,8 @@ static void *caller_main(void *arg)
 		}
 		c->state = CALL_RUNNING;
 		pthread_mutex_unlock(&p->lock);
-		c->outcome = call(p, c->op, c->req, c->lease_id, c->attempt, &c->res);
+		c->outcome = call(p, c->op, c->req, c->text, c->text_len, c->lease_id, c->attempt,
+				  &c->res);
 		pthread_mutex_lock(&p->lock);
 		c->state = CALL_DONE;
 		pthread_cond_signal(&p->cond);
@@ -856,6 +899,7 @@ static void *provision_main(void *arg)
 			call_done(p, c);
 		else if (c->state == CALL_DONE) {
 			json_decref(c->req);
+			free(c->text);
 			p->n_running--;
 		}
 		c->state = CALL_FREE;
@@ -874,6 +918,8 @@ static void provision_free(struct srv_provision *p)
 		free(p->work[i].job.leases); /* NULL once gone */
 	free(p->events);
 	free(p->work);
+	for (size_t i = 0; i < p->n_watch; i++)
+		free(p->watch[i].req); /* NULL once free */
 	free(p->watch);
 	free(p->free_slots);
 	srv_idmap_free(&p->by_lease);

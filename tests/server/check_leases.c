@@ -13,6 +13,7 @@
  * Hook calls for different hosts run at once, one host's one after another.
  * Windows last seconds here (delivery_period_ms, delivery_shift_ms).
  */
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,12 +124,14 @@ static void setup_agent(void)
 	write_file("hook", text, 0755);
 	/* A hook that misbehaves as the file "mode" says (ok, garbage, crash, hang, forge: a
 	 * failure whose message holds a quote and a line of its own), logs each call with its
-	 * lease and attempt, and answers status from "status". */
+	 * lease and attempt, keeps its last request of each op and lease (req.OP.LEASE), and
+	 * answers status from "status". */
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nreq=$(cat)\nid=$(echo \"$req\" | sed -n "
 		 "'s/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
 		 "at=$(echo \"$req\" | sed -n 's/.*\"attempt\":\\([0-9]*\\).*/\\1/p')\n"
-		 "echo \"$1 $id $at\" >> %s/calls\nmode=$(cat %s/mode 2>/dev/null || echo ok)\n"
+		 "echo \"$1 $id $at\" >> %s/calls\nprintf '%%s' \"$req\" > %s/req.$1.$id\n"
+		 "mode=$(cat %s/mode 2>/dev/null || echo ok)\n"
 		 "if [ \"$1\" = start ]; then case $mode in\n"
 		 " garbage) echo 'not json'; exit 0;;\n crash) kill -9 $$;;\n"
 		 " forge) echo hook-stderr >&2; printf '%%s' '{\"version\":1,\"ok\":false,"
@@ -139,7 +142,7 @@ static void setup_agent(void)
 		 "running)\n"
 		 "printf '{\"version\":1,\"ok\":true,\"lease_id\":\"%%s\",\"state\":\"%%s\"}' "
 		 "\"$id\" \"$st\"\n",
-		 dir, dir, dir);
+		 dir, dir, dir, dir);
 	write_file("badhook", text, 0755);
 	/* A hook whose starts take their time: each marks its host busy (a second call for
 	 * the same host at once is logged "overlap"), logs "begin", and waits for a second
@@ -610,6 +613,17 @@ START_TEST(restart_between_recorded_and_called_calls_again)
 }
 END_TEST
 
+/* A request the hook kept (req.OP.LEASE), parsed. */
+static json_t *load_request(const char *name)
+{
+	const char *text = read_file(name);
+	ck_assert_msg(text != NULL, "no %s", name);
+	json_error_t e;
+	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &e);
+	ck_assert_msg(j != NULL, "%s: %s", name, e.text);
+	return j;
+}
+
 START_TEST(ended_early_is_refunded_for_the_rest)
 {
 	write_file("mode", "ok\n", 0644);
@@ -626,6 +640,25 @@ START_TEST(ended_early_is_refunded_for_the_rest)
 	ck_assert_int_eq((int)l->reason.len, 12);
 	ck_assert_mem_eq(l->reason.data, "ended_failed", 12);
 	ck_assert_int_lt(l->ended_ms, l->end_ms);
+	/* a status request is the lease's start request but for its op and attempt: the
+	 * host's devices and the buyer's workload included */
+	json_t *start = load_request("req.start.L-000000000001");
+	json_t *status = load_request("req.status.L-000000000001");
+	ck_assert_str_eq(json_string_value(json_object_get(status, "op")), "status");
+	ck_assert_int_eq(json_integer_value(json_object_get(status, "attempt")), 1);
+	json_t *want = json_pack("{s:[s], s:{s:[s]}}", "devices", "GPU-aaaa", "workload", "command",
+				 "/bin/true");
+	ck_assert(json_equal(json_object_get(status, "devices"), json_object_get(want, "devices")));
+	ck_assert(
+		json_equal(json_object_get(status, "workload"), json_object_get(want, "workload")));
+	json_object_set_new(start, "op", json_string("status"));
+	json_object_set_new(start, "attempt", json_integer(1));
+	char *text = json_dumps(status, JSON_COMPACT);
+	ck_assert_msg(json_equal(start, status), "status request %s", text);
+	free(text);
+	json_decref(want);
+	json_decref(start);
+	json_decref(status);
 	int64_t used = l->ended_ms - l->running_ms;
 	gridex__v1__lease__free_unpacked(l, NULL);
 	wait_settled(1);
