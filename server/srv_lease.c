@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "srv_dues.h"
+#include "srv_idmap.h"
 #include "srv_snapshot.h"
 #include "srv_tindex.h"
 
@@ -41,9 +42,10 @@ struct lease {
 	int64_t first_hour, last_hour; /* product hours (period starts) it covers */
 	struct part *parts;
 	uint32_t n_parts, cap_parts;
-	uint32_t host_slot;	   /* in its host's list */
-	struct lease *next_ending; /* the next lease of its host whose last hour is its own */
-	bool gone;		   /* ended: freed when live[] is compacted */
+	uint32_t host_slot;	       /* in its host's list */
+	struct lease *next_ending;     /* the next lease of its host whose last hour is its own */
+	struct lease *b_prev, *b_next; /* the buyer's leases of the same last hour (by_buyer) */
+	bool gone;		       /* ended: freed when live[] is compacted */
 };
 
 /*
@@ -56,6 +58,13 @@ struct hour_entry {
 	uint32_t host;	      /* NO_HOST: an empty slot */
 	uint32_t taken;	      /* devices */
 	struct lease *ending; /* through lease.next_ending */
+};
+
+/* A table of hour entries: open addressing with linear probing, at most half full; an
+ * entry is removed (the run after it shifted back) once it holds nothing. */
+struct hour_table {
+	struct hour_entry *e;
+	size_t mask, n;
 };
 
 /* The live leases of one host (any order): whether a withdrawn host still holds its
@@ -111,10 +120,22 @@ struct srv_leases {
 	struct srv_dues dues; /* key: the lease id; of.ptr: the lease */
 	uint64_t counts[7];   /* live leases by state */
 	uint32_t *occ;	      /* per host: devices taken in the hour being filled */
+	uint64_t *occ_fill;   /* per host: the fill (fill_no) occ was read for */
+	uint64_t fill_no;
 	/* The hours index: open addressing with linear probing, at most half full;
 	 * an entry is removed (the run after it shifted back) once it holds nothing. */
-	struct hour_entry *hours;
-	size_t hours_mask, n_hours;
+	struct hour_table hours;
+	/* What spares a fill a look at every host of its seller. by_buyer: the same table
+	 * keyed by buyer, each entry the head of its leases whose last hour it is (through
+	 * b_next: the leases a fill of the next hour may extend). free_from: by (seller,
+	 * class, hour), how many of the seller's first hosts (by_seller) have no free
+	 * device of that class in that hour (another class, withdrawn, or all devices
+	 * taken); a fill starts looking after them. Devices only get taken between two
+	 * fills, except when a lease ends or a host comes (back): then free_stale is set,
+	 * and the next fill forgets free_from first. */
+	struct hour_table by_buyer;
+	struct srv_idmap free_from;
+	bool free_stale;
 	struct lease **cand;
 	size_t cap_cand;
 	/* results of the current call */
@@ -205,6 +226,7 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	l->hosts = calloc(cfg->hosts_max, sizeof(*l->hosts));
 	l->on_host = calloc(cfg->hosts_max, sizeof(*l->on_host));
 	l->occ = calloc(cfg->hosts_max, sizeof(*l->occ));
+	l->occ_fill = calloc(cfg->hosts_max, sizeof(*l->occ_fill));
 	l->named = calloc(cfg->hosts_max, sizeof(*l->named));
 	l->by_seller = calloc(cfg->hosts_max, sizeof(*l->by_seller));
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
@@ -212,8 +234,8 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	bool indexed = srv_tindex_init(&l->names, cfg->hosts_max, name_text, l) &&
 		       srv_tindex_init(&l->devices, (uint64_t)cfg->hosts_max * SRV_HOST_DEVICES_MAX,
 				       device_text, l);
-	if (!l->hosts || !l->on_host || !l->occ || !l->named || !l->by_seller || !l->ended ||
-	    !indexed) {
+	if (!l->hosts || !l->on_host || !l->occ || !l->occ_fill || !l->named || !l->by_seller ||
+	    !l->ended || !indexed) {
 		srv_leases_destroy(l);
 		return SRV_LEASE_NOMEM;
 	}
@@ -240,7 +262,10 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->hosts);
 	free(l->on_host);
 	free(l->occ);
-	free(l->hours);
+	free(l->hours.e);
+	free(l->by_buyer.e);
+	srv_idmap_free(&l->free_from);
+	free(l->occ_fill);
 	srv_dues_free(&l->dues);
 	free(l->named);
 	free(l->by_seller);
@@ -285,12 +310,12 @@ static size_t hour_hash(uint32_t host, int64_t hour)
 	return (size_t)k;
 }
 
-static struct hour_entry *hour_find(const struct srv_leases *l, uint32_t host, int64_t hour)
+static struct hour_entry *hour_find(const struct hour_table *t, uint32_t host, int64_t hour)
 {
-	if (l->hours == NULL)
+	if (t->e == NULL)
 		return NULL;
-	for (size_t i = hour_hash(host, hour) & l->hours_mask;; i = (i + 1) & l->hours_mask) {
-		struct hour_entry *e = &l->hours[i];
+	for (size_t i = hour_hash(host, hour) & t->mask;; i = (i + 1) & t->mask) {
+		struct hour_entry *e = &t->e[i];
 		if (e->host == NO_HOST)
 			return NULL;
 		if (e->host == host && e->hour == hour)
@@ -308,13 +333,13 @@ static struct hour_entry *hour_place(struct hour_entry *t, size_t mask, const st
 }
 
 /* The entry of host in hour, made empty when there is none (never NULL). */
-static struct hour_entry *hour_get(struct srv_leases *l, uint32_t host, int64_t hour)
+static struct hour_entry *hour_get(struct hour_table *ht, uint32_t host, int64_t hour)
 {
-	struct hour_entry *e = hour_find(l, host, hour);
+	struct hour_entry *e = hour_find(ht, host, hour);
 	if (e != NULL)
 		return e;
-	size_t cap = l->hours ? l->hours_mask + 1 : 0;
-	if (2 * (l->n_hours + 1) > cap) {
+	size_t cap = ht->e ? ht->mask + 1 : 0;
+	if (2 * (ht->n + 1) > cap) {
 		size_t n = cap ? cap * 2 : 256;
 		struct hour_entry *t = malloc(n * sizeof(*t));
 		if (t == NULL) {
@@ -324,33 +349,33 @@ static struct hour_entry *hour_get(struct srv_leases *l, uint32_t host, int64_t 
 		for (size_t i = 0; i < n; i++)
 			t[i].host = NO_HOST;
 		for (size_t i = 0; i < cap; i++)
-			if (l->hours[i].host != NO_HOST)
-				hour_place(t, n - 1, &l->hours[i]);
-		free(l->hours);
-		l->hours = t;
-		l->hours_mask = n - 1;
+			if (ht->e[i].host != NO_HOST)
+				hour_place(t, n - 1, &ht->e[i]);
+		free(ht->e);
+		ht->e = t;
+		ht->mask = n - 1;
 	}
 	struct hour_entry fresh = {.hour = hour, .host = host};
-	l->n_hours++;
-	return hour_place(l->hours, l->hours_mask, &fresh);
+	ht->n++;
+	return hour_place(ht->e, ht->mask, &fresh);
 }
 
 /* Removes e when it holds nothing: the entries of its run that hash at or before the
  * gap move back into it, so that no lookup stops short of them. */
-static void hour_drop_if_empty(struct srv_leases *l, struct hour_entry *e)
+static void hour_drop_if_empty(struct hour_table *t, struct hour_entry *e)
 {
 	if (e->taken != 0 || e->ending != NULL)
 		return;
-	size_t mask = l->hours_mask, gap = (size_t)(e - l->hours);
-	l->hours[gap].host = NO_HOST;
-	l->n_hours--;
-	for (size_t j = (gap + 1) & mask; l->hours[j].host != NO_HOST; j = (j + 1) & mask) {
-		size_t home = hour_hash(l->hours[j].host, l->hours[j].hour) & mask;
+	size_t mask = t->mask, gap = (size_t)(e - t->e);
+	t->e[gap].host = NO_HOST;
+	t->n--;
+	for (size_t j = (gap + 1) & mask; t->e[j].host != NO_HOST; j = (j + 1) & mask) {
+		size_t home = hour_hash(t->e[j].host, t->e[j].hour) & mask;
 		/* j's entry stays when its home lies after the gap (cyclically): nearer j */
 		if (((j - home) & mask) < ((j - gap) & mask))
 			continue;
-		l->hours[gap] = l->hours[j];
-		l->hours[j].host = NO_HOST;
+		t->e[gap] = t->e[j];
+		t->e[j].host = NO_HOST;
 		gap = j;
 	}
 }
@@ -364,32 +389,49 @@ static int64_t hours_covered(const struct lease *x)
 /* x's devices are taken in its last hour, which it ends with. */
 static void hours_add_last(struct srv_leases *l, struct lease *x)
 {
-	struct hour_entry *e = hour_get(l, x->v.host, x->last_hour);
+	struct hour_entry *e = hour_get(&l->hours, x->v.host, x->last_hour);
 	e->taken |= x->v.devmask;
 	x->next_ending = e->ending;
 	e->ending = x;
+	struct hour_entry *b = hour_get(&l->by_buyer, x->v.buyer, x->last_hour);
+	x->b_prev = NULL;
+	x->b_next = b->ending;
+	if (b->ending != NULL)
+		b->ending->b_prev = x;
+	b->ending = x;
 }
 
 /* x no longer ends with its last hour (its devices stay taken then). */
 static void hours_unlink_last(struct srv_leases *l, struct lease *x)
 {
-	struct hour_entry *e = hour_get(l, x->v.host, x->last_hour); /* it has one */
+	struct hour_entry *e = hour_get(&l->hours, x->v.host, x->last_hour); /* it has one */
 	struct lease **p = &e->ending;
 	while (*p != x)
 		p = &(*p)->next_ending;
 	*p = x->next_ending;
 	x->next_ending = NULL;
+	if (x->b_next != NULL)
+		x->b_next->b_prev = x->b_prev;
+	if (x->b_prev != NULL) {
+		x->b_prev->b_next = x->b_next;
+	} else {
+		struct hour_entry *b = hour_get(&l->by_buyer, x->v.buyer, x->last_hour); /* x's */
+		b->ending = x->b_next;
+		hour_drop_if_empty(&l->by_buyer, b);
+	}
+	x->b_prev = x->b_next = NULL;
 }
 
 /* x's devices are free again in every hour it covered. */
 static void hours_remove(struct srv_leases *l, struct lease *x)
 {
+	l->free_stale = true;
 	hours_unlink_last(l, x);
 	int64_t n = hours_covered(x);
 	for (int64_t k = 0; k < n; k++) {
-		struct hour_entry *e = hour_get(l, x->v.host, x->first_hour + k * HOUR_MS);
+		struct hour_entry *e = hour_get(&l->hours, x->v.host, x->first_hour + k * HOUR_MS);
 		e->taken &= ~x->v.devmask;
-		hour_drop_if_empty(l, e);
+		hour_drop_if_empty(&l->hours, e);
 	}
 }
 
@@ -399,7 +441,7 @@ static bool hours_load(struct srv_leases *l, struct lease *x)
 {
 	int64_t n = hours_covered(x);
 	for (int64_t k = 0; k < n; k++) {
-		struct hour_entry *e = hour_get(l, x->v.host, x->first_hour + k * HOUR_MS);
+		struct hour_entry *e = hour_get(&l->hours, x->v.host, x->first_hour + k * HOUR_MS);
 		if ((e->taken & x->v.devmask) != 0)
 			return false;
 		if (k + 1 < n)
@@ -503,6 +545,7 @@ static int host_put(struct srv_leases *l, uint32_t seller, uint32_t cls, const c
 		    const struct srv_host_spec *spec, bool withdrawn, uint32_t *host, bool *added)
 {
 	*added = false;
+	l->free_stale = true; /* hosts may come, come back or move in by_seller */
 	if (seller == 0 || name[0] == '\0' || strlen(name) > SRV_ACCOUNT_NAME_BYTES_MAX ||
 	    spec->n_devices == 0 || spec->n_devices > SRV_HOST_DEVICES_MAX)
 		return SRV_LEASE_ARGS;
@@ -994,41 +1037,68 @@ static struct lease *lease_new(struct srv_leases *l)
 	return x;
 }
 
+/* The devices of host taken in the hour of the fill being made (fill_no). */
+static uint32_t *occ_of(struct srv_leases *l, uint32_t host, int64_t hour_ms)
+{
+	if (l->occ_fill[host] != l->fill_no) {
+		const struct hour_entry *e = hour_find(&l->hours, host, hour_ms);
+		l->occ[host] = e ? e->taken : 0;
+		l->occ_fill[host] = l->fill_no;
+	}
+	return &l->occ[host];
+}
+
+/* free_from's key of (seller, cls, hour), or 0 when they do not fit one. */
+static uint64_t free_key(uint32_t seller, uint32_t cls, int64_t hour_ms)
+{
+	int64_t n = hour_ms / HOUR_MS;
+	if (cls > 0xff || n <= 0 || n > 0xffffff || hour_ms % HOUR_MS != 0)
+		return 0;
+	return (uint64_t)seller << 32 | (uint64_t)cls << 24 | (uint64_t)n;
+}
+
+/* Whether host has no device free for a lease of class cls in the hour being filled. */
+static bool host_full(struct srv_leases *l, uint32_t host, uint32_t cls, int64_t hour_ms)
+{
+	const struct srv_host_view *v = &l->hosts[host];
+	if (v->cls != cls || v->withdrawn)
+		return true;
+	uint32_t all = (UINT32_C(1) << v->spec.n_devices) - 1;
+	return (*occ_of(l, host, hour_ms) & all) == all;
+}
+
 void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t cls,
 		     int64_t hour_ms, int64_t now_ms)
 {
 	int64_t ws = hour_ms + l->cfg.shift_ms, we = ws + l->cfg.period_ms;
 	struct ofill *o = fill_new(l, f);
 	int64_t left = f->qty;
-	/* The seller's hosts of this class: the devices their live leases hold in this
-	 * hour, and the buyer's scheduled leases that end with the hour before (to extend,
-	 * unless one already covers PARTS_MAX hours). */
+	l->fill_no++;
+	if (l->free_stale) {
+		srv_idmap_free(&l->free_from);
+		l->free_stale = false;
+	}
+	/* The buyer's scheduled leases on the seller's hosts of this class that end with
+	 * the hour before (to extend, unless one already covers PARTS_MAX hours). */
 	size_t n_cand = 0;
-	uint32_t first, end = seller_range(l, f->seller, &first);
-	for (uint32_t i = first; i < end; i++) {
-		uint32_t h = l->by_seller[i];
-		l->occ[h] = 0;
-		if (l->hosts[h].cls != cls || l->hosts[h].withdrawn)
-			continue;
-		const struct hour_entry *e = hour_find(l, h, hour_ms);
-		if (e != NULL)
-			l->occ[h] = e->taken;
-		e = hour_find(l, h, hour_ms - HOUR_MS);
-		for (struct lease *x = e ? e->ending : NULL; x != NULL; x = x->next_ending)
-			if (x->v.buyer == f->buyer && x->v.state == SRV_LEASE_SCHEDULED &&
-			    x->n_parts < PARTS_MAX) {
-				l->cand = grow(l->cand, &l->cap_cand, n_cand + 1, sizeof(*l->cand));
-				l->cand[n_cand++] = x;
-			}
+	const struct hour_entry *be = hour_find(&l->by_buyer, f->buyer, hour_ms - HOUR_MS);
+	for (struct lease *x = be ? be->ending : NULL; x != NULL; x = x->b_next) {
+		const struct srv_host_view *h = &l->hosts[x->v.host];
+		if (h->seller == f->seller && h->cls == cls && !h->withdrawn &&
+		    x->v.state == SRV_LEASE_SCHEDULED && x->n_parts < PARTS_MAX) {
+			l->cand = grow(l->cand, &l->cap_cand, n_cand + 1, sizeof(*l->cand));
+			l->cand[n_cand++] = x;
+		}
 	}
 	/* Oldest first: the same choice whatever order the index lists them in. */
 	if (n_cand > 1)
 		qsort(l->cand, n_cand, sizeof(*l->cand), by_id);
 	for (size_t c = 0; c < n_cand && left > 0; c++) {
 		struct lease *x = l->cand[c];
-		if (x->v.quantity > left || (l->occ[x->v.host] & x->v.devmask) != 0)
+		uint32_t *occ = occ_of(l, x->v.host, hour_ms);
+		if (x->v.quantity > left || (*occ & x->v.devmask) != 0)
 			continue;
-		l->occ[x->v.host] |= x->v.devmask;
+		*occ |= x->v.devmask;
 		hours_unlink_last(l, x);
 		x->last_hour = hour_ms;
 		hours_add_last(l, x);
@@ -1040,33 +1110,50 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		view_of(x, &v);
 		update(l, &v);
 	}
-	/* New leases, one per host with free devices, in the order of the table. */
-	for (uint32_t i = first; i < end && left > 0 && l->n_active < l->cfg.leases_max; i++) {
+	/* New leases, one per host with free devices, in the order of the table, after the
+	 * hosts free_from says are full (and so are they still: devices were only taken
+	 * since). */
+	uint32_t first, end = seller_range(l, f->seller, &first);
+	uint64_t key = free_key(f->seller, cls, hour_ms);
+	uint32_t skip = key ? srv_idmap_get(&l->free_from, key) : UINT32_MAX;
+	if (skip == UINT32_MAX || skip > end - first)
+		skip = 0;
+	bool full_so_far = true;
+	for (uint32_t i = first + skip; i < end && left > 0 && l->n_active < l->cfg.leases_max;
+	     i++) {
 		uint32_t h = l->by_seller[i];
 		const struct srv_host_view *host = &l->hosts[h];
-		if (host->cls != cls || host->withdrawn)
-			continue;
-		uint32_t mask;
-		uint32_t want = left > SRV_HOST_DEVICES_MAX ? SRV_HOST_DEVICES_MAX : (uint32_t)left;
-		uint32_t got = lowest_free(host->spec.n_devices, l->occ[h], want, &mask);
-		if (got == 0)
-			continue;
-		l->occ[h] |= mask;
-		struct lease *x = lease_new(l);
-		x->first_hour = x->last_hour = hour_ms;
-		x->v = new_view(l, f, cls, got, ws, we, SRV_LEASE_SCHEDULED);
-		x->v.host = h;
-		x->v.devmask = mask;
-		l->counts[SRV_LEASE_SCHEDULED]++;
-		host_add(l, x);
-		hours_add_last(l, x);
-		add_part(x, o, ws, we);
-		left -= got;
-		struct srv_lease_view v;
-		view_of(x, &v);
-		update(l, &v);
-		due_push(l, x);
+		uint32_t mask = 0, got = 0;
+		if (host->cls == cls && !host->withdrawn) {
+			uint32_t want =
+				left > SRV_HOST_DEVICES_MAX ? SRV_HOST_DEVICES_MAX : (uint32_t)left;
+			got = lowest_free(host->spec.n_devices, *occ_of(l, h, hour_ms), want,
+					  &mask);
+		}
+		if (got > 0) {
+			l->occ[h] |= mask;
+			struct lease *x = lease_new(l);
+			x->first_hour = x->last_hour = hour_ms;
+			x->v = new_view(l, f, cls, got, ws, we, SRV_LEASE_SCHEDULED);
+			x->v.host = h;
+			x->v.devmask = mask;
+			l->counts[SRV_LEASE_SCHEDULED]++;
+			host_add(l, x);
+			hours_add_last(l, x);
+			add_part(x, o, ws, we);
+			left -= got;
+			struct srv_lease_view v;
+			view_of(x, &v);
+			update(l, &v);
+			due_push(l, x);
+		}
+		full_so_far = full_so_far && host_full(l, h, cls, hour_ms);
+		if (full_so_far)
+			skip = i + 1 - first;
 	}
+	/* (a map out of memory only costs the next fills their look at these hosts) */
+	if (key != 0 && !srv_idmap_put(&l->free_from, key, skip))
+		srv_idmap_del(&l->free_from, key);
 	if (left > 0) {
 		/* No devices for these GPUs: a lease that ends before it begins. */
 		struct srv_lease_view v = new_view(l, f, cls, left, ws, we, SRV_LEASE_CANCELLED);
@@ -1509,16 +1596,62 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 
 /* ---------- checks (tests, fuzzing) ---------- */
 
+/* by_buyer lists exactly the live leases by buyer and last hour; each host that free_from
+ * has a fill skip has no device free in that hour for that class. */
+static const char *check_fill_indexes(const struct srv_leases *l, uint64_t live)
+{
+	uint64_t listed = 0, used = 0;
+	for (size_t i = 0; l->by_buyer.e != NULL && i <= l->by_buyer.mask; i++) {
+		const struct hour_entry *e = &l->by_buyer.e[i];
+		if (e->host == NO_HOST)
+			continue;
+		used++;
+		if (hour_find(&l->by_buyer, e->host, e->hour) != e || e->ending == NULL ||
+		    e->taken != 0)
+			return "an entry of the buyers' index is empty or not found by its key";
+		const struct lease *prev = NULL;
+		for (const struct lease *x = e->ending; x != NULL && listed <= live;
+		     prev = x, x = x->b_next, listed++)
+			if (x->gone || x->v.buyer != e->host || x->last_hour != e->hour ||
+			    x->b_prev != prev)
+				return "the buyers' index lists a lease under a buyer or hour not "
+				       "its "
+				       "own";
+	}
+	if (used != l->by_buyer.n || listed != live)
+		return "the buyers' index does not list every live lease once";
+	for (size_t i = 0; !l->free_stale && i < l->free_from.cap; i++) {
+		uint64_t key = l->free_from.e[i].id;
+		if (key == 0)
+			continue;
+		uint32_t seller = (uint32_t)(key >> 32), cls = (uint32_t)(key >> 24) & 0xff;
+		int64_t hour = (int64_t)(key & 0xffffff) * HOUR_MS;
+		uint32_t first, end = seller_range(l, seller, &first);
+		if (l->free_from.e[i].val > end - first)
+			return "the fills' skip of a seller's hosts is longer than its hosts";
+		for (uint32_t at = first; at < first + l->free_from.e[i].val; at++) {
+			const struct srv_host_view *h = &l->hosts[l->by_seller[at]];
+			const struct hour_entry *e = hour_find(&l->hours, l->by_seller[at], hour);
+			uint32_t all = (UINT32_C(1) << h->spec.n_devices) - 1;
+			if (h->cls == cls && !h->withdrawn &&
+			    (e == NULL || (e->taken & all) != all))
+				return "a fill would skip a host with a device free";
+		}
+	}
+	return NULL;
+}
+
 /* The hours index holds exactly the devices and last hours of the live leases. */
 static const char *check_hours(const struct srv_leases *l)
 {
 	uint64_t bits = 0, ending = 0, used = 0, want_bits = 0, live = 0;
-	for (size_t i = 0; l->hours != NULL && i <= l->hours_mask; i++) {
-		const struct hour_entry *e = &l->hours[i];
+	for (size_t i = 0; l->hours.e != NULL && i <= l->hours.mask; i++) {
+		const struct hour_entry *e = &l->hours.e[i];
 		if (e->host == NO_HOST)
 			continue;
 		used++;
-		if (hour_find(l, e->host, e->hour) != e || (e->taken == 0 && e->ending == NULL))
+		if (hour_find(&l->hours, e->host, e->hour) != e ||
+		    (e->taken == 0 && e->ending == NULL))
 			return "an entry of the hours index is empty or not found by its key";
 		bits += (uint64_t)__builtin_popcount(e->taken);
 		for (const struct lease *x = e->ending; x != NULL && ending <= l->n_active;
@@ -1527,7 +1660,7 @@ static const char *check_hours(const struct srv_leases *l)
 				return "the hours index lists a lease under an hour it does not "
 				       "end with";
 	}
-	if (used != l->n_hours)
+	if (used != l->hours.n)
 		return "the hours index's count of entries is wrong";
 	for (size_t i = 0; i < l->n_live; i++) {
 		const struct lease *x = l->live[i];
@@ -1539,7 +1672,7 @@ static const char *check_hours(const struct srv_leases *l)
 			return "a live lease does not have one part per hour it covers";
 		for (int64_t k = 0; k < n; k++) {
 			const struct hour_entry *e =
-				hour_find(l, x->v.host, x->first_hour + k * HOUR_MS);
+				hour_find(&l->hours, x->v.host, x->first_hour + k * HOUR_MS);
 			if (e == NULL || (e->taken & x->v.devmask) != x->v.devmask)
 				return "a live lease's devices are not taken in an hour it covers";
 		}
@@ -1547,7 +1680,7 @@ static const char *check_hours(const struct srv_leases *l)
 	}
 	if (bits != want_bits || ending != live || live != l->n_active)
 		return "the hours index holds devices or leases that no live lease has";
-	return NULL;
+	return check_fill_indexes(l, live);
 }
 
 static int due_cmp(const void *pa, const void *pb)

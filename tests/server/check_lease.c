@@ -636,6 +636,85 @@ START_TEST(withdrawn_hosts_get_no_new_leases)
 }
 END_TEST
 
+/* A fill skips the seller's first hosts once they are full in its hour (free_from), and
+ * only those: a host back in service, a lease ended, another class or hour are not
+ * skipped; it extends only the buyer's leases with that seller (by_buyer). */
+START_TEST(fills_skip_only_full_hosts)
+{
+	struct srv_host_spec a = spec_of("a", 1), x = spec_of("x", 1), b = spec_of("b", 1),
+			     c = spec_of("c", 1);
+	uint32_t h;
+	bool now;
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS + 1, "host-x", &x), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER + 1, CLS, "host-c", &c), SRV_LEASE_OK);
+	ck_assert_int_eq(srv_leases_withdraw_host(l, SELLER, "host-b", &h, &now), SRV_LEASE_OK);
+	/* host-a taken, host-x another class, host-b withdrawn: one GPU without a device */
+	struct ledger_fill f = fill(1, 2);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->updates[0].host, 0);
+	ck_assert_str_eq(O()->updates[1].reason, "not_enough_devices");
+	uint64_t on_a = O()->updates[0].id;
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	/* host-b back in service: the next fill of that hour finds it */
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-b", &b), SRV_LEASE_OK);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	srv_leases_out_reset(l);
+	f = fill(2, 1);
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->n_updates, 1);
+	ck_assert_uint_eq(O()->updates[0].host, 2);
+	/* the class of host-x and another hour are not held back by the first */
+	srv_leases_out_reset(l);
+	f = fill(3, 1);
+	srv_leases_fill(l, &f, CLS + 1, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].host, 1);
+	srv_leases_out_reset(l);
+	f = fill(4, 1);
+	srv_leases_fill(l, &f, CLS, HOUR0 + 2 * H, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].host, 0);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	/* the buyer's lease with the other seller in that hour is not extended by a fill of
+	 * this seller's next hour, its lease on host-a is */
+	srv_leases_out_reset(l);
+	f = fill(5, 1);
+	f.seller = SELLER + 1;
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].host, 3);
+	uint64_t on_c = O()->updates[0].id;
+	srv_leases_out_reset(l);
+	f = fill(6, 3);
+	srv_leases_fill(l, &f, CLS, HOUR0 + H, HOUR0 - H);
+	ck_assert_uint_eq(O()->n_updates, 3);
+	ck_assert_uint_eq(O()->updates[0].id, on_a);
+	ck_assert_int_eq(O()->updates[0].end_ms, HOUR0 + 2 * H);
+	ck_assert_uint_eq(O()->updates[1].host, 2); /* fill 2's, extended */
+	ck_assert_int_eq(O()->updates[1].end_ms, HOUR0 + 2 * H);
+	ck_assert_uint_eq(O()->updates[2].state, SRV_LEASE_CANCELLED);
+	srv_leases_out_reset(l);
+	f = fill(7, 1);
+	f.seller = SELLER + 1;
+	srv_leases_fill(l, &f, CLS, HOUR0 + H, HOUR0 - H);
+	ck_assert_uint_eq(O()->updates[0].id, on_c);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	/* a lease that ends gives its hours back: a fill of such an hour finds its device */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0);
+	for (size_t i = 0; i < O()->n_cmds; i++)
+		srv_leases_event(l, O()->cmds[i].lease.id, SRV_LEV_FAILED, "no_device", HOUR0);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	srv_leases_out_reset(l);
+	f = fill(8, 2);
+	srv_leases_fill(l, &f, CLS, HOUR0 + H, HOUR0);
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->updates[0].host, 0);
+	ck_assert_uint_eq(O()->updates[1].host, 2);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+}
+END_TEST
+
 /* Host i of test_full_table: one device, GPU-<i>-0. */
 /* Each account's workload, among many: set, replaced, looked up (every buy order does),
  * and through a snapshot in the order they were first set. */
@@ -1053,6 +1132,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, failures_refund_what_was_not_delivered);
 	tcase_add_test(tc, snapshots_reload_the_same_book);
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
+	tcase_add_test(tc, fills_skip_only_full_hosts);
 	tcase_add_test(tc, hours_of_a_lease_are_taken_and_given_back);
 	tcase_add_test(tc, hours_index_follows_random_leases);
 	tcase_add_test(tc, hours_index_grows_and_empties);
