@@ -1048,6 +1048,8 @@ static uint32_t *occ_of(struct srv_leases *l, uint32_t host, int64_t hour_ms)
 	return &l->occ[host];
 }
 
+#define FREE_FROM_MAX 65536 /* entries of free_from (about 2 MB at most) */
+
 /* free_from's key of (seller, cls, hour), or 0 when they do not fit one. */
 static uint64_t free_key(uint32_t seller, uint32_t cls, int64_t hour_ms)
 {
@@ -1151,7 +1153,12 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		if (full_so_far)
 			skip = i + 1 - first;
 	}
-	/* (a map out of memory only costs the next fills their look at these hosts) */
+	/* The map is kept to FREE_FROM_MAX entries (one per seller, class and hour filled
+	 * since it was last forgotten); one out of memory only costs the next fills their
+	 * look at these hosts. */
+	if (key != 0 && l->free_from.n >= FREE_FROM_MAX &&
+	    srv_idmap_get(&l->free_from, key) == UINT32_MAX)
+		srv_idmap_free(&l->free_from);
 	if (key != 0 && !srv_idmap_put(&l->free_from, key, skip))
 		srv_idmap_del(&l->free_from, key);
 	if (left > 0) {
@@ -1620,6 +1627,8 @@ static const char *check_fill_indexes(const struct srv_leases *l, uint64_t live)
 	}
 	if (used != l->by_buyer.n || listed != live)
 		return "the buyers' index does not list every live lease once";
+	if (l->free_from.n > FREE_FROM_MAX)
+		return "the fills' skips of sellers' hosts are more than FREE_FROM_MAX";
 	for (size_t i = 0; !l->free_stale && i < l->free_from.cap; i++) {
 		uint64_t key = l->free_from.e[i].id;
 		if (key == 0)

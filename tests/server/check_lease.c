@@ -712,6 +712,15 @@ START_TEST(fills_skip_only_full_hosts)
 	ck_assert_uint_eq(O()->updates[0].host, 0);
 	ck_assert_uint_eq(O()->updates[1].host, 2);
 	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	/* the skips kept are bounded: one per seller, class and hour filled since a lease
+	 * last ended, and forgotten past 65,536 */
+	for (int64_t i = 0; i < 70000; i++) {
+		srv_leases_out_reset(l);
+		f = fill(100 + i, 1);
+		srv_leases_fill(l, &f, CLS, HOUR0 + (10 + i) * H, HOUR0);
+		ck_assert_uint_eq(O()->updates[0].host, 0);
+	}
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
 }
 END_TEST
 
