@@ -126,8 +126,9 @@ struct srv_leases {
 	 * an entry is removed (the run after it shifted back) once it holds nothing. */
 	struct hour_table hours;
 	/* What spares a fill a look at every host of its seller. by_buyer: the same table
-	 * keyed by buyer, each entry the head of its leases whose last hour it is (through
-	 * b_next: the leases a fill of the next hour may extend). free_from: by (seller,
+	 * keyed by buyer and (seller, hour), each entry the head of the buyer's leases with
+	 * that seller whose last hour it is (through b_next: the leases a fill of the next
+	 * hour may extend). free_from: by (seller,
 	 * class, hour), how many of the seller's first hosts (by_seller) have no free
 	 * device of that class in that hour (another class, withdrawn, or all devices
 	 * taken); a fill starts looking after them. Devices only get taken between two
@@ -386,6 +387,14 @@ static int64_t hours_covered(const struct lease *x)
 	return (x->last_hour - x->first_hour) / HOUR_MS + 1;
 }
 
+/* by_buyer's hour of a lease on seller's host whose last hour is hour: its number of
+ * hours with the seller above, one entry per buyer, seller and hour for every product
+ * hour (1970 to 9999). Others may share an entry: those who read one check the hour. */
+static int64_t seller_hour(uint32_t seller, int64_t hour)
+{
+	return (int64_t)(((uint64_t)seller << 32) ^ (uint64_t)(hour / HOUR_MS));
+}
+
 /* x's devices are taken in its last hour, which it ends with. */
 static void hours_add_last(struct srv_leases *l, struct lease *x)
 {
@@ -393,7 +402,8 @@ static void hours_add_last(struct srv_leases *l, struct lease *x)
 	e->taken |= x->v.devmask;
 	x->next_ending = e->ending;
 	e->ending = x;
-	struct hour_entry *b = hour_get(&l->by_buyer, x->v.buyer, x->last_hour);
+	struct hour_entry *b = hour_get(&l->by_buyer, x->v.buyer,
+					seller_hour(l->hosts[x->v.host].seller, x->last_hour));
 	x->b_prev = NULL;
 	x->b_next = b->ending;
 	if (b->ending != NULL)
@@ -415,7 +425,9 @@ static void hours_unlink_last(struct srv_leases *l, struct lease *x)
 	if (x->b_prev != NULL) {
 		x->b_prev->b_next = x->b_next;
 	} else {
-		struct hour_entry *b = hour_get(&l->by_buyer, x->v.buyer, x->last_hour); /* x's */
+		struct hour_entry *b = /* x's */
+			hour_get(&l->by_buyer, x->v.buyer,
+				 seller_hour(l->hosts[x->v.host].seller, x->last_hour));
 		b->ending = x->b_next;
 		hour_drop_if_empty(&l->by_buyer, b);
 	}
@@ -1083,11 +1095,12 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	/* The buyer's scheduled leases on the seller's hosts of this class that end with
 	 * the hour before (to extend, unless one already covers PARTS_MAX hours). */
 	size_t n_cand = 0;
-	const struct hour_entry *be = hour_find(&l->by_buyer, f->buyer, hour_ms - HOUR_MS);
+	const struct hour_entry *be =
+		hour_find(&l->by_buyer, f->buyer, seller_hour(f->seller, hour_ms - HOUR_MS));
 	for (struct lease *x = be ? be->ending : NULL; x != NULL; x = x->b_next) {
 		const struct srv_host_view *h = &l->hosts[x->v.host];
-		if (h->seller == f->seller && h->cls == cls && !h->withdrawn &&
-		    x->v.state == SRV_LEASE_SCHEDULED && x->n_parts < PARTS_MAX) {
+		if (x->last_hour == hour_ms - HOUR_MS && h->seller == f->seller && h->cls == cls &&
+		    !h->withdrawn && x->v.state == SRV_LEASE_SCHEDULED && x->n_parts < PARTS_MAX) {
 			l->cand = grow(l->cand, &l->cap_cand, n_cand + 1, sizeof(*l->cand));
 			l->cand[n_cand++] = x;
 		}
@@ -1619,7 +1632,8 @@ static const char *check_fill_indexes(const struct srv_leases *l, uint64_t live)
 		const struct lease *prev = NULL;
 		for (const struct lease *x = e->ending; x != NULL && listed <= live;
 		     prev = x, x = x->b_next, listed++)
-			if (x->gone || x->v.buyer != e->host || x->last_hour != e->hour ||
+			if (x->gone || x->v.buyer != e->host ||
+			    seller_hour(l->hosts[x->v.host].seller, x->last_hour) != e->hour ||
 			    x->b_prev != prev)
 				return "the buyers' index lists a lease under a buyer or hour not "
 				       "its "
