@@ -1635,9 +1635,7 @@ static const char *check_fill_indexes(const struct srv_leases *l, uint64_t live)
 			if (x->gone || x->v.buyer != e->host ||
 			    seller_hour(l->hosts[x->v.host].seller, x->last_hour) != e->hour ||
 			    x->b_prev != prev)
-				return "the buyers' index lists a lease under a buyer or hour not "
-				       "its "
-				       "own";
+				return "the buyers' index lists a lease where it does not belong";
 	}
 	if (used != l->by_buyer.n || listed != live)
 		return "the buyers' index does not list every live lease once";
