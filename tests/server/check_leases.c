@@ -123,15 +123,17 @@ static void setup_agent(void)
 		 dir, GRIDEX_TEST_PROVIDER, dir);
 	write_file("hook", text, 0755);
 	/* A hook that misbehaves as the file "mode" says (ok, garbage, crash, hang, forge: a
-	 * failure whose message holds a quote and a line of its own), logs each call with its
-	 * lease and attempt, keeps its last request of each op and lease (req.OP.LEASE), and
-	 * answers status from "status". */
+	 * failure whose message holds a quote and a line of its own), keeps its last request of
+	 * each op and lease (req.OP.LEASE), logs each call with its lease and attempt (once it
+	 * has read its mode: a test that sees the line and then changes the mode changes only
+	 * the calls after it), and answers status from "status". */
 	snprintf(text, sizeof(text),
 		 "#!/bin/sh\nreq=$(cat)\nid=$(echo \"$req\" | sed -n "
 		 "'s/.*\"lease_id\":\"\\([^\"]*\\)\".*/\\1/p')\n"
 		 "at=$(echo \"$req\" | sed -n 's/.*\"attempt\":\\([0-9]*\\).*/\\1/p')\n"
-		 "echo \"$1 $id $at\" >> %s/calls\nprintf '%%s' \"$req\" > %s/req.$1.$id\n"
-		 "mode=$(cat %s/mode 2>/dev/null || echo ok)\n"
+		 "mode=$(cat %s/mode 2>/dev/null || echo ok)\nprintf '%%s' \"$req\" > "
+		 "%s/req.$1.$id\n"
+		 "echo \"$1 $id $at\" >> %s/calls\n"
 		 "if [ \"$1\" = start ]; then case $mode in\n"
 		 " garbage) echo 'not json'; exit 0;;\n crash) kill -9 $$;;\n"
 		 " forge) echo hook-stderr >&2; printf '%%s' '{\"version\":1,\"ok\":false,"
