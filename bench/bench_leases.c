@@ -9,10 +9,15 @@
  * the table registered (16 devices each): a new host (refused: the table is
  * full) and one registered again. With --workloads=N instead: N accounts' workloads set, then the
  * lookup every buy order and lease start makes (an account with one, and one
- * without).
+ * without). With --extend=N: one buyer's N leases with one seller, and what each of N
+ * fills of the next hour costs while they are scheduled (extended) and once they
+ * started. With --starts=N: N leases of one hour, and what the clock's step at its
+ * start costs.
  * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
  *                     [--live=L1,L2,...]
  *        bench-leases --workloads=N
+ *        bench-leases --extend=N
+ *        bench-leases --starts=N
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -91,6 +96,131 @@ static void workloads(uint32_t n)
 	srv_leases_destroy(l);
 }
 
+/* hosts hosts of 16 devices for seller, of class 0. */
+static void add_hosts(struct srv_leases *l, uint32_t seller, uint32_t hosts)
+{
+	for (uint32_t h = 0; h < hosts; h++) {
+		struct srv_host_spec spec = {.vendor = "nvidia", .n_devices = 16};
+		for (uint32_t d = 0; d < 16; d++)
+			snprintf(spec.devices[d], sizeof(spec.devices[d]), "GPU-%u-%u-%u", seller,
+				 h, d);
+		char name[32];
+		snprintf(name, sizeof(name), "s%u-h%u", seller, h);
+		uint32_t at;
+		bool added;
+		if (srv_leases_add_host(l, seller, 0, name, &spec, &at, &added) != SRV_LEASE_OK) {
+			fprintf(stderr, "bench-leases: host %s not registered\n", name);
+			exit(1);
+		}
+	}
+}
+
+/* One buyer's n one-GPU leases with one seller in one hour (hosts of 16 devices), then
+ * n one-GPU fills of the next hour, each timed: first while those leases are scheduled
+ * (each fill extends one of them), then in a second book after they started (a started
+ * lease is not extended: each fill makes a new lease). */
+static void extensions(uint32_t n)
+{
+	for (int started = 0; started < 2; started++) {
+		struct srv_lease_config cfg;
+		srv_lease_config_default(&cfg);
+		uint32_t hosts = (n + 15) / 16;
+		cfg.hosts_max = hosts;
+		cfg.hosts_per_seller_max = hosts;
+		cfg.leases_max = 2 * n + 16;
+		struct srv_leases *l;
+		if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
+			fprintf(stderr, "bench-leases: cannot create the lease book\n");
+			exit(1);
+		}
+		add_hosts(l, 100, hosts);
+		int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
+		int64_t *lat = malloc((size_t)n * sizeof(*lat));
+		for (uint32_t i = 0; i < 2 * n; i++) {
+			struct ledger_fill f = {.fill_id = i + 1,
+						.buyer = 1,
+						.seller = 100,
+						.buyer_is_taker = true,
+						.taker_order_id = 2 * (int64_t)i + 1,
+						.maker_order_id = 2 * (int64_t)i + 2,
+						.price = 2500000,
+						.qty = 1};
+			if (i == n && started) /* the first hour's leases start */
+				srv_leases_tick(l, hour);
+			srv_leases_out_reset(l);
+			int64_t a = bench_now_ns();
+			srv_leases_fill(l, &f, 0, i < n ? hour : hour + HOUR, t0);
+			if (i >= n)
+				lat[i - n] = bench_now_ns() - a;
+		}
+		int64_t sum = 0;
+		for (uint32_t i = 0; i < n; i++)
+			sum += lat[i];
+		qsort(lat, n, sizeof(*lat), bench_cmp_i64);
+		uint64_t counts[7];
+		srv_leases_counts(l, counts);
+		printf("buyer_leases=%u next_hour_fills=%u leases_%s live=%llu mean_us=%.2f "
+		       "p50_us=%.2f p99_us=%.2f max_us=%.1f\n",
+		       n, n, started ? "started" : "scheduled",
+		       (unsigned long long)(counts[SRV_LEASE_SCHEDULED] +
+					    counts[SRV_LEASE_STARTING]),
+		       (double)sum / n / 1e3, lat[n / 2] / 1e3, lat[n * 99 / 100] / 1e3,
+		       lat[n - 1] / 1e3);
+		free(lat);
+		srv_leases_destroy(l);
+	}
+}
+
+/* n one-GPU leases of one hour (hosts of 16 devices, one seller, buyers 64 in turn),
+ * then the clock at that hour's start, which starts them all: what one step of the
+ * core costs per lease at an hour's start (the frames and hook jobs after it aside).
+ * Five books; the fastest and the median. */
+static void starts(uint32_t n)
+{
+	enum { ROUNDS = 5 };
+	int64_t took[ROUNDS];
+	for (int r = 0; r < ROUNDS; r++) {
+		struct srv_lease_config cfg;
+		srv_lease_config_default(&cfg);
+		uint32_t hosts = (n + 15) / 16;
+		cfg.hosts_max = hosts;
+		cfg.hosts_per_seller_max = hosts;
+		cfg.leases_max = n + 16;
+		struct srv_leases *l;
+		if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
+			fprintf(stderr, "bench-leases: cannot create the lease book\n");
+			exit(1);
+		}
+		add_hosts(l, 100, hosts);
+		int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
+		for (uint32_t i = 0; i < n; i++) {
+			struct ledger_fill f = {.fill_id = i + 1,
+						.buyer = 1 + i % 64,
+						.seller = 100,
+						.buyer_is_taker = true,
+						.taker_order_id = 2 * (int64_t)i + 1,
+						.maker_order_id = 2 * (int64_t)i + 2,
+						.price = 2500000,
+						.qty = 1};
+			srv_leases_out_reset(l);
+			srv_leases_fill(l, &f, 0, hour, t0);
+		}
+		srv_leases_out_reset(l);
+		int64_t a = bench_now_ns();
+		srv_leases_tick(l, hour);
+		took[r] = bench_now_ns() - a;
+		if (srv_leases_out(l)->n_cmds != n) {
+			fprintf(stderr, "bench-leases: %zu leases started of %u\n",
+				srv_leases_out(l)->n_cmds, n);
+			exit(1);
+		}
+		srv_leases_destroy(l);
+	}
+	qsort(took, ROUNDS, sizeof(*took), bench_cmp_i64);
+	printf("leases_starting=%u tick_ms_min=%.2f tick_ms_median=%.2f per_lease_us=%.3f\n", n,
+	       took[0] / 1e6, took[ROUNDS / 2] / 1e6, (double)took[0] / n / 1e3);
+}
+
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 {
 	struct srv_lease_config cfg;
@@ -104,21 +234,7 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 		exit(1);
 	}
 	for (uint32_t s = 0; s < sellers; s++)
-		for (uint32_t h = 0; h < hosts; h++) {
-			struct srv_host_spec spec = {.vendor = "nvidia", .n_devices = 16};
-			for (uint32_t d = 0; d < 16; d++)
-				snprintf(spec.devices[d], sizeof(spec.devices[d]), "GPU-%u-%u-%u",
-					 s, h, d);
-			char name[32];
-			snprintf(name, sizeof(name), "s%u-h%u", s, h);
-			uint32_t at;
-			bool added;
-			if (srv_leases_add_host(l, 100 + s, 0, name, &spec, &at, &added) !=
-			    SRV_LEASE_OK) {
-				fprintf(stderr, "bench-leases: host %s not registered\n", name);
-				exit(1);
-			}
-		}
+		add_hosts(l, 100 + s, hosts);
 	if (live == 0)
 		registrations(l, sellers * hosts);
 	/* One GPU per fill, sellers in turn, hours filling up one after the other. */
@@ -175,7 +291,7 @@ int main(int argc, char **argv)
 	uint32_t sellers = 10, hosts = 10;
 	long fills = 20000;
 	const char *lives = "0,1000,10000,100000";
-	long n_workloads = 0;
+	long n_workloads = 0, n_extend = 0, n_starts = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "--sellers=", 10) == 0)
 			sellers = (uint32_t)atol(argv[i] + 10);
@@ -187,15 +303,32 @@ int main(int argc, char **argv)
 			lives = argv[i] + 7;
 		else if (strncmp(argv[i], "--workloads=", 12) == 0)
 			n_workloads = atol(argv[i] + 12);
+		else if (strncmp(argv[i], "--extend=", 9) == 0)
+			n_extend = atol(argv[i] + 9);
+		else if (strncmp(argv[i], "--starts=", 9) == 0)
+			n_starts = atol(argv[i] + 9);
 		else {
-			fprintf(stderr, "usage: bench-leases [--sellers=N] [--hosts=N] [--fills=M] "
-					"[--live=L1,L2,...] [--workloads=N]\n");
+			fprintf(stderr,
+				"usage: bench-leases [--sellers=N] [--hosts=N] [--fills=M] "
+				"[--live=L1,L2,...] [--workloads=N] [--extend=N] [--starts=N]\n");
 			return 2;
 		}
 	}
 	if (n_workloads < 0 || n_workloads > 10000000) {
 		fprintf(stderr, "bench-leases: --workloads is 0 to 10,000,000\n");
 		return 2;
+	}
+	if (n_extend < 0 || n_extend > 1000000 || n_starts < 0 || n_starts > 1000000) {
+		fprintf(stderr, "bench-leases: --extend and --starts are 0 to 1,000,000\n");
+		return 2;
+	}
+	if (n_starts > 0) {
+		starts((uint32_t)n_starts);
+		return 0;
+	}
+	if (n_extend > 0) {
+		extensions((uint32_t)n_extend);
+		return 0;
 	}
 	if (n_workloads > 0) {
 		workloads((uint32_t)n_workloads);

@@ -43,21 +43,30 @@ struct lease {
 	struct part *parts;
 	uint32_t n_parts, cap_parts;
 	uint32_t host_slot;	       /* in its host's list */
-	struct lease *next_ending;     /* the next lease of its host whose last hour is its own */
-	struct lease *b_prev, *b_next; /* the buyer's leases of the same last hour (by_buyer) */
+	struct lease *b_prev, *b_next; /* in by_buyer: see hour_entry */
+	bool listed;		       /* in by_buyer */
 	bool gone;		       /* ended: freed when live[] is compacted */
 };
 
 /*
- * One host in one product hour that live leases cover: the devices they hold then,
- * and the leases whose last hour it is (those a fill of the next hour may extend; at
- * most one per device). What a fill looks up instead of every lease of a host.
+ * In the hours index, one host in one product hour that live leases cover: the
+ * devices they hold then (what a fill looks up instead of every lease of a host). In
+ * by_buyer, one buyer's leases with one seller whose last hour is one hour, from first
+ * to last through b_next: every such lease that is scheduled (those a fill of the
+ * next hour may extend), and those that started since (the clock leaves them there at
+ * an hour's start, where time counts most; the next fill that reads the list takes
+ * them out). They are in id order, the order fills extend in, unless one older than
+ * the last joined (an extended lease): then the next fill that reads them sorts them
+ * first.
  */
 struct hour_entry {
 	int64_t hour;
-	uint32_t host;	      /* NO_HOST: an empty slot */
-	uint32_t taken;	      /* devices */
-	struct lease *ending; /* through lease.next_ending */
+	uint32_t host; /* NO_HOST: an empty slot; in by_buyer, the buyer */
+	union {
+		uint32_t taken;	   /* hours: the devices taken */
+		uint32_t unsorted; /* by_buyer: the list may be out of id order */
+	};
+	struct lease *first, *last; /* by_buyer */
 };
 
 /* A table of hour entries: open addressing with linear probing, at most half full; an
@@ -125,10 +134,11 @@ struct srv_leases {
 	/* The hours index: open addressing with linear probing, at most half full;
 	 * an entry is removed (the run after it shifted back) once it holds nothing. */
 	struct hour_table hours;
-	/* What spares a fill a look at every host of its seller. by_buyer: the same table
-	 * keyed by buyer and (seller, hour), each entry the head of the buyer's leases with
-	 * that seller whose last hour it is (through b_next: the leases a fill of the next
-	 * hour may extend). free_from: by (seller,
+	/* What spares a fill a look at every host of its seller, and at its buyer's leases
+	 * that it cannot extend. by_buyer: the same table keyed by buyer and (seller, hour),
+	 * each entry the buyer's scheduled leases with that seller whose last hour it is
+	 * (the leases a fill of the next hour may extend; see hour_entry). free_from: by
+	 * (seller,
 	 * class, hour), how many of the seller's first hosts (by_seller) have no free
 	 * device of that class in that hour (another class, withdrawn, or all devices
 	 * taken); a fill starts looking after them. Devices only get taken between two
@@ -365,7 +375,7 @@ static struct hour_entry *hour_get(struct hour_table *ht, uint32_t host, int64_t
  * gap move back into it, so that no lookup stops short of them. */
 static void hour_drop_if_empty(struct hour_table *t, struct hour_entry *e)
 {
-	if (e->taken != 0 || e->ending != NULL)
+	if (e->taken != 0 || e->first != NULL)
 		return;
 	size_t mask = t->mask, gap = (size_t)(e - t->e);
 	t->e[gap].host = NO_HOST;
@@ -395,50 +405,89 @@ static int64_t seller_hour(uint32_t seller, int64_t hour)
 	return (int64_t)(((uint64_t)seller << 32) ^ (uint64_t)(hour / HOUR_MS));
 }
 
-/* x's devices are taken in its last hour, which it ends with. */
+static int by_id(const void *pa, const void *pb)
+{
+	uint64_t a = (*(struct lease *const *)pa)->v.id, b = (*(struct lease *const *)pb)->v.id;
+	return a < b ? -1 : a > b;
+}
+
+static struct hour_entry *buyer_entry(struct srv_leases *l, const struct lease *x)
+{
+	return hour_get(&l->by_buyer, x->v.buyer,
+			seller_hour(l->hosts[x->v.host].seller, x->last_hour));
+}
+
+/* x, scheduled, joins the end of by_buyer's list for its last hour. */
+static void buyer_add(struct srv_leases *l, struct lease *x)
+{
+	struct hour_entry *b = buyer_entry(l, x);
+	x->b_prev = b->last;
+	x->b_next = NULL;
+	if (b->last == NULL)
+		b->first = x;
+	else
+		b->last->b_next = x;
+	if (b->last != NULL && b->last->v.id > x->v.id)
+		b->unsorted = 1;
+	b->last = x;
+	x->listed = true;
+}
+
+/* x leaves by_buyer (if listed: see hour_entry). */
+static void buyer_remove(struct srv_leases *l, struct lease *x)
+{
+	if (!x->listed)
+		return;
+	struct hour_entry *b = x->b_prev == NULL || x->b_next == NULL ? buyer_entry(l, x) : NULL;
+	if (x->b_prev != NULL)
+		x->b_prev->b_next = x->b_next;
+	else if (b != NULL)
+		b->first = x->b_next;
+	if (x->b_next != NULL)
+		x->b_next->b_prev = x->b_prev;
+	else if (b != NULL)
+		b->last = x->b_prev;
+	x->b_prev = x->b_next = NULL;
+	x->listed = false;
+	if (b != NULL && b->first == NULL) {
+		b->unsorted = 0; /* an empty list is in order */
+		hour_drop_if_empty(&l->by_buyer, b);
+	}
+}
+
+/* b's list in id order again. */
+static void buyer_sort(struct srv_leases *l, struct hour_entry *b)
+{
+	size_t n = 0;
+	for (struct lease *x = b->first; x != NULL; x = x->b_next) {
+		l->cand = grow(l->cand, &l->cap_cand, n + 1, sizeof(*l->cand));
+		l->cand[n++] = x;
+	}
+	qsort(l->cand, n, sizeof(*l->cand), by_id);
+	for (size_t k = 0; k < n; k++) {
+		l->cand[k]->b_prev = k > 0 ? l->cand[k - 1] : NULL;
+		l->cand[k]->b_next = k + 1 < n ? l->cand[k + 1] : NULL;
+	}
+	b->first = n > 0 ? l->cand[0] : NULL;
+	b->last = n > 0 ? l->cand[n - 1] : NULL;
+	b->unsorted = 0;
+}
+
+/* x's devices are taken in its last hour, which it ends with; a scheduled x is listed
+ * in by_buyer under that hour. */
 static void hours_add_last(struct srv_leases *l, struct lease *x)
 {
 	struct hour_entry *e = hour_get(&l->hours, x->v.host, x->last_hour);
 	e->taken |= x->v.devmask;
-	x->next_ending = e->ending;
-	e->ending = x;
-	struct hour_entry *b = hour_get(&l->by_buyer, x->v.buyer,
-					seller_hour(l->hosts[x->v.host].seller, x->last_hour));
-	x->b_prev = NULL;
-	x->b_next = b->ending;
-	if (b->ending != NULL)
-		b->ending->b_prev = x;
-	b->ending = x;
-}
-
-/* x no longer ends with its last hour (its devices stay taken then). */
-static void hours_unlink_last(struct srv_leases *l, struct lease *x)
-{
-	struct hour_entry *e = hour_get(&l->hours, x->v.host, x->last_hour); /* it has one */
-	struct lease **p = &e->ending;
-	while (*p != x)
-		p = &(*p)->next_ending;
-	*p = x->next_ending;
-	x->next_ending = NULL;
-	if (x->b_next != NULL)
-		x->b_next->b_prev = x->b_prev;
-	if (x->b_prev != NULL) {
-		x->b_prev->b_next = x->b_next;
-	} else {
-		struct hour_entry *b = /* x's */
-			hour_get(&l->by_buyer, x->v.buyer,
-				 seller_hour(l->hosts[x->v.host].seller, x->last_hour));
-		b->ending = x->b_next;
-		hour_drop_if_empty(&l->by_buyer, b);
-	}
-	x->b_prev = x->b_next = NULL;
+	if (x->v.state == SRV_LEASE_SCHEDULED)
+		buyer_add(l, x);
 }
 
 /* x's devices are free again in every hour it covered. */
 static void hours_remove(struct srv_leases *l, struct lease *x)
 {
 	l->free_stale = true;
-	hours_unlink_last(l, x);
+	buyer_remove(l, x);
 	int64_t n = hours_covered(x);
 	for (int64_t k = 0; k < n; k++) {
 		struct hour_entry *e = hour_get(&l->hours, x->v.host, x->first_hour + k * HOUR_MS);
@@ -910,12 +959,6 @@ static void compact_live(struct srv_leases *l)
 	l->n_live = k;
 }
 
-static int by_id(const void *pa, const void *pb)
-{
-	uint64_t a = (*(struct lease *const *)pa)->v.id, b = (*(struct lease *const *)pb)->v.id;
-	return a < b ? -1 : a > b;
-}
-
 void srv_leases_tick(struct srv_leases *l, int64_t now_ms)
 {
 	if (l->dues.n == 0 || l->dues.e[0].at > now_ms)
@@ -1093,28 +1136,30 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		l->free_stale = false;
 	}
 	/* The buyer's scheduled leases on the seller's hosts of this class that end with
-	 * the hour before (to extend, unless one already covers PARTS_MAX hours). */
-	size_t n_cand = 0;
-	const struct hour_entry *be =
+	 * the hour before, oldest first, extended while the fill has GPUs left (unless one
+	 * already covers PARTS_MAX hours). The walk stops with the fill: a lease it
+	 * extends moves to the list of this hour (or, were the two hours to share an
+	 * entry, to its end, where the check of last_hour passes over it). */
+	struct hour_entry *be =
 		hour_find(&l->by_buyer, f->buyer, seller_hour(f->seller, hour_ms - HOUR_MS));
-	for (struct lease *x = be ? be->ending : NULL; x != NULL; x = x->b_next) {
-		const struct srv_host_view *h = &l->hosts[x->v.host];
-		if (x->last_hour == hour_ms - HOUR_MS && h->seller == f->seller && h->cls == cls &&
-		    !h->withdrawn && x->v.state == SRV_LEASE_SCHEDULED && x->n_parts < PARTS_MAX) {
-			l->cand = grow(l->cand, &l->cap_cand, n_cand + 1, sizeof(*l->cand));
-			l->cand[n_cand++] = x;
+	if (be != NULL && be->unsorted)
+		buyer_sort(l, be);
+	struct lease *next;
+	for (struct lease *x = be ? be->first : NULL; x != NULL && left > 0; x = next) {
+		next = x->b_next; /* be is not read again: extending x may move entries */
+		if (x->v.state != SRV_LEASE_SCHEDULED) {
+			buyer_remove(l, x); /* started since it was listed */
+			continue;
 		}
-	}
-	/* Oldest first: the same choice whatever order the index lists them in. */
-	if (n_cand > 1)
-		qsort(l->cand, n_cand, sizeof(*l->cand), by_id);
-	for (size_t c = 0; c < n_cand && left > 0; c++) {
-		struct lease *x = l->cand[c];
+		const struct srv_host_view *h = &l->hosts[x->v.host];
+		if (x->last_hour != hour_ms - HOUR_MS || h->seller != f->seller || h->cls != cls ||
+		    h->withdrawn || x->n_parts >= PARTS_MAX)
+			continue;
 		uint32_t *occ = occ_of(l, x->v.host, hour_ms);
 		if (x->v.quantity > left || (*occ & x->v.devmask) != 0)
 			continue;
 		*occ |= x->v.devmask;
-		hours_unlink_last(l, x);
+		buyer_remove(l, x);
 		x->last_hour = hour_ms;
 		hours_add_last(l, x);
 		x->v.end_ms = we;
@@ -1616,29 +1661,41 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 
 /* ---------- checks (tests, fuzzing) ---------- */
 
-/* by_buyer lists exactly the live leases by buyer and last hour; each host that free_from
+/* by_buyer lists every scheduled lease once, and other live leases at most once, by
+ * buyer and last hour, in id order where not marked otherwise; each host that free_from
  * has a fill skip has no device free in that hour for that class. */
-static const char *check_fill_indexes(const struct srv_leases *l, uint64_t live)
+static const char *check_fill_indexes(const struct srv_leases *l)
 {
-	uint64_t listed = 0, used = 0;
+	uint64_t listed = 0, used = 0, flagged = 0;
 	for (size_t i = 0; l->by_buyer.e != NULL && i <= l->by_buyer.mask; i++) {
 		const struct hour_entry *e = &l->by_buyer.e[i];
 		if (e->host == NO_HOST)
 			continue;
 		used++;
-		if (hour_find(&l->by_buyer, e->host, e->hour) != e || e->ending == NULL ||
-		    e->taken != 0)
+		if (hour_find(&l->by_buyer, e->host, e->hour) != e || e->first == NULL ||
+		    e->unsorted > 1)
 			return "an entry of the buyers' index is empty or not found by its key";
 		const struct lease *prev = NULL;
-		for (const struct lease *x = e->ending; x != NULL && listed <= live;
-		     prev = x, x = x->b_next, listed++)
-			if (x->gone || x->v.buyer != e->host ||
+		for (const struct lease *x = e->first; x != NULL && listed <= l->n_active;
+		     prev = x, x = x->b_next, listed++) {
+			if (x->gone || !x->listed || x->v.buyer != e->host ||
 			    seller_hour(l->hosts[x->v.host].seller, x->last_hour) != e->hour ||
 			    x->b_prev != prev)
 				return "the buyers' index lists a lease where it does not belong";
+			if (!e->unsorted && prev != NULL && prev->v.id > x->v.id)
+				return "the buyers' index is out of id order where it says not";
+		}
+		if (e->last != prev)
+			return "an entry of the buyers' index does not end with its last lease";
 	}
-	if (used != l->by_buyer.n || listed != live)
-		return "the buyers' index does not list every live lease once";
+	for (size_t i = 0; i < l->n_live; i++) {
+		const struct lease *x = l->live[i];
+		if (!x->gone && !x->listed && x->v.state == SRV_LEASE_SCHEDULED)
+			return "a scheduled lease is not in the buyers' index";
+		flagged += !x->gone && x->listed;
+	}
+	if (used != l->by_buyer.n || listed != flagged)
+		return "the buyers' index does not list its leases once";
 	if (l->free_from.n > FREE_FROM_MAX)
 		return "the fills' skips of sellers' hosts are more than FREE_FROM_MAX";
 	for (size_t i = 0; !l->free_stale && i < l->free_from.cap; i++) {
@@ -1665,21 +1722,16 @@ static const char *check_fill_indexes(const struct srv_leases *l, uint64_t live)
 /* The hours index holds exactly the devices and last hours of the live leases. */
 static const char *check_hours(const struct srv_leases *l)
 {
-	uint64_t bits = 0, ending = 0, used = 0, want_bits = 0, live = 0;
+	uint64_t bits = 0, used = 0, want_bits = 0, live = 0;
 	for (size_t i = 0; l->hours.e != NULL && i <= l->hours.mask; i++) {
 		const struct hour_entry *e = &l->hours.e[i];
 		if (e->host == NO_HOST)
 			continue;
 		used++;
-		if (hour_find(&l->hours, e->host, e->hour) != e ||
-		    (e->taken == 0 && e->ending == NULL))
+		if (hour_find(&l->hours, e->host, e->hour) != e || e->taken == 0 ||
+		    e->first != NULL)
 			return "an entry of the hours index is empty or not found by its key";
 		bits += (uint64_t)__builtin_popcount(e->taken);
-		for (const struct lease *x = e->ending; x != NULL && ending <= l->n_active;
-		     x = x->next_ending, ending++)
-			if (x->gone || x->v.host != e->host || x->last_hour != e->hour)
-				return "the hours index lists a lease under an hour it does not "
-				       "end with";
 	}
 	if (used != l->hours.n)
 		return "the hours index's count of entries is wrong";
@@ -1699,9 +1751,9 @@ static const char *check_hours(const struct srv_leases *l)
 		}
 		want_bits += (uint64_t)__builtin_popcount(x->v.devmask) * (uint64_t)n;
 	}
-	if (bits != want_bits || ending != live || live != l->n_active)
-		return "the hours index holds devices or leases that no live lease has";
-	return check_fill_indexes(l, live);
+	if (bits != want_bits || live != l->n_active)
+		return "the hours index holds devices that no live lease has";
+	return check_fill_indexes(l);
 }
 
 static int due_cmp(const void *pa, const void *pb)

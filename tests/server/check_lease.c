@@ -727,6 +727,62 @@ END_TEST
 /* Host i of test_full_table: one device, GPU-<i>-0. */
 /* Each account's workload, among many: set, replaced, looked up (every buy order does),
  * and through a snapshot in the order they were first set. */
+/* A fill extends its buyer's scheduled leases oldest first, also when they came to end
+ * with the hour before in another order (here the younger one was extended first), and
+ * a snapshot reloads that choice; leases that started are not extended. */
+START_TEST(extensions_take_the_oldest_first)
+{
+	struct srv_host_spec a = spec_of("a", 4);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	uint64_t id[2];
+	for (int i = 0; i < 2; i++) { /* two GPUs, then one */
+		srv_leases_out_reset(l);
+		struct ledger_fill f = fill(1 + i, 2 - i);
+		srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H);
+		ck_assert_uint_eq(O()->n_updates, 1);
+		id[i] = O()->updates[0].id;
+	}
+	/* the next hour in a fill of one GPU (the one-GPU lease), then one of two */
+	for (int i = 0; i < 2; i++) {
+		srv_leases_out_reset(l);
+		struct ledger_fill f = fill(3 + i, 1 + i);
+		srv_leases_fill(l, &f, CLS, HOUR0 + H, HOUR0 - H);
+		ck_assert_uint_eq(O()->n_updates, 1);
+		ck_assert_uint_eq(O()->updates[0].id, id[1 - i]);
+		ck_assert_int_eq(O()->updates[0].end_ms, HOUR0 + 2 * H);
+		ck_assert_ptr_null(srv_leases_check_hosts(l));
+	}
+	/* a fill of two GPUs for the hour after: the older lease, which has two */
+	struct srv_snap_w w = {0};
+	struct srv_leases *m = reload(&w);
+	for (int k = 0; k < 2; k++) {
+		struct srv_leases *b = k == 0 ? l : m;
+		srv_leases_out_reset(b);
+		struct ledger_fill f = fill(5, 2);
+		srv_leases_fill(b, &f, CLS, HOUR0 + 2 * H, HOUR0 - H);
+		const struct srv_lease_out *o = srv_leases_out(b);
+		ck_assert_uint_eq(o->n_updates, 1);
+		ck_assert_uint_eq(o->updates[0].id, id[0]);
+		ck_assert_int_eq(o->updates[0].end_ms, HOUR0 + 3 * H);
+		ck_assert_ptr_null(srv_leases_check_hosts(b));
+	}
+	srv_leases_destroy(m);
+	srv_snap_w_free(&w);
+	/* both start; a fill of the hour after the older one's last makes a new lease */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0);
+	ck_assert_uint_eq(O()->n_cmds, 2);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+	srv_leases_out_reset(l);
+	struct ledger_fill f = fill(6, 2);
+	srv_leases_fill(l, &f, CLS, HOUR0 + 3 * H, HOUR0);
+	ck_assert_uint_eq(O()->n_updates, 1);
+	ck_assert_uint_gt(O()->updates[0].id, id[1]);
+	ck_assert_int_eq(O()->updates[0].start_ms, HOUR0 + 3 * H);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+}
+END_TEST
+
 START_TEST(workloads_of_many_accounts)
 {
 	char text[64];
@@ -1142,6 +1198,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, snapshots_reload_the_same_book);
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
 	tcase_add_test(tc, fills_skip_only_full_hosts);
+	tcase_add_test(tc, extensions_take_the_oldest_first);
 	tcase_add_test(tc, hours_of_a_lease_are_taken_and_given_back);
 	tcase_add_test(tc, hours_index_follows_random_leases);
 	tcase_add_test(tc, hours_index_grows_and_empties);
