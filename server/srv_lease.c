@@ -963,17 +963,21 @@ void srv_leases_tick(struct srv_leases *l, int64_t now_ms)
 {
 	if (l->dues.n == 0 || l->dues.e[0].at > now_ms)
 		return;
-	/* The leases due, in id order (as their updates and commands go out). */
+	/* The leases due, in id order (as their updates and commands go out). The heap
+	 * gives those due at one time in id order (its key), so a step sorts them only
+	 * when they were due at several times (a late step). */
 	size_t n = 0;
+	bool in_order = true;
 	while (l->dues.n > 0 && l->dues.e[0].at <= now_ms) {
 		struct srv_due d = srv_dues_pop(&l->dues);
 		struct lease *x = d.of.ptr;
 		if (x->gone || due_of(l, x) != d.at)
 			continue; /* ended, or due at another time now */
 		l->cand = grow(l->cand, &l->cap_cand, n + 1, sizeof(*l->cand));
+		in_order = in_order && (n == 0 || l->cand[n - 1]->v.id < x->v.id);
 		l->cand[n++] = x;
 	}
-	if (n > 1)
+	if (!in_order)
 		qsort(l->cand, n, sizeof(*l->cand), by_id);
 	for (size_t k = 0; k < n; k++) {
 		struct lease *x = l->cand[k];

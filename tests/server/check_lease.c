@@ -527,6 +527,29 @@ END_TEST
 
 /* A start deadline as long as the window: a running lease is due at its end twice over
  * (its deadline's time and its end's), and ends once. */
+/* A step of the clock that comes late, after leases came due at several times, starts
+ * them in id order all the same (the order their updates and commands go out in). */
+START_TEST(a_late_step_goes_in_id_order)
+{
+	struct srv_host_spec a = spec_of("a", 2);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	struct ledger_fill f = fill(1, 1);
+	srv_leases_fill(l, &f, CLS, HOUR0 + H, HOUR0 - H); /* lease 1, due second */
+	f = fill(2, 1);
+	f.buyer = BUYER + 1;
+	srv_leases_fill(l, &f, CLS, HOUR0, HOUR0 - H); /* lease 2, due first */
+	srv_leases_out_reset(l);
+	srv_leases_tick(l, HOUR0 + H + 1000);
+	ck_assert_uint_eq(O()->n_cmds, 2);
+	ck_assert_uint_eq(O()->cmds[0].lease.id, 1);
+	ck_assert_uint_eq(O()->cmds[1].lease.id, 2);
+	ck_assert_uint_eq(O()->n_updates, 2);
+	ck_assert_uint_eq(O()->updates[0].id, 1);
+	ck_assert_uint_eq(O()->updates[1].id, 2);
+	ck_assert_ptr_null(srv_leases_check_hosts(l));
+}
+END_TEST
+
 START_TEST(a_lease_due_twice_at_once_ends_once)
 {
 	srv_leases_destroy(l);
@@ -1203,6 +1226,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, hours_index_follows_random_leases);
 	tcase_add_test(tc, hours_index_grows_and_empties);
 	tcase_add_test(tc, a_lease_due_twice_at_once_ends_once);
+	tcase_add_test(tc, a_late_step_goes_in_id_order);
 	tcase_add_test(tc, full_table_reuses_a_forgotten_host);
 	tcase_add_test(tc, sellers_hosts_in_table_order);
 	tcase_add_test(tc, leases_in_pages);
