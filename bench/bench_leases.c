@@ -10,10 +10,10 @@
  * full) and one registered again. With --workloads=N instead: N accounts' workloads set, then the
  * lookup every buy order and lease start makes (an account with one, and one
  * without). With --extend=N: one buyer's N leases with one seller, and what each of N
- * fills of the next hour costs while they are scheduled (extended) and once they
- * started. With --starts=N: N leases in each of two hours, and what the clock's step
- * costs at the start of each (the second also ends the first hour's leases).
- * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
+ * fills of the next hour costs while they are scheduled (extended), once they
+ * started, and when the fills are of another class. With --starts=N: N leases in each of two hours,
+ * and what the clock's step costs at the start of each (the second also ends the first hour's
+ * leases). Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
  *                     [--live=L1,L2,...]
  *        bench-leases --workloads=N
  *        bench-leases --extend=N
@@ -96,19 +96,19 @@ static void workloads(uint32_t n)
 	srv_leases_destroy(l);
 }
 
-/* hosts hosts of 16 devices for seller, of class 0. */
-static void add_hosts(struct srv_leases *l, uint32_t seller, uint32_t hosts)
+/* hosts hosts of 16 devices for seller, of class cls. */
+static void add_hosts(struct srv_leases *l, uint32_t seller, uint32_t cls, uint32_t hosts)
 {
 	for (uint32_t h = 0; h < hosts; h++) {
 		struct srv_host_spec spec = {.vendor = "nvidia", .n_devices = 16};
 		for (uint32_t d = 0; d < 16; d++)
-			snprintf(spec.devices[d], sizeof(spec.devices[d]), "GPU-%u-%u-%u", seller,
-				 h, d);
+			snprintf(spec.devices[d], sizeof(spec.devices[d]), "GPU-%u-%u-%u-%u",
+				 seller, cls, h, d);
 		char name[32];
-		snprintf(name, sizeof(name), "s%u-h%u", seller, h);
+		snprintf(name, sizeof(name), "s%u-c%u-h%u", seller, cls, h);
 		uint32_t at;
 		bool added;
-		if (srv_leases_add_host(l, seller, 0, name, &spec, &at, &added) != SRV_LEASE_OK) {
+		if (srv_leases_add_host(l, seller, cls, name, &spec, &at, &added) != SRV_LEASE_OK) {
 			fprintf(stderr, "bench-leases: host %s not registered\n", name);
 			exit(1);
 		}
@@ -116,24 +116,29 @@ static void add_hosts(struct srv_leases *l, uint32_t seller, uint32_t hosts)
 }
 
 /* One buyer's n one-GPU leases with one seller in one hour (hosts of 16 devices), then
- * n one-GPU fills of the next hour, each timed: first while those leases are scheduled
- * (each fill extends one of them), then in a second book after they started (a started
- * lease is not extended: each fill makes a new lease). */
+ * n one-GPU fills of the next hour, each timed: while those leases are scheduled (each
+ * fill extends one of them); in a second book, after they started (a started lease is
+ * not extended: each fill makes a new lease); in a third, while they are scheduled but
+ * the fills are of another class (of the seller's other hosts: new leases too). */
 static void extensions(uint32_t n)
 {
-	for (int started = 0; started < 2; started++) {
+	static const char *const how[3] = {"scheduled", "started", "other_class"};
+	for (int k = 0; k < 3; k++) {
+		bool started = k == 1;
+		uint32_t cls = k == 2; /* of the next hour's fills */
 		struct srv_lease_config cfg;
 		srv_lease_config_default(&cfg);
 		uint32_t hosts = (n + 15) / 16;
-		cfg.hosts_max = hosts;
-		cfg.hosts_per_seller_max = hosts;
+		cfg.hosts_max = 2 * hosts;
+		cfg.hosts_per_seller_max = 2 * hosts;
 		cfg.leases_max = 2 * n + 16;
 		struct srv_leases *l;
 		if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
 			fprintf(stderr, "bench-leases: cannot create the lease book\n");
 			exit(1);
 		}
-		add_hosts(l, 100, hosts);
+		add_hosts(l, 100, 0, hosts);
+		add_hosts(l, 100, 1, hosts);
 		int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
 		int64_t *lat = malloc((size_t)n * sizeof(*lat));
 		for (uint32_t i = 0; i < 2 * n; i++) {
@@ -149,7 +154,7 @@ static void extensions(uint32_t n)
 				srv_leases_tick(l, hour);
 			srv_leases_out_reset(l);
 			int64_t a = bench_now_ns();
-			srv_leases_fill(l, &f, 0, i < n ? hour : hour + HOUR, t0);
+			srv_leases_fill(l, &f, i < n ? 0 : cls, i < n ? hour : hour + HOUR, t0);
 			if (i >= n)
 				lat[i - n] = bench_now_ns() - a;
 		}
@@ -161,7 +166,7 @@ static void extensions(uint32_t n)
 		srv_leases_counts(l, counts);
 		printf("buyer_leases=%u next_hour_fills=%u leases_%s live=%llu mean_us=%.2f "
 		       "p50_us=%.2f p99_us=%.2f max_us=%.1f\n",
-		       n, n, started ? "started" : "scheduled",
+		       n, n, how[k],
 		       (unsigned long long)(counts[SRV_LEASE_SCHEDULED] +
 					    counts[SRV_LEASE_STARTING]),
 		       (double)sum / n / 1e3, lat[n / 2] / 1e3, lat[n * 99 / 100] / 1e3,
@@ -194,7 +199,7 @@ static void starts(uint32_t n)
 			fprintf(stderr, "bench-leases: cannot create the lease book\n");
 			exit(1);
 		}
-		add_hosts(l, 100, hosts);
+		add_hosts(l, 100, 0, hosts);
 		int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
 		for (uint32_t i = 0; i < 2 * n; i++) {
 			struct ledger_fill f = {.fill_id = i + 1,
@@ -247,7 +252,7 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 		exit(1);
 	}
 	for (uint32_t s = 0; s < sellers; s++)
-		add_hosts(l, 100 + s, hosts);
+		add_hosts(l, 100 + s, 0, hosts);
 	if (live == 0)
 		registrations(l, sellers * hosts);
 	/* One GPU per fill, sellers in turn, hours filling up one after the other. */

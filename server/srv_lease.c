@@ -51,8 +51,8 @@ struct lease {
 /*
  * In the hours index, one host in one product hour that live leases cover: the
  * devices they hold then (what a fill looks up instead of every lease of a host). In
- * by_buyer, one buyer's leases with one seller whose last hour is one hour, from first
- * to last through b_next: every such lease that is scheduled (those a fill of the
+ * by_buyer, one buyer's leases of one class with one seller whose last hour is one
+ * hour, from first to last through b_next: every such lease that is scheduled (those a fill of the
  * next hour may extend), and those that started since (the clock leaves them there at
  * an hour's start, where time counts most; the next fill that reads the list takes
  * them out). They are in id order, the order fills extend in, unless one older than
@@ -135,15 +135,14 @@ struct srv_leases {
 	 * an entry is removed (the run after it shifted back) once it holds nothing. */
 	struct hour_table hours;
 	/* What spares a fill a look at every host of its seller, and at its buyer's leases
-	 * that it cannot extend. by_buyer: the same table keyed by buyer and (seller, hour),
-	 * each entry the buyer's scheduled leases with that seller whose last hour it is
-	 * (the leases a fill of the next hour may extend; see hour_entry). free_from: by
-	 * (seller,
-	 * class, hour), how many of the seller's first hosts (by_seller) have no free
-	 * device of that class in that hour (another class, withdrawn, or all devices
-	 * taken); a fill starts looking after them. Devices only get taken between two
-	 * fills, except when a lease ends or a host comes (back): then free_stale is set,
-	 * and the next fill forgets free_from first. */
+	 * that it cannot extend. by_buyer: the same table keyed by buyer and (seller,
+	 * class, hour), each entry the buyer's scheduled leases of that class with that
+	 * seller whose last hour it is (the leases a fill of the next hour may extend; see
+	 * hour_entry). free_from: by (seller, class, hour), how many of the seller's first
+	 * hosts (by_seller) have no free device of that class in that hour (another class,
+	 * withdrawn, or all devices taken); a fill starts looking after them. Devices only get
+	 * taken between two fills, except when a lease ends or a host comes (back): then free_stale
+	 * is set, and the next fill forgets free_from first. */
 	struct hour_table by_buyer;
 	struct srv_idmap free_from;
 	bool free_stale;
@@ -397,12 +396,15 @@ static int64_t hours_covered(const struct lease *x)
 	return (x->last_hour - x->first_hour) / HOUR_MS + 1;
 }
 
-/* by_buyer's hour of a lease on seller's host whose last hour is hour: its number of
- * hours with the seller above, one entry per buyer, seller and hour for every product
- * hour (1970 to 9999). Others may share an entry: those who read one check the hour. */
-static int64_t seller_hour(uint32_t seller, int64_t hour)
+/* by_buyer's hour of a lease on a host of seller and class cls whose last hour is hour:
+ * its number of hours (below 2^27 for every product hour, 1970 to 9999), the class
+ * above that and the seller above both, so one entry per buyer, seller, class and
+ * hour for classes below 32. Others may share an entry (a class's bits reach the
+ * seller's): those who read one check the seller, class and hour. */
+static int64_t buyer_hour(uint32_t seller, uint32_t cls, int64_t hour)
 {
-	return (int64_t)(((uint64_t)seller << 32) ^ (uint64_t)(hour / HOUR_MS));
+	return (int64_t)(((uint64_t)seller << 32) ^ ((uint64_t)cls << 27) ^
+			 (uint64_t)(hour / HOUR_MS));
 }
 
 static int by_id(const void *pa, const void *pb)
@@ -413,8 +415,8 @@ static int by_id(const void *pa, const void *pb)
 
 static struct hour_entry *buyer_entry(struct srv_leases *l, const struct lease *x)
 {
-	return hour_get(&l->by_buyer, x->v.buyer,
-			seller_hour(l->hosts[x->v.host].seller, x->last_hour));
+	const struct srv_host_view *h = &l->hosts[x->v.host];
+	return hour_get(&l->by_buyer, x->v.buyer, buyer_hour(h->seller, h->cls, x->last_hour));
 }
 
 /* x, scheduled, joins the end of by_buyer's list for its last hour. */
@@ -1140,12 +1142,13 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 		l->free_stale = false;
 	}
 	/* The buyer's scheduled leases on the seller's hosts of this class that end with
-	 * the hour before, oldest first, extended while the fill has GPUs left (unless one
-	 * already covers PARTS_MAX hours). The walk stops with the fill: a lease it
-	 * extends moves to the list of this hour (or, were the two hours to share an
-	 * entry, to its end, where the check of last_hour passes over it). */
+	 * the hour before (a host's class does not change while it has leases), oldest
+	 * first, extended while the fill has GPUs left (unless one already covers
+	 * PARTS_MAX hours). The walk stops with the fill: a lease it extends moves to the
+	 * list of this hour (or, were the two hours to share an entry, to its end, where
+	 * the check of last_hour passes over it). */
 	struct hour_entry *be =
-		hour_find(&l->by_buyer, f->buyer, seller_hour(f->seller, hour_ms - HOUR_MS));
+		hour_find(&l->by_buyer, f->buyer, buyer_hour(f->seller, cls, hour_ms - HOUR_MS));
 	if (be != NULL && be->unsorted)
 		buyer_sort(l, be);
 	struct lease *next;
@@ -1683,7 +1686,8 @@ static const char *check_fill_indexes(const struct srv_leases *l)
 		for (const struct lease *x = e->first; x != NULL && listed <= l->n_active;
 		     prev = x, x = x->b_next, listed++) {
 			if (x->gone || !x->listed || x->v.buyer != e->host ||
-			    seller_hour(l->hosts[x->v.host].seller, x->last_hour) != e->hour ||
+			    buyer_hour(l->hosts[x->v.host].seller, l->hosts[x->v.host].cls,
+				       x->last_hour) != e->hour ||
 			    x->b_prev != prev)
 				return "the buyers' index lists a lease where it does not belong";
 			if (!e->unsorted && prev != NULL && prev->v.id > x->v.id)

@@ -806,6 +806,34 @@ START_TEST(extensions_take_the_oldest_first)
 }
 END_TEST
 
+/* A fill of one class extends its buyer's lease of that class with the seller, not
+ * the buyer's lease of another class there that ends with the same hour. */
+START_TEST(extensions_keep_to_their_class)
+{
+	struct srv_host_spec a = spec_of("a", 2), x = spec_of("x", 2);
+	ck_assert_int_eq(add_host(l, SELLER, CLS, "host-a", &a), SRV_LEASE_OK);
+	ck_assert_int_eq(add_host(l, SELLER, CLS + 1, "host-x", &x), SRV_LEASE_OK);
+	uint64_t id[2];
+	for (uint32_t c = 0; c < 2; c++) {
+		srv_leases_out_reset(l);
+		struct ledger_fill f = fill(1 + c, 1);
+		srv_leases_fill(l, &f, CLS + c, HOUR0, HOUR0 - H);
+		ck_assert_uint_eq(O()->n_updates, 1);
+		ck_assert_uint_eq(O()->updates[0].host, c);
+		id[c] = O()->updates[0].id;
+	}
+	for (uint32_t c = 2; c-- > 0;) { /* the other class first */
+		srv_leases_out_reset(l);
+		struct ledger_fill f = fill(3 + c, 1);
+		srv_leases_fill(l, &f, CLS + c, HOUR0 + H, HOUR0 - H);
+		ck_assert_uint_eq(O()->n_updates, 1);
+		ck_assert_uint_eq(O()->updates[0].id, id[c]);
+		ck_assert_int_eq(O()->updates[0].end_ms, HOUR0 + 2 * H);
+		ck_assert_ptr_null(srv_leases_check_hosts(l));
+	}
+}
+END_TEST
+
 START_TEST(workloads_of_many_accounts)
 {
 	char text[64];
@@ -1222,6 +1250,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, withdrawn_hosts_get_no_new_leases);
 	tcase_add_test(tc, fills_skip_only_full_hosts);
 	tcase_add_test(tc, extensions_take_the_oldest_first);
+	tcase_add_test(tc, extensions_keep_to_their_class);
 	tcase_add_test(tc, hours_of_a_lease_are_taken_and_given_back);
 	tcase_add_test(tc, hours_index_follows_random_leases);
 	tcase_add_test(tc, hours_index_grows_and_empties);
