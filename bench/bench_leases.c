@@ -11,9 +11,10 @@
  * lookup every buy order and lease start makes (an account with one, and one
  * without). With --extend=N: one buyer's N leases with one seller, and what each of N
  * fills of the next hour costs while they are scheduled (extended), once they
- * started, and when the fills are of another class. With --starts=N: N leases in each of two hours,
- * and what the clock's step costs at the start of each (the second also ends the first hour's
- * leases). Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
+ * started, when the fills are of another class, and when the leases are larger. With --starts=N: N
+ * leases in each of two hours, and what the clock's step costs at the start of each (the second
+ * also ends the first hour's leases). Usage: bench-leases [--sellers=N] [--hosts=N (per seller)]
+ * [--fills=M]
  *                     [--live=L1,L2,...]
  *        bench-leases --workloads=N
  *        bench-leases --extend=N
@@ -119,16 +120,18 @@ static void add_hosts(struct srv_leases *l, uint32_t seller, uint32_t cls, uint3
  * n one-GPU fills of the next hour, each timed: while those leases are scheduled (each
  * fill extends one of them); in a second book, after they started (a started lease is
  * not extended: each fill makes a new lease); in a third, while they are scheduled but
- * the fills are of another class (of the seller's other hosts: new leases too). */
+ * the fills are of another class (of the seller's other hosts: new leases too); in a
+ * fourth, the first hour's leases are of two GPUs (more than a fill: new leases). */
 static void extensions(uint32_t n)
 {
-	static const char *const how[3] = {"scheduled", "started", "other_class"};
-	for (int k = 0; k < 3; k++) {
+	static const char *const how[4] = {"scheduled", "started", "other_class", "larger"};
+	for (int k = 0; k < 4; k++) {
 		bool started = k == 1;
 		uint32_t cls = k == 2; /* of the next hour's fills */
+		int64_t first_qty = k == 3 ? 2 : 1;
 		struct srv_lease_config cfg;
 		srv_lease_config_default(&cfg);
-		uint32_t hosts = (n + 15) / 16;
+		uint32_t hosts = (n * (uint32_t)first_qty + 15) / 16;
 		cfg.hosts_max = 2 * hosts;
 		cfg.hosts_per_seller_max = 2 * hosts;
 		cfg.leases_max = 2 * n + 16;
@@ -154,6 +157,7 @@ static void extensions(uint32_t n)
 				srv_leases_tick(l, hour);
 			srv_leases_out_reset(l);
 			int64_t a = bench_now_ns();
+			f.qty = i < n ? first_qty : 1;
 			srv_leases_fill(l, &f, i < n ? 0 : cls, i < n ? hour : hour + HOUR, t0);
 			if (i >= n)
 				lat[i - n] = bench_now_ns() - a;

@@ -63,8 +63,11 @@ struct hour_entry {
 	int64_t hour;
 	uint32_t host; /* NO_HOST: an empty slot; in by_buyer, the buyer */
 	union {
-		uint32_t taken;	   /* hours: the devices taken */
-		uint32_t unsorted; /* by_buyer: the list may be out of id order */
+		uint32_t taken;		   /* hours: the devices taken */
+		struct {		   /* by_buyer (0 and 0 when the list is empty) */
+			uint16_t unsorted; /* the list may be out of id order */
+			uint16_t fewest;   /* no lease listed has fewer GPUs */
+		};
 	};
 	struct lease *first, *last; /* by_buyer */
 };
@@ -431,6 +434,8 @@ static void buyer_add(struct srv_leases *l, struct lease *x)
 		b->last->b_next = x;
 	if (b->last != NULL && b->last->v.id > x->v.id)
 		b->unsorted = 1;
+	if (b->last == NULL || x->v.quantity < b->fewest)
+		b->fewest = (uint16_t)x->v.quantity; /* SRV_HOST_DEVICES_MAX at most */
 	b->last = x;
 	x->listed = true;
 }
@@ -452,7 +457,7 @@ static void buyer_remove(struct srv_leases *l, struct lease *x)
 	x->b_prev = x->b_next = NULL;
 	x->listed = false;
 	if (b != NULL && b->first == NULL) {
-		b->unsorted = 0; /* an empty list is in order */
+		b->unsorted = b->fewest = 0; /* an entry that holds nothing */
 		hour_drop_if_empty(&l->by_buyer, b);
 	}
 }
@@ -1147,36 +1152,45 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 	 * PARTS_MAX hours). The walk stops with the fill: a lease it extends moves to the
 	 * list of this hour (or, were the two hours to share an entry, to its end, where
 	 * the check of last_hour passes over it). */
-	struct hour_entry *be =
-		hour_find(&l->by_buyer, f->buyer, buyer_hour(f->seller, cls, hour_ms - HOUR_MS));
+	int64_t before = buyer_hour(f->seller, cls, hour_ms - HOUR_MS);
+	struct hour_entry *be = hour_find(&l->by_buyer, f->buyer, before);
+	if (be != NULL && left < be->fewest)
+		be = NULL; /* each lease listed has more GPUs than the fill */
 	if (be != NULL && be->unsorted)
 		buyer_sort(l, be);
-	struct lease *next;
-	for (struct lease *x = be ? be->first : NULL; x != NULL && left > 0; x = next) {
-		next = x->b_next; /* be is not read again: extending x may move entries */
-		if (x->v.state != SRV_LEASE_SCHEDULED) {
-			buyer_remove(l, x); /* started since it was listed */
+	struct lease *c = be ? be->first : NULL, *next;
+	int64_t fewest = INT64_MAX; /* of the leases read (those extended included) */
+	for (; c != NULL && left > 0; c = next) {
+		next = c->b_next; /* be is not read again: extending c may move entries */
+		if (c->v.state != SRV_LEASE_SCHEDULED) {
+			buyer_remove(l, c); /* started since it was listed */
 			continue;
 		}
-		const struct srv_host_view *h = &l->hosts[x->v.host];
-		if (x->last_hour != hour_ms - HOUR_MS || h->seller != f->seller || h->cls != cls ||
-		    h->withdrawn || x->n_parts >= PARTS_MAX)
+		fewest = c->v.quantity < fewest ? c->v.quantity : fewest;
+		const struct srv_host_view *h = &l->hosts[c->v.host];
+		if (c->last_hour != hour_ms - HOUR_MS || h->seller != f->seller || h->cls != cls ||
+		    h->withdrawn || c->n_parts >= PARTS_MAX)
 			continue;
-		uint32_t *occ = occ_of(l, x->v.host, hour_ms);
-		if (x->v.quantity > left || (*occ & x->v.devmask) != 0)
+		uint32_t *occ = occ_of(l, c->v.host, hour_ms);
+		if (c->v.quantity > left || (*occ & c->v.devmask) != 0)
 			continue;
-		*occ |= x->v.devmask;
-		buyer_remove(l, x);
-		x->last_hour = hour_ms;
-		hours_add_last(l, x);
-		x->v.end_ms = we;
-		x->v.seq = l->seq;
-		add_part(x, o, ws, we);
-		left -= x->v.quantity;
+		*occ |= c->v.devmask;
+		buyer_remove(l, c);
+		c->last_hour = hour_ms;
+		hours_add_last(l, c);
+		c->v.end_ms = we;
+		c->v.seq = l->seq;
+		add_part(c, o, ws, we);
+		left -= c->v.quantity;
 		struct srv_lease_view v;
-		view_of(x, &v);
+		view_of(c, &v);
 		update(l, &v);
 	}
+	/* A walk to the end read every lease still listed, so the next fills of fewer GPUs
+	 * than any of them need not. */
+	if (c == NULL && fewest <= SRV_HOST_DEVICES_MAX &&
+	    (be = hour_find(&l->by_buyer, f->buyer, before)) != NULL)
+		be->fewest = (uint16_t)fewest;
 	/* New leases, one per host with free devices, in the order of the table, after the
 	 * hosts free_from says are full (and so are they still: devices were only taken
 	 * since). */
@@ -1692,6 +1706,8 @@ static const char *check_fill_indexes(const struct srv_leases *l)
 				return "the buyers' index lists a lease where it does not belong";
 			if (!e->unsorted && prev != NULL && prev->v.id > x->v.id)
 				return "the buyers' index is out of id order where it says not";
+			if (x->v.quantity < e->fewest)
+				return "the buyers' index lists a lease of fewer GPUs than it says";
 		}
 		if (e->last != prev)
 			return "an entry of the buyers' index does not end with its last lease";
