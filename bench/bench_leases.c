@@ -7,18 +7,19 @@
  * the first booked hour's start (its leases start) and right after (nothing
  * due); and, first, what one REGISTER_HOST costs the core with every host of
  * the table registered (16 devices each): a new host (refused: the table is
- * full) and one registered again. With --workloads=N instead: N accounts' workloads set, then the
- * lookup every buy order and lease start makes (an account with one, and one
- * without). With --extend=N: one buyer's N leases with one seller, and what each of N
+ * full) and one registered again.
+ * With --workloads=N instead: N accounts' workloads set, then the lookup every
+ * buy order and lease start makes (an account with one, and one without).
+ * With --extend=N: one buyer's N leases with one seller, and what each of N
  * fills of the next hour costs while they are scheduled (extended), once they
- * started, when the fills are of another class, and when the leases are larger. With --starts=N: N
- * leases in each of two hours, and what the clock's step costs at the start of each (the second
- * also ends the first hour's leases). Usage: bench-leases [--sellers=N] [--hosts=N (per seller)]
- * [--fills=M]
+ * started, when the fills are of another class, and when the leases are larger.
+ * With --starts=N: N leases in each of two hours, and what the clock's step
+ * costs at the start of each (the second also ends the first hour's leases).
+ * With --queries=N: N live leases and a full ring of ended ones, and what a
+ * lease query's first page costs.
+ * Usage: bench-leases [--sellers=N] [--hosts=N (per seller)] [--fills=M]
  *                     [--live=L1,L2,...]
- *        bench-leases --workloads=N
- *        bench-leases --extend=N
- *        bench-leases --starts=N
+ *        bench-leases --workloads=N | --extend=N | --starts=N | --queries=N
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -243,6 +244,63 @@ static void starts(uint32_t n)
 	}
 }
 
+/* QUERY_LEASES on the core (srv_leases_of): `live` one-GPU leases of 64 buyers with one
+ * seller, and the ring of ended leases full (leases_kept of them, cancelled: fills for
+ * which the seller has no host); then the first page (query_rows_max, 1,000 rows) for
+ * an account with no leases, for one of the 64 buyers, and for the operator (every
+ * lease), each timed 20 times: the fastest and the median. */
+static void lease_queries(uint32_t live)
+{
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	uint32_t hosts = (live + 15) / 16;
+	cfg.hosts_max = hosts;
+	cfg.hosts_per_seller_max = hosts;
+	cfg.leases_max = live + 16;
+	struct srv_leases *l;
+	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
+		fprintf(stderr, "bench-leases: cannot create the lease book\n");
+		exit(1);
+	}
+	add_hosts(l, 100, 0, hosts);
+	int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
+	for (uint32_t i = 0; i < live + cfg.leases_kept; i++) {
+		bool ended = i >= live; /* seller 101 has no host: a cancelled lease */
+		struct ledger_fill f = {.fill_id = i + 1,
+					.buyer = 1 + i % 64,
+					.seller = ended ? 101 : 100,
+					.buyer_is_taker = true,
+					.taker_order_id = 2 * (int64_t)i + 1,
+					.maker_order_id = 2 * (int64_t)i + 2,
+					.price = 2500000,
+					.qty = 1};
+		srv_leases_out_reset(l);
+		srv_leases_fill(l, &f, 0, hour, t0);
+	}
+	enum { ROWS = 1000, TRIES = 20 };
+	struct srv_lease_view *out = malloc(ROWS * sizeof(*out));
+	uint64_t *cursors = malloc(ROWS * sizeof(*cursors));
+	static const char *const who[3] = {"no_leases", "a_buyer", "operator"};
+	static const uint32_t account[3] = {65, 1, 0};
+	printf("live=%u ended=%u", live, cfg.leases_kept);
+	for (int k = 0; k < 3; k++) {
+		int64_t t[TRIES];
+		size_t n = 0;
+		for (int r = 0; r < TRIES; r++) {
+			int64_t a = bench_now_ns();
+			n = srv_leases_of(l, account[k], 0, out, cursors, ROWS);
+			t[r] = bench_now_ns() - a;
+		}
+		qsort(t, TRIES, sizeof(*t), bench_cmp_i64);
+		printf(" %s_rows=%zu %s_us_min=%.2f %s_us_median=%.2f", who[k], n, who[k],
+		       t[0] / 1e3, who[k], t[TRIES / 2] / 1e3);
+	}
+	printf("\n");
+	free(out);
+	free(cursors);
+	srv_leases_destroy(l);
+}
+
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 {
 	struct srv_lease_config cfg;
@@ -313,7 +371,7 @@ int main(int argc, char **argv)
 	uint32_t sellers = 10, hosts = 10;
 	long fills = 20000;
 	const char *lives = "0,1000,10000,100000";
-	long n_workloads = 0, n_extend = 0, n_starts = 0;
+	long n_workloads = 0, n_extend = 0, n_starts = 0, n_queries = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "--sellers=", 10) == 0)
 			sellers = (uint32_t)atol(argv[i] + 10);
@@ -329,10 +387,13 @@ int main(int argc, char **argv)
 			n_extend = atol(argv[i] + 9);
 		else if (strncmp(argv[i], "--starts=", 9) == 0)
 			n_starts = atol(argv[i] + 9);
+		else if (strncmp(argv[i], "--queries=", 10) == 0)
+			n_queries = atol(argv[i] + 10);
 		else {
 			fprintf(stderr,
 				"usage: bench-leases [--sellers=N] [--hosts=N] [--fills=M] "
-				"[--live=L1,L2,...] [--workloads=N] [--extend=N] [--starts=N]\n");
+				"[--live=L1,L2,...] [--workloads=N] [--extend=N] [--starts=N] "
+				"[--queries=N]\n");
 			return 2;
 		}
 	}
@@ -340,9 +401,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-leases: --workloads is 0 to 10,000,000\n");
 		return 2;
 	}
-	if (n_extend < 0 || n_extend > 1000000 || n_starts < 0 || n_starts > 1000000) {
-		fprintf(stderr, "bench-leases: --extend and --starts are 0 to 1,000,000\n");
+	if (n_extend < 0 || n_extend > 1000000 || n_starts < 0 || n_starts > 1000000 ||
+	    n_queries < 0 || n_queries > 1000000) {
+		fprintf(stderr,
+			"bench-leases: --extend, --starts and --queries are 0 to 1,000,000\n");
 		return 2;
+	}
+	if (n_queries > 0) {
+		lease_queries((uint32_t)n_queries);
+		return 0;
 	}
 	if (n_starts > 0) {
 		starts((uint32_t)n_starts);

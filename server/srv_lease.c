@@ -44,8 +44,11 @@ struct lease {
 	uint32_t n_parts, cap_parts;
 	uint32_t host_slot;	       /* in its host's list */
 	struct lease *b_prev, *b_next; /* in by_buyer: see hour_entry */
-	bool listed;		       /* in by_buyer */
-	bool gone;		       /* ended: freed when live[] is compacted */
+	/* In its buyer's [0] and its seller's [1] list of live leases (struct acct); a
+	 * lease of an account with itself is in the first only. */
+	struct lease *a_prev[2], *a_next[2];
+	bool listed; /* in by_buyer */
+	bool gone;   /* ended: freed when live[] is compacted */
 };
 
 /*
@@ -91,6 +94,16 @@ struct workload {
 	char *text;
 };
 
+/* What a lease query of one account reads instead of every lease: the account's live
+ * leases, newest first (ids only grow, so a new lease goes first), and the number + 1
+ * of its newest lease in the ring of ended ones (0: none), whose slot's ended_prev
+ * holds the account's one before; a number that has left the ring ends that list. */
+struct acct {
+	uint32_t account; /* 0: an empty slot */
+	struct lease *live;
+	uint64_t ended;
+};
+
 /*
  * Live leases are individually allocated; live[] holds them in creation (= id)
  * order, ended ones marked gone until live[] is compacted (when they are
@@ -116,6 +129,11 @@ struct srv_leases {
 	size_t n_fills, cap_fills, n_open;
 	struct srv_lease_view *ended; /* ring of the last leases_kept */
 	uint64_t n_ended;
+	uint64_t (*ended_prev)[2]; /* per slot: its buyer's [0] and seller's [1] one before */
+	/* Every account that had a lease since the book began (or loaded), by account:
+	 * open addressing, at most half full. */
+	struct acct *accts;
+	size_t acct_mask, n_accts;
 	/* Workloads in the order they were first set (snapshots keep it), and an index
 	 * by account: wl_slots holds a workload's index + 1, 0 when empty, and is at
 	 * most half full. Every buy order and every lease start looks one up. */
@@ -243,12 +261,13 @@ int srv_leases_create(const struct srv_lease_config *cfg, struct srv_leases **ou
 	l->named = calloc(cfg->hosts_max, sizeof(*l->named));
 	l->by_seller = calloc(cfg->hosts_max, sizeof(*l->by_seller));
 	l->ended = calloc(cfg->leases_kept, sizeof(*l->ended));
+	l->ended_prev = calloc(cfg->leases_kept, sizeof(*l->ended_prev));
 	l->next_id = 1;
 	bool indexed = srv_tindex_init(&l->names, cfg->hosts_max, name_text, l) &&
 		       srv_tindex_init(&l->devices, (uint64_t)cfg->hosts_max * SRV_HOST_DEVICES_MAX,
 				       device_text, l);
 	if (!l->hosts || !l->on_host || !l->occ || !l->occ_fill || !l->named || !l->by_seller ||
-	    !l->ended || !indexed) {
+	    !l->ended || !l->ended_prev || !indexed) {
 		srv_leases_destroy(l);
 		return SRV_LEASE_NOMEM;
 	}
@@ -288,6 +307,8 @@ void srv_leases_destroy(struct srv_leases *l)
 	free(l->live);
 	free(l->fills);
 	free(l->ended);
+	free(l->ended_prev);
+	free(l->accts);
 	free(l->out.updates);
 	free(l->out.cmds);
 	free(l->out.settles);
@@ -853,6 +874,112 @@ static void set_state(struct srv_leases *l, struct lease *x, uint8_t state)
 	l->counts[state]++;
 }
 
+/* ---------- leases by account ---------- */
+
+static size_t acct_home(const struct srv_leases *l, uint32_t account)
+{
+	return (size_t)((account * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & l->acct_mask;
+}
+
+static const struct acct *acct_find(const struct srv_leases *l, uint32_t account)
+{
+	if (l->accts == NULL)
+		return NULL;
+	for (size_t i = acct_home(l, account);; i = (i + 1) & l->acct_mask) {
+		if (l->accts[i].account == account)
+			return &l->accts[i];
+		if (l->accts[i].account == 0)
+			return NULL;
+	}
+}
+
+/* account's entry, made empty when it has none (account > 0). */
+static struct acct *acct_get(struct srv_leases *l, uint32_t account)
+{
+	const struct acct *found = acct_find(l, account);
+	if (found != NULL)
+		return (struct acct *)found;
+	size_t cap = l->accts ? l->acct_mask + 1 : 0;
+	if (2 * (l->n_accts + 1) > cap) {
+		size_t n = cap ? 2 * cap : 256;
+		struct acct *old = l->accts, *t = calloc(n, sizeof(*t));
+		if (t == NULL) {
+			fputs("gridexd: the lease book is out of memory\n", stderr);
+			abort();
+		}
+		l->accts = t;
+		l->acct_mask = n - 1;
+		for (size_t i = 0; i < cap; i++)
+			if (old[i].account != 0) {
+				size_t j = acct_home(l, old[i].account);
+				while (t[j].account != 0)
+					j = (j + 1) & l->acct_mask;
+				t[j] = old[i];
+			}
+		free(old);
+	}
+	size_t j = acct_home(l, account);
+	while (l->accts[j].account != 0)
+		j = (j + 1) & l->acct_mask;
+	l->accts[j] = (struct acct){.account = account};
+	l->n_accts++;
+	return &l->accts[j];
+}
+
+/* Which of a lease's lists is account's: 0 as its buyer, 1 as its seller. */
+static int role_of_view(const struct srv_lease_view *v, uint32_t account)
+{
+	return v->buyer == account ? 0 : 1;
+}
+
+static int role_of(const struct lease *x, uint32_t account)
+{
+	return role_of_view(&x->v, account);
+}
+
+/* x, the newest lease, goes first in its buyer's and its seller's lists. */
+static void acct_add_live(struct srv_leases *l, struct lease *x)
+{
+	for (int r = 0; r < 2 && (r == 0 || x->v.seller != x->v.buyer); r++) {
+		struct acct *a = acct_get(l, r ? x->v.seller : x->v.buyer);
+		x->a_prev[r] = NULL;
+		x->a_next[r] = a->live;
+		if (a->live != NULL)
+			a->live->a_prev[role_of(a->live, a->account)] = x;
+		a->live = x;
+	}
+}
+
+/* x, ended, leaves its buyer's and its seller's lists. */
+static void acct_remove_live(struct srv_leases *l, struct lease *x)
+{
+	for (int r = 0; r < 2 && (r == 0 || x->v.seller != x->v.buyer); r++) {
+		uint32_t account = r ? x->v.seller : x->v.buyer;
+		struct lease *prev = x->a_prev[r], *next = x->a_next[r];
+		if (prev != NULL)
+			prev->a_next[role_of(prev, account)] = next;
+		else
+			acct_get(l, account)->live = next;
+		if (next != NULL)
+			next->a_prev[role_of(next, account)] = prev;
+		x->a_prev[r] = x->a_next[r] = NULL;
+	}
+}
+
+/* The ended lease numbered number (in the ring) goes first in its buyer's and its
+ * seller's lists of ended leases. */
+static void acct_add_ended(struct srv_leases *l, uint64_t number)
+{
+	const struct srv_lease_view *v = &l->ended[number % l->cfg.leases_kept];
+	uint64_t *prev = l->ended_prev[number % l->cfg.leases_kept];
+	prev[0] = prev[1] = 0;
+	for (int r = 0; r < 2 && (r == 0 || v->seller != v->buyer); r++) {
+		struct acct *a = acct_get(l, r ? v->seller : v->buyer);
+		prev[r] = a->ended;
+		a->ended = number + 1;
+	}
+}
+
 /* The ring of ended leases that queries show. */
 static void keep_ended(struct srv_leases *l, const struct srv_lease_view *v)
 {
@@ -862,6 +989,7 @@ static void keep_ended(struct srv_leases *l, const struct srv_lease_view *v)
 	*slot = *v;
 	if (v->host != NO_HOST)
 		l->named[v->host]++;
+	acct_add_ended(l, l->n_ended);
 	l->n_ended++;
 }
 
@@ -936,6 +1064,7 @@ static void end_lease(struct srv_leases *l, struct lease *x, uint8_t state, cons
 	keep_ended(l, &v);
 	hours_remove(l, x);
 	host_del(l, x);
+	acct_remove_live(l, x);
 	free(x->parts);
 	x->parts = NULL;
 	x->n_parts = x->cap_parts = 0;
@@ -1218,6 +1347,7 @@ void srv_leases_fill(struct srv_leases *l, const struct ledger_fill *f, uint32_t
 			x->v = new_view(l, f, cls, got, ws, we, SRV_LEASE_SCHEDULED);
 			x->v.host = h;
 			x->v.devmask = mask;
+			acct_add_live(l, x);
 			l->counts[SRV_LEASE_SCHEDULED]++;
 			host_add(l, x);
 			hours_add_last(l, x);
@@ -1275,9 +1405,59 @@ static size_t live_below(const struct srv_leases *l, uint64_t id)
 	return lo;
 }
 
+/* An account's leases (not the operator's every one): its own lists. A cursor is the
+ * client's, so a list is entered at the cursor's lease only when that lease is the
+ * account's (and, for an ended one, still in the ring); otherwise the walk starts at
+ * the list's head and passes over what is not below the cursor. */
+static size_t leases_of_account(const struct srv_leases *l, uint32_t account, uint64_t cursor,
+				struct srv_lease_view *out, uint64_t *cursors, size_t max)
+{
+	const struct acct *a = acct_find(l, account);
+	size_t n = 0;
+	if (a == NULL)
+		return 0;
+	uint64_t first = l->n_ended > l->cfg.leases_kept ? l->n_ended - l->cfg.leases_kept : 0;
+	uint64_t e = a->ended; /* number + 1 of the next ended one to read */
+	if (cursor & SRV_LEASE_CURSOR_ENDED) {
+		uint64_t below = cursor & ~SRV_LEASE_CURSOR_ENDED;
+		const struct srv_lease_view *v = &l->ended[below % l->cfg.leases_kept];
+		if (below >= first && below < l->n_ended &&
+		    (v->buyer == account || v->seller == account))
+			e = l->ended_prev[below % l->cfg.leases_kept][role_of_view(v, account)];
+		else
+			while (e > first && e - 1 >= below)
+				e = l->ended_prev[(e - 1) % l->cfg.leases_kept][role_of_view(
+					&l->ended[(e - 1) % l->cfg.leases_kept], account)];
+	} else {
+		const struct lease *x = a->live;
+		if (cursor != 0) {
+			size_t i = live_find(l, cursor);
+			const struct lease *c = i == SIZE_MAX ? NULL : l->live[i];
+			if (c != NULL && (c->v.buyer == account || c->v.seller == account))
+				x = c->a_next[role_of(c, account)];
+			else
+				while (x != NULL && x->v.id >= cursor)
+					x = x->a_next[role_of(x, account)];
+		}
+		for (; x != NULL && n < max; x = x->a_next[role_of(x, account)]) {
+			cursors[n] = x->v.id;
+			view_of(x, &out[n++]);
+		}
+	}
+	for (; e > first && n < max;) {
+		const struct srv_lease_view *v = &l->ended[(e - 1) % l->cfg.leases_kept];
+		cursors[n] = SRV_LEASE_CURSOR_ENDED | (e - 1);
+		out[n++] = *v;
+		e = l->ended_prev[(e - 1) % l->cfg.leases_kept][role_of_view(v, account)];
+	}
+	return n;
+}
+
 size_t srv_leases_of(const struct srv_leases *l, uint32_t account, uint64_t cursor,
 		     struct srv_lease_view *out, uint64_t *cursors, size_t max)
 {
+	if (account != 0)
+		return leases_of_account(l, account, cursor, out, cursors, max);
 	size_t n = 0;
 	/* Ended leases are walked down from number end - 1 (ended[number % leases_kept]). */
 	uint64_t end = l->n_ended;
@@ -1287,8 +1467,7 @@ size_t srv_leases_of(const struct srv_leases *l, uint32_t account, uint64_t curs
 	} else {
 		for (size_t i = cursor ? live_below(l, cursor) : l->n_live; i-- > 0 && n < max;) {
 			const struct lease *x = l->live[i];
-			if (x->gone ||
-			    (account != 0 && x->v.buyer != account && x->v.seller != account))
+			if (x->gone)
 				continue;
 			cursors[n] = x->v.id;
 			view_of(x, &out[n++]);
@@ -1297,8 +1476,6 @@ size_t srv_leases_of(const struct srv_leases *l, uint32_t account, uint64_t curs
 	uint64_t first = l->n_ended > l->cfg.leases_kept ? l->n_ended - l->cfg.leases_kept : 0;
 	for (uint64_t e = end; e > first && n < max; e--) {
 		const struct srv_lease_view *v = &l->ended[(e - 1) % l->cfg.leases_kept];
-		if (account != 0 && v->buyer != account && v->seller != account)
-			continue;
 		cursors[n] = SRV_LEASE_CURSOR_ENDED | (e - 1);
 		out[n++] = *v;
 	}
@@ -1622,6 +1799,7 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 		}
 		struct lease *x = lease_new(l); /* owned by the book from here, for destroy */
 		x->v = v;
+		acct_add_live(l, x);
 		x->first_hour = first;
 		x->last_hour = last;
 		l->counts[v.state]++;
@@ -1672,6 +1850,8 @@ int srv_leases_load(struct srv_leases *l, struct srv_snap_r *in)
 			srv_snap_fail(in, "an ended lease in the snapshot is still live");
 		if (!in->error && v->host != NO_HOST)
 			l->named[v->host]++;
+		if (!in->error)
+			acct_add_ended(l, i);
 	}
 	if (in->error)
 		return -1;
@@ -1743,6 +1923,50 @@ static const char *check_fill_indexes(const struct srv_leases *l)
 	return NULL;
 }
 
+/* Each account's lists hold exactly its live leases, newest first, and its ended ones in
+ * the ring, newest first; every account is found by its key. */
+static const char *check_accounts(const struct srv_leases *l)
+{
+	uint64_t want_live = 0, want_ended = 0, live = 0, ended = 0, used = 0;
+	uint64_t kept = l->n_ended < l->cfg.leases_kept ? l->n_ended : l->cfg.leases_kept;
+	uint64_t first = l->n_ended - kept;
+	for (size_t i = 0; i < l->n_live; i++)
+		if (!l->live[i]->gone)
+			want_live += l->live[i]->v.buyer != l->live[i]->v.seller ? 2 : 1;
+	for (uint64_t e = first; e < l->n_ended; e++) {
+		const struct srv_lease_view *v = &l->ended[e % l->cfg.leases_kept];
+		want_ended += v->buyer != v->seller ? 2 : 1;
+	}
+	for (size_t i = 0; l->accts != NULL && i <= l->acct_mask; i++) {
+		const struct acct *a = &l->accts[i];
+		if (a->account == 0)
+			continue;
+		used++;
+		if (acct_find(l, a->account) != a)
+			return "an account of the lease lists is not found by its key";
+		const struct lease *prev = NULL;
+		for (const struct lease *x = a->live; x != NULL && live <= want_live;
+		     prev = x, x = x->a_next[role_of(x, a->account)], live++)
+			if (x->gone || (x->v.buyer != a->account && x->v.seller != a->account) ||
+			    x->a_prev[role_of(x, a->account)] != prev ||
+			    (prev != NULL && prev->v.id <= x->v.id))
+				return "an account's list of live leases is wrong";
+		uint64_t last = UINT64_MAX;
+		for (uint64_t e = a->ended; e > first && ended <= want_ended; ended++) {
+			const struct srv_lease_view *v = &l->ended[(e - 1) % l->cfg.leases_kept];
+			if (e - 1 >= last || e > l->n_ended ||
+			    (v->buyer != a->account && v->seller != a->account))
+				return "an account's list of ended leases is wrong";
+			last = e - 1;
+			e = l->ended_prev[(e - 1) % l->cfg.leases_kept]
+					 [role_of_view(v, a->account)];
+		}
+	}
+	if (used != l->n_accts || live != want_live || ended != want_ended)
+		return "the accounts' lists do not hold every lease once";
+	return NULL;
+}
+
 /* The hours index holds exactly the devices and last hours of the live leases. */
 static const char *check_hours(const struct srv_leases *l)
 {
@@ -1777,7 +2001,8 @@ static const char *check_hours(const struct srv_leases *l)
 	}
 	if (bits != want_bits || live != l->n_active)
 		return "the hours index holds devices that no live lease has";
-	return check_fill_indexes(l);
+	const char *why = check_fill_indexes(l);
+	return why ? why : check_accounts(l);
 }
 
 static int due_cmp(const void *pa, const void *pb)

@@ -413,9 +413,66 @@ START_TEST(hours_of_a_lease_are_taken_and_given_back)
 }
 END_TEST
 
+/* b's lease query of account from cursor, page by page (per rows a page), against the
+ * operator's answer (every lease) filtered as the query reads it: the account's live
+ * leases below a live cursor then its ended ones, or its ended ones below an ended
+ * cursor. */
+static void account_query_agrees(struct srv_leases *b, uint32_t account, uint64_t cursor,
+				 size_t per)
+{
+	enum { ALL = 512 };
+	static struct srv_lease_view rows[ALL];
+	static uint64_t cur[ALL], want[ALL], got[ALL];
+	size_t n = srv_leases_of(b, 0, 0, rows, cur, ALL), n_want = 0, n_got = 0;
+	ck_assert_uint_lt(n, ALL);
+	for (size_t i = 0; i < n; i++) {
+		bool ended = (cur[i] & SRV_LEASE_CURSOR_ENDED) != 0;
+		bool below = (cursor & SRV_LEASE_CURSOR_ENDED) ? ended && cur[i] < cursor
+							       : ended || cur[i] < cursor;
+		if ((rows[i].buyer == account || rows[i].seller == account) &&
+		    (cursor == 0 || below))
+			want[n_want++] = cur[i];
+	}
+	for (;;) {
+		ck_assert_uint_le(n_got + per, ALL);
+		size_t k = srv_leases_of(b, account, cursor, rows, got + n_got, per);
+		for (size_t i = 0; i < k; i++) { /* a row is the lease its cursor names */
+			if (got[n_got + i] & SRV_LEASE_CURSOR_ENDED)
+				ck_assert_uint_ge(rows[i].state, SRV_LEASE_COMPLETED);
+			else
+				ck_assert_uint_eq(rows[i].id, got[n_got + i]);
+		}
+		n_got += k;
+		ck_assert_uint_le(n_got, n_want);
+		if (k < per)
+			break;
+		cursor = got[n_got - 1];
+	}
+	ck_assert_uint_eq(n_got, n_want);
+	for (size_t i = 0; i < n_got; i++)
+		ck_assert_uint_eq(got[i], want[i]);
+}
+
+/* Lease queries of the walk's accounts (and of one without leases) from the first page
+ * and from a cursor of anyone's, in pages of 1-4. */
+static void account_queries_agree(struct srv_leases *b)
+{
+	static const uint32_t accounts[] = {BUYER, BUYER + 1, SELLER, 12345};
+	struct srv_lease_view rows[128];
+	uint64_t cur[128];
+	size_t n = srv_leases_of(b, 0, 0, rows, cur, 128);
+	for (size_t i = 0; i < sizeof(accounts) / sizeof(accounts[0]); i++) {
+		account_query_agrees(b, accounts[i], 0, 1 + (size_t)rand() % 4);
+		if (n > 0)
+			account_query_agrees(b, accounts[i], cur[(size_t)rand() % n],
+					     1 + (size_t)rand() % 4);
+	}
+}
+
 /* Fills, clock and hook outcomes at random over few devices and hours: after each, the
  * hours index holds exactly what the live leases take (srv_leases_check_hosts), and a
- * snapshot reloads to the same book. */
+ * snapshot reloads to the same book; every 50 steps, each account's lease queries
+ * answer what the operator's answer holds of its leases (in the reloaded book too). */
 START_TEST(hours_index_follows_random_leases)
 {
 	struct srv_host_spec a = spec_of("a", 4), b = spec_of("b", 2), c = spec_of("c", 3);
@@ -468,10 +525,13 @@ START_TEST(hours_index_follows_random_leases)
 		}
 		const char *why = srv_leases_check_hosts(l);
 		ck_assert_msg(why == NULL, "step %d: %s", step, why);
+		if (step % 50 == 49)
+			account_queries_agree(l);
 		if (step % 500 == 499) {
 			struct srv_snap_w w = {0};
 			struct srv_leases *m = reload(&w);
 			ck_assert_ptr_null(srv_leases_check_hosts(m));
+			account_queries_agree(m);
 			srv_leases_destroy(m);
 			srv_snap_w_free(&w);
 		}
