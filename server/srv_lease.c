@@ -53,14 +53,14 @@ struct lease {
 
 /*
  * In the hours index, one host in one product hour that live leases cover: the
- * devices they hold then (what a fill looks up instead of every lease of a host). In
- * by_buyer, one buyer's leases of one class with one seller whose last hour is one
- * hour, from first to last through b_next: every such lease that is scheduled (those a fill of the
- * next hour may extend), and those that started since (the clock leaves them there at
- * an hour's start, where time counts most; the next fill that reads the list takes
- * them out). They are in id order, the order fills extend in, unless one older than
- * the last joined (an extended lease): then the next fill that reads them sorts them
- * first.
+ * devices they hold then (what a fill looks up instead of every lease of a host).
+ * In by_buyer, one buyer's leases of one class with one seller whose last hour is
+ * one hour, from first to last through b_next: every such lease that is scheduled
+ * (those a fill of the next hour may extend), and those that started since (the
+ * clock leaves them there at an hour's start, where time counts most; the next fill
+ * that reads the list takes them out). They are in id order, the order fills extend
+ * in, unless one older than the last joined (an extended lease): then the next fill
+ * that reads them sorts them first.
  */
 struct hour_entry {
 	int64_t hour;
@@ -161,9 +161,9 @@ struct srv_leases {
 	 * seller whose last hour it is (the leases a fill of the next hour may extend; see
 	 * hour_entry). free_from: by (seller, class, hour), how many of the seller's first
 	 * hosts (by_seller) have no free device of that class in that hour (another class,
-	 * withdrawn, or all devices taken); a fill starts looking after them. Devices only get
-	 * taken between two fills, except when a lease ends or a host comes (back): then free_stale
-	 * is set, and the next fill forgets free_from first. */
+	 * withdrawn, or all devices taken); a fill starts looking after them. Devices only
+	 * get taken between two fills, except when a lease ends or a host comes (back):
+	 * then free_stale is set, and the next fill forgets free_from first. */
 	struct hour_table by_buyer;
 	struct srv_idmap free_from;
 	bool free_stale;
@@ -883,7 +883,7 @@ static size_t acct_home(const struct srv_leases *l, uint32_t account)
 
 static const struct acct *acct_find(const struct srv_leases *l, uint32_t account)
 {
-	if (l->accts == NULL)
+	if (l->accts == NULL || account == 0)
 		return NULL;
 	for (size_t i = acct_home(l, account);; i = (i + 1) & l->acct_mask) {
 		if (l->accts[i].account == account)
@@ -937,10 +937,21 @@ static int role_of(const struct lease *x, uint32_t account)
 	return role_of_view(&x->v, account);
 }
 
+/* Whether account has its own list of a lease's (role r's: see struct lease): not a
+ * seller's who is also the buyer, nor account 0 (which fills and snapshots never
+ * name: 0 marks an empty slot). */
+static bool listed_for(const struct srv_lease_view *v, int r)
+{
+	uint32_t account = r ? v->seller : v->buyer;
+	return account != 0 && (r == 0 || v->seller != v->buyer);
+}
+
 /* x, the newest lease, goes first in its buyer's and its seller's lists. */
 static void acct_add_live(struct srv_leases *l, struct lease *x)
 {
-	for (int r = 0; r < 2 && (r == 0 || x->v.seller != x->v.buyer); r++) {
+	for (int r = 0; r < 2; r++) {
+		if (!listed_for(&x->v, r))
+			continue;
 		struct acct *a = acct_get(l, r ? x->v.seller : x->v.buyer);
 		x->a_prev[r] = NULL;
 		x->a_next[r] = a->live;
@@ -953,7 +964,9 @@ static void acct_add_live(struct srv_leases *l, struct lease *x)
 /* x, ended, leaves its buyer's and its seller's lists. */
 static void acct_remove_live(struct srv_leases *l, struct lease *x)
 {
-	for (int r = 0; r < 2 && (r == 0 || x->v.seller != x->v.buyer); r++) {
+	for (int r = 0; r < 2; r++) {
+		if (!listed_for(&x->v, r))
+			continue;
 		uint32_t account = r ? x->v.seller : x->v.buyer;
 		struct lease *prev = x->a_prev[r], *next = x->a_next[r];
 		if (prev != NULL)
@@ -973,7 +986,9 @@ static void acct_add_ended(struct srv_leases *l, uint64_t number)
 	const struct srv_lease_view *v = &l->ended[number % l->cfg.leases_kept];
 	uint64_t *prev = l->ended_prev[number % l->cfg.leases_kept];
 	prev[0] = prev[1] = 0;
-	for (int r = 0; r < 2 && (r == 0 || v->seller != v->buyer); r++) {
+	for (int r = 0; r < 2; r++) {
+		if (!listed_for(v, r))
+			continue;
 		struct acct *a = acct_get(l, r ? v->seller : v->buyer);
 		prev[r] = a->ended;
 		a->ended = number + 1;
