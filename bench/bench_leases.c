@@ -98,6 +98,35 @@ static void workloads(uint32_t n)
 	srv_leases_destroy(l);
 }
 
+/* A lease book of the default settings but for these limits. */
+static struct srv_leases *book_of(uint32_t hosts_max, uint32_t per_seller, uint32_t leases_max)
+{
+	struct srv_lease_config cfg;
+	srv_lease_config_default(&cfg);
+	cfg.hosts_max = hosts_max;
+	cfg.hosts_per_seller_max = per_seller;
+	cfg.leases_max = leases_max;
+	struct srv_leases *l;
+	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
+		fprintf(stderr, "bench-leases: cannot create the lease book\n");
+		exit(1);
+	}
+	return l;
+}
+
+/* Fill number i (from 0) of qty GPUs between buyer and seller. */
+static struct ledger_fill fill_of(int64_t i, uint32_t buyer, uint32_t seller, int64_t qty)
+{
+	return (struct ledger_fill){.fill_id = i + 1,
+				    .buyer = buyer,
+				    .seller = seller,
+				    .buyer_is_taker = true,
+				    .taker_order_id = 2 * i + 1,
+				    .maker_order_id = 2 * i + 2,
+				    .price = 2500000,
+				    .qty = qty};
+}
+
 /* hosts hosts of 16 devices for seller, of class cls. */
 static void add_hosts(struct srv_leases *l, uint32_t seller, uint32_t cls, uint32_t hosts)
 {
@@ -130,35 +159,18 @@ static void extensions(uint32_t n)
 		bool started = k == 1;
 		uint32_t cls = k == 2; /* of the next hour's fills */
 		int64_t first_qty = k == 3 ? 2 : 1;
-		struct srv_lease_config cfg;
-		srv_lease_config_default(&cfg);
 		uint32_t hosts = (n * (uint32_t)first_qty + 15) / 16;
-		cfg.hosts_max = 2 * hosts;
-		cfg.hosts_per_seller_max = 2 * hosts;
-		cfg.leases_max = 2 * n + 16;
-		struct srv_leases *l;
-		if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
-			fprintf(stderr, "bench-leases: cannot create the lease book\n");
-			exit(1);
-		}
+		struct srv_leases *l = book_of(2 * hosts, 2 * hosts, 2 * n + 16);
 		add_hosts(l, 100, 0, hosts);
 		add_hosts(l, 100, 1, hosts);
 		int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
 		int64_t *lat = malloc((size_t)n * sizeof(*lat));
 		for (uint32_t i = 0; i < 2 * n; i++) {
-			struct ledger_fill f = {.fill_id = i + 1,
-						.buyer = 1,
-						.seller = 100,
-						.buyer_is_taker = true,
-						.taker_order_id = 2 * (int64_t)i + 1,
-						.maker_order_id = 2 * (int64_t)i + 2,
-						.price = 2500000,
-						.qty = 1};
+			struct ledger_fill f = fill_of(i, 1, 100, i < n ? first_qty : 1);
 			if (i == n && started) /* the first hour's leases start */
 				srv_leases_tick(l, hour);
 			srv_leases_out_reset(l);
 			int64_t a = bench_now_ns();
-			f.qty = i < n ? first_qty : 1;
 			srv_leases_fill(l, &f, i < n ? 0 : cls, i < n ? hour : hour + HOUR, t0);
 			if (i >= n)
 				lat[i - n] = bench_now_ns() - a;
@@ -193,29 +205,13 @@ static void starts(uint32_t n)
 	enum { ROUNDS = 5 };
 	int64_t took[2][ROUNDS];
 	for (int r = 0; r < ROUNDS; r++) {
-		struct srv_lease_config cfg;
-		srv_lease_config_default(&cfg);
 		uint32_t hosts = (n + 15) / 16;
-		cfg.hosts_max = hosts;
-		cfg.hosts_per_seller_max = hosts;
-		cfg.leases_max = 2 * n + 16;
-		struct srv_leases *l;
-		if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
-			fprintf(stderr, "bench-leases: cannot create the lease book\n");
-			exit(1);
-		}
+		struct srv_leases *l = book_of(hosts, hosts, 2 * n + 16);
 		add_hosts(l, 100, 0, hosts);
 		int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
 		for (uint32_t i = 0; i < 2 * n; i++) {
-			struct ledger_fill f = {.fill_id = i + 1,
-						/* other buyers in the second hour: new leases */
-						.buyer = 1 + i % 64 + (i < n ? 0 : 64),
-						.seller = 100,
-						.buyer_is_taker = true,
-						.taker_order_id = 2 * (int64_t)i + 1,
-						.maker_order_id = 2 * (int64_t)i + 2,
-						.price = 2500000,
-						.qty = 1};
+			/* other buyers in the second hour: new leases */
+			struct ledger_fill f = fill_of(i, 1 + i % 64 + (i < n ? 0 : 64), 100, 1);
 			srv_leases_out_reset(l);
 			srv_leases_fill(l, &f, 0, i < n ? hour : hour + HOUR, t0);
 		}
@@ -251,29 +247,15 @@ static void starts(uint32_t n)
  * lease), each timed 20 times: the fastest and the median. */
 static void lease_queries(uint32_t live)
 {
-	struct srv_lease_config cfg;
+	struct srv_lease_config cfg; /* for leases_kept */
 	srv_lease_config_default(&cfg);
 	uint32_t hosts = (live + 15) / 16;
-	cfg.hosts_max = hosts;
-	cfg.hosts_per_seller_max = hosts;
-	cfg.leases_max = live + 16;
-	struct srv_leases *l;
-	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
-		fprintf(stderr, "bench-leases: cannot create the lease book\n");
-		exit(1);
-	}
+	struct srv_leases *l = book_of(hosts, hosts, live + 16);
 	add_hosts(l, 100, 0, hosts);
 	int64_t t0 = INT64_C(1795366800000), hour = t0 + HOUR;
 	for (uint32_t i = 0; i < live + cfg.leases_kept; i++) {
 		bool ended = i >= live; /* seller 101 has no host: a cancelled lease */
-		struct ledger_fill f = {.fill_id = i + 1,
-					.buyer = 1 + i % 64,
-					.seller = ended ? 101 : 100,
-					.buyer_is_taker = true,
-					.taker_order_id = 2 * (int64_t)i + 1,
-					.maker_order_id = 2 * (int64_t)i + 2,
-					.price = 2500000,
-					.qty = 1};
+		struct ledger_fill f = fill_of(i, 1 + i % 64, ended ? 101 : 100, 1);
 		srv_leases_out_reset(l);
 		srv_leases_fill(l, &f, 0, hour, t0);
 	}
@@ -303,16 +285,7 @@ static void lease_queries(uint32_t live)
 
 static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 {
-	struct srv_lease_config cfg;
-	srv_lease_config_default(&cfg);
-	cfg.hosts_max = sellers * hosts;
-	cfg.hosts_per_seller_max = hosts;
-	cfg.leases_max = (uint32_t)(live + fills + 16);
-	struct srv_leases *l;
-	if (srv_leases_create(&cfg, &l) != SRV_LEASE_OK) {
-		fprintf(stderr, "bench-leases: cannot create the lease book\n");
-		exit(1);
-	}
+	struct srv_leases *l = book_of(sellers * hosts, hosts, (uint32_t)(live + fills + 16));
 	for (uint32_t s = 0; s < sellers; s++)
 		add_hosts(l, 100 + s, 0, hosts);
 	if (live == 0)
@@ -323,15 +296,9 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 	int64_t *lat = malloc((size_t)fills * sizeof(*lat));
 	int64_t start = 0;
 	for (long i = 0; i < live + fills; i++) {
-		struct ledger_fill f = {
-			.fill_id = i + 1,
-			.buyer = 1 + (uint32_t)i, /* no extensions: one lease per fill */
-			.seller = 100 + (uint32_t)(i % sellers),
-			.buyer_is_taker = true,
-			.taker_order_id = 2 * i + 1,
-			.maker_order_id = 2 * i + 2,
-			.price = 2500000,
-			.qty = 1};
+		/* a buyer of its own each: no extensions, one lease per fill */
+		struct ledger_fill f =
+			fill_of(i, 1 + (uint32_t)i, 100 + (uint32_t)(i % sellers), 1);
 		int64_t hour = t0 + HOUR * (1 + i / per_hour);
 		srv_leases_out_reset(l);
 		int64_t a = bench_now_ns();
@@ -366,30 +333,39 @@ static void run(uint32_t sellers, uint32_t hosts, long live, long fills)
 	srv_leases_destroy(l);
 }
 
+/* The modes that run instead of the fills' table: a flag, its largest N, what it runs. */
+static const struct mode {
+	const char *flag;
+	long max;
+	void (*run)(uint32_t n);
+} modes[] = {{"--workloads=", 10000000, workloads},
+	     {"--extend=", 1000000, extensions},
+	     {"--starts=", 1000000, starts},
+	     {"--queries=", 1000000, lease_queries}};
+
 int main(int argc, char **argv)
 {
 	uint32_t sellers = 10, hosts = 10;
 	long fills = 20000;
 	const char *lives = "0,1000,10000,100000";
-	long n_workloads = 0, n_extend = 0, n_starts = 0, n_queries = 0;
+	const struct mode *mode = NULL;
+	long n = 0;
 	for (int i = 1; i < argc; i++) {
-		if (strncmp(argv[i], "--sellers=", 10) == 0)
+		size_t m = 0, count = sizeof(modes) / sizeof(modes[0]);
+		while (m < count && strncmp(argv[i], modes[m].flag, strlen(modes[m].flag)) != 0)
+			m++;
+		if (m < count) {
+			mode = &modes[m];
+			n = atol(argv[i] + strlen(mode->flag));
+		} else if (strncmp(argv[i], "--sellers=", 10) == 0) {
 			sellers = (uint32_t)atol(argv[i] + 10);
-		else if (strncmp(argv[i], "--hosts=", 8) == 0)
+		} else if (strncmp(argv[i], "--hosts=", 8) == 0) {
 			hosts = (uint32_t)atol(argv[i] + 8);
-		else if (strncmp(argv[i], "--fills=", 8) == 0)
+		} else if (strncmp(argv[i], "--fills=", 8) == 0) {
 			fills = atol(argv[i] + 8);
-		else if (strncmp(argv[i], "--live=", 7) == 0)
+		} else if (strncmp(argv[i], "--live=", 7) == 0) {
 			lives = argv[i] + 7;
-		else if (strncmp(argv[i], "--workloads=", 12) == 0)
-			n_workloads = atol(argv[i] + 12);
-		else if (strncmp(argv[i], "--extend=", 9) == 0)
-			n_extend = atol(argv[i] + 9);
-		else if (strncmp(argv[i], "--starts=", 9) == 0)
-			n_starts = atol(argv[i] + 9);
-		else if (strncmp(argv[i], "--queries=", 10) == 0)
-			n_queries = atol(argv[i] + 10);
-		else {
+		} else {
 			fprintf(stderr,
 				"usage: bench-leases [--sellers=N] [--hosts=N] [--fills=M] "
 				"[--live=L1,L2,...] [--workloads=N] [--extend=N] [--starts=N] "
@@ -397,30 +373,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (n_workloads < 0 || n_workloads > 10000000) {
-		fprintf(stderr, "bench-leases: --workloads is 0 to 10,000,000\n");
+	if (mode != NULL && (n < 1 || n > mode->max)) {
+		fprintf(stderr, "bench-leases: %sN is 1 to %ld\n", mode->flag, mode->max);
 		return 2;
 	}
-	if (n_extend < 0 || n_extend > 1000000 || n_starts < 0 || n_starts > 1000000 ||
-	    n_queries < 0 || n_queries > 1000000) {
-		fprintf(stderr,
-			"bench-leases: --extend, --starts and --queries are 0 to 1,000,000\n");
-		return 2;
-	}
-	if (n_queries > 0) {
-		lease_queries((uint32_t)n_queries);
-		return 0;
-	}
-	if (n_starts > 0) {
-		starts((uint32_t)n_starts);
-		return 0;
-	}
-	if (n_extend > 0) {
-		extensions((uint32_t)n_extend);
-		return 0;
-	}
-	if (n_workloads > 0) {
-		workloads((uint32_t)n_workloads);
+	if (mode != NULL) {
+		mode->run((uint32_t)n);
 		return 0;
 	}
 	if (sellers < 1 || hosts < 1 || fills < 1 || sellers * hosts > 100000) {
