@@ -220,6 +220,12 @@ static const struct key keys[] = {
 	INT(http_evict_after_ms, 1000, 0, 3600000,
 	    "with an HTTP port full and a connection waiting, its oldest connection is closed "
 	    "once open this long, to make room; 0: never"),
+	INT(http_requests_per_ip_per_second, 20, 0, 1000000,
+	    "requests one address may make of the HTTP API a second (each is answered on the "
+	    "I/O thread, which also carries the orders); beyond it and the burst, 429; 0: no "
+	    "limit"),
+	INT(http_requests_per_ip_burst, 100, 1, 1000000,
+	    "burst of http_requests_per_ip_per_second"),
 	TEXT(log_file, "", "log file (reopened on SIGHUP); empty: stderr"),
 	TEXT(log_level, "info", "debug, info, warn or error"),
 	TEXT(ready_file, "",

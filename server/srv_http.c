@@ -339,9 +339,102 @@ static void console_file(struct srv *s, struct evhttp_request *req, const char *
 	evbuffer_free(b);
 }
 
+/*
+ * Requests per address on the HTTP API's port. Every answer is made on the I/O thread,
+ * which also carries the order connections, and some cost it a millisecond or more
+ * (the product list, a class's candles: docs/performance.md, "The HTTP API's
+ * answers"), so one address may ask http_requests_per_ip_per_second, with a burst of
+ * http_requests_per_ip_burst; beyond, 429. A bucket per address (srv_addr_key), in
+ * thousandths of a request; the table holds 4 x http_connections_max addresses, and
+ * one whose bucket has filled up again is forgotten when room is needed. With the
+ * table full of addresses that asked lately, a new address is refused too: the orders
+ * come first.
+ */
+struct limit_bucket {
+	int64_t milli, at_ms;
+	char key[SRV_MAP_KEY_BYTES];
+};
+
+struct srv_http_limit {
+	struct srv_map m; /* address -> its bucket's index in b */
+	struct limit_bucket *b;
+	uint32_t n, max;
+	int64_t rate, cap; /* per second; the burst, in thousandths */
+	uint64_t refused;  /* requests answered 429 */
+	int64_t logged_ms; /* the last warning; one per 10 s */
+};
+
+static void limit_refill(const struct srv_http_limit *L, struct limit_bucket *b, int64_t now)
+{
+	int64_t refill = (now - b->at_ms) * L->rate;
+	b->milli = refill >= L->cap - b->milli ? L->cap : b->milli + refill;
+	b->at_ms = now;
+}
+
+/* Forgets the addresses whose buckets are full again; how many are left. */
+static uint32_t limit_sweep(struct srv_http_limit *L, int64_t now)
+{
+	for (uint32_t i = 0; i < L->n;) {
+		struct limit_bucket *b = &L->b[i];
+		limit_refill(L, b, now);
+		if (b->milli < L->cap) {
+			i++;
+			continue;
+		}
+		srv_map_del(&L->m, b->key);
+		if (i != --L->n) {
+			*b = L->b[L->n];
+			srv_map_put(&L->m, b->key, i); /* its entry, there already */
+		}
+	}
+	return L->n;
+}
+
+/* Whether req's address may have an answer now (and charges it one). */
+static bool limit_allows(struct srv *s, struct evhttp_request *req)
+{
+	struct srv_http_limit *L = s->api_limit;
+	if (L == NULL)
+		return true;
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
+	if (sa == NULL)
+		return true; /* gone already: nothing is sent */
+	srv_addr_key(sa, ip, key, sizeof(key));
+	int64_t now = srv_mono_ms();
+	uint32_t *i = srv_map_get(&L->m, key);
+	if (i == NULL && (L->n < L->max || limit_sweep(L, now) < L->max) &&
+	    (i = srv_map_put(&L->m, key, L->n)) != NULL) {
+		L->b[L->n] = (struct limit_bucket){.milli = L->cap, .at_ms = now};
+		snprintf(L->b[L->n].key, sizeof(L->b[L->n].key), "%s", key);
+		L->n++;
+	}
+	struct limit_bucket *b = i ? &L->b[*i] : NULL;
+	if (b != NULL)
+		limit_refill(L, b, now);
+	if (b != NULL && b->milli >= 1000) {
+		b->milli -= 1000;
+		return true;
+	}
+	L->refused++;
+	if (srv_log_due(&L->logged_ms, now))
+		srv_log(SRV_LOG_WARN, "HTTP request refused", "ip=%s reason=%s", ip,
+			b ? "http_requests_per_ip_per_second" : "too_many_addresses");
+	return false;
+}
+
 static void api_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
+	if (!limit_allows(s, req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+		reply_json(req, 429, "Too Many Requests",
+			   json_pack("{s:s}", "error",
+				     "too many requests from this address "
+				     "(http_requests_per_ip_per_second)"));
+		return;
+	}
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
@@ -729,6 +822,12 @@ void srv_http_port_metrics(struct srv *s, struct evbuffer *b)
 		"Connections an HTTP port closed, when full with one waiting, because they were "
 		"its oldest and open http_evict_after_ms or longer.",
 		times_evicted);
+	evbuffer_add_printf(b,
+			    "# HELP gridex_http_requests_refused_total Requests of the HTTP API "
+			    "answered 429: their address was over http_requests_per_ip_per_second "
+			    "and its burst.\n# TYPE gridex_http_requests_refused_total counter\n"
+			    "gridex_http_requests_refused_total %llu\n",
+			    (unsigned long long)(s->api_limit ? s->api_limit->refused : 0));
 }
 
 void srv_http_port_free(struct srv_port *p)
@@ -794,6 +893,22 @@ int srv_http_init(struct srv *s)
 		srv_log(SRV_LOG_ERROR, "HTTP API out of memory", NULL);
 		return -1;
 	}
+	if (s->cfg.http_requests_per_ip_per_second > 0) {
+		struct srv_http_limit *L = calloc(1, sizeof(*L));
+		uint32_t max = 4 * (uint32_t)s->cfg.http_connections_max;
+		if (L == NULL || !srv_map_init(&L->m, max) ||
+		    (L->b = calloc(max, sizeof(*L->b))) == NULL) {
+			if (L)
+				free(L->m.e);
+			free(L);
+			srv_log(SRV_LOG_ERROR, "HTTP API out of memory", NULL);
+			return -1;
+		}
+		L->max = max;
+		L->rate = s->cfg.http_requests_per_ip_per_second;
+		L->cap = s->cfg.http_requests_per_ip_burst * 1000;
+		s->api_limit = L;
+	}
 	evhttp_set_gencb(s->api, api_cb, s);
 	if (s->cfg.http_operator_token[0] != '\0' && s->cfg.http_auditor_database_url[0] != '\0') {
 		struct srv_ledger_view *v = calloc(1, sizeof(*v));
@@ -829,6 +944,12 @@ void srv_http_free(struct srv *s)
 	if (s->api)
 		evhttp_free(s->api);
 	s->api = NULL;
+	if (s->api_limit) {
+		free(s->api_limit->m.e);
+		free(s->api_limit->b);
+		free(s->api_limit);
+		s->api_limit = NULL;
+	}
 	srv_market_destroy(s->market);
 	s->market = NULL;
 }

@@ -269,6 +269,7 @@ struct srv {
 	struct srv_market *market;	     /* the HTTP API's copy of the market (I/O thread) */
 	struct evhttp *api;		     /* the HTTP API; NULL when http_listen is empty */
 	struct srv_ledger_view *ledger_view; /* the operator's trial balance, refreshed */
+	struct srv_http_limit *api_limit;    /* requests per address (I/O thread) */
 	evutil_socket_t api_fd;
 	/* I/O */
 	struct event_base *base;

@@ -472,6 +472,55 @@ START_TEST(an_address_holds_at_most_http_connections_per_ip_max)
 }
 END_TEST
 
+/* One request from 127.0.0.<from> on a connection of its own: the answer's status. */
+static int status_from(int from)
+{
+	const char req[] = "GET /api/v1/products HTTP/1.0\r\n\r\n";
+	int fd = tcp_from(srv.http_port, from);
+	ck_assert_int_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	char b[512] = "";
+	size_t n = 0;
+	ssize_t k;
+	while (n < sizeof(b) - 1 && (k = read(fd, b + n, sizeof(b) - 1 - n)) > 0)
+		n += (size_t)k;
+	close(fd);
+	ck_assert_msg(strncmp(b, "HTTP/1.", 7) == 0, "not an answer: %s", b);
+	if (atoi(b + 9) == 429)
+		ck_assert_msg(strstr(b, "Retry-After: 1") != NULL, "%s", b);
+	return atoi(b + 9);
+}
+
+START_TEST(an_address_asks_at_most_http_requests_per_ip_per_second)
+{
+	/* One request a second, a burst of two; room for 4 addresses (4 x connections). */
+	static const char *const cap_args[] = {
+		"--http-listen=127.0.0.1:0", "--http-connections-max=1",
+		"--http-requests-per-ip-per-second=1", "--http-requests-per-ip-burst=2", NULL};
+	memset(&srv, 0, sizeof(srv));
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	tserver_start(&srv, cap_args);
+	/* The burst, then 429 (each on a connection of its own: the bucket is the
+	 * address's, not a connection's), while another address is served. */
+	ck_assert_int_eq(status_from(2), 200);
+	ck_assert_int_eq(status_from(2), 200);
+	ck_assert_int_eq(status_from(2), 429);
+	ck_assert_int_eq(status_from(3), 200);
+	/* A second later 127.0.0.2 has earned one more, and 127.0.0.3's bucket is full. */
+	struct timespec wait = {.tv_sec = 1, .tv_nsec = 100000000};
+	nanosleep(&wait, NULL);
+	ck_assert_int_eq(status_from(2), 200);
+	/* Addresses 4 and 5 fill the table; 6 takes the place of 3, whose bucket is full
+	 * (it is forgotten); 7 finds no room and is refused, the orders' thread first. */
+	for (int from = 4; from <= 6; from++)
+		ck_assert_int_eq(status_from(from), 200);
+	ck_assert_int_eq(status_from(7), 429);
+	/* /metrics is not limited: wait_metric scrapes it as often as it likes. */
+	wait_metric("gridex_http_requests_refused_total", 2);
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	pgtest_teardown();
+}
+END_TEST
+
 START_TEST(a_full_http_port_closes_its_oldest_connection_for_a_newcomer)
 {
 	static const char *const cap_args[] = {"--http-listen=127.0.0.1:0",
@@ -771,6 +820,7 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, an_http_port_holds_at_most_http_connections_max);
 	tcase_add_test(tc, an_address_holds_at_most_http_connections_per_ip_max);
 	tcase_add_test(tc, a_full_http_port_closes_its_oldest_connection_for_a_newcomer);
+	tcase_add_test(tc, an_address_asks_at_most_http_requests_per_ip_per_second);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("retire");
 	tcase_add_checked_fixture(tc, setup_retire, teardown);
