@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "srv_addr.h"
+#include "srv_bucket.h"
 #include "srv_hook.h"
 #include "srv_lease.h"
 #include "srv_log.h"
@@ -344,51 +345,16 @@ static void console_file(struct srv *s, struct evhttp_request *req, const char *
  * which also carries the order connections, and some cost it a millisecond or more
  * (the product list, a class's candles: docs/performance.md, "The HTTP API's
  * answers"), so one address may ask http_requests_per_ip_per_second, with a burst of
- * http_requests_per_ip_burst; beyond, 429. A bucket per address (srv_addr_key), in
- * thousandths of a request; the table holds 4 x http_connections_max addresses, and
- * one whose bucket has filled up again is forgotten when room is needed. With the
- * table full of addresses that asked lately, a new address is refused too: the orders
- * come first.
+ * http_requests_per_ip_burst; beyond, 429. A bucket per address (srv_addr_key,
+ * srv_bucket.h); the table holds 4 x http_connections_max addresses, and one whose
+ * bucket has filled up again is forgotten when room is needed. With the table full of
+ * addresses that asked lately, a new address is refused too: the orders come first.
  */
-struct limit_bucket {
-	int64_t milli, at_ms;
-	char key[SRV_MAP_KEY_BYTES];
-};
-
 struct srv_http_limit {
-	struct srv_map m; /* address -> its bucket's index in b */
-	struct limit_bucket *b;
-	uint32_t n, max;
-	int64_t rate, cap; /* per second; the burst, in thousandths */
+	struct srv_buckets t;
 	uint64_t refused;  /* requests answered 429 */
 	int64_t logged_ms; /* the last warning; one per 10 s */
 };
-
-static void limit_refill(const struct srv_http_limit *L, struct limit_bucket *b, int64_t now)
-{
-	int64_t refill = (now - b->at_ms) * L->rate;
-	b->milli = refill >= L->cap - b->milli ? L->cap : b->milli + refill;
-	b->at_ms = now;
-}
-
-/* Forgets the addresses whose buckets are full again; how many are left. */
-static uint32_t limit_sweep(struct srv_http_limit *L, int64_t now)
-{
-	for (uint32_t i = 0; i < L->n;) {
-		struct limit_bucket *b = &L->b[i];
-		limit_refill(L, b, now);
-		if (b->milli < L->cap) {
-			i++;
-			continue;
-		}
-		srv_map_del(&L->m, b->key);
-		if (i != --L->n) {
-			*b = L->b[L->n];
-			srv_map_put(&L->m, b->key, i); /* its entry, there already */
-		}
-	}
-	return L->n;
-}
 
 /* Whether req's address may have an answer now (and charges it one). */
 static bool limit_allows(struct srv *s, struct evhttp_request *req)
@@ -403,16 +369,9 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
 		return true; /* gone already: nothing is sent */
 	srv_addr_key(sa, ip, key, sizeof(key));
 	int64_t now = srv_mono_ms();
-	uint32_t *i = srv_map_get(&L->m, key);
-	if (i == NULL && (L->n < L->max || limit_sweep(L, now) < L->max) &&
-	    (i = srv_map_put(&L->m, key, L->n)) != NULL) {
-		L->b[L->n] = (struct limit_bucket){.milli = L->cap, .at_ms = now};
-		snprintf(L->b[L->n].key, sizeof(L->b[L->n].key), "%s", key);
-		L->n++;
-	}
-	struct limit_bucket *b = i ? &L->b[*i] : NULL;
-	if (b != NULL)
-		limit_refill(L, b, now);
+	struct srv_bucket *b = srv_buckets_get(&L->t, key, false, now);
+	if (b == NULL && (L->t.n < L->t.max || srv_buckets_forget_full(&L->t, now) < L->t.max))
+		b = srv_buckets_get(&L->t, key, true, now);
 	if (b != NULL && b->milli >= 1000) {
 		b->milli -= 1000;
 		return true;
@@ -895,19 +854,13 @@ int srv_http_init(struct srv *s)
 	}
 	if (s->cfg.http_requests_per_ip_per_second > 0) {
 		struct srv_http_limit *L = calloc(1, sizeof(*L));
-		uint32_t max = 4 * (uint32_t)s->cfg.http_connections_max;
-		if (L == NULL || !srv_map_init(&L->m, max) ||
-		    (L->b = calloc(max, sizeof(*L->b))) == NULL) {
-			if (L)
-				free(L->m.e);
-			free(L);
+		s->api_limit = L; /* freed by srv_http_free, also when only half made */
+		if (L == NULL || !srv_buckets_init(&L->t, 4 * (uint32_t)s->cfg.http_connections_max,
+						   s->cfg.http_requests_per_ip_per_second,
+						   s->cfg.http_requests_per_ip_burst)) {
 			srv_log(SRV_LOG_ERROR, "HTTP API out of memory", NULL);
 			return -1;
 		}
-		L->max = max;
-		L->rate = s->cfg.http_requests_per_ip_per_second;
-		L->cap = s->cfg.http_requests_per_ip_burst * 1000;
-		s->api_limit = L;
 	}
 	evhttp_set_gencb(s->api, api_cb, s);
 	if (s->cfg.http_operator_token[0] != '\0' && s->cfg.http_auditor_database_url[0] != '\0') {
@@ -944,12 +897,10 @@ void srv_http_free(struct srv *s)
 	if (s->api)
 		evhttp_free(s->api);
 	s->api = NULL;
-	if (s->api_limit) {
-		free(s->api_limit->m.e);
-		free(s->api_limit->b);
-		free(s->api_limit);
-		s->api_limit = NULL;
-	}
+	if (s->api_limit)
+		srv_buckets_free(&s->api_limit->t);
+	free(s->api_limit);
+	s->api_limit = NULL;
 	srv_market_destroy(s->market);
 	s->market = NULL;
 }

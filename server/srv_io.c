@@ -25,6 +25,7 @@
 
 #include "gridex.pb-c.h"
 #include "srv_addr.h"
+#include "srv_bucket.h"
 #include "srv_frames.h"
 #include "srv_hook.h"
 #include "srv_log.h"
@@ -108,24 +109,11 @@ struct srv_acctable {
 
 /*
  * Failed verifications of connections that no request has been accepted on yet,
- * each table a token bucket per key, in thousandths of a request: s->fails by IP
- * address, s->known by known (address, account) pair, "ip|account", an account
- * that has had a request accepted from that address (known_ms: when it last had,
- * or last closed such a session there). The buckets counted are b[0..n), so the
- * sweep reads those and nothing else.
+ * each table a token bucket per key (srv_bucket.h), in thousandths of a request:
+ * s->fails by IP address, s->known by known (address, account) pair, "ip|account",
+ * an account that has had a request accepted from that address (mark_ms: when it
+ * last had, or last closed such a session there).
  */
-struct fail_bucket {
-	int64_t milli;
-	int64_t at_ms;
-	int64_t known_ms;
-	char key[KEY_BYTES];
-};
-
-struct srv_failtable {
-	struct srv_map m; /* key -> its bucket's index in b */
-	struct fail_bucket *b;
-	uint32_t n;
-};
 
 static uint64_t conn_id(const struct srv_conn *c)
 {
@@ -543,32 +531,11 @@ static uint32_t inflight_max(const struct srv_conn *c)
 	return c->authed ? 1024 : (uint32_t)c->s->cfg.unauth_inflight_max;
 }
 
-/* Adds what the time since b's last refill earned, up to the burst. */
-static void fail_refill(const struct srv *s, struct fail_bucket *b, int64_t now)
-{
-	int64_t cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	int64_t refill = (now - b->at_ms) * s->cfg.verify_failures_per_ip_per_second;
-	b->milli = refill >= cap - b->milli ? cap : b->milli + refill;
-	b->at_ms = now;
-}
-
 /* key's bucket in F, refilled to now; created (full) when asked and there is room,
  * else NULL. */
-static struct fail_bucket *fail_bucket(struct srv *s, struct srv_failtable *F, const char *key,
-				       bool create)
+static struct srv_bucket *fail_bucket(struct srv_buckets *F, const char *key, bool create)
 {
-	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	uint32_t *i = srv_map_get(&F->m, key);
-	if (i == NULL) {
-		if (!create || (i = srv_map_put(&F->m, key, F->n)) == NULL)
-			return NULL; /* F's maximum counted already */
-		struct fail_bucket *b = &F->b[F->n++];
-		*b = (struct fail_bucket){.milli = cap, .at_ms = now, .known_ms = now};
-		snprintf(b->key, KEY_BYTES, "%s", key);
-	}
-	struct fail_bucket *b = &F->b[*i];
-	fail_refill(s, b, now);
-	return b;
+	return srv_buckets_get(F, key, create, srv_mono_ms());
 }
 
 /* The key of c's (address, account) pair; false when the pair is not counted. */
@@ -587,16 +554,16 @@ static void pair_known(struct srv_conn *c)
 	char key[KEY_BYTES];
 	if (!pair_key(c, key))
 		return;
-	struct fail_bucket *b = fail_bucket(c->s, c->s->known, key, true);
+	struct srv_bucket *b = fail_bucket(c->s->known, key, true);
 	if (b != NULL)
-		b->known_ms = srv_mono_ms();
+		b->mark_ms = srv_mono_ms();
 }
 
 /* The bucket of c's pair when it is known, else NULL. */
-static struct fail_bucket *pair_bucket(struct srv_conn *c)
+static struct srv_bucket *pair_bucket(struct srv_conn *c)
 {
 	char key[KEY_BYTES];
-	return pair_key(c, key) ? fail_bucket(c->s, c->s->known, key, false) : NULL;
+	return pair_key(c, key) ? fail_bucket(c->s->known, key, false) : NULL;
 }
 
 /*
@@ -609,17 +576,17 @@ static bool verify_allowed(struct srv_conn *c)
 	struct srv *s = c->s;
 	if (s->cfg.verify_failures_per_ip_per_second == 0)
 		return true;
-	struct fail_bucket *b = fail_bucket(s, s->fails, c->ip_key, false);
+	struct srv_bucket *b = fail_bucket(s->fails, c->ip_key, false);
 	if (b == NULL || b->milli >= 1000)
 		return true;
-	struct fail_bucket *p = pair_bucket(c);
+	struct srv_bucket *p = pair_bucket(c);
 	if (p == NULL || p->milli < 1000)
 		return false;
 	atomic_fetch_add(&s->m.verified_known, 1);
 	return true;
 }
 
-static void fail_charge(struct fail_bucket *b, uint32_t n)
+static void fail_charge(struct srv_bucket *b, uint32_t n)
 {
 	int64_t cost = (int64_t)n * 1000;
 	if (b != NULL)
@@ -633,23 +600,12 @@ static void verify_failed(struct srv_conn *c, uint32_t n)
 	struct srv *s = c->s;
 	if (s->cfg.verify_failures_per_ip_per_second == 0)
 		return;
-	fail_charge(fail_bucket(s, s->fails, c->ip_key, true), n);
+	fail_charge(fail_bucket(s->fails, c->ip_key, true), n);
 	fail_charge(pair_bucket(c), n);
 }
 
-/* Forgets F's i-th bucket: the last takes its place (the caller looks at i again). */
-static void fail_forget(struct srv_failtable *F, uint32_t i)
-{
-	struct fail_bucket *b = &F->b[i];
-	srv_map_del(&F->m, b->key);
-	if (i != --F->n) {
-		*b = F->b[F->n];
-		srv_map_put(&F->m, b->key, i); /* its entry, there already */
-	}
-}
-
 /* Whether one of the sessions open of b's account is from b's address (b a pair). */
-static bool pair_in_session(struct srv *s, const struct fail_bucket *b)
+static bool pair_in_session(struct srv *s, const struct srv_bucket *b)
 {
 	const char *bar = strrchr(b->key, '|');
 	char key[KEY_BYTES];
@@ -672,22 +628,16 @@ static void fails_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct srv *s = arg;
-	struct srv_failtable *F = s->fails, *K = s->known;
-	int64_t now = srv_mono_ms(), cap = s->cfg.verify_failures_per_ip_burst * 1000;
-	for (uint32_t i = 0; i < F->n;) {
-		fail_refill(s, &F->b[i], now);
-		if (F->b[i].milli < cap)
-			i++;
-		else
-			fail_forget(F, i);
-	}
+	struct srv_buckets *K = s->known;
+	int64_t now = srv_mono_ms();
+	srv_buckets_forget_full(s->fails, now);
 	for (uint32_t i = 0; i < K->n;) {
-		if (now - K->b[i].known_ms <= s->cfg.verify_known_pair_ms)
+		if (now - K->b[i].mark_ms <= s->cfg.verify_known_pair_ms)
 			i++;
 		else if (pair_in_session(s, &K->b[i]))
-			K->b[i++].known_ms = now;
+			K->b[i++].mark_ms = now;
 		else
-			fail_forget(K, i);
+			srv_buckets_forget(K, i);
 	}
 }
 
@@ -1760,10 +1710,10 @@ int srv_io_init(struct srv *s)
 	    !s->fails || !s->known || !srv_map_init(&s->ips->m, nconn) ||
 	    !srv_map_init(&s->accts->m, nconn) ||
 	    !srv_map_init(&s->topics->by_name, (uint32_t)cfg->topics_max) ||
-	    !srv_map_init(&s->fails->m, nfails) ||
-	    !(s->fails->b = calloc(nfails, sizeof(*s->fails->b))) ||
-	    !srv_map_init(&s->known->m, nknown) ||
-	    !(s->known->b = calloc(nknown, sizeof(*s->known->b))))
+	    !srv_buckets_init(s->fails, nfails, cfg->verify_failures_per_ip_per_second,
+			      cfg->verify_failures_per_ip_burst) ||
+	    !srv_buckets_init(s->known, nknown, cfg->verify_failures_per_ip_per_second,
+			      cfg->verify_failures_per_ip_burst))
 		return -1;
 	s->metrics_fd = -1;
 	struct srv_topics *T = s->topics;
@@ -1874,12 +1824,10 @@ void srv_io_free(struct srv *s)
 		free(s->topics->subs);
 		free(s->topics->free_s);
 	}
-	struct srv_failtable *tables[] = {s->fails, s->known};
+	struct srv_buckets *tables[] = {s->fails, s->known};
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-		if (tables[i]) {
-			free(tables[i]->m.e);
-			free(tables[i]->b);
-		}
+		if (tables[i])
+			srv_buckets_free(tables[i]);
 		free(tables[i]);
 	}
 	free(s->ips);

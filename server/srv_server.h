@@ -215,7 +215,7 @@ struct srv_port {
 
 struct srv_conn;
 struct srv_topic;
-struct srv_failtable;
+struct srv_buckets;
 
 struct srv {
 	struct srv_config cfg;
@@ -285,9 +285,9 @@ struct srv {
 	uint32_t *dirty, n_dirty; /* connections with output for this loop turn */
 	struct event *flush_ev;	  /* writes them, after the callbacks of the turn */
 	struct srv_iptable *ips;
-	struct srv_failtable *fails; /* failed verifications by IP address */
-	struct srv_failtable *known; /* and by known (address, account) pair */
-	struct event *fails_sweep;   /* forgets addresses whose allowance is whole again */
+	struct srv_buckets *fails; /* failed verifications by IP address */
+	struct srv_buckets *known; /* and by known (address, account) pair */
+	struct event *fails_sweep; /* forgets addresses whose allowance is whole again */
 	struct srv_acctable *accts;
 	struct srv_topics *topics;
 	bool draining;
