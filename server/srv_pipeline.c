@@ -97,15 +97,15 @@ static void count_request(struct srv *s, uint32_t type, uint32_t reason)
 		atomic_fetch_add_explicit(&s->m.requests[type][reason], 1, memory_order_relaxed);
 }
 
+static void io_wake(void *s)
+{
+	srv_io_notify(s);
+}
+
 /* Pushes out items and wakes the I/O thread when it may be sleeping. */
 static void out_push(struct srv *s, const struct srv_out *items, size_t n)
 {
-	if (n == 0)
-		return;
-	bool was_empty;
-	srv_queue_push(&s->out_q, items, n, true, &was_empty);
-	if (was_empty)
-		srv_io_notify(s);
+	srv_queue_push_woken(&s->out_q, items, n, io_wake, s);
 }
 
 /* A worker thread has its buffers: srv_pipeline_start may stop waiting for it. */

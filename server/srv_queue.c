@@ -76,7 +76,7 @@ size_t srv_queue_push(struct srv_queue *q, const void *items, size_t n, bool blo
 	size_t done = 0;
 	pthread_mutex_lock(&q->lock);
 	if (was_empty)
-		*was_empty = q->count == 0;
+		*was_empty = false;
 	while (done < n && !q->closed) {
 		if (q->count == q->ring && q->ring < q->cap)
 			ring_grow(q);
@@ -86,6 +86,10 @@ size_t srv_queue_push(struct srv_queue *q, const void *items, size_t n, bool blo
 			pthread_cond_wait(&q->not_full, &q->lock);
 			continue;
 		}
+		/* Empty when items go in, at the start or after waiting for room: a consumer
+		 * that emptied it may sleep now. */
+		if (was_empty && q->count == 0)
+			*was_empty = true;
 		size_t room = q->ring - q->count, k = n - done < room ? n - done : room;
 		ring_copy(q, (q->head + q->count) % q->ring, (void *)(src + done * q->item_bytes),
 			  k, true);
@@ -97,6 +101,21 @@ size_t srv_queue_push(struct srv_queue *q, const void *items, size_t n, bool blo
 	}
 	pthread_mutex_unlock(&q->lock);
 	return done;
+}
+
+void srv_queue_push_woken(struct srv_queue *q, const void *items, size_t n, void (*wake)(void *arg),
+			  void *arg)
+{
+	const uint8_t *src = items;
+	for (size_t done = 0; done < n;) {
+		size_t k = n - done < q->cap ? n - done : q->cap;
+		bool was_empty = false;
+		if (srv_queue_push(q, src + done * q->item_bytes, k, true, &was_empty) < k)
+			return; /* closed */
+		if (was_empty)
+			wake(arg);
+		done += k;
+	}
 }
 
 size_t srv_queue_pop(struct srv_queue *q, void *items, size_t max, int timeout_ms)

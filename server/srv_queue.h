@@ -38,11 +38,22 @@ void srv_queue_destroy(struct srv_queue *q);
  * Copies n items in. block: waits while the queue is full; otherwise copies
  * what fits. Returns the number copied (less than n only when not blocking,
  * or when the queue is closed). *was_empty (may be NULL) tells whether the
- * queue was empty before: only then does a sleeping consumer need waking by
- * other means (the I/O thread's event).
+ * queue was empty when items went in, at the start or after waiting for room
+ * (a consumer that pops until empty may have emptied it meanwhile): only then
+ * does a sleeping consumer need waking by other means (an event of its loop).
  */
 size_t srv_queue_push(struct srv_queue *q, const void *items, size_t n, bool block,
 		      bool *was_empty);
+
+/*
+ * Copies n items in, waiting for room, for a consumer that pops until the queue is
+ * empty and then sleeps until woken: calls wake(arg) whenever items went into an
+ * empty queue, before waiting for room again. (A push that waits for room while the
+ * wake it owes is still to come would wait for ever: so the items go in chunks of at
+ * most cap, each of which waits at most until the queue is empty.)
+ */
+void srv_queue_push_woken(struct srv_queue *q, const void *items, size_t n, void (*wake)(void *arg),
+			  void *arg);
 
 /*
  * Copies up to max items out, waiting up to timeout_ms (-1: forever, 0: not

@@ -468,6 +468,109 @@ static void *producer(void *arg)
 	return NULL;
 }
 
+static bool woken_push; /* was_empty of the push below */
+
+static void *push_when_full(void *arg)
+{
+	(void)arg;
+	uint64_t more[10] = {0};
+	ck_assert_uint_eq(srv_queue_push(&q, more, 10, true, &woken_push), 10);
+	return NULL;
+}
+
+/* A push that waited for room into a queue its consumer has emptied meanwhile says
+ * was_empty: a consumer that pops until empty and then sleeps until woken must be
+ * woken. (It once said only whether the queue was empty when the push began, and the
+ * consumers of the out and market queues slept with items waiting.) */
+START_TEST(a_push_that_waited_into_an_emptied_queue_wakes_its_consumer)
+{
+	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 16), 0);
+	uint64_t full[16] = {0}, out[16];
+	bool was_empty = false;
+	ck_assert_uint_eq(srv_queue_push(&q, full, 16, true, &was_empty), 16);
+	ck_assert(was_empty);
+	ck_assert_uint_eq(srv_queue_push(&q, full, 1, false, &was_empty), 0);
+	ck_assert(!was_empty);
+	pthread_t t;
+	pthread_create(&t, NULL, push_when_full, NULL);
+	struct timespec ts = {.tv_nsec = 200000000}; /* for it to find the queue full */
+	nanosleep(&ts, NULL);
+	ck_assert_uint_eq(srv_queue_pop(&q, out, 16, 0), 16); /* emptied */
+	pthread_join(t, NULL);
+	ck_assert(woken_push);
+	ck_assert_uint_eq(srv_queue_pop(&q, out, 16, 0), 10);
+	srv_queue_destroy(&q);
+}
+END_TEST
+
+/* A consumer as the I/O and API threads are: it pops until the queue is empty, then
+ * sleeps until woken (or 5 s: then it gives up). */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
+static bool wake_due;
+static uint64_t consumed;
+
+static void wake_consumer(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&wake_lock);
+	wake_due = true;
+	pthread_cond_signal(&wake_cond);
+	pthread_mutex_unlock(&wake_lock);
+}
+
+static void *sleepy_consumer(void *arg)
+{
+	(void)arg;
+	while (consumed < 1000) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		pthread_mutex_lock(&wake_lock);
+		while (!wake_due)
+			if (pthread_cond_timedwait(&wake_cond, &wake_lock, &until) != 0) {
+				pthread_mutex_unlock(&wake_lock);
+				return NULL; /* never woken: the items left wait for ever */
+			}
+		wake_due = false;
+		pthread_mutex_unlock(&wake_lock);
+		uint64_t items[8];
+		size_t n;
+		while ((n = srv_queue_pop(&q, items, 8, 0)) > 0)
+			for (size_t i = 0; i < n; i++)
+				ck_assert_uint_eq(items[i], consumed++);
+	}
+	return NULL;
+}
+
+static void *woken_producer(void *arg)
+{
+	(void)arg;
+	for (uint64_t i = 0; i < 1000; i += 40) {
+		uint64_t batch[40];
+		for (uint64_t k = 0; k < 40; k++)
+			batch[k] = i + k;
+		srv_queue_push_woken(&q, batch, 40, wake_consumer, NULL);
+	}
+	return NULL;
+}
+
+/* Batches larger than the queue, into a consumer that sleeps until woken: every item
+ * arrives, in order. (A batch once went in with one push, which waited for room while
+ * the consumer slept, owed a wake it would send only once done.) */
+START_TEST(pushes_wake_a_sleeping_consumer_however_large)
+{
+	ck_assert_int_eq(srv_queue_init(&q, sizeof(uint64_t), 16), 0);
+	pthread_t c, p;
+	pthread_create(&c, NULL, sleepy_consumer, NULL);
+	pthread_create(&p, NULL, woken_producer, NULL);
+	pthread_join(c, NULL);
+	ck_assert_uint_eq(consumed, 1000);
+	pthread_join(p, NULL);
+	srv_queue_destroy(&q);
+}
+END_TEST
+
 /* The id map against a model through random puts and deletes of few ids (long runs,
  * runs that wrap past the table's end, growth), then emptied. */
 START_TEST(idmap_follows_a_model)
@@ -743,6 +846,8 @@ static Suite *parts_suite(void)
 	tcase_add_test(tc, idmap_follows_a_model);
 	tcase_add_test(tc, dues_come_out_in_order);
 	tcase_add_test(tc, queue_moves_everything_once_in_order);
+	tcase_add_test(tc, a_push_that_waited_into_an_emptied_queue_wakes_its_consumer);
+	tcase_add_test(tc, pushes_wake_a_sleeping_consumer_however_large);
 	tcase_add_test(tc, queue_emptied_starts_at_its_first_slot);
 	tcase_add_test(tc, queue_ring_grows_only_as_deep_as_the_backlog);
 	tcase_add_test(tc, queue_pop_times_out);
