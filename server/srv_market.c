@@ -26,15 +26,24 @@ struct product {
 	bool live, halted, traded;    /* live: not retired (a free slot) */
 	struct side bids, asks;
 	int64_t last_price, volume;
+	uint64_t last_trade; /* its newest trade's number (NO_TRADE: none) */
 	uint32_t next_free;
 };
 
-/* A trade keeps its product's name: the product may be retired while its trades stay. */
+#define NO_TRADE UINT64_MAX
+
+/* A trade keeps its product's name: the product may be retired while its trades stay.
+ * Trades are numbered in arrival order (n_trades); each links to its product's trade
+ * before it, so that a product's answers read only its own trades. A link to a number
+ * that has left the ring ends the list: overwriting a slot unlinks nothing. A retired
+ * product's list goes with it (its trades are answered by class only; a product is
+ * retired once its delivery hour has passed, and is never listed again). */
 struct trade {
 	char product[MATCHING_PRODUCT_NAME_MAX + 1];
 	uint8_t aggressor;
 	uint64_t sequence;
 	int64_t price, qty, time_ms;
+	uint64_t prev; /* its product's trade before it, or NO_TRADE */
 };
 
 struct srv_market {
@@ -108,6 +117,7 @@ static uint32_t product_of(struct srv_market *m, const char *name, bool add)
 	p->live = true;
 	memcpy(p->name, mp.name, sizeof(p->name));
 	memcpy(p->cls, mp.class_name, sizeof(p->cls));
+	p->last_trade = NO_TRADE;
 	p->delivery_ms = mp.period_start_ms;
 	p->gate_ms = mp.gate_ms;
 	srv_tindex_put(&m->index, i);
@@ -200,9 +210,10 @@ void srv_market_trade(struct srv_market *m, const char *product, uint64_t sequen
 			    .sequence = sequence,
 			    .price = price,
 			    .qty = qty,
-			    .time_ms = time_ms};
+			    .time_ms = time_ms,
+			    .prev = p->last_trade};
 	memcpy(t->product, p->name, sizeof(t->product));
-	m->n_trades++;
+	p->last_trade = m->n_trades++;
 }
 
 void srv_market_halt(struct srv_market *m, const char *product, bool halted)
@@ -278,14 +289,47 @@ json_t *srv_market_book(const struct srv_market *m, const char *product, uint32_
 			 "asks", levels(&p->asks, depth));
 }
 
-static bool in_scope(const struct srv_market *m, const struct trade *t, uint32_t prod,
-		     const char *cls)
+/* Whether trade t is of class cls. */
+static bool of_class(const struct trade *t, const char *cls)
 {
-	if (prod != UINT32_MAX)
-		return strcmp(t->product, m->p[prod].name) == 0;
 	size_t len = strlen(cls);
 	return strncmp(t->product, cls, len) == 0 &&
 	       (t->product[len] == '/' || t->product[len] == '\0');
+}
+
+/* Trade number k if it is still kept, else NULL. */
+static const struct trade *kept_trade(const struct srv_market *m, uint64_t k)
+{
+	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
+	if (k == NO_TRADE || k >= m->n_trades || k < m->n_trades - kept)
+		return NULL;
+	return &m->ring[k % m->cfg.trades_kept];
+}
+
+/* The trades of an answer, newest first: one product's (its list), or a class's (the
+ * ring, read for those of the class). */
+struct walk {
+	const struct srv_market *m;
+	const char *cls; /* NULL: the product's list */
+	uint64_t next;	 /* the number of the next trade to look at */
+};
+
+static struct walk walk_of(const struct srv_market *m, uint32_t prod, const char *cls)
+{
+	if (prod != UINT32_MAX)
+		return (struct walk){.m = m, .next = m->p[prod].last_trade};
+	return (struct walk){.m = m, .cls = cls, .next = m->n_trades - 1};
+}
+
+static const struct trade *walk_next(struct walk *w)
+{
+	const struct trade *t;
+	while ((t = kept_trade(w->m, w->next)) != NULL) {
+		w->next = w->cls ? w->next - 1 : t->prev;
+		if (w->cls == NULL || of_class(t, w->cls))
+			return t;
+	}
+	return NULL;
 }
 
 /* Which trades an answer is about: one product, or every product of a class. */
@@ -312,11 +356,9 @@ static bool scope(const struct srv_market *m, const char *product, const char *a
 		if (m->p[i].live && strcmp(m->p[i].cls, accelerator) == 0)
 			return true;
 	/* Or trades kept of its products, all of them retired since. */
-	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
-	for (uint64_t k = 0; k < kept; k++)
-		if (in_scope(m, &m->ring[(m->n_trades - 1 - k) % m->cfg.trades_kept], UINT32_MAX,
-			     accelerator))
-			return true;
+	struct walk w = walk_of(m, UINT32_MAX, accelerator);
+	if (walk_next(&w) != NULL)
+		return true;
 	*why = "no such accelerator class: none of its products has a book or a trade kept";
 	*not_found = true;
 	return false;
@@ -334,12 +376,10 @@ json_t *srv_market_trades(const struct srv_market *m, const char *product, const
 	}
 	if (!scope(m, product, accelerator, &prod, &cls, why, not_found))
 		return NULL;
-	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
 	json_t *a = json_array();
-	for (uint64_t k = 0; a && k < kept && json_array_size(a) < limit; k++) {
-		const struct trade *t = &m->ring[(m->n_trades - 1 - k) % m->cfg.trades_kept];
-		if (!in_scope(m, t, prod, cls))
-			continue;
+	struct walk w = walk_of(m, prod, cls);
+	const struct trade *t;
+	while (a && json_array_size(a) < limit && (t = walk_next(&w)) != NULL)
 		json_array_append_new(
 			a,
 			json_pack("{s:s, s:I, s:I, s:I, s:s, s:I}", "product", t->product,
@@ -347,7 +387,6 @@ json_t *srv_market_trades(const struct srv_market *m, const char *product, const
 				  (json_int_t)t->price, "quantity", (json_int_t)t->qty, "aggressor",
 				  t->aggressor == SRV_MARKET_SIDE_SELL ? "sell" : "buy", "time_ms",
 				  (json_int_t)t->time_ms));
-	}
 	return json_pack("{s:o}", "trades", a ? a : json_null());
 }
 
@@ -375,34 +414,37 @@ json_t *srv_market_candles(const struct srv_market *m, const char *product, cons
 	struct candle *c = calloc(limit, sizeof(*c));
 	if (c == NULL)
 		return NULL;
-	size_t n = 0; /* candles made; the ring of the last `limit` of them */
-	uint64_t kept = m->n_trades < m->cfg.trades_kept ? m->n_trades : m->cfg.trades_kept;
-	for (uint64_t k = m->n_trades - kept; k < m->n_trades; k++) {
-		const struct trade *t = &m->ring[k % m->cfg.trades_kept];
-		if (!in_scope(m, t, prod, cls))
-			continue;
+	/* Newest first, until a trade would begin candle limit + 1: the answer's cost is its
+	 * trades'. (Journaled times never go back, so a trade's interval is never later than
+	 * that of the trade after it.) */
+	size_t n = 0; /* candles made, newest first */
+	struct walk w = walk_of(m, prod, cls);
+	const struct trade *t;
+	while ((t = walk_next(&w)) != NULL) {
 		int64_t start =
 			t->time_ms - ((t->time_ms % interval_ms) + interval_ms) % interval_ms;
-		struct candle *cur = n ? &c[(n - 1) % limit] : NULL;
-		if (cur == NULL || start > cur->start) {
-			cur = &c[n++ % limit];
+		struct candle *cur = n ? &c[n - 1] : NULL;
+		if (cur == NULL || start < cur->start) {
+			if (n == limit)
+				break;
+			cur = &c[n++];
 			*cur = (struct candle){.start = start,
-					       .open = t->price,
 					       .high = t->price,
-					       .low = t->price};
+					       .low = t->price,
+					       .close = t->price};
 		}
+		cur->open = t->price; /* the oldest so far */
 		if (t->price > cur->high)
 			cur->high = t->price;
 		if (t->price < cur->low)
 			cur->low = t->price;
-		cur->close = t->price;
 		if (__builtin_add_overflow(cur->volume, t->qty, &cur->volume))
 			cur->volume = INT64_MAX;
 		cur->notional += (u128)t->price * (u128)t->qty;
 	}
 	json_t *a = json_array();
-	for (size_t k = n > limit ? n - limit : 0; a && k < n; k++) {
-		const struct candle *x = &c[k % limit];
+	for (size_t k = n; a && k-- > 0;) {
+		const struct candle *x = &c[k];
 		json_array_append_new(
 			a,
 			json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "start_ms",

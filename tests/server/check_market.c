@@ -4,7 +4,9 @@
  * best first and only the best levels_max; trades in a ring that forgets the
  * oldest; candles per interval with exact VWAP across interval boundaries and
  * the ring's wrap; classes gathering their products; parameters refused with
- * a reason; retired products forgotten and their room reused.
+ * a reason; retired products forgotten and their room reused; trades and
+ * candles of random trading against a model that reads the whole ring (the
+ * products' lists of trades, candles built newest first).
  */
 #include <stdio.h>
 #include <string.h>
@@ -230,6 +232,143 @@ START_TEST(retired_products_make_room)
 }
 END_TEST
 
+/* ---------- trades and candles against a model ---------- */
+
+struct mtrade {
+	const char *product;
+	uint64_t sequence;
+	int64_t price, qty, time_ms;
+	uint8_t aggressor;
+};
+
+#define KEPT 37 /* an odd ring, to wrap at every place */
+
+static bool model_of(const struct mtrade *t, const char *product, const char *cls)
+{
+	if (product)
+		return strcmp(t->product, product) == 0;
+	size_t len = strlen(cls);
+	return strncmp(t->product, cls, len) == 0 && t->product[len] == '/';
+}
+
+/* The answers as the ring read whole would give them: the trades newest first... */
+static json_t *model_trades(const struct mtrade *all, size_t n, const char *product,
+			    const char *cls, uint32_t limit)
+{
+	json_t *a = json_array();
+	for (size_t k = n; k-- > (n > KEPT ? n - KEPT : 0) && json_array_size(a) < limit;)
+		if (model_of(&all[k], product, cls))
+			json_array_append_new(
+				a,
+				json_pack("{s:s, s:I, s:I, s:I, s:s, s:I}", "product",
+					  all[k].product, "sequence", (json_int_t)all[k].sequence,
+					  "price", (json_int_t)all[k].price, "quantity",
+					  (json_int_t)all[k].qty, "aggressor",
+					  all[k].aggressor == SRV_MARKET_SIDE_SELL ? "sell" : "buy",
+					  "time_ms", (json_int_t)all[k].time_ms));
+	return json_pack("{s:o}", "trades", a);
+}
+
+/* ...and the candles oldest first, the last limit of them. */
+static json_t *model_candles(const struct mtrade *all, size_t n, const char *product,
+			     const char *cls, int64_t interval, uint32_t limit)
+{
+	int64_t c[KEPT][6]; /* start, open, high, low, close, volume */
+	int64_t notional[KEPT];
+	size_t nc = 0;
+	for (size_t k = n > KEPT ? n - KEPT : 0; k < n; k++) {
+		const struct mtrade *t = &all[k];
+		if (!model_of(t, product, cls))
+			continue;
+		int64_t start = t->time_ms - t->time_ms % interval;
+		if (nc == 0 || start > c[nc - 1][0]) {
+			int64_t *x = c[nc];
+			x[0] = start;
+			x[1] = x[2] = x[3] = t->price;
+			x[5] = notional[nc] = 0;
+			nc++;
+		}
+		int64_t *x = c[nc - 1];
+		x[2] = t->price > x[2] ? t->price : x[2];
+		x[3] = t->price < x[3] ? t->price : x[3];
+		x[4] = t->price;
+		x[5] += t->qty;
+		notional[nc - 1] += t->price * t->qty;
+	}
+	json_t *a = json_array();
+	for (size_t k = nc > limit ? nc - limit : 0; k < nc; k++)
+		json_array_append_new(
+			a, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "start_ms",
+				     (json_int_t)c[k][0], "open", (json_int_t)c[k][1], "high",
+				     (json_int_t)c[k][2], "low", (json_int_t)c[k][3], "close",
+				     (json_int_t)c[k][4], "volume", (json_int_t)c[k][5], "vwap",
+				     (json_int_t)(notional[k] / c[k][5])));
+	return json_pack("{s:I, s:o}", "interval_ms", (json_int_t)interval, "candles", a);
+}
+
+static void same(json_t *got, json_t *want, const char *what)
+{
+	char *g = json_dumps(got, JSON_SORT_KEYS), *w = json_dumps(want, JSON_SORT_KEYS);
+	ck_assert_msg(json_equal(got, want), "%s:\n got %s\nwant %s", what, g, w);
+	free(g);
+	free(w);
+	json_decref(got);
+	json_decref(want);
+}
+
+/* Random trades of four products of three classes (one class's name the start of
+ * another's), their times going forward by 0-40 s; after each, every product's and
+ * class's trades and candles (random limit and interval) equal the model's: the
+ * products' lists, the ring's wrap and the candles built newest first. */
+START_TEST(trades_and_candles_match_a_model)
+{
+	static const char *const products[] = {"H100-80G/2026-11-23T19", "H100-80G/2026-11-23T20",
+					       "H100-80G-SXM/2026-11-23T19", "A100/2026-11-23T19"};
+	static const char *const classes[] = {"H100-80G", "H100-80G-SXM", "A100"};
+	static const int64_t intervals[] = {1000, 60000, 3600000};
+	static struct mtrade all[600];
+	struct srv_market_config cfg = {
+		.products_max = 4, .levels_max = 3, .trades_kept = KEPT, .gate_lead_ms = 300000};
+	struct srv_market *mm;
+	ck_assert_int_eq(srv_market_create(&cfg, &mm), 0);
+	unsigned seed = 12345;
+	int64_t now = T0;
+	const char *why;
+	bool nf;
+	for (size_t n = 0; n < 600; n++) {
+		struct mtrade *t = &all[n];
+		now += rand_r(&seed) % 40001;
+		*t = (struct mtrade){.product = products[rand_r(&seed) % 4],
+				     .sequence = n + 1,
+				     .price = 1 + rand_r(&seed) % 1000,
+				     .qty = 1 + rand_r(&seed) % 8,
+				     .time_ms = now,
+				     .aggressor = (uint8_t)(1 + rand_r(&seed) % 2)};
+		srv_market_trade(mm, t->product, t->sequence, t->price, t->qty, t->aggressor,
+				 t->time_ms);
+		for (int i = 0; i < 7; i++) {
+			const char *p = i < 4 ? products[i] : NULL,
+				   *c = i < 4 ? NULL : classes[i - 4];
+			uint32_t limit = 1 + (uint32_t)(rand_r(&seed) % 12);
+			int64_t iv = intervals[rand_r(&seed) % 3];
+			json_t *got = srv_market_trades(mm, p, c, limit, &why, &nf);
+			if (got == NULL) { /* not traded yet: a 404 */
+				ck_assert(nf);
+				json_t *want = model_trades(all, n + 1, p, c, limit);
+				ck_assert_uint_eq(json_array_size(json_object_get(want, "trades")),
+						  0);
+				json_decref(want);
+				continue;
+			}
+			same(got, model_trades(all, n + 1, p, c, limit), p ? p : c);
+			same(srv_market_candles(mm, p, c, iv, limit, &why, &nf),
+			     model_candles(all, n + 1, p, c, iv, limit), p ? p : c);
+		}
+	}
+	srv_market_destroy(mm);
+}
+END_TEST
+
 static Suite *market_suite(void)
 {
 	Suite *s = suite_create("server-market");
@@ -239,6 +378,7 @@ static Suite *market_suite(void)
 	tcase_add_test(tc, trades_and_candles);
 	tcase_add_test(tc, bad_names_and_full_tables);
 	tcase_add_test(tc, retired_products_make_room);
+	tcase_add_test(tc, trades_and_candles_match_a_model);
 	suite_add_tcase(s, tc);
 	return s;
 }
