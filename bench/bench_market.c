@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the HTTP API's market answers cost (server/srv_market.c). They run on the
- * I/O thread, which also carries every order connection, so each answer delays the
- * orders behind it. The copy holds http_trades_kept trades (default 100,000) of
- * `products` products (default 1,024, books_max) of 4 accelerator classes, a trade
- * of each product in turn, except one quiet product whose single trade is the oldest
- * kept. Timed, each 20 times (fastest and median): the trades of a busy product, of
- * the quiet one, and of a class (the default limit, 100); candles (hourly, the
- * default limit) of a product and of a class; the product list.
- * Usage: bench-market [--trades=N] [--products=N]
+ * What the HTTP API's market answers cost (server/srv_market.c), on the API's thread
+ * (before 2026-12-07, evening, on the I/O thread, where each answer delayed the orders
+ * behind it; CPU time is still shared with the order path). The copy holds http_trades_kept trades
+ * (default 100,000) of `products` products (default 1,024, books_max) of 4 accelerator classes, a
+ * trade of each product in turn, except one quiet product whose single trade is the oldest kept.
+ * Timed, each 20 times (fastest and median): the trades of a busy product, of the quiet one, and of
+ * a class (the default limit, 100, and a full page of 1,000); candles (hourly, the default limit)
+ * of a product and of a class; the product list. Usage: bench-market [--trades=N] [--products=N]
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -73,6 +72,15 @@ static json_t *trades(const struct srv_market *m, const void *arg)
 	return srv_market_trades(m, a->product, a->accelerator, 100, &why, &not_found);
 }
 
+static json_t *trades_page(const struct srv_market *m, const void *arg)
+{
+	const struct ask *a = arg;
+	const char *why;
+	bool not_found;
+	return srv_market_trades(m, a->product, a->accelerator, SRV_MARKET_ROWS_MAX, &why,
+				 &not_found);
+}
+
 static json_t *candles(const struct srv_market *m, const void *arg)
 {
 	const struct ask *a = arg;
@@ -132,6 +140,7 @@ int main(int argc, char **argv)
 	timed("trades_busy_product", trades, m, &a_busy);
 	timed("trades_quiet_product", trades, m, &a_quiet);
 	timed("trades_class", trades, m, &a_class);
+	timed("trades_class_page", trades_page, m, &a_class);
 	timed("candles_busy_product", candles, m, &a_busy);
 	timed("candles_class", candles, m, &a_class);
 	timed("products", products, m, NULL);

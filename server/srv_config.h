@@ -124,6 +124,8 @@ struct srv_config {
 	int64_t http_evict_after_ms;
 	int64_t http_requests_per_ip_per_second;
 	int64_t http_requests_per_ip_burst;
+	int64_t http_market_queue_max;
+	int64_t http_thread_nice;
 	/* logs */
 	char log_file[SRV_CONFIG_TEXT_MAX];
 	char log_level[SRV_CONFIG_TEXT_MAX];

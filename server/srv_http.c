@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE /* gettid */
 /*
- * The read-only HTTP API (docs/http-api.md), served by the I/O thread with
- * libevent's evhttp on http_listen: products, book depth, trades and candles
- * as JSON (jansson), answered from the market copy the I/O thread keeps
- * (srv_market.c) from the market data the core publishes. Only GET; every
- * parameter checked (400 with the reason), every answer bounded.
+ * The read-only HTTP API (docs/http-api.md), served with libevent's evhttp on
+ * http_listen by a thread of its own: products, book depth, trades and candles
+ * as JSON (jansson), answered from the API thread's copy of the market
+ * (srv_market.c), which the market data the core publishes keeps current (the
+ * I/O thread passes it on). Only GET; every parameter checked (400 with the
+ * reason), every answer bounded.
+ *
+ * Some answers cost a millisecond or more (docs/performance.md, "The HTTP API's
+ * answers"): on a thread of its own, they never hold up the I/O thread, which
+ * reads and answers the order connections.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +18,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -203,25 +210,146 @@ static json_t *operator_status(struct srv *s)
 		(json_int_t)atomic_load(&m->sequence), "time_ms", (json_int_t)srv_now_ms());
 }
 
+/* ---------- the API's thread, and the market data the I/O thread passes it ---------- */
+
+/*
+ * The I/O thread stages the market data of each batch it takes from the core (a level,
+ * a trade, a halt, a product retired) and passes the batch on, before it writes the
+ * batch's replies, through a queue of http_market_queue_max items; the API's thread
+ * applies what waits there when woken, and before each answer, so that an answer has
+ * all the I/O thread had passed on when it was asked for. Applying an item costs a hash lookup, far
+ * less than an answer: the queue fills only while the API's thread does not run at all, and then
+ * the I/O thread waits until it has taken some (no market data is lost).
+ */
+enum { FEED_LEVEL = 1, FEED_TRADE, FEED_HALT, FEED_RETIRED };
+#define FEED_BATCH 256
+
+struct feed_item {
+	uint8_t kind; /* FEED_* */
+	uint8_t side; /* SRV_MARKET_SIDE_* */
+	bool halted;
+	uint32_t orders;
+	uint64_t sequence;
+	int64_t price, qty, time_ms;
+	char product[MATCHING_PRODUCT_NAME_MAX + 1];
+};
+
+struct srv_api_feed {
+	struct srv_queue q; /* I/O thread -> API thread */
+	bool q_made;
+	struct event *wake; /* on api_base, made active when q stops being empty */
+	struct event *stop; /* on api_base: leave the loop */
+	pthread_t thread;
+	bool running;
+	struct feed_item stage[FEED_BATCH]; /* the I/O thread's, not yet passed on */
+	size_t n_stage;
+};
+
+static void feed_wake(void *f)
+{
+	event_active(((struct srv_api_feed *)f)->wake, EV_READ, 0);
+}
+
+void srv_http_market_flush(struct srv *s)
+{
+	struct srv_api_feed *f = s->api_feed;
+	if (f == NULL || f->n_stage == 0)
+		return;
+	srv_queue_push_woken(&f->q, f->stage, f->n_stage, feed_wake, f);
+	f->n_stage = 0;
+}
+
 void srv_http_market(struct srv *s, const struct srv_out *o)
 {
-	if (s->market == NULL)
+	struct srv_api_feed *f = s->api_feed;
+	if (f == NULL)
 		return;
-	if (o->kind == SRV_OUT_HALT) {
-		srv_market_halt(s->market, o->product, o->halted);
-		return;
+	struct feed_item *it = &f->stage[f->n_stage];
+	*it = (struct feed_item){.halted = o->halted};
+	memcpy(it->product, o->product, sizeof(it->product));
+	if (o->kind == SRV_OUT_HALT || o->kind == SRV_OUT_RETIRED) {
+		it->kind = o->kind == SRV_OUT_HALT ? FEED_HALT : FEED_RETIRED;
+	} else {
+		const struct srv_md *m = &o->u.md;
+		if (m->kind != SRV_MD_LEVEL && m->kind != SRV_MD_TRADE)
+			return;
+		it->kind = m->kind == SRV_MD_LEVEL ? FEED_LEVEL : FEED_TRADE;
+		it->side = m->side == MATCHING_BUY ? SRV_MARKET_SIDE_BUY : SRV_MARKET_SIDE_SELL;
+		it->orders = m->orders;
+		it->sequence = m->sequence;
+		it->price = m->price;
+		it->qty = m->qty;
+		it->time_ms = m->time_ms;
 	}
-	if (o->kind == SRV_OUT_RETIRED) {
-		srv_market_retire(s->market, o->product);
-		return;
+	if (++f->n_stage == FEED_BATCH)
+		srv_http_market_flush(s);
+}
+
+/* API thread: applies the market data waiting in the queue. */
+static void feed_apply(struct srv *s)
+{
+	struct feed_item items[FEED_BATCH];
+	size_t n;
+	while ((n = srv_queue_pop(&s->api_feed->q, items, FEED_BATCH, 0)) > 0) {
+		for (size_t i = 0; i < n; i++) {
+			const struct feed_item *it = &items[i];
+			switch (it->kind) {
+			case FEED_LEVEL:
+				srv_market_level(s->market, it->product, it->side, it->price,
+						 it->qty, it->orders);
+				break;
+			case FEED_TRADE:
+				srv_market_trade(s->market, it->product, it->sequence, it->price,
+						 it->qty, it->side, it->time_ms);
+				break;
+			case FEED_HALT:
+				srv_market_halt(s->market, it->product, it->halted);
+				break;
+			case FEED_RETIRED:
+				srv_market_retire(s->market, it->product);
+				break;
+			}
+		}
 	}
-	const struct srv_md *m = &o->u.md;
-	uint8_t side = m->side == MATCHING_BUY ? SRV_MARKET_SIDE_BUY : SRV_MARKET_SIDE_SELL;
-	if (m->kind == SRV_MD_LEVEL)
-		srv_market_level(s->market, o->product, side, m->price, m->qty, m->orders);
-	else if (m->kind == SRV_MD_TRADE)
-		srv_market_trade(s->market, o->product, m->sequence, m->price, m->qty, side,
-				 m->time_ms);
+}
+
+static void feed_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	feed_apply(arg);
+}
+
+static void feed_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct srv *s = arg;
+	event_base_loopbreak(s->api_base);
+}
+
+/*
+ * The API's thread runs http_thread_nice below the rest of gridexd: when the CPUs are
+ * busy, the order path's threads come first (at the default, 10, a busy API thread
+ * weighs about a tenth of one of them with Linux's scheduler). With idle CPUs it runs
+ * as fast as ever. Linux keeps a nice value per thread.
+ */
+static void *api_main(void *arg)
+{
+	struct srv *s = arg;
+	srv_thread_name("gx-http");
+	if (s->cfg.http_thread_nice > 0) {
+		id_t tid = (id_t)gettid();
+		errno = 0;
+		int now = getpriority(PRIO_PROCESS, tid);
+		int want = now + (int)s->cfg.http_thread_nice;
+		if (errno != 0 || setpriority(PRIO_PROCESS, tid, want > 19 ? 19 : want) != 0)
+			srv_log(SRV_LOG_WARN, "cannot lower the HTTP API thread's priority",
+				"http_thread_nice=%lld error=\"%s\"",
+				(long long)s->cfg.http_thread_nice, strerror(errno));
+	}
+	event_base_loop(s->api_base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
 }
 
 static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
@@ -352,8 +480,8 @@ static void console_file(struct srv *s, struct evhttp_request *req, const char *
  */
 struct srv_http_limit {
 	struct srv_buckets t;
-	uint64_t refused;  /* requests answered 429 */
-	int64_t logged_ms; /* the last warning; one per 10 s */
+	atomic_uint_fast64_t refused; /* requests answered 429 (read by /metrics) */
+	int64_t logged_ms;	      /* the last warning; one per 10 s */
 };
 
 /* Whether req's address may have an answer now (and charges it one). */
@@ -376,7 +504,7 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
 		b->milli -= 1000;
 		return true;
 	}
-	L->refused++;
+	atomic_fetch_add(&L->refused, 1);
 	if (srv_log_due(&L->logged_ms, now))
 		srv_log(SRV_LOG_WARN, "HTTP request refused", "ip=%s reason=%s", ip,
 			b ? "http_requests_per_ip_per_second" : "too_many_addresses");
@@ -386,6 +514,7 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
 static void api_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
+	feed_apply(s); /* all the I/O thread has passed on by now */
 	if (!limit_allows(s, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
 		reply_json(req, 429, "Too Many Requests",
@@ -514,6 +643,9 @@ static void api_cb(struct evhttp_request *req, void *arg)
  * Once the descriptor is known, so is the peer: an address (srv_addr_key) with
  * http_connections_per_ip_max open has its next connection shut down unserved, so that
  * one address cannot take all of a port's connections.
+ *
+ * Each port's thread (the API's for http_listen, the I/O thread for metrics_listen)
+ * also sweeps every second, and publishes how many are open for /metrics.
  */
 struct http_fresh {
 	struct bufferevent *bev; /* a reference held */
@@ -541,11 +673,14 @@ struct srv_http_conns {
 	uint32_t n_open;
 	struct srv_map ips;	/* address -> its counted connections among open */
 	uint32_t per_ip_max;	/* http_connections_per_ip_max */
-	uint64_t full;		/* times the port stopped accepting at max */
-	uint64_t refused;	/* connections shut down unserved: per_ip_max, or no TLS */
 	int64_t evict_after_ms; /* http_evict_after_ms */
-	uint64_t evicted;	/* connections closed to make room */
-	int64_t logged_full_ms; /* the last warning of each kind; one per 10 s */
+	struct event *look;	/* every second: forgets the closed connections */
+	/* For /metrics, which the I/O thread answers while the port may be another's: */
+	atomic_uint_fast64_t open_seen; /* open when last looked at */
+	atomic_uint_fast64_t full;	/* times the port stopped accepting at max */
+	atomic_uint_fast64_t refused;	/* shut down unserved: per_ip_max, or no TLS */
+	atomic_uint_fast64_t evicted;	/* connections closed to make room */
+	int64_t logged_full_ms;		/* the last warning of each kind; one per 10 s */
 	int64_t logged_refused_ms;
 	int64_t logged_evicted_ms;
 };
@@ -573,7 +708,15 @@ static uint32_t http_sweep(struct srv_http_conns *h, const char *key)
 			srv_map_del(&h->ips, o->key);
 		h->open[i] = h->open[--h->n_open];
 	}
+	atomic_store(&h->open_seen, h->n_fresh + h->n_open);
 	return h->n_fresh + h->n_open;
+}
+
+static void http_look_cb(evutil_socket_t unused, short what, void *arg)
+{
+	(void)unused;
+	(void)what;
+	http_sweep(arg, NULL);
 }
 
 /* Counts fd's connection under its peer's address: false when that address has
@@ -625,13 +768,14 @@ static void http_learn_cb(evutil_socket_t unused, short what, void *arg)
 				/* evhttp sees the end of the stream and frees the connection */
 				shutdown(fd, SHUT_RDWR);
 				o.shut = true;
-				h->refused++;
+				atomic_fetch_add(&h->refused, 1);
 			}
 			h->open[h->n_open++] = o;
 		}
 		bufferevent_decref(bev); /* frees it (and closes fd) if evhttp has already */
 	}
 	h->n_fresh = 0;
+	atomic_store(&h->open_seen, h->n_open);
 }
 
 bool srv_http_room(struct srv_port *p)
@@ -659,7 +803,7 @@ void srv_http_make_room(struct srv_port *p)
 		return; /* (a descriptor that names another socket now is never shut down) */
 	shutdown(oldest->fd, SHUT_RDWR); /* evhttp frees it; the next look finds room */
 	oldest->shut = true;
-	h->evicted++;
+	atomic_fetch_add(&h->evicted, 1);
 	if (srv_log_due(&h->logged_evicted_ms, now))
 		srv_log(SRV_LOG_WARN, "HTTP port full; its oldest connection closed for a new one",
 			"port=%s age_ms=%lld http_evict_after_ms=%lld", p->name,
@@ -695,7 +839,7 @@ static struct bufferevent *http_bev(struct event_base *base, void *arg)
 	h->fresh[h->n_fresh++] = (struct http_fresh){.bev = bev, .refuse = refuse};
 	event_active(h->learn, EV_TIMEOUT, 1);
 	if (!srv_http_room(p)) {
-		h->full++;
+		atomic_fetch_add(&h->full, 1);
 		srv_port_pause(p);
 		if (srv_log_due(&h->logged_full_ms, srv_mono_ms()))
 			srv_log(SRV_LOG_WARN, "HTTP port full; new connections wait",
@@ -721,8 +865,13 @@ int srv_http_port(struct srv *s, struct evhttp *http, struct evhttp_bound_socket
 	h->evict_after_ms = s->cfg.http_evict_after_ms;
 	h->fresh = calloc(h->max, sizeof(*h->fresh));
 	h->open = calloc(h->max, sizeof(*h->open));
-	h->learn = event_new(s->base, -1, 0, http_learn_cb, h);
-	if (!h->fresh || !h->open || !h->learn || !srv_map_init(&h->ips, h->max))
+	/* On the loop of the port's thread (the API's, or the I/O thread for /metrics). */
+	struct event_base *base = evconnlistener_get_base(p->l);
+	h->learn = event_new(base, -1, 0, http_learn_cb, h);
+	h->look = event_new(base, -1, EV_PERSIST, http_look_cb, h);
+	struct timeval second = {.tv_sec = 1};
+	if (!h->fresh || !h->open || !h->learn || !h->look || event_add(h->look, &second) != 0 ||
+	    !srv_map_init(&h->ips, h->max))
 		return -1;
 	evhttp_set_bevcb(http, http_bev, p);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
@@ -736,22 +885,22 @@ int srv_http_port(struct srv *s, struct evhttp *http, struct evhttp_bound_socket
 
 static uint64_t open_now(struct srv_http_conns *h)
 {
-	return http_sweep(h, NULL);
+	return atomic_load(&h->open_seen);
 }
 
 static uint64_t times_full(struct srv_http_conns *h)
 {
-	return h->full;
+	return atomic_load(&h->full);
 }
 
 static uint64_t times_refused(struct srv_http_conns *h)
 {
-	return h->refused;
+	return atomic_load(&h->refused);
 }
 
 static uint64_t times_evicted(struct srv_http_conns *h)
 {
-	return h->evicted;
+	return atomic_load(&h->evicted);
 }
 
 /* A metric family with a line for each HTTP port: value(its connections). */
@@ -781,12 +930,20 @@ void srv_http_port_metrics(struct srv *s, struct evbuffer *b)
 		"Connections an HTTP port closed, when full with one waiting, because they were "
 		"its oldest and open http_evict_after_ms or longer.",
 		times_evicted);
-	evbuffer_add_printf(b,
-			    "# HELP gridex_http_requests_refused_total Requests of the HTTP API "
-			    "answered 429: their address was over http_requests_per_ip_per_second "
-			    "and its burst.\n# TYPE gridex_http_requests_refused_total counter\n"
-			    "gridex_http_requests_refused_total %llu\n",
-			    (unsigned long long)(s->api_limit ? s->api_limit->refused : 0));
+	evbuffer_add_printf(
+		b,
+		"# HELP gridex_http_requests_refused_total Requests of the HTTP API "
+		"answered 429: their address was over http_requests_per_ip_per_second "
+		"and its burst.\n# TYPE gridex_http_requests_refused_total counter\n"
+		"gridex_http_requests_refused_total %llu\n",
+		(unsigned long long)(s->api_limit ? atomic_load(&s->api_limit->refused) : 0));
+	evbuffer_add_printf(
+		b,
+		"# HELP gridex_http_market_queue_depth Market data waiting for the HTTP "
+		"API's thread (at most http_market_queue_max).\n"
+		"# TYPE gridex_http_market_queue_depth gauge\n"
+		"gridex_http_market_queue_depth %llu\n",
+		(unsigned long long)(s->api_feed ? srv_queue_depth(&s->api_feed->q) : 0));
 }
 
 void srv_http_port_free(struct srv_port *p)
@@ -798,6 +955,8 @@ void srv_http_port_free(struct srv_port *p)
 		bufferevent_decref(h->fresh[i].bev);
 	if (h->learn)
 		event_free(h->learn);
+	if (h->look)
+		event_free(h->look);
 	free(h->fresh);
 	free(h->open);
 	free(h->ips.e);
@@ -817,7 +976,18 @@ int srv_http_init(struct srv *s)
 	char host[256];
 	uint16_t port;
 	struct evhttp_bound_socket *bound = NULL;
-	if (srv_market_create(&mc, &s->market) != 0 || (s->api = evhttp_new(s->base)) == NULL ||
+	struct srv_api_feed *f = calloc(1, sizeof(*f));
+	s->api_feed = f; /* freed by srv_http_free, also when only half made */
+	if (f == NULL || srv_queue_init(&f->q, sizeof(struct feed_item),
+					(size_t)s->cfg.http_market_queue_max) != 0) {
+		srv_log(SRV_LOG_ERROR, "HTTP API out of memory", NULL);
+		return -1;
+	}
+	f->q_made = true;
+	if ((s->api_base = event_base_new()) == NULL ||
+	    (f->wake = event_new(s->api_base, -1, 0, feed_wake_cb, s)) == NULL ||
+	    (f->stop = event_new(s->api_base, -1, 0, feed_stop_cb, s)) == NULL ||
+	    srv_market_create(&mc, &s->market) != 0 || (s->api = evhttp_new(s->api_base)) == NULL ||
 	    !srv_split_host_port(s->cfg.http_listen, host, sizeof(host), &port) ||
 	    (bound = evhttp_bind_socket_with_handle(s->api, host, port)) == NULL) {
 		srv_log(SRV_LOG_ERROR, "cannot serve the HTTP API", "http_listen=\"%s\"",
@@ -876,11 +1046,22 @@ int srv_http_init(struct srv *s)
 		}
 		s->ledger_view = v;
 	}
+	if (pthread_create(&f->thread, NULL, api_main, s) != 0) {
+		srv_log(SRV_LOG_ERROR, "cannot start the HTTP API's thread", NULL);
+		return -1;
+	}
+	f->running = true;
 	return 0;
 }
 
 void srv_http_free(struct srv *s)
 {
+	struct srv_api_feed *f = s->api_feed;
+	if (f && f->running) {
+		event_active(f->stop, EV_READ, 0); /* stays active until the loop runs it */
+		pthread_join(f->thread, NULL);
+		f->running = false;
+	}
 	struct srv_ledger_view *v = s->ledger_view;
 	if (v) {
 		pthread_mutex_lock(&v->lock);
@@ -903,4 +1084,14 @@ void srv_http_free(struct srv *s)
 	s->api_limit = NULL;
 	srv_market_destroy(s->market);
 	s->market = NULL;
+	if (f) {
+		if (f->wake)
+			event_free(f->wake);
+		if (f->stop)
+			event_free(f->stop);
+		if (f->q_made)
+			srv_queue_destroy(&f->q);
+		free(f);
+		s->api_feed = NULL;
+	}
 }

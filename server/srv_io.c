@@ -1111,7 +1111,7 @@ int srv_port_guard(struct srv *s, struct evconnlistener *l, const char *name)
 	guarded = s;
 	struct srv_port *p = &s->ports[s->n_ports];
 	*p = (struct srv_port){.s = s, .l = l, .name = name};
-	p->retry = evtimer_new(s->base, port_retry_cb, p);
+	p->retry = evtimer_new(evconnlistener_get_base(l), port_retry_cb, p);
 	if (p->retry == NULL)
 		return -1;
 	s->n_ports++;
@@ -1349,6 +1349,8 @@ static void drain_out(struct srv *s)
 			}
 			free(o->blob);
 		}
+		/* The API's thread has this batch's market data before its replies are sent. */
+		srv_http_market_flush(s);
 	}
 	if (srv_queue_depth(&s->out_q) > 0)
 		event_active(s->notify, EV_READ, 0); /* more: come back after other events */
@@ -1851,6 +1853,9 @@ void srv_io_free(struct srv *s)
 			event_free(evs[i]);
 	if (s->tls)
 		SSL_CTX_free(s->tls);
+	if (s->api_base) /* after the ports: the API's has events on it */
+		event_base_free(s->api_base);
+	s->api_base = NULL;
 	if (s->base)
 		event_base_free(s->base);
 }

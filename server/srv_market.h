@@ -2,10 +2,10 @@
 /*
  * The public market as the HTTP API shows it (docs/http-api.md): a copy of
  * every book's price levels, the products' states and the recent trades, kept
- * by the I/O thread from the market data the core publishes (the same level
- * totals and trades subscribers get), and the JSON answers built from it with
- * jansson. Not thread-safe: one owner (the I/O thread). No I/O, no clock: the
- * caller passes the time.
+ * by the API's thread from the market data the core publishes (the same level
+ * totals and trades subscribers get, passed on by the I/O thread), and the
+ * JSON answers built from it with jansson. Not thread-safe: one owner (the
+ * API's thread). No I/O, no clock: the caller passes the time.
  */
 #ifndef GRIDEX_SRV_MARKET_H
 #define GRIDEX_SRV_MARKET_H

@@ -216,6 +216,7 @@ struct srv_port {
 struct srv_conn;
 struct srv_topic;
 struct srv_buckets;
+struct srv_api_feed;
 
 struct srv {
 	struct srv_config cfg;
@@ -264,12 +265,16 @@ struct srv {
 	bool snap_busy, snap_stop;
 	struct srv_wjob *resent; /* start-up's items for the ledger, for the core's list */
 	size_t n_resent;
-	struct ledger *lock;		     /* holds the writer lock until the writer adopts it */
-	struct srv_provision *prov;	     /* the hook dispatcher; NULL with leases off */
-	struct srv_market *market;	     /* the HTTP API's copy of the market (I/O thread) */
+	struct ledger *lock;	    /* holds the writer lock until the writer adopts it */
+	struct srv_provision *prov; /* the hook dispatcher; NULL with leases off */
+	/* The HTTP API, served by a thread of its own (srv_http.c) from its copy of the
+	 * market, which the I/O thread feeds. */
+	struct srv_market *market;	     /* the API's copy of the market (API thread) */
 	struct evhttp *api;		     /* the HTTP API; NULL when http_listen is empty */
+	struct event_base *api_base;	     /* the API thread's loop */
+	struct srv_api_feed *api_feed;	     /* market data from the I/O thread, and the thread */
 	struct srv_ledger_view *ledger_view; /* the operator's trial balance, refreshed */
-	struct srv_http_limit *api_limit;    /* requests per address (I/O thread) */
+	struct srv_http_limit *api_limit;    /* requests per address (API thread) */
 	evutil_socket_t api_fd;
 	/* I/O */
 	struct event_base *base;
@@ -365,19 +370,23 @@ void srv_provision_stop(struct srv *s);
 
 /* srv_io.c: "host:port" (port 0: any) into its parts; false when it is not one. */
 bool srv_split_host_port(const char *addr, char *host, size_t host_len, uint16_t *port);
-/* Pauses listener l (named in the log) for accept_retry_ms when accept() fails; -1
- * when out of memory or ports. */
+/* Pauses listener l (named in the log) for accept_retry_ms when accept() fails, on the
+ * loop of l's thread; -1 when out of memory or ports. */
 __attribute__((warn_unused_result)) int srv_port_guard(struct srv *s, struct evconnlistener *l,
 						       const char *name);
 /* Stops p accepting; it looks again after accept_retry_ms. */
 void srv_port_pause(struct srv_port *p);
 
-/* srv_http.c: the HTTP API (I/O thread). init runs at start-up before the core thread
- * does: it copies the recovered books from s->core. */
+/* srv_http.c: the HTTP API, on a thread of its own. init runs at start-up before the
+ * core thread does: it copies the recovered books from s->core, then starts the API's
+ * thread. free stops it; its loop (s->api_base) is freed after the ports. */
 __attribute__((warn_unused_result)) int srv_http_init(struct srv *s);
 void srv_http_free(struct srv *s);
-/* Market data (MD and HALT items) into the API's copy of the market. */
+/* I/O thread: market data (MD, HALT and RETIRED items) for the API's copy of the market,
+ * staged; flush passes what is staged to the API's thread (waiting, when
+ * http_market_queue_max items wait there already, until it has taken some). */
 void srv_http_market(struct srv *s, const struct srv_out *o);
+void srv_http_market_flush(struct srv *s);
 /* Whether req carries "Authorization: Bearer <token>" (token not empty; compared in
  * constant time). */
 bool srv_http_bearer_ok(struct evhttp_request *req, const char *token);
@@ -396,7 +405,8 @@ bool srv_http_room(struct srv_port *p);
  * connection when that is http_evict_after_ms old (0: never), so that the next look
  * finds room. */
 void srv_http_make_room(struct srv_port *p);
-/* The HTTP ports' metrics: open connections; those refused and evicted; times full. */
+/* The HTTP ports' metrics (any thread): open connections, as each port's thread last
+ * looked (every second at least); those refused and evicted; times full; the API's. */
 void srv_http_port_metrics(struct srv *s, struct evbuffer *b);
 /* Frees what srv_http_port gave p (after its evhttp is freed). */
 void srv_http_port_free(struct srv_port *p);

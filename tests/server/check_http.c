@@ -7,6 +7,9 @@
  * reason, unknown things a 404; a restart keeps the books.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -797,36 +801,222 @@ START_TEST(past_books_are_retired_and_their_room_reused)
 }
 END_TEST
 
+/*
+ * The API answers on a thread of its own: an answer that takes long holds up the API,
+ * not the orders. The console's files are read on that thread, and opening a FIFO
+ * blocks until someone opens it for writing: a file that takes as long as the test
+ * likes to read.
+ */
+static char slow_dir[64], slow_fifo[96];
+
+static void setup_slow_with(const char *more)
+{
+	static char console[96];
+	static const char *slow_args[] = {"--http-listen=127.0.0.1:0", console, NULL, NULL};
+	slow_args[2] = more;
+	snprintf(slow_dir, sizeof(slow_dir), "/tmp/gridex-slow.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(slow_dir));
+	snprintf(slow_fifo, sizeof(slow_fifo), "%s/slow.js", slow_dir);
+	ck_assert_int_eq(mkfifo(slow_fifo, 0600), 0);
+	snprintf(console, sizeof(console), "--http-console-dir=%s", slow_dir);
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	start(slow_args);
+}
+
+static void setup_slow(void)
+{
+	setup_slow_with(NULL);
+}
+
+static void setup_slow_small_queue(void)
+{
+	setup_slow_with("--http-market-queue-max=16");
+}
+
+static void teardown_slow(void)
+{
+	teardown();
+	unlink(slow_fifo);
+	rmdir(slow_dir);
+}
+
+/* A request on a connection of its own, sent and left to be answered. */
+static int ask(const char *path)
+{
+	char req[128];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	int fd = tcp_to(srv.http_port);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	return fd;
+}
+
+/* Asks for the slow file, and returns a request that waits behind it: asked until one
+ * goes 300 ms unanswered (those answered came before the API's thread was in open()). */
+static int stall_api(int *slow)
+{
+	*slow = ask("/slow.js");
+	for (int i = 0; i < 50; i++) {
+		int fd = ask("/api/v1/products");
+		if (answer_within(fd, 300) == 0)
+			return fd;
+		close(fd);
+	}
+	ck_abort_msg("the API never waited for the slow file");
+	return -1;
+}
+
+/* The nice value of gridexd's thread named name, or of its main thread when name is NULL
+ * (its name is valgrind's under valgrind); -100: none such. */
+static int thread_nice(const char *name)
+{
+	char path[300], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)srv.pid);
+	DIR *d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	int nice = -100;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)srv.pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		size_t n = fread(line, 1, sizeof(line) - 1, f);
+		fclose(f);
+		line[n] = '\0';
+		/* pid (comm) state ppid ... : nice is the 19th field, the 17th after comm */
+		char *comm = strchr(line, '('), *end = strrchr(line, ')');
+		if (comm == NULL || end == NULL ||
+		    (name == NULL && atoi(e->d_name) != (int)srv.pid) ||
+		    (name && (strncmp(comm + 1, name, (size_t)(end - comm - 1)) != 0 ||
+			      strlen(name) != (size_t)(end - comm - 1))))
+			continue;
+		char *p = end + 2;
+		for (int field = 3; field < 19 && p; field++)
+			p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
+		ck_assert_ptr_nonnull(p);
+		nice = atoi(p);
+	}
+	closedir(d);
+	return nice;
+}
+
+/* Lets the API's thread's open() of the slow file return: opens the FIFO for writing,
+ * which succeeds once that open() waits for a writer (ENXIO before: tried for 10 s). */
+static void open_slow_file(void)
+{
+	int w = -1;
+	for (int i = 0; i < 1000 && w < 0; i++) {
+		w = open(slow_fifo, O_WRONLY | O_NONBLOCK);
+		if (w < 0) {
+			ck_assert_int_eq(errno, ENXIO);
+			struct timespec ts = {.tv_nsec = 10000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	ck_assert_msg(w >= 0, "the API's thread never opened the slow file");
+	close(w);
+}
+
+START_TEST(a_slow_answer_holds_up_the_api_not_the_orders)
+{
+	/* The API's thread runs http_thread_nice (10) nicer than the rest. */
+	int base = thread_nice(NULL);
+	ck_assert_int_gt(base, -100);
+	ck_assert_int_eq(thread_nice("gx-http"), base + 10 > 19 ? 19 : base + 10);
+	ck_assert_int_eq(thread_nice("gx-core"), base);
+	int slow, waiting = stall_api(&slow);
+	/* Meanwhile orders are answered, and they trade. */
+	order(&seller, 1, GRIDEX__V1__SIDE__SELL, 2600000, 3);
+	order(&buyer, 1, GRIDEX__V1__SIDE__BUY, 2600000, 2);
+	/* The file opened (and found to be no file): the API answers both, then again, with
+	 * the trade made while it waited. */
+	open_slow_file();
+	ck_assert_int_eq(answer_within(slow, 5000), 404);
+	ck_assert_int_eq(answer_within(waiting, 5000), 200);
+	close(slow);
+	close(waiting);
+	json_t *j = get_ok(cat("/api/v1/trades?product=", product, ""));
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "trades")), 1);
+	ck_assert_int_eq(num(json_array_get(json_object_get(j, "trades"), 0), "quantity"), 2);
+	json_decref(j);
+}
+END_TEST
+
+/* With http_market_queue_max items waiting for the API's thread, the I/O thread waits
+ * for it: nothing is lost. */
+START_TEST(market_data_waits_for_a_stalled_api_and_none_is_lost)
+{
+	int slow, waiting = stall_api(&slow);
+	/* 20 trades and their levels: more than the 16 the queue holds. Sent without waiting
+	 * for their answers, which come once the API's thread takes from the queue. Each
+	 * bid is at the highest ask's price: whatever order the two connections' requests
+	 * arrive in, every order trades. */
+	uint64_t sells[20], buys[20];
+	for (int i = 0; i < 20; i++) {
+		sells[i] = tclient_order(&seller, 100 + (uint64_t)i, product,
+					 GRIDEX__V1__SIDE__SELL, 2600000 + i * 10000, 1);
+		buys[i] = tclient_order(&buyer, 100 + (uint64_t)i, product, GRIDEX__V1__SIDE__BUY,
+					2790000, 1);
+	}
+	struct timespec ts = {.tv_nsec = 300000000};
+	nanosleep(&ts, NULL);
+	open_slow_file();
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(tclient_answer(&seller, sells[i]), 0);
+		ck_assert_int_eq(tclient_answer(&buyer, buys[i]), 0);
+	}
+	ck_assert_int_eq(answer_within(slow, 5000), 404);
+	ck_assert_int_eq(answer_within(waiting, 5000), 200);
+	close(slow);
+	close(waiting);
+	json_t *j = get_ok(cat("/api/v1/trades?product=", product, ""));
+	json_t *tr = json_object_get(j, "trades");
+	ck_assert_uint_eq(json_array_size(tr), 20);
+	int64_t sequence = INT64_MAX;
+	for (size_t i = 0; i < 20; i++) { /* newest first */
+		ck_assert_int_lt(num(json_array_get(tr, i), "sequence"), sequence);
+		sequence = num(json_array_get(tr, i), "sequence");
+		ck_assert_int_eq(num(json_array_get(tr, i), "quantity"), 1);
+	}
+	json_decref(j);
+	j = get_ok(cat("/api/v1/book?product=", product, ""));
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "bids")), 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(j, "asks")), 0);
+	json_decref(j);
+}
+END_TEST
+
+/* A case of s (its fixture, when set_up is given), for its tests to be added to. */
+static TCase *add_case(Suite *s, const char *name, SFun set_up, SFun tear_down)
+{
+	TCase *tc = tcase_create(name);
+	if (set_up)
+		tcase_add_checked_fixture(tc, set_up, tear_down);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
-	TCase *tc = tcase_create("http");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	TCase *tc = add_case(s, "http", setup, teardown);
 	tcase_add_test(tc, market_api_matches_the_market);
 	tcase_add_test(tc, bad_requests_get_a_reason);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("operator");
-	tcase_add_checked_fixture(tc, setup_operator, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = add_case(s, "operator", setup_operator, teardown);
 	tcase_add_test(tc, operator_endpoints_need_the_token_and_read_the_ledger);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("tls");
-	tcase_set_timeout(tc, 120);
+	tc = add_case(s, "tls", NULL, NULL);
 	tcase_add_test(tc, the_api_over_tls);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("cap");
-	tcase_set_timeout(tc, 120);
+	tc = add_case(s, "cap", NULL, NULL);
 	tcase_add_test(tc, an_http_port_holds_at_most_http_connections_max);
 	tcase_add_test(tc, an_address_holds_at_most_http_connections_per_ip_max);
 	tcase_add_test(tc, a_full_http_port_closes_its_oldest_connection_for_a_newcomer);
 	tcase_add_test(tc, an_address_asks_at_most_http_requests_per_ip_per_second);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("retire");
-	tcase_add_checked_fixture(tc, setup_retire, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = add_case(s, "retire", setup_retire, teardown);
 	tcase_add_test(tc, past_books_are_retired_and_their_room_reused);
-	suite_add_tcase(s, tc);
+	tc = add_case(s, "thread", setup_slow, teardown_slow);
+	tcase_add_test(tc, a_slow_answer_holds_up_the_api_not_the_orders);
+	tc = add_case(s, "thread-queue", setup_slow_small_queue, teardown_slow);
+	tcase_add_test(tc, market_data_waits_for_a_stalled_api_and_none_is_lost);
 	return s;
 }
 
