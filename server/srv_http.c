@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -285,12 +286,13 @@ void srv_http_market(struct srv *s, const struct srv_out *o)
 		srv_http_market_flush(s);
 }
 
-/* API thread: applies the market data waiting in the queue. */
-static void feed_apply(struct srv *s)
+/* API thread: applies the market data waiting in the queue, up to rounds batches; whether
+ * some may be left. */
+static bool feed_apply(struct srv *s, int rounds)
 {
 	struct feed_item items[FEED_BATCH];
-	size_t n;
-	while ((n = srv_queue_pop(&s->api_feed->q, items, FEED_BATCH, 0)) > 0) {
+	size_t n = 0;
+	while (rounds-- > 0 && (n = srv_queue_pop(&s->api_feed->q, items, FEED_BATCH, 0)) > 0) {
 		for (size_t i = 0; i < n; i++) {
 			const struct feed_item *it = &items[i];
 			switch (it->kind) {
@@ -311,13 +313,17 @@ static void feed_apply(struct srv *s)
 			}
 		}
 	}
+	return n > 0;
 }
 
 static void feed_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	feed_apply(arg);
+	struct srv *s = arg;
+	/* Bounded per wake-up, so that requests are not starved: then comes back. */
+	if (feed_apply(s, 64))
+		event_active(s->api_feed->wake, EV_READ, 0);
 }
 
 static void feed_stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -514,7 +520,7 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
 static void api_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
-	feed_apply(s); /* all the I/O thread has passed on by now */
+	feed_apply(s, INT_MAX); /* all the I/O thread has passed on by now */
 	if (!limit_allows(s, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
 		reply_json(req, 429, "Too Many Requests",
