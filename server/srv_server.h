@@ -10,9 +10,11 @@
  *     --core_q-->   core thread (srv_core: risk + matching, in sequence)
  *     --out_q-->    back to the I/O thread (replies, reports, market data)
  *     --writer_q--> ledger thread (settlement batches, operator actions)
+ *   I/O thread --api_feed--> HTTP API thread (market data for its copy)
  *
  * The I/O thread owns connections and subscriptions; the core thread owns
- * srv_core; the ledger thread owns the database connection. Account keys
+ * srv_core; the ledger thread owns the database connection; the HTTP API's
+ * thread owns its connections and its copy of the market. Account keys
  * are read by verifiers and written by the core under keys_lock.
  */
 #ifndef GRIDEX_SRV_SERVER_H
