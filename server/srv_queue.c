@@ -110,10 +110,11 @@ void srv_queue_push_woken(struct srv_queue *q, const void *items, size_t n, void
 	for (size_t done = 0; done < n;) {
 		size_t k = n - done < q->cap ? n - done : q->cap;
 		bool was_empty = false;
-		if (srv_queue_push(q, src + done * q->item_bytes, k, true, &was_empty) < k)
-			return; /* closed */
+		size_t in = srv_queue_push(q, src + done * q->item_bytes, k, true, &was_empty);
 		if (was_empty)
 			wake(arg);
+		if (in < k)
+			return; /* closed */
 		done += k;
 	}
 }
