@@ -221,9 +221,8 @@ static const struct key keys[] = {
 	    "with an HTTP port full and a connection waiting, its oldest connection is closed "
 	    "once open this long, to make room; 0: never"),
 	INT(http_requests_per_ip_per_second, 20, 0, 1000000,
-	    "requests one address may make of the HTTP API a second (each is answered on the "
-	    "I/O thread, which also carries the orders); beyond it and the burst, 429; 0: no "
-	    "limit"),
+	    "requests one address may make of the HTTP API a second (answers take CPU time "
+	    "the orders share); beyond it and the burst, 429; 0: no limit"),
 	INT(http_requests_per_ip_burst, 100, 1, 1000000,
 	    "burst of http_requests_per_ip_per_second"),
 	INT(http_market_queue_max, 65536, 16, 16777216,

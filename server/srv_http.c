@@ -47,8 +47,8 @@
 
 /*
  * The ledger is read as gridex_auditor every http_ledger_refresh_ms by a thread
- * of its own (a database that is slow or down never holds up the I/O thread);
- * the I/O thread serves the last result, with its time.
+ * of its own (a database that is slow or down never holds up the API's thread);
+ * the API's thread serves the last result, with its time.
  */
 struct srv_ledger_view {
 	struct srv *s;
@@ -218,9 +218,10 @@ static json_t *operator_status(struct srv *s)
  * a trade, a halt, a product retired) and passes the batch on, before it writes the
  * batch's replies, through a queue of http_market_queue_max items; the API's thread
  * applies what waits there when woken, and before each answer, so that an answer has
- * all the I/O thread had passed on when it was asked for. Applying an item costs a hash lookup, far
- * less than an answer: the queue fills only while the API's thread does not run at all, and then
- * the I/O thread waits until it has taken some (no market data is lost).
+ * all the I/O thread had passed on when it was asked for. Applying an item costs a
+ * hash lookup, far less than an answer: the queue fills only while the API's thread
+ * does not run at all, and then the I/O thread waits until it has taken some (no
+ * market data is lost).
  */
 enum { FEED_LEVEL = 1, FEED_TRADE, FEED_HALT, FEED_RETIRED };
 #define FEED_BATCH 256
@@ -475,10 +476,10 @@ static void console_file(struct srv *s, struct evhttp_request *req, const char *
 }
 
 /*
- * Requests per address on the HTTP API's port. Every answer is made on the I/O thread,
- * which also carries the order connections, and some cost it a millisecond or more
- * (the product list, a class's candles: docs/performance.md, "The HTTP API's
- * answers"), so one address may ask http_requests_per_ip_per_second, with a burst of
+ * Requests per address on the HTTP API's port. Some answers cost the API's thread a
+ * millisecond or more (the product list, a class's candles, a full page of trades:
+ * docs/performance.md, "The HTTP API's answers"), CPU time the order path shares on a
+ * machine of few cores, so one address may ask http_requests_per_ip_per_second, with a burst of
  * http_requests_per_ip_burst; beyond, 429. A bucket per address (srv_addr_key,
  * srv_bucket.h); the table holds 4 x http_connections_max addresses, and one whose
  * bucket has filled up again is forgotten when room is needed. With the table full of
