@@ -104,8 +104,14 @@ int main(int argc, char **argv)
 		if ((rc = ledger_writer_create(&cfg, &w)) != 0)
 			die("writer", rc, "");
 		/* Connect before timing: one warm-up fill. */
-		struct ledger_fill f = {
-			.fill_id = fill_id++, .buyer = 1, .seller = 2, .price = 1, .qty = 1};
+		/* Each fill also makes its row of ledger.fills, with a product and a time. */
+		struct ledger_trade f = {.fill = {.fill_id = fill_id++,
+						  .buyer = 1,
+						  .seller = 2,
+						  .price = 1,
+						  .qty = 1},
+					 .product = "H100-80G/2026-12-08T10",
+					 .time_ms = INT64_C(1796724000000)};
 		if ((rc = ledger_writer_add_fill(w, &f, seq++, 0)) != 0 ||
 		    (rc = ledger_writer_flush(w)) != 0)
 			die("warm-up", rc, ledger_writer_error(w));
@@ -113,14 +119,15 @@ int main(int argc, char **argv)
 		for (uint32_t i = 0; i < runs[r].fills; i++) {
 			uint32_t b = 1 + (uint32_t)(rnd() % PEOPLE),
 				 s = 1 + (uint32_t)(rnd() % PEOPLE);
-			f = (struct ledger_fill){.fill_id = fill_id++,
-						 .buyer = b,
-						 .seller = s == b ? 1 + s % PEOPLE : s,
-						 .buyer_is_taker = rnd() % 2,
-						 .taker_order_id = (int64_t)i + 1,
-						 .maker_order_id = (int64_t)i + 2,
-						 .price = 2000000 + (int64_t)(rnd() % 1000000),
-						 .qty = 1 + (int64_t)(rnd() % 16)};
+			f.fill = (struct ledger_fill){.fill_id = fill_id++,
+						      .buyer = b,
+						      .seller = s == b ? 1 + s % PEOPLE : s,
+						      .buyer_is_taker = rnd() % 2,
+						      .taker_order_id = (int64_t)i + 1,
+						      .maker_order_id = (int64_t)i + 2,
+						      .price = 2000000 + (int64_t)(rnd() % 1000000),
+						      .qty = 1 + (int64_t)(rnd() % 16)};
+			f.time_ms += 1;
 			if ((rc = ledger_writer_add_fill(w, &f, seq++, 0)) != 0)
 				die("add", rc, ledger_writer_error(w));
 			if (ledger_writer_pending(w) == runs[r].batch &&

@@ -47,16 +47,31 @@ static uint8_t code_of(const char *s)
 	return 0;
 }
 
+/* Grows *rows (of size bytes each) to hold one more than k; false when out of memory. */
+static bool room_for(void **rows, size_t *cap, size_t k, size_t size)
+{
+	if (k < *cap)
+		return true;
+	size_t ncap = *cap ? *cap * 2 : 1024;
+	void *nr = realloc(*rows, ncap * size);
+	if (!nr)
+		return false;
+	*rows = nr;
+	*cap = ncap;
+	return true;
+}
+
 /*
- * Recomputes every batch's hash from its rows (streamed in single-row mode),
- * checks each batch links to the previous one and counts its rows.
+ * Recomputes every batch's hash from its rows (transfers, and the fills of a
+ * batch of format 2, streamed together in single-row mode), checks each batch
+ * links to the previous one and counts its rows.
  */
 static int check_chain(struct audit *a)
 {
 	const char *check = "hash chain recomputes and links";
 	char detail[256];
-	PGresult *b = PQexec(a->c, "select id, n_transfers, prev_hash, hash from ledger.batches "
-				   "order by id");
+	PGresult *b = PQexec(a->c, "select id, n_transfers, prev_hash, hash, format, n_fills "
+				   "from ledger.batches order by id");
 	if (PQresultStatus(b) != PGRES_TUPLES_OK) {
 		report(a, false, check, PQerrorMessage(a->c));
 		PQclear(b);
@@ -64,15 +79,24 @@ static int check_chain(struct audit *a)
 	}
 	int nb = PQntuples(b);
 	struct ledger_transfer *rows = NULL;
-	size_t cap = 0;
-	bool ok = true;
+	struct ledger_trade *trades = NULL;
+	size_t cap = 0, tcap = 0;
+	bool ok = true, nomem = false;
 	int64_t bad_batch = 0;
 	uint8_t prev[LEDGER_HASH_BYTES] = {0}, want[LEDGER_HASH_BYTES], stored[LEDGER_HASH_BYTES],
 		got[LEDGER_HASH_BYTES];
-	if (!PQsendQuery(a->c, "select batch_id, id, currency, debit_account, credit_account, "
-			       "amount, code, coalesce(fill_id, 0), coalesce(taker_order_id, 0), "
-			       "coalesce(maker_order_id, 0), coalesce(lease_id, 0) "
-			       "from ledger.transfers order by batch_id, id") ||
+	/* Kind 0: a transfer; kind 1: a fill (its taker's side, then its numbers in
+	 * the columns of a transfer's). */
+	if (!PQsendQuery(
+		    a->c,
+		    "select batch_id, 0, id, currency, code, debit_account, credit_account, "
+		    "amount, coalesce(fill_id, 0), coalesce(taker_order_id, 0), "
+		    "coalesce(maker_order_id, 0), coalesce(lease_id, 0) from ledger.transfers "
+		    "union all "
+		    "select batch_id, 1, id, product, aggressor, price, quantity, buyer, seller, "
+		    "taker_order_id, maker_order_id, "
+		    "(extract(epoch from traded_at) * 1000)::bigint from ledger.fills "
+		    "order by 1, 2, 3") ||
 	    !PQsetSingleRowMode(a->c)) {
 		report(a, false, check, PQerrorMessage(a->c));
 		PQclear(b);
@@ -82,8 +106,10 @@ static int check_chain(struct audit *a)
 	for (int i = 0; i < nb && ok; i++) {
 		int64_t id = strtoll(PQgetvalue(b, i, 0), NULL, 10);
 		int64_t n = strtoll(PQgetvalue(b, i, 1), NULL, 10);
+		int64_t format = strtoll(PQgetvalue(b, i, 4), NULL, 10);
+		int64_t n_fills = strtoll(PQgetvalue(b, i, 5), NULL, 10);
 		char currency[9] = "";
-		size_t k = 0;
+		size_t k = 0, kt = 0;
 		bad_batch = id;
 		if (!ledger_hash_from_hex(PQgetvalue(b, i, 2), want) ||
 		    !ledger_hash_from_hex(PQgetvalue(b, i, 3), stored) ||
@@ -93,43 +119,66 @@ static int check_chain(struct audit *a)
 		}
 		while (r && PQresultStatus(r) == PGRES_SINGLE_TUPLE &&
 		       strtoll(PQgetvalue(r, 0, 0), NULL, 10) == id) {
-			if (k == cap) {
-				size_t ncap = cap ? cap * 2 : 1024;
-				struct ledger_transfer *nr = realloc(rows, ncap * sizeof(*rows));
-				if (!nr) {
-					free(rows);
-					PQclear(r);
-					PQclear(b);
-					return LEDGER_ERR_NOMEM;
+			int64_t v[7];
+			for (int c = 0; c < 7; c++)
+				v[c] = strtoll(PQgetvalue(r, 0, 5 + c), NULL, 10);
+			if (strcmp(PQgetvalue(r, 0, 1), "0") == 0) {
+				if (!room_for((void **)&rows, &cap, k, sizeof(*rows))) {
+					nomem = true;
+					break;
 				}
-				rows = nr;
-				cap = ncap;
+				if (k == 0)
+					snprintf(currency, sizeof(currency), "%s",
+						 PQgetvalue(r, 0, 3));
+				else if (strcmp(currency, PQgetvalue(r, 0, 3)) != 0)
+					ok = false;
+				rows[k++] = (struct ledger_transfer){
+					.id = strtoll(PQgetvalue(r, 0, 2), NULL, 10),
+					.code = code_of(PQgetvalue(r, 0, 4)),
+					.debit_account = v[0],
+					.credit_account = v[1],
+					.amount = v[2],
+					.fill_id = v[3],
+					.taker_order_id = v[4],
+					.maker_order_id = v[5],
+					.lease_id = v[6],
+				};
+			} else {
+				if (!room_for((void **)&trades, &tcap, kt, sizeof(*trades))) {
+					nomem = true;
+					break;
+				}
+				struct ledger_trade *t = &trades[kt++];
+				*t = (struct ledger_trade){
+					.fill = {.fill_id = strtoll(PQgetvalue(r, 0, 2), NULL, 10),
+						 .buyer_is_taker =
+							 strcmp(PQgetvalue(r, 0, 4), "buy") == 0,
+						 .price = v[0],
+						 .qty = v[1],
+						 .buyer = (uint32_t)v[2],
+						 .seller = (uint32_t)v[3],
+						 .taker_order_id = v[4],
+						 .maker_order_id = v[5]},
+					.time_ms = v[6],
+				};
+				snprintf(t->product, sizeof(t->product), "%s", PQgetvalue(r, 0, 3));
 			}
-			if (k == 0)
-				snprintf(currency, sizeof(currency), "%s", PQgetvalue(r, 0, 2));
-			else if (strcmp(currency, PQgetvalue(r, 0, 2)) != 0)
-				ok = false;
-			rows[k++] = (struct ledger_transfer){
-				.id = strtoll(PQgetvalue(r, 0, 1), NULL, 10),
-				.debit_account = strtoll(PQgetvalue(r, 0, 3), NULL, 10),
-				.credit_account = strtoll(PQgetvalue(r, 0, 4), NULL, 10),
-				.amount = strtoll(PQgetvalue(r, 0, 5), NULL, 10),
-				.code = code_of(PQgetvalue(r, 0, 6)),
-				.fill_id = strtoll(PQgetvalue(r, 0, 7), NULL, 10),
-				.taker_order_id = strtoll(PQgetvalue(r, 0, 8), NULL, 10),
-				.maker_order_id = strtoll(PQgetvalue(r, 0, 9), NULL, 10),
-				.lease_id = strtoll(PQgetvalue(r, 0, 10), NULL, 10),
-			};
 			PQclear(r);
 			r = PQgetResult(a->c);
 		}
-		ledger_batch_hash(prev, id, currency, rows, k, got);
-		if (!ok || (int64_t)k != n || memcmp(got, stored, sizeof(got)) != 0)
+		if (nomem)
+			break;
+		if (format == 1)
+			ledger_batch_hash(prev, id, currency, rows, k, got);
+		else
+			ledger_batch_hash_trades(prev, id, currency, rows, k, trades, kt, got);
+		if (!ok || (int64_t)k != n || (int64_t)kt != n_fills || (format == 1 && kt > 0) ||
+		    memcmp(got, stored, sizeof(got)) != 0)
 			ok = false;
 		memcpy(prev, stored, sizeof(prev));
 	}
 	/* Rows left over belong to no batch in order: the chain is broken. */
-	if (ok && r && PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+	if (ok && !nomem && r && PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
 		ok = false;
 		bad_batch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	}
@@ -138,7 +187,10 @@ static int check_chain(struct audit *a)
 		r = PQgetResult(a->c);
 	}
 	free(rows);
+	free(trades);
 	PQclear(b);
+	if (nomem)
+		return LEDGER_ERR_NOMEM;
 	if (ok)
 		snprintf(detail, sizeof(detail), "%d batches", nb);
 	else
@@ -160,12 +212,19 @@ int ledger_audit(const char *conninfo,
 		return LEDGER_ERR_UNAVAILABLE;
 	}
 	PGresult *res = PQexec(a.c, "begin transaction isolation level repeatable read read only; "
-				    "select to_regclass('ledger.transfers') is not null");
+				    "select to_regclass('ledger.transfers') is not null, "
+				    "to_regclass('ledger.fills') is not null");
 	bool have = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 		    strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	bool have_fills = have && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	PQclear(res);
-	if (!have) {
-		snprintf(err, err_len, "no ledger schema here: %s", PQerrorMessage(a.c));
+	if (!have_fills) {
+		if (have)
+			snprintf(err, err_len,
+				 "the ledger schema lacks migration 0004 "
+				 "(ledger.fills): its owner runs gridex-admin migrate");
+		else
+			snprintf(err, err_len, "no ledger schema here: %s", PQerrorMessage(a.c));
 		PQfinish(a.c);
 		return LEDGER_ERR_SCHEMA;
 	}
@@ -196,6 +255,30 @@ int ledger_audit(const char *conninfo,
 		 "and r.debit_account = t.credit_account) group by t.currency) o "
 		 "on o.currency = e.currency where e.kind = 'ESCROW' "
 		 "order by e.balance <> coalesce(o.total, 0) desc limit 1"},
+		/* A fill's trade transfer (leg 0) moves price x quantity from its buyer to
+		 * escrow in its batch; its escrow goes only to its seller; and a batch of
+		 * format 2 has the fill of each of its trade transfers. */
+		{"every fill agrees with its transfers",
+		 "select d.n || ' of ' || (select count(*) from ledger.fills) || "
+		 "' fills differ from their transfers, ' || m.n || "
+		 "' trades of format 2 lack their fill', d.n = 0 and m.n = 0 "
+		 "from (select count(*) n from ledger.fills f where not exists ("
+		 "select 1 from ledger.transfers t "
+		 "join ledger.accounts db on db.id = t.debit_account "
+		 "join ledger.accounts cr on cr.id = t.credit_account "
+		 "where t.id = f.id * 8 and t.code = 'trade' and t.batch_id = f.batch_id "
+		 "and t.fill_id = f.id and t.amount = f.price::numeric * f.quantity "
+		 "and coalesce(t.taker_order_id, 0) = f.taker_order_id "
+		 "and coalesce(t.maker_order_id, 0) = f.maker_order_id "
+		 "and db.kind = 'AVAILABLE' and db.participant = f.buyer and cr.kind = 'ESCROW') "
+		 "or exists (select 1 from ledger.transfers r "
+		 "join ledger.accounts s on s.id = r.credit_account "
+		 "where r.fill_id = f.id and r.code = 'escrow_release' "
+		 "and (s.kind <> 'AVAILABLE' or s.participant <> f.seller))) d, "
+		 "(select count(*) n from ledger.transfers t "
+		 "join ledger.batches b on b.id = t.batch_id "
+		 "where b.format = 2 and t.code = 'trade' "
+		 "and not exists (select 1 from ledger.fills f where f.id = t.fill_id)) m"},
 	};
 	int rc = LEDGER_OK;
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]) && rc == LEDGER_OK; i++)

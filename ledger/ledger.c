@@ -144,13 +144,19 @@ static int connect_db(struct ledger *l)
 		return LEDGER_ERR_UNAVAILABLE;
 	}
 	PGresult *res = NULL;
-	int rc = query(l, "select to_regclass('ledger.transfers') is not null", 0, NULL, &res);
+	int rc = query(l,
+		       "select to_regclass('ledger.transfers') is not null, "
+		       "to_regclass('ledger.fills') is not null",
+		       0, NULL, &res);
 	if (rc)
 		return rc;
 	bool have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	bool have_fills = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	PQclear(res);
-	if (!have) {
-		set_err(l, "no ledger schema in this database (run gridex-admin migrate)");
+	if (!have || !have_fills) {
+		set_err(l, have ? "the ledger schema lacks migration 0004 (ledger.fills): run "
+				  "gridex-admin migrate"
+				: "no ledger schema in this database (run gridex-admin migrate)");
 		return LEDGER_ERR_SCHEMA;
 	}
 	const char *params[1] = {l->currency};
@@ -474,6 +480,13 @@ static int cmp_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static int cmp_trade(const void *a, const void *b)
+{
+	int64_t x = ((const struct ledger_trade *)a)->fill.fill_id;
+	int64_t y = ((const struct ledger_trade *)b)->fill.fill_id;
+	return (x > y) - (x < y);
+}
+
 static char *put_i64(char *p, int64_t v)
 {
 	char tmp[24];
@@ -499,11 +512,9 @@ static char *put_ref(char *p, int64_t v)
 	return put_i64(p, v);
 }
 
-/* COPY text rows; every field is a number or a fixed token, so nothing needs escaping. */
-static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_transfer *t, size_t n,
-		      size_t *len)
+/* Room for need bytes in the COPY buffer. */
+static int copy_room(struct ledger *l, size_t need)
 {
-	size_t need = n * 256 + 1;
 	if (need > l->copy_cap) {
 		char *b = realloc(l->copy_buf, need);
 		if (!b)
@@ -511,6 +522,36 @@ static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_tr
 		l->copy_buf = b;
 		l->copy_cap = need;
 	}
+	return LEDGER_OK;
+}
+
+/* "YYYY-MM-DD HH:MM:SS.mmm+00" of ms since 1970: traded_at, exactly to the millisecond. */
+static char *put_time(char *p, int64_t ms)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	p += strftime(p, 24, "%Y-%m-%d %H:%M:%S", &tm);
+	*p++ = '.';
+	int frac = (int)(ms % 1000);
+	*p++ = (char)('0' + frac / 100);
+	*p++ = (char)('0' + frac / 10 % 10);
+	*p++ = (char)('0' + frac % 10);
+	memcpy(p, "+00", 3);
+	return p + 3;
+}
+
+/*
+ * COPY text rows, the transfers' then (from *fills_at) the trades'; every field
+ * is a number, a fixed token or a product name of [A-Za-z0-9._/:-], so nothing
+ * needs escaping.
+ */
+static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_transfer *t, size_t n,
+		      const struct ledger_trade *tr, size_t n_trades, size_t *len, size_t *fills_at)
+{
+	int rc = copy_room(l, n * 256 + n_trades * (256 + LEDGER_PRODUCT_MAX) + 1);
+	if (rc)
+		return rc;
 	char *p = l->copy_buf;
 	for (size_t i = 0; i < n; i++) {
 		const char *code = ledger_code_name(t[i].code);
@@ -541,21 +582,64 @@ static int build_copy(struct ledger *l, int64_t batch_id, const struct ledger_tr
 		p = put_ref(p, t[i].lease_id);
 		*p++ = '\n';
 	}
+	*fills_at = (size_t)(p - l->copy_buf);
+	for (size_t i = 0; i < n_trades; i++) {
+		const struct ledger_fill *f = &tr[i].fill;
+		p = put_i64(p, f->fill_id);
+		*p++ = '\t';
+		p = put_i64(p, batch_id);
+		*p++ = '\t';
+		size_t plen = strlen(tr[i].product);
+		memcpy(p, tr[i].product, plen);
+		p += plen;
+		*p++ = '\t';
+		p = put_i64(p, f->price);
+		*p++ = '\t';
+		p = put_i64(p, f->qty);
+		*p++ = '\t';
+		p = put_i64(p, f->buyer);
+		*p++ = '\t';
+		p = put_i64(p, f->seller);
+		*p++ = '\t';
+		memcpy(p, f->buyer_is_taker ? "buy\t" : "sell\t", f->buyer_is_taker ? 4 : 5);
+		p += f->buyer_is_taker ? 4 : 5;
+		p = put_i64(p, f->taker_order_id);
+		*p++ = '\t';
+		p = put_i64(p, f->maker_order_id);
+		*p++ = '\t';
+		p = put_time(p, tr[i].time_ms);
+		*p++ = '\n';
+	}
 	*len = (size_t)(p - l->copy_buf);
 	return LEDGER_OK;
 }
 
+/* What a trade must be before it is written; the database checks the same. */
+static bool trade_valid(const struct ledger_trade *tr)
+{
+	const struct ledger_fill *f = &tr->fill;
+	return f->fill_id >= 1 && f->fill_id <= LEDGER_FILL_ID_MAX && f->price >= 1 &&
+	       f->qty >= 1 && f->buyer != 0 && f->seller != 0 && f->taker_order_id >= 0 &&
+	       f->maker_order_id >= 0 && tr->time_ms >= 0 &&
+	       tr->time_ms <= INT64_C(253402300799999) && /* 9999-12-31 */
+	       memchr(tr->product, '\0', sizeof(tr->product)) != NULL &&
+	       ledger_product_valid(tr->product);
+}
+
 /*
- * Whether batch_id is in the ledger with these transfers (1), with other ones
- * (2), or not at all (0). The stored hash is recomputed from the stored
- * prev_hash, since the chain head may have moved on since it was written.
+ * Whether batch_id is in the ledger with these transfers and trades (1), with
+ * other ones (2), or not at all (0). The stored hash is recomputed from the
+ * stored prev_hash, since the chain head may have moved on since it was
+ * written, under the stored format (a batch of format 1, written before
+ * ledger.fills, has only its transfers).
  */
 static int batch_present(struct ledger *l, int64_t batch_id, const struct ledger_transfer *t,
-			 size_t n, uint8_t hash_out[LEDGER_HASH_BYTES], int *present)
+			 size_t n, const struct ledger_trade *tr, size_t n_trades,
+			 uint8_t hash_out[LEDGER_HASH_BYTES], int *present)
 {
 	PGresult *res = NULL;
-	int rc = query_id(l, "select prev_hash, hash from ledger.batches where id = $1", batch_id,
-			  &res);
+	int rc = query_id(l, "select prev_hash, hash, format from ledger.batches where id = $1",
+			  batch_id, &res);
 	if (rc)
 		return rc;
 	uint8_t prev[LEDGER_HASH_BYTES], have[LEDGER_HASH_BYTES];
@@ -563,7 +647,11 @@ static int batch_present(struct ledger *l, int64_t batch_id, const struct ledger
 	if (PQntuples(res) == 1) {
 		*present = 2;
 		if (hash_of(res, 0, 0, prev) && hash_of(res, 0, 1, have)) {
-			ledger_batch_hash(prev, batch_id, l->currency, t, n, hash_out);
+			if (field_i64(res, 0, 2) == 1)
+				ledger_batch_hash(prev, batch_id, l->currency, t, n, hash_out);
+			else
+				ledger_batch_hash_trades(prev, batch_id, l->currency, t, n, tr,
+							 n_trades, hash_out);
 			if (memcmp(have, hash_out, sizeof(have)) == 0)
 				*present = 1;
 		}
@@ -572,15 +660,28 @@ static int batch_present(struct ledger *l, int64_t batch_id, const struct ledger
 	return LEDGER_OK;
 }
 
+/* Sends one COPY's rows and ends it; false when the connection is gone (dropped). */
+static bool copy_rows(struct ledger *l, const char *rows, size_t len)
+{
+	if (PQputCopyData(l->conn, rows, (int)len) == 1 && PQputCopyEnd(l->conn, NULL) == 1)
+		return true;
+	set_err(l, "COPY: %s", PQerrorMessage(l->conn));
+	/* Mid-COPY the protocol state is unknown: drop the connection. */
+	PQfinish(l->conn);
+	l->conn = NULL;
+	return false;
+}
+
 /*
- * One attempt, in two round trips: one query string holds BEGIN, the batch row,
- * the COPY and the COMMIT; the server runs it up to the COPY and waits for the
- * rows, and runs the COMMIT after them. A statement that fails skips the rest of
- * the string, COMMIT included, and leaves the transaction to be rolled back. The
- * batch row's values are numbers and hexadecimal digits this function writes.
+ * One attempt, in two round trips (three with trades): one query string holds
+ * BEGIN, the batch row, the COPY of the transfers, that of the trades and the
+ * COMMIT; the server runs it up to a COPY and waits for its rows, and runs the
+ * COMMIT after the last. A statement that fails skips the rest of the string,
+ * COMMIT included, and leaves the transaction to be rolled back. The batch
+ * row's values are numbers and hexadecimal digits this function writes.
  */
 static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDGER_HASH_BYTES],
-		     size_t n, size_t copy_len)
+		     size_t n, size_t n_trades, size_t fills_at, size_t copy_len)
 {
 	char prev_hex[2 * LEDGER_HASH_BYTES + 1], hash_hex[2 * LEDGER_HASH_BYTES + 1];
 	if (!OPENSSL_buf2hexstr_ex(prev_hex, sizeof(prev_hex), NULL, l->last_hash,
@@ -590,33 +691,43 @@ static int post_once(struct ledger *l, int64_t batch_id, const uint8_t hash[LEDG
 		set_err(l, "hash to hexadecimal failed");
 		return LEDGER_ERR_NOMEM;
 	}
-	char sql[768];
+	char sql[1024];
 	snprintf(sql, sizeof(sql),
 		 "begin; set local synchronous_commit = on; "
-		 "insert into ledger.batches (id, n_transfers, prev_hash, hash) "
-		 "values (%lld, %zu, decode('%s', 'hex'), decode('%s', 'hex')); "
+		 "insert into ledger.batches (id, n_transfers, prev_hash, hash, format, n_fills) "
+		 "values (%lld, %zu, decode('%s', 'hex'), decode('%s', 'hex'), %d, %zu); "
 		 "copy ledger.transfers (id, currency, debit_account, credit_account, amount, "
 		 "code, batch_id, fill_id, taker_order_id, maker_order_id, lease_id) from stdin; "
-		 "commit",
-		 (long long)batch_id, n, prev_hex, hash_hex);
+		 "%scommit",
+		 (long long)batch_id, n, prev_hex, hash_hex, LEDGER_FORMAT, n_trades,
+		 n_trades ? "copy ledger.fills (id, batch_id, product, price, quantity, buyer, "
+			    "seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			    "from stdin; "
+			  : "");
 	PGresult *res = PQexec(l->conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN)
 		goto failed;
 	PQclear(res);
-	if (PQputCopyData(l->conn, l->copy_buf, (int)copy_len) != 1 ||
-	    PQputCopyEnd(l->conn, NULL) != 1) {
-		set_err(l, "COPY: %s", PQerrorMessage(l->conn));
-		/* Mid-COPY the protocol state is unknown: drop the connection. */
-		PQfinish(l->conn);
-		l->conn = NULL;
+	if (!copy_rows(l, l->copy_buf, fills_at))
 		return LEDGER_ERR_UNAVAILABLE;
-	}
-	/* The COPY's result, then the COMMIT's: "COMMIT", not the "ROLLBACK" that
-	 * a COMMIT of a failed transaction answers. */
+	/* Each COPY's result (the second asks for its rows first), then the COMMIT's:
+	 * "COMMIT", not the "ROLLBACK" that a COMMIT of a failed transaction answers. */
 	res = PQgetResult(l->conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		goto failed;
 	PQclear(res);
+	if (n_trades) {
+		res = PQgetResult(l->conn);
+		if (PQresultStatus(res) != PGRES_COPY_IN)
+			goto failed;
+		PQclear(res);
+		if (!copy_rows(l, l->copy_buf + fills_at, copy_len - fills_at))
+			return LEDGER_ERR_UNAVAILABLE;
+		res = PQgetResult(l->conn);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			goto failed;
+		PQclear(res);
+	}
 	res = PQgetResult(l->conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		goto failed;
@@ -662,24 +773,58 @@ static int finish_post(struct ledger *l, int64_t batch_id, const uint8_t hash[LE
 
 int ledger_post(struct ledger *l, int64_t batch_id, struct ledger_transfer *t, size_t n)
 {
-	if (batch_id < 1 || n < 1 || n > LEDGER_BATCH_TRANSFERS_MAX || t == NULL)
+	return ledger_post_trades(l, batch_id, t, n, NULL, 0);
+}
+
+int ledger_post_trades(struct ledger *l, int64_t batch_id, struct ledger_transfer *t, size_t n,
+		       struct ledger_trade *tr, size_t n_trades)
+{
+	if (batch_id < 1 || n < 1 || n > LEDGER_BATCH_TRANSFERS_MAX || t == NULL || n_trades > n ||
+	    (n_trades && tr == NULL))
 		return LEDGER_ERR_ARGS;
 	qsort(t, n, sizeof(*t), cmp_id);
-	size_t copy_len;
-	int rc = build_copy(l, batch_id, t, n, &copy_len);
+	if (n_trades)
+		qsort(tr, n_trades, sizeof(*tr), cmp_trade);
+	/* The trade transfers (leg 0, ids fill << 3) and the trades name the same
+	 * fills: both lists are in fill id order now. */
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].code != LEDGER_TRADE)
+			continue;
+		if (k == n_trades || t[i].fill_id != tr[k].fill.fill_id ||
+		    t[i].id != tr[k].fill.fill_id << 3) {
+			set_err(l, "batch %lld: trade transfer %lld has no fill beside it",
+				(long long)batch_id, (long long)t[i].id);
+			return LEDGER_ERR_ARGS;
+		}
+		k++;
+	}
+	for (size_t i = 0; i < n_trades; i++)
+		if (i >= k || !trade_valid(&tr[i]) ||
+		    (i > 0 && tr[i].fill.fill_id == tr[i - 1].fill.fill_id)) {
+			set_err(l,
+				"batch %lld: fill %lld is invalid, repeated or without its "
+				"trade transfer",
+				(long long)batch_id, (long long)tr[i].fill.fill_id);
+			return LEDGER_ERR_ARGS;
+		}
+	size_t copy_len, fills_at;
+	int rc = build_copy(l, batch_id, t, n, tr, n_trades, &copy_len, &fills_at);
 	if (rc)
 		return rc;
 	for (int attempt = 0;; attempt++) {
 		uint8_t hash[LEDGER_HASH_BYTES];
-		ledger_batch_hash(l->last_hash, batch_id, l->currency, t, n, hash);
-		rc = lost(l) ? LEDGER_ERR_UNAVAILABLE : post_once(l, batch_id, hash, n, copy_len);
+		ledger_batch_hash_trades(l->last_hash, batch_id, l->currency, t, n, tr, n_trades,
+					 hash);
+		rc = lost(l) ? LEDGER_ERR_UNAVAILABLE
+			     : post_once(l, batch_id, hash, n, n_trades, fills_at, copy_len);
 		int present = 0;
 		if (rc == LEDGER_ERR_UNAVAILABLE || rc == LEDGER_ERR_DUPLICATE ||
 		    rc == LEDGER_ERR_REFUSED) {
 			/* Outcome unknown, an id taken, or a stale chain head: look. */
 			if (lost(l) && connect_db(l) != LEDGER_OK)
 				return LEDGER_ERR_UNAVAILABLE;
-			int prc = batch_present(l, batch_id, t, n, hash, &present);
+			int prc = batch_present(l, batch_id, t, n, tr, n_trades, hash, &present);
 			if (prc)
 				return prc;
 			if (present == 1)
@@ -922,7 +1067,7 @@ struct ledger_writer {
 	struct ledger *l;
 	/* Fills, and settlements of fills' escrow (legs 2-5), in arrival order. */
 	struct writer_item {
-		struct ledger_fill f;
+		struct ledger_trade tr; /* a settlement uses only tr.fill */
 		bool settle;
 		int64_t used, total, lease_id;
 	} * fills;
@@ -934,7 +1079,8 @@ struct ledger_writer {
 	} * actions;
 	size_t n_actions;		   /* pending, in the same batch as the fills */
 	struct ledger_transfer *transfers; /* up to 4 per item, 1 per action */
-	size_t cap;			   /* of fills and of actions; transfers: 5 x */
+	struct ledger_trade *trades;	   /* the batch's fills, for ledger.fills */
+	size_t cap;			   /* of fills, actions and trades; transfers: 5 x */
 	int64_t seq;			   /* batch id: seq of the last fill */
 	int64_t first_ms;		   /* when the oldest pending fill arrived */
 	bool sealed;	  /* a flush failed: the batch's contents and id are fixed */
@@ -972,7 +1118,9 @@ int ledger_writer_create(const struct ledger_writer_config *cfg, struct ledger_w
 	w->fills = calloc(w->cap, sizeof(*w->fills));
 	w->actions = calloc(w->cap, sizeof(*w->actions));
 	w->transfers = calloc(5 * w->cap, sizeof(*w->transfers));
-	if (!w->conninfo || !w->currency || !w->fills || !w->actions || !w->transfers) {
+	w->trades = calloc(w->cap, sizeof(*w->trades));
+	if (!w->conninfo || !w->currency || !w->fills || !w->actions || !w->transfers ||
+	    !w->trades) {
 		ledger_writer_destroy(w);
 		return LEDGER_ERR_NOMEM;
 	}
@@ -992,6 +1140,7 @@ void ledger_writer_destroy(struct ledger_writer *w)
 	free(w->fills);
 	free(w->actions);
 	free(w->transfers);
+	free(w->trades);
 	free(w);
 }
 
@@ -1025,9 +1174,12 @@ static bool writer_grow(struct ledger_writer *w)
 	if (a)
 		w->actions = a;
 	struct ledger_transfer *t = a ? realloc(w->transfers, 5 * cap * sizeof(*t)) : NULL;
-	if (t == NULL)
+	if (t)
+		w->transfers = t;
+	struct ledger_trade *tr = t ? realloc(w->trades, cap * sizeof(*tr)) : NULL;
+	if (tr == NULL)
 		return false;
-	w->transfers = t;
+	w->trades = tr;
 	w->cap = cap;
 	return true;
 }
@@ -1067,7 +1219,7 @@ int ledger_writer_add_action(struct ledger_writer *w, uint32_t participant, int6
 	return LEDGER_OK;
 }
 
-int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f, int64_t seq,
+int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_trade *tr, int64_t seq,
 			   int64_t now_ms)
 {
 	struct ledger_accounts dummy = {.fees = 1, .escrow = 2, .bank = 3, .buyer = 4, .seller = 5};
@@ -1076,15 +1228,17 @@ int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
 	int rc = writer_can_add(w, seq, false);
 	if (rc)
 		return rc;
-	rc = ledger_fill_transfers(f, &w->cfg.fees, &dummy, t, &n);
+	rc = ledger_fill_transfers(&tr->fill, &w->cfg.fees, &dummy, t, &n);
+	if (rc == LEDGER_OK && !trade_valid(tr))
+		rc = LEDGER_ERR_ARGS;
 	if (rc) {
-		snprintf(w->err, sizeof(w->err), "fill %lld: %s", (long long)f->fill_id,
+		snprintf(w->err, sizeof(w->err), "fill %lld: %s", (long long)tr->fill.fill_id,
 			 ledger_status_name(rc));
 		return rc;
 	}
 	if (w->n + w->n_actions == 0)
 		w->first_ms = now_ms;
-	w->fills[w->n++] = (struct writer_item){.f = *f};
+	w->fills[w->n++] = (struct writer_item){.tr = *tr};
 	w->seq = seq;
 	return LEDGER_OK;
 }
@@ -1107,7 +1261,7 @@ int ledger_writer_add_settle(struct ledger_writer *w, const struct ledger_fill *
 	if (w->n + w->n_actions == 0)
 		w->first_ms = now_ms;
 	w->fills[w->n++] = (struct writer_item){
-		.f = *f, .settle = true, .used = used, .total = total, .lease_id = lease_id};
+		.tr.fill = *f, .settle = true, .used = used, .total = total, .lease_id = lease_id};
 	w->seq = seq;
 	return LEDGER_OK;
 }
@@ -1134,15 +1288,16 @@ static void sleep_ms(uint32_t ms)
 		;
 }
 
-/* Turns the pending fills into transfers with the connection's account ids. */
-static int writer_transfers(struct ledger_writer *w, size_t *m)
+/* Turns the pending items into transfers with the connection's account ids, and
+ * the fills among them into w->trades (*n_trades). */
+static int writer_transfers(struct ledger_writer *w, size_t *m, size_t *n_trades)
 {
 	struct ledger_accounts acc;
 	ledger_exchange_accounts(w->l, &acc);
-	*m = 0;
+	*m = *n_trades = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		const struct writer_item *it = &w->fills[i];
-		const struct ledger_fill *f = &it->f;
+		const struct ledger_fill *f = &it->tr.fill;
 		int rc = ledger_participant_account(w->l, f->buyer, &acc.buyer);
 		if (rc == LEDGER_OK)
 			rc = ledger_participant_account(w->l, f->seller, &acc.seller);
@@ -1155,6 +1310,8 @@ static int writer_transfers(struct ledger_writer *w, size_t *m)
 			rc = ledger_fill_transfers(f, &w->cfg.fees, &acc, w->transfers + *m, &k);
 		if (rc)
 			return rc;
+		if (!it->settle)
+			w->trades[(*n_trades)++] = it->tr;
 		*m += k;
 	}
 	for (size_t i = 0; i < w->n_actions; i++) {
@@ -1241,11 +1398,11 @@ int ledger_writer_flush(struct ledger_writer *w)
 	struct backoff b = backoff_start(w);
 	for (;;) {
 		int rc = writer_connect(w);
-		size_t m = 0;
+		size_t m = 0, n_trades = 0;
 		if (rc == LEDGER_OK)
-			rc = writer_transfers(w, &m);
+			rc = writer_transfers(w, &m, &n_trades);
 		if (rc == LEDGER_OK)
-			rc = ledger_post(w->l, w->seq, w->transfers, m);
+			rc = ledger_post_trades(w->l, w->seq, w->transfers, m, w->trades, n_trades);
 		if (rc == LEDGER_OK || rc == LEDGER_ERR_DUPLICATE) {
 			w->n = w->n_actions = 0;
 			w->sealed = false;

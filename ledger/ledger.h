@@ -53,6 +53,8 @@ enum ledger_code {
 #define LEDGER_OPERATOR_ID_BASE	   (INT64_C(1) << 62) /* transfer ids of operator actions */
 #define LEDGER_BATCH_TRANSFERS_MAX 1000000	      /* one COPY; bounds the writer's memory */
 #define LEDGER_HASH_BYTES	   32
+#define LEDGER_PRODUCT_MAX	   63 /* bytes of a product's name, as the protocol's */
+#define LEDGER_FORMAT		   2  /* what ledger_post writes: batches with their trades */
 
 /* One row of ledger.transfers. Reference ids are 0 when absent. */
 struct ledger_transfer {
@@ -72,6 +74,13 @@ struct ledger_fill {
 	int64_t taker_order_id, maker_order_id;
 	int64_t price; /* micro-units per GPU-hour */
 	int64_t qty;   /* GPUs */
+};
+
+/* A fill as ledger.fills records it beside its money: what was traded, when. */
+struct ledger_trade {
+	struct ledger_fill fill;
+	char product[LEDGER_PRODUCT_MAX + 1]; /* 1-63 bytes of [A-Za-z0-9._/:-], NUL-ended */
+	int64_t time_ms; /* when it traded: the engine's clock, ms since 1970 (UTC), >= 0 */
 };
 
 /* Fee rates in basis points of the notional, per role. */
@@ -144,14 +153,29 @@ LEDGER_MUST_USE int ledger_settle_part_transfers(const struct ledger_fill *f,
 LEDGER_MUST_USE int ledger_parse_amount(const char *s, int64_t *micros);
 
 /*
- * SHA-256 of a batch: prev_hash || be64(batch id) || be64(n) || each
- * transfer in ascending id order (be64 id, debit, credit, amount, one byte
- * code, be64 fill, taker, maker, lease ids, and the 8-byte zero-padded
+ * SHA-256 of a batch of format 1: prev_hash || be64(batch id) || be64(n) ||
+ * each transfer in ascending id order (be64 id, debit, credit, amount, one
+ * byte code, be64 fill, taker, maker, lease ids, and the 8-byte zero-padded
  * currency code). The transfers must be sorted by id.
  */
 void ledger_batch_hash(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
 		       const char *currency, const struct ledger_transfer *t, size_t n,
 		       uint8_t out[LEDGER_HASH_BYTES]);
+
+/*
+ * SHA-256 of a batch of format 2 (LEDGER_FORMAT): what format 1 hashes, then
+ * be64(n_trades) and each trade in ascending fill id order (be64 fill id,
+ * price, quantity, buyer, seller, one byte 1 when the buyer was the taker,
+ * be64 taker and maker order ids, time_ms, one byte the product's length and
+ * the product). Both lists must be sorted by id.
+ */
+void ledger_batch_hash_trades(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
+			      const char *currency, const struct ledger_transfer *t, size_t n,
+			      const struct ledger_trade *tr, size_t n_trades,
+			      uint8_t out[LEDGER_HASH_BYTES]);
+
+/* Whether a product's name is 1-63 bytes of [A-Za-z0-9._/:-]. */
+bool ledger_product_valid(const char *product);
 
 const char *ledger_code_name(uint8_t code);
 const char *ledger_status_name(int status);
@@ -258,6 +282,18 @@ LEDGER_MUST_USE int ledger_balance(struct ledger *l, int64_t account, int64_t *b
 LEDGER_MUST_USE int ledger_post(struct ledger *l, int64_t batch_id, struct ledger_transfer *t,
 				size_t n);
 
+/*
+ * ledger_post() with the batch's trades (0 .. n; sorted in place by fill id;
+ * each fill once, with a valid product and a time >= 0), written to
+ * ledger.fills by a second COPY in the same transaction and covered by the
+ * batch's hash (format 2). The batch's trade transfers (leg 0) and its trades
+ * must name the same fills, else ARGS: ledger_post() is for batches without
+ * trade transfers (deposits, withdrawals, escrow settlements).
+ */
+LEDGER_MUST_USE int ledger_post_trades(struct ledger *l, int64_t batch_id,
+				       struct ledger_transfer *t, size_t n, struct ledger_trade *tr,
+				       size_t n_trades);
+
 /* The next unused operator action number (1 when none was used). */
 LEDGER_MUST_USE int ledger_next_action(struct ledger *l, int64_t *action);
 
@@ -273,10 +309,13 @@ void ledger_fault_lose_next_commit(struct ledger *l);
  * read-only transaction so every check sees the same snapshot: debits equal
  * credits and balances sum to zero per currency; every balance equals the sum
  * of its transfers; no AVAILABLE, FEES or ESCROW balance below zero; the
- * batch hash chain recomputes and links; ESCROW equals the trades not yet
- * released or refunded. Calls line(ok, check, detail, ctx) once per check
- * and sets *failed to the number of failed checks. Errors: UNAVAILABLE,
- * SCHEMA, NOMEM (the audit could not run; *failed is then meaningless).
+ * batch hash chain recomputes (by each batch's format, its fills included)
+ * and links; ESCROW equals the trades not yet released or refunded; every
+ * fill agrees with its trade transfer and every trade transfer of format 2
+ * has its fill. Calls line(ok, check, detail, ctx) once per check and sets
+ * *failed to the number of failed checks. Errors: UNAVAILABLE, SCHEMA (no
+ * ledger schema, or one without ledger.fills, migration 0004), NOMEM (the
+ * audit could not run; *failed is then meaningless).
  */
 LEDGER_MUST_USE int ledger_audit(const char *conninfo,
 				 void (*line)(bool ok, const char *check, const char *detail,
@@ -310,7 +349,8 @@ void ledger_writer_destroy(struct ledger_writer *w);
 const char *ledger_writer_error(const struct ledger_writer *w);
 
 /*
- * Adds a fill to the pending batch. seq is the engine sequence number of the
+ * Adds a fill to the pending batch: its money (ledger_fill_transfers) and its
+ * row in ledger.fills. seq is the engine sequence number of the
  * input that caused it (non-decreasing); the batch's id is the seq of its
  * last fill. A batch holding batch_fills_max fills takes more only of its
  * last sequence (it grows, up to LEDGER_BATCH_TRANSFERS_MAX / 5 items):
@@ -318,7 +358,7 @@ const char *ledger_writer_error(const struct ledger_writer *w);
  * batches. Errors: ARGS (seq decreasing, or a full batch: flush first),
  * OVERFLOW, NOT_FOUND (a participant without an account), UNAVAILABLE.
  */
-LEDGER_MUST_USE int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_fill *f,
+LEDGER_MUST_USE int ledger_writer_add_fill(struct ledger_writer *w, const struct ledger_trade *f,
 					   int64_t seq, int64_t now_ms);
 
 /*

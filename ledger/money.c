@@ -153,22 +153,27 @@ static void be64(uint8_t *p, int64_t v)
 	}
 }
 
-void ledger_batch_hash(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
-		       const char *currency, const struct ledger_transfer *t, size_t n,
-		       uint8_t out[LEDGER_HASH_BYTES])
+/* Allocation failure in OpenSSL is fatal here: a wrong hash would be worse. */
+static void digest(EVP_MD_CTX *ctx, const void *p, size_t len)
+{
+	if (!EVP_DigestUpdate(ctx, p, len))
+		abort();
+}
+
+/* Format 1's input: the head and the transfers. */
+static EVP_MD_CTX *hash_transfers(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
+				  const char *currency, const struct ledger_transfer *t, size_t n)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t head[16], cur[8] = {0}, row[8 * 8 + 1];
-	unsigned int len = 0;
 	size_t clen = strnlen(currency, sizeof(cur));
 	memcpy(cur, currency, clen);
 	be64(head, batch_id);
 	be64(head + 8, (int64_t)n);
-	/* Allocation failure in OpenSSL is fatal here: a wrong hash would be worse. */
-	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
-	    !EVP_DigestUpdate(ctx, prev_hash, LEDGER_HASH_BYTES) ||
-	    !EVP_DigestUpdate(ctx, head, sizeof(head)))
+	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
 		abort();
+	digest(ctx, prev_hash, LEDGER_HASH_BYTES);
+	digest(ctx, head, sizeof(head));
 	for (size_t i = 0; i < n; i++) {
 		be64(row, t[i].id);
 		be64(row + 8, t[i].debit_account);
@@ -179,12 +184,67 @@ void ledger_batch_hash(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch
 		be64(row + 41, t[i].taker_order_id);
 		be64(row + 49, t[i].maker_order_id);
 		be64(row + 57, t[i].lease_id);
-		if (!EVP_DigestUpdate(ctx, row, 65) || !EVP_DigestUpdate(ctx, cur, sizeof(cur)))
-			abort();
+		digest(ctx, row, 65);
+		digest(ctx, cur, sizeof(cur));
 	}
+	return ctx;
+}
+
+static void hash_end(EVP_MD_CTX *ctx, uint8_t out[LEDGER_HASH_BYTES])
+{
+	unsigned int len = 0;
 	if (!EVP_DigestFinal_ex(ctx, out, &len) || len != LEDGER_HASH_BYTES)
 		abort();
 	EVP_MD_CTX_free(ctx);
+}
+
+void ledger_batch_hash(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
+		       const char *currency, const struct ledger_transfer *t, size_t n,
+		       uint8_t out[LEDGER_HASH_BYTES])
+{
+	hash_end(hash_transfers(prev_hash, batch_id, currency, t, n), out);
+}
+
+void ledger_batch_hash_trades(const uint8_t prev_hash[LEDGER_HASH_BYTES], int64_t batch_id,
+			      const char *currency, const struct ledger_transfer *t, size_t n,
+			      const struct ledger_trade *tr, size_t n_trades,
+			      uint8_t out[LEDGER_HASH_BYTES])
+{
+	EVP_MD_CTX *ctx = hash_transfers(prev_hash, batch_id, currency, t, n);
+	uint8_t row[8 * 8 + 1 + 1 + LEDGER_PRODUCT_MAX];
+	be64(row, (int64_t)n_trades);
+	digest(ctx, row, 8);
+	for (size_t i = 0; i < n_trades; i++) {
+		const struct ledger_fill *f = &tr[i].fill;
+		size_t plen = strnlen(tr[i].product, LEDGER_PRODUCT_MAX);
+		be64(row, f->fill_id);
+		be64(row + 8, f->price);
+		be64(row + 16, f->qty);
+		be64(row + 24, f->buyer);
+		be64(row + 32, f->seller);
+		row[40] = f->buyer_is_taker ? 1 : 0;
+		be64(row + 41, f->taker_order_id);
+		be64(row + 49, f->maker_order_id);
+		be64(row + 57, tr[i].time_ms);
+		row[65] = (uint8_t)plen;
+		memcpy(row + 66, tr[i].product, plen);
+		digest(ctx, row, 66 + plen);
+	}
+	hash_end(ctx, out);
+}
+
+bool ledger_product_valid(const char *product)
+{
+	size_t n = strnlen(product, LEDGER_PRODUCT_MAX + 1);
+	if (n < 1 || n > LEDGER_PRODUCT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = product[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '/' || c == ':' || c == '-'))
+			return false;
+	}
+	return true;
 }
 
 bool ledger_hash_from_hex(const char *s, uint8_t out[LEDGER_HASH_BYTES])

@@ -915,7 +915,9 @@ static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t fr
 			touch(c, ev->book, other_side(ev->side), ev->price);
 			bool buyer_taker = ev->side == MATCHING_BUY;
 			assert(out->n_fills < out->fills_cap);
-			out->fills[out->n_fills++] = (struct ledger_fill){
+			const struct matching_product *p = matching_book_product(c->eng, ev->book);
+			struct ledger_trade *tr = &out->fills[out->n_fills++];
+			tr->fill = (struct ledger_fill){
 				.fill_id = (int64_t)ev->fill_id,
 				.buyer = buyer_taker ? ev->account : ev->maker_account,
 				.seller = buyer_taker ? ev->maker_account : ev->account,
@@ -925,13 +927,13 @@ static void apply_events(struct srv_core *c, struct srv_core_out *out, size_t fr
 				.price = ev->price,
 				.qty = ev->qty,
 			};
-			if (c->leases) {
-				const struct matching_product *p =
-					matching_book_product(c->eng, ev->book);
-				srv_leases_fill(c->leases, &out->fills[out->n_fills - 1],
-						c->class_of[ev->book], p->period_start_ms,
-						c->now_ms);
-			}
+			_Static_assert(sizeof(tr->product) >= sizeof(p->name),
+				       "a product's name fits the ledger's");
+			memcpy(tr->product, p->name, sizeof(p->name));
+			tr->time_ms = c->now_ms;
+			if (c->leases)
+				srv_leases_fill(c->leases, &tr->fill, c->class_of[ev->book],
+						p->period_start_ms, c->now_ms);
 			break;
 		}
 		case MATCHING_EV_DONE:

@@ -94,7 +94,7 @@ struct srv_ledger_op {
 struct srv_core_out {
 	struct srv_report *reports;
 	size_t n_reports, reports_cap;
-	struct ledger_fill *fills;
+	struct ledger_trade *fills; /* each fill with its product and time */
 	size_t n_fills, fills_cap;
 	struct srv_md *md;
 	size_t n_md, md_cap;

@@ -1194,7 +1194,7 @@ static void writer_add(struct writer_ctx *x, const struct srv_wjob *j)
 	x->last_seq = j->seq;
 	int rc;
 	if (j->kind == SRV_W_FILL) {
-		rc = ledger_writer_add_fill(x->w, &j->u.fill, j->seq, j->mono_ms);
+		rc = ledger_writer_add_fill(x->w, &j->u.trade, j->seq, j->mono_ms);
 	} else if (j->kind == SRV_W_SETTLE) {
 		const struct srv_settlement *t = &j->u.settle;
 		rc = ledger_writer_add_settle(x->w, &t->fill, t->used, t->total, t->lease_id,

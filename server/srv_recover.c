@@ -138,33 +138,6 @@ static int resend_one(struct recovery *r, const struct srv_wjob *w)
 	return 0;
 }
 
-int srv_wjobs_of(const struct srv_core_out *out, int64_t seq, int64_t mono_ms,
-		 int (*each)(const struct srv_wjob *w, void *ctx), void *ctx)
-{
-	size_t n_settles = out->leases ? out->leases->n_settles : 0;
-	size_t total = out->n_fills + n_settles + (out->has_op ? 1 : 0), k = 0;
-	int rc = 0;
-	for (size_t i = 0; i < out->n_fills && rc == 0; i++) {
-		struct srv_wjob w = {.kind = SRV_W_FILL, .seq = seq, .mono_ms = mono_ms};
-		w.seq_end = ++k == total;
-		w.u.fill = out->fills[i];
-		rc = each(&w, ctx);
-	}
-	for (size_t i = 0; i < n_settles && rc == 0; i++) {
-		struct srv_wjob w = {.kind = SRV_W_SETTLE, .seq = seq, .mono_ms = mono_ms};
-		w.seq_end = ++k == total;
-		w.u.settle = out->leases->settles[i];
-		rc = each(&w, ctx);
-	}
-	if (out->has_op && rc == 0) {
-		struct srv_wjob w = {
-			.kind = SRV_W_OP, .seq_end = true, .seq = seq, .mono_ms = mono_ms};
-		w.u.op = out->op;
-		rc = each(&w, ctx);
-	}
-	return rc;
-}
-
 static int resend_each(const struct srv_wjob *w, void *ctx)
 {
 	return resend_one(ctx, w);
@@ -176,92 +149,6 @@ static int resend(struct recovery *r, uint64_t seq)
 	if ((int64_t)seq <= r->ledger_batch)
 		return 0;
 	return srv_wjobs_of(&r->out, (int64_t)seq, srv_mono_ms(), resend_each, r);
-}
-
-/* ---------- settlement items in snapshots ---------- */
-
-void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j)
-{
-	srv_snap_u8(w, j->kind);
-	srv_snap_i64(w, j->seq);
-	if (j->kind == SRV_W_FILL) {
-		const struct ledger_fill *f = &j->u.fill;
-		srv_snap_i64(w, f->fill_id);
-		srv_snap_u32(w, f->buyer);
-		srv_snap_u32(w, f->seller);
-		srv_snap_u8(w, f->buyer_is_taker);
-		srv_snap_i64(w, f->taker_order_id);
-		srv_snap_i64(w, f->maker_order_id);
-		srv_snap_i64(w, f->price);
-		srv_snap_i64(w, f->qty);
-	} else if (j->kind == SRV_W_SETTLE) {
-		const struct srv_settlement *t = &j->u.settle;
-		srv_wjob_save(w, &(struct srv_wjob){
-					 .kind = SRV_W_FILL, .seq = j->seq, .u.fill = t->fill});
-		srv_snap_i64(w, t->used);
-		srv_snap_i64(w, t->total);
-		srv_snap_i64(w, t->lease_id);
-	} else {
-		const struct srv_ledger_op *op = &j->u.op;
-		srv_snap_u8(w, op->kind);
-		srv_snap_u32(w, op->account);
-		srv_snap_i64(w, op->amount);
-		srv_snap_u8(w, (uint8_t)strlen(op->name));
-		srv_snap_put(w, op->name, strlen(op->name));
-		srv_snap_put(w, op->public_key, sizeof(op->public_key));
-	}
-}
-
-int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j)
-{
-	*j = (struct srv_wjob){0};
-	j->kind = srv_snap_get_u8(in); /* in order: initializers are not sequenced */
-	j->seq = srv_snap_get_i64(in);
-	if (j->kind == SRV_W_FILL) {
-		struct ledger_fill *f = &j->u.fill;
-		f->fill_id = srv_snap_get_i64(in);
-		f->buyer = srv_snap_get_u32(in);
-		f->seller = srv_snap_get_u32(in);
-		f->buyer_is_taker = srv_snap_get_u8(in) != 0;
-		f->taker_order_id = srv_snap_get_i64(in);
-		f->maker_order_id = srv_snap_get_i64(in);
-		f->price = srv_snap_get_i64(in);
-		f->qty = srv_snap_get_i64(in);
-		if (f->fill_id < 1 || f->price < 1 || f->qty < 1)
-			srv_snap_fail(in, "settlement: a fill is out of range");
-	} else if (j->kind == SRV_W_SETTLE) {
-		struct srv_wjob fill;
-		if (srv_wjob_load(in, &fill) != 0 || fill.kind != SRV_W_FILL ||
-		    fill.seq != j->seq) {
-			srv_snap_fail(in, "settlement: an escrow settlement without its fill");
-		} else {
-			struct srv_settlement *t = &j->u.settle;
-			t->fill = fill.u.fill;
-			t->used = srv_snap_get_i64(in);
-			t->total = srv_snap_get_i64(in);
-			t->lease_id = srv_snap_get_i64(in);
-			if (t->total < 1 || t->used < 0 || t->used > t->total || t->lease_id < 0)
-				srv_snap_fail(in, "settlement: a delivered share out of range");
-		}
-	} else if (j->kind == SRV_W_OP) {
-		struct srv_ledger_op *op = &j->u.op;
-		op->kind = srv_snap_get_u8(in);
-		op->account = srv_snap_get_u32(in);
-		op->amount = srv_snap_get_i64(in);
-		size_t len = srv_snap_get_u8(in);
-		if (len > SRV_ACCOUNT_NAME_BYTES_MAX)
-			srv_snap_fail(in, "settlement: a name is too long");
-		else
-			srv_snap_get(in, op->name, len);
-		srv_snap_get(in, op->public_key, sizeof(op->public_key));
-		if (op->kind < SRV_OP_REGISTER || op->kind > SRV_OP_WITHDRAW)
-			srv_snap_fail(in, "settlement: an operator action of no known kind");
-	} else {
-		srv_snap_fail(in, "settlement: an item of no known kind");
-	}
-	if (j->seq < 1)
-		srv_snap_fail(in, "settlement: a sequence number out of range");
-	return in->error ? -1 : 0;
 }
 
 static int replay_one(const struct srv_jrec *rec, void *ctx)
@@ -464,22 +351,22 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 			mark = srv_snap_get_i64(&body);
 			count = srv_snap_get_count(&body, 9, UINT32_MAX);
 		}
-		if (!body.error && mark - 1 > r->ledger_batch)
-			srv_snap_fail(&body, "the ledger lacks settlement batches this snapshot "
-					     "counts on (was the database restored from an older "
-					     "backup?)");
 		if (!body.error && srv_core_out_alloc(s->core, &r->out) != SRV_CORE_OK)
 			srv_snap_fail(&body, "out of memory");
 		struct srv_wjob *items = count ? malloc(count * sizeof(*items)) : NULL;
 		if (count && items == NULL)
 			srv_snap_fail(&body, "out of memory");
 		for (uint32_t k = 0; k < count && !body.error; k++)
-			if (srv_wjob_load(&body, &items[k]) == 0 &&
+			if (srv_wjob_load(&body, &items[k], info.format) == 0 &&
 			    ((k > 0 && items[k].seq < items[k - 1].seq) || items[k].seq < mark ||
 			     (uint64_t)items[k].seq > info.seq))
 				srv_snap_fail(&body, "settlement items out of order or range");
 		if (!body.error && body.off != body.len)
 			srv_snap_fail(&body, "bytes after its end");
+		if (!body.error && mark - 1 > r->ledger_batch)
+			srv_snap_fail(&body, "the ledger lacks settlement batches this snapshot "
+					     "counts on (was the database restored from an older "
+					     "backup?)");
 		if (body.error) {
 			srv_log(SRV_LOG_WARN, "snapshot refused", "path=\"%s\" reason=\"%s\"", path,
 				body.error);

@@ -36,6 +36,7 @@
 #include "srv_core.h"
 #include "srv_cpus.h"
 #include "srv_queue.h"
+#include "srv_wjob.h"
 
 #define SRV_REQUEST_TYPES 20 /* RequestType values 0 .. 19 */
 #define SRV_REASONS	  33 /* RejectReason values; 0 counts accepted requests */
@@ -143,31 +144,6 @@ struct srv_hookjob {
 	struct srv_hookjob *leases;		   /* RECONCILE (malloc'ed) */
 	size_t n_leases;
 };
-
-/* core -> ledger. */
-enum srv_wjob_kind {
-	SRV_W_FILL = 1,
-	SRV_W_OP,
-	SRV_W_SETTLE, /* the end of a fill's escrow, from its leases */
-};
-
-struct srv_wjob {
-	uint8_t kind;
-	bool seq_end; /* the last item of its input: a batch may end after it */
-	int64_t seq;
-	int64_t mono_ms; /* when the core produced it: settlement lag */
-	union {
-		struct ledger_fill fill;
-		struct srv_ledger_op op;
-		struct srv_settlement settle;
-	} u;
-};
-
-/* The settlement items of one input's results, in the order the ledger takes them
- * (fills, settlements, the operator's action), the last one marked seq_end; calls
- * each() for every one and stops at its first non-zero return, which it returns. */
-int srv_wjobs_of(const struct srv_core_out *out, int64_t seq, int64_t mono_ms,
-		 int (*each)(const struct srv_wjob *w, void *ctx), void *ctx);
 
 struct srv_metrics {
 	atomic_uint_fast64_t connections_open, connections_accepted;
@@ -351,12 +327,6 @@ struct srv_segment {
 };
 /* Every segment of dir (live and archived), by first sequence. -1 with errno. */
 int srv_segments_list(const char *dir, struct srv_segment **out, size_t *n);
-
-/* Settlement items in snapshots (srv_wjob_load: -1 with the reason in in->error). */
-struct srv_snap_w;
-struct srv_snap_r;
-void srv_wjob_save(struct srv_snap_w *w, const struct srv_wjob *j);
-int srv_wjob_load(struct srv_snap_r *in, struct srv_wjob *j);
 
 /* srv_provision.c: the hook dispatcher thread (leases on). */
 __attribute__((warn_unused_result)) int srv_provision_start(struct srv *s);

@@ -262,8 +262,12 @@ int srv_snapshot_read(const char *path, uint8_t **data, struct srv_snapshot_info
 	srv_snap_get(&r, info->settings, sizeof(info->settings));
 	uint64_t body_len = srv_snap_get_u64(&r);
 	uint8_t hash[SRV_SNAPSHOT_HASH_BYTES];
-	if (memcmp(magic, SRV_SNAPSHOT_MAGIC, sizeof(magic)) != 0)
-		*error = "not a gridex snapshot (magic)";
+	info->format = memcmp(magic, SRV_SNAPSHOT_MAGIC, sizeof(magic)) == 0	 ? 2
+		       : memcmp(magic, SRV_SNAPSHOT_MAGIC_1, sizeof(magic)) == 0 ? 1
+										 : 0;
+	if (info->format == 0)
+		*error = "not a gridex snapshot, or of a format this gridexd does not read "
+			 "(magic)";
 	else if (body_len != len - SRV_SNAPSHOT_HEADER_BYTES - SRV_SNAPSHOT_HASH_BYTES)
 		*error = "the snapshot's length does not match its header (torn write?)";
 	else if (crypto_generichash(hash, sizeof(hash), p, len - sizeof(hash), NULL, 0) != 0 ||

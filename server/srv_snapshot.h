@@ -3,7 +3,7 @@
  * Snapshots of the core's state (docs/durability.md): what a restart loads
  * instead of replaying the journal from its beginning.
  *
- * File: the 8-byte magic "GRIDEXS1", then
+ * File: the 8-byte magic "GRIDEXS2" (the last byte is the format's version), then
  *   u64 seq | i64 time_ms | 16-byte settings fingerprint | u64 body length |
  *   body | 32-byte BLAKE2b-256 of everything before it
  * all little-endian. seq is the last journal record the state includes and
@@ -23,7 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SRV_SNAPSHOT_MAGIC	  "GRIDEXS1"
+#define SRV_SNAPSHOT_MAGIC "GRIDEXS2"
+/* Format 1, before unsettled fills kept their product and time (ledger.fills): the
+ * same but for those items, so it is read when it holds none (srv_wjob_load). */
+#define SRV_SNAPSHOT_MAGIC_1	  "GRIDEXS1"
 #define SRV_SNAPSHOT_MAGIC_BYTES  8
 #define SRV_SNAPSHOT_HASH_BYTES	  32
 #define SRV_SNAPSHOT_HEADER_BYTES (SRV_SNAPSHOT_MAGIC_BYTES + 8 + 8 + 16 + 8)
@@ -62,6 +65,7 @@ struct srv_snapshot_info {
 	uint64_t seq;
 	int64_t time_ms;
 	uint8_t settings[16];
+	uint8_t format; /* 1 or 2: the magic's last digit (srv_snapshot_read) */
 };
 
 /*
@@ -79,9 +83,9 @@ void srv_snapshot_finish(struct srv_snap_w *w);
 int srv_snapshot_write(const char *dir, uint64_t seq, const struct srv_snap_w *w);
 
 /*
- * Reads a snapshot file whole and checks its magic, length and hash. On
- * success *data (free it) holds the file, info its header and body a reader
- * over its body. -1 with the reason in *error otherwise.
+ * Reads a snapshot file whole and checks its magic (format 1 or 2), length and
+ * hash. On success *data (free it) holds the file, info its header and body a
+ * reader over its body. -1 with the reason in *error otherwise.
  */
 int srv_snapshot_read(const char *path, uint8_t **data, struct srv_snapshot_info *info,
 		      struct srv_snap_r *body, const char **error);

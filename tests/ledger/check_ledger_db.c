@@ -59,6 +59,16 @@ static void fund(struct ledger *l, uint32_t n, int64_t cash)
 	ck_assert_int_eq(ledger_post(l, 1, t, n), LEDGER_OK);
 }
 
+/* What ledger.fills records of a fill, made up from its id: one of 24 hours'
+ * products, and a time that moves on by 7 ms a fill. */
+static struct ledger_trade trade_of(const struct ledger_fill *f)
+{
+	struct ledger_trade tr = {.fill = *f, .time_ms = INT64_C(1796724000000) + 7 * f->fill_id};
+	snprintf(tr.product, sizeof(tr.product), "H100-80G/2026-12-08T%02d",
+		 (int)(f->fill_id % 24));
+	return tr;
+}
+
 /* ---------- migrations ---------- */
 
 START_TEST(migrations_are_idempotent_and_atomic)
@@ -68,28 +78,28 @@ START_TEST(migrations_are_idempotent_and_atomic)
 		ledger_migrate(pgt.owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
 		LEDGER_OK);
 	PGconn *c = pgtest_connect(pgt.owner_url);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 3);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 4);
 	/* A failing migration leaves nothing behind. */
 	char dir[] = "/tmp/gridex-migrations-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "cp %s/000[123]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
+	snprintf(cmd, sizeof(cmd), "cp %s/000[1234]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'create table ledger.half_done (x int);\\nselect 1/0;\\n' > "
-		 "%s/0004_broken.sql",
+		 "%s/0005_broken.sql",
 		 dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
 	ck_assert_msg(strstr(err, "division by zero") != NULL, "%s", err);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 3);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 4);
 	ck_assert_int_eq(
 		pgtest_sql_int(c, "select count(*) from pg_tables where tablename = 'half_done'"),
 		0);
 	/* An applied migration that changed is refused. */
 	snprintf(cmd, sizeof(cmd),
-		 "rm %s/0004_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
+		 "rm %s/0005_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
@@ -120,9 +130,9 @@ START_TEST(app_role_cannot_break_invariants)
 			   "values ('USD', 'AVAILABLE', 1, 50)",
 			   "23514");
 	pgtest_sql_ok(c, "begin");
-	pgtest_sql_ok(c, "insert into ledger.batches values (2, 1, "
-			 "(select hash from ledger.batches where id = 1), '\\x"
-			 "2222222222222222222222222222222222222222222222222222222222222222')");
+	pgtest_sql_ok(c, "insert into ledger.batches (id, n_transfers, prev_hash, hash, format) "
+			 "values (2, 1, (select hash from ledger.batches where id = 1), '\\x"
+			 "2222222222222222222222222222222222222222222222222222222222222222', 2)");
 	/* Overdraft: 1001 out of 1000. */
 	pgtest_sql_refused(
 		c,
@@ -147,15 +157,54 @@ START_TEST(app_role_cannot_break_invariants)
 		"23514");
 	/* A batch that does not extend the chain, or goes back. */
 	pgtest_sql_refused(c,
-			   "insert into ledger.batches values (5, 0, '\\x"
+			   "insert into ledger.batches (id, n_transfers, prev_hash, hash, format) "
+			   "values (5, 0, '\\x"
 			   "0000000000000000000000000000000000000000000000000000000000000000', '\\x"
-			   "3333333333333333333333333333333333333333333333333333333333333333')",
+			   "3333333333333333333333333333333333333333333333333333333333333333', 2)",
 			   "23514");
 	pgtest_sql_refused(c,
-			   "insert into ledger.batches values (1, 0, "
-			   "(select hash from ledger.batches where id = 1), '\\x"
-			   "3333333333333333333333333333333333333333333333333333333333333333')",
+			   "insert into ledger.batches (id, n_transfers, prev_hash, hash, format) "
+			   "values (1, 0, (select hash from ledger.batches where id = 1), '\\x"
+			   "3333333333333333333333333333333333333333333333333333333333333333', 2)",
 			   "23505");
+	/* Once batches carry their fills, a batch without them is refused. */
+	pgtest_sql_refused(c,
+			   "insert into ledger.batches (id, n_transfers, prev_hash, hash) "
+			   "values (5, 0, (select hash from ledger.batches where id = 1), '\\x"
+			   "3333333333333333333333333333333333333333333333333333333333333333')",
+			   "23514");
+	/* ledger.fills: checked, append-only, only in a batch that exists. */
+	pgtest_sql_refused(c,
+			   "insert into ledger.fills (id, batch_id, product, price, quantity, "
+			   "buyer, seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			   "values (1, 1, 'H100 80G', 1, 1, 1, 2, 'buy', 1, 2, now())",
+			   "23514");
+	pgtest_sql_refused(c,
+			   "insert into ledger.fills (id, batch_id, product, price, quantity, "
+			   "buyer, seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			   "values (1, 1, 'H100-80G', 0, 1, 1, 2, 'buy', 1, 2, now())",
+			   "23514");
+	pgtest_sql_refused(c,
+			   "insert into ledger.fills (id, batch_id, product, price, quantity, "
+			   "buyer, seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			   "values (1, 1, 'H100-80G', 1, 1, 1, 2, 'both', 1, 2, now())",
+			   "23514");
+	pgtest_sql_refused(c,
+			   "insert into ledger.fills (id, batch_id, product, price, quantity, "
+			   "buyer, seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			   "values (1, 99, 'H100-80G', 1, 1, 1, 2, 'buy', 1, 2, now())",
+			   "23503");
+	pgtest_sql_refused(c,
+			   "insert into ledger.fills (id, batch_id, product, price, quantity, "
+			   "buyer, seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			   "values (1, 1, 'H100-80G', 1, 1, 1, 9, 'buy', 1, 2, now())",
+			   "23503");
+	pgtest_sql_ok(c, "insert into ledger.fills (id, batch_id, product, price, quantity, "
+			 "buyer, seller, aggressor, taker_order_id, maker_order_id, traded_at) "
+			 "values (1, 1, 'H100-80G', 1, 1, 1, 2, 'buy', 1, 2, now())");
+	pgtest_sql_refused(c, "update ledger.fills set price = 2", "42501");
+	pgtest_sql_refused(c, "delete from ledger.fills", "42501");
+	pgtest_sql_refused(c, "truncate ledger.fills", "42501");
 	PQfinish(c);
 	/* Cross-currency: a EUR account may not meet a USD transfer. */
 	c = pgtest_connect(pgt.owner_url);
@@ -177,13 +226,17 @@ START_TEST(app_role_cannot_break_invariants)
 	pgtest_sql_refused(c, "update ledger.transfers set amount = 1", "42501");
 	pgtest_sql_refused(c, "delete from ledger.batches", "42501");
 	pgtest_sql_refused(c, "truncate ledger.transfers cascade", "42501");
+	pgtest_sql_refused(c, "update ledger.fills set product = 'A100'", "42501");
+	pgtest_sql_refused(c, "truncate ledger.fills", "42501");
 	PQfinish(c);
 	/* The auditor only reads. */
 	c = pgtest_connect(pgt.auditor_url);
 	pgtest_sql_refused(c, "insert into ledger.participants values (9, 'x')", "25006");
 	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.transfers"), 2);
 	PQfinish(c);
-	ck_assert_int_eq(pgtest_audit(), 0);
+	/* The fill that gridex_app slipped into batch 1 is seen by the audit: outside the
+	 * batch's hash and without a trade transfer. */
+	ck_assert_int_eq(pgtest_audit(), 2);
 }
 END_TEST
 
@@ -201,16 +254,25 @@ START_TEST(batches_are_never_applied_twice)
 	size_t n;
 	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
 	memcpy(again, t, sizeof(t));
-	ck_assert_int_eq(ledger_post(l, 10, t, n), LEDGER_OK);
+	struct ledger_trade tr = trade_of(&f), tr2 = tr;
+	/* A trade transfer without its fill, or a fill without its trade transfer: refused
+	 * before anything is sent. */
+	ck_assert_int_eq(ledger_post(l, 10, t, n), LEDGER_ERR_ARGS);
+	ck_assert_int_eq(ledger_post_trades(l, 10, t + 1, 1, &tr, 1), LEDGER_ERR_ARGS);
+	ck_assert_int_eq(ledger_post_trades(l, 10, t, n, &tr, 1), LEDGER_OK);
 	/* The same batch again: recognised, nothing applied. */
-	ck_assert_int_eq(ledger_post(l, 10, again, n), LEDGER_ERR_DUPLICATE);
-	/* Other contents under the same id: a conflict. */
+	ck_assert_int_eq(ledger_post_trades(l, 10, again, n, &tr2, 1), LEDGER_ERR_DUPLICATE);
+	/* Other contents under the same id: a conflict, in the transfers or in the fill. */
 	memcpy(again, t, sizeof(t));
 	again[0].amount++;
-	ck_assert_int_eq(ledger_post(l, 10, again, n), LEDGER_ERR_CONFLICT);
+	ck_assert_int_eq(ledger_post_trades(l, 10, again, n, &tr2, 1), LEDGER_ERR_CONFLICT);
+	memcpy(again, t, sizeof(t));
+	tr2.time_ms++;
+	ck_assert_int_eq(ledger_post_trades(l, 10, again, n, &tr2, 1), LEDGER_ERR_CONFLICT);
+	tr2 = tr;
 	/* The same fill under a new batch id: the transfer ids collide, refused. */
 	memcpy(again, t, sizeof(t));
-	ck_assert_int_eq(ledger_post(l, 11, again, n), LEDGER_ERR_REFUSED);
+	ck_assert_int_eq(ledger_post_trades(l, 11, again, n, &tr2, 1), LEDGER_ERR_REFUSED);
 	int64_t bal;
 	ck_assert_int_eq(ledger_balance(l, acc.buyer, &bal), LEDGER_OK);
 	ck_assert_int_eq(bal, 1000 - 30 - 1);
@@ -219,14 +281,19 @@ START_TEST(batches_are_never_applied_twice)
 	/* An overdraft batch is refused whole and leaves the chain usable. */
 	f = (struct ledger_fill){.fill_id = 2, .buyer = 1, .seller = 2, .price = 1000, .qty = 1};
 	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
-	ck_assert_int_eq(ledger_post(l, 12, t, n), LEDGER_ERR_REFUSED);
+	tr = trade_of(&f);
+	ck_assert_int_eq(ledger_post_trades(l, 12, t, n, &tr, 1), LEDGER_ERR_REFUSED);
 	ck_assert_msg(strstr(ledger_error(l), "accounts_no_overdraft") != NULL, "%s",
 		      ledger_error(l));
 	f.price = 100;
 	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
-	ck_assert_int_eq(ledger_post(l, 12, t, n), LEDGER_OK);
+	tr = trade_of(&f);
+	ck_assert_int_eq(ledger_post_trades(l, 12, t, n, &tr, 1), LEDGER_OK);
 	ledger_close(l);
 	ck_assert_int_eq(pgtest_audit(), 0);
+	PGconn *c = pgtest_connect(pgt.auditor_url);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.fills"), 2);
+	PQfinish(c);
 }
 END_TEST
 
@@ -242,13 +309,16 @@ START_TEST(lost_commit_answer_is_resolved_by_looking)
 	struct ledger_transfer t[2];
 	size_t n;
 	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	struct ledger_trade tr = trade_of(&f);
 	ledger_fault_lose_next_commit(l);
-	/* The COMMIT succeeds, its answer is lost; the writer looks and finds it. */
-	ck_assert_int_eq(ledger_post(l, 20, t, n), LEDGER_OK);
-	ck_assert_int_eq(ledger_post(l, 20, t, n), LEDGER_ERR_DUPLICATE);
+	/* The COMMIT succeeds, its answer is lost; the writer looks and finds it, its
+	 * fill included in the hash it compares. */
+	ck_assert_int_eq(ledger_post_trades(l, 20, t, n, &tr, 1), LEDGER_OK);
+	ck_assert_int_eq(ledger_post_trades(l, 20, t, n, &tr, 1), LEDGER_ERR_DUPLICATE);
 	PGconn *c = pgtest_connect(pgt.owner_url);
 	ck_assert_int_eq(
 		pgtest_sql_int(c, "select count(*) from ledger.transfers where fill_id = 5"), 1);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.fills where id = 5"), 1);
 	PQfinish(c);
 	ledger_close(l);
 	ck_assert_int_eq(pgtest_audit(), 0);
@@ -356,13 +426,32 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 			struct ledger_fill f;
 			if (!random_fill(&m, &fees, &f))
 				break;
-			ck_assert_int_eq(ledger_writer_add_fill(w, &f, seq++, 0), LEDGER_OK);
+			struct ledger_trade tr = trade_of(&f);
+			ck_assert_int_eq(ledger_writer_add_fill(w, &tr, seq++, 0), LEDGER_OK);
 		}
 		ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s", ledger_writer_error(w));
 	}
 	ledger_writer_destroy(w);
 	check_model(l, &m);
 	ck_assert_int_eq(pgtest_audit(), 0);
+	/* Every fill is in ledger.fills once, as the model made it. */
+	PGconn *c = pgtest_connect(pgt.auditor_url);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.fills"), m.next_fill - 1);
+	for (int64_t id = 1; id < m.next_fill; id++) {
+		struct ledger_trade tr = trade_of(&m.fills[id - 1]);
+		char sql[512];
+		snprintf(sql, sizeof(sql),
+			 "select count(*) from ledger.fills where id = %lld and product = '%s' "
+			 "and price = %lld and quantity = %lld and buyer = %u and seller = %u "
+			 "and aggressor = '%s' and taker_order_id = %lld and maker_order_id = %lld "
+			 "and (extract(epoch from traded_at) * 1000)::bigint = %lld",
+			 (long long)id, tr.product, (long long)tr.fill.price,
+			 (long long)tr.fill.qty, tr.fill.buyer, tr.fill.seller,
+			 tr.fill.buyer_is_taker ? "buy" : "sell", (long long)tr.fill.taker_order_id,
+			 (long long)tr.fill.maker_order_id, (long long)tr.time_ms);
+		ck_assert_msg(pgtest_sql_int(c, sql) == 1, "fill %lld differs", (long long)id);
+	}
+	PQfinish(c);
 	/* End every third fill's escrow: delivered whole, refunded whole, or in part (the
 	 * lease ran `used` minutes of 60), a batch at a time. */
 	struct ledger_accounts acc;
@@ -431,6 +520,171 @@ START_TEST(audit_catches_tampering)
 }
 END_TEST
 
+/* What a fill says beside its money is covered too: a price, a product or a time
+ * rewritten behind the triggers' back fails the audit. */
+START_TEST(audit_catches_a_rewritten_fill)
+{
+	struct ledger *l = open_app();
+	fund(l, 2, 1000000);
+	ledger_close(l);
+	struct ledger_fees fees = {.maker_bps = 0, .taker_bps = 100};
+	struct ledger_writer *w = writer_new(&fees, 10);
+	for (int64_t id = 1; id <= 3; id++) {
+		struct ledger_fill f = {.fill_id = id,
+					.buyer = 1,
+					.seller = 2,
+					.buyer_is_taker = id % 2,
+					.taker_order_id = 10 + id,
+					.maker_order_id = 20 + id,
+					.price = 1000 * id,
+					.qty = id};
+		struct ledger_trade tr = trade_of(&f);
+		ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 100 + id, 0), LEDGER_OK);
+	}
+	ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s", ledger_writer_error(w));
+	ledger_writer_destroy(w);
+	ck_assert_int_eq(pgtest_audit(), 0);
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "set session_replication_role = replica");
+	static const struct {
+		const char *change, *undo;
+		int failed; /* the chain, and for the money's numbers the fills check too */
+	} cases[] = {
+		{"update ledger.fills set price = 999, quantity = 4 where id = 2",
+		 "update ledger.fills set price = 2000, quantity = 2 where id = 2", 2},
+		{"update ledger.fills set product = 'A100-40G' where id = 2",
+		 "update ledger.fills set product = 'H100-80G/2026-12-08T02' where id = 2", 1},
+		{"update ledger.fills set traded_at = traded_at + interval '1 millisecond' "
+		 "where id = 3",
+		 "update ledger.fills set traded_at = traded_at - interval '1 millisecond' "
+		 "where id = 3",
+		 1},
+		{"update ledger.fills set aggressor = 'sell' where id = 1",
+		 "update ledger.fills set aggressor = 'buy' where id = 1", 1},
+		{"update ledger.fills set buyer = 2, seller = 1 where id = 1",
+		 "update ledger.fills set buyer = 1, seller = 2 where id = 1", 2},
+		{"delete from ledger.fills where id = 3",
+		 "insert into ledger.fills (id, batch_id, product, price, quantity, buyer, seller, "
+		 "aggressor, taker_order_id, maker_order_id, traded_at) values (3, 103, "
+		 "'H100-80G/2026-12-08T03', 3000, 3, 1, 2, 'buy', 13, 23, "
+		 "to_timestamp(1796724000021 / 1000.0))",
+		 2},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pgtest_sql_ok(c, cases[i].change);
+		ck_assert_msg(pgtest_audit() == cases[i].failed, "case %zu", i);
+		pgtest_sql_ok(c, cases[i].undo);
+		ck_assert_msg(pgtest_audit() == 0, "case %zu undone", i);
+	}
+	PQfinish(c);
+}
+END_TEST
+
+static void no_line(bool ok, const char *check, const char *detail, void *ctx)
+{
+	(void)ok, (void)check, (void)detail, (void)ctx;
+}
+
+/* A ledger written before migration 0004: its batches (format 1) keep auditing
+ * under the hash they were written with, gridexd's connection asks for the
+ * migration, and from the first batch of format 2 on every batch carries its fills. */
+START_TEST(batches_from_before_fills_still_audit)
+{
+	pgtest_teardown();
+	char dir[] = "/tmp/gridex-migrations-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cp %s/000[123]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	pgtest_setup_dir(dir);
+	snprintf(cmd, sizeof(cmd), "rm -r %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	struct ledger *l = NULL;
+	ck_assert_int_eq(ledger_open(pgt.app_url, "USD", &l), LEDGER_ERR_SCHEMA);
+	ck_assert_msg(strstr(ledger_error(l), "migration 0004") != NULL, "%s", ledger_error(l));
+	ledger_close(l);
+	/* A batch as gridexd wrote them before: a deposit and a fill, format 1's hash. */
+	PGconn *c = pgtest_connect(pgt.app_url);
+	pgtest_sql_ok(c, "insert into ledger.participants (id, name) values (1, 'p1'), (2, 'p2')");
+	pgtest_sql_ok(c, "insert into ledger.accounts (currency, kind, participant) values "
+			 "('USD', 'AVAILABLE', 1), ('USD', 'AVAILABLE', 2)");
+	/* Account ids: 1 FEES, 2 ESCROW, 3 BANK, 4 and 5 the participants. */
+	struct ledger_transfer t[2] = {
+		{.id = LEDGER_OPERATOR_ID_BASE + 1,
+		 .debit_account = 3,
+		 .credit_account = 4,
+		 .amount = 5000,
+		 .code = LEDGER_DEPOSIT},
+		{.id = 1 << 3,
+		 .debit_account = 4,
+		 .credit_account = 2,
+		 .amount = 300,
+		 .code = LEDGER_TRADE,
+		 .fill_id = 1,
+		 .taker_order_id = 7,
+		 .maker_order_id = 8},
+	};
+	uint8_t zero[LEDGER_HASH_BYTES] = {0}, h[LEDGER_HASH_BYTES];
+	struct ledger_transfer sorted[2] = {t[1], t[0]};
+	ledger_batch_hash(zero, 1, "USD", sorted, 2, h);
+	char hex[2 * LEDGER_HASH_BYTES + 1], sql[1024];
+	for (int i = 0; i < LEDGER_HASH_BYTES; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	snprintf(sql, sizeof(sql),
+		 "begin; insert into ledger.batches values (1, 2, '\\x%064d', '\\x%s'); "
+		 "insert into ledger.transfers (id, currency, debit_account, credit_account, "
+		 "amount, code, batch_id, fill_id, taker_order_id, maker_order_id) values "
+		 "(%lld, 'USD', 3, 4, 5000, 'deposit', 1, null, null, null), "
+		 "(8, 'USD', 4, 2, 300, 'trade', 1, 1, 7, 8); commit",
+		 0, hex, (long long)t[0].id);
+	pgtest_sql_ok(c, sql);
+	PQfinish(c);
+	/* The audit asks for the migration rather than half-check. */
+	int failed = 0;
+	char err[512];
+	ck_assert_int_eq(ledger_audit(pgt.auditor_url, no_line, NULL, &failed, err, sizeof(err)),
+			 LEDGER_ERR_SCHEMA);
+	ck_assert_msg(strstr(err, "migration 0004") != NULL, "%s", err);
+	ck_assert_int_eq(
+		ledger_migrate(pgt.owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
+		LEDGER_OK);
+	ck_assert_int_eq(pgtest_audit(), 0); /* format 1, no fills, the old hash */
+	/* gridexd goes on: the next batch is format 2 with its fill. */
+	struct ledger_fees fees = {0};
+	struct ledger_writer *w = writer_new(&fees, 10);
+	struct ledger_fill f = {.fill_id = 2,
+				.buyer = 1,
+				.seller = 2,
+				.buyer_is_taker = true,
+				.taker_order_id = 9,
+				.maker_order_id = 8,
+				.price = 100,
+				.qty = 2};
+	struct ledger_trade tr = trade_of(&f);
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 2, 0), LEDGER_OK);
+	ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s", ledger_writer_error(w));
+	ledger_writer_destroy(w);
+	ck_assert_int_eq(pgtest_audit(), 0);
+	c = pgtest_connect(pgt.auditor_url);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.batches where format = 1 "
+					   "and n_fills = 0"),
+			 1);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.batches where id = 2 and "
+					   "format = 2 and n_fills = 1"),
+			 1);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.fills"), 1);
+	PQfinish(c);
+	/* A fill row under the old batch is outside its hash: the audit sees it. */
+	c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "set session_replication_role = replica");
+	pgtest_sql_ok(c, "insert into ledger.fills (id, batch_id, product, price, quantity, buyer, "
+			 "seller, aggressor, taker_order_id, maker_order_id, traded_at) values "
+			 "(1, 1, 'H100-80G', 100, 3, 1, 2, 'buy', 7, 8, now())");
+	PQfinish(c);
+	ck_assert_int_eq(pgtest_audit(), 1);
+}
+END_TEST
+
 /* ---------- a restart in the middle ---------- */
 
 START_TEST(restart_loses_and_duplicates_nothing)
@@ -465,7 +719,8 @@ START_TEST(restart_loses_and_duplicates_nothing)
 			struct ledger_fill f;
 			if (!random_fill(&m, &fees, &f))
 				break;
-			ck_assert_int_eq(ledger_writer_add_fill(w, &f, seq++, 0), LEDGER_OK);
+			struct ledger_trade tr = trade_of(&f);
+			ck_assert_int_eq(ledger_writer_add_fill(w, &tr, seq++, 0), LEDGER_OK);
 		}
 		int rc = ledger_writer_flush(w);
 		ck_assert_msg(rc == LEDGER_OK, "batch %d: %s", batch, ledger_writer_error(w));
@@ -484,6 +739,7 @@ START_TEST(restart_loses_and_duplicates_nothing)
 	PGconn *c = pgtest_connect(pgt.owner_url);
 	ck_assert_int_eq(pgtest_sql_int(c, "select count(distinct fill_id) from ledger.transfers"),
 			 m.next_fill - 1);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from ledger.fills"), m.next_fill - 1);
 	PQfinish(c);
 	ck_assert_int_eq(pgtest_audit(), 0);
 }
@@ -524,7 +780,8 @@ START_TEST(writer_registers_and_moves_money)
 				.maker_order_id = 2,
 				.price = 2000000,
 				.qty = 2};
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 7, 0), LEDGER_OK);
+	struct ledger_trade tr = trade_of(&f);
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 7, 0), LEDGER_OK);
 	ck_assert_int_eq(ledger_writer_add_action(w, 1, 1000000, false, 8, 0), LEDGER_OK);
 	ck_assert_int_eq(ledger_writer_add_action(w, 1, 1, false, 7, 0), LEDGER_ERR_ARGS);
 	ck_assert_uint_eq(ledger_writer_pending(w), 4);
@@ -575,6 +832,8 @@ static Suite *ledger_db_suite(void)
 	tcase_add_checked_fixture(tc, setup, pgtest_teardown);
 	tcase_add_test(tc, random_settlement_keeps_the_audit_clean);
 	tcase_add_test(tc, audit_catches_tampering);
+	tcase_add_test(tc, audit_catches_a_rewritten_fill);
+	tcase_add_test(tc, batches_from_before_fills_still_audit);
 	tcase_add_test(tc, restart_loses_and_duplicates_nothing);
 	suite_add_tcase(s, tc);
 	return s;

@@ -289,6 +289,96 @@ START_TEST(batch_hash_covers_every_field)
 }
 END_TEST
 
+/* Format 2 covers the transfers as format 1 does, then every field of every trade. */
+START_TEST(batch_hash_covers_every_trade_field)
+{
+	uint8_t prev[LEDGER_HASH_BYTES] = {0}, h0[LEDGER_HASH_BYTES], h[LEDGER_HASH_BYTES];
+	struct ledger_transfer t[1] = {{.id = 8,
+					.debit_account = 10,
+					.credit_account = 2,
+					.amount = 100,
+					.code = LEDGER_TRADE,
+					.fill_id = 1,
+					.taker_order_id = 5,
+					.maker_order_id = 6}};
+	struct ledger_trade base[2] = {
+		{.fill = {.fill_id = 1,
+			  .buyer = 3,
+			  .seller = 4,
+			  .buyer_is_taker = true,
+			  .taker_order_id = 5,
+			  .maker_order_id = 6,
+			  .price = 50,
+			  .qty = 2},
+		 .product = "H100-80G/2026-12-08T10",
+		 .time_ms = 1796724000123},
+		{.fill = {.fill_id = 2, .buyer = 4, .seller = 3, .price = 7, .qty = 1},
+		 .product = "H100-80G",
+		 .time_ms = 1},
+	};
+	ledger_batch_hash_trades(prev, 1, "USD", t, 1, base, 2, h0);
+	ledger_batch_hash_trades(prev, 1, "USD", t, 1, base, 2, h);
+	ck_assert_int_eq(memcmp(h0, h, sizeof(h)), 0);
+	/* Not format 1's hash, even without trades. */
+	ledger_batch_hash(prev, 1, "USD", t, 1, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	uint8_t none[LEDGER_HASH_BYTES];
+	ledger_batch_hash_trades(prev, 1, "USD", t, 1, base, 0, none);
+	ck_assert_int_ne(memcmp(none, h, sizeof(h)), 0);
+	ck_assert_int_ne(memcmp(none, h0, sizeof(h)), 0);
+	ledger_batch_hash_trades(prev, 1, "USD", t, 1, base, 1, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	t[0].amount++;
+	ledger_batch_hash_trades(prev, 1, "USD", t, 1, base, 2, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	t[0].amount--;
+	for (int field = 0; field < 12; field++) {
+		struct ledger_trade tr[2];
+		memcpy(tr, base, sizeof(tr));
+		struct ledger_fill *f = &tr[1].fill;
+		int64_t *v[] = {&f->fill_id,	    &f->price,		&f->qty,
+				&f->taker_order_id, &f->maker_order_id, &tr[1].time_ms};
+		if (field < 6)
+			(*v[field])++;
+		else if (field == 6)
+			f->buyer++;
+		else if (field == 7)
+			f->seller++;
+		else if (field == 8)
+			f->buyer_is_taker = true;
+		else if (field == 9)
+			tr[1].product[0] = 'A'; /* the same length, another byte */
+		else if (field == 10)
+			strcpy(tr[1].product, "H100-80G/"); /* longer */
+		else
+			strcpy(tr[1].product, "H100-80"); /* shorter */
+		ledger_batch_hash_trades(prev, 1, "USD", t, 1, tr, 2, h);
+		ck_assert_msg(memcmp(h0, h, sizeof(h)) != 0, "trade field %d not covered", field);
+	}
+	/* The product's length is hashed: moving a byte from one product to the next
+	 * changes the hash. */
+	struct ledger_trade moved[2];
+	memcpy(moved, base, sizeof(moved));
+	strcpy(moved[0].product, "H100-80G/2026-12-08T1");
+	strcpy(moved[1].product, "0H100-80G");
+	ledger_batch_hash_trades(prev, 1, "USD", t, 1, moved, 2, h);
+	ck_assert_int_ne(memcmp(h0, h, sizeof(h)), 0);
+	ck_assert(ledger_product_valid("H100-80G/2026-12-08T10"));
+	ck_assert(ledger_product_valid("a.b_c:d-e/F9"));
+	ck_assert(!ledger_product_valid(""));
+	ck_assert(!ledger_product_valid("H100 80G"));
+	ck_assert(!ledger_product_valid("H100\n"));
+	ck_assert(!ledger_product_valid("H100'--"));
+	char longest[LEDGER_PRODUCT_MAX + 2];
+	memset(longest, 'x', sizeof(longest));
+	longest[LEDGER_PRODUCT_MAX] = '\0';
+	ck_assert(ledger_product_valid(longest));
+	longest[LEDGER_PRODUCT_MAX] = 'x';
+	longest[LEDGER_PRODUCT_MAX + 1] = '\0';
+	ck_assert(!ledger_product_valid(longest));
+}
+END_TEST
+
 /* Batching needs no database: the writer connects only when it flushes. */
 START_TEST(writer_batches_by_count_or_age)
 {
@@ -299,22 +389,36 @@ START_TEST(writer_batches_by_count_or_age)
 	cfg.batch_ms_max = 50;
 	struct ledger_writer *w;
 	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_OK);
-	struct ledger_fill f = {.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 1};
+	struct ledger_trade tr = {
+		.fill = {.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 1},
+		.product = "A100-40G/2026-12-08T10",
+		.time_ms = 1796724000000};
+	struct ledger_fill *f = &tr.fill;
 	ck_assert(!ledger_writer_due(w, 1000));
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 5, 1000), LEDGER_OK);
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 5, 1000), LEDGER_OK);
 	ck_assert(!ledger_writer_due(w, 1049));
 	ck_assert(ledger_writer_due(w, 1050)); /* the oldest fill has waited batch_ms_max */
-	f.fill_id = 2;
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 4, 1001), LEDGER_ERR_ARGS); /* seq back */
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 5, 1001), LEDGER_OK);
-	f.fill_id = 3;
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 6, 1002), LEDGER_OK);
+	f->fill_id = 2;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 4, 1001), LEDGER_ERR_ARGS); /* seq back */
+	/* A fill whose product or time ledger.fills would refuse is refused here. */
+	strcpy(tr.product, "A100 40G");
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 5, 1001), LEDGER_ERR_ARGS);
+	tr.product[0] = '\0';
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 5, 1001), LEDGER_ERR_ARGS);
+	strcpy(tr.product, "A100-40G");
+	tr.time_ms = -1;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 5, 1001), LEDGER_ERR_ARGS);
+	tr.time_ms = 1796724000000;
+	ck_assert_uint_eq(ledger_writer_pending(w), 1);
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 5, 1001), LEDGER_OK);
+	f->fill_id = 3;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 6, 1002), LEDGER_OK);
 	ck_assert(ledger_writer_due(w, 1002)); /* full */
-	f.fill_id = 4;
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 7, 1003), LEDGER_ERR_ARGS);
+	f->fill_id = 4;
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 7, 1003), LEDGER_ERR_ARGS);
 	ck_assert_uint_eq(ledger_writer_pending(w), 3);
-	f.price = INT64_MAX;
-	f.qty = 2;
+	f->price = INT64_MAX;
+	f->qty = 2;
 	ledger_writer_destroy(w);
 	cfg.batch_fills_max = 0;
 	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_ERR_ARGS);
@@ -323,7 +427,7 @@ START_TEST(writer_batches_by_count_or_age)
 	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_ERR_ARGS);
 	cfg.fees.taker_bps = 0;
 	ck_assert_int_eq(ledger_writer_create(&cfg, &w), LEDGER_OK);
-	ck_assert_int_eq(ledger_writer_add_fill(w, &f, 1, 0), LEDGER_ERR_OVERFLOW);
+	ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 1, 0), LEDGER_ERR_OVERFLOW);
 	ck_assert_uint_eq(ledger_writer_pending(w), 0);
 	ledger_writer_destroy(w);
 }
@@ -354,6 +458,7 @@ static Suite *money_suite(void)
 	tc = tcase_create("parsing_and_hashing");
 	tcase_add_test(tc, amounts_parse_exactly);
 	tcase_add_test(tc, batch_hash_covers_every_field);
+	tcase_add_test(tc, batch_hash_covers_every_trade_field);
 	tcase_add_test(tc, names);
 	tcase_add_test(tc, writer_batches_by_count_or_age);
 	suite_add_tcase(s, tc);

@@ -221,11 +221,14 @@ START_TEST(bid_and_offer_cross)
 	ck_assert_uint_eq(r[2].fill_id, r[3].fill_id);
 	/* One fill for settlement, the buyer as taker. */
 	ck_assert_uint_eq(out.n_fills, 1);
-	ck_assert_uint_eq(out.fills[0].buyer, 1);
-	ck_assert_uint_eq(out.fills[0].seller, 2);
-	ck_assert(out.fills[0].buyer_is_taker);
-	ck_assert_int_eq(out.fills[0].price, 2450000);
-	ck_assert_int_eq(out.fills[0].qty, 8);
+	ck_assert_uint_eq(out.fills[0].fill.buyer, 1);
+	ck_assert_uint_eq(out.fills[0].fill.seller, 2);
+	ck_assert(out.fills[0].fill.buyer_is_taker);
+	ck_assert_int_eq(out.fills[0].fill.price, 2450000);
+	ck_assert_int_eq(out.fills[0].fill.qty, 8);
+	/* What ledger.fills records beside the money: the book's product, the input's time. */
+	ck_assert_str_eq(out.fills[0].product, H19);
+	ck_assert_int_eq(out.fills[0].time_ms, NOW);
 	struct srv_risk_account a;
 	ck_assert_int_eq(srv_risk_account(srv_core_risk(core), 1, &a), SRV_RISK_OK);
 	ck_assert_int_eq(a.cash, 100000000 - 19600000 - 49000);

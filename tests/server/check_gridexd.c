@@ -692,18 +692,23 @@ START_TEST(queries_and_restart)
 {
 	uint64_t n = tclient_order(&buyer, 5, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
 	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_REALTIME, &t0);
 	n = tclient_order(&seller, 6, product, GRIDEX__V1__SIDE__SELL, 2000000, 1);
 	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	clock_gettime(CLOCK_REALTIME, &t1);
 	Gridex__V1__QueryResult *r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
 	ck_assert_uint_eq(r->n_orders, 1);
 	ck_assert_uint_eq(r->orders[0]->client_order_id, 5);
 	ck_assert_int_eq(r->orders[0]->leaves_quantity, 1);
 	ck_assert(same_product(&r->orders[0]->product, product));
+	uint64_t maker_id = r->orders[0]->order_id;
 	gridex__v1__query_result__free_unpacked(r, NULL);
 	r = query(&seller, GRIDEX__V1__REQUEST_TYPE__QUERY_FILLS);
 	ck_assert_uint_eq(r->n_fills, 1);
 	ck_assert_int_eq(r->fills[0]->last_price, 2000000);
 	ck_assert_int_eq(r->fills[0]->fee, 4000); /* taker 20 bps */
+	uint64_t taker_id = r->fills[0]->order_id, fill_id = r->fills[0]->fill_id;
 	gridex__v1__query_result__free_unpacked(r, NULL);
 	r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
 	ck_assert_uint_eq(r->n_balances, 1);
@@ -722,6 +727,19 @@ START_TEST(queries_and_restart)
 	/* Restart: participants, keys and balances come back from the ledger. */
 	stop_all();
 	ck_assert_int_eq(balance(BUYER), available);
+	/* ledger.fills says what was traded, as the reports did, the seller the taker, at
+	 * the time the seller's order was journaled. */
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+		 "select count(*) from ledger.fills where id = %llu and product = '%s' and "
+		 "price = 2000000 and quantity = 1 and buyer = %d and seller = %d and "
+		 "aggressor = 'sell' and taker_order_id = %llu and maker_order_id = %llu and "
+		 "(extract(epoch from traded_at) * 1000)::bigint between %lld and %lld",
+		 (unsigned long long)fill_id, product, BUYER, SELLER, (unsigned long long)taker_id,
+		 (unsigned long long)maker_id, (long long)t0.tv_sec * 1000 + t0.tv_nsec / 1000000,
+		 (long long)t1.tv_sec * 1000 + t1.tv_nsec / 1000000);
+	ck_assert_msg(sql_int(sql) == 1, "%s", sql);
+	ck_assert_int_eq(sql_int("select count(*) from ledger.fills"), 1);
 	/* The journal tools, offline: statistics, and a replay into events. */
 	char cmd[4096];
 	snprintf(cmd, sizeof(cmd),
