@@ -94,9 +94,8 @@ static int check_chain(struct audit *a)
 		    "coalesce(maker_order_id, 0), coalesce(lease_id, 0) from ledger.transfers "
 		    "union all "
 		    "select batch_id, 1, id, product, aggressor, price, quantity, buyer, seller, "
-		    "taker_order_id, maker_order_id, "
-		    "(extract(epoch from traded_at) * 1000)::bigint from ledger.fills "
-		    "order by 1, 2, 3") ||
+		    "taker_order_id, maker_order_id, extract(epoch from traded_at) * 1000 "
+		    "from ledger.fills order by 1, 2, 3") ||
 	    !PQsetSingleRowMode(a->c)) {
 		report(a, false, check, PQerrorMessage(a->c));
 		PQclear(b);
@@ -148,6 +147,21 @@ static int check_chain(struct audit *a)
 					nomem = true;
 					break;
 				}
+				/* What the hash reads must be the whole value: a participant
+				 * beyond 32 bits, a product beyond 63 bytes, another side or
+				 * a fraction of a millisecond would hash as something else. */
+				const char *ms = PQgetvalue(r, 0, 11),
+					   *aggressor = PQgetvalue(r, 0, 4);
+				char *rest;
+				(void)strtoll(ms, &rest, 10);
+				if (*rest == '.')
+					rest += strspn(rest + 1, "0") + 1;
+				if (*rest != '\0' || v[2] < 0 || v[2] > UINT32_MAX || v[3] < 0 ||
+				    v[3] > UINT32_MAX ||
+				    strlen(PQgetvalue(r, 0, 3)) > LEDGER_PRODUCT_MAX ||
+				    (strcmp(aggressor, "buy") != 0 &&
+				     strcmp(aggressor, "sell") != 0))
+					ok = false;
 				struct ledger_trade *t = &trades[kt++];
 				*t = (struct ledger_trade){
 					.fill = {.fill_id = strtoll(PQgetvalue(r, 0, 2), NULL, 10),

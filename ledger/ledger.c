@@ -785,6 +785,13 @@ int ledger_post_trades(struct ledger *l, int64_t batch_id, struct ledger_transfe
 	qsort(t, n, sizeof(*t), cmp_id);
 	if (n_trades)
 		qsort(tr, n_trades, sizeof(*tr), cmp_trade);
+	for (size_t i = 0; i < n_trades; i++)
+		if (!trade_valid(&tr[i]) ||
+		    (i > 0 && tr[i].fill.fill_id == tr[i - 1].fill.fill_id)) {
+			set_err(l, "batch %lld: fill %lld is invalid or repeated",
+				(long long)batch_id, (long long)tr[i].fill.fill_id);
+			return LEDGER_ERR_ARGS;
+		}
 	/* The trade transfers (leg 0, ids fill << 3) and the trades name the same
 	 * fills: both lists are in fill id order now. */
 	size_t k = 0;
@@ -799,15 +806,11 @@ int ledger_post_trades(struct ledger *l, int64_t batch_id, struct ledger_transfe
 		}
 		k++;
 	}
-	for (size_t i = 0; i < n_trades; i++)
-		if (i >= k || !trade_valid(&tr[i]) ||
-		    (i > 0 && tr[i].fill.fill_id == tr[i - 1].fill.fill_id)) {
-			set_err(l,
-				"batch %lld: fill %lld is invalid, repeated or without its "
-				"trade transfer",
-				(long long)batch_id, (long long)tr[i].fill.fill_id);
-			return LEDGER_ERR_ARGS;
-		}
+	if (k < n_trades) {
+		set_err(l, "batch %lld: fill %lld has no trade transfer beside it",
+			(long long)batch_id, (long long)tr[k].fill.fill_id);
+		return LEDGER_ERR_ARGS;
+	}
 	size_t copy_len, fills_at;
 	int rc = build_copy(l, batch_id, t, n, tr, n_trades, &copy_len, &fills_at);
 	if (rc)

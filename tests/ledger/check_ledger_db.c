@@ -561,6 +561,15 @@ START_TEST(audit_catches_a_rewritten_fill)
 		 1},
 		{"update ledger.fills set aggressor = 'sell' where id = 1",
 		 "update ledger.fills set aggressor = 'buy' where id = 1", 1},
+		/* Values that a careless reading would hash as the original: a seller 2^32
+		 * above it, a microsecond later. */
+		{"update ledger.fills set seller = seller + 4294967296 where id = 2",
+		 "update ledger.fills set seller = seller - 4294967296 where id = 2", 1},
+		{"update ledger.fills set traded_at = traded_at + interval '1 microsecond' "
+		 "where id = 2",
+		 "update ledger.fills set traded_at = traded_at - interval '1 microsecond' "
+		 "where id = 2",
+		 1},
 		{"update ledger.fills set buyer = 2, seller = 1 where id = 1",
 		 "update ledger.fills set buyer = 1, seller = 2 where id = 1", 2},
 		{"delete from ledger.fills where id = 3",
