@@ -922,6 +922,10 @@ static void take_snapshot(struct core_ctx *x, uint64_t seq, bool wait)
 	srv_snap_u32(w, (uint32_t)(x->pend_len - x->pend_head));
 	for (size_t i = x->pend_head; i < x->pend_len; i++)
 		srv_wjob_save(w, &x->pend[i]);
+	/* Format 2: the last batch the ledger confirmed, at least the one that holds the
+	 * items below the mark (read after settled_seq, in pending_trim, which the
+	 * ledger thread stores after it): the ledger must have it. */
+	srv_snap_i64(w, atomic_load(&s->settled_batch));
 	srv_snapshot_finish(w);
 	x->snap_seq = seq;
 	x->snap_mono = srv_mono_ms();
@@ -1140,6 +1144,7 @@ struct writer_ctx {
 	struct ledger_writer *w;
 	int64_t oldest_mono; /* of the pending batch's first item */
 	int64_t last_seq;    /* of the last item handed to the ledger writer */
+	int64_t batch_seq;   /* of the last item in the pending batch: its id */
 };
 
 /* Flushes until the pending batch is in the ledger (or, when stopping, gives up). */
@@ -1162,6 +1167,7 @@ static void flush(struct writer_ctx *x)
 		struct timespec pause = {.tv_sec = 1};
 		nanosleep(&pause, NULL);
 	}
+	atomic_store(&s->settled_batch, x->batch_seq);
 	atomic_store(&s->settled_seq, x->last_seq);
 	int64_t lag = srv_mono_ms() - x->oldest_mono;
 	atomic_fetch_add(&s->m.batches, 1);
@@ -1208,7 +1214,9 @@ static void writer_add(struct writer_ctx *x, const struct srv_wjob *j)
 		rc = ledger_writer_add_action(x->w, j->u.op.account, j->u.op.amount,
 					      j->u.op.kind == SRV_OP_DEPOSIT, j->seq, j->mono_ms);
 	}
-	if (rc != LEDGER_OK)
+	if (rc == LEDGER_OK)
+		x->batch_seq = j->seq;
+	else
 		srv_log(SRV_LOG_ERROR, "settlement item refused", "seq=%lld status=%s error=\"%s\"",
 			(long long)j->seq, ledger_status_name(rc), ledger_writer_error(x->w));
 }

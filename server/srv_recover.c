@@ -342,7 +342,7 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 			break;
 		}
 		uint32_t count = 0;
-		int64_t mark = 0;
+		int64_t mark = 0, settled = 0;
 		if (info.seq != snaps[i])
 			srv_snap_fail(&body, "its name and its sequence differ");
 		else if (srv_core_make(s, 0) != 0)
@@ -361,9 +361,16 @@ static int load_snapshot(struct recovery *r, uint64_t *seq)
 			    ((k > 0 && items[k].seq < items[k - 1].seq) || items[k].seq < mark ||
 			     (uint64_t)items[k].seq > info.seq))
 				srv_snap_fail(&body, "settlement items out of order or range");
+		/* Format 2 ends with the last batch the ledger had confirmed. Format 1 did
+		 * not say: every sequence below the mark stands for it there, which refuses
+		 * a snapshot whose mark is past inputs without settlement items. */
+		settled = info.format >= 2 ? srv_snap_get_i64(&body) : mark - 1;
+		if (!body.error && info.format >= 2 &&
+		    (settled < 0 || (uint64_t)settled > info.seq))
+			srv_snap_fail(&body, "its settled batch is out of range");
 		if (!body.error && body.off != body.len)
 			srv_snap_fail(&body, "bytes after its end");
-		if (!body.error && mark - 1 > r->ledger_batch)
+		if (!body.error && settled > r->ledger_batch)
 			srv_snap_fail(&body, "the ledger lacks settlement batches this snapshot "
 					     "counts on (was the database restored from an older "
 					     "backup?)");
@@ -445,6 +452,7 @@ int srv_recover(struct srv *s)
 	}
 	s->lock = l; /* held open: the ledger writer adopts it, lock and all */
 	r.ledger_batch = batch;
+	atomic_store(&s->settled_batch, batch);
 	atomic_store(&s->settled_seq, batch);
 
 	const char *dir = s->cfg.journal_dir;

@@ -228,6 +228,10 @@ struct srv {
 	int64_t seq_base;      /* sequence numbers continue above the ledger's */
 	/* Every settlement item below it is in the ledger (the ledger thread moves it). */
 	atomic_int_fast64_t settled_seq;
+	/* The id of the last batch the ledger thread committed (at start, the ledger's
+	 * last): stored before settled_seq, so whoever reads settled_seq and then this
+	 * sees the batch that holds the items below it. Snapshots keep it. */
+	atomic_int_fast64_t settled_batch;
 	/* Start-up waits until the journal and core threads have allocated their
 	 * buffers (hundreds of MiB for the configured maxima): ready means ready. */
 	pthread_mutex_t start_lock;

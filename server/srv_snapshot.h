@@ -9,7 +9,8 @@
  * all little-endian. seq is the last journal record the state includes and
  * time_ms that record's time. The body is the core's state (srv_core_save)
  * followed by the settlement items the ledger had not confirmed when the
- * snapshot was taken. A file whose hash does not match is not read at all.
+ * snapshot was taken (srv_wjob.h) and, in format 2, the id of the last batch
+ * it had. A file whose hash does not match is not read at all.
  *
  * The writer appends to a growing memory buffer; the reader checks every
  * length against what is left and, once anything is short or out of range,

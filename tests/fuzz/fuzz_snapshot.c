@@ -2,7 +2,9 @@
 /*
  * The snapshot loader on arbitrary bodies (what follows a snapshot's header
  * once its hash matched: a bug or a forged file): it refuses with a reason,
- * or the core it filled keeps every invariant of the engine and of risk.
+ * or the core it filled keeps every invariant of the engine and of risk. The
+ * same bytes as settlement items (of either format): each loads as an item
+ * the ledger would take, or is refused with a reason.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,28 @@
 
 #include "srv_core.h"
 #include "srv_snapshot.h"
+#include "srv_wjob.h"
+
+static void settlement_items(const uint8_t *data, size_t size, uint8_t format)
+{
+	struct srv_snap_r r = {.p = data, .len = size};
+	struct srv_wjob j;
+	while (r.off < r.len && srv_wjob_load(&r, &j, format) == 0) {
+		const struct ledger_fill *f = j.kind == SRV_W_FILL     ? &j.u.trade.fill
+					      : j.kind == SRV_W_SETTLE ? &j.u.settle.fill
+								       : NULL;
+		if (j.seq < 1 || (f && (f->fill_id < 1 || f->price < 1 || f->qty < 1)))
+			abort();
+		if (j.kind == SRV_W_FILL && (format < 2 || j.u.trade.time_ms < 0 ||
+					     !ledger_product_valid(j.u.trade.product)))
+			abort();
+		if (j.kind == SRV_W_SETTLE && (j.u.settle.total < 1 || j.u.settle.used < 0 ||
+					       j.u.settle.used > j.u.settle.total))
+			abort();
+	}
+	if (r.off < r.len && r.error == NULL)
+		abort(); /* a refusal always says why */
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -48,5 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	srv_core_destroy(c);
+	settlement_items(data, size, 1);
+	settlement_items(data, size, 2);
 	return 0;
 }

@@ -408,6 +408,57 @@ START_TEST(snapshot_newer_than_the_ledger)
 	snprintf(cmd, sizeof(cmd), "grep -q 'msg=\"snapshot loaded\".* unsettled=[1-9]' %s/log",
 		 srv.dir);
 	ck_assert_msg(system(cmd) == 0, "no snapshot with unsettled fills was loaded");
+	/* Nothing the ledger had was missing: no snapshot was refused for it (each says
+	 * which batch the ledger had confirmed, not only where its items begin). */
+	snprintf(cmd, sizeof(cmd), "! grep -q 'ledger lacks settlement batches' %s/log", srv.dir);
+	ck_assert_msg(system(cmd) == 0, "a snapshot was refused for the ledger: %s",
+		      tserver_log(&srv));
+}
+END_TEST
+
+/* The database restored from a backup older than the newest snapshot: the ledger
+ * lacks the last batch, which that snapshot counts on. It is refused, the start
+ * goes on from an older snapshot or the journal, and the lost batch is settled
+ * again: every fill once, balances equal, the audit clean. */
+START_TEST(ledger_restored_from_an_older_backup)
+{
+	round_with_kill(0, NULL);
+	round_with_kill(1, NULL);
+	verify(); /* the ledger has every fill */
+	close_clients();
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	int64_t last = sql_int("select max(id) from ledger.batches");
+	ck_assert_int_gt(sql_int("select count(*) from ledger.fills where batch_id = "
+				 "(select max(id) from ledger.batches)"),
+			 0);
+	/* What a restore would leave: the last batch gone, its balances undone. */
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "set session_replication_role = replica");
+	pgtest_sql_ok(c, "begin");
+	pgtest_sql_ok(c,
+		      "update ledger.accounts a set balance = a.balance - d.delta from "
+		      "(select account, sum(delta) delta from (select credit_account account, "
+		      "amount delta from ledger.transfers where batch_id = (select max(id) from "
+		      "ledger.batches) union all select debit_account, -amount from "
+		      "ledger.transfers where batch_id = (select max(id) from ledger.batches)) x "
+		      "group by account) d where a.id = d.account");
+	pgtest_sql_ok(c, "delete from ledger.fills where batch_id = (select max(id) from "
+			 "ledger.batches)");
+	pgtest_sql_ok(c, "delete from ledger.transfers where batch_id = (select max(id) from "
+			 "ledger.batches)");
+	pgtest_sql_ok(c, "delete from ledger.batches where id = (select max(id) from "
+			 "ledger.batches)");
+	pgtest_sql_ok(c, "commit");
+	PQfinish(c);
+	ck_assert_int_lt(sql_int("select max(id) from ledger.batches"), last);
+	ck_assert_int_eq(pgtest_audit(), 0);
+	restart();
+	round_with_kill(2, NULL);
+	verify(); /* the lost batch's fills are back, each once */
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "grep -q 'ledger lacks settlement batches' %s/log", srv.dir);
+	ck_assert_msg(system(cmd) == 0, "the newest snapshot was not refused: %s",
+		      tserver_log(&srv));
 }
 END_TEST
 
@@ -433,7 +484,8 @@ START_TEST(snapshot_without_journal)
 END_TEST
 
 /* Rewrites the newest snapshot as an older gridexd wrote it: format 1's magic, the
- * hash made again. Its body is the same when it holds no unsettled fill. */
+ * body without format 2's last field (the settled batch), the hash made again. The
+ * rest is the same when it holds no unsettled fill. */
 static void newest_snapshot_to_format_1(void)
 {
 	char cmd[600], path[512];
@@ -447,18 +499,29 @@ static void newest_snapshot_to_format_1(void)
 	ck_assert_ptr_nonnull(f);
 	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
 	long len = ftell(f);
-	ck_assert_int_gt(len, 8 + crypto_generichash_BYTES);
+	const size_t header = 8 + 8 + 8 + 16 + 8; /* magic, seq, time, settings, body length */
+	ck_assert_int_gt(len, (long)header + 8 + crypto_generichash_BYTES);
 	uint8_t *p = malloc((size_t)len);
 	ck_assert_ptr_nonnull(p);
 	rewind(f);
 	ck_assert_uint_eq(fread(p, 1, (size_t)len, f), (size_t)len);
+	ck_assert_int_eq(fclose(f), 0);
 	ck_assert_mem_eq(p, "GRIDEXS2", 8);
 	memcpy(p, "GRIDEXS1", 8);
-	size_t body = (size_t)len - crypto_generichash_BYTES;
-	ck_assert_int_eq(crypto_generichash(p + body, crypto_generichash_BYTES, p, body, NULL, 0),
-			 0);
-	rewind(f);
-	ck_assert_uint_eq(fwrite(p, 1, (size_t)len, f), (size_t)len);
+	uint64_t body_len = 0;
+	for (int i = 7; i >= 0; i--)
+		body_len = body_len << 8 | p[header - 8 + (size_t)i];
+	ck_assert_uint_eq(header + body_len + crypto_generichash_BYTES, (size_t)len);
+	body_len -= 8;
+	for (int i = 0; i < 8; i++)
+		p[header - 8 + (size_t)i] = (uint8_t)(body_len >> (8 * i));
+	size_t hashed = header + body_len;
+	ck_assert_int_eq(
+		crypto_generichash(p + hashed, crypto_generichash_BYTES, p, hashed, NULL, 0), 0);
+	f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(p, 1, hashed + crypto_generichash_BYTES, f),
+			  hashed + crypto_generichash_BYTES);
 	ck_assert_int_eq(fclose(f), 0);
 	free(p);
 }
@@ -526,6 +589,7 @@ static Suite *crash_suite(void)
 	tcase_add_test(tc, database_outage_in_the_middle);
 	tcase_add_test(tc, snapshot_newer_than_the_ledger);
 	tcase_add_test(tc, snapshot_without_journal);
+	tcase_add_test(tc, ledger_restored_from_an_older_backup);
 	tcase_add_test(tc, snapshot_of_format_1_loads);
 	tcase_add_test(tc, snapshot_of_format_1_with_unsettled_fills_is_refused);
 	suite_add_tcase(s, tc);
