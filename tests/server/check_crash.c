@@ -370,13 +370,35 @@ static void trade_through_outage(const char *outage)
 	wait_ok(trade_while_down(outage));
 }
 
-START_TEST(database_outage_in_the_middle)
+/* The command that stops PostgreSQL for a few seconds, or NULL (the test is skipped). */
+static const char *outage_command(void)
 {
 	const char *outage = getenv("GRIDEX_TEST_PG_OUTAGE");
 	if (outage == NULL || *outage == '\0') {
 		fprintf(stderr, "# skipped: GRIDEX_TEST_PG_OUTAGE is not set\n");
-		return;
+		return NULL;
 	}
+	return outage;
+}
+
+/* A round, then orders while the database is down, and the server killed before it
+ * comes back: snapshots taken meanwhile hold unsettled fills. */
+static void killed_while_down(const char *outage)
+{
+	round_with_kill(0, NULL);
+	pid_t pg = trade_while_down(outage);
+	kill(srv.pid, SIGKILL); /* the database is still down */
+	int status;
+	waitpid(srv.pid, &status, 0);
+	srv.pid = 0;
+	wait_ok(pg);
+}
+
+START_TEST(database_outage_in_the_middle)
+{
+	const char *outage = outage_command();
+	if (outage == NULL)
+		return;
 	round_with_kill(0, NULL);
 	trade_through_outage(outage);
 	round_with_kill(1, NULL); /* and a crash while settlement catches up */
@@ -389,18 +411,10 @@ END_TEST
  * restart loads the snapshot (newer than the ledger) and settles what it carries. */
 START_TEST(snapshot_newer_than_the_ledger)
 {
-	const char *outage = getenv("GRIDEX_TEST_PG_OUTAGE");
-	if (outage == NULL || *outage == '\0') {
-		fprintf(stderr, "# skipped: GRIDEX_TEST_PG_OUTAGE is not set\n");
+	const char *outage = outage_command();
+	if (outage == NULL)
 		return;
-	}
-	round_with_kill(0, NULL);
-	pid_t pg = trade_while_down(outage);
-	kill(srv.pid, SIGKILL); /* the database is still down */
-	int status;
-	waitpid(srv.pid, &status, 0);
-	srv.pid = 0;
-	wait_ok(pg);
+	killed_while_down(outage);
 	restart();
 	round_with_kill(1, NULL);
 	verify();
@@ -553,18 +567,23 @@ END_TEST
  * snapshot or the journal, and every fill still reaches the ledger with its product. */
 START_TEST(snapshot_of_format_1_with_unsettled_fills_is_refused)
 {
-	const char *outage = getenv("GRIDEX_TEST_PG_OUTAGE");
-	if (outage == NULL || *outage == '\0') {
-		fprintf(stderr, "# skipped: GRIDEX_TEST_PG_OUTAGE is not set\n");
+	const char *outage = outage_command();
+	if (outage == NULL)
 		return;
-	}
-	round_with_kill(0, NULL);
-	pid_t pg = trade_while_down(outage);
-	kill(srv.pid, SIGKILL); /* the database is still down */
-	int status;
-	waitpid(srv.pid, &status, 0);
-	srv.pid = 0;
-	wait_ok(pg);
+	/* A snapshot every 100 ms, so that the newest one surely holds fills the ledger
+	 * could not take while the database was down. */
+	static const char *const args[] = {"--maker-bps=5",
+					   "--taker-bps=15",
+					   "--orders-per-second=0",
+					   "--query-rows-max=100000",
+					   "--snapshot-every-ms=100",
+					   "--journal-segment-bytes=65536",
+					   NULL};
+	close_clients();
+	ck_assert_int_eq(tserver_stop(&srv), 0);
+	tserver_start(&srv, args);
+	connect_clients();
+	killed_while_down(outage);
 	newest_snapshot_to_format_1();
 	restart();
 	round_with_kill(1, NULL);
