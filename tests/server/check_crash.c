@@ -476,8 +476,9 @@ START_TEST(ledger_restored_from_an_older_backup)
 }
 END_TEST
 
-/* Only a snapshot is left (a clean stop writes one; every segment is then deleted): the
- * server starts from it, with its books, and a new journal segment goes on from there. */
+/* Only a snapshot is left (a clean stop writes one; the test then deletes every segment,
+ * archived ones too): the server starts from it, with its books, and a new journal
+ * segment goes on from there. */
 START_TEST(snapshot_without_journal)
 {
 	round_with_kill(0, NULL);
