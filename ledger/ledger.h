@@ -272,8 +272,8 @@ LEDGER_MUST_USE int ledger_balance(struct ledger *l, int64_t account, int64_t *b
 /*
  * Posts transfers (1 .. LEDGER_BATCH_TRANSFERS_MAX; sorted in place by id)
  * as batch batch_id in one transaction: the batch row extending the hash
- * chain, one COPY of the transfers, COMMIT with synchronous_commit on. When
- * the connection is lost with the outcome unknown, it reconnects once and
+ * chain (format 2), one COPY of the transfers, COMMIT with synchronous_commit
+ * on. When the connection is lost with the outcome unknown, it reconnects once and
  * checks whether the batch is in. Errors: DUPLICATE (already in, identical:
  * nothing to do), CONFLICT, REFUSED (the database refused it: nothing
  * applied), UNAVAILABLE (not applied, or unknown if it cannot reconnect:
