@@ -622,8 +622,7 @@ static bool trade_valid(const struct ledger_trade *tr)
 	       f->qty >= 1 && f->buyer != 0 && f->seller != 0 && f->taker_order_id >= 0 &&
 	       f->maker_order_id >= 0 && tr->time_ms >= 0 &&
 	       tr->time_ms <= INT64_C(253402300799999) && /* 9999-12-31 */
-	       memchr(tr->product, '\0', sizeof(tr->product)) != NULL &&
-	       ledger_product_valid(tr->product);
+	       ledger_product_valid(tr->product); /* reads at most LEDGER_PRODUCT_MAX + 1 bytes */
 }
 
 /*
