@@ -54,14 +54,30 @@ static bool lost(const struct ledger *l)
 }
 
 /* Status of a failed result: UNAVAILABLE when the connection is gone. */
+/* Whether an SQLSTATE says "not now" rather than "no": the connection (08), a
+ * transaction rolled back for a serialization failure or a deadlock (40), resources
+ * (53: disk full, out of memory, too many connections), an operator's or a timeout's
+ * intervention (57: statement_timeout, shutdown, starting up), a lock not had in
+ * lock_timeout (55P03), an error outside PostgreSQL such as I/O (58). The same
+ * statement may pass later; a refusal (a constraint, a trigger) never will. */
+static bool transient_state(const char *state)
+{
+	static const char *const classes[] = {"08", "40", "53", "57", "58"};
+	if (state == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(state, classes[i], 2) == 0)
+			return true;
+	return strcmp(state, "55P03") == 0;
+}
+
 static int result_error(struct ledger *l, PGresult *res, const char *what)
 {
 	/* Decide before PQclear: the SQLSTATE string lives inside res. */
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	bool connection_class = state && strncmp(state, "08", 2) == 0;
+	bool transient = transient_state(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
 	set_err(l, "%s: %s", what, l->conn ? PQerrorMessage(l->conn) : "no connection");
 	PQclear(res);
-	if (lost(l) || connection_class)
+	if (lost(l) || transient)
 		return LEDGER_ERR_UNAVAILABLE;
 	return LEDGER_ERR_REFUSED;
 }

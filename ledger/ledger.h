@@ -28,7 +28,8 @@ enum ledger_status {
 	LEDGER_ERR_ARGS, /* invalid argument (caller error) */
 	LEDGER_ERR_NOMEM,
 	LEDGER_ERR_OVERFLOW,	/* an amount does not fit in int64 */
-	LEDGER_ERR_UNAVAILABLE, /* the database cannot be reached; try again later */
+	LEDGER_ERR_UNAVAILABLE, /* the database cannot be reached, or said "not now" (a
+				 * timeout, a deadlock, resources); try again later */
 	LEDGER_ERR_REFUSED,	/* the database refused the data (overdraft, constraint) */
 	LEDGER_ERR_DUPLICATE,	/* this batch is already in the ledger, identical */
 	LEDGER_ERR_CONFLICT,	/* a different batch already has this id */

@@ -297,6 +297,42 @@ START_TEST(batches_are_never_applied_twice)
 }
 END_TEST
 
+/* A database that says "not now" (here a lock not had within lock_timeout, 55P03)
+ * is UNAVAILABLE, not REFUSED: gridexd waits out the first and halts trading on the
+ * second. The same batch then goes in once the lock is free. */
+START_TEST(a_lock_timeout_is_unavailable_not_refused)
+{
+	struct ledger *l = open_app();
+	fund(l, 2, 1000);
+	ledger_close(l);
+	char url[1200];
+	snprintf(url, sizeof(url), "%s%coptions=-c%%20lock_timeout%%3D100", pgt.app_url,
+		 strchr(pgt.app_url, '?') ? '&' : '?');
+	int rc = ledger_open(url, "USD", &l);
+	ck_assert_msg(rc == LEDGER_OK, "open: %s", ledger_error(l));
+	struct ledger_accounts acc;
+	ledger_exchange_accounts(l, &acc);
+	ck_assert_int_eq(ledger_participant_account(l, 1, &acc.buyer), LEDGER_OK);
+	ck_assert_int_eq(ledger_participant_account(l, 2, &acc.seller), LEDGER_OK);
+	struct ledger_fill f = {.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 3};
+	struct ledger_fees fees = {.maker_bps = 100, .taker_bps = 100};
+	struct ledger_transfer t[2];
+	size_t n;
+	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	struct ledger_trade tr = trade_of(&f);
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "begin");
+	pgtest_sql_ok(c, "lock table ledger.batches in access exclusive mode");
+	ck_assert_int_eq(ledger_post_trades(l, 10, t, n, &tr, 1), LEDGER_ERR_UNAVAILABLE);
+	ck_assert_msg(strstr(ledger_error(l), "lock timeout") != NULL, "%s", ledger_error(l));
+	pgtest_sql_ok(c, "rollback");
+	PQfinish(c);
+	ck_assert_int_eq(ledger_post_trades(l, 10, t, n, &tr, 1), LEDGER_OK);
+	ledger_close(l);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
 START_TEST(lost_commit_answer_is_resolved_by_looking)
 {
 	struct ledger *l = open_app();
@@ -834,6 +870,7 @@ static Suite *ledger_db_suite(void)
 	tcase_add_test(tc, app_role_cannot_break_invariants);
 	tcase_add_test(tc, batches_are_never_applied_twice);
 	tcase_add_test(tc, lost_commit_answer_is_resolved_by_looking);
+	tcase_add_test(tc, a_lock_timeout_is_unavailable_not_refused);
 	tcase_add_test(tc, writer_registers_and_moves_money);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settlement");
