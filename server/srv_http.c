@@ -200,14 +200,15 @@ static json_t *operator_status(struct srv *s)
 		json_object_set_new(hooks, srv_hook_outcome_name(o),
 				    json_integer((json_int_t)atomic_load(&m->hook_calls[o])));
 	return json_pack(
-		"{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I}", "leases_on",
+		"{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:b}, s:I, s:I}", "leases_on",
 		s->cfg.hook[0] != '\0', "live_leases", leases ? leases : json_null(), "hook_calls",
 		hooks ? hooks : json_null(), "settlement", "lag_ms",
 		(json_int_t)atomic_load(&m->settlement_lag_ms), "pending",
 		(json_int_t)(srv_queue_depth(&s->writer_q) + atomic_load(&m->settlement_pending)),
 		"batches", (json_int_t)atomic_load(&m->batches), "retries",
 		(json_int_t)atomic_load(&m->settlement_retries), "errors",
-		(json_int_t)atomic_load(&m->settlement_errors), "sequence",
+		(json_int_t)atomic_load(&m->settlement_errors), "halted",
+		(int)atomic_load(&m->settlement_halted), "sequence",
 		(json_int_t)atomic_load(&m->sequence), "time_ms", (json_int_t)srv_now_ms());
 }
 

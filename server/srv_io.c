@@ -650,6 +650,14 @@ static void refuse_overloaded(struct srv_conn *c, const struct srv_request *r, c
 	reply_reject(c, r->account, r->nonce, GRIDEX__V1__REJECT_REASON__OVERLOADED, detail);
 }
 
+/* Whether a request of this type can make fills. */
+static bool trades(uint32_t type)
+{
+	return type == GRIDEX__V1__REQUEST_TYPE__NEW_ORDER ||
+	       type == GRIDEX__V1__REQUEST_TYPE__NEW_BASKET ||
+	       type == GRIDEX__V1__REQUEST_TYPE__MODIFY;
+}
+
 static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 {
 	struct srv *s = c->s;
@@ -670,6 +678,18 @@ static void handle_request(struct srv_conn *c, const uint8_t *body, size_t len)
 		return;
 	}
 	c->account = job.req.account;
+	if (atomic_load_explicit(&s->m.settlement_halted, memory_order_relaxed) &&
+	    trades(job.req.type)) {
+		/* Nothing that could trade while the ledger cannot take what trades. */
+		atomic_fetch_add(
+			&s->m.requests[job.req.type][GRIDEX__V1__REJECT_REASON__SETTLEMENT_HALTED],
+			1);
+		reply_reject(c, job.req.account, job.req.nonce,
+			     GRIDEX__V1__REJECT_REASON__SETTLEMENT_HALTED,
+			     "settlement is halted: the ledger refused settlement (see the server "
+			     "log); cancels still work");
+		return;
+	}
 	if (!c->authed && !verify_allowed(c)) {
 		atomic_fetch_add(&s->m.refused_unverified, 1);
 		refuse_overloaded(c, &job.req,
@@ -1630,6 +1650,9 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	       atomic_load(&m->settlement_retries));
 	metric(b, "gridex_settlement_errors_total", "Batches that failed a flush.", "counter",
 	       atomic_load(&m->settlement_errors));
+	metric(b, "gridex_settlement_halted",
+	       "1 while the ledger refuses settlement (new orders are refused).", "gauge",
+	       atomic_load(&m->settlement_halted));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, HTTP_OK, "OK", b);

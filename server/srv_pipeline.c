@@ -88,7 +88,7 @@ const int64_t srv_settle_bounds_ns[SRV_SETTLE_BUCKETS - 1] = {
 
 _Static_assert(GRIDEX__V1__REQUEST_TYPE__QUERY_HOSTS == SRV_REQUEST_TYPES - 1,
 	       "SRV_REQUEST_TYPES counts every RequestType");
-_Static_assert(GRIDEX__V1__REJECT_REASON__BAD_CURSOR == SRV_REASONS - 1,
+_Static_assert(GRIDEX__V1__REJECT_REASON__SETTLEMENT_HALTED == SRV_REASONS - 1,
 	       "SRV_REASONS counts every RejectReason");
 
 static void count_request(struct srv *s, uint32_t type, uint32_t reason)
@@ -1142,31 +1142,89 @@ static void *core_main(void *arg)
 struct writer_ctx {
 	struct srv *s;
 	struct ledger_writer *w;
-	int64_t oldest_mono; /* of the pending batch's first item */
-	int64_t last_seq;    /* of the last item handed to the ledger writer */
-	int64_t batch_seq;   /* of the last item in the pending batch: its id */
+	int64_t oldest_mono;	/* of the pending batch's first item */
+	int64_t last_seq;	/* of the last item handed to the ledger writer */
+	int64_t batch_seq;	/* of the last item in the pending batch: its id */
+	int64_t halted_ms;	/* when the ledger first refused what waits (0: none) */
+	int64_t halt_logged_ms; /* when the halt was last logged */
+	bool gave_up;		/* stopping with items the ledger has not taken */
 };
 
-/* Flushes until the pending batch is in the ledger (or, when stopping, gives up). */
-static void flush(struct writer_ctx *x)
+/* After a failed attempt to hand the ledger something. A refusal (anything but
+ * UNAVAILABLE, which is an outage and only waits) halts settlement: the ledger and
+ * the engine disagree, so nothing that trades is taken until the ledger takes what
+ * waits (an operator's repair; or a fixed gridexd, since the item stays in the
+ * journal). Returns false when gridexd is stopping (the core is done and has taken
+ * its last snapshot, which holds every item the ledger lacks): the next start
+ * settles them. Else waits a second and returns true: try again. */
+static bool writer_retry(struct writer_ctx *x, int rc, const char *what)
+{
+	struct srv *s = x->s;
+	int64_t now = srv_mono_ms();
+	if (rc != LEDGER_ERR_UNAVAILABLE && x->halted_ms == 0) {
+		x->halted_ms = x->halt_logged_ms = now;
+		atomic_store(&s->m.settlement_halted, true);
+		srv_log(SRV_LOG_ERROR,
+			"settlement halted: new orders refused until the ledger "
+			"takes it",
+			"item=\"%s\" status=%s error=\"%s\" settled_seq=%lld", what,
+			ledger_status_name(rc), ledger_writer_error(x->w),
+			(long long)atomic_load(&s->settled_seq));
+	} else if (rc != LEDGER_ERR_UNAVAILABLE && now - x->halt_logged_ms >= 60000) {
+		x->halt_logged_ms = now;
+		srv_log(SRV_LOG_ERROR, "settlement still halted",
+			"item=\"%s\" status=%s error=\"%s\" halted_s=%lld", what,
+			ledger_status_name(rc), ledger_writer_error(x->w),
+			(long long)((now - x->halted_ms) / 1000));
+	}
+	if (atomic_load(&s->core_done)) {
+		x->gave_up = true;
+		srv_log(SRV_LOG_WARN, "settlement stopped short",
+			"reason=\"stopping; the journal and the last snapshot keep what the "
+			"ledger lacks, and the next start settles it\" pending=%zu queued=%zu",
+			ledger_writer_pending(x->w), srv_queue_depth(&s->writer_q));
+		return false;
+	}
+	struct timespec pause = {.tv_sec = 1};
+	nanosleep(&pause, NULL);
+	return true;
+}
+
+/* The ledger took what it had refused: orders are taken again. */
+static void writer_resumed(struct writer_ctx *x)
+{
+	if (x->halted_ms == 0)
+		return;
+	srv_log(SRV_LOG_WARN, "settlement resumed", "halted_ms=%lld",
+		(long long)(srv_mono_ms() - x->halted_ms));
+	x->halted_ms = 0;
+	atomic_store(&x->s->m.settlement_halted, false);
+}
+
+/* Flushes until the pending batch is in the ledger; false when it gave up (stopping). */
+static bool flush(struct writer_ctx *x)
 {
 	struct srv *s = x->s;
 	size_t pending = ledger_writer_pending(x->w);
 	if (pending == 0)
-		return;
+		return true;
 	for (int attempt = 0;; attempt++) {
 		int rc = ledger_writer_flush(x->w);
 		atomic_store(&s->m.settlement_retries, ledger_writer_retries(x->w));
 		if (rc == LEDGER_OK)
 			break;
 		atomic_fetch_add(&s->m.settlement_errors, 1);
-		srv_log(attempt == 0 ? SRV_LOG_WARN : SRV_LOG_ERROR, "settlement batch not written",
-			"status=%s error=\"%s\" pending=%zu", ledger_status_name(rc),
-			ledger_writer_error(x->w), pending);
-		/* The batch stays sealed and is retried; fills keep queueing meanwhile. */
-		struct timespec pause = {.tv_sec = 1};
-		nanosleep(&pause, NULL);
+		if (attempt % 60 == 0) /* once a minute after the first */
+			srv_log(attempt == 0 ? SRV_LOG_WARN : SRV_LOG_ERROR,
+				"settlement batch not written",
+				"status=%s error=\"%s\" pending=%zu attempts=%d",
+				ledger_status_name(rc), ledger_writer_error(x->w), pending,
+				attempt + 1);
+		/* The batch stays sealed and is tried again as it is; fills keep queueing. */
+		if (!writer_retry(x, rc, "batch"))
+			return false;
 	}
+	writer_resumed(x);
 	atomic_store(&s->settled_batch, x->batch_seq);
 	atomic_store(&s->settled_seq, x->last_seq);
 	int64_t lag = srv_mono_ms() - x->oldest_mono;
@@ -1177,48 +1235,68 @@ static void flush(struct writer_ctx *x)
 	histogram_add(s->m.settle_count, &s->m.settle_sum_ns, srv_settle_bounds_ns,
 		      SRV_SETTLE_BUCKETS, lag * 1000000);
 	atomic_store(&s->m.settlement_pending, 0);
+	return true;
 }
 
-static void writer_register(struct writer_ctx *x, const struct srv_ledger_op *op)
+/* A registration, after the batch before it: false when it gave up (stopping). Its
+ * sequence counts as settled only once the participant is in the ledger. */
+static bool writer_register(struct writer_ctx *x, const struct srv_wjob *j)
 {
+	const struct srv_ledger_op *op = &j->u.op;
+	if (!flush(x))
+		return false;
 	for (;;) {
 		int rc = ledger_writer_register(x->w, op->account, op->name, op->public_key);
 		if (rc == LEDGER_OK)
-			return;
-		srv_log(SRV_LOG_ERROR, "participant not registered in the ledger",
-			"account=%u status=%s error=\"%s\"", op->account, ledger_status_name(rc),
-			ledger_writer_error(x->w));
-		if (rc != LEDGER_ERR_UNAVAILABLE)
-			return; /* refused: the operator must look (logged) */
+			break;
+		if (x->halted_ms == 0 || rc == LEDGER_ERR_UNAVAILABLE)
+			srv_log(SRV_LOG_ERROR, "participant not registered in the ledger",
+				"account=%u status=%s error=\"%s\"", op->account,
+				ledger_status_name(rc), ledger_writer_error(x->w));
+		if (!writer_retry(x, rc, "registration"))
+			return false;
 	}
+	writer_resumed(x);
+	x->last_seq = j->seq;
+	atomic_store(&x->s->settled_seq, j->seq);
+	return true;
 }
 
-static void writer_add(struct writer_ctx *x, const struct srv_wjob *j)
+/* One item into the pending batch; false when it gave up (stopping). A refused item
+ * is tried again until it is taken: nothing after it may reach the ledger first. */
+static bool writer_add(struct writer_ctx *x, const struct srv_wjob *j)
 {
-	if (ledger_writer_pending(x->w) == 0)
-		x->oldest_mono = j->mono_ms;
-	x->last_seq = j->seq;
-	int rc;
-	if (j->kind == SRV_W_FILL) {
-		rc = ledger_writer_add_fill(x->w, &j->u.trade, j->seq, j->mono_ms);
-	} else if (j->kind == SRV_W_SETTLE) {
-		const struct srv_settlement *t = &j->u.settle;
-		rc = ledger_writer_add_settle(x->w, &t->fill, t->used, t->total, t->lease_id,
-					      j->seq, j->mono_ms);
-	} else if (j->u.op.kind == SRV_OP_REGISTER) {
-		flush(x);
-		writer_register(x, &j->u.op);
-		atomic_store(&x->s->settled_seq, j->seq);
-		return;
-	} else {
-		rc = ledger_writer_add_action(x->w, j->u.op.account, j->u.op.amount,
-					      j->u.op.kind == SRV_OP_DEPOSIT, j->seq, j->mono_ms);
+	if (j->kind == SRV_W_OP && j->u.op.kind == SRV_OP_REGISTER)
+		return writer_register(x, j);
+	int64_t first_mono = ledger_writer_pending(x->w) == 0 ? j->mono_ms : x->oldest_mono;
+	for (;;) {
+		int rc;
+		if (j->kind == SRV_W_FILL) {
+			rc = ledger_writer_add_fill(x->w, &j->u.trade, j->seq, j->mono_ms);
+		} else if (j->kind == SRV_W_SETTLE) {
+			const struct srv_settlement *t = &j->u.settle;
+			rc = ledger_writer_add_settle(x->w, &t->fill, t->used, t->total,
+						      t->lease_id, j->seq, j->mono_ms);
+		} else {
+			rc = ledger_writer_add_action(x->w, j->u.op.account, j->u.op.amount,
+						      j->u.op.kind == SRV_OP_DEPOSIT, j->seq,
+						      j->mono_ms);
+		}
+		if (rc == LEDGER_OK)
+			break;
+		if (x->halted_ms == 0)
+			srv_log(SRV_LOG_ERROR, "settlement item refused",
+				"seq=%lld status=%s error=\"%s\"", (long long)j->seq,
+				ledger_status_name(rc), ledger_writer_error(x->w));
+		/* Not UNAVAILABLE: an item is refused before any database is asked. */
+		if (!writer_retry(x, rc == LEDGER_ERR_UNAVAILABLE ? LEDGER_ERR_REFUSED : rc,
+				  "settlement item"))
+			return false;
 	}
-	if (rc == LEDGER_OK)
-		x->batch_seq = j->seq;
-	else
-		srv_log(SRV_LOG_ERROR, "settlement item refused", "seq=%lld status=%s error=\"%s\"",
-			(long long)j->seq, ledger_status_name(rc), ledger_writer_error(x->w));
+	writer_resumed(x);
+	x->oldest_mono = first_mono;
+	x->last_seq = x->batch_seq = j->seq;
+	return true;
 }
 
 static void *writer_main(void *arg)
@@ -1254,15 +1332,16 @@ static void *writer_main(void *arg)
 			room = 256;
 		size_t n = room ? srv_queue_pop(&s->writer_q, jobs, room, (int)s->cfg.batch_ms_max)
 				: 0;
-		for (size_t i = 0; i < n; i++) {
-			writer_add(&x, &jobs[i]);
-			at_end = jobs[i].seq_end;
+		for (size_t i = 0; i < n && !x.gave_up; i++) {
+			if (writer_add(&x, &jobs[i]))
+				at_end = jobs[i].seq_end;
 		}
 		atomic_store(&s->m.settlement_pending, ledger_writer_pending(x.w));
-		if (at_end && (room == 0 || ledger_writer_due(x.w, srv_mono_ms())))
+		if (!x.gave_up && at_end && (room == 0 || ledger_writer_due(x.w, srv_mono_ms())))
 			flush(&x);
-		if (n == 0 && srv_queue_drained(&s->writer_q)) {
-			flush(&x);
+		if (x.gave_up || (n == 0 && srv_queue_drained(&s->writer_q))) {
+			if (!x.gave_up)
+				flush(&x);
 			break;
 		}
 	}

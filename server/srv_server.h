@@ -39,7 +39,7 @@
 #include "srv_wjob.h"
 
 #define SRV_REQUEST_TYPES 20 /* RequestType values 0 .. 19 */
-#define SRV_REASONS	  33 /* RejectReason values; 0 counts accepted requests */
+#define SRV_REASONS	  34 /* RejectReason values; 0 counts accepted requests */
 
 /* I/O -> verifier -> core. */
 enum srv_job_kind {
@@ -158,6 +158,9 @@ struct srv_metrics {
 	atomic_uint_fast64_t orders_resting, books, fills, sequence;
 	atomic_uint_fast64_t batches, batch_fills_last, batch_fills_total, settlement_lag_ms;
 	atomic_uint_fast64_t settlement_retries, settlement_errors, settlement_pending;
+	/* The ledger refused an item or a batch: new orders, baskets and modifies are
+	 * refused SETTLEMENT_HALTED until it takes it (the ledger thread sets it). */
+	atomic_bool settlement_halted;
 	atomic_uint_fast64_t journal_syncs, journal_records, journal_sync_ms_last;
 	atomic_uint_fast64_t snapshots, snapshot_pause_ms_last;
 	atomic_uint_fast64_t hook_calls[6];  /* by enum srv_hook_outcome */

@@ -27,8 +27,9 @@ async function show(token) {
 	parts.push(st.leases_on
 		? table("Live leases", ["State", "Leases"], Object.entries(st.live_leases).map(([k, v]) => ({cells: [k, v]})))
 		: Gridex.el("p", {}, "Leases are off (no provisioning hook)."));
-	parts.push(Gridex.el("h2", {}, "Settlement"), table("Settlement", ["Lag (ms)", "Pending", "Batches", "Retries", "Errors"],
-		[{cells: [st.settlement.lag_ms, st.settlement.pending, st.settlement.batches, st.settlement.retries, st.settlement.errors]}]));
+	parts.push(Gridex.el("h2", {}, "Settlement"), table("Settlement", ["Lag (ms)", "Pending", "Batches", "Retries", "Errors", "Halted"],
+		[{cells: [st.settlement.lag_ms, st.settlement.pending, st.settlement.batches, st.settlement.retries, st.settlement.errors,
+			st.settlement.halted ? "yes: new orders refused" : "no"]}]));
 	if (st.leases_on)
 		parts.push(Gridex.el("h2", {}, "Hook calls"), table("Hook calls", ["Outcome", "Calls"],
 			Object.entries(st.hook_calls).map(([k, v]) => ({cells: [k, v]}))));

@@ -9,7 +9,9 @@
  * that reloads participants and balances from the ledger; a client that
  * never reads is cut off while others trade; the writer lock taken again after
  * its session is lost, no batch written while another holds it; the metrics
- * endpoint; the verifier threads pinned to their CPUs. Needs
+ * endpoint; the verifier threads pinned to their CPUs; settlement halted by an item
+ * the ledger refuses (orders refused, cancels taken) and resumed once the ledger is
+ * repaired, also across a stop. Needs
  * GRIDEX_TEST_DATABASE_URL (./scripts/test provides it).
  */
 #define _GNU_SOURCE /* sched_getaffinity */
@@ -1246,6 +1248,158 @@ static const char *thread_cpus(const char *name)
 	return out;
 }
 
+/* ---------- settlement refused ---------- */
+
+/* Waits up to 15 s for gridex_settlement_halted to read value. */
+static void wait_halted(double value)
+{
+	double got = -1;
+	for (int i = 0; i < 1500; i++) {
+		int status;
+		got = tmetric(thttp_get(srv.metrics_port, "/metrics", &status),
+			      "gridex_settlement_halted");
+		if (got == value)
+			return;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_abort_msg("gridex_settlement_halted is %.0f, not %.0f: %s", got, value,
+		     tserver_log(&srv));
+}
+
+/* Participant 3 put into the ledger behind gridexd's back, under a name of its own:
+ * the operator's registration of account 3 as "carol" is refused there, with the
+ * deposit to carol that follows it queued behind. Returns carol's client (keys). */
+static struct tclient refused_registration(void)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "insert into ledger.participants (id, name) values (3, 'intruder')");
+	PQfinish(c);
+	struct tclient carol = {0};
+	tclient_keys(&carol, 3);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__REGISTER_ACCOUNT, 3, NULL,
+					  0, carol.pk, "carol"),
+			 0);
+	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__DEPOSIT, 3, NULL, 5000000,
+					  NULL, NULL),
+			 0);
+	wait_halted(1);
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "settlement halted"));
+	/* Nothing after the refused item reached the ledger. */
+	ck_assert_int_eq(sql_int("select count(*) from ledger.accounts where participant = 3"), 0);
+	return carol;
+}
+
+/* The repair: the intruder removed, behind the append-only triggers' back. */
+static void repair_ledger(void)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "set session_replication_role = replica");
+	pgtest_sql_ok(c, "delete from ledger.participants where id = 3");
+	PQfinish(c);
+}
+
+/* Carol is in the ledger under her name with her deposit, and the audit is clean. */
+static void carol_settled(void)
+{
+	for (int i = 0; i < 1000 && balance(3) != 5000000; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(balance(3), 5000000);
+	ck_assert_int_eq(sql_int("select count(*) from ledger.participants where id = 3 and "
+				 "name = 'carol'"),
+			 1);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+
+static Gridex__V1__Request modify_req(uint64_t coid, int64_t price, int64_t qty)
+{
+	Gridex__V1__Request q = GRIDEX__V1__REQUEST__INIT;
+	q.type = GRIDEX__V1__REQUEST_TYPE__MODIFY;
+	q.target_client_order_id = coid;
+	q.price = price;
+	q.quantity = qty;
+	return q;
+}
+
+/* The ledger refuses an item gridexd journaled: settlement halts there (nothing after
+ * it may reach the ledger first), and while it is halted nothing that could trade is
+ * taken: new orders and modifies are refused SETTLEMENT_HALTED, cancels and queries
+ * still work. Once the ledger is repaired the item and everything behind it settle by
+ * themselves, orders are taken again, and they trade and settle. */
+START_TEST(refused_settlement_halts_orders_until_repaired)
+{
+	uint64_t n = tclient_order(&buyer, 1, product, GRIDEX__V1__SIDE__BUY, 2000000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	(void)refused_registration();
+	n = tclient_order(&buyer, 2, product, GRIDEX__V1__SIDE__BUY, 2000000, 1);
+	ck_assert_int_eq(tclient_answer(&buyer, n), GRIDEX__V1__REJECT_REASON__SETTLEMENT_HALTED);
+	n = tclient_order(&seller, 3, product, GRIDEX__V1__SIDE__SELL, 2000000, 1); /* crosses */
+	ck_assert_int_eq(tclient_answer(&seller, n), GRIDEX__V1__REJECT_REASON__SETTLEMENT_HALTED);
+	Gridex__V1__Request q = modify_req(1, 2100000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &q, buyer.sk)),
+			 GRIDEX__V1__REJECT_REASON__SETTLEMENT_HALTED);
+	Gridex__V1__QueryResult *r = query(&buyer, GRIDEX__V1__REQUEST_TYPE__QUERY_ORDERS);
+	ck_assert_uint_eq(r->n_orders, 1);
+	ck_assert_int_eq(r->orders[0]->price, 2000000); /* the modify did nothing */
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	Gridex__V1__Request c = GRIDEX__V1__REQUEST__INIT;
+	c.type = GRIDEX__V1__REQUEST_TYPE__CANCEL;
+	c.target_client_order_id = 1;
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_send(&buyer, &c, buyer.sk)), 0);
+	int status;
+	const char *page = thttp_get(srv.metrics_port, "/metrics", &status);
+	ck_assert_double_eq(tmetric(page, "gridex_requests_total{type=\"NEW_ORDER\",result="
+					  "\"SETTLEMENT_HALTED\"}"),
+			    2);
+	ck_assert_double_eq(tmetric(page, "gridex_fills_total"), 0);
+	/* Still halted a while later: retried, still refused. */
+	struct timespec later = {.tv_sec = 2};
+	nanosleep(&later, NULL);
+	wait_halted(1);
+	repair_ledger();
+	wait_halted(0);
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "settlement resumed"));
+	carol_settled();
+	n = tclient_order(&buyer, 4, product, GRIDEX__V1__SIDE__BUY, 2500000, 2);
+	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
+	n = tclient_order(&seller, 5, product, GRIDEX__V1__SIDE__SELL, 2500000, 2);
+	ck_assert_int_eq(tclient_answer(&seller, n), 0);
+	Gridex__V1__ExecutionReport *f = wait_report(&buyer, GRIDEX__V1__EXEC_TYPE__FILL, 4);
+	gridex__v1__execution_report__free_unpacked(f, NULL);
+	wait_fills_settled(1);
+	ck_assert_int_eq(pgtest_audit(), 0);
+}
+END_TEST
+
+/* A stop while settlement is halted does not wait for the ledger: gridexd leaves what
+ * the ledger lacks in the journal and its last snapshot, exits 0, and the next start,
+ * once the ledger is repaired, settles it. */
+START_TEST(stop_while_settlement_is_halted)
+{
+	struct tclient carol = refused_registration();
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	stop_all();
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 10);
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "settlement stopped short"));
+	ck_assert_int_eq(sql_int("select count(*) from ledger.accounts where participant = 3"), 0);
+	repair_ledger();
+	static const char *const fees[] = {"--maker-bps=10", "--taker-bps=20", NULL};
+	tserver_start(&srv, fees);
+	connect_all();
+	carol_settled();
+	wait_halted(0);
+	tclient_connect(&carol, &srv);
+	Gridex__V1__QueryResult *r = query(&carol, GRIDEX__V1__REQUEST_TYPE__QUERY_BALANCE);
+	ck_assert_int_eq(r->balances[0]->available, 5000000);
+	gridex__v1__query_result__free_unpacked(r, NULL);
+	tclient_close(&carol);
+}
+END_TEST
+
 START_TEST(verifiers_are_pinned)
 {
 	/* The CPUs this test may run on, which gridexd inherits. */
@@ -1337,6 +1491,8 @@ static Suite *gridexd_suite(void)
 	tcase_add_test(tc, metrics_endpoint);
 	tcase_add_test(tc, class_snapshots_are_of_open_products);
 	tcase_add_test(tc, verifiers_are_pinned);
+	tcase_add_test(tc, refused_settlement_halts_orders_until_repaired);
+	tcase_add_test(tc, stop_while_settlement_is_halted);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -636,6 +636,7 @@ START_TEST(operator_endpoints_need_the_token_and_read_the_ledger)
 	ck_assert(json_is_false(json_object_get(j, "leases_on")));
 	ck_assert_int_gt(num(j, "sequence"), 0);
 	ck_assert(json_is_object(json_object_get(j, "settlement")));
+	ck_assert(json_is_false(json_object_get(json_object_get(j, "settlement"), "halted")));
 	json_decref(j);
 	/* a fill of 2 GPUs at 2.50: 5.00 in escrow, the buyer's 1000 less it, BANK -1000 */
 	order(&seller, 1, GRIDEX__V1__SIDE__SELL, 2500000, 2);
