@@ -298,6 +298,18 @@ LEDGER_MUST_USE int ledger_post_trades(struct ledger *l, int64_t batch_id,
 /* The next unused operator action number (1 when none was used). */
 LEDGER_MUST_USE int ledger_next_action(struct ledger *l, int64_t *action);
 
+/*
+ * The newest `max` fills of ledger.fills (fewer when it holds fewer), newest first,
+ * each handed to fn as it arrives (rows are streamed, not held). Every row is checked
+ * as ledger_post_trades() checks a fill it writes (its values, a 1-63 byte product of
+ * [A-Za-z0-9._/:-], participants of 32 bits, a whole millisecond); the first that fails
+ * ends the call with REFUSED and its id in ledger_error(), after the rows before it
+ * were handed on. Errors: UNAVAILABLE, REFUSED.
+ */
+typedef void ledger_trade_fn(const struct ledger_trade *t, void *ctx);
+LEDGER_MUST_USE int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn,
+					 void *ctx);
+
 /* Highest batch id in the ledger (0 when empty). Errors: UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_last_batch(struct ledger *l, int64_t *batch_id);
 

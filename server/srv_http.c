@@ -40,6 +40,8 @@
 #include "srv_map.h"
 #include "srv_market.h"
 #include "srv_server.h"
+#include "srv_tindex.h"
+#include "srv_wjob.h"
 
 #define API_PREFIX "/api/v1/"
 
@@ -972,6 +974,122 @@ void srv_http_port_free(struct srv_port *p)
 	p->http = NULL;
 }
 
+/* ---------- the trades kept, at start ---------- */
+
+/* The kept trades survive a restart: the newest http_trades_kept are the unsettled
+ * fills (above the ledger's last batch, from the snapshot or the journal) and, before
+ * them, the newest rows of ledger.fills. Each gets its product's tape sequence by
+ * counting back from its book's current one (a fill is one print on its book's tape,
+ * in fill order); a product whose book is retired has no current one, and its
+ * trades get 0, answered as null. */
+
+struct hist_trade {
+	char product[SRV_PRODUCT_BYTES_MAX + 1];
+	uint64_t sequence; /* 0: not known */
+	int64_t price, qty, time_ms;
+	uint8_t side; /* SRV_MARKET_SIDE_*: the aggressor's */
+};
+
+struct hist_product {
+	char name[SRV_PRODUCT_BYTES_MAX + 1];
+	uint64_t next; /* the tape sequence of its next older trade; 0: not known */
+	size_t newest; /* the index of its newest trade in hist.t (SIZE_MAX: none) */
+	bool live;     /* it has a book (retired otherwise, or not made since a start
+			* without the journal) */
+};
+
+struct hist {
+	struct hist_trade *t; /* newest first */
+	size_t n, max;
+	struct hist_product *p;
+	uint32_t n_p, max_p;
+	struct srv_tindex ix; /* product name to its index in p */
+	size_t from_ledger;
+};
+
+static const char *hist_name(const void *ctx, uint32_t v)
+{
+	const struct hist *h = ctx;
+	return h->p[v].name;
+}
+
+static struct hist_product *hist_product(struct hist *h, const char *name)
+{
+	uint32_t i = srv_tindex_get(&h->ix, name);
+	if (i != UINT32_MAX)
+		return &h->p[i];
+	if (h->n_p == h->max_p)
+		return NULL;
+	struct hist_product *p = &h->p[h->n_p];
+	*p = (struct hist_product){.newest = SIZE_MAX};
+	memcpy(p->name, name, strnlen(name, SRV_PRODUCT_BYTES_MAX));
+	srv_tindex_put(&h->ix, h->n_p++);
+	return p;
+}
+
+static void hist_add(struct hist *h, const struct ledger_trade *tr)
+{
+	struct hist_product *p = h->n < h->max ? hist_product(h, tr->product) : NULL;
+	if (p == NULL)
+		return;
+	if (p->newest == SIZE_MAX)
+		p->newest = h->n;
+	struct hist_trade *t = &h->t[h->n++];
+	*t = (struct hist_trade){.sequence = p->next,
+				 .price = tr->fill.price,
+				 .qty = tr->fill.qty,
+				 .time_ms = tr->time_ms,
+				 .side = tr->fill.buyer_is_taker ? SRV_MARKET_SIDE_BUY
+								 : SRV_MARKET_SIDE_SELL};
+	memcpy(t->product, p->name, sizeof(t->product));
+	if (p->next > 0)
+		p->next--;
+}
+
+static void hist_from_ledger(const struct ledger_trade *tr, void *ctx)
+{
+	struct hist *h = ctx;
+	hist_add(h, tr);
+	h->from_ledger++;
+}
+
+/* Gathers the history newest first (every book's product entered first, with its
+ * tape's sequence), then gives it to the market oldest first, retiring each product
+ * without a book after its newest trade, as the live market did. */
+static void hist_load(struct srv *s, struct hist *h)
+{
+	int64_t t0 = srv_mono_ms();
+	for (size_t i = s->n_resent; i-- > 0;)
+		if (s->resent[i].kind == SRV_W_FILL)
+			hist_add(h, &s->resent[i].u.trade);
+	size_t unsettled = h->n;
+	if (h->n < h->max && s->lock) {
+		int rc = ledger_recent_trades(s->lock, h->max - h->n, hist_from_ledger, h);
+		if (rc != LEDGER_OK)
+			srv_log(SRV_LOG_WARN, "trade history partly loaded",
+				"status=%s error=\"%s\" from_ledger=%zu", ledger_status_name(rc),
+				ledger_error(s->lock), h->from_ledger);
+	}
+	for (size_t i = h->n; i-- > 0;) {
+		const struct hist_trade *t = &h->t[i];
+		srv_market_trade(s->market, t->product, t->sequence, t->price, t->qty, t->side,
+				 t->time_ms);
+		const struct hist_product *p = &h->p[srv_tindex_get(&h->ix, t->product)];
+		if (p->newest == i && !p->live)
+			srv_market_retire(s->market, t->product);
+	}
+	srv_log(SRV_LOG_INFO, "trade history loaded",
+		"trades=%zu unsettled=%zu from_ledger=%zu ms=%lld", h->n, unsettled, h->from_ledger,
+		(long long)(srv_mono_ms() - t0));
+}
+
+static void hist_free(struct hist *h)
+{
+	srv_tindex_free(&h->ix);
+	free(h->t);
+	free(h->p);
+}
+
 int srv_http_init(struct srv *s)
 {
 	s->api_fd = -1;
@@ -1005,10 +1123,15 @@ int srv_http_init(struct srv *s)
 	s->api_fd = evhttp_bound_socket_get_fd(bound);
 	if (srv_http_port(s, s->api, bound, "http_listen", s->cfg.http_tls) != 0)
 		return -1;
-	/* The books as recovered: the core thread does not run yet. */
+	/* The books as recovered (the core thread does not run yet), then the trades kept. */
 	struct matching_level_view *bids = calloc(mc.levels_max, sizeof(*bids));
 	struct matching_level_view *asks = calloc(mc.levels_max, sizeof(*asks));
-	for (uint32_t b = 0; bids && asks && b < srv_core_book_count(s->core); b++) {
+	uint32_t n_books = srv_core_book_count(s->core);
+	struct hist h = {.max = mc.trades_kept, .max_p = n_books + mc.trades_kept};
+	h.t = malloc(h.max * sizeof(*h.t));
+	h.p = malloc((size_t)h.max_p * sizeof(*h.p));
+	bool ok = h.t && h.p && srv_tindex_init(&h.ix, h.max_p, hist_name, &h);
+	for (uint32_t b = 0; ok && bids && asks && b < n_books; b++) {
 		size_t nb, na;
 		uint64_t level_seq, trade_seq;
 		const char *name = srv_core_book_name(s->core, b);
@@ -1022,8 +1145,16 @@ int srv_http_init(struct srv *s)
 			srv_market_level(s->market, name, SRV_MARKET_SIDE_SELL, asks[i].price,
 					 asks[i].qty, asks[i].orders);
 		srv_market_halt(s->market, name, srv_core_halted(s->core, b));
+		struct hist_product *p = hist_product(&h, name); /* room: one per book */
+		if (p) {
+			p->live = true;
+			p->next = trade_seq;
+		}
 	}
-	bool ok = bids && asks;
+	ok = ok && bids && asks;
+	if (ok)
+		hist_load(s, &h);
+	hist_free(&h);
 	free(bids);
 	free(asks);
 	if (!ok) {

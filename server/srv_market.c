@@ -382,9 +382,10 @@ json_t *srv_market_trades(const struct srv_market *m, const char *product, const
 	while (a && json_array_size(a) < limit && (t = walk_next(&w)) != NULL)
 		json_array_append_new(
 			a,
-			json_pack("{s:s, s:I, s:I, s:I, s:s, s:I}", "product", t->product,
-				  "sequence", (json_int_t)t->sequence, "price",
-				  (json_int_t)t->price, "quantity", (json_int_t)t->qty, "aggressor",
+			json_pack("{s:s, s:o, s:I, s:I, s:s, s:I}", "product", t->product,
+				  "sequence", int_or_null(t->sequence > 0, (json_int_t)t->sequence),
+				  "price", (json_int_t)t->price, "quantity", (json_int_t)t->qty,
+				  "aggressor",
 				  t->aggressor == SRV_MARKET_SIDE_SELL ? "sell" : "buy", "time_ms",
 				  (json_int_t)t->time_ms));
 	return json_pack("{s:o}", "trades", a ? a : json_null());

@@ -539,6 +539,84 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 }
 END_TEST
 
+struct collected {
+	struct ledger_trade t[16];
+	size_t n;
+};
+
+static void collect_trade(const struct ledger_trade *t, void *ctx)
+{
+	struct collected *c = ctx;
+	ck_assert_uint_lt(c->n, 16);
+	c->t[c->n++] = *t;
+}
+
+static bool same_trade(const struct ledger_trade *a, const struct ledger_trade *b)
+{
+	const struct ledger_fill *x = &a->fill, *y = &b->fill;
+	return x->fill_id == y->fill_id && x->buyer == y->buyer && x->seller == y->seller &&
+	       x->buyer_is_taker == y->buyer_is_taker && x->taker_order_id == y->taker_order_id &&
+	       x->maker_order_id == y->maker_order_id && x->price == y->price && x->qty == y->qty &&
+	       strcmp(a->product, b->product) == 0 && a->time_ms == b->time_ms;
+}
+
+/* The newest fills come back newest first, each as it was written; a row that the
+ * writer could not have written (a time with a fraction of a millisecond, put in
+ * behind the triggers' back) ends the reading, after the rows before it. */
+START_TEST(recent_trades_come_back_as_written)
+{
+	struct ledger *l = open_app();
+	fund(l, 2, 1000000);
+	struct collected got = {0};
+	ck_assert_int_eq(ledger_recent_trades(l, 10, collect_trade, &got), LEDGER_OK);
+	ck_assert_uint_eq(got.n, 0);
+	struct ledger_fees fees = {.maker_bps = 0, .taker_bps = 100};
+	struct ledger_writer *w = writer_new(&fees, 10);
+	struct ledger_trade written[5];
+	for (int64_t id = 1; id <= 5; id++) {
+		struct ledger_fill f = {.fill_id = id,
+					.buyer = 1,
+					.seller = 2,
+					.buyer_is_taker = id % 2,
+					.taker_order_id = 10 + id,
+					.maker_order_id = 20 + id,
+					.price = 1000 * id,
+					.qty = id};
+		written[id - 1] = trade_of(&f);
+		ck_assert_int_eq(ledger_writer_add_fill(w, &written[id - 1], 100 + id, 0),
+				 LEDGER_OK);
+		if (id % 2 == 0) /* three batches */
+			ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s",
+				      ledger_writer_error(w));
+	}
+	ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s", ledger_writer_error(w));
+	ledger_writer_destroy(w);
+	ck_assert_int_eq(ledger_recent_trades(l, 3, collect_trade, &got), LEDGER_OK);
+	ck_assert_uint_eq(got.n, 3);
+	for (size_t i = 0; i < 3; i++)
+		ck_assert_msg(same_trade(&got.t[i], &written[4 - i]), "fill %zu", 5 - i);
+	got.n = 0;
+	ck_assert_int_eq(ledger_recent_trades(l, 100, collect_trade, &got), LEDGER_OK);
+	ck_assert_uint_eq(got.n, 5);
+	for (size_t i = 0; i < 5; i++)
+		ck_assert_msg(same_trade(&got.t[i], &written[4 - i]), "fill %zu", 5 - i);
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "set session_replication_role = replica");
+	pgtest_sql_ok(c, "update ledger.fills set traded_at = traded_at + interval '1 microsecond' "
+			 "where id = 3");
+	PQfinish(c);
+	got.n = 0;
+	ck_assert_int_eq(ledger_recent_trades(l, 100, collect_trade, &got), LEDGER_ERR_REFUSED);
+	ck_assert_uint_eq(got.n, 2);
+	ck_assert_msg(strstr(ledger_error(l), "id 3 ") != NULL, "%s", ledger_error(l));
+	/* The connection is still good. */
+	int64_t last;
+	ck_assert_int_eq(ledger_last_batch(l, &last), LEDGER_OK);
+	ck_assert_int_eq(last, 105);
+	ledger_close(l);
+}
+END_TEST
+
 START_TEST(audit_catches_tampering)
 {
 	struct ledger *l = open_app();
@@ -871,6 +949,7 @@ static Suite *ledger_db_suite(void)
 	tcase_add_test(tc, batches_are_never_applied_twice);
 	tcase_add_test(tc, lost_commit_answer_is_resolved_by_looking);
 	tcase_add_test(tc, a_lock_timeout_is_unavailable_not_refused);
+	tcase_add_test(tc, recent_trades_come_back_as_written);
 	tcase_add_test(tc, writer_registers_and_moves_money);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settlement");

@@ -13,12 +13,14 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -711,6 +713,168 @@ START_TEST(the_api_over_tls)
 }
 END_TEST
 
+/* ---------- trades kept across restarts ---------- */
+
+static size_t listed(const char *name, bool *there);
+
+/* What the API says of the trades: the class's trades, each product's, the class's
+ * candles, and the products' last prices and volumes (one JSON object). */
+static json_t *history(const char *p1, const char *p2)
+{
+	json_t *h = json_pack("{s:o, s:o, s:o, s:o}", "class",
+			      get_ok("/api/v1/trades?accelerator=H100-80G"), "candles",
+			      get_ok("/api/v1/candles?accelerator=H100-80G&interval_ms=60000"),
+			      "p1", get_ok(cat("/api/v1/trades?product=", p1, "")), "p2",
+			      get_ok(cat("/api/v1/trades?product=", p2, "")));
+	json_t *products = get_ok("/api/v1/products"), *prices = json_array();
+	json_t *list = json_object_get(products, "products");
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *p = json_array_get(list, i);
+		json_array_append_new(prices, json_pack("{s:O, s:O, s:O}", "product",
+							json_object_get(p, "product"), "last_price",
+							json_object_get(p, "last_price"), "volume",
+							json_object_get(p, "volume")));
+	}
+	json_decref(products);
+	json_object_set_new(h, "prices", prices);
+	return h;
+}
+
+/* Waits until the API has seen n trades of the class. */
+static void wait_trades(size_t n)
+{
+	for (int i = 0; i < 500; i++) {
+		json_t *j = get_ok("/api/v1/trades?accelerator=H100-80G");
+		size_t got = json_array_size(json_object_get(j, "trades"));
+		json_decref(j);
+		if (got == n)
+			return;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_abort_msg("the API never showed %zu trades", n);
+}
+
+static int64_t ledger_fills(void)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	int64_t n = pgtest_sql_int(c, "select count(*) from ledger.fills");
+	PQfinish(c);
+	return n;
+}
+
+static void restart_with(bool clean)
+{
+	tclient_close(&op);
+	tclient_close(&buyer);
+	tclient_close(&seller);
+	if (clean) {
+		ck_assert_int_eq(tserver_stop(&srv), 0);
+	} else {
+		kill(srv.pid, SIGKILL);
+		int status;
+		waitpid(srv.pid, &status, 0);
+		srv.pid = 0;
+	}
+}
+
+/* A fill of qty GPUs of p at price, the seller taking the buyer's resting bid. */
+static void fill(const char *p, uint64_t coid, int64_t price, int64_t qty)
+{
+	ck_assert_int_eq(tclient_answer(&buyer, tclient_order(&buyer, coid, p,
+							      GRIDEX__V1__SIDE__BUY, price, qty)),
+			 0);
+	ck_assert_int_eq(tclient_answer(&seller, tclient_order(&seller, coid, p,
+							       GRIDEX__V1__SIDE__SELL, price, qty)),
+			 0);
+}
+
+/* The trades kept, their candles, last prices and volumes come back after a restart:
+ * from the ledger once settled; from the journal for fills the ledger does not have
+ * yet (the server killed while another session held the writer lock); and, after a
+ * start without the journal (no books), as trades of products that have no book, with
+ * no sequence, in their class's answers only. */
+START_TEST(trades_kept_survive_restarts)
+{
+	char p2[64];
+	tproduct(p2, sizeof(p2), "H100-80G", 3);
+	fill(product, 1, 2500000, 2);
+	fill(product, 2, 2600000, 1);
+	fill(p2, 3, 2400000, 3);
+	fill(product, 4, 2700000, 1);
+	wait_trades(4);
+	json_t *before = history(product, p2);
+	for (int i = 0; i < 500 && ledger_fills() < 4; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(ledger_fills(), 4);
+	restart_with(true);
+	tserver_start(&srv, args);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
+	json_t *after = history(product, p2);
+	ck_assert_msg(json_equal(before, after), "before %s\nafter %s",
+		      json_dumps(before, JSON_COMPACT), json_dumps(after, JSON_COMPACT));
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "trades=4 unsettled=0 from_ledger=4"));
+	json_decref(before);
+	json_decref(after);
+	/* Two more fills that the ledger cannot take: another session holds the writer
+	 * lock (gridexd's sessions ended first), and gridexd is killed. */
+	PGconn *other = pgtest_connect(pgt.owner_url);
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = "
+		 "'%s' and usename = 'gridex_app'",
+		 pgt.dbname);
+	ck_assert_int_gt(pgtest_sql_int(other, sql), 0);
+	pgtest_sql_ok(other, "select pg_advisory_lock(724302)");
+	fill(p2, 5, 2450000, 1);
+	fill(product, 6, 2800000, 2);
+	wait_trades(6);
+	before = history(product, p2);
+	restart_with(false);
+	ck_assert_int_eq(ledger_fills(), 4);
+	pgtest_sql_ok(other, "select pg_advisory_unlock(724302)");
+	PQfinish(other);
+	tserver_start(&srv, args);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
+	after = history(product, p2);
+	ck_assert_msg(json_equal(before, after), "before %s\nafter %s",
+		      json_dumps(before, JSON_COMPACT), json_dumps(after, JSON_COMPACT));
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "trades=6 unsettled=2 from_ledger=4"));
+	json_decref(after);
+	/* Without the journal: the same trades, candles and prices of the class, but no
+	 * book, so no product answers and no sequences. */
+	for (int i = 0; i < 500 && ledger_fills() < 6; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	restart_with(true);
+	tserver_forget_journal(&srv);
+	tserver_start(&srv, args);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
+	json_t *trades = get_ok("/api/v1/trades?accelerator=H100-80G");
+	json_t *was = json_object_get(before, "class");
+	ck_assert_uint_eq(json_array_size(json_object_get(trades, "trades")), 6);
+	for (size_t i = 0; i < 6; i++) {
+		json_t *t = json_array_get(json_object_get(trades, "trades"), i);
+		json_t *w = json_deep_copy(json_array_get(json_object_get(was, "trades"), i));
+		ck_assert(json_is_null(json_object_get(t, "sequence")));
+		json_object_set_new(w, "sequence", json_null());
+		ck_assert_msg(json_equal(t, w), "%s", json_dumps(t, JSON_COMPACT));
+		json_decref(w);
+	}
+	json_decref(trades);
+	json_t *candles = get_ok("/api/v1/candles?accelerator=H100-80G&interval_ms=60000");
+	ck_assert(json_equal(candles, json_object_get(before, "candles")));
+	json_decref(candles);
+	refused(cat("/api/v1/trades?product=", product, ""), 404);
+	bool there;
+	ck_assert_uint_eq(listed(product, &there), 0);
+	json_decref(before);
+}
+END_TEST
+
 static const char *const retire_args[] = {"--http-listen=127.0.0.1:0", "--books-max=4",
 					  "--book-retain-ms=1", NULL};
 
@@ -1008,6 +1172,7 @@ static Suite *http_suite(void)
 	TCase *tc = add_case(s, "http", setup, teardown);
 	tcase_add_test(tc, market_api_matches_the_market);
 	tcase_add_test(tc, bad_requests_get_a_reason);
+	tcase_add_test(tc, trades_kept_survive_restarts);
 	tc = add_case(s, "operator", setup_operator, teardown);
 	tcase_add_test(tc, operator_endpoints_need_the_token_and_read_the_ledger);
 	tc = add_case(s, "tls", NULL, NULL);
