@@ -63,6 +63,28 @@ int64_t pgtest_sql_int(PGconn *c, const char *sql)
 	return v;
 }
 
+/* ledger.c's WRITER_LOCK_KEY. */
+#define WRITER_LOCK_SQL(f) "select " f "(724302)"
+
+PGconn *pgtest_writer_lock_take(void)
+{
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = "
+		 "'%s' and usename = 'gridex_app'",
+		 pgt.dbname);
+	ck_assert_int_gt(pgtest_sql_int(c, sql), 0);
+	/* Waits for the terminated session to release it. */
+	pgtest_sql_ok(c, WRITER_LOCK_SQL("pg_advisory_lock"));
+	return c;
+}
+
+void pgtest_writer_lock_release(PGconn *c)
+{
+	pgtest_sql_ok(c, WRITER_LOCK_SQL("pg_advisory_unlock"));
+}
+
 void pgtest_setup_dir(const char *migrations_dir)
 {
 	static int n;

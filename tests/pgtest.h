@@ -33,6 +33,12 @@ void pgtest_sql_ok(PGconn *c, const char *sql);
 void pgtest_sql_refused(PGconn *c, const char *sql, const char *sqlstate);
 int64_t pgtest_sql_int(PGconn *c, const char *sql);
 
+/* Ends the sessions of gridex_app on this test's database (a gridexd's, which hold the
+ * ledger's writer lock) and takes that lock on a new connection as the owner, which it
+ * returns: no batch is written until pgtest_writer_lock_release(c). */
+PGconn *pgtest_writer_lock_take(void);
+void pgtest_writer_lock_release(PGconn *c);
+
 /* Runs the audit as gridex_auditor; returns the number of failed checks. */
 int pgtest_audit(void);
 

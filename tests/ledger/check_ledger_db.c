@@ -240,19 +240,29 @@ START_TEST(app_role_cannot_break_invariants)
 }
 END_TEST
 
+/* Fill 1, 3 GPUs at 10 from participant 2 to 1 with fees of 1% each side, and its
+ * transfers between l's accounts (fund(l, 2, ...) first). */
+static void first_fill(struct ledger *l, struct ledger_accounts *acc, struct ledger_fill *f,
+		       struct ledger_fees *fees, struct ledger_transfer t[2], size_t *n)
+{
+	ledger_exchange_accounts(l, acc);
+	ck_assert_int_eq(ledger_participant_account(l, 1, &acc->buyer), LEDGER_OK);
+	ck_assert_int_eq(ledger_participant_account(l, 2, &acc->seller), LEDGER_OK);
+	*f = (struct ledger_fill){.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 3};
+	*fees = (struct ledger_fees){.maker_bps = 100, .taker_bps = 100};
+	ck_assert_int_eq(ledger_fill_transfers(f, fees, acc, t, n), LEDGER_OK);
+}
+
 START_TEST(batches_are_never_applied_twice)
 {
 	struct ledger *l = open_app();
 	fund(l, 2, 1000);
 	struct ledger_accounts acc;
-	ledger_exchange_accounts(l, &acc);
-	ck_assert_int_eq(ledger_participant_account(l, 1, &acc.buyer), LEDGER_OK);
-	ck_assert_int_eq(ledger_participant_account(l, 2, &acc.seller), LEDGER_OK);
-	struct ledger_fill f = {.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 3};
-	struct ledger_fees fees = {.maker_bps = 100, .taker_bps = 100};
+	struct ledger_fill f;
+	struct ledger_fees fees;
 	struct ledger_transfer t[2], again[2];
 	size_t n;
-	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	first_fill(l, &acc, &f, &fees, t, &n);
 	memcpy(again, t, sizeof(t));
 	struct ledger_trade tr = trade_of(&f), tr2 = tr;
 	/* A trade transfer without its fill, or a fill without its trade transfer: refused
@@ -311,14 +321,11 @@ START_TEST(a_lock_timeout_is_unavailable_not_refused)
 	int rc = ledger_open(url, "USD", &l);
 	ck_assert_msg(rc == LEDGER_OK, "open: %s", ledger_error(l));
 	struct ledger_accounts acc;
-	ledger_exchange_accounts(l, &acc);
-	ck_assert_int_eq(ledger_participant_account(l, 1, &acc.buyer), LEDGER_OK);
-	ck_assert_int_eq(ledger_participant_account(l, 2, &acc.seller), LEDGER_OK);
-	struct ledger_fill f = {.fill_id = 1, .buyer = 1, .seller = 2, .price = 10, .qty = 3};
-	struct ledger_fees fees = {.maker_bps = 100, .taker_bps = 100};
+	struct ledger_fill f;
+	struct ledger_fees fees;
 	struct ledger_transfer t[2];
 	size_t n;
-	ck_assert_int_eq(ledger_fill_transfers(&f, &fees, &acc, t, &n), LEDGER_OK);
+	first_fill(l, &acc, &f, &fees, t, &n);
 	struct ledger_trade tr = trade_of(&f);
 	PGconn *c = pgtest_connect(pgt.owner_url);
 	pgtest_sql_ok(c, "begin");
@@ -539,6 +546,21 @@ START_TEST(random_settlement_keeps_the_audit_clean)
 }
 END_TEST
 
+/* Fill id between participants 1 and 2: id GPUs at 1000 * id, the taker's side and
+ * the order ids from id too. */
+static struct ledger_trade numbered_trade(int64_t id)
+{
+	struct ledger_fill f = {.fill_id = id,
+				.buyer = 1,
+				.seller = 2,
+				.buyer_is_taker = id % 2,
+				.taker_order_id = 10 + id,
+				.maker_order_id = 20 + id,
+				.price = 1000 * id,
+				.qty = id};
+	return trade_of(&f);
+}
+
 struct collected {
 	struct ledger_trade t[16];
 	size_t n;
@@ -574,15 +596,7 @@ START_TEST(recent_trades_come_back_as_written)
 	struct ledger_writer *w = writer_new(&fees, 10);
 	struct ledger_trade written[5];
 	for (int64_t id = 1; id <= 5; id++) {
-		struct ledger_fill f = {.fill_id = id,
-					.buyer = 1,
-					.seller = 2,
-					.buyer_is_taker = id % 2,
-					.taker_order_id = 10 + id,
-					.maker_order_id = 20 + id,
-					.price = 1000 * id,
-					.qty = id};
-		written[id - 1] = trade_of(&f);
+		written[id - 1] = numbered_trade(id);
 		ck_assert_int_eq(ledger_writer_add_fill(w, &written[id - 1], 100 + id, 0),
 				 LEDGER_OK);
 		if (id % 2 == 0) /* three batches */
@@ -644,15 +658,7 @@ START_TEST(audit_catches_a_rewritten_fill)
 	struct ledger_fees fees = {.maker_bps = 0, .taker_bps = 100};
 	struct ledger_writer *w = writer_new(&fees, 10);
 	for (int64_t id = 1; id <= 3; id++) {
-		struct ledger_fill f = {.fill_id = id,
-					.buyer = 1,
-					.seller = 2,
-					.buyer_is_taker = id % 2,
-					.taker_order_id = 10 + id,
-					.maker_order_id = 20 + id,
-					.price = 1000 * id,
-					.qty = id};
-		struct ledger_trade tr = trade_of(&f);
+		struct ledger_trade tr = numbered_trade(id);
 		ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 100 + id, 0), LEDGER_OK);
 	}
 	ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s", ledger_writer_error(w));

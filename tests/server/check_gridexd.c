@@ -1012,15 +1012,7 @@ END_TEST
  * process may take it. gridexd writes no batch until it holds the lock again. */
 START_TEST(writer_lock_is_taken_again_after_a_lost_connection)
 {
-	PGconn *other = pgtest_connect(pgt.owner_url);
-	char sql[256];
-	snprintf(sql, sizeof(sql),
-		 "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = "
-		 "'%s' and usename = 'gridex_app'",
-		 pgt.dbname);
-	ck_assert_int_gt(pgtest_sql_int(other, sql), 0);
-	/* Waits for the terminated session to release it. */
-	pgtest_sql_ok(other, "select pg_advisory_lock(724302)");
+	PGconn *other = pgtest_writer_lock_take();
 	int64_t batches = sql_int("select count(*) from ledger.batches");
 	uint64_t n = tclient_order(&buyer, 11, product, GRIDEX__V1__SIDE__BUY, 2500000, 4);
 	ck_assert_int_eq(tclient_answer(&buyer, n), 0);
@@ -1034,7 +1026,7 @@ START_TEST(writer_lock_is_taken_again_after_a_lost_connection)
 	ck_assert_msg(sql_int("select count(*) from ledger.batches") == batches,
 		      "a batch was written without the writer lock: %s", tserver_log(&srv));
 	/* Released: the writer takes the lock and settles. */
-	pgtest_sql_ok(other, "select pg_advisory_unlock(724302)");
+	pgtest_writer_lock_release(other);
 	wait_fills_settled(1);
 	/* (Of this database: the suites beside it run gridexd on theirs.) */
 	ck_assert_int_eq(pgtest_sql_int(other,

@@ -820,21 +820,14 @@ START_TEST(trades_kept_survive_restarts)
 	json_decref(after);
 	/* Two more fills that the ledger cannot take: another session holds the writer
 	 * lock (gridexd's sessions ended first), and gridexd is killed. */
-	PGconn *other = pgtest_connect(pgt.owner_url);
-	char sql[256];
-	snprintf(sql, sizeof(sql),
-		 "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = "
-		 "'%s' and usename = 'gridex_app'",
-		 pgt.dbname);
-	ck_assert_int_gt(pgtest_sql_int(other, sql), 0);
-	pgtest_sql_ok(other, "select pg_advisory_lock(724302)");
+	PGconn *other = pgtest_writer_lock_take();
 	fill(p2, 5, 2450000, 1);
 	fill(product, 6, 2800000, 2);
 	wait_trades(6);
 	before = history(product, p2);
 	restart_with(false);
 	ck_assert_int_eq(ledger_fills(), 4);
-	pgtest_sql_ok(other, "select pg_advisory_unlock(724302)");
+	pgtest_writer_lock_release(other);
 	PQfinish(other);
 	tserver_start(&srv, args);
 	tclient_reconnect(&srv, &op, &buyer, &seller);
