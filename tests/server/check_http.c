@@ -763,7 +763,8 @@ static int64_t ledger_fills(void)
 	return n;
 }
 
-static void restart_with(bool clean)
+/* Closes the clients and stops gridexd: SIGTERM (which must exit 0), or SIGKILL. */
+static void stop_server(bool clean)
 {
 	tclient_close(&op);
 	tclient_close(&buyer);
@@ -809,7 +810,7 @@ START_TEST(trades_kept_survive_restarts)
 		nanosleep(&ts, NULL);
 	}
 	ck_assert_int_eq(ledger_fills(), 4);
-	restart_with(true);
+	stop_server(true);
 	tserver_start(&srv, args);
 	tclient_reconnect(&srv, &op, &buyer, &seller);
 	json_t *after = history(product, p2);
@@ -825,7 +826,7 @@ START_TEST(trades_kept_survive_restarts)
 	fill(product, 6, 2800000, 2);
 	wait_trades(6);
 	before = history(product, p2);
-	restart_with(false);
+	stop_server(false);
 	ck_assert_int_eq(ledger_fills(), 4);
 	pgtest_writer_lock_release(other);
 	PQfinish(other);
@@ -842,7 +843,8 @@ START_TEST(trades_kept_survive_restarts)
 		struct timespec ts = {.tv_nsec = 10000000};
 		nanosleep(&ts, NULL);
 	}
-	restart_with(true);
+	ck_assert_int_eq(ledger_fills(), 6);
+	stop_server(true);
 	tserver_forget_journal(&srv);
 	tserver_start(&srv, args);
 	tclient_reconnect(&srv, &op, &buyer, &seller);
