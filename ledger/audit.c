@@ -118,14 +118,14 @@ static int check_chain(struct audit *a)
 		}
 		while (r && PQresultStatus(r) == PGRES_SINGLE_TUPLE &&
 		       strtoll(PQgetvalue(r, 0, 0), NULL, 10) == id) {
-			int64_t v[7];
-			for (int c = 0; c < 7; c++)
-				v[c] = strtoll(PQgetvalue(r, 0, 5 + c), NULL, 10);
 			if (strcmp(PQgetvalue(r, 0, 1), "0") == 0) {
 				if (!room_for((void **)&rows, &cap, k, sizeof(*rows))) {
 					nomem = true;
 					break;
 				}
+				int64_t v[7];
+				for (int c = 0; c < 7; c++)
+					v[c] = strtoll(PQgetvalue(r, 0, 5 + c), NULL, 10);
 				if (k == 0)
 					snprintf(currency, sizeof(currency), "%s",
 						 PQgetvalue(r, 0, 3));
@@ -147,35 +147,9 @@ static int check_chain(struct audit *a)
 					nomem = true;
 					break;
 				}
-				/* What the hash reads must be the whole value: a participant
-				 * beyond 32 bits, a product beyond 63 bytes, another side or
-				 * a fraction of a millisecond would hash as something else. */
-				const char *ms = PQgetvalue(r, 0, 11),
-					   *aggressor = PQgetvalue(r, 0, 4);
-				char *rest;
-				(void)strtoll(ms, &rest, 10);
-				if (*rest == '.')
-					rest += strspn(rest + 1, "0") + 1;
-				if (*rest != '\0' || v[2] < 0 || v[2] > UINT32_MAX || v[3] < 0 ||
-				    v[3] > UINT32_MAX ||
-				    strlen(PQgetvalue(r, 0, 3)) > LEDGER_PRODUCT_MAX ||
-				    (strcmp(aggressor, "buy") != 0 &&
-				     strcmp(aggressor, "sell") != 0))
+				/* What the hash reads must be the whole value. */
+				if (!ledger_fill_of_row(r, 2, &trades[kt++]))
 					ok = false;
-				struct ledger_trade *t = &trades[kt++];
-				*t = (struct ledger_trade){
-					.fill = {.fill_id = strtoll(PQgetvalue(r, 0, 2), NULL, 10),
-						 .buyer_is_taker =
-							 strcmp(PQgetvalue(r, 0, 4), "buy") == 0,
-						 .price = v[0],
-						 .qty = v[1],
-						 .buyer = (uint32_t)v[2],
-						 .seller = (uint32_t)v[3],
-						 .taker_order_id = v[4],
-						 .maker_order_id = v[5]},
-					.time_ms = v[6],
-				};
-				snprintf(t->product, sizeof(t->product), "%s", PQgetvalue(r, 0, 3));
 			}
 			PQclear(r);
 			r = PQgetResult(a->c);

@@ -465,49 +465,50 @@ int ledger_balance(struct ledger *l, int64_t account, int64_t *balance)
 	return LEDGER_OK;
 }
 
-/* A column's value as one base-10 int64, strictly. */
-static bool field_int(const PGresult *res, int row, int col, int64_t *out)
+/* A column's value as one base-10 int64, strictly; with ms, a fraction of zeros may
+ * follow (extract(epoch ...) * 1000 is a numeric). */
+static bool whole_int(const PGresult *res, int col, bool ms, int64_t *out)
 {
-	const char *s = PQgetvalue(res, row, col);
+	const char *s = PQgetvalue(res, 0, col);
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0')
+	if (ms && *end == '.')
+		end += 1 + strspn(end + 1, "0");
+	if (PQgetisnull(res, 0, col) || errno != 0 || end == s || *end != '\0')
 		return false;
 	*out = v;
 	return true;
 }
 
-static bool trade_valid(const struct ledger_trade *tr);
-
-/* Row 0 of res as a fill (the columns of ledger_recent_trades' query); false if any
- * value is not one the writer would have written. */
-static bool trade_of_row(const PGresult *res, struct ledger_trade *t)
+bool ledger_fill_of_row(const PGresult *res, int at, struct ledger_trade *t)
 {
-	static const int cols[8] = {0, 2, 3, 4, 5, 7, 8, 9};
-	int64_t v[8];
-	if (PQnfields(res) != 10)
+	static const int cols[8] = {0, 3, 4, 5, 6, 7, 8, 9}; /* the numbers, ms last */
+	int64_t v[8] = {0};
+	*t = (struct ledger_trade){0};
+	if (PQnfields(res) < at + 10)
 		return false;
+	bool whole = true;
 	for (int i = 0; i < 8; i++)
-		if (PQgetisnull(res, 0, cols[i]) || !field_int(res, 0, cols[i], &v[i]))
-			return false;
-	const char *product = PQgetvalue(res, 0, 1), *aggressor = PQgetvalue(res, 0, 6);
+		whole &= whole_int(res, at + cols[i], i == 7, &v[i]);
+	const char *product = PQgetvalue(res, 0, at + 1), *aggressor = PQgetvalue(res, 0, at + 2);
 	bool buy = strcmp(aggressor, "buy") == 0;
-	if (strlen(product) > LEDGER_PRODUCT_MAX || (!buy && strcmp(aggressor, "sell") != 0) ||
-	    v[3] < 1 || v[3] > UINT32_MAX || v[4] < 1 || v[4] > UINT32_MAX)
-		return false;
+	whole &= strlen(product) <= LEDGER_PRODUCT_MAX && (buy || strcmp(aggressor, "sell") == 0) &&
+		 v[3] >= 0 && v[3] <= UINT32_MAX && v[4] >= 0 && v[4] <= UINT32_MAX;
 	*t = (struct ledger_trade){.fill = {.fill_id = v[0],
+					    .buyer_is_taker = buy,
 					    .price = v[1],
 					    .qty = v[2],
 					    .buyer = (uint32_t)v[3],
 					    .seller = (uint32_t)v[4],
-					    .buyer_is_taker = buy,
 					    .taker_order_id = v[5],
 					    .maker_order_id = v[6]},
 				   .time_ms = v[7]};
-	memcpy(t->product, product, strlen(product) + 1);
-	return trade_valid(t);
+	snprintf(t->product, sizeof(t->product), "%s", product);
+	return whole;
 }
+
+static bool trade_valid(const struct ledger_trade *tr);
 
 int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn, void *ctx)
 {
@@ -520,14 +521,13 @@ int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn, void
 	char maxtxt[24];
 	snprintf(maxtxt, sizeof(maxtxt), "%zu", max);
 	const char *params[1] = {maxtxt};
-	/* traded_at in whole ms: a fraction (which the writer never stores) stays one and
-	 * fails the parse, as it fails the audit. */
-	if (!PQsendQueryParams(l->conn,
-			       "select id, product, price, quantity, buyer, seller, aggressor, "
-			       "taker_order_id, maker_order_id, "
-			       "trim_scale(extract(epoch from traded_at) * 1000) "
-			       "from ledger.fills order by id desc limit $1",
-			       1, NULL, params, NULL, NULL, 0) ||
+	/* The columns ledger_fill_of_row() reads, as the audit reads them. */
+	if (!PQsendQueryParams(
+		    l->conn,
+		    "select id, product, aggressor, price, quantity, buyer, seller, "
+		    "taker_order_id, maker_order_id, extract(epoch from traded_at) * 1000 "
+		    "from ledger.fills order by id desc limit $1",
+		    1, NULL, params, NULL, NULL, 0) ||
 	    !PQsetSingleRowMode(l->conn)) {
 		set_err(l, "reading ledger.fills: %s", PQerrorMessage(l->conn));
 		return lost(l) ? LEDGER_ERR_UNAVAILABLE : LEDGER_ERR_REFUSED;
@@ -538,7 +538,7 @@ int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn, void
 		ExecStatusType st = PQresultStatus(res);
 		if (st == PGRES_SINGLE_TUPLE && rc == LEDGER_OK) {
 			struct ledger_trade t;
-			if (trade_of_row(res, &t)) {
+			if (ledger_fill_of_row(res, 0, &t) && trade_valid(&t)) {
 				fn(&t, ctx);
 			} else {
 				set_err(l,
