@@ -984,7 +984,7 @@ void srv_http_port_free(struct srv_port *p)
  * trades get 0, answered as null. */
 
 struct hist_trade {
-	char product[SRV_PRODUCT_BYTES_MAX + 1];
+	uint32_t product;  /* in hist.p */
 	uint64_t sequence; /* 0: not known */
 	int64_t price, qty, time_ms;
 	uint8_t side; /* SRV_MARKET_SIDE_*: the aggressor's */
@@ -1035,13 +1035,13 @@ static void hist_add(struct hist *h, const struct ledger_trade *tr)
 	if (p->newest == SIZE_MAX)
 		p->newest = h->n;
 	struct hist_trade *t = &h->t[h->n++];
-	*t = (struct hist_trade){.sequence = p->next,
+	*t = (struct hist_trade){.product = (uint32_t)(p - h->p),
+				 .sequence = p->next,
 				 .price = tr->fill.price,
 				 .qty = tr->fill.qty,
 				 .time_ms = tr->time_ms,
 				 .side = tr->fill.buyer_is_taker ? SRV_MARKET_SIDE_BUY
 								 : SRV_MARKET_SIDE_SELL};
-	memcpy(t->product, p->name, sizeof(t->product));
 	if (p->next > 0)
 		p->next--;
 }
@@ -1072,11 +1072,11 @@ static void hist_load(struct srv *s, struct hist *h)
 	}
 	for (size_t i = h->n; i-- > 0;) {
 		const struct hist_trade *t = &h->t[i];
-		srv_market_trade(s->market, t->product, t->sequence, t->price, t->qty, t->side,
+		const struct hist_product *p = &h->p[t->product];
+		srv_market_trade(s->market, p->name, t->sequence, t->price, t->qty, t->side,
 				 t->time_ms);
-		const struct hist_product *p = &h->p[srv_tindex_get(&h->ix, t->product)];
 		if (p->newest == i && !p->live)
-			srv_market_retire(s->market, t->product);
+			srv_market_retire(s->market, p->name);
 	}
 	srv_log(SRV_LOG_INFO, "trade history loaded",
 		"trades=%zu unsettled=%zu from_ledger=%zu ms=%lld", h->n, unsettled, h->from_ledger,
