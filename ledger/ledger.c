@@ -32,6 +32,7 @@ struct ledger {
 	int64_t cache_val[PARTICIPANTS_CACHE]; /* 0 = empty */
 	char *copy_buf;
 	size_t copy_cap;
+	int64_t timeout_ms; /* the session's statement_timeout as ledger_candles set it; -1: not */
 	char err[512];
 };
 
@@ -151,6 +152,7 @@ static int connect_db(struct ledger *l)
 	if (l->conn)
 		PQfinish(l->conn);
 	l->conn = PQconnectdb(l->conninfo);
+	l->timeout_ms = -1; /* a new session: its own default */
 	if (l->conn == NULL) {
 		set_err(l, "out of memory");
 		return LEDGER_ERR_NOMEM;
@@ -467,15 +469,15 @@ int ledger_balance(struct ledger *l, int64_t account, int64_t *balance)
 
 /* A column's value as one base-10 int64, strictly; with ms, a fraction of zeros may
  * follow (extract(epoch ...) * 1000 is a numeric). */
-static bool whole_int(const PGresult *res, int col, bool ms, int64_t *out)
+static bool whole_int(const PGresult *res, int row, int col, bool ms, int64_t *out)
 {
-	const char *s = PQgetvalue(res, 0, col);
+	const char *s = PQgetvalue(res, row, col);
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (ms && *end == '.')
 		end += 1 + strspn(end + 1, "0");
-	if (PQgetisnull(res, 0, col) || errno != 0 || end == s || *end != '\0')
+	if (PQgetisnull(res, row, col) || errno != 0 || end == s || *end != '\0')
 		return false;
 	*out = v;
 	return true;
@@ -490,7 +492,7 @@ bool ledger_fill_of_row(const PGresult *res, int at, struct ledger_trade *t)
 		return false;
 	bool whole = true;
 	for (int i = 0; i < 8; i++)
-		whole &= whole_int(res, at + cols[i], i == 7, &v[i]);
+		whole &= whole_int(res, 0, at + cols[i], i == 7, &v[i]);
 	const char *product = PQgetvalue(res, 0, at + 1), *aggressor = PQgetvalue(res, 0, at + 2);
 	bool buy = strcmp(aggressor, "buy") == 0;
 	whole &= strlen(product) <= LEDGER_PRODUCT_MAX && (buy || strcmp(aggressor, "sell") == 0) &&
@@ -554,6 +556,99 @@ int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn, void
 		PQclear(res);
 	}
 	return rc;
+}
+
+/* Whether name is a class's name: 1-31 bytes of a product's characters, no '/'. */
+static bool class_valid(const char *name)
+{
+	size_t n = strnlen(name, LEDGER_CLASS_MAX + 1);
+	return n >= 1 && n <= LEDGER_CLASS_MAX && strchr(name, '/') == NULL &&
+	       ledger_product_valid(name);
+}
+
+int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_t timeout_ms,
+		   struct ledger_candle *out, size_t max, size_t *n)
+{
+	*n = 0;
+	int64_t iv = q->interval_ms;
+	if (q->name == NULL ||
+	    !(q->is_class ? class_valid(q->name) : ledger_product_valid(q->name)) || iv < 1 ||
+	    q->from_ms < 0 || q->to_ms <= q->from_ms || q->from_ms % iv != 0 ||
+	    q->to_ms % iv != 0 || (uint64_t)((q->to_ms - q->from_ms) / iv) > max ||
+	    q->to_ms > LEDGER_TIME_MS_MAX || timeout_ms < 0) {
+		set_err(l, "candles: a name, and a range of at most %zu whole intervals", max);
+		return LEDGER_ERR_ARGS;
+	}
+	if (lost(l)) {
+		set_err(l, "reading ledger.fills: no connection");
+		return LEDGER_ERR_UNAVAILABLE;
+	}
+	PGresult *res = NULL;
+	int rc;
+	if (timeout_ms != l->timeout_ms) {
+		char t[24];
+		snprintf(t, sizeof(t), "%lld", (long long)timeout_ms);
+		const char *p[1] = {t};
+		if ((rc = query(l, "select set_config('statement_timeout', $1, false)", 1, p,
+				&res)))
+			return rc;
+		PQclear(res);
+		l->timeout_ms = timeout_ms;
+	}
+	char from[24], to[24], step[24];
+	snprintf(from, sizeof(from), "%lld", (long long)q->from_ms);
+	snprintf(to, sizeof(to), "%lld", (long long)q->to_ms);
+	snprintf(step, sizeof(step), "%lld", (long long)iv);
+	const char *params[5] = {q->name, from, to, step, q->is_class ? "t" : "f"};
+	/* The fills of the range (the BRIN index on traded_at, migration 0005, narrows it to
+	 * their pages), grouped by interval. Open and close are the prices of the first and
+	 * last fill by id (the engine's order); the vwap is exact (numeric), rounded down. A
+	 * class is its products: the one named as the class, and those of class/ (no LIKE:
+	 * '_' is a product's character and LIKE's wildcard). */
+	res = PQexecParams(
+		l->conn,
+		"select ms - ms % $4::bigint, (min(array[id, price]))[2], max(price), min(price), "
+		"(max(array[id, price]))[2], sum(quantity), "
+		"div(sum(price::numeric * quantity), sum(quantity)) "
+		"from (select id, price, quantity, "
+		"(extract(epoch from traded_at) * 1000)::bigint as ms from ledger.fills "
+		"where traded_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond' "
+		"and traded_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond' "
+		"and (product = $1 or ($5::boolean and starts_with(product, $1 || '/')))) f "
+		"group by 1 order by 1",
+		5, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return result_error(l, res, "reading candles from ledger.fills");
+	int rows = PQntuples(res);
+	for (int i = 0; i < rows; i++) {
+		int64_t v[7];
+		bool whole = PQnfields(res) == 7;
+		for (int c = 0; whole && c < 7; c++)
+			whole = whole_int(res, i, c, false, &v[c]);
+		struct ledger_candle k = {.start_ms = v[0],
+					  .open = v[1],
+					  .high = v[2],
+					  .low = v[3],
+					  .close = v[4],
+					  .volume = v[5],
+					  .vwap = v[6]};
+		/* What candles are: in the range, in order, each price between low and high. */
+		if (!whole || (size_t)i >= max || k.start_ms < q->from_ms ||
+		    k.start_ms >= q->to_ms || k.start_ms % iv != 0 ||
+		    (i > 0 && k.start_ms <= out[i - 1].start_ms) || k.low <= 0 || k.low > k.high ||
+		    k.open < k.low || k.open > k.high || k.close < k.low || k.close > k.high ||
+		    k.vwap < k.low || k.vwap > k.high || k.volume <= 0) {
+			set_err(l, "candles: row %d of the answer is not a candle of the range%s",
+				i, whole ? "" : " (a volume beyond 64 bits?)");
+			PQclear(res);
+			*n = 0;
+			return LEDGER_ERR_REFUSED;
+		}
+		out[i] = k;
+	}
+	*n = (size_t)rows;
+	PQclear(res);
+	return LEDGER_OK;
 }
 
 int ledger_last_batch(struct ledger *l, int64_t *batch_id)

@@ -56,6 +56,8 @@ enum ledger_code {
 #define LEDGER_HASH_BYTES	   32
 #define LEDGER_PRODUCT_MAX	   63 /* bytes of a product's name, as the protocol's */
 #define LEDGER_FORMAT		   2  /* what ledger_post writes: batches with their trades */
+#define LEDGER_CLASS_MAX	   31 /* bytes of an accelerator class's name, as the engine's */
+#define LEDGER_TIME_MS_MAX	   INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
 /* One row of ledger.transfers. Reference ids are 0 when absent. */
 struct ledger_transfer {
@@ -309,6 +311,39 @@ LEDGER_MUST_USE int ledger_next_action(struct ledger *l, int64_t *action);
 typedef void ledger_trade_fn(const struct ledger_trade *t, void *ctx);
 LEDGER_MUST_USE int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn,
 					 void *ctx);
+
+/* What ledger_candles() reads: a product's fills, or a class's (is_class: the
+ * product named `name`, and every product named name/...), traded in [from_ms,
+ * to_ms), per interval of interval_ms. */
+struct ledger_candle_query {
+	const char *name; /* a product (1-63 bytes) or a class (1-31, no '/') */
+	bool is_class;
+	int64_t from_ms, to_ms, interval_ms; /* from_ms and to_ms multiples of interval_ms */
+};
+
+/* One interval's fills: prices in micro-units per GPU-hour, volume in GPUs. */
+struct ledger_candle {
+	int64_t start_ms;    /* a multiple of the interval since 1970 (UTC) */
+	int64_t open, close; /* the first and last fill's price, in fill id order */
+	int64_t high, low;
+	int64_t volume;
+	int64_t vwap; /* sum of price x quantity over the volume, rounded down (exact) */
+};
+
+/*
+ * The candles of ledger.fills for q: only intervals with fills, oldest first, into
+ * out (room for max; the range may hold at most max intervals, else ARGS, as are an
+ * invalid name, a range not of whole intervals, or a time beyond LEDGER_TIME_MS_MAX).
+ * One query, run with statement_timeout timeout_ms (0: none) in the connection's
+ * session, which may be read-only (gridex_auditor) or a replica's. The rows are
+ * checked to be candles of the range (in order, every price between low and high,
+ * whole 64-bit numbers); one that is not ends the call with REFUSED and nothing in out.
+ * Errors: ARGS, UNAVAILABLE (down, or said "not now": the timeout's cancellation too),
+ * REFUSED.
+ */
+LEDGER_MUST_USE int ledger_candles(struct ledger *l, const struct ledger_candle_query *q,
+				   int64_t timeout_ms, struct ledger_candle *out, size_t max,
+				   size_t *n);
 
 /* Highest batch id in the ledger (0 when empty). Errors: UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_last_batch(struct ledger *l, int64_t *batch_id);

@@ -78,28 +78,28 @@ START_TEST(migrations_are_idempotent_and_atomic)
 		ledger_migrate(pgt.owner_url, GRIDEX_TEST_MIGRATIONS, NULL, NULL, err, sizeof(err)),
 		LEDGER_OK);
 	PGconn *c = pgtest_connect(pgt.owner_url);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 4);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 5);
 	/* A failing migration leaves nothing behind. */
 	char dir[] = "/tmp/gridex-migrations-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "cp %s/000[1234]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
+	snprintf(cmd, sizeof(cmd), "cp %s/000[12345]_*.sql %s/", GRIDEX_TEST_MIGRATIONS, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'create table ledger.half_done (x int);\\nselect 1/0;\\n' > "
-		 "%s/0005_broken.sql",
+		 "%s/0006_broken.sql",
 		 dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
 	ck_assert_msg(strstr(err, "division by zero") != NULL, "%s", err);
-	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 4);
+	ck_assert_int_eq(pgtest_sql_int(c, "select count(*) from public.schema_migrations"), 5);
 	ck_assert_int_eq(
 		pgtest_sql_int(c, "select count(*) from pg_tables where tablename = 'half_done'"),
 		0);
 	/* An applied migration that changed is refused. */
 	snprintf(cmd, sizeof(cmd),
-		 "rm %s/0005_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
+		 "rm %s/0006_broken.sql && echo '-- edited' >> %s/0001_ledger.sql", dir, dir);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(ledger_migrate(pgt.owner_url, dir, NULL, NULL, err, sizeof(err)),
 			 LEDGER_ERR_MIGRATION);
@@ -631,6 +631,205 @@ START_TEST(recent_trades_come_back_as_written)
 }
 END_TEST
 
+/* ---------- candles: price history from ledger.fills ---------- */
+
+/* The products of the candle test: classes whose names a careless query would mix up
+ * ("A_B" is LIKE's "A" + any character + "B"; "H100" is a prefix of "H100X"), and a
+ * product named as its class. */
+static const char *const candle_products[] = {"H100/2026-12-08T10",
+					      "H100/2026-12-08T11",
+					      "H100X/2026-12-08T10",
+					      "A_B/x",
+					      "AXB/x",
+					      "A_B",
+					      "H100"};
+#define CANDLE_FILLS 3000
+
+__extension__ typedef __int128 i128;
+
+struct kept_fill {
+	int64_t id, price, qty, time_ms;
+	const char *product;
+};
+
+/* The candles of q from the fills written, as the API's candles make them. */
+static size_t model_candles(const struct kept_fill *f, size_t n,
+			    const struct ledger_candle_query *q, struct ledger_candle *out,
+			    i128 *notional)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) { /* in id order */
+		size_t len = strlen(q->name);
+		bool in = strcmp(f[i].product, q->name) == 0 ||
+			  (q->is_class && strncmp(f[i].product, q->name, len) == 0 &&
+			   f[i].product[len] == '/');
+		if (!in || f[i].time_ms < q->from_ms || f[i].time_ms >= q->to_ms)
+			continue;
+		int64_t start = f[i].time_ms - f[i].time_ms % q->interval_ms;
+		size_t j = 0;
+		while (j < k && out[j].start_ms != start)
+			j++;
+		if (j == k) {
+			out[k] = (struct ledger_candle){.start_ms = start,
+							.open = f[i].price,
+							.high = f[i].price,
+							.low = f[i].price};
+			notional[k++] = 0;
+		}
+		struct ledger_candle *c = &out[j];
+		c->close = f[i].price;
+		c->high = f[i].price > c->high ? f[i].price : c->high;
+		c->low = f[i].price < c->low ? f[i].price : c->low;
+		c->volume += f[i].qty;
+		notional[j] += (i128)f[i].price * f[i].qty;
+	}
+	for (size_t j = 0; j < k; j++)
+		out[j].vwap = (int64_t)(notional[j] / out[j].volume);
+	/* Oldest first (a few dozen candles: insertion sort). */
+	for (size_t a = 1; a < k; a++)
+		for (size_t b = a; b > 0 && out[b - 1].start_ms > out[b].start_ms; b--) {
+			struct ledger_candle t = out[b];
+			out[b] = out[b - 1];
+			out[b - 1] = t;
+		}
+	return k;
+}
+
+/*
+ * 3,000 fills of seven products in four classes, over about a day and a half, read
+ * back as candles for random ranges and intervals, of products and of classes, as
+ * gridex_auditor: every answer equals a model's. Arguments that are not a range of
+ * whole intervals are refused before anything is sent, and a query that waits past its
+ * timeout (a lock held on the table) is UNAVAILABLE, the connection still good.
+ */
+START_TEST(candles_match_a_model)
+{
+	struct ledger *l = open_app();
+	fund(l, 4, INT64_C(1) << 50);
+	ledger_close(l);
+	struct ledger_fees fees = {.maker_bps = 0, .taker_bps = 10};
+	struct ledger_writer *w = writer_new(&fees, 500);
+	struct kept_fill *kept = calloc(CANDLE_FILLS, sizeof(*kept));
+	ck_assert_ptr_nonnull(kept);
+	int64_t t0 = INT64_C(1796724000000) - 1234, t = t0;
+	for (int64_t id = 1; id <= CANDLE_FILLS; id++) {
+		uint32_t b = 1 + (uint32_t)(rnd() % 4), s = 1 + (b + (uint32_t)(rnd() % 3)) % 4;
+		t += (int64_t)(rnd() % 90000); /* journaled times never go back */
+		struct ledger_trade tr = {.fill = {.fill_id = id,
+						   .buyer = b,
+						   .seller = s,
+						   .buyer_is_taker = rnd() % 2,
+						   .taker_order_id = 2 * id,
+						   .maker_order_id = 2 * id + 1,
+						   .price = (int64_t)(rnd() % 5000000) + 1,
+						   .qty = (int64_t)(rnd() % 8) + 1},
+					  .time_ms = t};
+		const char *p = candle_products[rnd() % (sizeof(candle_products) /
+							 sizeof(candle_products[0]))];
+		snprintf(tr.product, sizeof(tr.product), "%s", p);
+		kept[id - 1] = (struct kept_fill){id, tr.fill.price, tr.fill.qty, t, p};
+		ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 10 + id, 0), LEDGER_OK);
+		if (id % 500 == 0)
+			ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s",
+				      ledger_writer_error(w));
+	}
+	ledger_writer_destroy(w);
+
+	struct ledger *a = NULL;
+	ck_assert_msg(ledger_open(pgt.auditor_url, "USD", &a) == LEDGER_OK, "%s", ledger_error(a));
+	static const int64_t intervals[] = {1000, 7000, 60000, 3600000, 86400000};
+	static const char *const names[] = {
+		"H100/2026-12-08T10",  "H100",	   "H100X", "A_B", "AXB", "A_B/x",
+		"H100X/2026-12-08T10", "none/such"};
+	struct ledger_candle got[1000], want[1000];
+	i128 notional[1000];
+	size_t answered = 0, candles = 0;
+	for (int round = 0; round < 300; round++) {
+		int64_t iv = intervals[rnd() % 5];
+		const char *name = names[rnd() % (sizeof(names) / sizeof(names[0]))];
+		int64_t span = t - t0 + 1;
+		int64_t from = (t0 + (int64_t)(rnd() % (uint64_t)span)) / iv * iv;
+		if (round % 7 == 0)
+			from = t0 / iv * iv; /* the first fill's interval */
+		int64_t count = 1 + (int64_t)(rnd() % 1000);
+		struct ledger_candle_query q = {.name = name,
+						.is_class = strchr(name, '/') == NULL,
+						.from_ms = from,
+						.to_ms = from + count * iv,
+						.interval_ms = iv};
+		if (round % 5 == 0 && q.is_class && strcmp(name, "H100") == 0)
+			q.is_class = false; /* the product named H100, alone */
+		size_t n = 0;
+		int rc = ledger_candles(a, &q, 10000, got, 1000, &n);
+		ck_assert_msg(rc == LEDGER_OK, "%s", ledger_error(a));
+		size_t m = model_candles(kept, CANDLE_FILLS, &q, want, notional);
+		ck_assert_msg(n == m, "%s%s from %lld, %lld x %lld: %zu candles, the model %zu",
+			      name, q.is_class ? " (class)" : "", (long long)from, (long long)count,
+			      (long long)iv, n, m);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_msg(memcmp(&got[i], &want[i], sizeof(got[i])) == 0,
+				      "%s candle %zu at %lld: open %lld high %lld low %lld close "
+				      "%lld volume %lld vwap %lld; the model's at %lld: %lld %lld "
+				      "%lld %lld %lld %lld",
+				      name, i, (long long)got[i].start_ms, (long long)got[i].open,
+				      (long long)got[i].high, (long long)got[i].low,
+				      (long long)got[i].close, (long long)got[i].volume,
+				      (long long)got[i].vwap, (long long)want[i].start_ms,
+				      (long long)want[i].open, (long long)want[i].high,
+				      (long long)want[i].low, (long long)want[i].close,
+				      (long long)want[i].volume, (long long)want[i].vwap);
+		answered += n > 0;
+		candles += n;
+	}
+	ck_assert_uint_gt(answered, 100); /* most rounds had trades to compare */
+	fprintf(stderr, "# candles: 300 queries, %zu with candles, %zu candles compared\n",
+		answered, candles);
+
+	/* Not a range of whole intervals, too many, no name, a class with '/': refused. */
+	struct ledger_candle_query bad[] = {
+		{"H100", true, 1000, 2500, 1000},
+		{"H100", true, 500, 2000, 1000},
+		{"H100", true, 0, 1001000, 1000},
+		{"H100", true, 2000, 2000, 1000},
+		{"H100/x/y!", false, 0, 1000, 1000},
+		{"H100/x", true, 0, 1000, 1000},
+		{"", true, 0, 1000, 1000},
+		{"H100", true, -1000, 1000, 1000},
+		{"H100", true, 0, INT64_MAX / 1000 * 1000, INT64_MAX / 1000},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t n = 99;
+		ck_assert_msg(ledger_candles(a, &bad[i], 1000, got, 1000, &n) == LEDGER_ERR_ARGS,
+			      "bad query %zu", i);
+		ck_assert_uint_eq(n, 0);
+	}
+
+	/* A lock on the table holds the query up past its timeout. */
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "begin");
+	pgtest_sql_ok(c, "lock table ledger.fills in access exclusive mode");
+	struct ledger_candle_query q = {"H100", true, t0 / 3600000 * 3600000,
+					t0 / 3600000 * 3600000 + 48 * 3600000, 3600000};
+	size_t n = 99;
+	struct timespec t1, t2;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_eq(ledger_candles(a, &q, 300, got, 1000, &n), LEDGER_ERR_UNAVAILABLE);
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	int64_t waited = (t2.tv_sec - t1.tv_sec) * 1000 + (t2.tv_nsec - t1.tv_nsec) / 1000000;
+	ck_assert_msg(waited >= 290 && waited < 5000, "waited %lld ms", (long long)waited);
+	ck_assert_msg(strstr(ledger_error(a), "statement timeout") != NULL, "%s", ledger_error(a));
+	ck_assert_uint_eq(n, 0);
+	pgtest_sql_ok(c, "commit");
+	PQfinish(c);
+	ck_assert_msg(ledger_candles(a, &q, 0, got, 1000, &n) == LEDGER_OK, "%s",
+		      strstr(ledger_error(a), "group by 1 order by 1"));
+	ck_assert_uint_eq(n, model_candles(kept, CANDLE_FILLS, &q, want, notional));
+	ck_assert_uint_gt(n, 0);
+	ledger_close(a);
+	free(kept);
+}
+END_TEST
+
 START_TEST(audit_catches_tampering)
 {
 	struct ledger *l = open_app();
@@ -956,6 +1155,7 @@ static Suite *ledger_db_suite(void)
 	tcase_add_test(tc, lost_commit_answer_is_resolved_by_looking);
 	tcase_add_test(tc, a_lock_timeout_is_unavailable_not_refused);
 	tcase_add_test(tc, recent_trades_come_back_as_written);
+	tcase_add_test(tc, candles_match_a_model);
 	tcase_add_test(tc, writer_registers_and_moves_money);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settlement");
