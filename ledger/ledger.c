@@ -651,6 +651,24 @@ int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_
 	return LEDGER_OK;
 }
 
+/* A PGcancel, under the name the interface gives it. */
+struct ledger_cancel *ledger_cancel_new(struct ledger *l)
+{
+	return lost(l) ? NULL : (struct ledger_cancel *)PQgetCancel(l->conn);
+}
+
+void ledger_cancel_send(struct ledger_cancel *c)
+{
+	char err[256];
+	if (c)
+		(void)PQcancel((PGcancel *)c, err, (int)sizeof(err)); /* the query says why */
+}
+
+void ledger_cancel_free(struct ledger_cancel *c)
+{
+	PQfreeCancel((PGcancel *)c); /* accepts NULL */
+}
+
 int ledger_last_batch(struct ledger *l, int64_t *batch_id)
 {
 	int rc = load_last_batch(l);

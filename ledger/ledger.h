@@ -345,6 +345,17 @@ LEDGER_MUST_USE int ledger_candles(struct ledger *l, const struct ledger_candle_
 				   int64_t timeout_ms, struct ledger_candle *out, size_t max,
 				   size_t *n);
 
+/*
+ * Cancelling l's query from another thread (libpq's PQcancel): made by the thread that
+ * uses l, while connected (NULL otherwise, or out of memory), and good until l
+ * reconnects or closes. ledger_cancel_send() may be called from any thread, while l
+ * runs a query or not; the query, if any, ends with UNAVAILABLE.
+ */
+struct ledger_cancel;
+struct ledger_cancel *ledger_cancel_new(struct ledger *l);
+void ledger_cancel_send(struct ledger_cancel *c);
+void ledger_cancel_free(struct ledger_cancel *c); /* NULL is accepted */
+
 /* Highest batch id in the ledger (0 when empty). Errors: UNAVAILABLE. */
 LEDGER_MUST_USE int ledger_last_batch(struct ledger *l, int64_t *batch_id);
 

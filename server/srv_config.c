@@ -205,6 +205,15 @@ static const struct key keys[] = {
 	     "libpq URL of the ledger as gridex_auditor, for the operator's trial balance"),
 	INT(http_ledger_refresh_ms, 5000, 500, 3600000,
 	    "how often the trial balance is read from the ledger"),
+	TEXT(http_history_database_url, "",
+	     "libpq URL of the ledger (gridex_auditor, or a replica) for the HTTP API's price "
+	     "history (/api/v1/history); empty: off"),
+	INT(http_history_timeout_ms, 3000, 100, 600000,
+	    "longest a price history query may run on the ledger; beyond, 503"),
+	INT(http_history_queue_max, 32, 1, 4096,
+	    "different price history queries waiting for the ledger or running; beyond, 503"),
+	INT(http_history_per_ip_max, 4, 1, 4096,
+	    "price history requests of one address waiting for their answer; beyond, 429"),
 	INT(http_headers_bytes_max, 8192, 1024, 1048576,
 	    "largest request line and headers of a request to the HTTP API or /metrics; larger "
 	    "ones are refused"),

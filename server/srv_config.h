@@ -117,6 +117,10 @@ struct srv_config {
 	char http_operator_token[SRV_CONFIG_TEXT_MAX];
 	char http_auditor_database_url[SRV_CONFIG_TEXT_MAX];
 	int64_t http_ledger_refresh_ms;
+	char http_history_database_url[SRV_CONFIG_TEXT_MAX];
+	int64_t http_history_timeout_ms;
+	int64_t http_history_queue_max;
+	int64_t http_history_per_ip_max;
 	int64_t http_headers_bytes_max;
 	int64_t http_timeout_ms;
 	int64_t http_connections_max;

@@ -34,6 +34,7 @@
 
 #include "srv_addr.h"
 #include "srv_bucket.h"
+#include "srv_history.h"
 #include "srv_hook.h"
 #include "srv_lease.h"
 #include "srv_log.h"
@@ -362,27 +363,30 @@ static void *api_main(void *arg)
 	return NULL;
 }
 
-static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
+void srv_http_reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
 {
-	struct evbuffer *b = evbuffer_new();
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (b == NULL || text == NULL) {
-		free(text);
+	struct evbuffer *b = text ? evbuffer_new() : NULL;
+	if (b == NULL || evbuffer_add(b, text, strlen(text)) != 0 ||
+	    evbuffer_add(b, "\n", 1) != 0) {
 		if (b)
 			evbuffer_free(b);
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	evbuffer_add(b, text, strlen(text));
-	evbuffer_add(b, "\n", 1);
-	free(text);
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	evhttp_send_reply(req, code, reason, b);
 	evbuffer_free(b);
+}
+
+static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	srv_http_reply_text(req, code, reason, text);
+	free(text);
 }
 
 static void reply_error(struct evhttp_request *req, int code, const char *why)
@@ -494,18 +498,27 @@ struct srv_http_limit {
 	int64_t logged_ms;	      /* the last warning; one per 10 s */
 };
 
+/* req's peer as the per-address limits count it (srv_addr_key); false when gone. */
+static bool peer_key(struct evhttp_request *req, char ip[SRV_MAP_KEY_BYTES],
+		     char key[SRV_MAP_KEY_BYTES])
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+	if (sa == NULL)
+		return false;
+	srv_addr_key(sa, ip, key, SRV_MAP_KEY_BYTES);
+	return true;
+}
+
 /* Whether req's address may have an answer now (and charges it one). */
 static bool limit_allows(struct srv *s, struct evhttp_request *req)
 {
 	struct srv_http_limit *L = s->api_limit;
 	if (L == NULL)
 		return true;
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
 	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
-	if (sa == NULL)
+	if (!peer_key(req, ip, key))
 		return true; /* gone already: nothing is sent */
-	srv_addr_key(sa, ip, key, sizeof(key));
 	int64_t now = srv_mono_ms();
 	struct srv_bucket *b = srv_buckets_get(&L->t, key, false, now);
 	if (b == NULL && (L->t.n < L->t.max || srv_buckets_forget_full(&L->t, now) < L->t.max))
@@ -519,6 +532,68 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
 		srv_log(SRV_LOG_WARN, "HTTP request refused", "ip=%s reason=%s", ip,
 			b ? "http_requests_per_ip_per_second" : "too_many_addresses");
 	return false;
+}
+
+/*
+ * /history: the range checked (whole intervals, at most SRV_MARKET_ROWS_MAX of them),
+ * then the query queued for the history's thread (srv_history.c). NULL once req is
+ * answered or queued; else why it is refused (400, or 404 with the history off).
+ */
+static const char *history_ask(struct srv *s, struct evhttp_request *req, const struct evkeyvalq *q)
+{
+	if (s->history == NULL)
+		return "price history is off (http_history_database_url)";
+	const char *product = evhttp_find_header(q, "product");
+	const char *cls = evhttp_find_header(q, "accelerator");
+	int64_t iv, from, to;
+	if ((product == NULL) == (cls == NULL))
+		return "give product or accelerator, one of them";
+	if (cls && (strlen(cls) > MATCHING_CLASS_NAME_MAX || strchr(cls, '/') != NULL))
+		return "accelerator is 1-31 bytes of [A-Za-z0-9._:-]";
+	if (!number(q, "interval_ms", SRV_MARKET_INTERVAL_MS_MIN, SRV_MARKET_INTERVAL_MS_MAX,
+		    3600000, &iv))
+		return "interval_ms must be 1000 .. 86400000";
+	/* By default, the 100 intervals up to the one now (a partial one included). */
+	int64_t now = srv_now_ms();
+	if (!number(q, "to_ms", 1, LEDGER_TIME_MS_MAX, (now / iv + 1) * iv, &to) ||
+	    !number(q, "from_ms", 0, LEDGER_TIME_MS_MAX, to > 100 * iv ? to - 100 * iv : 0, &from))
+		return "from_ms and to_ms must be times in Unix milliseconds";
+	if (from % iv != 0 || to % iv != 0 || from >= to)
+		return "from_ms and to_ms must be multiples of interval_ms, from_ms first";
+	if ((to - from) / iv > SRV_MARKET_ROWS_MAX)
+		return "at most 1000 intervals from from_ms to to_ms";
+	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
+	if (!peer_key(req, ip, key)) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL); /* gone: nothing is sent */
+		return NULL;
+	}
+	struct ledger_candle_query lq = {.name = cls ? cls : product,
+					 .is_class = cls != NULL,
+					 .from_ms = from,
+					 .to_ms = to,
+					 .interval_ms = iv};
+	switch (srv_history_ask(s->history, req, &lq, key)) {
+	case SRV_HISTORY_QUEUED:
+		break;
+	case SRV_HISTORY_BUSY:
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+		reply_json(req, 503, "Service Unavailable",
+			   json_pack("{s:s}", "error",
+				     "too many price history queries wait for the ledger "
+				     "(http_history_queue_max)"));
+		break;
+	case SRV_HISTORY_ADDRESS:
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+		reply_json(req, 429, "Too Many Requests",
+			   json_pack("{s:s}", "error",
+				     "this address has too many price history requests waiting "
+				     "(http_history_per_ip_max)"));
+		break;
+	case SRV_HISTORY_NOMEM:
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		break;
+	}
+	return NULL;
 }
 
 static void api_cb(struct evhttp_request *req, void *arg)
@@ -620,6 +695,14 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		else if (why == NULL)
 			body = srv_market_candles(s->market, product, cls, interval,
 						  (uint32_t)limit, &why, &not_found);
+	} else if (strcmp(what, "history") == 0) {
+		static const char *const ok[] = {"product", "accelerator", "interval_ms",
+						 "from_ms", "to_ms",	   NULL};
+		if ((why = params_ok(&q, ok)) == NULL && (why = history_ask(s, req, &q)) == NULL) {
+			evhttp_clear_headers(&q);
+			return; /* answered, now or once the ledger has */
+		}
+		not_found = s->history == NULL;
 	} else {
 		why = "no such endpoint (docs/http-api.md)";
 		not_found = true;
@@ -954,6 +1037,7 @@ void srv_http_port_metrics(struct srv *s, struct evbuffer *b)
 		"# TYPE gridex_http_market_queue_depth gauge\n"
 		"gridex_http_market_queue_depth %llu\n",
 		(unsigned long long)(s->api_feed ? srv_queue_depth(&s->api_feed->q) : 0));
+	srv_history_metrics(s->history, b);
 }
 
 void srv_http_port_free(struct srv_port *p)
@@ -1185,6 +1269,18 @@ int srv_http_init(struct srv *s)
 		}
 		s->ledger_view = v;
 	}
+	if (s->cfg.http_history_database_url[0] != '\0') {
+		struct srv_history_config hc = {
+			.database_url = s->cfg.http_history_database_url,
+			.currency = s->cfg.currency,
+			.timeout_ms = s->cfg.http_history_timeout_ms,
+			.queue_max = (uint32_t)s->cfg.http_history_queue_max,
+			.per_ip_max = (uint32_t)s->cfg.http_history_per_ip_max};
+		if ((s->history = srv_history_start(&hc, s->api_base)) == NULL) {
+			srv_log(SRV_LOG_ERROR, "cannot start the price history's thread", NULL);
+			return -1;
+		}
+	}
 	if (pthread_create(&f->thread, NULL, api_main, s) != 0) {
 		srv_log(SRV_LOG_ERROR, "cannot start the HTTP API's thread", NULL);
 		return -1;
@@ -1201,6 +1297,8 @@ void srv_http_free(struct srv *s)
 		pthread_join(f->thread, NULL);
 		f->running = false;
 	}
+	srv_history_stop(s->history); /* answers those waiting, before evhttp_free */
+	s->history = NULL;
 	struct srv_ledger_view *v = s->ledger_view;
 	if (v) {
 		pthread_mutex_lock(&v->lock);

@@ -198,6 +198,7 @@ struct srv_conn;
 struct srv_topic;
 struct srv_buckets;
 struct srv_api_feed;
+struct srv_history;
 
 struct srv {
 	struct srv_config cfg;
@@ -260,6 +261,7 @@ struct srv {
 	struct srv_api_feed *api_feed;	     /* market data from the I/O thread, and the thread */
 	struct srv_ledger_view *ledger_view; /* the operator's trial balance, refreshed */
 	struct srv_http_limit *api_limit;    /* requests per address (API thread) */
+	struct srv_history *history;	     /* /history's queries; NULL: off (srv_history.h) */
 	evutil_socket_t api_fd;
 	/* I/O */
 	struct event_base *base;
@@ -369,6 +371,10 @@ void srv_http_market_flush(struct srv *s);
 /* Whether req carries "Authorization: Bearer <token>" (token not empty; compared in
  * constant time). */
 bool srv_http_bearer_ok(struct evhttp_request *req, const char *token);
+/* Answers req with code and reason and the JSON text (a line; NULL: 500 without a body),
+ * with the API's headers (no caching, application/json). API thread. */
+void srv_http_reply_text(struct evhttp_request *req, int code, const char *reason,
+			 const char *text);
 /* Makes bound, evhttp http's socket, an HTTP port of gridexd (the API's or /metrics',
  * named in the log by name): guarded as srv_port_guard does; GET only, no body, headers
  * up to http_headers_bytes_max, http_timeout_ms; at most http_connections_max

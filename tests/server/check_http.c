@@ -273,6 +273,7 @@ START_TEST(bad_requests_get_a_reason)
 	refused("/api/v1/trades?accelerator=H100-80G&limit=1001", 400);
 	refused("/api/v1/candles?accelerator=H100-80G&interval_ms=999", 400);
 	refused("/api/v1/candles?accelerator=B200", 404);
+	refused("/api/v1/history?accelerator=H100-80G", 404); /* off */
 	refused("/api/v1/nope", 404);
 	refused("/other", 404);
 	int status;
@@ -1151,6 +1152,245 @@ START_TEST(market_data_waits_for_a_stalled_api_and_none_is_lost)
 END_TEST
 
 /* A case of s (its fixture, when set_up is given), for its tests to be added to. */
+/* ---------- price history from the ledger ---------- */
+
+static char history_url[1100];
+static const char *history_args[] = {"--http-listen=127.0.0.1:0",
+				     history_url,
+				     "--http-history-timeout-ms=1000",
+				     "--http-history-queue-max=2",
+				     "--http-history-per-ip-max=3",
+				     NULL,
+				     NULL};
+
+static void setup_history(void)
+{
+	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
+	snprintf(history_url, sizeof(history_url), "--http-history-database-url=%s",
+		 pgt.auditor_url);
+	history_args[5] = NULL;
+	start(history_args);
+}
+
+/* A request on a connection of its own, its answer left to read. */
+static int send_get(const char *path)
+{
+	int fd = tcp_to(srv.http_port);
+	char req[600];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	return fd;
+}
+
+/* The whole answer on fd (HTTP/1.0: until the server closes), within ms. */
+static const char *read_answer(int fd, int ms)
+{
+	static char b[8192];
+	size_t n = 0;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	while (n < sizeof(b) - 1 && poll(&p, 1, ms) == 1) {
+		ssize_t got = read(fd, b + n, sizeof(b) - 1 - n);
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	b[n] = '\0';
+	close(fd);
+	return b;
+}
+
+/* Whether an answer's status line is code's. */
+static bool is_status(const char *answer, int code)
+{
+	char line[16];
+	snprintf(line, sizeof(line), " %d ", code);
+	return strncmp(answer, "HTTP/1.", 7) == 0 && strncmp(answer + 8, line, 5) == 0;
+}
+
+/* The candles of an answer (the array itself: a new reference). */
+static json_t *candles_of(json_t *answer)
+{
+	json_t *c = json_incref(json_object_get(answer, "candles"));
+	ck_assert_msg(json_is_array(c), "%s", json_dumps(answer, JSON_COMPACT));
+	json_decref(answer);
+	return c;
+}
+
+/* /history's candles for a product or class (key=value) over [from, from + 1000 x iv). */
+static json_t *ledger_candles_of(const char *what, int64_t from, int64_t iv)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/api/v1/history?%s&interval_ms=%lld&from_ms=%lld&to_ms=%lld",
+		 what, (long long)iv, (long long)from, (long long)(from + 1000 * iv));
+	return candles_of(get_ok(path));
+}
+
+/* The API's candles from its trades kept, of the same. */
+static json_t *kept_candles_of(const char *what, int64_t iv)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/api/v1/candles?%s&interval_ms=%lld&limit=1000", what,
+		 (long long)iv);
+	return candles_of(get_ok(path));
+}
+
+/*
+ * /history reads the candles of any range from ledger.fills: equal to the API's own
+ * candles of its trades kept, for a class and each product, by the minute and by the
+ * second; still all there after a restart that keeps one trade. Bad ranges are 400.
+ * A ledger that holds the query up (a lock on ledger.fills) holds up no other answer;
+ * the query ends at http_history_timeout_ms with 503, the same query asked meanwhile
+ * gets the same answer without a second query, a third different one finds the queue
+ * full (503), a fourth request of the address finds its limit (429), and a client gone
+ * before its answer costs nothing. A session the database ended is replaced, and a
+ * stop with a query held up is prompt.
+ */
+START_TEST(price_history_reads_the_ledger)
+{
+	int64_t from = (int64_t)time(NULL) * 1000 / 60000 * 60000 - 60000;
+	char p2[64], w1[100], w2[100];
+	tproduct(p2, sizeof(p2), "H100-80G", 3);
+	fill(product, 1, 2500000, 2);
+	fill(product, 2, 2600000, 1);
+	fill(p2, 3, 2400000, 3);
+	struct timespec pause = {.tv_nsec = 300000000}; /* the next trades a second later, or so */
+	nanosleep(&pause, NULL);
+	nanosleep(&pause, NULL);
+	nanosleep(&pause, NULL);
+	nanosleep(&pause, NULL);
+	fill(product, 4, 2700000, 1);
+	fill(p2, 5, 2450000, 4);
+	wait_trades(5);
+	for (int i = 0; i < 500 && ledger_fills() < 5; i++)
+		nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+	ck_assert_int_eq(ledger_fills(), 5);
+	snprintf(w1, sizeof(w1), "product=%s", product);
+	snprintf(w2, sizeof(w2), "product=%s", p2);
+	const char *const whats[] = {"accelerator=H100-80G", w1, w2};
+	const int64_t ivs[] = {60000, 1000};
+	json_t *before[6];
+	for (int k = 0; k < 6; k++) {
+		before[k] = ledger_candles_of(whats[k / 2], from, ivs[k % 2]);
+		json_t *kept = kept_candles_of(whats[k / 2], ivs[k % 2]);
+		ck_assert_msg(json_equal(before[k], kept), "%s by %lld: ledger %s, kept %s",
+			      whats[k / 2], (long long)ivs[k % 2], json_dumps(before[k], 0),
+			      json_dumps(kept, 0));
+		ck_assert_uint_gt(json_array_size(before[k]), 0);
+		json_decref(kept);
+	}
+	/* Whole intervals, at most 1,000 of them, a product or a class. */
+	char path[300];
+	const char *const bad[] = {
+		"accelerator=H100-80G&interval_ms=60000&from_ms=1000&to_ms=120000",
+		"accelerator=H100-80G&interval_ms=60000&from_ms=120000&to_ms=120000",
+		"accelerator=H100-80G&interval_ms=1000&from_ms=0&to_ms=1001000",
+		"accelerator=H100-80G&interval_ms=999",
+		"accelerator=H100-80G/x",
+		"accelerator=H100-80G&from_ms=-3600000",
+		"accelerator=H100-80G&limit=5",
+		"interval_ms=60000",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(path, sizeof(path), "/api/v1/history?%s", bad[i]);
+		refused(path, 400);
+	}
+	snprintf(path, sizeof(path), "/api/v1/history?%s&accelerator=H100-80G", w1);
+	refused(path, 400);
+	/* The default range: the last 100 hours, up to the one now. */
+	json_t *def = get_ok("/api/v1/history?accelerator=H100-80G");
+	ck_assert_int_eq(num(def, "interval_ms"), 3600000);
+	ck_assert_int_eq(num(def, "to_ms") - num(def, "from_ms"), 100 * 3600000);
+	ck_assert_uint_eq(json_array_size(json_object_get(def, "candles")), 1);
+	json_decref(def);
+
+	/* One trade kept: the API's candles hold one, the ledger's all. */
+	stop_server(true);
+	history_args[5] = "--http-trades-kept=1";
+	tserver_start(&srv, history_args);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
+	json_t *kept = kept_candles_of(whats[0], 60000);
+	ck_assert_uint_eq(json_array_size(kept), 1);
+	json_decref(kept);
+	for (int k = 0; k < 6; k++) {
+		json_t *after = ledger_candles_of(whats[k / 2], from, ivs[k % 2]);
+		ck_assert_msg(json_equal(before[k], after), "%s by %lld after the restart: %s",
+			      whats[k / 2], (long long)ivs[k % 2], json_dumps(after, 0));
+		json_decref(after);
+		json_decref(before[k]);
+	}
+
+	/* The ledger holds the queries up: another session locks ledger.fills. */
+	PGconn *c = pgtest_connect(pgt.owner_url);
+	pgtest_sql_ok(c, "begin");
+	pgtest_sql_ok(c, "lock table ledger.fills in access exclusive mode");
+	int a = send_get("/api/v1/history?accelerator=H100-80G&interval_ms=60000");
+	ck_assert_int_eq(answer_within(a, 200), 0); /* waits for the ledger */
+	int b = send_get("/api/v1/history?accelerator=H100-80G&interval_ms=1000");
+	ck_assert_int_eq(answer_within(b, 100), 0);
+	/* A third different query: the queue (2) is full. */
+	int status;
+	snprintf(path, sizeof(path), "/api/v1/history?%s", w1);
+	const char *r = thttp_get(srv.http_port, path, &status);
+	ck_assert_msg(status == 503 && strstr(r, "Retry-After: 1") != NULL &&
+			      strstr(r, "http_history_queue_max") != NULL,
+		      "%s", r);
+	/* The same query as a's: answered with it. */
+	int a2 = send_get("/api/v1/history?accelerator=H100-80G&interval_ms=60000");
+	ck_assert_int_eq(answer_within(a2, 100), 0);
+	/* A fourth request of this address, the same query as one waiting: 429. */
+	r = thttp_get(srv.http_port, "/api/v1/history?accelerator=H100-80G&interval_ms=1000",
+		      &status);
+	ck_assert_msg(status == 429 && strstr(r, "http_history_per_ip_max") != NULL, "%s", r);
+	/* Everything else answers meanwhile, and the orders trade. */
+	json_decref(get_ok("/api/v1/products"));
+	close(b); /* gone before its answer */
+	fill(product, 6, 2650000, 1);
+	/* http_history_timeout_ms (1 s): both requests of the query get its 503. */
+	const char *ans = read_answer(a, 5000);
+	ck_assert_msg(is_status(ans, 503) && strstr(ans, "http_history_timeout_ms") != NULL &&
+			      strstr(ans, "Retry-After: 1") != NULL,
+		      "%s", ans);
+	ans = read_answer(a2, 5000);
+	ck_assert_msg(is_status(ans, 503) && strstr(ans, "http_history_timeout_ms") != NULL, "%s",
+		      ans);
+	pgtest_sql_ok(c, "commit");
+	wait_metric("gridex_http_history_waiting", 0); /* b's query ran, for no one */
+	r = thttp_get(srv.metrics_port, "/metrics", &status);
+	/* a's query; b's too, if the lock outlived its second */
+	ck_assert_double_ge(tmetric(r, "gridex_http_history_queries_total{outcome=\"timeout\"}"),
+			    1);
+	ck_assert_double_eq(tmetric(r, "gridex_http_history_joined_total"), 1);
+	ck_assert_double_eq(tmetric(r, "gridex_http_history_refused_total{reason=\"queue\"}"), 1);
+	ck_assert_double_eq(tmetric(r, "gridex_http_history_refused_total{reason=\"address\"}"), 1);
+	ck_assert_ptr_nonnull(tserver_log_line(&srv, "outcome=timeout"));
+
+	/* The database ends the history's session: the next query gets a new one. */
+	PGconn *aud = pgtest_connect(pgt.auditor_url);
+	ck_assert_int_eq(pgtest_sql_int(aud, "select count(pg_terminate_backend(pid)) from "
+					     "pg_stat_activity where usename = 'gridex_auditor' "
+					     "and datname = current_database() and pid <> "
+					     "pg_backend_pid()"),
+			 1);
+	PQfinish(aud);
+	json_t *again = ledger_candles_of(whats[1], from, 60000);
+	ck_assert_uint_gt(json_array_size(again), 0);
+	json_decref(again);
+
+	/* A stop with a query held up: the query is cancelled, the stop prompt. */
+	pgtest_sql_ok(c, "begin");
+	pgtest_sql_ok(c, "lock table ledger.fills in access exclusive mode");
+	a = send_get("/api/v1/history?accelerator=H100-80G&interval_ms=60000");
+	ck_assert_int_eq(answer_within(a, 300), 0);
+	stop_server(true);
+	ans = read_answer(a, 5000); /* 503 "stopping", or closed unanswered */
+	ck_assert_msg(ans[0] == '\0' || is_status(ans, 503), "%s", ans);
+	pgtest_sql_ok(c, "commit");
+	PQfinish(c);
+	tserver_start(&srv, history_args);
+	tclient_reconnect(&srv, &op, &buyer, &seller);
+}
+END_TEST
+
 static TCase *add_case(Suite *s, const char *name, SFun set_up, SFun tear_down)
 {
 	TCase *tc = tcase_create(name);
@@ -1168,6 +1408,8 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, market_api_matches_the_market);
 	tcase_add_test(tc, bad_requests_get_a_reason);
 	tcase_add_test(tc, trades_kept_survive_restarts);
+	tc = add_case(s, "history", setup_history, teardown);
+	tcase_add_test(tc, price_history_reads_the_ledger);
 	tc = add_case(s, "operator", setup_operator, teardown);
 	tcase_add_test(tc, operator_endpoints_need_the_token_and_read_the_ledger);
 	tc = add_case(s, "tls", NULL, NULL);
