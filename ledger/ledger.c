@@ -589,8 +589,12 @@ int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_
 		char t[24];
 		snprintf(t, sizeof(t), "%lld", (long long)timeout_ms);
 		const char *p[1] = {t};
-		if ((rc = query(l, "select set_config('statement_timeout', $1, false)", 1, p,
-				&res)))
+		/* And no JIT: compiling the query costs more than it saves at these sizes (50 ms
+		 * of 600 for 2,000,000 fills: docs/performance.md, "Price history"). */
+		if ((rc = query(l,
+				"select set_config('statement_timeout', $1, false), "
+				"set_config('jit', 'off', false)",
+				1, p, &res)))
 			return rc;
 		PQclear(res);
 		l->timeout_ms = timeout_ms;
@@ -601,21 +605,22 @@ int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_
 	snprintf(step, sizeof(step), "%lld", (long long)iv);
 	const char *params[5] = {q->name, from, to, step, q->is_class ? "t" : "f"};
 	/* The fills of the range (the BRIN index on traded_at, migration 0005, narrows it to
-	 * their pages), grouped by interval. Open and close are the prices of the first and
-	 * last fill by id (the engine's order); the vwap is exact (numeric), rounded down. A
-	 * class is its products: the one named as the class, and those of class/ (no LIKE:
+	 * their pages), grouped by interval (date_bin: timestamp arithmetic, cheaper than
+	 * grouping by milliseconds computed in numeric). Open and close are the prices of the
+	 * first and last fill by id (the engine's order); the vwap is exact (numeric), rounded
+	 * down. A class is its products: the one named as the class, and those of class/ (no LIKE:
 	 * '_' is a product's character and LIKE's wildcard). */
 	res = PQexecParams(
 		l->conn,
-		"select ms - ms % $4::bigint, (min(array[id, price]))[2], max(price), min(price), "
-		"(max(array[id, price]))[2], sum(quantity), "
-		"div(sum(price::numeric * quantity), sum(quantity)) "
-		"from (select id, price, quantity, "
-		"(extract(epoch from traded_at) * 1000)::bigint as ms from ledger.fills "
+		"select (extract(epoch from b) * 1000)::bigint, o, hi, lo, c, v, w from ("
+		"select date_bin($4::bigint * interval '1 millisecond', traded_at, "
+		"timestamptz 'epoch') as b, (min(array[id, price]))[2] as o, max(price) as hi, "
+		"min(price) as lo, (max(array[id, price]))[2] as c, sum(quantity) as v, "
+		"div(sum(price::numeric * quantity), sum(quantity)) as w from ledger.fills "
 		"where traded_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond' "
 		"and traded_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond' "
-		"and (product = $1 or ($5::boolean and starts_with(product, $1 || '/')))) f "
-		"group by 1 order by 1",
+		"and (product = $1 or ($5::boolean and starts_with(product, $1 || '/'))) "
+		"group by 1) k order by 1",
 		5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return result_error(l, res, "reading candles from ledger.fills");
