@@ -175,8 +175,12 @@ static void *history_main(void *arg)
 			text = error_text(
 				"the ledger's answer was not candles (see gridexd's log)");
 		}
-		atomic_fetch_add(&h->queries[outcome], 1);
-		if (outcome != OUT_OK && srv_log_due(&h->logged_ms, srv_mono_ms())) {
+		pthread_mutex_lock(&h->lock);
+		bool stopping = h->stop; /* a query the stop cancelled: not the ledger's doing */
+		pthread_mutex_unlock(&h->lock);
+		if (!stopping)
+			atomic_fetch_add(&h->queries[outcome], 1);
+		if (outcome != OUT_OK && !stopping && srv_log_due(&h->logged_ms, srv_mono_ms())) {
 			char why[300];
 			srv_log(SRV_LOG_WARN, "price history not read",
 				"outcome=%s took_ms=%lld error=\"%s\"", outcome_names[outcome],
@@ -184,8 +188,7 @@ static void *history_main(void *arg)
 				srv_log_value(why, sizeof(why),
 					      l ? ledger_error(l) : "out of memory"));
 		}
-		if (rc == LEDGER_ERR_UNAVAILABLE || rc == LEDGER_ERR_SCHEMA ||
-		    rc == LEDGER_ERR_NOT_FOUND) {
+		if (outcome == OUT_UNAVAILABLE) {
 			ledger_close(l); /* a new session next time: the cause may be gone */
 			l = NULL;
 		}
