@@ -296,6 +296,19 @@ enum srv_history_asked srv_history_ask(struct srv_history *h, struct evhttp_requ
 	return SRV_HISTORY_QUEUED;
 }
 
+/* What srv_history_start made, the thread not running (or never started). */
+static void history_free(struct srv_history *h)
+{
+	if (h->done)
+		event_free(h->done);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h->jobs);
+	free(h->url);
+	free(h->currency);
+	free(h);
+}
+
 struct srv_history *srv_history_start(const struct srv_history_config *cfg, struct event_base *base)
 {
 	struct srv_history *h = calloc(1, sizeof(*h));
@@ -312,14 +325,7 @@ struct srv_history *srv_history_start(const struct srv_history_config *cfg, stru
 	pthread_cond_init(&h->cond, NULL);
 	if (h->url == NULL || h->currency == NULL || h->jobs == NULL || h->done == NULL ||
 	    pthread_create(&h->thread, NULL, history_main, h) != 0) {
-		if (h->done)
-			event_free(h->done);
-		pthread_mutex_destroy(&h->lock);
-		pthread_cond_destroy(&h->cond);
-		free(h->jobs);
-		free(h->url);
-		free(h->currency);
-		free(h);
+		history_free(h);
 		return NULL;
 	}
 	return h;
@@ -345,13 +351,7 @@ void srv_history_stop(struct srv_history *h)
 		answer(h, j);
 		*j = (struct job){.state = JOB_FREE};
 	}
-	event_free(h->done);
-	pthread_mutex_destroy(&h->lock);
-	pthread_cond_destroy(&h->cond);
-	free(h->jobs);
-	free(h->url);
-	free(h->currency);
-	free(h);
+	history_free(h);
 }
 
 void srv_history_metrics(struct srv_history *h, struct evbuffer *b)

@@ -389,6 +389,14 @@ static void reply_json(struct evhttp_request *req, int code, const char *reason,
 	free(text);
 }
 
+/* A 429 or 503 that may be asked again in a second, with the reason. */
+static void reply_retry(struct evhttp_request *req, int code, const char *why)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+	reply_json(req, code, code == 429 ? "Too Many Requests" : "Service Unavailable",
+		   json_pack("{s:s}", "error", why));
+}
+
 static void reply_error(struct evhttp_request *req, int code, const char *why)
 {
 	reply_json(req, code, code == 404 ? "Not Found" : "Bad Request",
@@ -576,18 +584,14 @@ static const char *history_ask(struct srv *s, struct evhttp_request *req, const 
 	case SRV_HISTORY_QUEUED:
 		break;
 	case SRV_HISTORY_BUSY:
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		reply_json(req, 503, "Service Unavailable",
-			   json_pack("{s:s}", "error",
-				     "too many price history queries wait for the ledger "
-				     "(http_history_queue_max)"));
+		reply_retry(req, 503,
+			    "too many price history queries wait for the ledger "
+			    "(http_history_queue_max)");
 		break;
 	case SRV_HISTORY_ADDRESS:
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		reply_json(req, 429, "Too Many Requests",
-			   json_pack("{s:s}", "error",
-				     "this address has too many price history requests waiting "
-				     "(http_history_per_ip_max)"));
+		reply_retry(req, 429,
+			    "this address has too many price history requests waiting "
+			    "(http_history_per_ip_max)");
 		break;
 	case SRV_HISTORY_NOMEM:
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
@@ -601,11 +605,9 @@ static void api_cb(struct evhttp_request *req, void *arg)
 	struct srv *s = arg;
 	feed_apply(s, INT_MAX); /* all the I/O thread has passed on by now */
 	if (!limit_allows(s, req)) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		reply_json(req, 429, "Too Many Requests",
-			   json_pack("{s:s}", "error",
-				     "too many requests from this address "
-				     "(http_requests_per_ip_per_second)"));
+		reply_retry(
+			req, 429,
+			"too many requests from this address (http_requests_per_ip_per_second)");
 		return;
 	}
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
