@@ -38,13 +38,18 @@ START_TEST(pages_show_what_the_api_says)
 	static char console_arg[600];
 	snprintf(console_arg, sizeof(console_arg), "--http-console-dir=%s/server/console",
 		 GRIDEX_TEST_SOURCE);
-	static char auditor[1100];
+	static char auditor[1100], history[1100];
 	memset(&srv, 0, sizeof(srv));
 	pgtest_setup_dir(GRIDEX_TEST_MIGRATIONS);
 	snprintf(auditor, sizeof(auditor), "--http-auditor-database-url=%s", pgt.auditor_url);
-	const char *const args[] = {"--http-listen=127.0.0.1:0",    console_arg,
-				    "--http-operator-token=" TOKEN, auditor,
-				    "--http-ledger-refresh-ms=500", NULL};
+	snprintf(history, sizeof(history), "--http-history-database-url=%s", pgt.auditor_url);
+	const char *const args[] = {"--http-listen=127.0.0.1:0",
+				    console_arg,
+				    "--http-operator-token=" TOKEN,
+				    auditor,
+				    "--http-ledger-refresh-ms=500",
+				    history,
+				    NULL};
 	tserver_start(&srv, args);
 	tclient_market(&srv, &op, &buyer, 1, 1000000000, &seller, 2, "H100-80G", 100);
 	ck_assert_int_eq(tclient_operator(&op, GRIDEX__V1__REQUEST_TYPE__SET_CAPACITY, 2,
