@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sodium.h>
 
 #include "srv_core.h"
@@ -365,6 +366,47 @@ static bool token_ok(const char *t)
 				     "0123456789-._~+/=") == n);
 }
 
+char *srv_conninfo_with_timeout(const char *url, int seconds, char *err, size_t err_len)
+{
+	char *why = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &why);
+	if (opts == NULL) {
+		snprintf(err, err_len, "%s", why ? why : "out of memory");
+		err[strcspn(err, "\n")] = '\0';
+		PQfreemem(why);
+		return NULL;
+	}
+	/* Each value quoted, its quotes and backslashes escaped (libpq's key=value rules). */
+	size_t cap = 64;
+	bool has_timeout = false;
+	for (const PQconninfoOption *o = opts; o->keyword; o++)
+		if (o->val) {
+			cap += strlen(o->keyword) + 2 * strlen(o->val) + 4;
+			has_timeout |= strcmp(o->keyword, "connect_timeout") == 0;
+		}
+	char *out = malloc(cap), *w = out;
+	for (const PQconninfoOption *o = opts; out && o->keyword; o++) {
+		if (o->val == NULL)
+			continue;
+		w += snprintf(w, cap - (size_t)(w - out), "%s%s='", w == out ? "" : " ",
+			      o->keyword);
+		for (const char *v = o->val; *v; v++) {
+			if (*v == '\'' || *v == '\\')
+				*w++ = '\\';
+			*w++ = *v;
+		}
+		*w++ = '\'';
+		*w = '\0';
+	}
+	if (out && !has_timeout)
+		snprintf(w, cap - (size_t)(w - out), "%sconnect_timeout='%d'", w == out ? "" : " ",
+			 seconds);
+	PQconninfoFree(opts);
+	if (out == NULL)
+		snprintf(err, err_len, "out of memory");
+	return out;
+}
+
 bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 {
 	const char *why = NULL;
@@ -399,6 +441,19 @@ bool srv_config_check(const struct srv_config *c, char *err, size_t err_len)
 	if (why) {
 		snprintf(err, err_len, "%s", why);
 		return false;
+	}
+	if (c->http_history_database_url[0] != '\0') {
+		char pq[160];
+		char *ok =
+			srv_conninfo_with_timeout(c->http_history_database_url, 5, pq, sizeof(pq));
+		free(ok);
+		if (ok == NULL) {
+			snprintf(err, err_len,
+				 "http_history_database_url is not a libpq URL or key=value "
+				 "string: %s",
+				 pq);
+			return false;
+		}
 	}
 	/* The form only: whether gridexd may run on those CPUs is known at start. */
 	struct srv_cpus plan;

@@ -149,6 +149,14 @@ bool srv_config_load(struct srv_config *c, const char *path, char *err, size_t e
 /* Checks the relations between settings; false with a reason in err. */
 bool srv_config_check(const struct srv_config *c, char *err, size_t err_len);
 
+/*
+ * A libpq connection string or URL, in key=value form with connect_timeout=seconds
+ * added unless it names one (so that a host that does not answer costs that long, not
+ * the system's TCP timeout); malloc'd. NULL when url does not parse (the reason in
+ * err) or out of memory.
+ */
+char *srv_conninfo_with_timeout(const char *url, int seconds, char *err, size_t err_len);
+
 /* Every key with its bounds and meaning; with values when c is not NULL. */
 void srv_config_print(FILE *out, const struct srv_config *c);
 

@@ -20,6 +20,7 @@
 #include <event2/http.h>
 
 #include "ledger.h"
+#include "srv_config.h"
 #include "srv_log.h"
 #include "srv_map.h"
 #include "srv_market.h"
@@ -317,7 +318,8 @@ struct srv_history *srv_history_start(const struct srv_history_config *cfg, stru
 	h->timeout_ms = cfg->timeout_ms;
 	h->per_ip_max = cfg->per_ip_max;
 	h->n_jobs = cfg->queue_max;
-	h->url = strdup(cfg->database_url);
+	char err[160];
+	h->url = srv_conninfo_with_timeout(cfg->database_url, 5, err, sizeof(err));
 	h->currency = strdup(cfg->currency);
 	h->jobs = calloc(cfg->queue_max, sizeof(*h->jobs));
 	h->done = event_new(base, -1, 0, done_cb, h);

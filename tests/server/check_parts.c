@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <libpq-fe.h>
 
 #include "gridex.pb-c.h"
 #include "srv_addr.h"
@@ -79,6 +80,59 @@ START_TEST(settings_have_bounds)
 	ck_assert(srv_config_set(&c, "verifier_cpus", "two", err, sizeof(err)));
 	ck_assert(!srv_config_check(&c, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "verifier_cpus") != NULL, "%s", err);
+	ck_assert(srv_config_set(&c, "verifier_cpus", "off", err, sizeof(err)));
+	/* The price history's database: a URL or key=value string libpq reads. */
+	ck_assert(srv_config_set(&c, "http_history_database_url", "postgresql://h:5432/db?x=1", err,
+				 sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "http_history_database_url") != NULL &&
+			      strstr(err, "invalid URI query parameter") != NULL,
+		      "%s", err);
+	ck_assert(srv_config_set(&c, "http_history_database_url", "host='unclosed", err,
+				 sizeof(err)));
+	ck_assert(!srv_config_check(&c, err, sizeof(err)));
+	ck_assert(srv_config_set(&c, "http_history_database_url",
+				 "postgresql://gridex_auditor@db.example:5433/gridex", err,
+				 sizeof(err)));
+	ck_assert_msg(srv_config_check(&c, err, sizeof(err)), "%s", err);
+}
+END_TEST
+
+/* A URL without connect_timeout gets one, one with it keeps its own, and every value
+ * comes back from libpq as it was (quotes and backslashes escaped). */
+START_TEST(conninfo_gets_a_connect_timeout)
+{
+	char *s = srv_conninfo_with_timeout("postgresql://u@h:5433/d?application_name=a'b%5Cc", 5,
+					    err, sizeof(err));
+	ck_assert_ptr_nonnull(s);
+	char *why = NULL;
+	PQconninfoOption *o = PQconninfoParse(s, &why);
+	ck_assert_msg(o != NULL, "%s: %s", s, why);
+	int seen = 0;
+	for (const PQconninfoOption *k = o; k->keyword; k++) {
+		const char *want = strcmp(k->keyword, "user") == 0		 ? "u"
+				   : strcmp(k->keyword, "host") == 0		 ? "h"
+				   : strcmp(k->keyword, "port") == 0		 ? "5433"
+				   : strcmp(k->keyword, "dbname") == 0		 ? "d"
+				   : strcmp(k->keyword, "application_name") == 0 ? "a'b\\c"
+				   : strcmp(k->keyword, "connect_timeout") == 0	 ? "5"
+										 : NULL;
+		ck_assert_msg((want == NULL) == (k->val == NULL), "%s: %s", k->keyword,
+			      k->val ? k->val : "(none)");
+		if (want) {
+			ck_assert_str_eq(k->val, want);
+			seen++;
+		}
+	}
+	ck_assert_int_eq(seen, 6);
+	PQconninfoFree(o);
+	free(s);
+	s = srv_conninfo_with_timeout("host=/tmp/sock port=5433 connect_timeout=2", 5, err,
+				      sizeof(err));
+	ck_assert_msg(s && strstr(s, "connect_timeout='2'") && !strstr(s, "'5'"), "%s", s);
+	free(s);
+	ck_assert_ptr_null(srv_conninfo_with_timeout("nonsense", 5, err, sizeof(err)));
+	ck_assert_msg(err[0] != '\0', "a reason");
 }
 END_TEST
 
@@ -836,6 +890,7 @@ static Suite *parts_suite(void)
 	Suite *s = suite_create("server-parts");
 	TCase *tc = tcase_create("parts");
 	tcase_add_test(tc, settings_have_bounds);
+	tcase_add_test(tc, conninfo_gets_a_connect_timeout);
 	tcase_add_test(tc, settings_files);
 	tcase_add_test(tc, verifier_cpus_are_planned);
 	tcase_add_test(tc, per_address_limits_count_ipv6_by_its_64);
