@@ -1376,6 +1376,20 @@ START_TEST(price_history_reads_the_ledger)
 	ck_assert_uint_gt(json_array_size(again), 0);
 	json_decref(again);
 
+	/* Two requests in a row on one connection, the first waiting for the ledger: both
+	 * answered, in order. */
+	int p = tcp_to(srv.http_port);
+	const char *two = "GET /api/v1/history?accelerator=H100-80G&interval_ms=60000 HTTP/1.1\r\n"
+			  "Host: x\r\n\r\nGET /api/v1/products HTTP/1.1\r\nHost: x\r\n"
+			  "Connection: close\r\n\r\n";
+	ck_assert_int_eq(write(p, two, strlen(two)), (ssize_t)strlen(two));
+	ans = read_answer(p, 5000);
+	const char *second = strstr(ans + 1, "HTTP/1.1 200");
+	const char *candles = strstr(ans, "\"candles\"");
+	ck_assert_msg(is_status(ans, 200) && second != NULL && candles != NULL &&
+			      candles < second && strstr(second, "\"products\"") != NULL,
+		      "%s", ans);
+
 	/* A stop with a query held up: the query is cancelled, the stop prompt. */
 	pgtest_sql_ok(c, "begin");
 	pgtest_sql_ok(c, "lock table ledger.fills in access exclusive mode");
