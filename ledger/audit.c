@@ -148,7 +148,7 @@ static int check_chain(struct audit *a)
 					break;
 				}
 				/* What the hash reads must be the whole value. */
-				if (!ledger_fill_of_row(r, 2, &trades[kt++]))
+				if (!ledger_fill_of_row(r, 0, 2, &trades[kt++]))
 					ok = false;
 			}
 			PQclear(r);

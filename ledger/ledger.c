@@ -483,7 +483,7 @@ static bool whole_int(const PGresult *res, int row, int col, bool ms, int64_t *o
 	return true;
 }
 
-bool ledger_fill_of_row(const PGresult *res, int at, struct ledger_trade *t)
+bool ledger_fill_of_row(const PGresult *res, int row, int at, struct ledger_trade *t)
 {
 	static const int cols[8] = {0, 3, 4, 5, 6, 7, 8, 9}; /* the numbers, ms last */
 	int64_t v[8] = {0};
@@ -492,8 +492,9 @@ bool ledger_fill_of_row(const PGresult *res, int at, struct ledger_trade *t)
 		return false;
 	bool whole = true;
 	for (int i = 0; i < 8; i++)
-		whole &= whole_int(res, 0, at + cols[i], i == 7, &v[i]);
-	const char *product = PQgetvalue(res, 0, at + 1), *aggressor = PQgetvalue(res, 0, at + 2);
+		whole &= whole_int(res, row, at + cols[i], i == 7, &v[i]);
+	const char *product = PQgetvalue(res, row, at + 1),
+		   *aggressor = PQgetvalue(res, row, at + 2);
 	bool buy = strcmp(aggressor, "buy") == 0;
 	whole &= strlen(product) <= LEDGER_PRODUCT_MAX && (buy || strcmp(aggressor, "sell") == 0) &&
 		 v[3] >= 0 && v[3] <= UINT32_MAX && v[4] >= 0 && v[4] <= UINT32_MAX;
@@ -540,7 +541,7 @@ int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn, void
 		ExecStatusType st = PQresultStatus(res);
 		if (st == PGRES_SINGLE_TUPLE && rc == LEDGER_OK) {
 			struct ledger_trade t;
-			if (ledger_fill_of_row(res, 0, &t) && trade_valid(&t)) {
+			if (ledger_fill_of_row(res, 0, 0, &t) && trade_valid(&t)) {
 				fn(&t, ctx);
 			} else {
 				set_err(l,
@@ -566,39 +567,54 @@ static bool class_valid(const char *name)
 	       ledger_product_valid(name);
 }
 
+/* Whether name is a product's (a class's, with is_class), as a history query names it. */
+static bool history_name_valid(const char *name, bool is_class)
+{
+	return name != NULL && (is_class ? class_valid(name) : ledger_product_valid(name));
+}
+
+/* The session's statement_timeout for the history's queries, set when it changes; and no
+ * JIT: compiling the query costs more than it saves at these sizes (50 ms of 600 for
+ * 2,000,000 fills: docs/performance.md, "Price history"). */
+static int history_session(struct ledger *l, int64_t timeout_ms)
+{
+	if (lost(l)) {
+		set_err(l, "reading ledger.fills: no connection");
+		return LEDGER_ERR_UNAVAILABLE;
+	}
+	if (timeout_ms == l->timeout_ms)
+		return LEDGER_OK;
+	char t[24];
+	snprintf(t, sizeof(t), "%lld", (long long)timeout_ms);
+	const char *p[1] = {t};
+	PGresult *res = NULL;
+	int rc = query(l,
+		       "select set_config('statement_timeout', $1, false), "
+		       "set_config('jit', 'off', false)",
+		       1, p, &res);
+	if (rc)
+		return rc;
+	PQclear(res);
+	l->timeout_ms = timeout_ms;
+	return LEDGER_OK;
+}
+
 int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_t timeout_ms,
 		   struct ledger_candle *out, size_t max, size_t *n)
 {
 	*n = 0;
 	int64_t iv = q->interval_ms;
-	if (q->name == NULL ||
-	    !(q->is_class ? class_valid(q->name) : ledger_product_valid(q->name)) || iv < 1 ||
-	    q->from_ms < 0 || q->to_ms <= q->from_ms || q->from_ms % iv != 0 ||
-	    q->to_ms % iv != 0 || (uint64_t)((q->to_ms - q->from_ms) / iv) > max ||
-	    q->to_ms > LEDGER_TIME_MS_MAX || timeout_ms < 0) {
+	if (!history_name_valid(q->name, q->is_class) || iv < 1 || q->from_ms < 0 ||
+	    q->to_ms <= q->from_ms || q->from_ms % iv != 0 || q->to_ms % iv != 0 ||
+	    (uint64_t)((q->to_ms - q->from_ms) / iv) > max || q->to_ms > LEDGER_TIME_MS_MAX ||
+	    timeout_ms < 0) {
 		set_err(l, "candles: a name, and a range of at most %zu whole intervals", max);
 		return LEDGER_ERR_ARGS;
 	}
-	if (lost(l)) {
-		set_err(l, "reading ledger.fills: no connection");
-		return LEDGER_ERR_UNAVAILABLE;
-	}
-	PGresult *res = NULL;
-	int rc;
-	if (timeout_ms != l->timeout_ms) {
-		char t[24];
-		snprintf(t, sizeof(t), "%lld", (long long)timeout_ms);
-		const char *p[1] = {t};
-		/* And no JIT: compiling the query costs more than it saves at these sizes (50 ms
-		 * of 600 for 2,000,000 fills: docs/performance.md, "Price history"). */
-		if ((rc = query(l,
-				"select set_config('statement_timeout', $1, false), "
-				"set_config('jit', 'off', false)",
-				1, p, &res)))
-			return rc;
-		PQclear(res);
-		l->timeout_ms = timeout_ms;
-	}
+	int rc = history_session(l, timeout_ms);
+	if (rc)
+		return rc;
+	PGresult *res;
 	char from[24], to[24], step[24];
 	snprintf(from, sizeof(from), "%lld", (long long)q->from_ms);
 	snprintf(to, sizeof(to), "%lld", (long long)q->to_ms);
@@ -650,6 +666,77 @@ int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_
 			return LEDGER_ERR_REFUSED;
 		}
 		out[i] = k;
+	}
+	*n = (size_t)rows;
+	PQclear(res);
+	return LEDGER_OK;
+}
+
+/* Whether trade t is one ledger_trades_between() may answer for q, after prev (NULL: the
+ * first of the page, which must come after q->after_id). */
+static bool trade_of_query(const struct ledger_trade *t, const struct ledger_trade_query *q,
+			   const struct ledger_trade *prev)
+{
+	size_t len = strlen(q->name);
+	bool named =
+		strcmp(t->product, q->name) == 0 ||
+		(q->is_class && strncmp(t->product, q->name, len) == 0 && t->product[len] == '/');
+	bool later = prev ? t->time_ms > prev->time_ms || (t->time_ms == prev->time_ms &&
+							   t->fill.fill_id > prev->fill.fill_id)
+			  : t->fill.fill_id != q->after_id;
+	return named && later && t->time_ms >= q->from_ms && t->time_ms < q->to_ms &&
+	       trade_valid(t);
+}
+
+int ledger_trades_between(struct ledger *l, const struct ledger_trade_query *q, int64_t timeout_ms,
+			  struct ledger_trade *out, size_t max, size_t *n)
+{
+	*n = 0;
+	if (!history_name_valid(q->name, q->is_class) || q->from_ms < 0 || q->to_ms <= q->from_ms ||
+	    q->to_ms > LEDGER_TIME_MS_MAX || q->after_id < 0 || q->after_id > LEDGER_FILL_ID_MAX ||
+	    max == 0 || max > INT32_MAX || timeout_ms < 0) {
+		set_err(l, "trades: a name, a range and a page of 1 or more");
+		return LEDGER_ERR_ARGS;
+	}
+	int rc = history_session(l, timeout_ms);
+	if (rc)
+		return rc;
+	char from[24], to[24], after[24], limit[24];
+	snprintf(from, sizeof(from), "%lld", (long long)q->from_ms);
+	snprintf(to, sizeof(to), "%lld", (long long)q->to_ms);
+	snprintf(after, sizeof(after), "%lld", (long long)q->after_id);
+	snprintf(limit, sizeof(limit), "%zu", max);
+	const char *params[6] = {q->name, from, to, after, q->is_class ? "t" : "f", limit};
+	/* In the order (time, id), after the trade named after_id: its time looked up by the
+	 * primary key, so that the BRIN index on traded_at (migration 0005) starts the scan
+	 * there, not at the range's start (an order by id alone would let the planner walk
+	 * the primary key from after_id, through every fill before the range). Journaled
+	 * times never go back, so (time, id) is also the order of ids; an after_id that is
+	 * no fill pages by id alone. The columns are the ones ledger_fill_of_row() reads. */
+	PGresult *res = PQexecParams(
+		l->conn,
+		"with c as (select coalesce((select traded_at from ledger.fills where id = "
+		"$4::bigint), '-infinity'::timestamptz) as t) "
+		"select id, product, aggressor, price, quantity, buyer, seller, taker_order_id, "
+		"maker_order_id, extract(epoch from traded_at) * 1000 from ledger.fills "
+		"where traded_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond' "
+		"and traded_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond' "
+		"and traded_at >= (select t from c) and (traded_at, id) > ((select t from c), "
+		"$4::bigint) and id > $4::bigint "
+		"and (product = $1 or ($5::boolean and starts_with(product, $1 || '/'))) "
+		"order by traded_at, id limit $6::bigint",
+		6, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return result_error(l, res, "reading trades from ledger.fills");
+	int rows = PQntuples(res);
+	for (int i = 0; i < rows; i++) {
+		if ((size_t)i >= max || !ledger_fill_of_row(res, i, 0, &out[i]) ||
+		    !trade_of_query(&out[i], q, i > 0 ? &out[i - 1] : NULL)) {
+			set_err(l, "trades: the row of id %.20s is not a fill of the query",
+				PQgetvalue(res, i, 0));
+			PQclear(res);
+			return LEDGER_ERR_REFUSED;
+		}
 	}
 	*n = (size_t)rows;
 	PQclear(res);
@@ -845,8 +932,7 @@ static bool trade_valid(const struct ledger_trade *tr)
 	const struct ledger_fill *f = &tr->fill;
 	return f->fill_id >= 1 && f->fill_id <= LEDGER_FILL_ID_MAX && f->price >= 1 &&
 	       f->qty >= 1 && f->buyer != 0 && f->seller != 0 && f->taker_order_id >= 0 &&
-	       f->maker_order_id >= 0 && tr->time_ms >= 0 &&
-	       tr->time_ms <= INT64_C(253402300799999) && /* 9999-12-31 */
+	       f->maker_order_id >= 0 && tr->time_ms >= 0 && tr->time_ms <= LEDGER_TIME_MS_MAX &&
 	       ledger_product_valid(tr->product); /* reads at most LEDGER_PRODUCT_MAX + 1 bytes */
 }
 

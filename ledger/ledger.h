@@ -345,6 +345,29 @@ LEDGER_MUST_USE int ledger_candles(struct ledger *l, const struct ledger_candle_
 				   int64_t timeout_ms, struct ledger_candle *out, size_t max,
 				   size_t *n);
 
+/* What ledger_trades_between() reads: a product's fills, or a class's (as
+ * ledger_candle_query), traded in [from_ms, to_ms), after the fill after_id. */
+struct ledger_trade_query {
+	const char *name;
+	bool is_class;
+	int64_t from_ms, to_ms;
+	int64_t after_id; /* the last fill of the page before; 0: from the range's start */
+};
+
+/*
+ * A page of the fills of ledger.fills for q, in the order (time, fill id), at most max,
+ * into out: after the fill after_id in that order (an after_id that names no fill: after
+ * that id). Journaled times never go back, so the order is the fills' own. Each row is
+ * checked as ledger_recent_trades() checks them, and to be of q (its product or class,
+ * its range, after the one before); one that is not ends the call with REFUSED, naming
+ * its id. Runs as ledger_candles() does (statement_timeout timeout_ms, one query; the
+ * BRIN index on traded_at starts it at after_id's time). Errors: ARGS (an invalid
+ * name or range, max 0), UNAVAILABLE, REFUSED.
+ */
+LEDGER_MUST_USE int ledger_trades_between(struct ledger *l, const struct ledger_trade_query *q,
+					  int64_t timeout_ms, struct ledger_trade *out, size_t max,
+					  size_t *n);
+
 /*
  * Cancelling l's query from another thread (libpq's PQcancel): made by the thread that
  * uses l, while connected (NULL otherwise, or out of memory), and good until l

@@ -17,7 +17,7 @@
 bool ledger_hash_from_hex(const char *s, uint8_t out[LEDGER_HASH_BYTES]);
 
 /*
- * Columns at, at + 1, ... of row 0 of res as a row of ledger.fills: id, product,
+ * Columns at, at + 1, ... of row `row` of res as a row of ledger.fills: id, product,
  * aggressor, price, quantity, buyer, seller, taker_order_id, maker_order_id, and
  * traded_at in ms (extract(epoch ...) * 1000). Fills *t with what it reads (the
  * product cut to LEDGER_PRODUCT_MAX bytes) and returns whether every value was read
@@ -26,6 +26,6 @@ bool ledger_hash_from_hex(const char *s, uint8_t out[LEDGER_HASH_BYTES]);
  * but buy or sell, a fraction of a millisecond). The audit and ledger_recent_trades()
  * read fills with it.
  */
-bool ledger_fill_of_row(const PGresult *res, int at, struct ledger_trade *t);
+bool ledger_fill_of_row(const PGresult *res, int row, int at, struct ledger_trade *t);
 
 #endif

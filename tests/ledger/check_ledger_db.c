@@ -650,6 +650,7 @@ __extension__ typedef __int128 i128;
 struct kept_fill {
 	int64_t id, price, qty, time_ms;
 	const char *product;
+	struct ledger_trade tr; /* as written */
 };
 
 /* The candles of q from the fills written, as the API's candles make them. */
@@ -698,11 +699,13 @@ static size_t model_candles(const struct kept_fill *f, size_t n,
 /*
  * 3,000 fills of seven products in four classes, over about a day and a half, read
  * back as candles for random ranges and intervals, of products and of classes, as
- * gridex_auditor: every answer equals a model's. Arguments that are not a range of
- * whole intervals are refused before anything is sent, and a query that waits past its
- * timeout (a lock held on the table) is UNAVAILABLE, the connection still good.
+ * gridex_auditor: every answer equals a model's; and as trades, page by page, for random
+ * ranges and page sizes, each fill of a range once, in order, as written. Arguments
+ * that are not a range (of whole intervals, for candles) are refused before anything
+ * is sent, and a query that waits past its timeout (a lock held on the table) is
+ * UNAVAILABLE, the connection still good.
  */
-START_TEST(candles_match_a_model)
+START_TEST(candles_and_trades_match_a_model)
 {
 	struct ledger *l = open_app();
 	fund(l, 4, INT64_C(1) << 50);
@@ -727,7 +730,7 @@ START_TEST(candles_match_a_model)
 		const char *p = candle_products[rnd() % (sizeof(candle_products) /
 							 sizeof(candle_products[0]))];
 		snprintf(tr.product, sizeof(tr.product), "%s", p);
-		kept[id - 1] = (struct kept_fill){id, tr.fill.price, tr.fill.qty, t, p};
+		kept[id - 1] = (struct kept_fill){id, tr.fill.price, tr.fill.qty, t, p, tr};
 		ck_assert_int_eq(ledger_writer_add_fill(w, &tr, 10 + id, 0), LEDGER_OK);
 		if (id % 500 == 0)
 			ck_assert_msg(ledger_writer_flush(w) == LEDGER_OK, "%s",
@@ -804,13 +807,82 @@ START_TEST(candles_match_a_model)
 		ck_assert_uint_eq(n, 0);
 	}
 
+	/* Trades, page by page, for random ranges and page sizes: every fill of the name and
+	 * range once, in order, as written. */
+	static struct ledger_trade page[1000];
+	size_t pages = 0, paged = 0;
+	for (int round = 0; round < 60; round++) {
+		const char *name = names[rnd() % (sizeof(names) / sizeof(names[0]))];
+		int64_t span = t - t0 + 1;
+		struct ledger_trade_query tq = {.name = name,
+						.is_class = strchr(name, '/') == NULL,
+						.from_ms = t0 + (int64_t)(rnd() % (uint64_t)span)};
+		tq.to_ms = tq.from_ms + 1 + (int64_t)(rnd() % (uint64_t)(span / 3));
+		if (round % 6 == 0)
+			tq.from_ms = t0, tq.to_ms = t + 1; /* all of them */
+		size_t per = 1 + rnd() % (round % 2 ? 1000 : 40), next = 0;
+		for (;;) {
+			size_t n = 0;
+			ck_assert_msg(ledger_trades_between(a, &tq, 10000, page, per, &n) ==
+					      LEDGER_OK,
+				      "%s", ledger_error(a));
+			pages++;
+			for (size_t i = 0; i < n; i++) {
+				while (next < CANDLE_FILLS &&
+				       (kept[next].time_ms < tq.from_ms ||
+					kept[next].time_ms >= tq.to_ms ||
+					!(strcmp(kept[next].product, name) == 0 ||
+					  (tq.is_class &&
+					   strncmp(kept[next].product, name, strlen(name)) == 0 &&
+					   kept[next].product[strlen(name)] == '/'))))
+					next++;
+				ck_assert_msg(
+					next < CANDLE_FILLS && same_trade(&page[i], &kept[next].tr),
+					"%s: trade %zu of the page is fill %lld, the model's %lld",
+					name, i, (long long)page[i].fill.fill_id,
+					next < CANDLE_FILLS ? (long long)kept[next].id : -1LL);
+				next++;
+				paged++;
+			}
+			if (n < per)
+				break;
+			tq.after_id = page[n - 1].fill.fill_id;
+		}
+		/* None left behind. */
+		for (; next < CANDLE_FILLS; next++)
+			ck_assert_msg(
+				kept[next].time_ms < tq.from_ms || kept[next].time_ms >= tq.to_ms ||
+					!(strcmp(kept[next].product, name) == 0 ||
+					  (tq.is_class &&
+					   strncmp(kept[next].product, name, strlen(name)) == 0 &&
+					   kept[next].product[strlen(name)] == '/')),
+				"%s: fill %lld missed", name, (long long)kept[next].id);
+	}
+	ck_assert_uint_gt(paged, 1000);
+	fprintf(stderr, "# trades: 60 ranges, %zu pages, %zu trades compared\n", pages, paged);
+	/* An after_id that is no fill pages by id alone; bad arguments are refused. */
+	struct ledger_trade_query all = {"H100", true, 0, t + 1, INT64_C(1) << 40};
+	size_t n = 99;
+	ck_assert_int_eq(ledger_trades_between(a, &all, 1000, page, 10, &n), LEDGER_OK);
+	ck_assert_uint_eq(n, 0);
+	struct ledger_trade_query bad_t[] = {
+		{"H100/x", true, 0, 1000, 0},  {"", false, 0, 1000, 0},
+		{"H100", true, 1000, 1000, 0}, {"H100", true, -1, 1000, 0},
+		{"H100", true, 0, 1000, -1},   {"H100", true, 0, LEDGER_TIME_MS_MAX + 1, 0},
+	};
+	for (size_t i = 0; i < sizeof(bad_t) / sizeof(bad_t[0]); i++)
+		ck_assert_msg(ledger_trades_between(a, &bad_t[i], 1000, page, 10, &n) ==
+				      LEDGER_ERR_ARGS,
+			      "bad trade query %zu", i);
+	ck_assert_int_eq(ledger_trades_between(a, &all, 1000, page, 0, &n), LEDGER_ERR_ARGS);
+
 	/* A lock on the table holds the query up past its timeout. */
 	PGconn *c = pgtest_connect(pgt.owner_url);
 	pgtest_sql_ok(c, "begin");
 	pgtest_sql_ok(c, "lock table ledger.fills in access exclusive mode");
 	struct ledger_candle_query q = {"H100", true, t0 / 3600000 * 3600000,
 					t0 / 3600000 * 3600000 + 48 * 3600000, 3600000};
-	size_t n = 99;
+	n = 99;
 	struct timespec t1, t2;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ck_assert_int_eq(ledger_candles(a, &q, 300, got, 1000, &n), LEDGER_ERR_UNAVAILABLE);
@@ -1155,7 +1227,7 @@ static Suite *ledger_db_suite(void)
 	tcase_add_test(tc, lost_commit_answer_is_resolved_by_looking);
 	tcase_add_test(tc, a_lock_timeout_is_unavailable_not_refused);
 	tcase_add_test(tc, recent_trades_come_back_as_written);
-	tcase_add_test(tc, candles_match_a_model);
+	tcase_add_test(tc, candles_and_trades_match_a_model);
 	tcase_add_test(tc, writer_registers_and_moves_money);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("settlement");
