@@ -2,10 +2,11 @@
 /*
  * Price history benchmark (docs/performance.md, "Price history"): how long
  * ledger_candles() takes, the query behind the HTTP API's /api/v1/history, for the
- * shapes a chart asks for, on a ledger that bench/run-history-queries filled with
+ * shapes a chart asks for, and ledger_trades_between(), behind /api/v1/history/trades,
+ * for pages of 1,000 trades, on a ledger that bench/run-history-queries filled with
  * fills spread over days, classes and delivery hours. Each query runs 5 times; the
- * median and the slowest are printed, with the fills its range holds (those the
- * query reads) and the class's or product's among them.
+ * median and the slowest are printed, with the fills its range holds, the class's or
+ * product's among them, and the rows answered (candles, or trades).
  *
  *   bench-history --database=URL --end-ms=T   (gridex_auditor; T: the last fill's time)
  */
@@ -85,7 +86,7 @@ int main(int argc, char **argv)
 		{"class, 1 d, last 20 days", {"H100-80G", true, now - 20 * DAY_MS, now, DAY_MS}},
 	};
 	static struct ledger_candle rows[ROWS_MAX];
-	printf("%-28s %10s %10s %8s %10s %10s\n", "query", "fills_read", "of_it", "candles",
+	printf("%-28s %10s %10s %8s %10s %10s\n", "query", "fills_range", "of_it", "rows",
 	       "median_ms", "max_ms");
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		int64_t ms[RUNS];
@@ -104,6 +105,46 @@ int main(int argc, char **argv)
 		printf("%-28s %10" PRId64 " %10" PRId64 " %8zu %10.1f %10.1f\n", cases[k].what,
 		       count(c, &cases[k].q, true), count(c, &cases[k].q, false), n,
 		       (double)ms[RUNS / 2] / 1000.0, (double)ms[RUNS - 1] / 1000.0);
+	}
+	/* Pages of trades: the first of a day, one from its middle (after the last fill
+	 * before noon), a product's first. */
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "select max(id) from ledger.fills where traded_at < timestamptz 'epoch' + "
+		 "%" PRId64 " * interval '1 ms'",
+		 now - DAY_MS / 2);
+	PGresult *r = PQexec(c, sql);
+	int64_t mid =
+		PQresultStatus(r) == PGRES_TUPLES_OK ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	const struct {
+		const char *what;
+		struct ledger_trade_query q;
+	} pages[] = {
+		{"class trades, day, 1st page", {"H100-80G", true, now - DAY_MS, now, 0}},
+		{"class trades, day, at noon", {"H100-80G", true, now - DAY_MS, now, mid}},
+		{"product trades, 1st page", {product, false, now - 3 * DAY_MS, now, 0}},
+	};
+	static struct ledger_trade trades[ROWS_MAX];
+	for (size_t k = 0; k < sizeof(pages) / sizeof(pages[0]); k++) {
+		int64_t ms[RUNS];
+		size_t n = 0;
+		for (int run = 0; run < RUNS; run++) {
+			int64_t t0 = bench_now_us();
+			rc = ledger_trades_between(l, &pages[k].q, 0, trades, ROWS_MAX, &n);
+			ms[run] = bench_now_us() - t0;
+			if (rc != LEDGER_OK) {
+				fprintf(stderr, "bench-history: %s: %s\n", pages[k].what,
+					ledger_error(l));
+				return 1;
+			}
+		}
+		qsort(ms, RUNS, sizeof(ms[0]), bench_cmp_i64);
+		struct ledger_candle_query cq = {pages[k].q.name, pages[k].q.is_class,
+						 pages[k].q.from_ms, pages[k].q.to_ms, 1};
+		printf("%-28s %10" PRId64 " %10" PRId64 " %8zu %10.1f %10.1f\n", pages[k].what,
+		       count(c, &cq, true), count(c, &cq, false), n, (double)ms[RUNS / 2] / 1000.0,
+		       (double)ms[RUNS - 1] / 1000.0);
 	}
 	PQfinish(c);
 	ledger_close(l);

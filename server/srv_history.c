@@ -39,8 +39,8 @@ struct job {
 	int state;	/* JOB_*; under the lock */
 	uint64_t order; /* when it was queued: the oldest runs first */
 	char name[LEDGER_PRODUCT_MAX + 1];
-	struct ledger_candle_query q; /* q.name is name */
-	int code;		      /* the answer, once DONE: HTTP status and JSON text */
+	struct srv_history_query q; /* q.name is name */
+	int code;		    /* the answer, once DONE: HTTP status and JSON text */
 	char *text;
 	struct waiter *w; /* the API thread's: the requests to answer */
 	uint32_t n_w, cap_w;
@@ -61,20 +61,22 @@ struct srv_history {
 	struct event *done;	      /* on the API's loop: answers the queries done */
 	int64_t logged_ms;	      /* the thread's last warning */
 	struct ledger_candle rows[SRV_MARKET_ROWS_MAX];
+	struct ledger_trade trades[SRV_MARKET_ROWS_MAX];
 	atomic_uint_fast64_t queries[OUTCOMES];
 	atomic_uint_fast64_t busy, address, joined;
 	atomic_uint_fast64_t waiting; /* requests waiting for an answer */
 };
 
-static bool same_query(const struct job *j, const struct ledger_candle_query *q)
+static bool same_query(const struct job *j, const struct srv_history_query *q)
 {
-	return j->q.is_class == q->is_class && j->q.from_ms == q->from_ms &&
-	       j->q.to_ms == q->to_ms && j->q.interval_ms == q->interval_ms &&
-	       strcmp(j->name, q->name) == 0;
+	return j->q.trades == q->trades && j->q.is_class == q->is_class &&
+	       j->q.from_ms == q->from_ms && j->q.to_ms == q->to_ms &&
+	       j->q.interval_ms == q->interval_ms && j->q.after_id == q->after_id &&
+	       j->q.limit == q->limit && strcmp(j->name, q->name) == 0;
 }
 
-/* The answer to a query: the candles as /candles gives them, with the range. */
-static char *candles_text(const struct ledger_candle_query *q, const struct ledger_candle *c,
+/* The answer to a query of candles: as /candles gives them, with the range. */
+static char *candles_text(const struct srv_history_query *q, const struct ledger_candle *c,
 			  size_t n)
 {
 	json_t *a = json_array();
@@ -94,6 +96,39 @@ static char *candles_text(const struct ledger_candle_query *q, const struct ledg
 			      q->name, "interval_ms", (json_int_t)q->interval_ms, "from_ms",
 			      (json_int_t)q->from_ms, "to_ms", (json_int_t)q->to_ms, "candles", a)
 		  : NULL;
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return text;
+}
+
+/* The answer to a query of trades: each as /trades gives them, but for the tape's
+ * sequence (the fill's id instead: what `after` names), and no parties; the page's last
+ * id as next_after when the page is full (null: no more). */
+static char *trades_text(const struct srv_history_query *q, const struct ledger_trade *t, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_pack("{s:I, s:s, s:I, s:I, s:s, s:I}", "id",
+						       (json_int_t)t[i].fill.fill_id, "product",
+						       t[i].product, "price",
+						       (json_int_t)t[i].fill.price, "quantity",
+						       (json_int_t)t[i].fill.qty, "aggressor",
+						       t[i].fill.buyer_is_taker ? "buy" : "sell",
+						       "time_ms", (json_int_t)t[i].time_ms)) != 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	json_t *next = n > 0 && n == q->limit ? json_integer((json_int_t)t[n - 1].fill.fill_id)
+					      : json_null();
+	json_t *j = a && next ? json_pack("{s:s, s:I, s:I, s:o, s:o}",
+					  q->is_class ? "accelerator" : "product", q->name,
+					  "from_ms", (json_int_t)q->from_ms, "to_ms",
+					  (json_int_t)q->to_ms, "trades", a, "next_after", next)
+			      : NULL;
+	if (j == NULL) {
+		json_decref(a);
+		json_decref(next);
+	}
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	return text;
@@ -138,7 +173,10 @@ static void *history_main(void *arg)
 			continue;
 		}
 		j->state = JOB_RUNNING;
-		struct ledger_candle_query q = j->q; /* name and range stay while it runs */
+		struct srv_history_query q = j->q; /* name and range stay while it runs */
+		struct ledger_candle_query cq = {q.name, q.is_class, q.from_ms, q.to_ms,
+						 q.interval_ms};
+		struct ledger_trade_query tq = {q.name, q.is_class, q.from_ms, q.to_ms, q.after_id};
 		pthread_mutex_unlock(&h->lock);
 
 		/* A session that was good may have been lost since (a restart of PostgreSQL):
@@ -151,7 +189,10 @@ static void *history_main(void *arg)
 			if (fresh && (rc = history_connect(h, &l)) != LEDGER_OK)
 				break;
 			int64_t t0 = srv_mono_ms();
-			rc = ledger_candles(l, &q, h->timeout_ms, h->rows, SRV_MARKET_ROWS_MAX, &n);
+			rc = q.trades ? ledger_trades_between(l, &tq, h->timeout_ms, h->trades,
+							      q.limit, &n)
+				      : ledger_candles(l, &cq, h->timeout_ms, h->rows,
+						       SRV_MARKET_ROWS_MAX, &n);
 			took = srv_mono_ms() - t0;
 			if (rc != LEDGER_ERR_UNAVAILABLE || fresh || took >= h->timeout_ms)
 				break;
@@ -161,7 +202,8 @@ static void *history_main(void *arg)
 		int outcome = OUT_OK, code = 200;
 		char *text = NULL;
 		if (rc == LEDGER_OK) {
-			text = candles_text(&q, h->rows, n);
+			text = q.trades ? trades_text(&q, h->trades, n)
+					: candles_text(&q, h->rows, n);
 		} else if (rc == LEDGER_ERR_UNAVAILABLE && l != NULL && took >= h->timeout_ms) {
 			outcome = OUT_TIMEOUT, code = 503;
 			text = error_text(
@@ -173,8 +215,8 @@ static void *history_main(void *arg)
 			text = error_text("the ledger cannot be read now; try again later");
 		} else {
 			outcome = OUT_REFUSED, code = 500;
-			text = error_text(
-				"the ledger's answer was not candles (see gridexd's log)");
+			text = error_text("the ledger's answer was not what was asked for (see "
+					  "gridexd's log)");
 		}
 		pthread_mutex_lock(&h->lock);
 		bool stopping = h->stop; /* a query the stop cancelled: not the ledger's doing */
@@ -245,7 +287,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 enum srv_history_asked srv_history_ask(struct srv_history *h, struct evhttp_request *req,
-				       const struct ledger_candle_query *q, const char *addr)
+				       const struct srv_history_query *q, const char *addr)
 {
 	struct job *same = NULL, *free_place = NULL;
 	uint32_t of_addr = 0;

@@ -10,13 +10,24 @@
 #ifndef GRIDEX_SRV_HISTORY_H
 #define GRIDEX_SRV_HISTORY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct evbuffer;
 struct event_base;
 struct evhttp_request;
-struct ledger_candle_query;
 struct srv_history;
+
+/* One query: candles (ledger_candles), or a page of trades (ledger_trades_between). */
+struct srv_history_query {
+	bool trades;
+	const char *name; /* a product, or a class with is_class */
+	bool is_class;
+	int64_t from_ms, to_ms;
+	int64_t interval_ms; /* candles: from_ms and to_ms its multiples */
+	int64_t after_id;    /* trades: after this fill (0: from the range's start) */
+	uint32_t limit;	     /* trades: 1 .. SRV_MARKET_ROWS_MAX */
+};
 
 struct srv_history_config {
 	const char *database_url; /* libpq URL: gridex_auditor's, or a replica's */
@@ -39,11 +50,11 @@ enum srv_history_asked {
 	SRV_HISTORY_NOMEM,
 };
 
-/* API thread: queues req's query q (checked already: ledger_candles would take it),
- * asked from addr (srv_addr_key's key), or joins the same query. Unless QUEUED, req is
- * still the caller's to answer. */
+/* API thread: queues req's query q (checked already: the ledger would take it), asked
+ * from addr (srv_addr_key's key), or joins the same query. Unless QUEUED, req is still
+ * the caller's to answer. */
 enum srv_history_asked srv_history_ask(struct srv_history *h, struct evhttp_request *req,
-				       const struct ledger_candle_query *q, const char *addr);
+				       const struct srv_history_query *q, const char *addr);
 
 /* Once the API's loop has stopped, before its evhttp is freed: cancels the query
  * running, answers every request waiting (503), stops the thread and frees h. NULL is

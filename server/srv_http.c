@@ -543,44 +543,57 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
 }
 
 /*
- * /history: the range checked (whole intervals, at most SRV_MARKET_ROWS_MAX of them),
+ * /history (candles: whole intervals, at most SRV_MARKET_ROWS_MAX of them) and
+ * /history/trades (a page of trades, after the trade `after`): the parameters checked,
  * then the query queued for the history's thread (srv_history.c). NULL once req is
  * answered or queued; else why it is refused (400, or 404 with the history off).
  */
-static const char *history_ask(struct srv *s, struct evhttp_request *req, const struct evkeyvalq *q)
+static const char *history_ask(struct srv *s, struct evhttp_request *req, const struct evkeyvalq *q,
+			       bool trades)
 {
 	if (s->history == NULL)
 		return "price history is off (http_history_database_url)";
 	const char *product = evhttp_find_header(q, "product");
 	const char *cls = evhttp_find_header(q, "accelerator");
-	int64_t iv, from, to;
+	int64_t iv = 1, from, to, after = 0, limit = 0;
 	if ((product == NULL) == (cls == NULL))
 		return "give product or accelerator, one of them";
 	if (cls && (strlen(cls) > MATCHING_CLASS_NAME_MAX || strchr(cls, '/') != NULL))
 		return "accelerator is 1-31 bytes of [A-Za-z0-9._:-]";
-	if (!number(q, "interval_ms", SRV_MARKET_INTERVAL_MS_MIN, SRV_MARKET_INTERVAL_MS_MAX,
-		    3600000, &iv))
+	if (!trades && !number(q, "interval_ms", SRV_MARKET_INTERVAL_MS_MIN,
+			       SRV_MARKET_INTERVAL_MS_MAX, 3600000, &iv))
 		return "interval_ms must be 1000 .. 86400000";
-	/* By default, the 100 intervals up to the one now (a partial one included). */
+	if (trades && (!number(q, "limit", 1, SRV_MARKET_ROWS_MAX, 100, &limit) ||
+		       !number(q, "after", 0, LEDGER_FILL_ID_MAX, 0, &after)))
+		return "limit must be 1 .. 1000, and after a trade's id";
+	/* By default, candles: the 100 intervals up to the one now (a partial one included);
+	 * trades: the last hour, to now. */
 	int64_t now = srv_now_ms();
-	if (!number(q, "to_ms", 1, LEDGER_TIME_MS_MAX, (now / iv + 1) * iv, &to) ||
-	    !number(q, "from_ms", 0, LEDGER_TIME_MS_MAX, to > 100 * iv ? to - 100 * iv : 0, &from))
+	int64_t span = trades ? 3600000 : 100 * iv;
+	if (!number(q, "to_ms", 1, LEDGER_TIME_MS_MAX, trades ? now + 1 : (now / iv + 1) * iv,
+		    &to) ||
+	    !number(q, "from_ms", 0, LEDGER_TIME_MS_MAX, to > span ? to - span : 0, &from))
 		return "from_ms and to_ms must be times in Unix milliseconds";
-	if (from % iv != 0 || to % iv != 0 || from >= to)
-		return "from_ms and to_ms must be multiples of interval_ms, from_ms first";
-	if ((to - from) / iv > SRV_MARKET_ROWS_MAX)
+	if (from >= to)
+		return "from_ms must come before to_ms";
+	if (from % iv != 0 || to % iv != 0)
+		return "from_ms and to_ms must be multiples of interval_ms";
+	if (!trades && (to - from) / iv > SRV_MARKET_ROWS_MAX)
 		return "at most 1000 intervals from from_ms to to_ms";
 	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
 	if (!peer_key(req, ip, key)) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL); /* gone: nothing is sent */
 		return NULL;
 	}
-	struct ledger_candle_query lq = {.name = cls ? cls : product,
-					 .is_class = cls != NULL,
-					 .from_ms = from,
-					 .to_ms = to,
-					 .interval_ms = iv};
-	switch (srv_history_ask(s->history, req, &lq, key)) {
+	struct srv_history_query hq = {.trades = trades,
+				       .name = cls ? cls : product,
+				       .is_class = cls != NULL,
+				       .from_ms = from,
+				       .to_ms = to,
+				       .interval_ms = trades ? 0 : iv,
+				       .after_id = after,
+				       .limit = (uint32_t)limit};
+	switch (srv_history_ask(s->history, req, &hq, key)) {
 	case SRV_HISTORY_QUEUED:
 		break;
 	case SRV_HISTORY_BUSY:
@@ -697,10 +710,14 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		else if (why == NULL)
 			body = srv_market_candles(s->market, product, cls, interval,
 						  (uint32_t)limit, &why, &not_found);
-	} else if (strcmp(what, "history") == 0) {
+	} else if (strcmp(what, "history") == 0 || strcmp(what, "history/trades") == 0) {
+		bool trades = what[7] == '/';
 		static const char *const ok[] = {"product", "accelerator", "interval_ms",
 						 "from_ms", "to_ms",	   NULL};
-		if ((why = params_ok(&q, ok)) == NULL && (why = history_ask(s, req, &q)) == NULL) {
+		static const char *const ok_trades[] = {
+			"product", "accelerator", "from_ms", "to_ms", "after", "limit", NULL};
+		if ((why = params_ok(&q, trades ? ok_trades : ok)) == NULL &&
+		    (why = history_ask(s, req, &q, trades)) == NULL) {
 			evhttp_clear_headers(&q);
 			return; /* answered, now or once the ledger has */
 		}

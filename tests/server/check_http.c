@@ -1234,6 +1234,54 @@ static json_t *kept_candles_of(const char *what, int64_t iv)
 	return candles_of(get_ok(path));
 }
 
+/* /history/trades of what over [from, from + a day), page by page (limit trades each):
+ * every trade, oldest first, without its id (checked to rise). */
+static json_t *ledger_trades_of(const char *what, int64_t from, int limit)
+{
+	json_t *all = json_array();
+	int64_t after = 0, last_id = 0;
+	for (int pages = 0;; pages++) {
+		ck_assert_int_lt(pages, 100);
+		char path[300];
+		snprintf(path, sizeof(path),
+			 "/api/v1/history/trades?%s&from_ms=%lld&to_ms=%lld&limit=%d&after=%lld",
+			 what, (long long)from, (long long)(from + 86400000), limit,
+			 (long long)after);
+		json_t *j = get_ok(path), *t = json_object_get(j, "trades");
+		for (size_t i = 0; i < json_array_size(t); i++) {
+			json_t *x = json_deep_copy(json_array_get(t, i));
+			int64_t id = num(x, "id");
+			ck_assert_int_gt(id, last_id);
+			last_id = id;
+			json_object_del(x, "id");
+			json_array_append_new(all, x);
+		}
+		json_t *next = json_object_get(j, "next_after");
+		bool more = !json_is_null(next);
+		ck_assert_uint_eq(json_array_size(t) == (size_t)limit, more);
+		if (more)
+			after = (int64_t)json_integer_value(next);
+		json_decref(j);
+		if (!more)
+			return all;
+	}
+}
+
+/* The API's trades kept of what, oldest first, without their tape sequence. */
+static json_t *kept_trades_of(const char *what)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/api/v1/trades?%s&limit=1000", what);
+	json_t *j = get_ok(path), *t = json_object_get(j, "trades"), *all = json_array();
+	for (size_t i = json_array_size(t); i-- > 0;) {
+		json_t *x = json_deep_copy(json_array_get(t, i));
+		json_object_del(x, "sequence");
+		json_array_append_new(all, x);
+	}
+	json_decref(j);
+	return all;
+}
+
 /*
  * /history reads the candles of any range from ledger.fills: equal to the API's own
  * candles of its trades kept, for a class and each product, by the minute and by the
@@ -1278,6 +1326,19 @@ START_TEST(price_history_reads_the_ledger)
 		ck_assert_uint_gt(json_array_size(before[k]), 0);
 		json_decref(kept);
 	}
+	/* /history/trades: the same trades as the trades kept, in pages of 2 and of 100. */
+	json_t *trades_before[3];
+	for (int k = 0; k < 3; k++) {
+		trades_before[k] = ledger_trades_of(whats[k], from, 2);
+		json_t *kept_t = kept_trades_of(whats[k]),
+		       *big = ledger_trades_of(whats[k], from, 100);
+		ck_assert_msg(json_equal(trades_before[k], kept_t) && json_equal(big, kept_t),
+			      "%s: ledger %s, kept %s", whats[k], json_dumps(trades_before[k], 0),
+			      json_dumps(kept_t, 0));
+		ck_assert_uint_eq(json_array_size(kept_t), k == 0 ? 5 : k == 1 ? 3 : 2);
+		json_decref(kept_t);
+		json_decref(big);
+	}
 	/* Whole intervals, at most 1,000 of them, a product or a class. */
 	char path[300];
 	const char *const bad[] = {
@@ -1296,8 +1357,23 @@ START_TEST(price_history_reads_the_ledger)
 	}
 	snprintf(path, sizeof(path), "/api/v1/history?%s&accelerator=H100-80G", w1);
 	refused(path, 400);
+	const char *const bad_trades[] = {
+		"accelerator=H100-80G&limit=0",		  "accelerator=H100-80G&limit=1001",
+		"accelerator=H100-80G&after=-1",	  "accelerator=H100-80G&from_ms=5&to_ms=5",
+		"accelerator=H100-80G&interval_ms=60000", "limit=5",
+	};
+	for (size_t i = 0; i < sizeof(bad_trades) / sizeof(bad_trades[0]); i++) {
+		snprintf(path, sizeof(path), "/api/v1/history/trades?%s", bad_trades[i]);
+		refused(path, 400);
+	}
+	/* The default range: the last hour, to now. */
+	json_t *def = get_ok("/api/v1/history/trades?accelerator=H100-80G");
+	ck_assert_int_eq(num(def, "to_ms") - num(def, "from_ms"), 3600000);
+	ck_assert_uint_eq(json_array_size(json_object_get(def, "trades")), 5);
+	ck_assert(json_is_null(json_object_get(def, "next_after")));
+	json_decref(def);
 	/* The default range: the last 100 hours, up to the one now. */
-	json_t *def = get_ok("/api/v1/history?accelerator=H100-80G");
+	def = get_ok("/api/v1/history?accelerator=H100-80G");
 	ck_assert_int_eq(num(def, "interval_ms"), 3600000);
 	ck_assert_int_eq(num(def, "to_ms") - num(def, "from_ms"), 100 * 3600000);
 	ck_assert_uint_eq(json_array_size(json_object_get(def, "candles")), 1);
@@ -1317,6 +1393,13 @@ START_TEST(price_history_reads_the_ledger)
 			      whats[k / 2], (long long)ivs[k % 2], json_dumps(after, 0));
 		json_decref(after);
 		json_decref(before[k]);
+	}
+	for (int k = 0; k < 3; k++) {
+		json_t *after = ledger_trades_of(whats[k], from, 3);
+		ck_assert_msg(json_equal(trades_before[k], after), "%s after the restart: %s",
+			      whats[k], json_dumps(after, 0));
+		json_decref(after);
+		json_decref(trades_before[k]);
 	}
 
 	/* The ledger holds the queries up: another session locks ledger.fills. */
