@@ -120,12 +120,12 @@ static char *trades_text(const struct srv_history_query *q, const struct ledger_
 		}
 	json_t *next = n > 0 && n == q->limit ? json_integer((json_int_t)t[n - 1].fill.fill_id)
 					      : json_null();
-	json_t *j = a && next ? json_pack("{s:s, s:I, s:I, s:o, s:o}",
-					  q->is_class ? "accelerator" : "product", q->name,
-					  "from_ms", (json_int_t)q->from_ms, "to_ms",
-					  (json_int_t)q->to_ms, "trades", a, "next_after", next)
-			      : NULL;
-	if (j == NULL) {
+	json_t *j = NULL;
+	if (a && next) /* "o" takes both, also when the packing fails */
+		j = json_pack("{s:s, s:I, s:I, s:o, s:o}", q->is_class ? "accelerator" : "product",
+			      q->name, "from_ms", (json_int_t)q->from_ms, "to_ms",
+			      (json_int_t)q->to_ms, "trades", a, "next_after", next);
+	else {
 		json_decref(a);
 		json_decref(next);
 	}
