@@ -567,6 +567,15 @@ static bool class_valid(const char *name)
 	       ledger_product_valid(name);
 }
 
+/* The fills of a history query: the product $1 (the class $1, with $5 true: the product
+ * named as the class, and those of class/; no LIKE, whose '_' is a product's character
+ * too) traded in [$2, $3) (ms since 1970: the BRIN index on traded_at, migration 0005,
+ * narrows a range to its pages). */
+#define HISTORY_WHERE                                                                              \
+	"traded_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond' and "            \
+	"traded_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond' and "             \
+	"(product = $1 or ($5::boolean and starts_with(product, $1 || '/')))"
+
 /* Whether name is a product's (a class's, with is_class), as a history query names it. */
 static bool history_name_valid(const char *name, bool is_class)
 {
@@ -620,12 +629,10 @@ int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_
 	snprintf(to, sizeof(to), "%lld", (long long)q->to_ms);
 	snprintf(step, sizeof(step), "%lld", (long long)iv);
 	const char *params[5] = {q->name, from, to, step, q->is_class ? "t" : "f"};
-	/* The fills of the range (the BRIN index on traded_at, migration 0005, narrows it to
-	 * their pages), grouped by interval (date_bin: timestamp arithmetic, cheaper than
+	/* The query's fills, grouped by interval (date_bin: timestamp arithmetic, cheaper than
 	 * grouping by milliseconds computed in numeric). Open and close are the prices of the
 	 * first and last fill by id (the engine's order); the vwap is exact (numeric), rounded
-	 * down. A class is its products: the one named as the class, and those of class/ (no LIKE:
-	 * '_' is a product's character and LIKE's wildcard). */
+	 * down. */
 	res = PQexecParams(
 		l->conn,
 		"select (extract(epoch from b) * 1000)::bigint, o, hi, lo, c, v, w from ("
@@ -633,10 +640,7 @@ int ledger_candles(struct ledger *l, const struct ledger_candle_query *q, int64_
 		"timestamptz 'epoch') as b, (min(array[id, price]))[2] as o, max(price) as hi, "
 		"min(price) as lo, (max(array[id, price]))[2] as c, sum(quantity) as v, "
 		"div(sum(price::numeric * quantity), sum(quantity)) as w from ledger.fills "
-		"where traded_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond' "
-		"and traded_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond' "
-		"and (product = $1 or ($5::boolean and starts_with(product, $1 || '/'))) "
-		"group by 1) k order by 1",
+		"where " HISTORY_WHERE " group by 1) k order by 1",
 		5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return result_error(l, res, "reading candles from ledger.fills");
@@ -719,11 +723,8 @@ int ledger_trades_between(struct ledger *l, const struct ledger_trade_query *q, 
 		"$4::bigint), '-infinity'::timestamptz) as t) "
 		"select id, product, aggressor, price, quantity, buyer, seller, taker_order_id, "
 		"maker_order_id, extract(epoch from traded_at) * 1000 from ledger.fills "
-		"where traded_at >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond' "
-		"and traded_at < timestamptz 'epoch' + $3::bigint * interval '1 millisecond' "
-		"and traded_at >= (select t from c) and (traded_at, id) > ((select t from c), "
-		"$4::bigint) and id > $4::bigint "
-		"and (product = $1 or ($5::boolean and starts_with(product, $1 || '/'))) "
+		"where " HISTORY_WHERE " and traded_at >= (select t from c) and (traded_at, id) > "
+		"((select t from c), $4::bigint) and id > $4::bigint "
 		"order by traded_at, id limit $6::bigint",
 		6, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
