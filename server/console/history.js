@@ -19,7 +19,7 @@ async function candlesOf(interval) {
 	let why = "";
 	if (!ledgerOff) {
 		const r = await fetch("/api/v1/history?" + q, {cache: "no-store"});
-		const body = await r.json();
+		const body = await r.json().catch(() => ({})); // a 500 without a body, say
 		if (r.ok) return {candles: body.candles, source: "ledger", note: "Every trade settled into the ledger, the last 100 intervals."};
 		if (r.status === 404) ledgerOff = true;
 		else why = " (the ledger's history did not answer: " + (body.error || r.statusText) + ")";
