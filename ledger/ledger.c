@@ -483,6 +483,11 @@ static bool whole_int(const PGresult *res, int row, int col, bool ms, int64_t *o
 	return true;
 }
 
+/* A fill's columns as ledger_fill_of_row() reads them. */
+#define TRADE_COLUMNS                                                                              \
+	"id, product, aggressor, price, quantity, buyer, seller, taker_order_id, "                 \
+	"maker_order_id, extract(epoch from traded_at) * 1000"
+
 bool ledger_fill_of_row(const PGresult *res, int row, int at, struct ledger_trade *t)
 {
 	static const int cols[8] = {0, 3, 4, 5, 6, 7, 8, 9}; /* the numbers, ms last */
@@ -526,10 +531,7 @@ int ledger_recent_trades(struct ledger *l, size_t max, ledger_trade_fn *fn, void
 	const char *params[1] = {maxtxt};
 	/* The columns ledger_fill_of_row() reads, as the audit reads them. */
 	if (!PQsendQueryParams(
-		    l->conn,
-		    "select id, product, aggressor, price, quantity, buyer, seller, "
-		    "taker_order_id, maker_order_id, extract(epoch from traded_at) * 1000 "
-		    "from ledger.fills order by id desc limit $1",
+		    l->conn, "select " TRADE_COLUMNS " from ledger.fills order by id desc limit $1",
 		    1, NULL, params, NULL, NULL, 0) ||
 	    !PQsetSingleRowMode(l->conn)) {
 		set_err(l, "reading ledger.fills: %s", PQerrorMessage(l->conn));
@@ -687,7 +689,7 @@ static bool trade_of_query(const struct ledger_trade *t, const struct ledger_tra
 		(q->is_class && strncmp(t->product, q->name, len) == 0 && t->product[len] == '/');
 	bool later = prev ? t->time_ms > prev->time_ms || (t->time_ms == prev->time_ms &&
 							   t->fill.fill_id > prev->fill.fill_id)
-			  : t->fill.fill_id != q->after_id;
+			  : t->fill.fill_id > q->after_id;
 	return named && later && t->time_ms >= q->from_ms && t->time_ms < q->to_ms &&
 	       trade_valid(t);
 }
@@ -711,21 +713,33 @@ int ledger_trades_between(struct ledger *l, const struct ledger_trade_query *q, 
 	snprintf(after, sizeof(after), "%lld", (long long)q->after_id);
 	snprintf(limit, sizeof(limit), "%zu", max);
 	const char *params[6] = {q->name, from, to, after, q->is_class ? "t" : "f", limit};
-	/* In the order (time, id), after the trade named after_id: its time looked up by the
-	 * primary key, so that the BRIN index on traded_at (migration 0005) starts the scan
-	 * there, not at the range's start (an order by id alone would let the planner walk
-	 * the primary key from after_id, through every fill before the range). Journaled
-	 * times never go back, so (time, id) is also the order of ids; an after_id that is
-	 * no fill pages by id alone. The columns are the ones ledger_fill_of_row() reads. */
+	/* Where the page starts. From a cursor inside the range: the primary key from there,
+	 * in id order, until the page is full (a page costs its own fills and the others'
+	 * between them). Else (the first page, or a cursor outside the range or naming no
+	 * fill): the range's fills by the BRIN index on traded_at (migration 0005), the first
+	 * in the order (time, id) kept (a page costs the range; ordering by id there would let
+	 * the planner walk the primary key through every fill before the range). Journaled
+	 * times never go back, so both orders are the fills' own. The columns are the ones
+	 * ledger_fill_of_row() reads. */
+	bool from_cursor = false;
+	if (q->after_id > 0) {
+		PGresult *r = NULL;
+		int64_t ms;
+		if ((rc = query_id(l,
+				   "select (extract(epoch from traded_at) * 1000)::bigint from "
+				   "ledger.fills where id = $1",
+				   q->after_id, &r)))
+			return rc;
+		from_cursor = PQntuples(r) == 1 && whole_int(r, 0, 0, false, &ms) &&
+			      ms >= q->from_ms && ms < q->to_ms;
+		PQclear(r);
+	}
 	PGresult *res = PQexecParams(
 		l->conn,
-		"with c as (select coalesce((select traded_at from ledger.fills where id = "
-		"$4::bigint), '-infinity'::timestamptz) as t) "
-		"select id, product, aggressor, price, quantity, buyer, seller, taker_order_id, "
-		"maker_order_id, extract(epoch from traded_at) * 1000 from ledger.fills "
-		"where " HISTORY_WHERE " and traded_at >= (select t from c) and (traded_at, id) > "
-		"((select t from c), $4::bigint) and id > $4::bigint "
-		"order by traded_at, id limit $6::bigint",
+		from_cursor ? "select " TRADE_COLUMNS " from ledger.fills where " HISTORY_WHERE
+			      " and id > $4::bigint order by id limit $6::bigint"
+			    : "select " TRADE_COLUMNS " from ledger.fills where " HISTORY_WHERE
+			      " and id > $4::bigint order by traded_at, id limit $6::bigint",
 		6, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return result_error(l, res, "reading trades from ledger.fills");

@@ -356,12 +356,13 @@ struct ledger_trade_query {
 
 /*
  * A page of the fills of ledger.fills for q, in the order (time, fill id), at most max,
- * into out: after the fill after_id in that order (an after_id that names no fill: after
- * that id). Journaled times never go back, so the order is the fills' own. Each row is
- * checked as ledger_recent_trades() checks them, and to be of q (its product or class,
- * its range, after the one before); one that is not ends the call with REFUSED, naming
- * its id. Runs as ledger_candles() does (statement_timeout timeout_ms, one query; the
- * BRIN index on traded_at starts it at after_id's time). Errors: ARGS (an invalid
+ * into out: those of an id above after_id. Journaled times never go back, so the order
+ * is the fills' own (by id). Each row is checked as ledger_recent_trades() checks them,
+ * and to be of q (its product or class, its range, after the one before); one that is
+ * not ends the call with REFUSED, naming its id. Runs as ledger_candles() does
+ * (statement_timeout timeout_ms): with after_id a fill of the range, the primary key
+ * from it, so a page costs its own fills and the others' between them; else the range
+ * by the BRIN index on traded_at (a page costs the range). Errors: ARGS (an invalid
  * name or range, max 0), UNAVAILABLE, REFUSED.
  */
 LEDGER_MUST_USE int ledger_trades_between(struct ledger *l, const struct ledger_trade_query *q,

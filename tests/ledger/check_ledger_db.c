@@ -860,6 +860,17 @@ START_TEST(candles_and_trades_match_a_model)
 	}
 	ck_assert_uint_gt(paged, 1000);
 	fprintf(stderr, "# trades: 60 ranges, %zu pages, %zu trades compared\n", pages, paged);
+	/* A cursor outside the range reads from the range's start: the same page as none. */
+	struct ledger_trade_query in = {"H100", true, kept[1000].time_ms, kept[2000].time_ms, 0};
+	static struct ledger_trade first[10];
+	size_t n_first = 0, n_out = 0;
+	ck_assert_int_eq(ledger_trades_between(a, &in, 1000, first, 10, &n_first), LEDGER_OK);
+	in.after_id = kept[10].id;
+	ck_assert_int_eq(ledger_trades_between(a, &in, 1000, page, 10, &n_out), LEDGER_OK);
+	ck_assert_uint_eq(n_first, 10);
+	ck_assert_uint_eq(n_out, 10);
+	for (size_t i = 0; i < 10; i++)
+		ck_assert(same_trade(&first[i], &page[i]));
 	/* An after_id that is no fill pages by id alone; bad arguments are refused. */
 	struct ledger_trade_query all = {"H100", true, 0, t + 1, INT64_C(1) << 40};
 	size_t n = 99;
