@@ -1157,7 +1157,7 @@ END_TEST
 static char history_url[1100];
 static const char *history_args[] = {"--http-listen=127.0.0.1:0",
 				     history_url,
-				     "--http-history-timeout-ms=1000",
+				     "--http-history-timeout-ms=2000",
 				     "--http-history-queue-max=2",
 				     "--http-history-per-ip-max=3",
 				     NULL,
@@ -1428,7 +1428,8 @@ START_TEST(price_history_reads_the_ledger)
 	json_decref(get_ok("/api/v1/products"));
 	close(b); /* gone before its answer */
 	fill(product, 6, 2650000, 1);
-	/* http_history_timeout_ms (1 s): both requests of the query get its 503. */
+	/* http_history_timeout_ms (2 s, time for the steps above under valgrind): both requests of
+	 * the query get its 503. */
 	const char *ans = read_answer(a, 5000);
 	ck_assert_msg(is_status(ans, 503) && strstr(ans, "http_history_timeout_ms") != NULL &&
 			      strstr(ans, "Retry-After: 1") != NULL,
