@@ -653,6 +653,17 @@ struct kept_fill {
 	struct ledger_trade tr; /* as written */
 };
 
+/* Whether fill f is of the product name (the class name, with is_class) and traded in
+ * [from, to). */
+static bool in_query(const struct kept_fill *f, const char *name, bool is_class, int64_t from,
+		     int64_t to)
+{
+	size_t len = strlen(name);
+	bool named = strcmp(f->product, name) == 0 ||
+		     (is_class && strncmp(f->product, name, len) == 0 && f->product[len] == '/');
+	return named && f->time_ms >= from && f->time_ms < to;
+}
+
 /* The candles of q from the fills written, as the API's candles make them. */
 static size_t model_candles(const struct kept_fill *f, size_t n,
 			    const struct ledger_candle_query *q, struct ledger_candle *out,
@@ -660,11 +671,7 @@ static size_t model_candles(const struct kept_fill *f, size_t n,
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) { /* in id order */
-		size_t len = strlen(q->name);
-		bool in = strcmp(f[i].product, q->name) == 0 ||
-			  (q->is_class && strncmp(f[i].product, q->name, len) == 0 &&
-			   f[i].product[len] == '/');
-		if (!in || f[i].time_ms < q->from_ms || f[i].time_ms >= q->to_ms)
+		if (!in_query(&f[i], q->name, q->is_class, q->from_ms, q->to_ms))
 			continue;
 		int64_t start = f[i].time_ms - f[i].time_ms % q->interval_ms;
 		size_t j = 0;
@@ -829,12 +836,8 @@ START_TEST(candles_and_trades_match_a_model)
 			pages++;
 			for (size_t i = 0; i < n; i++) {
 				while (next < CANDLE_FILLS &&
-				       (kept[next].time_ms < tq.from_ms ||
-					kept[next].time_ms >= tq.to_ms ||
-					!(strcmp(kept[next].product, name) == 0 ||
-					  (tq.is_class &&
-					   strncmp(kept[next].product, name, strlen(name)) == 0 &&
-					   kept[next].product[strlen(name)] == '/'))))
+				       !in_query(&kept[next], name, tq.is_class, tq.from_ms,
+						 tq.to_ms))
 					next++;
 				ck_assert_msg(
 					next < CANDLE_FILLS && same_trade(&page[i], &kept[next].tr),
@@ -851,11 +854,7 @@ START_TEST(candles_and_trades_match_a_model)
 		/* None left behind. */
 		for (; next < CANDLE_FILLS; next++)
 			ck_assert_msg(
-				kept[next].time_ms < tq.from_ms || kept[next].time_ms >= tq.to_ms ||
-					!(strcmp(kept[next].product, name) == 0 ||
-					  (tq.is_class &&
-					   strncmp(kept[next].product, name, strlen(name)) == 0 &&
-					   kept[next].product[strlen(name)] == '/')),
+				!in_query(&kept[next], name, tq.is_class, tq.from_ms, tq.to_ms),
 				"%s: fill %lld missed", name, (long long)kept[next].id);
 	}
 	ck_assert_uint_gt(paged, 1000);

@@ -764,6 +764,16 @@ static int64_t ledger_fills(void)
 	return n;
 }
 
+/* Waits (5 s) until settlement has put n fills in ledger.fills, and no more. */
+static void wait_ledger_fills(int64_t n)
+{
+	for (int i = 0; i < 500 && ledger_fills() < n; i++) {
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(ledger_fills(), n);
+}
+
 /* Closes the clients and stops gridexd: SIGTERM (which must exit 0), or SIGKILL. */
 static void stop_server(bool clean)
 {
@@ -806,11 +816,7 @@ START_TEST(trades_kept_survive_restarts)
 	fill(product, 4, 2700000, 1);
 	wait_trades(4);
 	json_t *before = history(product, p2);
-	for (int i = 0; i < 500 && ledger_fills() < 4; i++) {
-		struct timespec ts = {.tv_nsec = 10000000};
-		nanosleep(&ts, NULL);
-	}
-	ck_assert_int_eq(ledger_fills(), 4);
+	wait_ledger_fills(4);
 	stop_server(true);
 	tserver_start(&srv, args);
 	tclient_reconnect(&srv, &op, &buyer, &seller);
@@ -840,11 +846,7 @@ START_TEST(trades_kept_survive_restarts)
 	json_decref(after);
 	/* Without the journal: the same trades, candles and prices of the class, but no
 	 * book, so no product answers and no sequences. */
-	for (int i = 0; i < 500 && ledger_fills() < 6; i++) {
-		struct timespec ts = {.tv_nsec = 10000000};
-		nanosleep(&ts, NULL);
-	}
-	ck_assert_int_eq(ledger_fills(), 6);
+	wait_ledger_fills(6);
 	stop_server(true);
 	tserver_forget_journal(&srv);
 	tserver_start(&srv, args);
@@ -1309,9 +1311,7 @@ START_TEST(price_history_reads_the_ledger)
 	fill(product, 4, 2700000, 1);
 	fill(p2, 5, 2450000, 4);
 	wait_trades(5);
-	for (int i = 0; i < 500 && ledger_fills() < 5; i++)
-		nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
-	ck_assert_int_eq(ledger_fills(), 5);
+	wait_ledger_fills(5);
 	snprintf(w1, sizeof(w1), "product=%s", product);
 	snprintf(w2, sizeof(w2), "product=%s", p2);
 	const char *const whats[] = {"accelerator=H100-80G", w1, w2};
