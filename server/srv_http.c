@@ -506,38 +506,42 @@ struct srv_http_limit {
 	int64_t logged_ms;	      /* the last warning; one per 10 s */
 };
 
-/* req's peer as the per-address limits count it (srv_addr_key); false when gone. */
-static bool peer_key(struct evhttp_request *req, char ip[SRV_MAP_KEY_BYTES],
-		     char key[SRV_MAP_KEY_BYTES])
+/* A request's peer: its address (for the log) and what the per-address limits count it
+ * as (srv_addr_key); known false once its connection is gone. */
+struct peer {
+	bool known;
+	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
+};
+
+static struct peer peer_of(struct evhttp_request *req)
 {
+	struct peer p = {0};
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
-	if (sa == NULL)
-		return false;
-	srv_addr_key(sa, ip, key, SRV_MAP_KEY_BYTES);
-	return true;
+	if (sa != NULL) {
+		srv_addr_key(sa, p.ip, p.key, SRV_MAP_KEY_BYTES);
+		p.known = true;
+	}
+	return p;
 }
 
-/* Whether req's address may have an answer now (and charges it one). */
-static bool limit_allows(struct srv *s, struct evhttp_request *req)
+/* Whether the peer may have an answer now (and charges it one). */
+static bool limit_allows(struct srv *s, const struct peer *p)
 {
 	struct srv_http_limit *L = s->api_limit;
-	if (L == NULL)
+	if (L == NULL || !p->known) /* gone already: nothing is sent */
 		return true;
-	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
-	if (!peer_key(req, ip, key))
-		return true; /* gone already: nothing is sent */
 	int64_t now = srv_mono_ms();
-	struct srv_bucket *b = srv_buckets_get(&L->t, key, false, now);
+	struct srv_bucket *b = srv_buckets_get(&L->t, p->key, false, now);
 	if (b == NULL && (L->t.n < L->t.max || srv_buckets_forget_full(&L->t, now) < L->t.max))
-		b = srv_buckets_get(&L->t, key, true, now);
+		b = srv_buckets_get(&L->t, p->key, true, now);
 	if (b != NULL && b->milli >= 1000) {
 		b->milli -= 1000;
 		return true;
 	}
 	atomic_fetch_add(&L->refused, 1);
 	if (srv_log_due(&L->logged_ms, now))
-		srv_log(SRV_LOG_WARN, "HTTP request refused", "ip=%s reason=%s", ip,
+		srv_log(SRV_LOG_WARN, "HTTP request refused", "ip=%s reason=%s", p->ip,
 			b ? "http_requests_per_ip_per_second" : "too_many_addresses");
 	return false;
 }
@@ -548,8 +552,8 @@ static bool limit_allows(struct srv *s, struct evhttp_request *req)
  * then the query queued for the history's thread (srv_history.c). NULL once req is
  * answered or queued; else why it is refused (400, or 404 with the history off).
  */
-static const char *history_ask(struct srv *s, struct evhttp_request *req, const struct evkeyvalq *q,
-			       bool trades)
+static const char *history_ask(struct srv *s, struct evhttp_request *req, const struct peer *peer,
+			       const struct evkeyvalq *q, bool trades)
 {
 	if (s->history == NULL)
 		return "price history is off (http_history_database_url)";
@@ -580,8 +584,7 @@ static const char *history_ask(struct srv *s, struct evhttp_request *req, const 
 		return "from_ms and to_ms must be multiples of interval_ms";
 	if (!trades && (to - from) / iv > SRV_MARKET_ROWS_MAX)
 		return "at most 1000 intervals from from_ms to to_ms";
-	char ip[SRV_MAP_KEY_BYTES], key[SRV_MAP_KEY_BYTES];
-	if (!peer_key(req, ip, key)) {
+	if (!peer->known) {
 		evhttp_send_error(req, HTTP_INTERNAL, NULL); /* gone: nothing is sent */
 		return NULL;
 	}
@@ -593,7 +596,7 @@ static const char *history_ask(struct srv *s, struct evhttp_request *req, const 
 				       .interval_ms = trades ? 0 : iv,
 				       .after_id = after,
 				       .limit = (uint32_t)limit};
-	switch (srv_history_ask(s->history, req, &hq, key)) {
+	switch (srv_history_ask(s->history, req, &hq, peer->key)) {
 	case SRV_HISTORY_QUEUED:
 		break;
 	case SRV_HISTORY_BUSY:
@@ -617,7 +620,8 @@ static void api_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv *s = arg;
 	feed_apply(s, INT_MAX); /* all the I/O thread has passed on by now */
-	if (!limit_allows(s, req)) {
+	struct peer peer = peer_of(req);
+	if (!limit_allows(s, &peer)) {
 		reply_retry(
 			req, 429,
 			"too many requests from this address (http_requests_per_ip_per_second)");
@@ -717,7 +721,7 @@ static void api_cb(struct evhttp_request *req, void *arg)
 		static const char *const ok_trades[] = {
 			"product", "accelerator", "from_ms", "to_ms", "after", "limit", NULL};
 		if ((why = params_ok(&q, trades ? ok_trades : ok)) == NULL &&
-		    (why = history_ask(s, req, &q, trades)) == NULL) {
+		    (why = history_ask(s, req, &peer, &q, trades)) == NULL) {
 			evhttp_clear_headers(&q);
 			return; /* answered, now or once the ledger has */
 		}
